@@ -1,0 +1,31 @@
+"""Port: push a local image to an OCI registry and report its digest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+LogSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    repository: str  # e.g. 127.0.0.1:5000/mlops/demo or 123.dkr.ecr.us-east-1.amazonaws.com/mlops/demo
+    tag: str
+    digest: str  # sha256:...
+
+    @property
+    def uri(self) -> str:
+        """Immutable reference used in manifests: repository@digest."""
+        return f"{self.repository}@{self.digest}"
+
+
+class ImageRegistry(Protocol):
+    def push(self, local_reference: str, repository_name: str, tag: str, on_log: LogSink) -> PushedImage:
+        """Tag ``local_reference`` into the registry as ``repository_name:tag`` and push it.
+
+        Pushing the same content again is a success that returns the same digest.
+        """
+
+    def ping(self) -> None:
+        """Raise RegistryUnavailable / RegistryAuthFailed when the registry cannot be used."""

@@ -1,0 +1,186 @@
+"""Settings for the control service.
+
+Every value comes from the environment (prefix ``MLOPS_``, nested models with ``__``, for example
+``MLOPS_MLFLOW__TRACKING_URI``) or from the defaults below. With no configuration at all the
+service runs on one machine: MLflow on SQLite, a bare git repo as the GitOps remote, a local OCI
+registry on 127.0.0.1:5000 and the ``local`` target, all stored under ``MLOPS_DATA_DIR``.
+
+Settings objects are created by the caller and passed down (no module-level singleton), so tests
+can run several services with different settings in one process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MlflowSettings(BaseModel):
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI. Default: SQLite at DATA_DIR/mlflow/mlflow.db with local artifacts.",
+    )
+    registry_uri: str | None = Field(
+        default=None, description="MLflow model registry URI. Default: the tracking URI."
+    )
+    artifact_root: str | None = Field(
+        default=None,
+        description="Artifact root for experiments the service creates on the embedded store. Default: DATA_DIR/mlflow/artifacts.",
+    )
+
+
+class JournalSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the deployment journal. Default: SQLite at DATA_DIR/journal.db. Use postgresql+psycopg://... for several replicas.",
+    )
+
+
+class TrainingSettings(BaseModel):
+    timeout_seconds: float = Field(default=1800, gt=0, description="Wall-clock limit of one training run.")
+    install_timeout_seconds: float = Field(
+        default=900, gt=0, description="Limit for installing a script's requirements into its virtual environment."
+    )
+    python: str = Field(default="3.11", description="Python version (or interpreter path) for training environments.")
+    venv_cache_dir: Path | None = Field(
+        default=None, description="Where requirement-hash keyed virtual environments are kept. Default: DATA_DIR/venvs."
+    )
+    log_tail_lines: int = Field(default=40, ge=1, description="How many log lines the journal keeps for a step.")
+
+
+class BuildSettings(BaseModel):
+    base_image: str = Field(default="python:3.11-slim", description="Base image of every runtime image.")
+    docker_host: str | None = Field(
+        default=None, description="Docker Engine address. Default: DOCKER_HOST or the local socket."
+    )
+    network_mode: str | None = Field(
+        default="host", description="Network mode for image builds (host lets pip reach the package index)."
+    )
+    pip_index_url: str | None = Field(default=None, description="Package index used inside image builds.")
+
+
+class RegistrySettings(BaseModel):
+    kind: Literal["oci", "ecr"] = Field(default="oci", description="oci: any OCI v2 registry. ecr: Amazon ECR via boto3.")
+    url: str = Field(default="127.0.0.1:5000", description="Registry host[:port] (for ECR it is discovered).")
+    repository_prefix: str = Field(default="mlops", description="Image repositories are PREFIX/MODEL_NAME.")
+    username: str | None = Field(default=None, description="Registry user (oci).")
+    password: SecretStr | None = Field(default=None, description="Registry password or token (oci).")
+    insecure: bool = Field(default=True, description="Allow plain HTTP to the registry (local registry).")
+    ecr_region: str | None = Field(default=None, description="AWS region of the ECR registry.")
+    ecr_endpoint_url: str | None = Field(default=None, description="Override of the ECR API endpoint (tests use moto).")
+    ecr_immutable_tags: bool = Field(default=True, description="Create ECR repositories with immutable tags.")
+
+
+class GitSettings(BaseModel):
+    remote_url: str | None = Field(
+        default=None, description="GitOps repository remote. Default: a bare repo at DATA_DIR/gitops.git (file://)."
+    )
+    branch: str = Field(default="main", description="Branch Argo CD tracks.")
+    token: SecretStr | None = Field(default=None, description="Token for https remotes.")
+    author_name: str = Field(default="mlops-control", description="Commit author name.")
+    author_email: str = Field(default="mlops-control@localhost", description="Commit author email.")
+    workdir: Path | None = Field(default=None, description="Working clone. Default: DATA_DIR/gitops-work.")
+    push_retries: int = Field(default=5, ge=0, description="Rebase-and-retry attempts on non-fast-forward pushes.")
+    review_mode: bool = Field(default=False, description="Push a branch per deploy and open a pull request.")
+    apps_path: str = Field(default="apps", description="Folder of per-model overlays in the GitOps repo.")
+
+
+class ForgeSettings(BaseModel):
+    kind: Literal["none", "github", "gitlab", "gitea"] = Field(default="none", description="Pull request provider.")
+    api_url: str | None = Field(default=None, description="Forge REST API base URL.")
+    repository: str | None = Field(default=None, description="owner/name (GitLab: project path or id).")
+    token: SecretStr | None = Field(default=None, description="Forge API token.")
+    merge_poll_seconds: float = Field(default=5, gt=0, description="How often to look for a merged change.")
+    review_timeout_seconds: float = Field(default=86400, gt=0, description="How long to wait for a merge.")
+
+
+class ArgoCDSettings(BaseModel):
+    server_url: str | None = Field(default=None, description="Argo CD API server URL.")
+    token: SecretStr | None = Field(default=None, description="Argo CD API token.")
+    username: str | None = Field(default=None, description="Argo CD user (session login) when no token is set.")
+    password: SecretStr | None = Field(default=None, description="Argo CD password.")
+    verify_tls: bool = Field(default=True, description="Verify the Argo CD server certificate.")
+    namespace: str = Field(default="argocd", description="Namespace of Argo CD's Application objects.")
+    project: str = Field(default="mlops-models", description="AppProject the model Applications belong to.")
+    destination_server: str = Field(default="https://kubernetes.default.svc", description="Cluster API server.")
+    repo_url: str | None = Field(default=None, description="Repo URL as Argo CD sees it. Default: git.remote_url.")
+    automated_sync: bool = Field(default=False, description="Automated sync (disables rollback from the Argo CD UI).")
+
+
+class KubernetesSettings(BaseModel):
+    kubeconfig: Path | None = Field(default=None, description="kubeconfig file. Default: in-cluster config, then ~/.kube/config.")
+    context: str | None = Field(default=None, description="kubeconfig context.")
+    api_url: str | None = Field(default=None, description="Direct API server URL (used with token).")
+    token: SecretStr | None = Field(default=None, description="Bearer token for api_url.")
+
+
+class TargetSettings(BaseModel):
+    kind: Literal["local", "argocd"] = Field(default="local", description="local: Docker on this machine. argocd: a cluster.")
+    ready_timeout_seconds: float = Field(default=300, gt=0, description="How long to wait for a deployment to become ready.")
+    loopback_prefix: str = Field(default="127.0.0.", description="Local target: each Service gets PREFIX+N.")
+    loopback_first: int = Field(default=10, ge=2, le=254, description="Local target: first N handed out.")
+
+
+class ApiSettings(BaseModel):
+    max_wait_seconds: float = Field(
+        default=1800, ge=0, description="A synchronous deploy answers 202 with the deployment id after this long."
+    )
+    default_namespace: str = Field(default="mlops-models", description="Namespace when a request names none.")
+    allowed_namespaces: list[str] = Field(
+        default_factory=lambda: ["mlops-models", "default", "staging", "production"],
+        description="Namespaces a deploy may target.",
+    )
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest accepted request body.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".data"), description="Where the embedded stores live.")
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    build: BuildSettings = Field(default_factory=BuildSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    git: GitSettings = Field(default_factory=GitSettings)
+    forge: ForgeSettings = Field(default_factory=ForgeSettings)
+    argocd: ArgoCDSettings = Field(default_factory=ArgoCDSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    target: TargetSettings = Field(default_factory=TargetSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    # ---- resolved values (defaults that depend on data_dir) ------------------------------------
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.resolve()
+
+    def mlflow_tracking_uri(self) -> str:
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{self.data_path / 'mlflow' / 'mlflow.db'}"
+
+    def mlflow_registry_uri(self) -> str:
+        return self.mlflow.registry_uri or self.mlflow_tracking_uri()
+
+    def mlflow_artifact_root(self) -> str | None:
+        if self.mlflow.artifact_root:
+            return self.mlflow.artifact_root
+        if self.mlflow.tracking_uri:
+            return None  # a tracking server decides
+        return (self.data_path / "mlflow" / "artifacts").as_uri()
+
+    def journal_url(self) -> str:
+        return self.journal.url or f"sqlite:///{self.data_path / 'journal.db'}"
+
+    def venv_cache_dir(self) -> Path:
+        return (self.training.venv_cache_dir or self.data_path / "venvs").resolve()
+
+    def git_remote_url(self) -> str:
+        return self.git.remote_url or (self.data_path / "gitops.git").as_uri()
+
+    def git_workdir(self) -> Path:
+        return (self.git.workdir or self.data_path / "gitops-work").resolve()
