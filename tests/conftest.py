@@ -1,0 +1,111 @@
+"""Shared fixtures.
+
+External systems (Docker Engine, the local OCI registry, kubectl kustomize, an MLflow server) are
+real. ``scripts/services.sh`` installs and starts them; ``.ci/run`` calls it. Outside CI a test that
+needs a missing one is skipped with a reason that says how to enable it. Under ``CI=true`` a missing
+service is a failure, never a skip, so a broken install step cannot hide behind green tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+CONTRACTS_DIR = SHARED_DIR / "contracts"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+ENABLE_HINT = "run `scripts/services.sh` to install and start it"
+
+
+def require(available: bool, what: str, hint: str = ENABLE_HINT) -> None:
+    """Skip (locally) or fail (in CI) when an external system the test needs is missing."""
+    if available:
+        return
+    message = f"{what} is not available; {hint}"
+    if IN_CI:
+        pytest.fail(f"CI=true: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def _docker_ping() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        client.ping()
+        client.close()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def docker_available() -> bool:
+    return _docker_ping()
+
+
+@pytest.fixture
+def docker_client(docker_available):
+    require(docker_available, "Docker Engine")
+    import docker
+
+    client = docker.from_env(timeout=120)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def registry_url() -> str:
+    """host:port of the local OCI registry (docker-registry), started by scripts/services.sh."""
+    url = os.environ.get("MLOPS_TEST_REGISTRY", "127.0.0.1:5000")
+    import httpx
+
+    try:
+        ok = httpx.get(f"http://{url}/v2/", timeout=3).status_code in (200, 401)
+    except httpx.HTTPError:
+        ok = False
+    require(ok, f"OCI registry at {url}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def kustomize_cmd() -> list[str]:
+    kubectl = shutil.which("kubectl")
+    ok = False
+    if kubectl:
+        ok = subprocess.run([kubectl, "kustomize", "--help"], capture_output=True).returncode == 0
+    require(ok, "kubectl kustomize")
+    return [kubectl, "kustomize"]
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_available) -> str:
+    """The base image of runtime images; scripts/services.sh makes one when none can be pulled."""
+    require(docker_available, "Docker Engine")
+    import docker
+
+    name = os.environ.get("MLOPS_BUILD__BASE_IMAGE", "python:3.11-slim")
+    client = docker.from_env()
+    try:
+        client.images.get(name)
+        present = True
+    except docker.errors.ImageNotFound:
+        present = False
+    finally:
+        client.close()
+    require(present, f"base image {name}")
+    return name
+
+
+@pytest.fixture(scope="session")
+def contracts_dir() -> Path:
+    if not CONTRACTS_DIR.is_dir():
+        if IN_CI:
+            pytest.fail(f"CI=true: {CONTRACTS_DIR} is missing", pytrace=False)
+        pytest.skip(f"{CONTRACTS_DIR} not found; check out ../shared beside the repo")
+    return CONTRACTS_DIR
