@@ -118,7 +118,9 @@ class KubernetesSettings(BaseModel):
 
 
 class TargetSettings(BaseModel):
-    kind: Literal["local", "argocd"] = Field(default="local", description="local: Docker on this machine. argocd: a cluster.")
+    kind: Literal["local", "argocd", "none"] = Field(
+        default="local", description="local: Docker on this machine. argocd: a cluster. none: train and register only."
+    )
     ready_timeout_seconds: float = Field(default=300, gt=0, description="How long to wait for a deployment to become ready.")
     loopback_prefix: str = Field(default="127.0.0.", description="Local target: each Service gets PREFIX+N.")
     loopback_first: int = Field(default=10, ge=2, le=254, description="Local target: first N handed out.")

@@ -1,0 +1,89 @@
+"""POST /mlops/deploy: synchronous by default, asynchronous on request."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep
+from control_api.api.routes.views import deployment_view
+from control_api.api.schemas import DeploymentView, DeployRequest
+from control_api.errors import ConflictError, InvalidRequestError
+from control_api.journal.store import DeploymentStatus
+from control_api.pipeline.pipelines import DEPLOY
+
+router = APIRouter(prefix="/mlops", tags=["deploy"])
+
+
+@router.post(
+    "/deploy",
+    response_model=DeploymentView,
+    responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}},
+    summary="Train a script, register its model and serve it behind a URL",
+)
+async def deploy(
+    body: DeployRequest,
+    request: Request,
+    services: ServicesDep,
+    orchestrator: OrchestratorDep,
+    requester: RequesterDep,
+    wait: Annotated[bool, Query(description="false: answer 202 at once")] = True,
+    prefer: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+):
+    settings = services.settings
+    namespace = body.namespace or settings.api.default_namespace
+    if namespace not in settings.api.allowed_namespaces:
+        raise InvalidRequestError(
+            f"namespace {namespace!r} is not allowed; allowed: {', '.join(settings.api.allowed_namespaces)}",
+            code="validation_error",
+            details=[{"field": "namespace", "rule": "allowlist", "message": "namespace is not on the allowlist"}],
+        )
+    journal = services.journal
+    if idempotency_key:
+        earlier = journal.find_by_idempotency_key(idempotency_key, requester)
+        if earlier is not None:
+            response = await _answer_async(earlier, orchestrator, wait, prefer, settings.api.max_wait_seconds)
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+    running = journal.active_for_model(body.model_name, namespace)
+    if running is not None:
+        raise ConflictError(
+            f"model {body.model_name!r} in {namespace!r} is already being deployed by {running.id}; "
+            "wait for it to finish (GET /mlops/deployments/{id}) and deploy again",
+            code="deploy_in_progress",
+            details={"deployment_id": running.id, "status": running.status},
+        )
+    record = journal.create(
+        kind=DEPLOY,
+        model_name=body.model_name,
+        namespace=namespace,
+        request=body.to_journal(namespace),
+        step_names=orchestrator.pipelines[DEPLOY].step_names,
+        requested_by=requester,
+        idempotency_key=idempotency_key,
+    )
+    orchestrator.start(record.id)
+    return await _answer_async(record, orchestrator, wait, prefer, settings.api.max_wait_seconds)
+
+
+def _wants_async(wait: bool, prefer: str | None) -> bool:
+    return not wait or (prefer is not None and "respond-async" in prefer.lower())
+
+
+async def _answer_async(record, orchestrator, wait, prefer, max_wait):
+    if not _wants_async(wait, prefer):
+        record = await run_in_threadpool(orchestrator.wait, record.id, max_wait)
+    return _respond(record)
+
+
+def _respond(record) -> Response:
+    view = deployment_view(record)
+    done = record.is_final or record.status == DeploymentStatus.AWAITING_REVIEW
+    headers = {"Location": f"/mlops/deployments/{record.id}"}
+    if not done:
+        headers["Retry-After"] = "2"
+    return JSONResponse(view.model_dump(mode="json"), status_code=200 if done else 202, headers=headers)

@@ -1,0 +1,40 @@
+"""Deployment status: one deployment, a filtered page of them, and retry of a failed one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from control_api.api.deps import OrchestratorDep, ServicesDep
+from control_api.api.routes.views import deployment_view
+from control_api.api.schemas import DeploymentPage, DeploymentView
+
+router = APIRouter(prefix="/mlops/deployments", tags=["deployments"])
+
+
+@router.get("", response_model=DeploymentPage, summary="List deployments, newest first")
+def list_deployments(
+    services: ServicesDep,
+    model_name: Annotated[str | None, Query(alias="model", max_length=63)] = None,
+    model_name_alt: Annotated[str | None, Query(alias="model_name", max_length=63)] = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    kind: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+):
+    records, total = services.journal.list(
+        model_name=model_name or model_name_alt, status=status, kind=kind, limit=limit, offset=offset
+    )
+    return DeploymentPage(items=[deployment_view(r) for r in records], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{deployment_id}", response_model=DeploymentView, summary="One deployment with its steps")
+def get_deployment(deployment_id: str, services: ServicesDep):
+    return deployment_view(services.journal.get(deployment_id))
+
+
+@router.post("/{deployment_id}/retry", response_model=DeploymentView, status_code=202,
+             summary="Resume a failed or timed-out deployment from its failed step")
+def retry_deployment(deployment_id: str, orchestrator: OrchestratorDep):
+    return deployment_view(orchestrator.retry(deployment_id))

@@ -1,0 +1,70 @@
+"""Platform status: each component the service depends on, its health and how long the check took."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Callable
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from control_api.api.deps import ServicesDep
+from control_api.services import Services
+
+router = APIRouter(tags=["status"])
+
+CHECK_TIMEOUT_SECONDS = 10
+
+
+def component_checks(services: Services) -> dict[str, Callable[[], None]]:
+    checks: dict[str, Callable[[], None]] = {
+        "mlflow": services.mlflow.ping,
+        "journal": services.journal.ping,
+    }
+    target = services.settings.target.kind
+    if target != "none":
+        checks["docker"] = lambda: services.image_builder.ping()
+        checks["registry"] = lambda: services.registry.ping()
+    checks.update(services.extra_checks())
+    return checks
+
+
+def _timed(check: Callable[[], None]) -> dict:
+    started = time.perf_counter()
+    try:
+        check()
+        status, error = "healthy", None
+    except Exception as exc:  # a status page reports failures, it does not raise them
+        status, error = "unhealthy", str(getattr(exc, "message", exc))[:500]
+    result = {"status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    if error:
+        result["error"] = error
+    return result
+
+
+def platform_status(services: Services) -> dict:
+    checks = component_checks(services)
+    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+        futures = {name: pool.submit(_timed, fn) for name, fn in checks.items()}
+        components = {}
+        for name, future in futures.items():
+            try:
+                components[name] = future.result(timeout=CHECK_TIMEOUT_SECONDS)
+            except Exception:
+                components[name] = {"status": "unhealthy", "latency_ms": CHECK_TIMEOUT_SECONDS * 1000, "error": "check timed out"}
+    overall = "healthy" if all(c["status"] == "healthy" for c in components.values()) else "unhealthy"
+    return {
+        "status": overall,
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "target": services.settings.target.kind,
+        "components": components,
+    }
+
+
+@router.get("/mlops/status", summary="Health of every component the platform depends on")
+async def get_status(services: ServicesDep):
+    body = await run_in_threadpool(platform_status, services)
+    return JSONResponse(body, status_code=200 if body["status"] == "healthy" else 503)

@@ -1,0 +1,31 @@
+"""The control service's own probes and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from control_api import __version__
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health", summary="Liveness of the control service")
+def health():
+    return {"status": "healthy", "version": __version__}
+
+
+@router.get("/ready", summary="Readiness: the journal answers and unfinished deploys were resumed")
+def ready(request: Request):
+    state = request.app.state
+    try:
+        state.services.journal.ping()
+    except Exception as exc:
+        return JSONResponse({"status": "not_ready", "reason": str(exc)[:200]}, status_code=503)
+    return {"status": "ready"}
+
+
+@router.get("/metrics", summary="Prometheus metrics of the control service")
+def metrics(request: Request):
+    return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,64 @@
+"""Journal records -> API views (the deployment resource clients poll)."""
+
+from __future__ import annotations
+
+from control_api.api.schemas import DeploymentView, Endpoints, StepView
+from control_api.journal.store import DeploymentRecord
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+def deployment_view(record: DeploymentRecord) -> DeploymentView:
+    out = record.outputs
+    end = record.finished_at
+    duration = (end - record.created_at).total_seconds() if end else None
+    base_url = out.get("deployment_url")
+    endpoints = Endpoints(
+        predict=f"{base_url}/predict" if base_url else None,
+        health=f"{base_url}/health" if base_url else None,
+        metadata=f"{base_url}/metadata" if base_url else None,
+    )
+    steps = [
+        StepView(
+            name=s.name,
+            status=s.status,
+            started_at=_iso(s.started_at),
+            finished_at=_iso(s.finished_at),
+            attempts=s.attempts,
+            message=s.message,
+            duration_seconds=round((s.finished_at - s.started_at).total_seconds(), 3)
+            if s.started_at and s.finished_at
+            else None,
+        )
+        for s in record.steps
+    ]
+    return DeploymentView(
+        deployment_id=record.id,
+        job_id=record.id,
+        kind=record.kind,
+        model_name=record.model_name,
+        model_version=out.get("model_version"),
+        run_id=out.get("run_id"),
+        status=record.status,
+        namespace=record.namespace,
+        created_at=record.created_at.isoformat(),
+        updated_at=record.updated_at.isoformat(),
+        finished_at=_iso(record.finished_at),
+        deployment_time_seconds=round(duration, 3) if duration is not None else None,
+        duration_seconds=round(duration, 3) if duration is not None else None,
+        requested_by=record.requested_by,
+        experiment_name=out.get("experiment_name"),
+        steps=steps,
+        error=record.error,
+        image_uri=out.get("image_uri"),
+        ecr_image=out.get("image_uri"),
+        inference_url=endpoints.predict,
+        endpoints=endpoints,
+        deployment_url=base_url,
+        external_ip=out.get("external_ip"),
+        commit=out.get("commit"),
+        pull_request_url=out.get("pull_request_url"),
+        target=out.get("target"),
+    )

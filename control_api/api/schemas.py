@@ -1,0 +1,267 @@
+"""Request and response models of the management API.
+
+Validation errors carry a rule name (``PydanticCustomError`` type) so a client sees which field broke
+which rule, for example ``{"field": "model_name", "rule": "dns1123_label"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SCRIPT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.py$")
+CPU_QUANTITY = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
+MEMORY_QUANTITY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+MEMORY_FACTORS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+MAX_SCRIPT_BYTES = 1024 * 1024
+MAX_REPLICAS = 20
+MAX_CPU_MILLICORES = 16000
+MIN_MEMORY_BYTES = 64 * 2**20
+MAX_MEMORY_BYTES = 64 * 2**30
+
+
+def dns1123_label(value: str, what: str) -> str:
+    if len(value) > 63:
+        raise PydanticCustomError("max_length_63", "{what} must be at most 63 characters (got {n})", {"what": what, "n": len(value)})
+    if not DNS1123_LABEL.match(value):
+        raise PydanticCustomError(
+            "dns1123_label",
+            "{what} must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit",
+            {"what": what},
+        )
+    return value
+
+
+def cpu_millicores(value: str) -> int:
+    return int(value[:-1]) if value.endswith("m") else int(round(float(value) * 1000))
+
+
+def memory_bytes(value: str) -> int:
+    match = re.match(r"^([0-9]+)([A-Za-z]*)$", value)
+    assert match
+    return int(match.group(1)) * MEMORY_FACTORS[match.group(2)]
+
+
+class DeploymentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
+    memory_limit: str | None = Field(default=None, examples=["1Gi"])
+    cpu_limit: str | None = Field(default=None, examples=["500m"])
+
+    @field_validator("cpu_limit")
+    @classmethod
+    def _cpu(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not CPU_QUANTITY.match(value):
+            raise PydanticCustomError("cpu_quantity", "must be a Kubernetes CPU quantity such as 500m or 1.5")
+        millicores = cpu_millicores(value)
+        if not 10 <= millicores <= MAX_CPU_MILLICORES:
+            raise PydanticCustomError("cpu_bounds", "must be between 10m and {max} cores", {"max": MAX_CPU_MILLICORES // 1000})
+        return value
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not MEMORY_QUANTITY.match(value):
+            raise PydanticCustomError("memory_quantity", "must be a Kubernetes memory quantity such as 512Mi or 1Gi")
+        if not MIN_MEMORY_BYTES <= memory_bytes(value) <= MAX_MEMORY_BYTES:
+            raise PydanticCustomError("memory_bounds", "must be between 64Mi and 64Gi")
+        return value
+
+
+class DeployRequest(BaseModel):
+    """What the platform's existing clients send to ``POST /mlops/deploy``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    script_content: str = Field(description="The training script, base64-encoded.")
+    script_name: str = Field(default="train.py", max_length=128)
+    model_name: str = Field(description="Registered model name; a DNS-1123 label (it names Kubernetes objects).")
+    experiment_name: str | None = Field(default=None, max_length=256)
+    requirements: list[str] = Field(default_factory=list, max_length=200)
+    environment_vars: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    deployment_config: DeploymentConfig | None = None
+    namespace: str | None = None
+    # Older clients send these two at the top level.
+    replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        return dns1123_label(value, "model_name")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        return None if value is None else dns1123_label(value, "namespace")
+
+    @field_validator("script_name")
+    @classmethod
+    def _script_name(cls, value: str) -> str:
+        if not SCRIPT_NAME.match(value):
+            raise PydanticCustomError("script_name", "must be a plain file name ending in .py, without folders")
+        return value
+
+    @field_validator("script_content")
+    @classmethod
+    def _script_content(cls, value: str) -> str:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise PydanticCustomError("base64", "must be valid base64 (standard alphabet, with padding)")
+        if len(raw) > MAX_SCRIPT_BYTES:
+            raise PydanticCustomError("max_size", "the decoded script must be at most {max} bytes", {"max": MAX_SCRIPT_BYTES})
+        if not raw.strip():
+            raise PydanticCustomError("not_empty", "the decoded script is empty")
+        try:
+            source = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PydanticCustomError("utf8", "the decoded script must be UTF-8 text")
+        try:
+            compile(source, "train.py", "exec")
+        except SyntaxError as exc:
+            raise PydanticCustomError(
+                "python_syntax", "the script is not valid Python: {msg} (line {line})", {"msg": exc.msg, "line": exc.lineno}
+            )
+        return value
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: list[str]) -> list[str]:
+        cleaned = []
+        for item in value:
+            text = item.strip()
+            if not text:
+                continue
+            if text.startswith("-") or "://" in text or text.startswith((".", "/", "~")):
+                raise PydanticCustomError(
+                    "requirement_specifier",
+                    "{item!r} is not allowed: only requirement specifiers such as 'scikit-learn==1.5.2' (no pip options, URLs or paths)",
+                    {"item": text},
+                )
+            try:
+                parsed = Requirement(text)
+            except InvalidRequirement as exc:
+                raise PydanticCustomError("requirement_specifier", "{item!r} is not a requirement specifier: {why}", {"item": text, "why": str(exc)})
+            if parsed.url:
+                raise PydanticCustomError("requirement_specifier", "{item!r}: direct URL references are not allowed", {"item": text})
+            cleaned.append(text)
+        return cleaned
+
+    @field_validator("environment_vars")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not C_IDENTIFIER.match(key) or len(key) > 128:
+                raise PydanticCustomError("env_key", "environment variable name {key!r} must be a C identifier", {"key": key})
+            if any(c in item for c in "\r\n\x00") or len(item) > 4096:
+                raise PydanticCustomError("env_value", "value of {key} must be one line of at most 4096 characters", {"key": key})
+            if item.strip() in ("---", "...") or "\n---" in item:
+                raise PydanticCustomError("env_value", "value of {key} must not contain a YAML document separator", {"key": key})
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not key or len(key) > 250 or len(item) > 5000 or key.startswith("mlops."):
+                raise PydanticCustomError("tag", "tag {key!r}: keys are 1-250 characters and may not start with 'mlops.'; values at most 5000", {"key": key})
+        return value
+
+    @model_validator(mode="after")
+    def _replicas_agree(self) -> "DeployRequest":
+        config_replicas = self.deployment_config.replicas if self.deployment_config else None
+        if self.replicas is not None and config_replicas is not None and self.replicas != config_replicas:
+            raise PydanticCustomError("replicas_conflict", "replicas and deployment_config.replicas disagree")
+        return self
+
+    # ---- normalised view ------------------------------------------------------------------------
+
+    def effective_replicas(self) -> int:
+        if self.deployment_config and self.deployment_config.replicas is not None:
+            return self.deployment_config.replicas
+        return self.replicas or 1
+
+    def to_journal(self, namespace: str) -> dict[str, Any]:
+        config = self.deployment_config or DeploymentConfig()
+        return {
+            "script_content": self.script_content,
+            "script_name": self.script_name,
+            "model_name": self.model_name,
+            "experiment_name": self.experiment_name,
+            "requirements": self.requirements,
+            "environment_vars": self.environment_vars,
+            "tags": self.tags,
+            "namespace": namespace,
+            "deployment_config": {
+                "replicas": self.effective_replicas(),
+                "memory_limit": config.memory_limit,
+                "cpu_limit": config.cpu_limit,
+            },
+        }
+
+
+class StepView(BaseModel):
+    name: str
+    status: str
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    message: str | None
+    duration_seconds: float | None = None
+
+
+class Endpoints(BaseModel):
+    predict: str | None = None
+    health: str | None = None
+    metadata: str | None = None
+
+
+class DeploymentView(BaseModel):
+    deployment_id: str
+    job_id: str
+    kind: str
+    model_name: str
+    model_version: str | None
+    run_id: str | None
+    status: str
+    namespace: str
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+    deployment_time_seconds: float | None
+    duration_seconds: float | None
+    requested_by: str
+    experiment_name: str | None
+    steps: list[StepView]
+    error: dict[str, Any] | None
+    image_uri: str | None
+    ecr_image: str | None
+    inference_url: str | None
+    endpoints: Endpoints
+    deployment_url: str | None
+    external_ip: str | None
+    commit: str | None
+    pull_request_url: str | None = None
+    target: str | None = None
+
+
+class DeploymentPage(BaseModel):
+    items: list[DeploymentView]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,445 @@
+"""The deployment journal: every deploy and each of its steps, persisted with SQLAlchemy.
+
+SQLite under the data dir by default; PostgreSQL by URL for several replicas. The journal is what lets a
+restarted service resume unfinished deploys from their first unfinished step, and what the status API
+reads. Outputs are stored per step (run id, version, digest, commit SHA, URL ...) and merged on read.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+    func,
+    text,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from control_api.errors import NotFoundError
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite drops tzinfo; everything we store is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class DeploymentStatus:
+    PENDING = "pending"
+    REGISTERED = "registered"
+    DEPLOYED = "deployed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    AWAITING_REVIEW = "awaiting_review"
+    ROLLED_BACK = "rolled_back"
+    UNDEPLOYED = "undeployed"
+
+    # States in which nothing is running and nothing will run without a new request or a retry.
+    FINAL = frozenset({REGISTERED, DEPLOYED, FAILED, TIMED_OUT, ROLLED_BACK, UNDEPLOYED})
+
+
+class StepStatus:
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class DeploymentRow(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="deploy")  # deploy | rollback | undeploy
+    model_name: Mapped[str] = mapped_column(String(63), index=True)
+    namespace: Mapped[str] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(String(128), default="anonymous")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    steps: Mapped[list["StepRow"]] = relationship(
+        back_populates="deployment", order_by="StepRow.position", cascade="all, delete-orphan"
+    )
+
+
+class StepRow(Base):
+    __tablename__ = "deployment_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    deployment: Mapped[DeploymentRow] = relationship(back_populates="steps")
+
+
+class EventRow(Base):
+    """Step transitions and log lines, in order, for the event stream and for audit."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    type: Mapped[str] = mapped_column(String(16))  # step | log | status
+    step: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# ---- plain records handed to the rest of the service (no lazy loading outside a session) ---------
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    name: str
+    position: int
+    status: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    message: str | None
+    outputs: dict[str, Any]
+    log_tail: str | None
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    id: str
+    kind: str
+    model_name: str
+    namespace: str
+    status: str
+    request: dict[str, Any]
+    requested_by: str
+    idempotency_key: str | None
+    error: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    steps: tuple[StepRecord, ...] = field(default_factory=tuple)
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for step in self.steps:
+            merged.update(step.outputs or {})
+        return merged
+
+    def step(self, name: str) -> StepRecord | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in DeploymentStatus.FINAL
+
+
+def _to_record(row: DeploymentRow) -> DeploymentRecord:
+    return DeploymentRecord(
+        id=row.id,
+        kind=row.kind,
+        model_name=row.model_name,
+        namespace=row.namespace,
+        status=row.status,
+        request=dict(row.request or {}),
+        requested_by=row.requested_by,
+        idempotency_key=row.idempotency_key,
+        error=dict(row.error) if row.error else None,
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+        finished_at=as_utc(row.finished_at),
+        steps=tuple(
+            StepRecord(
+                name=s.name,
+                position=s.position,
+                status=s.status,
+                attempts=s.attempts,
+                started_at=as_utc(s.started_at),
+                finished_at=as_utc(s.finished_at),
+                message=s.message,
+                outputs=dict(s.outputs or {}),
+                log_tail=s.log_tail,
+            )
+            for s in row.steps
+        ),
+    )
+
+
+def _enable_sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised implicitly
+        cursor = dbapi_connection.cursor()
+        # WAL lets the status API read while a deploy thread writes; busy_timeout avoids spurious
+        # "database is locked" errors under concurrent deploys.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+class Journal:
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(url, future=True, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            _enable_sqlite_pragmas(self.engine)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite allows one writer; serialising writes in-process keeps concurrent deploys from
+        # tripping over each other. PostgreSQL handles this itself.
+        self._write_lock = threading.RLock() if self.engine.dialect.name == "sqlite" else _NullLock()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def _session(self) -> Session:
+        return self._sessions()
+
+    # ---- deployments ---------------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        kind: str,
+        model_name: str,
+        namespace: str,
+        request: dict[str, Any],
+        step_names: list[str],
+        requested_by: str = "anonymous",
+        idempotency_key: str | None = None,
+        deployment_id: str | None = None,
+    ) -> DeploymentRecord:
+        now = utcnow()
+        row = DeploymentRow(
+            id=deployment_id or uuid.uuid4().hex,
+            kind=kind,
+            model_name=model_name,
+            namespace=namespace,
+            status=DeploymentStatus.PENDING,
+            request=request,
+            requested_by=requested_by,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            updated_at=now,
+        )
+        row.steps = [StepRow(position=i, name=name, outputs={}) for i, name in enumerate(step_names)]
+        with self._write_lock, self._session() as session, session.begin():
+            session.add(row)
+        return self.get(row.id)
+
+    def get(self, deployment_id: str) -> DeploymentRecord:
+        with self._session() as session:
+            row = session.get(DeploymentRow, deployment_id)
+            if row is None:
+                raise NotFoundError(f"deployment {deployment_id!r} not found", code="deployment_not_found")
+            return _to_record(row)
+
+    def find_by_idempotency_key(self, key: str, requested_by: str) -> DeploymentRecord | None:
+        with self._session() as session:
+            row = session.scalars(
+                select(DeploymentRow)
+                .where(DeploymentRow.idempotency_key == key, DeploymentRow.requested_by == requested_by)
+                .order_by(DeploymentRow.created_at)
+            ).first()
+            return _to_record(row) if row else None
+
+    def list(
+        self,
+        *,
+        model_name: str | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[DeploymentRecord], int]:
+        with self._session() as session:
+            query = select(DeploymentRow)
+            count_query = select(func.count()).select_from(DeploymentRow)
+            for column, value in ((DeploymentRow.model_name, model_name), (DeploymentRow.status, status), (DeploymentRow.kind, kind)):
+                if value is not None:
+                    query = query.where(column == value)
+                    count_query = count_query.where(column == value)
+            total = session.scalar(count_query) or 0
+            rows = session.scalars(
+                query.order_by(DeploymentRow.created_at.desc(), DeploymentRow.id).limit(limit).offset(offset)
+            ).all()
+            return [_to_record(r) for r in rows], total
+
+    def unfinished(self) -> list[DeploymentRecord]:
+        with self._session() as session:
+            rows = session.scalars(
+                select(DeploymentRow)
+                .where(DeploymentRow.status.not_in(sorted(DeploymentStatus.FINAL)))
+                .order_by(DeploymentRow.created_at)
+            ).all()
+            return [_to_record(r) for r in rows]
+
+    def active_for_model(self, model_name: str, namespace: str) -> DeploymentRecord | None:
+        with self._session() as session:
+            row = session.scalars(
+                select(DeploymentRow)
+                .where(
+                    DeploymentRow.model_name == model_name,
+                    DeploymentRow.namespace == namespace,
+                    DeploymentRow.status.not_in(sorted(DeploymentStatus.FINAL)),
+                )
+                .order_by(DeploymentRow.created_at)
+            ).first()
+            return _to_record(row) if row else None
+
+    def set_status(
+        self,
+        deployment_id: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+        clear_error: bool = False,
+        finished: bool = False,
+    ) -> None:
+        with self._write_lock, self._session() as session, session.begin():
+            row = session.get(DeploymentRow, deployment_id)
+            if row is None:
+                raise NotFoundError(f"deployment {deployment_id!r} not found", code="deployment_not_found")
+            row.status = status
+            row.updated_at = utcnow()
+            if error is not None:
+                row.error = error
+            elif clear_error:
+                row.error = None
+            row.finished_at = utcnow() if finished else None
+            session.add(EventRow(deployment_id=deployment_id, type="status", data={"status": status}))
+
+    # ---- steps ---------------------------------------------------------------------------------
+
+    def _step_row(self, session: Session, deployment_id: str, name: str) -> StepRow:
+        row = session.scalars(
+            select(StepRow).where(StepRow.deployment_id == deployment_id, StepRow.name == name)
+        ).one()
+        return row
+
+    def step_started(self, deployment_id: str, name: str) -> None:
+        with self._write_lock, self._session() as session, session.begin():
+            row = self._step_row(session, deployment_id, name)
+            row.status = StepStatus.RUNNING
+            row.attempts += 1
+            row.started_at = utcnow()
+            row.finished_at = None
+            row.message = None
+            session.add(
+                EventRow(deployment_id=deployment_id, type="step", step=name, data={"status": StepStatus.RUNNING, "attempt": row.attempts})
+            )
+
+    def step_progress(self, deployment_id: str, name: str, outputs: dict[str, Any]) -> None:
+        """Persist partial outputs while a step runs (e.g. the MLflow run id before training starts)."""
+        with self._write_lock, self._session() as session, session.begin():
+            row = self._step_row(session, deployment_id, name)
+            row.outputs = {**(row.outputs or {}), **outputs}
+
+    def step_finished(
+        self,
+        deployment_id: str,
+        name: str,
+        status: str,
+        *,
+        message: str | None = None,
+        outputs: dict[str, Any] | None = None,
+        log_tail: str | None = None,
+    ) -> None:
+        with self._write_lock, self._session() as session, session.begin():
+            row = self._step_row(session, deployment_id, name)
+            row.status = status
+            row.finished_at = utcnow()
+            row.message = message
+            if outputs:
+                row.outputs = {**(row.outputs or {}), **outputs}
+            if log_tail is not None:
+                row.log_tail = log_tail
+            session.add(
+                EventRow(
+                    deployment_id=deployment_id,
+                    type="step",
+                    step=name,
+                    data={"status": status, "message": message},
+                )
+            )
+
+    def reset_steps_from(self, deployment_id: str, name: str) -> None:
+        """Mark ``name`` and the steps after it pending again (retry after a failure)."""
+        with self._write_lock, self._session() as session, session.begin():
+            row = session.get(DeploymentRow, deployment_id)
+            if row is None:
+                raise NotFoundError(f"deployment {deployment_id!r} not found", code="deployment_not_found")
+            position = next(s.position for s in row.steps if s.name == name)
+            for step in row.steps:
+                if step.position >= position and step.status in (StepStatus.FAILED, StepStatus.RUNNING):
+                    step.status = StepStatus.PENDING
+
+    # ---- events --------------------------------------------------------------------------------
+
+    def add_log(self, deployment_id: str, step: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        with self._write_lock, self._session() as session, session.begin():
+            for line in lines:
+                session.add(EventRow(deployment_id=deployment_id, type="log", step=step, data={"line": line}))
+
+    def events(self, deployment_id: str, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        with self._session() as session:
+            rows = session.scalars(
+                select(EventRow)
+                .where(EventRow.deployment_id == deployment_id, EventRow.id > after_id)
+                .order_by(EventRow.id)
+                .limit(limit)
+            ).all()
+            return [
+                {"id": r.id, "at": as_utc(r.at).isoformat(), "type": r.type, "step": r.step, "data": r.data}
+                for r in rows
+            ]
+
+
+class _NullLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,71 @@
+"""One interface for every pipeline step (train, register, build, push, render, commit, sync, wait).
+
+A step reads the request and the outputs of earlier steps from its context and returns its own outputs,
+which the orchestrator persists in the journal. Steps must be safe to re-run: after a crash the step
+that was running is run again, so each one first looks for the result of an earlier attempt (an MLflow
+version tagged with this deployment, an image already in the registry, a commit with this deployment's
+trailer) before creating anything.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from control_api.journal.store import DeploymentRecord, Journal
+    from control_api.services import Services
+    from control_api.settings import Settings
+
+
+class Step(Protocol):
+    name: str  # journal name: "train"
+    status_label: str  # deployment status while it runs: "training"
+    max_attempts: int  # attempts for transient errors before the deploy fails
+
+    def run(self, ctx: "StepContext") -> dict[str, Any]: ...
+
+
+@dataclass
+class StepContext:
+    deployment: "DeploymentRecord"
+    outputs: dict[str, Any]  # merged outputs of the earlier steps, plus this step's saved progress
+    services: "Services"
+    journal: "Journal"
+    step_name: str
+    log_tail_lines: int = 40
+    _tail: deque[str] = field(default_factory=deque)
+    _pending: list[str] = field(default_factory=list)
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return self.deployment.request
+
+    @property
+    def settings(self) -> "Settings":
+        return self.services.settings
+
+    @property
+    def deployment_id(self) -> str:
+        return self.deployment.id
+
+    def log(self, line: str) -> None:
+        line = line.rstrip("\n")
+        self._tail.append(line)
+        while len(self._tail) > self.log_tail_lines:
+            self._tail.popleft()
+        self._pending.append(line)
+        if len(self._pending) >= 20:
+            self.flush_log()
+
+    def flush_log(self) -> None:
+        pending, self._pending = self._pending, []
+        self.journal.add_log(self.deployment_id, self.step_name, pending)
+
+    def log_tail(self) -> str:
+        return "\n".join(self._tail)
+
+    def save_progress(self, **outputs: Any) -> None:
+        self.outputs.update(outputs)
+        self.journal.step_progress(self.deployment_id, self.step_name, outputs)

@@ -1,0 +1,235 @@
+"""Virtual environments for training scripts, cached by a hash of what goes into them.
+
+Built with uv (fast resolver, shared wheel cache). A deploy with the same requirements as an earlier
+one reuses the environment; a new set of requirements costs one uv install, usually seconds once uv's
+cache is warm. Environments are built in a temporary folder and renamed into place, so a crash never
+leaves a half-built environment that a later deploy would trust.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from control_api.errors import InvalidRequestError, RequirementsInstallFailed
+
+HOOK_DIR = Path(__file__).parent / "hook"
+# Bump when the way environments are built changes, so old cached ones are not reused.
+ENV_LAYOUT_VERSION = "2"
+
+# Wheels compiled against NumPy 1.x crash when imported next to NumPy 2 ("numpy.dtype size changed",
+# "compiled using NumPy 1.x"). Their metadata often does not say so, so a resolver picks NumPy 2 for
+# an old pin; we detect the crash and rebuild the environment with numpy<2.
+NUMPY_ABI_MARKERS = ("numpy.dtype size changed", "compiled using NumPy 1.x", "_ARRAY_API not found", "numpy.core.multiarray failed to import")
+
+
+@dataclass(frozen=True)
+class TrainingEnvironment:
+    path: Path
+    python: Path
+    reused: bool
+    requirements: tuple[str, ...]
+
+
+def service_mlflow_version() -> str:
+    return metadata.version("mlflow")
+
+
+def find_uv() -> str:
+    candidates = [Path(sys.executable).with_name("uv"), Path(sysconfig.get_path("scripts")) / "uv"]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("uv")
+    if not found:
+        raise RequirementsInstallFailed("uv is not installed; run scripts/python-env.sh", code="uv_missing")
+    return found
+
+
+def parse_requirements(lines: list[str]) -> list[Requirement]:
+    parsed = []
+    for line in lines:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            parsed.append(Requirement(text))
+        except InvalidRequirement as exc:
+            raise InvalidRequestError(
+                f"requirements: {text!r} is not a requirement specifier ({exc})",
+                code="invalid_requirement",
+                details=[{"field": "requirements", "rule": "pep508", "value": text}],
+            ) from exc
+    return parsed
+
+
+def resolve_requirements(user_requirements: list[str], *, embedded_store: bool) -> list[str]:
+    """The script's requirements plus MLflow, which every training environment needs.
+
+    A script may pin MLflow itself. With the embedded SQLite store the training process writes the
+    same database as the service, so its MLflow must be the service's version; a different pin cannot
+    work there and is refused with the reason.
+    """
+    parsed = parse_requirements(user_requirements)
+    ours = service_mlflow_version()
+    mlflow_pins = [r for r in parsed if canonicalize_name(r.name) in ("mlflow", "mlflow-skinny")]
+    if mlflow_pins:
+        pin = mlflow_pins[0]
+        if embedded_store and pin.specifier and not pin.specifier.contains(ours, prereleases=True):
+            raise RequirementsInstallFailed(
+                f"requirements pin {pin}, but the embedded tracking store is written by MLflow {ours} and "
+                f"an older or newer client cannot use its database schema. Remove the MLflow pin, pin "
+                f"mlflow=={ours}, or point the service at an MLflow tracking server "
+                f"(MLOPS_MLFLOW__TRACKING_URI), which speaks a stable REST API to every client version.",
+                code="incompatible_requirement",
+            )
+        resolved = [str(r) for r in parsed]
+    else:
+        resolved = [str(r) for r in parsed] + [f"mlflow=={ours}"]
+    return sorted(set(resolved), key=str.lower)
+
+
+def environment_key(python: str, requirements: list[str], extra_constraints: tuple[str, ...] = ()) -> str:
+    payload = json.dumps(
+        {"python": python, "requirements": requirements, "constraints": list(extra_constraints), "layout": ENV_LAYOUT_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+class EnvironmentCache:
+    def __init__(self, root: Path, python: str, install_timeout: float) -> None:
+        self.root = root
+        self.python = python
+        self.install_timeout = install_timeout
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def ensure(self, user_requirements: list[str], *, embedded_store: bool, log=lambda line: None) -> TrainingEnvironment:
+        requirements = resolve_requirements(user_requirements, embedded_store=embedded_store)
+        env = self._ensure(requirements, (), log)
+        problem = self._import_check(env, user_requirements)
+        if problem and any(marker in problem for marker in NUMPY_ABI_MARKERS):
+            log("a pinned package was built for NumPy 1.x; rebuilding the environment with numpy<2")
+            env = self._ensure(requirements, ("numpy<2",), log)
+            problem = self._import_check(env, user_requirements)
+        if problem:
+            raise RequirementsInstallFailed(
+                f"the requirements installed, but a pinned package cannot be imported: {problem}",
+                code="requirements_import_failed",
+            )
+        return env
+
+    def _ensure(self, requirements: list[str], constraints: tuple[str, ...], log) -> TrainingEnvironment:
+        key = environment_key(self.python, requirements, constraints)
+        final = self.root / key
+        python = final / "bin" / "python"
+        with self._lock(key):
+            if (final / ".complete").exists():
+                log(f"training environment {key} reused")
+                return TrainingEnvironment(final, python, True, tuple(requirements))
+            building = self.root / f".{key}.building"
+            shutil.rmtree(building, ignore_errors=True)
+            log(f"building training environment {key}: {', '.join(requirements)}")
+            uv = find_uv()
+            self._run([uv, "venv", "--quiet", "--python", self.python, str(building)], "create the virtual environment")
+            req_file = building / "mlops-requirements.txt"
+            req_file.write_text("\n".join(requirements) + "\n")
+            cmd = [uv, "pip", "install", "--python", str(building / "bin" / "python"), "-r", str(req_file)]
+            if constraints:
+                constraint_file = building / "mlops-constraints.txt"
+                constraint_file.write_text("\n".join(constraints) + "\n")
+                cmd += ["-c", str(constraint_file)]
+            self._run(cmd, "install the requirements", log)
+            site_packages = self._site_packages(building)
+            for name in ("mlops_training_hook.py", "mlops_training_hook.pth"):
+                shutil.copy2(HOOK_DIR / name, site_packages / name)
+            (building / ".complete").write_text(json.dumps({"requirements": requirements, "constraints": list(constraints)}))
+            shutil.rmtree(final, ignore_errors=True)
+            # uv writes absolute paths into scripts; rename keeps them valid because we only ever
+            # call bin/python by its final path and the venv's pyvenv.cfg is location independent.
+            os.rename(building, final)
+            return TrainingEnvironment(final, python, False, tuple(requirements))
+
+    def _import_check(self, env: TrainingEnvironment, user_requirements: list[str]) -> str | None:
+        names = [canonicalize_name(r.name) for r in parse_requirements(user_requirements)]
+        if not names:
+            return None
+        script = (
+            "import importlib, importlib.metadata as md, json, sys\n"
+            "dists = md.packages_distributions()\n"
+            "wanted = set(json.loads(sys.argv[1]))\n"
+            "canon = lambda n: n.lower().replace('_', '-').replace('.', '-')\n"
+            "mods = sorted({m for m, ds in dists.items() for d in ds if canon(d) in wanted and m.isidentifier() and not m.startswith('_')})\n"
+            "for m in mods:\n"
+            "    try:\n"
+            "        importlib.import_module(m)\n"
+            "    except Exception as e:\n"
+            "        print(f'{m}: {type(e).__name__}: {e}'); sys.exit(1)\n"
+        )
+        result = subprocess.run(
+            [str(env.python), "-c", script, json.dumps(names)],
+            capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(env.path)},
+        )
+        if result.returncode == 0:
+            return None
+        detail = result.stdout.strip() or (result.stderr.strip().splitlines() or ["import failed"])[-1]
+        return detail[:1000]
+
+    def _site_packages(self, venv: Path) -> Path:
+        found = sorted(venv.glob("lib/python*/site-packages"))
+        if not found:
+            raise RequirementsInstallFailed(f"no site-packages in {venv}", code="requirements_install_failed")
+        return found[0]
+
+    def _run(self, cmd: list[str], what: str, log=lambda line: None) -> None:
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=self.install_timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise RequirementsInstallFailed(
+                f"could not {what}: no result after {self.install_timeout:.0f} s", code="requirements_install_failed"
+            ) from exc
+        for line in (result.stderr or "").splitlines()[-30:]:
+            log(line)
+        if result.returncode != 0:
+            detail = _uv_error_summary(result.stderr or result.stdout)
+            raise RequirementsInstallFailed(f"could not {what}: {detail}", code="requirements_install_failed")
+
+    def _lock(self, key: str):
+        return _FileLock(self.root / f".{key}.lock")
+
+
+def _uv_error_summary(text: str) -> str:
+    lines = [l.rstrip() for l in text.splitlines() if l.strip()]
+    # uv explains resolution failures in a few "Because ..." lines; keep them whole.
+    interesting = [l for l in lines if re.search(r"(error|because|no solution|not found|failed|unsatisfiable|requires)", l, re.I)]
+    chosen = (interesting or lines)[-12:]
+    return "\n".join(chosen)[:3000] or "uv failed without output"
+
+
+class _FileLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = None
+
+    def __enter__(self):
+        self._fh = open(self.path, "w")
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        self._fh.close()
+        return False
