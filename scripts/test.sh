@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up the machine (python env, services) and run the whole test suite; arguments go to pytest.
+# Exits with pytest's code, except that "no tests collected" (5) is reported as a failure: a suite that
+# silently shrank to nothing must not look green.
+#
+# MLOPS_TEST_SKIP_SETUP=1 skips the two set-up scripts (for re-runs on a machine known to be ready).
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+timed() {
+    local started=$SECONDS
+    "$@"
+    log "$(basename "$1") finished in $((SECONDS - started))s"
+}
+
+if [ "${MLOPS_TEST_SKIP_SETUP:-0}" != 1 ]; then
+    timed scripts/python-env.sh
+    timed scripts/services.sh
+fi
+
+pytest_status=0
+.venv/bin/python -m pytest "$@" || pytest_status=$?
+
+if [ "$pytest_status" = 5 ]; then
+    log "FAILED: pytest collected no tests (exit 5); check testpaths in pyproject.toml and the arguments: $*"
+    exit 1
+fi
+exit "$pytest_status"
