@@ -1,0 +1,450 @@
+"""The GitOps repository: commit rendered manifests and find them again.
+
+The commit flow follows argocd-image-updater and Kargo's git steps: fetch, hard-reset a working
+clone we own to the remote branch, write the files, let git compare the bytes, commit only when
+something changed, push. GitPython reports a rejected push in ``PushInfo`` flags instead of
+raising, so every push result is inspected; a non-fast-forward rejection means another writer got
+there first and is answered with fetch + rebase + push again, a bounded number of times.
+
+One deploy is one commit whose trailers (``Model-Name: iris`` ...) say what it is, so a deploy
+that crashed after pushing is recognised on the next attempt: the same request writes the same
+bytes, git sees no change, and the existing head is returned.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
+from git.remote import PushInfo
+
+from control_api.adapters.gitops.access import RemoteAccess
+from control_api.adapters.gitops.errors import (
+    GitAuthFailed,
+    GitConflict,
+    GitPushRejected,
+    GitRemoteNotFound,
+    GitUnavailable,
+)
+from control_api.adapters.gitops.lock import workdir_lock
+from control_api.adapters.gitops.messages import (
+    format_commit_message,
+    message_has_trailer,
+    parse_trailer_block,
+    trailer_paragraphs,
+)
+from control_api.adapters.gitops.types import CommitInfo, CommitRequest, CommitResult
+from control_api.adapters.gitops.worktree import apply_request, checked_path, write_files
+from control_api.errors import InvalidRequestError, MlopsError, NotFoundError
+from control_api.settings import GitSettings
+
+__all__ = ["CommitInfo", "CommitRequest", "CommitResult", "GitOpsRepo"]
+
+WORK_BRANCH = "mlops-work"
+SEED_BRANCH = "mlops-seed"
+SEED_MESSAGE = "Initialise GitOps repository\n"
+NETWORK_TIMEOUT_SECONDS = 120.0
+RETRY_BACKOFF_SECONDS = 0.05
+
+FIELD, RECORD = "\x1f", "\x1e"
+LOG_FORMAT = "%x1f".join(["%H", "%P", "%an", "%ae", "%aI", "%s", "%(trailers:only,unfold)", "%B"]) + "%x1e"
+
+PUSH_FAILED = PushInfo.ERROR | PushInfo.REJECTED | PushInfo.REMOTE_REJECTED | PushInfo.REMOTE_FAILURE
+# A concurrent push to the same ref can lose the ref lock on the server; that is a race, not a refusal.
+REF_LOCK_RACE = re.compile(r"failed to (update|lock) ref|cannot lock ref|incorrect old value", re.IGNORECASE)
+AUTH_FAILURE = re.compile(
+    r"authentication failed|could not read (username|password)|access denied|invalid username or password"
+    r"|returned error: 40[13]|permission denied \(publickey|http basic: access denied",
+    re.IGNORECASE,
+)
+REPOSITORY_MISSING = re.compile(r"repository .*not found|returned error: 404", re.IGNORECASE)
+FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class GitOpsRepo:
+    def __init__(
+        self,
+        settings: GitSettings,
+        remote_url: str,
+        workdir: Path,
+        initial_files: dict[str, bytes] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._access = RemoteAccess.from_settings(remote_url, settings)
+        self._workdir = Path(workdir).resolve()
+        self._initial_files = {checked_path(path): content for path, content in (initial_files or {}).items()}
+        self._env = self._access.environment(settings.author_name, settings.author_email)
+
+    @property
+    def remote_url(self) -> str:
+        """The remote without credentials: safe to log and to show to users."""
+        return self._access.url
+
+    @property
+    def branch(self) -> str:
+        return self._settings.branch
+
+    # ---- public API --------------------------------------------------------------------------
+
+    def ensure_remote(self) -> None:
+        """Create a missing file:// remote (bare, seeded with ``initial_files``); other remotes are left alone."""
+        path = self._access.local_path
+        if path is None:
+            return
+        with self._session("create") as repo:
+            if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+                path.mkdir(parents=True, exist_ok=True)
+                git.Git().init("--bare", f"--initial-branch={self.branch}", str(path))
+            self._fetch(repo)
+            if self._remote_sha(repo, self.branch) is None:
+                self._seed(repo)
+
+    def commit(self, request: CommitRequest) -> CommitResult:
+        message = format_commit_message(request.subject, request.body, request.trailers)
+        review_branch = self._review_branch(request.branch)
+        with self._session("commit to") as repo:
+            self._fetch(repo)
+            if self._remote_sha(repo, self.branch) is None:
+                self._seed(repo)
+            if review_branch is None:
+                return self._commit_direct(repo, request, message)
+            return self._commit_review(repo, request, message, review_branch)
+
+    def find_by_trailer(self, key: str, value: str, branch: str | None = None) -> CommitInfo | None:
+        """The newest commit on ``branch`` whose message has the line ``key: value``.
+
+        Matching every line (not only git's final trailer block) finds the change after a forge
+        squash-merged or rebased it, when the trailers sit inside the squashed message body.
+        """
+        with self._session("search") as repo:
+            self._fetch(repo)
+            ref = self._remote_ref(repo, branch or self.branch)
+            if ref is None:
+                return None
+            for info, message in self._log(repo, ref, grep={key: value}):
+                if message_has_trailer(message, key, value):
+                    return info
+            return None
+
+    def history(
+        self,
+        path_prefix: str | None = None,
+        trailer_filter: dict[str, str] | None = None,
+        limit: int = 100,
+    ) -> list[CommitInfo]:
+        """Commits on the configured branch, newest first, optionally touching ``path_prefix``."""
+        paths = [checked_path(path_prefix)] if path_prefix else []
+        trailer_filter = trailer_filter or {}
+        with self._session("read history of") as repo:
+            self._fetch(repo)
+            ref = self._remote_ref(repo, self.branch)
+            if ref is None or limit <= 0:
+                return []
+            max_count = None if trailer_filter else limit
+            found: list[CommitInfo] = []
+            for info, message in self._log(repo, ref, grep=trailer_filter, paths=paths, max_count=max_count):
+                if all(message_has_trailer(message, key, value) for key, value in trailer_filter.items()):
+                    found.append(info)
+                    if len(found) >= limit:
+                        break
+            return found
+
+    def read_files(self, revision: str, dir_path: str) -> dict[str, bytes]:
+        """Files under ``dir_path`` (repo-relative keys) at a commit sha or a remote branch name."""
+        directory = None if dir_path in ("", ".", "/") else checked_path(dir_path)
+        with self._session("read") as repo:
+            sha = self._resolve_local(repo, revision) if FULL_SHA.match(revision) else None
+            if sha is None:
+                self._fetch(repo)
+                sha = self._resolve_local(repo, revision)
+            if sha is None:
+                raise NotFoundError(f"revision {revision!r} is not in the GitOps repository", code="git_revision_not_found")
+            tree = repo.commit(sha).tree
+            if directory is not None:
+                try:
+                    tree = tree / directory
+                except KeyError:
+                    return {}
+            if tree.type == "blob":
+                return {tree.path: tree.data_stream.read()}
+            return {item.path: item.data_stream.read() for item in tree.traverse() if item.type == "blob"}
+
+    def head(self, branch: str | None = None) -> str:
+        """The remote head of ``branch`` (default: the configured one) after a fetch."""
+        name = branch or self.branch
+        with self._session("read") as repo:
+            self._fetch(repo)
+            sha = self._remote_sha(repo, name)
+        if sha is None:
+            raise NotFoundError(f"branch {name!r} does not exist in the GitOps repository", code="git_branch_not_found")
+        return sha
+
+    def ping(self) -> None:
+        """Raise GitUnavailable (or GitAuthFailed / GitRemoteNotFound) when the remote cannot be listed."""
+        client = git.Git()
+        client.update_environment(**self._env)
+        try:
+            client.ls_remote("--heads", self._access.url, kill_after_timeout=NETWORK_TIMEOUT_SECONDS)
+        except GitCommandError as error:
+            raise self._translate(error, "reach") from None
+
+    # ---- commit flows ------------------------------------------------------------------------
+
+    def _commit_direct(self, repo: Repo, request: CommitRequest, message: str) -> CommitResult:
+        target = self.branch
+        upstream = f"refs/remotes/origin/{target}"
+        self._checkout(repo, upstream)
+        apply_request(self._workdir, request)
+        if not self._stage(repo):
+            return CommitResult(sha=self._remote_sha(repo, target), changed=False, branch=target, pushed=False)
+        self._git_commit(repo, message)
+        retries = self._settings.push_retries
+        for attempt in range(retries + 1):
+            if self._push(repo, target):
+                return CommitResult(sha=repo.head.commit.hexsha, changed=True, branch=target, pushed=True)
+            if attempt == retries:
+                break
+            # Jitter keeps two services that raced once from racing again in lockstep.
+            time.sleep(RETRY_BACKOFF_SECONDS * (2**attempt) * (1 + random.random()))
+            self._fetch(repo)
+            self._rebase(repo, upstream)
+            if repo.head.commit.hexsha == self._remote_sha(repo, target):
+                # The other writer pushed exactly our change; rebase dropped our now-empty commit.
+                return CommitResult(sha=repo.head.commit.hexsha, changed=False, branch=target, pushed=False)
+        raise GitUnavailable(
+            f"push to {target} of {self.remote_url} lost the race to other writers {retries + 1} times; try again",
+            code="git_push_contended",
+        )
+
+    def _commit_review(self, repo: Repo, request: CommitRequest, message: str, branch: str) -> CommitResult:
+        existing = self._remote_sha(repo, branch)
+        # A re-run after a crash continues the deploy's own branch, so identical bytes mean no new commit.
+        start = f"refs/remotes/origin/{branch}" if existing else f"refs/remotes/origin/{self.branch}"
+        self._checkout(repo, start)
+        apply_request(self._workdir, request)
+        if not self._stage(repo):
+            if existing:
+                return CommitResult(sha=existing, changed=False, branch=branch, pushed=False)
+            return CommitResult(sha=self._remote_sha(repo, self.branch), changed=False, branch=self.branch, pushed=False)
+        self._git_commit(repo, message)
+        if not self._push(repo, branch, lease=existing or ""):
+            raise GitConflict(f"review branch {branch} changed on the remote while this deploy pushed to it")
+        return CommitResult(sha=repo.head.commit.hexsha, changed=True, branch=branch, pushed=True)
+
+    def _seed(self, repo: Repo) -> None:
+        """First commit of an empty remote: the configured ``initial_files`` (possibly none)."""
+        self._clear_interrupted_state(repo)
+        try:
+            repo.git.update_ref("-d", f"refs/heads/{SEED_BRANCH}")
+        except GitCommandError:
+            pass  # no leftover seed branch
+        repo.git.symbolic_ref("HEAD", f"refs/heads/{SEED_BRANCH}")
+        repo.git.read_tree("--empty")
+        repo.git.clean("-ffdx")
+        write_files(self._workdir, self._initial_files)
+        repo.git.add("--all", "--force")
+        repo.git.commit("--no-verify", "--allow-empty", "--cleanup=whitespace", "-m", SEED_MESSAGE)
+        pushed = self._push(repo, self.branch, local_branch=SEED_BRANCH)
+        self._fetch(repo)
+        if not pushed and self._remote_sha(repo, self.branch) is None:
+            raise GitUnavailable(f"could not create branch {self.branch} on {self.remote_url}")
+
+    # ---- git steps ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self, action: str) -> Iterator[Repo]:
+        """Hold the workdir lock and an open clone; leftover git errors become project errors."""
+        with workdir_lock(self._workdir):
+            repo = self._open_clone()
+            try:
+                yield repo
+            except GitCommandError as error:
+                raise self._translate(error, action) from None
+            except OSError as error:
+                raise GitUnavailable(f"could not {action} the working clone {self._workdir}: {error}") from None
+            finally:
+                repo.close()
+
+    def _open_clone(self) -> Repo:
+        if (self._workdir / ".git").is_dir():
+            try:
+                repo = Repo(self._workdir)
+                if repo.remote("origin").url == self._access.url:
+                    repo.git.update_environment(**self._env)
+                    return repo
+                repo.close()
+            except (InvalidGitRepositoryError, NoSuchPathError, ValueError):
+                pass
+        # The workdir is a cache we own: anything unexpected in it is thrown away.
+        if self._workdir.exists():
+            shutil.rmtree(self._workdir)
+        repo = Repo.init(self._workdir, mkdir=True)
+        repo.create_remote("origin", self._access.url)
+        repo.git.update_environment(**self._env)
+        return repo
+
+    def _fetch(self, repo: Repo) -> None:
+        try:
+            repo.git.fetch(
+                "--prune",
+                "--no-tags",
+                "origin",
+                "+refs/heads/*:refs/remotes/origin/*",
+                kill_after_timeout=NETWORK_TIMEOUT_SECONDS,
+            )
+        except GitCommandError as error:
+            raise self._translate(error, "fetch from") from None
+
+    def _checkout(self, repo: Repo, start: str) -> None:
+        self._clear_interrupted_state(repo)
+        repo.git.checkout("--force", "-B", WORK_BRANCH, start)
+        repo.git.clean("-ffdx")
+
+    def _clear_interrupted_state(self, repo: Repo) -> None:
+        """Undo what a process killed in the middle of a git command left behind (we hold the lock)."""
+        git_dir = Path(repo.git_dir)
+        (git_dir / "index.lock").unlink(missing_ok=True)
+        for state in ("rebase-merge", "rebase-apply"):
+            if (git_dir / state).exists():
+                shutil.rmtree(git_dir / state)
+
+    def _stage(self, repo: Repo) -> bool:
+        """Stage everything; True when the tree differs from HEAD (git compares the bytes)."""
+        # --force: a .gitignore in the GitOps repo must not silently drop a manifest we wrote.
+        repo.git.add("--all", "--force")
+        return bool(repo.git.status("--porcelain").strip())
+
+    def _git_commit(self, repo: Repo, message: str) -> None:
+        # --cleanup=whitespace keeps markdown "# headings" in bodies (the default strips them as comments).
+        repo.git.commit("--no-verify", "--cleanup=whitespace", "-m", message)
+
+    def _push(self, repo: Repo, branch: str, *, lease: str | None = None, local_branch: str = WORK_BRANCH) -> bool:
+        """Push; True on success, False when another writer updated the branch first."""
+        # A named local ref, not HEAD: GitPython cannot map "HEAD" to a Reference and drops the result line.
+        refspec = f"refs/heads/{local_branch}:refs/heads/{branch}"
+        options: dict = {"kill_after_timeout": NETWORK_TIMEOUT_SECONDS}
+        if lease is not None:
+            options["force_with_lease"] = f"refs/heads/{branch}:{lease}"
+        try:
+            results = repo.remote("origin").push(refspec, **options)
+        except GitCommandError as error:
+            raise self._translate(error, "push to") from None
+        failed = [result for result in results if result.flags & PUSH_FAILED]
+        if results and not failed and results.error is None:
+            return True
+        for result in failed:
+            if result.flags & PushInfo.REJECTED:
+                return False
+            if result.flags & PushInfo.REMOTE_REJECTED and REF_LOCK_RACE.search(result.summary):
+                return False
+            if result.flags & PushInfo.REMOTE_REJECTED:
+                raise GitPushRejected(
+                    f"{self.remote_url} refused the push to {branch}: {self._access.redact(result.summary.strip())}"
+                )
+        if results.error is not None:
+            raise self._translate(results.error, "push to")
+        detail = "; ".join(self._access.redact(result.summary.strip()) for result in failed) or "no result reported"
+        raise GitUnavailable(f"push to {branch} of {self.remote_url} failed: {detail}")
+
+    def _rebase(self, repo: Repo, upstream: str) -> None:
+        try:
+            repo.git.rebase(upstream)
+        except GitCommandError:
+            conflicted = repo.git.diff("--name-only", "--diff-filter=U").split()
+            try:
+                repo.git.rebase("--abort")
+            except GitCommandError:
+                pass  # the rebase stopped before it had state to abort
+            self._checkout(repo, upstream)
+            listed = ", ".join(conflicted) or "(unknown paths)"
+            raise GitConflict(
+                f"another change to {self.branch} touched the same files as this deploy: {listed}",
+                details={"paths": conflicted},
+            ) from None
+
+    def _remote_sha(self, repo: Repo, branch: str) -> str | None:
+        return self._resolve_ref(repo, f"refs/remotes/origin/{branch}")
+
+    def _remote_ref(self, repo: Repo, branch: str) -> str | None:
+        return f"refs/remotes/origin/{branch}" if self._remote_sha(repo, branch) else None
+
+    def _resolve_local(self, repo: Repo, revision: str) -> str | None:
+        return self._resolve_ref(repo, f"refs/remotes/origin/{revision}") or self._resolve_ref(repo, revision)
+
+    @staticmethod
+    def _resolve_ref(repo: Repo, ref: str) -> str | None:
+        try:
+            return repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}") or None
+        except GitCommandError:
+            return None
+
+    def _log(
+        self,
+        repo: Repo,
+        ref: str,
+        *,
+        grep: dict[str, str],
+        paths: list[str] | None = None,
+        max_count: int | None = None,
+    ) -> Iterator[tuple[CommitInfo, str]]:
+        arguments = [ref, f"--format={LOG_FORMAT}"]
+        if max_count is not None:
+            arguments.append(f"--max-count={max_count}")
+        if grep:
+            # git narrows the candidates; the caller confirms each one line by line.
+            arguments += ["--fixed-strings", "--regexp-ignore-case", "--all-match"]
+            arguments += [f"--grep={key}: {value}" for key, value in grep.items()]
+        output = repo.git.log(*arguments, "--", *(paths or []))
+        for record in output.split(RECORD):
+            record = record.lstrip("\n")
+            if not record:
+                continue
+            sha, parents, name, email, date, subject, trailer_block, message = record.split(FIELD, 7)
+            trailers = {**trailer_paragraphs(message), **parse_trailer_block(trailer_block)}
+            info = CommitInfo(
+                sha=sha,
+                subject=subject,
+                author_name=name,
+                author_email=email,
+                date=date,
+                trailers=trailers,
+                parents=tuple(parents.split()),
+            )
+            yield info, message
+
+    def _review_branch(self, branch: str | None) -> str | None:
+        if branch is None or branch == self.branch:
+            return None
+        try:
+            git.Git().check_ref_format("--branch", branch)
+        except GitCommandError:
+            raise InvalidRequestError(f"invalid branch name {branch!r}") from None
+        if branch in (WORK_BRANCH, SEED_BRANCH):
+            raise InvalidRequestError(f"branch name {branch!r} is reserved for the working clone")
+        return branch
+
+    def _translate(self, error: GitCommandError, action: str) -> MlopsError:
+        stderr = self._access.redact(_stderr_text(error))
+        message = f"could not {action} the GitOps remote {self.remote_url}: {stderr or 'git failed'}"
+        if AUTH_FAILURE.search(stderr):
+            return GitAuthFailed(message)
+        if REPOSITORY_MISSING.search(stderr):
+            return GitRemoteNotFound(message)
+        return GitUnavailable(message)
+
+
+def _stderr_text(error: GitCommandError) -> str:
+    raw = error.stderr if isinstance(error.stderr, str) else str(error.stderr or "")
+    # GitPython formats stderr as "\n  stderr: '...'"; keep just git's own words.
+    text = re.sub(r"^\s*stderr:\s*'?", "", raw).rstrip("'\n ")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines and error.status:
+        lines = [str(error.status)]
+    return " | ".join(lines[-4:])
