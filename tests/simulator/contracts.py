@@ -9,7 +9,7 @@ would be silently dropped by Argo CD, so the simulator treats it as a violation.
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,13 +109,18 @@ def kubernetes_errors(obj: dict) -> list[str]:
     return []
 
 
+# Parsing the contracts takes seconds; every simulator in a test session shares one parsed copy.
+_swagger_validator = functools.lru_cache(maxsize=None)(SwaggerValidator)
+_crd_validator = functools.lru_cache(maxsize=None)(CrdValidator)
+
+
 class ContractChecker:
     """Checks and records: every violation is kept so a test can assert none happened."""
 
     def __init__(self, contracts_dir: Path) -> None:
-        argocd = Path(contracts_dir) / "argocd"
-        self.swagger = SwaggerValidator(argocd / "swagger.json")
-        self.application_crd = CrdValidator(argocd / "application-crd.yaml")
+        argocd = Path(contracts_dir).resolve() / "argocd"
+        self.swagger = _swagger_validator(argocd / "swagger.json")
+        self.application_crd = _crd_validator(argocd / "application-crd.yaml")
         self.violations: list[Violation] = []
 
     def _record(self, where: str, schema: str, errors: list[str]) -> None:
