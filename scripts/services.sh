@@ -51,7 +51,8 @@ start_detached() {
     local pid_file="$1" log_file="$2"
     shift 2
     rm -f "$pid_file"
-    as_root setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pid_file" "$@" >>"$log_file" 2>&1 </dev/null &
+    # 9>&- : the service must not inherit (and so hold forever) this script's lock.
+    as_root setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pid_file" "$@" >>"$log_file" 2>&1 </dev/null 9>&- &
     local waited=0
     until [ -s "$pid_file" ]; do
         [ "$waited" -lt 50 ] || die "could not start $1"
@@ -235,6 +236,10 @@ ensure_kubectl() {
 }
 
 mkdir -p "$LOG_DIR" "$RUN_DIR"
+# Several test runs on one machine call this script at once; without the lock two of them would each
+# start a registry (the second dies on the busy port) or debootstrap the base image twice.
+exec 9>"$RUN_DIR/services.lock"
+flock -w 900 9 || die "another services.sh held $RUN_DIR/services.lock for 15 minutes"
 ensure_packages
 ensure_docker
 ensure_base_image
