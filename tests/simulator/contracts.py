@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,15 +99,34 @@ class CrdValidator:
         ]
 
 
+@functools.lru_cache(maxsize=None)
+def _kubernetes_validator(kind: str, api_version: str) -> jsonschema.Validator:
+    """The validator ``kubernetes_validate.validate`` builds, built once (it re-reads 1.3 MB per call)."""
+    from kubernetes_validate.utils import schema_contents
+    from referencing import Registry, Resource
+
+    version = kubernetes_validate.utils.all_versions()
+    version = [v for v in version if kubernetes_validate.utils.major_minor(v) <= KUBERNETES_VERSION][-1]
+    schema_dir = f"kubernetes-json-schema/v{version}-local-strict"
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = schema_contents(f"{schema_dir}/{kind.lower()}-{group_version}.json", version)
+    except FileNotFoundError as exc:
+        raise kubernetes_validate.SchemaNotFoundError(kind=kind, version=version, api_version=api_version) from exc
+    definitions = schema_contents(f"{schema_dir}/_definitions.json", version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
 def kubernetes_errors(obj: dict) -> list[str]:
     try:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as error:
-        path = "/".join(str(part) for part in error.absolute_path) or "<root>"
-        return [f"{path}: {error.message}"]
+        validator = _kubernetes_validator(obj.get("kind", ""), obj.get("apiVersion", ""))
     except kubernetes_validate.SchemaNotFoundError as error:
         return [error.message]
-    return []
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    if error is None:
+        return []
+    return [f"{'/'.join(str(part) for part in error.absolute_path) or '<root>'}: {error.message}"]
 
 
 # Parsing the contracts takes seconds; every simulator in a test session shares one parsed copy.

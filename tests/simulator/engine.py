@@ -380,6 +380,9 @@ class ArgoCDSimulator:
         self._finish(app, "Succeeded", "successfully synced (all tasks run)", sha, results)
 
     def _finish(self, app: AppRecord, phase: str, message: str, sha: str | None, results: list[dict]) -> None:
+        # The comparison is made before the operation is marked done, and both are published together:
+        # a reader must never see a finished operation next to the pre-sync comparison.
+        comparison = self._compare(app)
         with self._lock:
             state = app.operation_state or {}
             state.update(phase=phase, message=message, finishedAt=now())
@@ -388,21 +391,24 @@ class ArgoCDSimulator:
                 state["syncResult"]["revision"] = sha
             app.operation_state = state
             app.operation = None
+            app.sync, app.conditions = comparison
             app.resource_version += 1
-        self._refresh(app)
 
     def _refresh(self, app: AppRecord) -> None:
+        comparison = self._compare(app)
+        with self._lock:
+            app.sync, app.conditions = comparison
+
+    def _compare(self, app: AppRecord) -> tuple[dict, list[dict]]:
         """Compare the live objects with the target revision, as the controller's reconciliation does."""
         source = app.spec["source"]
-        comparedTo = {"source": copy.deepcopy(source), "destination": copy.deepcopy(app.spec["destination"])}
+        compared_to = {"source": copy.deepcopy(source), "destination": copy.deepcopy(app.spec["destination"])}
         try:
             sha = self.source.resolve(source["repoURL"], source.get("targetRevision") or "HEAD")
             desired = self.source.render(source["repoURL"], sha, source.get("path", ""))
         except SourceError as exc:
-            with self._lock:
-                app.sync = {"status": "Unknown", "comparedTo": comparedTo}
-                app.conditions = [{"type": "ComparisonError", "message": str(exc), "lastTransitionTime": now()}]
-            return
+            condition = {"type": "ComparisonError", "message": str(exc), "lastTransitionTime": now()}
+            return {"status": "Unknown", "comparedTo": compared_to}, [condition]
         namespace = app.default_namespace
         with self._lock:
             desired_keys = {object_key(obj, namespace) for obj in desired}
@@ -411,8 +417,7 @@ class ArgoCDSimulator:
                 and _without_status(obj, object_key(obj, namespace)[1]) == live.manifest
                 for obj in desired
             )
-            app.sync = {"status": "Synced" if in_sync else "OutOfSync", "revision": sha, "comparedTo": comparedTo}
-            app.conditions = []
+        return {"status": "Synced" if in_sync else "OutOfSync", "revision": sha, "comparedTo": compared_to}, []
 
     # ---- health ------------------------------------------------------------------------------
 
