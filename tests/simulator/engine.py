@@ -165,7 +165,7 @@ class ArgoCDSimulator:
                     return self._application_json(existing)
                 if not upsert:
                     raise SimError(
-                        400, f"existing application spec is different, use upsert flag to force update"
+                        400, "existing application spec is different, use upsert flag to force update"
                     )
                 return self._update(existing, manifest)
             app = AppRecord(metadata=self._stored_metadata(manifest), spec=copy.deepcopy(manifest["spec"]))
@@ -311,6 +311,12 @@ class ArgoCDSimulator:
             app.worker.start()
 
     def _run_operation(self, app: AppRecord) -> None:
+        try:
+            self._sync_operation(app)
+        except Exception as exc:  # noqa: BLE001 - a simulator bug must end the operation, not hang it
+            self._finish(app, "Error", f"simulator error: {exc!r}", None, [])
+
+    def _sync_operation(self, app: AppRecord) -> None:
         operation = app.operation or {}
         sync = operation["sync"]
         started = app.operation_state["startedAt"]
