@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from renderer import names
 from renderer.spec import DeploymentSpec
 from renderer.templating import parse_single_document, read_static, render_template
@@ -11,10 +13,16 @@ BASE_FILES = ("kustomization.yaml", "deployment.yaml", "service.yaml")
 
 def render_base() -> dict[str, bytes]:
     """The shared base (``base/model-server/...``), identical bytes on every call."""
+    return dict(_base_files())
+
+
+@lru_cache(maxsize=1)
+def _base_files() -> tuple[tuple[str, bytes], ...]:
+    # Static package data: read and checked once per process.
     files = {f"{names.BASE_DIR}/{name}": read_static(f"base/{names.BASE_RESOURCE_NAME}/{name}") for name in BASE_FILES}
     for path, content in files.items():
         parse_single_document(path, content)
-    return files
+    return tuple(files.items())
 
 
 def render_model(spec: DeploymentSpec) -> dict[str, bytes]:
