@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 
 class RenderError(ValueError):
-    """A spec cannot be rendered. ``field`` is a dotted path into the spec (``env.DB_PASSWORD``)."""
+    """A spec cannot be rendered. ``field`` is a dotted path into the spec (``image``, ``autoscaling.min_replicas``, ``env``)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}" if field else message)
