@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TOKEN, closed_port_url
 from pydantic import SecretStr
 
 from control_api.adapters.forge import (
@@ -17,6 +16,7 @@ from control_api.adapters.forge import (
 )
 from control_api.errors import NotFoundError, TerminalError
 from control_api.settings import ForgeSettings
+from tests.forge.forge_emulator import TOKEN, closed_port_url
 
 REPOSITORY = {"github": "acme/gitops", "gitea": "acme/gitops", "gitlab": "platform/ml/gitops"}
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_git
 
 from control_api.adapters.gitops import CommitRequest
 from control_api.errors import InvalidRequestError
+from tests.gitops.git_helpers import run_git
 
 TRAILERS = {
     "Model-Name": "iris",

@@ -6,9 +6,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import run_git
 
 from control_api.adapters.gitops import CommitRequest, GitConflict, GitOpsRepo, GitUnavailable
+from tests.gitops.git_helpers import run_git
 
 
 def model_request(model: str, content: str = "v1") -> CommitRequest:

@@ -109,6 +109,8 @@ class GitOpsRepo:
     def commit(self, request: CommitRequest) -> CommitResult:
         message = format_commit_message(request.subject, request.body, request.trailers)
         review_branch = self._review_branch(request.branch)
+        for path in (*request.files, *request.replace_dirs, *request.delete_paths):
+            checked_path(path)  # refuse a bad request before touching the clone
         with self._session("commit to") as repo:
             self._fetch(repo)
             if self._remote_sha(repo, self.branch) is None:
