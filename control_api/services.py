@@ -7,6 +7,7 @@ platform status check reports a missing system instead of failing at start.
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
@@ -18,6 +19,19 @@ if TYPE_CHECKING:
     from control_api.adapters.image_builder.base import ImageBuilder
     from control_api.adapters.local_runtime.base import LocalRuntime
     from control_api.adapters.registry.base import ImageRegistry
+
+
+GITOPS_SKELETON = Path(__file__).resolve().parent.parent / "gitops-repo"
+
+
+def skeleton_files() -> dict[str, bytes]:
+    """The repo's README and empty folders, from ``gitops-repo/``, used to seed a new GitOps repo."""
+    files: dict[str, bytes] = {}
+    if GITOPS_SKELETON.is_dir():
+        for path in sorted(GITOPS_SKELETON.rglob("*")):
+            if path.is_file():
+                files[path.relative_to(GITOPS_SKELETON).as_posix()] = path.read_bytes()
+    return files
 
 
 class Services:
@@ -61,9 +75,55 @@ class Services:
 
         return DockerLocalRuntime(self.settings.target)
 
+    @cached_property
+    def gitops(self):
+        from control_api.adapters.gitops.repo import GitOpsRepo
+        from renderer import render_base
+
+        repo = GitOpsRepo(
+            self.settings.git,
+            self.settings.git_remote_url(),
+            self.settings.git_workdir(),
+            initial_files={**skeleton_files(), **render_base()},
+        )
+        if self.settings.git_remote_url().startswith("file://"):
+            repo.ensure_remote()
+        return repo
+
+    @cached_property
+    def forge(self):
+        from control_api.adapters.forge import make_forge
+
+        return make_forge(self.settings.forge)
+
+    @cached_property
+    def argocd(self):
+        from control_api.adapters.argocd import ArgoCDClient
+
+        return ArgoCDClient(self.settings.argocd)
+
+    @cached_property
+    def kubernetes(self):
+        from control_api.adapters.kubernetes import KubernetesReader
+
+        return KubernetesReader(self.settings.kubernetes)
+
+    @cached_property
+    def target(self):
+        from control_api.targets import make_target
+
+        return make_target(self)
+
     def extra_checks(self) -> dict:
         """Component checks contributed by the configured target (git, Argo CD ...)."""
-        return {}
+        kind = self.settings.target.kind
+        if kind == "none":
+            return {}
+        checks = {"git": lambda: self.gitops.ping()}
+        if kind == "argocd":
+            checks["argocd"] = lambda: self.argocd.ping()
+            checks["kubernetes"] = lambda: self.kubernetes.ping()
+        return checks
 
     def close(self) -> None:
         if "journal" in self.__dict__:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from control_api.adapters.local_runtime.base import LocalRuntime, WorkloadStatus
-from tests.simulator.gitsource import GitSource, SourceError
-from tests.simulator.workloads import object_namespace, pair_workloads
+from control_api.adapters.local_runtime.gitsource import GitSource, SourceError
+from control_api.adapters.local_runtime.manifests import object_namespace, pair_workloads
 
 HEALTH_ORDER = ["Healthy", "Suspended", "Progressing", "Missing", "Degraded", "Unknown"]
 HISTORY_LIMIT = 10

@@ -1,4 +1,7 @@
-"""What Argo CD's repo server does: fetch a git revision and render a Kustomize path to objects."""
+"""Fetch a git revision and render a Kustomize path to objects: what Argo CD's repo server does.
+
+Used by the local target's sync (and by the Argo CD simulator in tests).
+"""
 
 from __future__ import annotations
 

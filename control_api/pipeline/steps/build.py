@@ -1,0 +1,56 @@
+"""Step ``build``: the serving image = cached runtime layer + the registered model's files."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from control_api.adapters.image_builder.base import ModelBundle
+from control_api.pipeline.step import StepContext
+
+
+class BuildStep:
+    name = "build"
+    status_label = "building"
+    max_attempts = 2
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        gateway = ctx.services.mlflow
+        model_name = ctx.request["model_name"]
+        version = ctx.outputs["model_version"]
+        model_dir = ctx.settings.data_path / "work" / ctx.deployment_id / "model"
+        shutil.rmtree(model_dir, ignore_errors=True)
+        local_dir = gateway.download_version(model_name, version, model_dir)
+        ctx.log(f"downloaded {model_name} v{version} to {local_dir}")
+        bundle = ModelBundle(
+            model_name=model_name,
+            model_version=version,
+            run_id=ctx.outputs["run_id"],
+            model_dir=local_dir,
+            model_uri=f"models:/{model_name}/{version}",
+            mlflow_tracking_uri=_redacted(gateway.tracking_uri),
+            deployment_id=ctx.deployment_id,
+        )
+        built = ctx.services.image_builder.build(bundle, ctx.log)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        reuse = "reused" if built.runtime_cache_hit else "built"
+        return {
+            "local_image": built.reference,
+            "local_image_id": built.image_id,
+            "runtime_image": built.runtime_reference,
+            "runtime_cache_hit": built.runtime_cache_hit,
+            "_message": f"image {built.reference}; runtime layer {built.runtime_reference} {reuse}",
+        }
+
+
+def _redacted(uri: str) -> str:
+    """Tracking URIs can carry user:password@; images are readable by everyone who can pull them."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return uri

@@ -1,0 +1,90 @@
+"""Step ``commit``: render the model's Kustomize overlay and commit it to the GitOps repo.
+
+One deploy is one commit with a readable subject and machine-readable trailers. Identical bytes make
+no commit, so a retried deploy never adds a second one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control_api.adapters.gitops.types import CommitRequest
+from control_api.errors import InvalidRequestError
+from control_api.pipeline.step import StepContext
+from control_api.targets import AppRef
+
+
+def app_ref(settings, namespace: str, model_name: str) -> AppRef:
+    from renderer import application_name, model_dir
+
+    return AppRef(namespace, model_name, model_dir(namespace, model_name), application_name(namespace, model_name))
+
+
+def render_files(ctx: StepContext, app: AppRef) -> dict[str, bytes]:
+    from renderer import DeploymentSpec, RenderError, SecretRef, render_application, render_base, render_model
+
+    request = ctx.request
+    config = request.get("deployment_config") or {}
+    fields = dict(
+        model_name=request["model_name"],
+        namespace=app.namespace,
+        model_version=ctx.outputs["model_version"],
+        image=ctx.outputs["image_uri"],
+        run_id=ctx.outputs["run_id"],
+        model_uri=ctx.outputs.get("model_uri") or f"models:/{request['model_name']}/{ctx.outputs['model_version']}",
+        deployment_id=ctx.outputs.get("source_deployment_id") or ctx.deployment_id,
+        replicas=config.get("replicas") or 1,
+        env=request.get("environment_vars") or {},
+        secret_env={k: SecretRef(**v) for k, v in (request.get("secret_env") or {}).items()},
+    )
+    for key in ("cpu_limit", "memory_limit"):
+        if config.get(key):
+            fields[key] = config[key]
+    try:
+        spec = DeploymentSpec.validated(**fields)
+    except RenderError as exc:
+        raise InvalidRequestError(f"cannot render manifests: {exc.message}", code="render_failed", details={"field": exc.field}) from exc
+    files = {**render_base(), **render_model(spec)}
+    from control_api.targets.argocd import ArgoCDTarget
+
+    files.update(render_application(ArgoCDTarget(ctx.services).application_spec(app)))
+    return files
+
+
+class CommitStep:
+    name = "commit"
+    status_label = "committing"
+    max_attempts = 3
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        request = ctx.request
+        app = app_ref(ctx.settings, request["namespace"], request["model_name"])
+        files = render_files(ctx, app)
+        version = ctx.outputs["model_version"]
+        trailers = {
+            "Model-Name": request["model_name"],
+            "Model-Version": str(version),
+            "Run-Id": ctx.outputs["run_id"],
+            "Image": ctx.outputs["image_uri"],
+            "Deployment-Id": ctx.deployment_id,
+            "Requested-By": ctx.deployment.requested_by,
+        }
+        result = ctx.services.gitops.commit(
+            CommitRequest(
+                files=files,
+                replace_dirs=(app.path,),
+                delete_paths=(),
+                subject=f"deploy {request['model_name']} v{version}",
+                body=f"Serve {request['model_name']} version {version} in namespace {app.namespace}.",
+                trailers=trailers,
+            )
+        )
+        ctx.log(f"commit {result.sha[:12]} on {result.branch} ({'new' if result.changed else 'no change'})")
+        return {
+            "commit": result.sha,
+            "commit_changed": result.changed,
+            "gitops_path": app.path,
+            "application": app.application,
+            "target": ctx.settings.target.kind,
+            "_message": f"{'committed' if result.changed else 'unchanged at'} {result.sha[:12]}",
+        }

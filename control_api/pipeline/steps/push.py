@@ -1,0 +1,28 @@
+"""Step ``push``: push the model image to the registry and record it by digest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control_api.pipeline.step import StepContext
+
+
+class PushStep:
+    name = "push"
+    status_label = "pushing"
+    max_attempts = 3
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        settings = ctx.settings.registry
+        model_name = ctx.request["model_name"]
+        repository = f"{settings.repository_prefix}/{model_name}" if settings.repository_prefix else model_name
+        # One tag per version and deployment: a retry of this deploy pushes the same content under
+        # the same tag (a no-op even with immutable tags); another deploy never collides with it.
+        tag = f"v{ctx.outputs['model_version']}-{ctx.deployment_id[:12]}"
+        pushed = ctx.services.registry.push(ctx.outputs["local_image"], repository, tag, ctx.log)
+        return {
+            "image_uri": pushed.uri,
+            "image_digest": pushed.digest,
+            "image_tag": f"{pushed.repository}:{pushed.tag}",
+            "_message": f"pushed {pushed.uri}",
+        }

@@ -1,0 +1,71 @@
+"""The ``argocd`` target: upsert the Application, sync it to the commit, wait for Synced+Healthy and an address."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from control_api.targets.base import AppRef, probe_health, url_for
+
+
+class ArgoCDTarget:
+    kind = "argocd"
+
+    def __init__(self, services) -> None:
+        self.services = services
+        self.settings = services.settings
+
+    def application_manifest(self, app: AppRef) -> dict:
+        from renderer import ApplicationSpec, application_manifest
+
+        return application_manifest(self.application_spec(app))
+
+    def application_spec(self, app: AppRef):
+        from renderer import ApplicationSpec
+
+        argo = self.settings.argocd
+        return ApplicationSpec.validated(
+            name=app.application,
+            namespace=argo.namespace,
+            project=argo.project,
+            repo_url=argo.repo_url or self.settings.git_remote_url(),
+            path=app.path,
+            target_revision=self.settings.git.branch,
+            destination_server=argo.destination_server,
+            destination_namespace=app.namespace,
+            automated_sync=argo.automated_sync,
+            labels={"app.kubernetes.io/managed-by": "mlops-control"},
+        )
+
+    def sync(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict:
+        client = self.services.argocd
+        client.upsert_application(self.application_manifest(app))
+        log(f"Application {app.application} upserted; syncing to {revision[:12]}")
+        client.sync(app.application, revision)
+        return {"synced_revision": revision, "application": app.application}
+
+    def wait(self, app: AppRef, revision: str, timeout: float, log: Callable[[str], None]) -> dict:
+        import time
+
+        from control_api.adapters.argocd import wait_for_sync
+        from control_api.adapters.kubernetes import wait_for_external_address
+
+        started = time.monotonic()
+        state = wait_for_sync(self.services.argocd, app.application, revision, timeout, poll=1.0)
+        log(f"Application {app.application}: {state.describe() if hasattr(state, 'describe') else 'Synced, Healthy'}")
+        remaining = max(1.0, timeout - (time.monotonic() - started))
+        address = wait_for_external_address(self.services.kubernetes, app.namespace, app.model_name, remaining, poll=1.0)
+        url = url_for(address)
+        log(f"Service {app.namespace}/{app.model_name} has external address {address}")
+        probe_health(url, max(1.0, timeout - (time.monotonic() - started)), log)
+        return {"external_ip": address, "deployment_url": url}
+
+    def remove(self, app: AppRef, revision: str, log: Callable[[str], None]) -> None:
+        client = self.services.argocd
+        if client.get_application(app.application) is None:
+            return
+        # Sync the commit that removed the files with prune, then delete the Application itself.
+        client.delete_application(app.application, cascade=True)
+        log(f"Application {app.application} deleted with cascade")
+
+    def ping(self) -> None:
+        self.services.argocd.ping()

@@ -1,0 +1,67 @@
+"""The ``local`` target: sync = kustomize build of the committed revision, run on the local Docker Engine.
+
+Each Service gets its own loopback address, so the URL behaves like a LoadBalancer's external IP.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from control_api.adapters.local_runtime.gitsource import GitSource, SourceError
+from control_api.adapters.local_runtime.manifests import pair_workloads
+from control_api.errors import SyncFailed, DeploymentTimedOut
+from control_api.targets.base import AppRef, probe_health, url_for
+
+
+class LocalTarget:
+    kind = "local"
+
+    def __init__(self, services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.source = GitSource(self.settings.data_path / "local-target" / "git-cache")
+
+    def _objects(self, app: AppRef, revision: str) -> list[dict]:
+        try:
+            return self.source.render(self.settings.git_remote_url(), revision, app.path)
+        except SourceError as exc:
+            raise SyncFailed(f"cannot render {app.path} at {revision[:12]}: {exc}", code="sync_failed") from exc
+
+    def sync(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict:
+        objects = self._objects(app, revision)
+        workloads = pair_workloads(objects, app.namespace)
+        if not workloads:
+            raise SyncFailed(f"{app.path} at {revision[:12]} describes no Deployment", code="sync_failed")
+        runtime = self.services.local_runtime
+        timeout = self.settings.target.ready_timeout_seconds
+        statuses = []
+        for workload in workloads:
+            log(f"applying Deployment {workload.spec.namespace}/{workload.spec.name} image {workload.spec.image}")
+            statuses.append(runtime.apply(workload.spec, ready_timeout=timeout))
+        wanted = {(w.spec.namespace, w.spec.name) for w in workloads}
+        self._prune(app, wanted, log)
+        status = statuses[0]
+        return {"external_ip": status.address, "deployment_url": url_for(status.address, status.port), "synced_revision": revision}
+
+    def wait(self, app: AppRef, revision: str, timeout: float, log: Callable[[str], None]) -> dict:
+        runtime = self.services.local_runtime
+        status = runtime.get(app.namespace, app.model_name)
+        if status is None:
+            raise DeploymentTimedOut(f"no running workload for {app.namespace}/{app.model_name}; retry to sync again")
+        url = url_for(status.address, status.port)
+        probe_health(url, timeout, log)
+        return {"external_ip": status.address, "deployment_url": url}
+
+    def remove(self, app: AppRef, revision: str, log: Callable[[str], None]) -> None:
+        self._prune(app, set(), log)
+
+    def _prune(self, app: AppRef, wanted: set[tuple[str, str]], log) -> None:
+        runtime = self.services.local_runtime
+        for status in runtime.list():
+            key = (status.namespace, status.name)
+            if status.namespace == app.namespace and status.name == app.model_name and key not in wanted:
+                log(f"pruning {status.namespace}/{status.name}")
+                runtime.delete(status.namespace, status.name)
+
+    def ping(self) -> None:
+        self.services.image_builder.ping()
