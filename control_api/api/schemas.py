@@ -30,6 +30,10 @@ MAX_MEMORY_BYTES = 64 * 2**30
 
 
 def dns1123_label(value: str, what: str) -> str:
+    if value[:1].isdigit():
+        raise PydanticCustomError(
+            "dns1035_label", "{what} must start with a letter (it names a Kubernetes Service)", {"what": what}
+        )
     if len(value) > 63:
         raise PydanticCustomError("max_length_63", "{what} must be at most 63 characters (got {n})", {"what": what, "n": len(value)})
     if not DNS1123_LABEL.match(value):
@@ -49,6 +53,13 @@ def memory_bytes(value: str) -> int:
     match = re.match(r"^([0-9]+)([A-Za-z]*)$", value)
     assert match
     return int(match.group(1)) * MEMORY_FACTORS[match.group(2)]
+
+
+class SecretKeyRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="Kubernetes Secret name")
+    key: str = Field(max_length=253, pattern=r"^[-._A-Za-z0-9]+$", description="Key in the Secret")
 
 
 class DeploymentConfig(BaseModel):
@@ -93,6 +104,9 @@ class DeployRequest(BaseModel):
     experiment_name: str | None = Field(default=None, max_length=256)
     requirements: list[str] = Field(default_factory=list, max_length=200)
     environment_vars: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, SecretKeyRef] = Field(
+        default_factory=dict, description="Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values."
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     deployment_config: DeploymentConfig | None = None
     namespace: str | None = None
@@ -172,6 +186,19 @@ class DeployRequest(BaseModel):
                 raise PydanticCustomError("env_value", "value of {key} must be one line of at most 4096 characters", {"key": key})
             if item.strip() in ("---", "...") or "\n---" in item:
                 raise PydanticCustomError("env_value", "value of {key} must not contain a YAML document separator", {"key": key})
+            from renderer import check_env_value
+
+            why = check_env_value(key, item)
+            if why:
+                raise PydanticCustomError("credential_in_env", "{why}", {"why": why})
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: dict[str, "SecretKeyRef"]) -> dict[str, "SecretKeyRef"]:
+        for key in value:
+            if not C_IDENTIFIER.match(key):
+                raise PydanticCustomError("env_key", "environment variable name {key!r} must be a C identifier", {"key": key})
         return value
 
     @field_validator("tags")
@@ -205,6 +232,7 @@ class DeployRequest(BaseModel):
             "experiment_name": self.experiment_name,
             "requirements": self.requirements,
             "environment_vars": self.environment_vars,
+            "secret_env": {k: v.model_dump() for k, v in self.secret_env.items()},
             "tags": self.tags,
             "namespace": namespace,
             "deployment_config": {

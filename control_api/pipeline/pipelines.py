@@ -12,12 +12,20 @@ from control_api.pipeline.steps.train import TrainStep
 from control_api.settings import Settings
 
 DEPLOY = "deploy"
+ROLLBACK = "rollback"
+UNDEPLOY = "undeploy"
 
 
 def build_pipelines(settings: Settings) -> dict[str, Pipeline]:
     train_and_register = (TrainStep(), RegisterStep())
     if settings.target.kind == "none":
         return {DEPLOY: Pipeline(DEPLOY, train_and_register, "registered")}
+    from control_api.pipeline.steps.rollback import PruneStep, RollbackCommitStep, UndeployCommitStep
     from control_api.pipeline.steps.serving import serving_steps
+    from control_api.pipeline.steps.sync import SyncStep, WaitStep
 
-    return {DEPLOY: Pipeline(DEPLOY, train_and_register + serving_steps(settings), "deployed")}
+    return {
+        DEPLOY: Pipeline(DEPLOY, train_and_register + serving_steps(settings), "deployed"),
+        ROLLBACK: Pipeline(ROLLBACK, (RollbackCommitStep(), SyncStep(), WaitStep()), "deployed"),
+        UNDEPLOY: Pipeline(UNDEPLOY, (UndeployCommitStep(), PruneStep()), "undeployed"),
+    }

@@ -1,0 +1,115 @@
+"""Rollback, undeploy and deploy history of a model. Each change is a git commit plus a sync."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep
+from control_api.api.routes.deploy import _answer_async
+from control_api.api.schemas import DeploymentView, dns1123_label
+from control_api.errors import ConflictError, InvalidRequestError
+from control_api.pipeline.pipelines import ROLLBACK, UNDEPLOY
+
+router = APIRouter(prefix="/mlops/models", tags=["lifecycle"])
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = Field(default=None, pattern=r"^[0-9]{1,9}$", description="Version to serve; default: the one before the current")
+    namespace: str | None = Field(default=None, max_length=63)
+
+
+def _namespace(services, namespace: str | None) -> str:
+    settings = services.settings
+    namespace = namespace or settings.api.default_namespace
+    if namespace not in settings.api.allowed_namespaces:
+        raise InvalidRequestError(
+            f"namespace {namespace!r} is not allowed", code="validation_error",
+            details=[{"field": "namespace", "rule": "allowlist", "message": "namespace is not on the allowlist"}],
+        )
+    return namespace
+
+
+def _require_gitops_target(services) -> None:
+    if services.settings.target.kind == "none":
+        raise ConflictError("the service runs with target 'none': nothing is deployed, so nothing can be rolled back or removed", code="no_target")
+
+
+def _start(services, orchestrator, kind: str, name: str, namespace: str, request: dict, requester: str):
+    dns1123_label(name, "model name")
+    running = services.journal.active_for_model(name, namespace)
+    if running is not None:
+        raise ConflictError(
+            f"{name} in {namespace} is busy with {running.kind} {running.id}", code="deploy_in_progress",
+            details={"deployment_id": running.id, "status": running.status},
+        )
+    record = services.journal.create(
+        kind=kind, model_name=name, namespace=namespace, request=request,
+        step_names=orchestrator.pipelines[kind].step_names, requested_by=requester,
+    )
+    orchestrator.start(record.id)
+    return record
+
+
+@router.post("/{name}/rollback", response_model=DeploymentView, summary="Serve an earlier version again (revert-style commit + sync)")
+async def rollback(
+    name: str, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
+    body: RollbackRequest | None = None,
+    wait: Annotated[bool, Query()] = True, prefer: Annotated[str | None, Header()] = None,
+):
+    body = body or RollbackRequest()
+    _require_gitops_target(services)
+    namespace = _namespace(services, body.namespace)
+    record = _start(services, orchestrator, ROLLBACK, name, namespace,
+                    {"model_name": name, "namespace": namespace, "version": body.version}, requester)
+    return await _answer_async(record, orchestrator, wait, prefer, services.settings.api.max_wait_seconds)
+
+
+@router.delete("/{name}/deployment", response_model=DeploymentView, summary="Remove the model's manifests in a commit and prune")
+async def undeploy(
+    name: str, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
+    namespace: Annotated[str | None, Query(max_length=63)] = None,
+    wait: Annotated[bool, Query()] = True, prefer: Annotated[str | None, Header()] = None,
+):
+    _require_gitops_target(services)
+    namespace = _namespace(services, namespace)
+    record = _start(services, orchestrator, UNDEPLOY, name, namespace, {"model_name": name, "namespace": namespace}, requester)
+    return await _answer_async(record, orchestrator, wait, prefer, services.settings.api.max_wait_seconds)
+
+
+@router.get("/{name}/history", summary="Deploy, rollback and undeploy commits of a model, newest first")
+async def history(
+    name: str, services: ServicesDep,
+    namespace: Annotated[str | None, Query(max_length=63)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+):
+    _require_gitops_target(services)
+    dns1123_label(name, "model name")
+    namespace = _namespace(services, namespace)
+    from control_api.pipeline.steps.rollback import deploy_history
+
+    _, commits = await run_in_threadpool(deploy_history, services, namespace, name, limit)
+    return {
+        "model_name": name,
+        "namespace": namespace,
+        "commits": [
+            {
+                "sha": c.sha,
+                "subject": c.subject,
+                "action": c.trailers.get("Action", "deploy"),
+                "version": c.trailers.get("Model-Version"),
+                "image": c.trailers.get("Image"),
+                "run_id": c.trailers.get("Run-Id"),
+                "deployment_id": c.trailers.get("Deployment-Id"),
+                "requested_by": c.trailers.get("Requested-By"),
+                "author": c.author_name,
+                "date": c.date,
+            }
+            for c in commits
+        ],
+    }

@@ -1,0 +1,119 @@
+"""Steps for rollback and undeploy: a revert-style commit (or a removal commit), then the usual sync.
+
+Rollback restores the model's overlay exactly as it was in the deploy commit of the chosen version,
+so the new commit's diff is the inverse of the change being undone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control_api.adapters.gitops.types import CommitRequest
+from control_api.errors import ConflictError, NotFoundError
+from control_api.pipeline.step import StepContext
+from control_api.pipeline.steps.commit import app_ref
+
+
+def deploy_history(services, namespace: str, model_name: str, limit: int = 200):
+    app = app_ref(services.settings, namespace, model_name)
+    return app, services.gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": model_name}, limit=limit)
+
+
+class RollbackCommitStep:
+    name = "commit"
+    status_label = "committing"
+    max_attempts = 3
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        model_name = ctx.deployment.model_name
+        namespace = ctx.deployment.namespace
+        app, history = deploy_history(ctx.services, namespace, model_name)
+        if not history:
+            raise NotFoundError(f"{model_name} has never been deployed to {namespace}", code="model_not_deployed")
+        current = history[0]
+        if current.trailers.get("Action") == "undeploy":
+            raise ConflictError(f"{model_name} is not deployed in {namespace}; deploy it first", code="model_not_deployed")
+        current_version = current.trailers.get("Model-Version")
+        wanted = ctx.request.get("version")
+        if wanted:
+            target = next((c for c in history if c.trailers.get("Model-Version") == str(wanted) and c.trailers.get("Action") != "undeploy"), None)
+            if target is None:
+                raise NotFoundError(f"version {wanted} of {model_name} was never deployed to {namespace}", code="version_not_deployed")
+        else:
+            target = next(
+                (c for c in history[1:] if c.trailers.get("Model-Version") not in (None, current_version) and c.trailers.get("Action") != "undeploy"),
+                None,
+            )
+            if target is None:
+                raise ConflictError(f"{model_name} has no earlier version to roll back to", code="no_previous_version")
+        files = ctx.services.gitops.read_files(target.sha, app.path)
+        version = target.trailers["Model-Version"]
+        result = ctx.services.gitops.commit(
+            CommitRequest(
+                files=files,
+                replace_dirs=(app.path,),
+                delete_paths=(),
+                subject=f"rollback {model_name} to v{version}",
+                body=f"Restore {app.path} as of {target.sha[:12]} ({target.subject}).\n\nThis reverts the deployed state from v{current_version} to v{version}.",
+                trailers={
+                    "Model-Name": model_name,
+                    "Model-Version": version,
+                    "Run-Id": target.trailers.get("Run-Id", ""),
+                    "Image": target.trailers.get("Image", ""),
+                    "Deployment-Id": ctx.deployment_id,
+                    "Requested-By": ctx.deployment.requested_by,
+                    "Action": "rollback",
+                    "Reverts-To": target.sha,
+                },
+            )
+        )
+        return {
+            "commit": result.sha,
+            "commit_changed": result.changed,
+            "model_version": version,
+            "run_id": target.trailers.get("Run-Id"),
+            "image_uri": target.trailers.get("Image"),
+            "rolled_back_from": current_version,
+            "target": ctx.settings.target.kind,
+            "_message": f"rollback to v{version} at {result.sha[:12]}",
+        }
+
+
+class UndeployCommitStep:
+    name = "commit"
+    status_label = "committing"
+    max_attempts = 3
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        from renderer import application_file
+
+        model_name = ctx.deployment.model_name
+        app = app_ref(ctx.settings, ctx.deployment.namespace, model_name)
+        result = ctx.services.gitops.commit(
+            CommitRequest(
+                files={},
+                replace_dirs=(),
+                delete_paths=(app.path, application_file(app.application)),
+                subject=f"undeploy {model_name}",
+                body=f"Remove {app.path}; Argo CD prunes its resources.",
+                trailers={
+                    "Model-Name": model_name,
+                    "Deployment-Id": ctx.deployment_id,
+                    "Requested-By": ctx.deployment.requested_by,
+                    "Action": "undeploy",
+                },
+            )
+        )
+        return {"commit": result.sha, "commit_changed": result.changed, "target": ctx.settings.target.kind,
+                "_message": f"removed {app.path} at {result.sha[:12]}"}
+
+
+class PruneStep:
+    name = "prune"
+    status_label = "syncing"
+    max_attempts = 3
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        app = app_ref(ctx.settings, ctx.deployment.namespace, ctx.deployment.model_name)
+        ctx.services.target.remove(app, ctx.outputs["commit"], ctx.log)
+        return {"external_ip": None, "deployment_url": None, "_message": f"{app.application} removed"}
