@@ -1,0 +1,105 @@
+"""Deploy -> real URL on the local target, driven from the committed manifests (DESIGN.md)."""
+
+from __future__ import annotations
+
+import httpx
+import mlflow.pyfunc
+import pandas as pd
+
+from tests.control.conftest import example_request
+from tests.e2e.conftest import commit_count, git_log
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
+def _pyfunc_predictions(client, name: str, version: str) -> list:
+    settings = client.app.state.services.settings
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        return [int(x) for x in model.predict(pd.DataFrame(ROWS, columns=COLUMNS))]
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def _containers(docker_client, namespace: str) -> list:
+    return docker_client.containers.list(all=True, filters={"label": f"io.mlops.workload.namespace={namespace}"})
+
+
+def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(make_e2e_client, docker_client, e2e_namespace, tmp_path):
+    client = make_e2e_client()
+    bare = tmp_path / "data" / "gitops.git"
+
+    first = client.post("/mlops/deploy", json=example_request("iris-e2e")).json()
+    assert first["status"] == "deployed", first
+    assert [s["name"] for s in first["steps"]] == ["train", "register", "build", "push", "commit", "sync", "wait"]
+    assert first["image_uri"].startswith("127.0.0.1:5000/mlops-e2e/iris-e2e@sha256:")
+    assert first["ecr_image"] == first["image_uri"]
+    base = first["deployment_url"]
+    assert base == f"http://{first['external_ip']}" and first["external_ip"].startswith("127.0.0.")
+    assert first["inference_url"] == f"{base}/predict"
+    assert first["endpoints"] == {"predict": f"{base}/predict", "health": f"{base}/health", "metadata": f"{base}/metadata"}
+
+    health = httpx.get(first["endpoints"]["health"], timeout=10)
+    assert health.status_code == 200 and health.json()["model"]["version"] == "1"
+    predicted = httpx.post(first["inference_url"], json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=10)
+    assert predicted.status_code == 200, predicted.text
+    assert predicted.json()["predictions"] == _pyfunc_predictions(client, "iris-e2e", "1")
+    assert predicted.json()["model_version"] == "1"
+
+    # Exactly one deploy commit, with the trailers a machine can parse.
+    assert commit_count(bare) == 2  # seed + deploy
+    message = git_log(bare, "-1", "--format=%B")
+    assert message.startswith("deploy iris-e2e v1\n")
+    for trailer in (f"Model-Name: iris-e2e", "Model-Version: 1", f"Run-Id: {first['run_id']}",
+                    f"Image: {first['image_uri']}", f"Deployment-Id: {first['deployment_id']}", "Requested-By: anonymous"):
+        assert trailer in message
+    assert first["commit"] == git_log(bare, "-1", "--format=%H").strip()
+
+    # Bad input: a 4xx in the error format, never a 500.
+    bad = httpx.post(first["inference_url"], json={"dataframe_split": {"columns": ["nope"], "data": [[1]]}}, timeout=10)
+    assert 400 <= bad.status_code < 500
+    assert set(bad.json()["error"]) >= {"code", "message"}
+
+    old_containers = {c.id for c in _containers(docker_client, e2e_namespace)}
+    second = client.post("/mlops/deploy", json=example_request("iris-e2e")).json()
+    assert second["status"] == "deployed", second
+    assert second["model_version"] == "2"
+    build = next(s for s in second["steps"] if s["name"] == "build")
+    assert "reused" in build["message"], build  # warm deploy: only the model layer was built
+    metadata = httpx.get(second["endpoints"]["metadata"], timeout=10).json()
+    assert metadata["model_version"] == "2" and metadata["run_id"] == second["run_id"]
+    remaining = {c.id for c in _containers(docker_client, e2e_namespace)}
+    assert not (old_containers & remaining), "version 1's container is still there"
+    assert commit_count(bare) == 3
+
+    # Re-running the commit step of the same deploy writes identical bytes: no new commit.
+    retried = _rerun_commit(client, second["deployment_id"])
+    assert retried["commit_changed"] is False and retried["commit"] == second["commit"]
+    assert commit_count(bare) == 3
+
+    # Rollback through the API: a revert-style commit, then the previous image serves again.
+    rolled = client.post("/mlops/models/iris-e2e/rollback", json={}).json()
+    assert rolled["status"] == "deployed", rolled
+    assert rolled["model_version"] == "1" and rolled["image_uri"] == first["image_uri"]
+    assert git_log(bare, "-1", "--format=%s").strip() == "rollback iris-e2e to v1"
+    assert httpx.get(f"{rolled['deployment_url']}/metadata", timeout=10).json()["model_version"] == "1"
+
+    history = client.get("/mlops/models/iris-e2e/history").json()["commits"]
+    assert [(c["action"], c["version"]) for c in history] == [("rollback", "1"), ("deploy", "2"), ("deploy", "1")]
+    assert history[2]["deployment_id"] == first["deployment_id"] and history[2]["image"] == first["image_uri"]
+
+    gone = client.delete("/mlops/models/iris-e2e/deployment").json()
+    assert gone["status"] == "undeployed", gone
+    assert git_log(bare, "-1", "--format=%s").strip() == "undeploy iris-e2e"
+    assert _containers(docker_client, e2e_namespace) == []
+
+
+def _rerun_commit(client, deployment_id: str) -> dict:
+    from control_api.pipeline.step import StepContext
+    from control_api.pipeline.steps.commit import CommitStep
+
+    services = client.app.state.services
+    record = services.journal.get(deployment_id)
+    return CommitStep().run(StepContext(record, dict(record.outputs), services, services.journal, "commit"))
