@@ -69,16 +69,22 @@ class CommitStep:
             "Deployment-Id": ctx.deployment_id,
             "Requested-By": ctx.deployment.requested_by,
         }
+        subject = f"deploy {request['model_name']} v{version}"
+        review = ctx.settings.git.review_mode
+        branch = f"mlops/deploy-{request['model_name']}-v{version}-{ctx.deployment_id[:8]}" if review else None
         result = ctx.services.gitops.commit(
             CommitRequest(
                 files=files,
                 replace_dirs=(app.path,),
                 delete_paths=(),
-                subject=f"deploy {request['model_name']} v{version}",
+                subject=subject,
                 body=f"Serve {request['model_name']} version {version} in namespace {app.namespace}.",
                 trailers=trailers,
+                branch=branch,
             )
         )
+        if review:
+            return self._open_pull_request(ctx, app, subject, result, branch)
         ctx.log(f"commit {result.sha[:12]} on {result.branch} ({'new' if result.changed else 'no change'})")
         return {
             "commit": result.sha,
@@ -88,3 +94,55 @@ class CommitStep:
             "target": ctx.settings.target.kind,
             "_message": f"{'committed' if result.changed else 'unchanged at'} {result.sha[:12]}",
         }
+
+    def _open_pull_request(self, ctx: StepContext, app, subject: str, result, branch: str) -> dict[str, Any]:
+        from control_api.adapters.forge import render_pr_body
+        from control_api.errors import TerminalError
+
+        forge = ctx.services.forge
+        if forge is None:
+            raise TerminalError("git.review_mode is on but no forge is configured (MLOPS_FORGE__KIND)", code="forge_not_configured")
+        new = {
+            "version": ctx.outputs["model_version"],
+            "image": ctx.outputs["image_uri"],
+            "run_id": ctx.outputs["run_id"],
+            "metrics": _run_metrics(ctx, ctx.outputs["run_id"]),
+        }
+        current = _currently_deployed(ctx, app)
+        pr = forge.open_pull_request(
+            head=branch, base=ctx.settings.git.branch, title=subject,
+            body=render_pr_body(ctx.request["model_name"], new, current),
+        )
+        ctx.log(f"pull request {pr.url} opened for branch {branch}")
+        return {
+            "review_branch": branch,
+            "review_commit": result.sha,
+            "pull_request_url": pr.url,
+            "pull_request_number": pr.number,
+            "gitops_path": app.path,
+            "application": app.application,
+            "target": ctx.settings.target.kind,
+            "_message": f"pull request {pr.url}",
+        }
+
+
+def _run_metrics(ctx: StepContext, run_id: str | None) -> dict[str, float]:
+    if not run_id:
+        return {}
+    try:
+        return dict(ctx.services.mlflow.get_run(run_id).data.metrics)
+    except Exception:  # a missing run only removes a column from the PR body
+        return {}
+
+
+def _currently_deployed(ctx: StepContext, app) -> dict[str, Any] | None:
+    history = ctx.services.gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": app.model_name}, limit=20)
+    current = next((c for c in history if c.trailers.get("Action", "deploy") != "undeploy"), None)
+    if current is None or (history and history[0].trailers.get("Action") == "undeploy"):
+        return None
+    return {
+        "version": current.trailers.get("Model-Version"),
+        "image": current.trailers.get("Image"),
+        "run_id": current.trailers.get("Run-Id"),
+        "metrics": _run_metrics(ctx, current.trailers.get("Run-Id")),
+    }

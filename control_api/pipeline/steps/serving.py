@@ -9,4 +9,8 @@ from control_api.pipeline.steps.sync import SyncStep, WaitStep
 
 
 def serving_steps(settings) -> tuple:
+    if settings.git.review_mode:
+        from control_api.pipeline.steps.review import ReviewStep
+
+        return (BuildStep(), PushStep(), CommitStep(), ReviewStep(), SyncStep(), WaitStep())
     return (BuildStep(), PushStep(), CommitStep(), SyncStep(), WaitStep())
