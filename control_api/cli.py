@@ -14,7 +14,24 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    create_key = sub.add_parser("create-key", help="create an API key, store its hash, print the key once")
+    create_key.add_argument("--name", required=True)
+    create_key.add_argument("--role", choices=["reader", "deployer", "admin"], default="admin")
     args = parser.parse_args(argv)
+
+    if args.command == "create-key":
+        from control_api.api.security import add_key
+        from control_api.settings import Settings
+
+        settings = Settings()
+        try:
+            key = add_key(settings, args.name, args.role)
+        except ValueError as exc:
+            print(f"mlops-control: {exc}", file=sys.stderr)
+            return 1
+        print(key)
+        print(f"stored the hash of {args.role} key {args.name!r} in {settings.api_keys_file()}; the key is not shown again", file=sys.stderr)
+        return 0
 
     if args.command == "serve":
         import uvicorn

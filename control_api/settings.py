@@ -138,6 +138,23 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest accepted request body.")
 
 
+class ApiKeySpec(BaseModel):
+    name: str = Field(description="Who the key belongs to; recorded as Requested-By.")
+    role: Literal["reader", "deployer", "admin"] = Field(description="reader: GET. deployer: also deploy, roll back, undeploy. admin: everything.")
+    key_hash: str = Field(description="sha256:<hex> of the key; the key itself is never stored.")
+
+
+class AuthSettings(BaseModel):
+    mode: Literal["auto", "required", "disabled"] = Field(
+        default="auto",
+        description="auto: keys are required as soon as one is configured (settings or keys file). required: always. disabled: never.",
+    )
+    keys: list[ApiKeySpec] = Field(default_factory=list, description="API keys (JSON list of {name, role, key_hash}).")
+    keys_file: Path | None = Field(default=None, description="JSON file of API keys. Default: DATA_DIR/api-keys.json.")
+    rate_limit_per_minute: int = Field(default=600, ge=1, description="Requests per minute per key (or per client address without auth).")
+    rate_limit_burst: int = Field(default=60, ge=1, description="Requests a key may send at once before the rate applies.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", env_nested_delimiter="__", extra="ignore")
 
@@ -153,6 +170,7 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     target: TargetSettings = Field(default_factory=TargetSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     # ---- resolved values (defaults that depend on data_dir) ------------------------------------
 
@@ -183,6 +201,9 @@ class Settings(BaseSettings):
 
     def git_remote_url(self) -> str:
         return self.git.remote_url or (self.data_path / "gitops.git").as_uri()
+
+    def api_keys_file(self) -> Path:
+        return (self.auth.keys_file or self.data_path / "api-keys.json").resolve()
 
     def git_workdir(self) -> Path:
         return (self.git.workdir or self.data_path / "gitops-work").resolve()

@@ -1,4 +1,4 @@
-"""Fixtures for the control service: a real app (in-process TestClient) on a throwaway data dir."""
+"""Helpers for control-service tests; the fixtures (make_client, client, venv_cache) live in tests/fixtures_control.py."""
 
 from __future__ import annotations
 
@@ -25,12 +25,6 @@ def script(body: str) -> str:
     return b64(textwrap.dedent(body))
 
 
-@pytest.fixture(scope="session")
-def venv_cache(tmp_path_factory) -> Path:
-    """Training environments are shared by the whole session: building one costs seconds, not nothing."""
-    return tmp_path_factory.mktemp("venvs")
-
-
 def make_settings(data_dir: Path, venv_cache: Path, **overrides) -> Settings:
     values = {
         "data_dir": data_dir,
@@ -43,27 +37,6 @@ def make_settings(data_dir: Path, venv_cache: Path, **overrides) -> Settings:
         else:
             values[key] = value
     return Settings(**values)
-
-
-@pytest.fixture
-def make_client(tmp_path, venv_cache):
-    clients = []
-
-    def factory(data_dir: Path | None = None, **overrides) -> TestClient:
-        settings = make_settings(data_dir or tmp_path / "data", venv_cache, **overrides)
-        client = TestClient(create_app(settings))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
-@pytest.fixture
-def client(make_client) -> TestClient:
-    return make_client()
 
 
 def example_request(model_name: str = "iris-rf", **extra) -> dict:
