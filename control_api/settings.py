@@ -49,6 +49,9 @@ class TrainingSettings(BaseModel):
         default=None, description="Where requirement-hash keyed virtual environments are kept. Default: DATA_DIR/venvs."
     )
     log_tail_lines: int = Field(default=40, ge=1, description="How many log lines the journal keeps for a step.")
+    max_memory_bytes: int = Field(default=16 * 2**30, ge=2**28, description="Address-space limit (RLIMIT_AS) of the training process.")
+    max_file_bytes: int = Field(default=4 * 2**30, ge=2**20, description="Largest file a training script may write (RLIMIT_FSIZE).")
+    max_open_files: int = Field(default=4096, ge=64, description="Open file limit (RLIMIT_NOFILE) of the training process.")
 
 
 class BuildSettings(BaseModel):

@@ -31,12 +31,31 @@ class TrainingOutcome:
 
 
 @dataclass(frozen=True)
+class ResourceLimits:
+    cpu_seconds: int
+    memory_bytes: int
+    file_bytes: int
+    open_files: int
+
+    def apply(self) -> None:
+        """Runs in the child between fork and exec: the limits bind the script and its children."""
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds))
+        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_bytes, self.file_bytes))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+@dataclass(frozen=True)
 class ScriptRun:
     python: Path
     script_path: Path
     workdir: Path
     env: dict[str, str]
     timeout_seconds: float
+    limits: ResourceLimits | None = None
 
 
 def build_environment(
@@ -91,6 +110,7 @@ def run_script(run: ScriptRun, on_start: Callable[[int], None] = lambda pid: Non
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
+                preexec_fn=run.limits.apply if run.limits else None,
             )
         except OSError as exc:
             raise TrainingFailed(f"could not start the training script: {exc}") from exc

@@ -260,3 +260,20 @@ def test_a_pin_that_cannot_work_says_why(client):
     assert body["status"] == "failed"
     assert body["error"]["code"] == "incompatible_requirement"
     assert "mlflow==2.9.2" in body["error"]["message"] and "tracking server" in body["error"]["message"]
+
+
+def test_file_size_and_memory_limits_fail_clearly(make_client):
+    client = make_client(training={"max_file_bytes": 1024 * 1024, "max_memory_bytes": 2 * 2**30})
+    huge = client.post("/mlops/deploy", json={"model_name": "huge-file", "script_content": script(
+        """
+        with open("big.bin", "wb") as f:
+            f.write(b"x" * (8 * 1024 * 1024))
+        """)}).json()
+    assert huge["status"] == "failed" and huge["error"]["code"] == "training_failed"
+    assert "file size limit" in huge["error"]["message"] or "File too large" in huge["error"]["message"]
+    hog = client.post("/mlops/deploy", json={"model_name": "memory-hog", "script_content": script(
+        """
+        hog = bytearray(4 * 2**30)
+        """)}).json()
+    assert hog["status"] == "failed" and "MemoryError" in hog["error"]["message"]
+    assert client.get("/health").status_code == 200

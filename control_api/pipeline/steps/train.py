@@ -11,7 +11,7 @@ from typing import Any
 
 from control_api.errors import NoModelLogged, SeveralModelsLogged, TrainingFailed
 from control_api.pipeline.step import StepContext
-from control_api.training.runner import ScriptRun, build_environment, kill_process_group, run_script, tail_lines
+from control_api.training.runner import ResourceLimits, ScriptRun, build_environment, kill_process_group, run_script, tail_lines
 
 
 class TrainStep:
@@ -63,7 +63,15 @@ class TrainStep:
             user_env=request.get("environment_vars") or {},
         )
         outcome = run_script(
-            ScriptRun(env.python, script_path, workdir, script_env, settings.training.timeout_seconds),
+            ScriptRun(
+                env.python, script_path, workdir, script_env, settings.training.timeout_seconds,
+                limits=ResourceLimits(
+                    cpu_seconds=int(settings.training.timeout_seconds) + 5,
+                    memory_bytes=settings.training.max_memory_bytes,
+                    file_bytes=settings.training.max_file_bytes,
+                    open_files=settings.training.max_open_files,
+                ),
+            ),
             on_start=lambda pid: ctx.save_progress(train_pgid=pid),
         )
         try:
@@ -74,9 +82,10 @@ class TrainStep:
 
         if outcome.exit_code != 0:
             gateway.set_run_status(run_id, "FAILED")
+            reason = _signal_reason(outcome.exit_code)
             stderr_tail = "\n".join(tail_lines(outcome.stderr_path, 15)) or "(no output on stderr)"
             raise TrainingFailed(
-                f"the training script exited with code {outcome.exit_code}. Last lines of stderr:\n{stderr_tail}",
+                f"the training script exited with code {outcome.exit_code}{reason}. Last lines of stderr:\n{stderr_tail}",
                 details={"run_id": run_id, "exit_code": outcome.exit_code},
             )
         models = gateway.logged_models_of_run(run_id, [experiment_id])
@@ -160,3 +169,16 @@ def _is_our_training_process(pgid: int, run_id: str) -> bool:
     except OSError:
         return False
     return f"MLFLOW_RUN_ID={run_id}".encode() in environ
+
+
+def _signal_reason(exit_code: int) -> str:
+    import signal
+
+    if exit_code >= 0:
+        return ""
+    try:
+        name = signal.Signals(-exit_code).name
+    except ValueError:
+        return f" (killed by signal {-exit_code})"
+    why = {"SIGXCPU": "CPU time limit", "SIGXFSZ": "file size limit", "SIGKILL": "killed", "SIGSEGV": "crashed"}.get(name)
+    return f" (killed by {name}{': ' + why if why else ''})"
