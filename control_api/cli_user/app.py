@@ -1,0 +1,353 @@
+"""The ``mlops`` command: deploy a training script and watch it, inspect deployments and models, roll back.
+
+Exit codes: 0 ok, 1 deploy failed / platform unhealthy / server error, 2 usage error, 3 server unreachable,
+4 the server refused the request (HTTP 4xx; the message and request id are printed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+
+from control_api.cli_user import output
+from control_api.cli_user.config import ConfigError, resolve_connection
+from control_api.cli_user.deploy_request import DeployArgumentError, build_deploy_body
+from control_api.cli_user.predict_example import curl_command, example_body
+from control_api.cli_user.progress import StepBoard, make_progress
+from control_api.client import ApiError, MlopsClient, ServerUnreachable
+
+app = typer.Typer(
+    name="mlops",
+    help="Deploy training scripts to the MLOps GitOps service and follow them live.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+ServerOption = Annotated[Optional[str], typer.Option("--server", help="Control service URL (env MLOPS_SERVER, config file `server`).")]
+ApiKeyOption = Annotated[Optional[str], typer.Option("--api-key", help="API key, sent as X-API-Key (env MLOPS_API_KEY, config file `api_key`).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+NamespaceOption = Annotated[Optional[str], typer.Option("--namespace", "-n", help="Kubernetes namespace (default: the server's).")]
+NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="Return once the server accepted the request.")]
+
+
+@app.callback()
+def _global(ctx: typer.Context, server: ServerOption = None, api_key: ApiKeyOption = None) -> None:
+    ctx.obj = {"server": server, "api_key": api_key}
+
+
+# ---- plumbing ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def reporting(as_json: bool) -> Iterator[None]:
+    """Turn client errors into a printed message and the exit code that names the kind of failure."""
+    try:
+        yield
+    except (DeployArgumentError, ConfigError) as exc:
+        _fail(as_json, output.EXIT_USAGE, {"code": "usage_error", "message": str(exc)})
+    except ServerUnreachable as exc:
+        _fail(as_json, output.EXIT_UNREACHABLE, {"code": "unreachable", "message": str(exc), "server": exc.server})
+    except ApiError as exc:
+        code = output.EXIT_CLIENT_ERROR if exc.is_client_error else output.EXIT_FAILED
+        _fail(as_json, code, exc.as_dict())
+
+
+def _fail(as_json: bool, exit_code: int, error: dict[str, Any]) -> None:
+    if as_json:
+        output.print_json({"error": error})
+    else:
+        line = f"[bold red]error[/]: {error['message']}"
+        if error.get("code") and error["code"] not in ("usage_error", "unreachable"):
+            line += f" [dim](HTTP {error.get('status')} {error['code']}, request id {error.get('request_id') or '-'})[/]"
+        errors.print(line)
+        details = error.get("details")
+        if isinstance(details, list):
+            for item in details[:10]:
+                if isinstance(item, dict) and item.get("field"):
+                    errors.print(f"  {item['field']}: {item.get('message')} [dim]({item.get('rule')})[/]")
+    raise typer.Exit(exit_code)
+
+
+def _client(ctx: typer.Context, server: str | None, api_key: str | None) -> MlopsClient:
+    given = ctx.obj or {}
+    connection = resolve_connection(server or given.get("server"), api_key or given.get("api_key"))
+    return MlopsClient(connection.server, connection.api_key)
+
+
+def _exit_for(view: dict[str, Any]) -> int:
+    return output.EXIT_FAILED if view.get("status") in output.FAILED_STATUSES else output.EXIT_OK
+
+
+def follow(client: MlopsClient, accepted: dict[str, Any], *, as_json: bool, show_logs: bool) -> dict[str, Any]:
+    """Follow a deployment's event stream to its end; returns the final deployment view."""
+    board = StepBoard.from_view(accepted)
+    deployment_id = accepted["deployment_id"]
+    try:
+        if as_json:
+            for event in client.events(deployment_id):
+                board.apply(event)
+        else:
+            with make_progress(board, console, show_logs) as progress:
+                for event in client.events(deployment_id):
+                    progress.update(event)
+    except KeyboardInterrupt:
+        errors.print(f"\nstopped following; the deployment goes on on the server. Follow it again with: mlops events {deployment_id}")
+        raise typer.Exit(130)
+    return board.final_view or client.deployment(deployment_id)
+
+
+def summarise(client: MlopsClient, view: dict[str, Any]) -> None:
+    status = view["status"]
+    took = view.get("duration_seconds")
+    took_text = f" in {took:.1f}s" if took is not None else ""
+    name, version = view["model_name"], view.get("model_version")
+    if status in output.FAILED_STATUSES:
+        error = view.get("error") or {}
+        step = error.get("step") or next((s["name"] for s in view["steps"] if s["status"] == "failed"), "?")
+        errors.print(f"[bold red]{view['kind']} {status}[/] at step [bold]{step}[/]{took_text}: {error.get('message', '')}")
+        if error.get("code"):
+            errors.print(f"  error code {error['code']} (see docs/troubleshooting.md); details: mlops deployments {view['deployment_id']}")
+        return
+    if status == "awaiting_review":
+        console.print(f"[yellow]awaiting review[/]: {view.get('pull_request_url') or 'a pull request was opened'}")
+        console.print(f"  merge it and the service syncs the change; follow with: mlops events {view['deployment_id']}")
+        return
+    if status == "undeployed":
+        console.print(f"[green]undeployed[/] {name}{took_text}; commit {view.get('commit') or '-'}")
+        return
+    if status == "registered":
+        console.print(f"[green]registered[/] {name} version {version} (run {view.get('run_id')}){took_text}")
+        console.print("  the service has no serving target (target 'none'), so there is no URL to call")
+        return
+    console.print(f"[green]{status}[/] {name} version {version}{took_text}")
+    url = view.get("inference_url")
+    if not url:
+        return
+    console.print(f"  url    {url}")
+    if view.get("commit"):
+        console.print(f"  commit {view['commit']}")
+    metadata_url = (view.get("endpoints") or {}).get("metadata")
+    body, from_model = example_body(client.model_metadata(metadata_url) if metadata_url else None)
+    console.print("try it:" if from_model else "try it (a generic body: use your model's input columns):")
+    console.print(curl_command(url, body), markup=False, soft_wrap=True)
+
+
+# ---- commands ------------------------------------------------------------------------------------
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    script: Annotated[Path, typer.Argument(help="Training script that logs a model with MLflow.", dir_okay=False)],
+    model_name: Annotated[str, typer.Option("--model-name", "-m", help="Registered model name (a DNS-1123 label).")],
+    requirements_files: Annotated[Optional[list[Path]], typer.Option("--requirements-file", "-r", help="requirements.txt to install for training and serving (repeatable).")] = None,
+    requirement: Annotated[Optional[list[str]], typer.Option("--requirement", help="One requirement specifier, e.g. scikit-learn==1.5.2 (repeatable).")] = None,
+    env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE for the serving container (repeatable).")] = None,
+    replicas: Annotated[Optional[int], typer.Option(help="Serving replicas.", min=1)] = None,
+    cpu: Annotated[Optional[str], typer.Option(help="CPU limit, e.g. 500m.")] = None,
+    memory: Annotated[Optional[str], typer.Option(help="Memory limit, e.g. 1Gi.")] = None,
+    namespace: NamespaceOption = None,
+    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment name.")] = None,
+    review: Annotated[bool, typer.Option("--review", help="Expect a pull request review (review mode is a server setting).")] = False,
+    no_wait: NoWaitOption = False,
+    logs: Annotated[bool, typer.Option("--logs", help="Print the training log lines as they arrive.")] = False,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Train SCRIPT, register its model, serve it, and show each step live."""
+    with reporting(as_json):
+        body = build_deploy_body(
+            script, model_name=model_name, requirement_files=requirements_files or [], requirements=requirement or [],
+            env=env or [], replicas=replicas, cpu=cpu, memory=memory, namespace=namespace, experiment=experiment,
+        )
+        if review and not as_json:
+            # The API has no per-request switch: whether a deploy waits for a merged pull request is decided
+            # by the server's MLOPS_GIT__REVIEW_MODE, so the flag only sets expectations.
+            errors.print("note: review mode is a server setting (MLOPS_GIT__REVIEW_MODE); --review sends nothing. "
+                         "If it is on, this deploy ends in 'awaiting_review' with a pull request to merge.")
+        with _client(ctx, server, api_key) as client:
+            accepted = client.deploy(body)
+            if no_wait:
+                _accepted(accepted, as_json)
+                return
+            if not as_json:
+                console.print(f"deploying [bold]{model_name}[/] from {script.name} (deployment {accepted['deployment_id']})")
+            final = follow(client, accepted, as_json=as_json, show_logs=logs)
+            output.print_json(final) if as_json else summarise(client, final)
+    raise typer.Exit(_exit_for(final))
+
+
+def _accepted(view: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        output.print_json(view)
+        return
+    console.print(f"accepted: {view['kind']} {view['deployment_id']} of {view['model_name']} ({view['status']})")
+    console.print(f"  follow it: mlops events {view['deployment_id']}")
+
+
+@app.command()
+def deployments(
+    ctx: typer.Context,
+    deployment_id: Annotated[Optional[str], typer.Argument(help="Show this deployment with its steps.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Only this model.")] = None,
+    status: Annotated[Optional[str], typer.Option("--status", help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """List deployments, newest first, or show one."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        if deployment_id:
+            view = client.deployment(deployment_id)
+            output.print_json(view) if as_json else output.deployment_detail(console, view)
+            return
+        page = client.deployments(model=model, status=status, limit=limit)
+        output.print_json(page) if as_json else console.print(output.deployments_table(page))
+
+
+@app.command()
+def models(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(help="Show this model's versions with their metrics.")] = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """List registered models, or the versions of one."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        if name:
+            model = client.model(name)
+            output.print_json(model) if as_json else console.print(output.model_versions_table(model))
+            return
+        body = client.models()
+        output.print_json(body) if as_json else console.print(output.models_table(body))
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    namespace: NamespaceOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """The model's deploy, rollback and undeploy commits in the GitOps repo."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        body = client.history(name, namespace=namespace)
+        output.print_json(body) if as_json else console.print(output.history_table(body))
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    to: Annotated[Optional[str], typer.Option("--to", help="Version to serve (default: the one before the current).")] = None,
+    namespace: NamespaceOption = None,
+    no_wait: NoWaitOption = False,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Serve an earlier version again: a revert-style commit, then a sync."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        accepted = client.rollback(name, version=to, namespace=namespace)
+        final = _follow_or_return(client, accepted, as_json, no_wait)
+    raise typer.Exit(_exit_for(final))
+
+
+@app.command()
+def undeploy(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    namespace: NamespaceOption = None,
+    no_wait: NoWaitOption = False,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Remove the model's manifests in a commit and prune what ran them."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        accepted = client.undeploy(name, namespace=namespace)
+        final = _follow_or_return(client, accepted, as_json, no_wait)
+    raise typer.Exit(_exit_for(final))
+
+
+def _follow_or_return(client: MlopsClient, accepted: dict[str, Any], as_json: bool, no_wait: bool) -> dict[str, Any]:
+    if no_wait:
+        _accepted(accepted, as_json)
+        return accepted
+    if not as_json:
+        console.print(f"{accepted['kind']} of [bold]{accepted['model_name']}[/] (deployment {accepted['deployment_id']})")
+    final = follow(client, accepted, as_json=as_json, show_logs=False)
+    output.print_json(final) if as_json else summarise(client, final)
+    return final
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Health of every component the platform depends on (exit 1 when one is unhealthy)."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        body = client.status()
+        output.print_json(body) if as_json else console.print(output.status_table(body, client.server))
+    raise typer.Exit(output.EXIT_OK if body.get("status") == "healthy" else output.EXIT_FAILED)
+
+
+@app.command()
+def events(
+    ctx: typer.Context,
+    deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
+    after: Annotated[Optional[int], typer.Option("--after", min=0, help="Start after this event id.")] = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Print a deployment's events (replayed, then live) until it ends; --json prints one JSON object per line."""
+    final: dict[str, Any] = {}
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        for event in client.events(deployment_id, after=after):
+            data = event.json() or {}
+            if event.event == "end":
+                final = data
+            if as_json:
+                print(json.dumps({"id": int(event.id) if event.id else None, "event": event.event, "data": data}), flush=True)
+            else:
+                console.print(_event_line(event.id, event.event, data), markup=False)
+    raise typer.Exit(_exit_for(final))
+
+
+def _event_line(event_id: str | None, kind: str, data: dict[str, Any]) -> str:
+    prefix = f"#{event_id:<5} " if event_id else "       "
+    if kind == "step":
+        message = f": {data['message']}" if data.get("message") else ""
+        return f"{prefix}step   {data.get('step')} {data.get('status')}{message}"
+    if kind == "log":
+        return f"{prefix}log    {data.get('step')} | {data.get('line', '')}"
+    if kind == "status":
+        return f"{prefix}status {data.get('status')}"
+    if kind == "end":
+        return f"{prefix}end    {data.get('status')} (model {data.get('model_name')} version {data.get('model_version')})"
+    return f"{prefix}{kind} {json.dumps(data)}"
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""How results look: JSON for scripts, rich tables for people. Exit codes live here too."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the deploy failed or timed out, the platform is unhealthy, or the server answered 5xx
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_CLIENT_ERROR = 4  # the server refused the request (HTTP 4xx)
+
+FAILED_STATUSES = frozenset({"failed", "timed_out"})
+
+
+def print_json(value: Any) -> None:
+    # Plain print, not rich: scripts parse this, so no wrapping, colour or highlighting.
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _short_time(value: str | None) -> str:
+    return (value or "")[:19].replace("T", " ")
+
+
+def deployments_table(page: dict[str, Any]) -> Table:
+    table = Table(title=f"deployments ({len(page['items'])} of {page['total']})", title_justify="left")
+    for column in ("id", "kind", "model", "version", "status", "namespace", "created (UTC)", "took"):
+        table.add_column(column, no_wrap=column in ("id", "created (UTC)"))
+    for item in page["items"]:
+        took = item.get("duration_seconds")
+        table.add_row(
+            item["deployment_id"], item["kind"], item["model_name"], _cell(item.get("model_version")),
+            item["status"], item["namespace"], _short_time(item["created_at"]), f"{took:.1f}s" if took is not None else "",
+        )
+    return table
+
+
+def deployment_detail(console: Console, view: dict[str, Any]) -> None:
+    console.print(f"[bold]{view['deployment_id']}[/] {view['kind']} of [bold]{view['model_name']}[/] "
+                  f"in {view['namespace']}: [bold]{view['status']}[/]")
+    fields = (
+        ("model version", view.get("model_version")), ("run id", view.get("run_id")), ("image", view.get("image_uri")),
+        ("commit", view.get("commit")), ("pull request", view.get("pull_request_url")), ("url", view.get("inference_url")),
+        ("requested by", view.get("requested_by")), ("created", view.get("created_at")), ("finished", view.get("finished_at")),
+    )
+    for label, value in fields:
+        if value:
+            console.print(f"  {label:<13} {value}", highlight=False)
+    table = Table(box=None, padding=(0, 2))
+    for column in ("step", "status", "attempts", "took", "message"):
+        table.add_column(column)
+    for step in view["steps"]:
+        took = step.get("duration_seconds")
+        table.add_row(step["name"], step["status"], str(step["attempts"]), f"{took:.1f}s" if took is not None else "",
+                      _cell(step.get("message")))
+    console.print(table)
+    if view.get("error"):
+        error = view["error"]
+        console.print(f"[red]error[/] {error.get('code')}: {error.get('message')}", highlight=False)
+
+
+def models_table(body: dict[str, Any]) -> Table:
+    table = Table(title=f"registered models ({body['total']})", title_justify="left")
+    for column in ("name", "latest version", "aliases", "updated (UTC)", "description"):
+        table.add_column(column)
+    for model in body["models"]:
+        aliases = ", ".join(f"{k}=v{v}" for k, v in (model.get("aliases") or {}).items())
+        table.add_row(model["name"], _cell(model.get("latest_version")), aliases,
+                      _short_time(model.get("last_updated_timestamp")), model.get("description") or "")
+    return table
+
+
+def model_versions_table(model: dict[str, Any]) -> Table:
+    table = Table(title=f"{model['name']}: {len(model['versions'])} version(s)", title_justify="left")
+    for column in ("version", "status", "aliases", "created (UTC)", "run id", "metrics"):
+        table.add_column(column)
+    for version in model["versions"]:
+        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(version.get("metrics", {}).items()))
+        table.add_row(version["version"], _cell(version.get("status")), ", ".join(version.get("aliases") or []),
+                      _short_time(version.get("creation_timestamp")), _cell(version.get("run_id")), metrics)
+    return table
+
+
+def history_table(body: dict[str, Any]) -> Table:
+    table = Table(title=f"{body['model_name']} in {body['namespace']}: git history, newest first", title_justify="left")
+    for column in ("commit", "action", "version", "date", "by", "deployment"):
+        table.add_column(column)
+    for commit in body["commits"]:
+        table.add_row(commit["sha"][:12], _cell(commit.get("action")), _cell(commit.get("version")), _cell(commit.get("date")),
+                      _cell(commit.get("requested_by") or commit.get("author")), _cell(commit.get("deployment_id")))
+    return table
+
+
+def status_table(body: dict[str, Any], server: str) -> Table:
+    overall = body.get("status", "unknown")
+    colour = "green" if overall == "healthy" else "red"
+    table = Table(title=f"{server}: [{colour}]{overall}[/] (target {body.get('target')})", title_justify="left")
+    for column in ("component", "status", "latency", "error"):
+        table.add_column(column)
+    for name, component in body.get("components", {}).items():
+        colour = "green" if component.get("status") == "healthy" else "red"
+        table.add_row(name, f"[{colour}]{component.get('status')}[/]", f"{component.get('latency_ms', 0):.0f} ms",
+                      _cell(component.get("error")))
+    return table

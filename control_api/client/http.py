@@ -1,0 +1,188 @@
+"""MlopsClient: one method per control API call, errors raised as ApiError / ServerUnreachable."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+from urllib.parse import quote
+
+import httpx
+
+from control_api import __version__
+from control_api.client.errors import ApiError, ServerUnreachable
+from control_api.client.sse import ServerSentEvent, parse_sse
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+# The service sends a keepalive comment every 15 s; a read that waits far longer means a dead link.
+STREAM_READ_TIMEOUT_SECONDS = 60.0
+METADATA_TIMEOUT_SECONDS = 5.0
+
+
+def api_error_from(response: httpx.Response) -> ApiError:
+    request_id = response.headers.get("x-request-id", "")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return ApiError(
+            response.status_code,
+            str(error.get("code") or f"http_{response.status_code}"),
+            str(error.get("message") or response.reason_phrase),
+            str(error.get("request_id") or request_id),
+            error.get("details"),
+            body,
+        )
+    text = response.text.strip()[:500] or response.reason_phrase
+    return ApiError(response.status_code, f"http_{response.status_code}", text, request_id, None, body)
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+class MlopsClient:
+    def __init__(
+        self,
+        server: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.server = server.rstrip("/")
+        headers = {"User-Agent": f"mlops-cli/{__version__}"}
+        if api_key:
+            headers["X-API-Key"] = api_key
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "MlopsClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(self.server, str(exc) or type(exc).__name__) from exc
+
+    def _json(self, method: str, path: str, **kwargs) -> Any:
+        response = self._send(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise api_error_from(response)
+        return response.json()
+
+    # ---- deployments ---------------------------------------------------------------------------
+
+    def deploy(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Start a deploy and return at once (202 with the deployment view); follow it with events()."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._json("POST", "/mlops/deploy", params={"wait": "false"}, json=body, headers=headers)
+
+    def deployment(self, deployment_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/mlops/deployments/{_segment(deployment_id)}")
+
+    def deployments(self, *, model: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if model:
+            params["model"] = model
+        if status:
+            params["status"] = status
+        return self._json("GET", "/mlops/deployments", params=params)
+
+    def retry(self, deployment_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/mlops/deployments/{_segment(deployment_id)}/retry")
+
+    # ---- models --------------------------------------------------------------------------------
+
+    def models(self) -> dict[str, Any]:
+        return self._json("GET", "/mlops/models")
+
+    def model(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/mlops/models/{_segment(name)}")
+
+    def history(self, name: str, *, namespace: str | None = None, limit: int = 100) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if namespace:
+            params["namespace"] = namespace
+        return self._json("GET", f"/mlops/models/{_segment(name)}/history", params=params)
+
+    def rollback(self, name: str, *, version: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+        body = {key: value for key, value in (("version", version), ("namespace", namespace)) if value}
+        return self._json("POST", f"/mlops/models/{_segment(name)}/rollback", params={"wait": "false"}, json=body)
+
+    def undeploy(self, name: str, *, namespace: str | None = None) -> dict[str, Any]:
+        params = {"wait": "false"}
+        if namespace:
+            params["namespace"] = namespace
+        return self._json("DELETE", f"/mlops/models/{_segment(name)}/deployment", params=params)
+
+    # ---- platform ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The platform status body; an unhealthy platform (503 with components) is an answer, not an error."""
+        response = self._send("GET", "/mlops/status")
+        if response.status_code == 503:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and "components" in body:
+                return body
+        if response.status_code >= 400:
+            raise api_error_from(response)
+        return response.json()
+
+    def model_metadata(self, url: str) -> dict[str, Any] | None:
+        """GET a served model's /metadata; None when it does not answer (the caller falls back to a generic example).
+
+        Sent without the control API key: the model server is another party.
+        """
+        try:
+            response = httpx.get(url, timeout=METADATA_TIMEOUT_SECONDS)
+            if response.status_code != 200:
+                return None
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return body if isinstance(body, dict) else None
+
+    # ---- event stream --------------------------------------------------------------------------
+
+    def events(self, deployment_id: str, *, after: int | None = None, reconnects: int = 5) -> Iterator[ServerSentEvent]:
+        """Yield the deployment's events until ``end``; a dropped connection resumes from the last event id."""
+        path = f"/mlops/deployments/{_segment(deployment_id)}/events"
+        last_id = after
+        failures = 0
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, read=STREAM_READ_TIMEOUT_SECONDS)
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_id is not None:
+                headers["Last-Event-ID"] = str(last_id)
+            try:
+                with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise api_error_from(response)
+                    for event in parse_sse(response.iter_lines()):
+                        failures = 0
+                        if event.id is not None and event.id.isdigit():
+                            last_id = int(event.id)
+                        yield event
+                        if event.event == "end":
+                            return
+                reason = "the stream closed before its end event"
+            except httpx.TransportError as exc:
+                reason = str(exc) or type(exc).__name__
+            failures += 1
+            if failures > reconnects:
+                raise ServerUnreachable(self.server, reason)
+            time.sleep(min(0.5 * 2 ** (failures - 1), 5.0))
