@@ -1,0 +1,132 @@
+"""Push to any OCI v2 registry through the Docker Engine, and confirm the digest with the registry.
+
+docker-py does not raise when a push fails: the failure arrives as an ``error`` entry in the
+progress stream, so every entry is inspected and translated into the project's errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import httpx
+
+from control_api.adapters.registry.base import LogSink, PushedImage
+from control_api.errors import RegistryAuthFailed, RegistryUnavailable, ServiceUnavailable, TerminalError
+from control_api.settings import RegistrySettings
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
+AUTH_WORDS = ("unauthorized", "authentication required", "denied", "no basic auth credentials", "401", "403")
+
+
+def docker_from_env():
+    import docker
+
+    return docker.from_env(timeout=600)
+
+
+class OciRegistry:
+    def __init__(
+        self,
+        settings: RegistrySettings,
+        docker_client_factory: Callable[[], Any] = docker_from_env,
+        *,
+        host: str | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.host = host or settings.url
+        if auth is None and settings.username:
+            auth = (settings.username, settings.password.get_secret_value() if settings.password else "")
+        self.auth = auth
+        self._docker_factory = docker_client_factory
+        self._docker = None
+
+    @property
+    def docker(self):
+        if self._docker is None:
+            try:
+                self._docker = self._docker_factory()
+            except Exception as exc:
+                raise ServiceUnavailable(f"Docker Engine is not reachable: {exc}", code="docker_unavailable") from exc
+        return self._docker
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.settings.insecure else "https"
+
+    def ping(self) -> None:
+        try:
+            response = httpx.get(f"{self.scheme}://{self.host}/v2/", auth=self.auth, timeout=5)
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailable(f"registry {self.host} is unreachable: {exc}") from exc
+        if response.status_code == 401 and self.auth is None:
+            return  # reachable; it wants credentials we will log in with at push time
+        if response.status_code in (401, 403):
+            raise RegistryAuthFailed(f"registry {self.host} refused the configured credentials (HTTP {response.status_code})")
+        if response.status_code >= 500:
+            raise RegistryUnavailable(f"registry {self.host} answered HTTP {response.status_code}")
+
+    def push(self, local_reference: str, repository_name: str, tag: str, on_log: LogSink) -> PushedImage:
+        repository = f"{self.host}/{repository_name}"
+        try:
+            image = self.docker.images.get(local_reference)
+        except Exception as exc:
+            raise TerminalError(f"local image {local_reference} not found: {exc}", code="image_missing") from exc
+        image.tag(repository, tag)
+        auth_config = {"username": self.auth[0], "password": self.auth[1]} if self.auth else None
+        digest = None
+        try:
+            stream = self.docker.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config)
+            for entry in stream:
+                digest = self._inspect(entry, on_log) or digest
+        except (RegistryAuthFailed, RegistryUnavailable):
+            raise
+        except Exception as exc:
+            raise self._classify(str(exc)) from exc
+        confirmed = self.manifest_digest(repository_name, tag)
+        if digest and confirmed and digest != confirmed:
+            raise TerminalError(f"registry reports digest {confirmed} for {repository}:{tag}, the push said {digest}", code="digest_mismatch")
+        digest = confirmed or digest
+        if not digest:
+            raise RegistryUnavailable(f"push of {repository}:{tag} finished without a digest")
+        on_log(f"pushed {repository}:{tag} as {digest}")
+        return PushedImage(repository, tag, digest)
+
+    def manifest_digest(self, repository_name: str, tag: str) -> str | None:
+        url = f"{self.scheme}://{self.host}/v2/{repository_name}/manifests/{tag}"
+        try:
+            response = httpx.head(url, headers={"Accept": MANIFEST_TYPES}, auth=self.auth, timeout=30)
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailable(f"registry {self.host} is unreachable: {exc}") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code in (401, 403):
+            if self.auth is None:
+                return None  # token-auth registries want a bearer token dance; trust the push stream
+            raise RegistryAuthFailed(f"registry {self.host} refused the credentials reading {repository_name}:{tag}")
+        if response.status_code >= 400:
+            raise RegistryUnavailable(f"registry {self.host} answered HTTP {response.status_code} for {repository_name}:{tag}")
+        return response.headers.get("Docker-Content-Digest")
+
+    def _inspect(self, entry: dict, on_log: LogSink) -> str | None:
+        if "error" in entry or "errorDetail" in entry:
+            message = entry.get("error") or (entry.get("errorDetail") or {}).get("message", "push failed")
+            raise self._classify(message)
+        status = entry.get("status")
+        if status and entry.get("progressDetail") in (None, {}):
+            on_log(f"{entry.get('id', '')} {status}".strip())
+        aux = entry.get("aux") or {}
+        return aux.get("Digest")
+
+    def _classify(self, message: str) -> Exception:
+        lowered = message.lower()
+        if any(word in lowered for word in AUTH_WORDS):
+            return RegistryAuthFailed(f"registry {self.host} refused the push: {message[:300]}")
+        return RegistryUnavailable(f"push to {self.host} failed: {message[:300]}")
