@@ -28,8 +28,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+
+
+def _console(stderr: bool = False) -> Console:
+    # Piped output is read by people in CI logs and by grep: no 80-column squeeze of tables and ids there.
+    width = None if Console(stderr=stderr).is_terminal else 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+console = _console()
+errors = _console(stderr=True)
 
 ServerOption = Annotated[Optional[str], typer.Option("--server", help="Control service URL (env MLOPS_SERVER, config file `server`).")]
 ApiKeyOption = Annotated[Optional[str], typer.Option("--api-key", help="API key, sent as X-API-Key (env MLOPS_API_KEY, config file `api_key`).")]

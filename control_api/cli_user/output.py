@@ -33,14 +33,17 @@ def _short_time(value: str | None) -> str:
 
 
 def deployments_table(page: dict[str, Any]) -> Table:
+    # Full ids (they are what the other commands take), so the rest stays narrow enough for 80 columns.
     table = Table(title=f"deployments ({len(page['items'])} of {page['total']})", title_justify="left")
-    for column in ("id", "kind", "model", "version", "status", "namespace", "created (UTC)", "took"):
-        table.add_column(column, no_wrap=column in ("id", "created (UTC)"))
+    table.add_column("id", no_wrap=True)
+    for column in ("model", "ver", "status", "created (UTC)", "took"):
+        table.add_column(column)
     for item in page["items"]:
         took = item.get("duration_seconds")
+        model = item["model_name"] if item["kind"] == "deploy" else f"{item['model_name']} ({item['kind']})"
         table.add_row(
-            item["deployment_id"], item["kind"], item["model_name"], _cell(item.get("model_version")),
-            item["status"], item["namespace"], _short_time(item["created_at"]), f"{took:.1f}s" if took is not None else "",
+            item["deployment_id"], model, _cell(item.get("model_version")), item["status"],
+            _short_time(item["created_at"])[5:], f"{took:.0f}s" if took is not None else "",
         )
     return table
 
