@@ -1,0 +1,267 @@
+"""HTTP surface of a served model: /predict, /predict/batch, /invocations, /health, /ready, /metadata, /metrics.
+
+The request path is kept lean on purpose (raw JSON in, pre-serialised JSON out, a pure ASGI wrapper for
+the request id): per-request overhead is what decides p50 latency for small models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from model_server import __version__
+from model_server.inputs import InputError, extract_rows, to_matrix
+from model_server.model import LoadedModel, ModelInfo, read_model_info
+
+try:  # faster when the image has it; plain json otherwise
+    import orjson
+
+    def dumps(value: Any) -> bytes:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    loads = orjson.loads
+except ImportError:  # pragma: no cover - depends on the image
+    def dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    loads = json.loads
+
+MAX_ROWS = int(os.environ.get("MAX_ROWS", "1000"))
+MAX_BATCH_ROWS = int(os.environ.get("MAX_BATCH_ROWS", "100000"))
+
+
+class State:
+    def __init__(self, model_dir: Path, info: ModelInfo) -> None:
+        self.model_dir = model_dir
+        self.info = info
+        self.model: LoadedModel | None = None
+        self.loaded_at: str | None = None
+        self.load_error: str | None = None
+
+
+def _json(status: int, payload: Any) -> Response:
+    return Response(dumps(payload), status_code=status, media_type="application/json")
+
+
+def _error(status: int, code: str, message: str, details: Any, request_id: str) -> Response:
+    return _json(status, {"error": {"code": code, "message": message, "details": details, "request_id": request_id}})
+
+
+def _request_id(request: Request) -> str:
+    return request.scope.get("mlops.request_id", "")
+
+
+def _example_body(info: ModelInfo) -> dict:
+    if isinstance(info.input_example, dict):
+        return info.input_example
+    names = [c.name for c in info.inputs if c.name]
+    if names:
+        return {"dataframe_split": {"columns": names, "data": [[0.0] * len(names)]}}
+    return {"inputs": [[0.0]]}
+
+
+def create_app(model_dir: Path | None = None, *, load_in_background: bool = True) -> FastAPI:
+    model_dir = Path(model_dir or os.environ.get("MODEL_DIR", "/opt/model"))
+    info = read_model_info(model_dir)
+    state = State(model_dir, info)
+    ready_file = os.environ.get("READY_FILE")
+
+    registry = CollectorRegistry()
+    requests_total = Counter("model_requests_total", "Requests by endpoint and status", ["endpoint", "status"], registry=registry)
+    latency = Histogram(
+        "model_request_seconds", "Request latency by endpoint", ["endpoint"], registry=registry,
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    )
+    predictions_total = Counter("model_predictions_total", "Rows predicted", registry=registry)
+    errors_total = Counter("model_errors_total", "Errors by code", ["code"], registry=registry)
+
+    def load() -> None:
+        try:
+            state.model = LoadedModel(model_dir, info)
+            state.loaded_at = datetime.now(timezone.utc).isoformat()
+            if ready_file:
+                Path(ready_file).write_text(state.loaded_at)
+        except Exception as exc:  # reported by /ready and /metadata; the process stays up for debugging
+            state.load_error = f"{type(exc).__name__}: {exc}"
+
+    app = FastAPI(title=f"{info.name} v{info.version}", version=__version__,
+                  description=f"Model server for {info.name} version {info.version} (run {info.run_id}).")
+    app.state.model_state = state
+    if load_in_background:
+        threading.Thread(target=load, daemon=True).start()
+    else:
+        load()
+
+    example = _example_body(info)
+    predict_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
+            "description": "Rows to score. Columns: " + ", ".join(f"{c.name} ({c.type})" for c in info.inputs if c.name)
+            if info.inputs else "Rows to score.",
+        }
+    }
+
+    def score(body: Any, request_id: str, max_rows: int, mlflow_protocol: bool = False) -> Response:
+        model = state.model
+        if model is None:
+            return _error(503, "model_not_loaded", state.load_error or "the model is still loading", None, request_id)
+        rows, _ = extract_rows(body, info.inputs, max_rows)
+        parameters = body.get("parameters") or body.get("params") or {}
+        if model.fast_path:
+            matrix = to_matrix(rows, info.inputs)
+            try:
+                predictions = model.predict_matrix(matrix)
+            except ValueError as exc:  # e.g. a feature count the estimator refuses
+                raise InputError("invalid_input", f"the model refused the input: {exc}") from exc
+            result: dict[str, Any] = {"predictions": predictions.tolist()}
+            if parameters.get("return_probability"):
+                if not model.can_predict_proba:
+                    raise InputError("not_a_classifier", "return_probability needs a classifier with predict_proba")
+                result["probabilities"] = model.predict_proba_matrix(matrix).tolist()
+                result["classes"] = model.classes.tolist() if model.classes is not None else None
+        else:
+            import pandas as pd
+
+            names = [c.name for c in info.inputs if c.name] or None
+            frame = pd.DataFrame(rows, columns=names)
+            try:
+                predictions = model.predict_frame(frame)
+            except Exception as exc:  # pyfunc enforces the schema and raises MlflowException
+                raise InputError("invalid_input", f"the model refused the input: {str(exc)[:500]}") from exc
+            if hasattr(predictions, "to_dict") and hasattr(predictions, "columns"):
+                predictions = predictions.to_dict(orient="records")
+            elif hasattr(predictions, "tolist"):
+                predictions = predictions.tolist()
+            result = {"predictions": predictions}
+        predictions_total.inc(len(rows))
+        if not mlflow_protocol:
+            result["model_name"] = info.name
+            result["model_version"] = info.version
+        return _json(200, result)
+
+    async def handle(request: Request, endpoint: str, max_rows: int, mlflow_protocol: bool = False) -> Response:
+        started = time.perf_counter()
+        request_id = _request_id(request)
+        raw = await request.body()
+        try:
+            if mlflow_protocol and request.headers.get("content-type", "").startswith("text/csv"):
+                body = _csv_body(raw)
+            else:
+                try:
+                    body = loads(raw)
+                except ValueError:
+                    raise InputError("invalid_json", "the body is not valid JSON")
+            response = score(body, request_id, max_rows, mlflow_protocol)
+        except InputError as exc:
+            errors_total.labels(exc.code).inc()
+            response = _error(422 if exc.code != "invalid_json" else 400, exc.code, exc.message, exc.details, request_id)
+        except Exception as exc:  # a model bug: still the error format, and counted
+            errors_total.labels("prediction_failed").inc()
+            response = _error(500, "prediction_failed", f"{type(exc).__name__}: {str(exc)[:300]}", None, request_id)
+        requests_total.labels(endpoint, str(response.status_code)).inc()
+        latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.post("/predict", openapi_extra=predict_doc, summary="Predict for a few rows")
+    async def predict(request: Request):
+        return await handle(request, "/predict", MAX_ROWS)
+
+    @app.post("/predict/batch", openapi_extra=predict_doc, summary="Predict for many rows (same shapes, larger limit)")
+    async def predict_batch(request: Request):
+        return await handle(request, "/predict/batch", MAX_BATCH_ROWS)
+
+    @app.post("/invocations", openapi_extra=predict_doc, summary="MLflow scoring protocol")
+    async def invocations(request: Request):
+        return await handle(request, "/invocations", MAX_BATCH_ROWS, mlflow_protocol=True)
+
+    @app.get("/health", summary="Liveness")
+    async def health():
+        return _json(200, {"status": "healthy", "model": {"name": info.name, "version": info.version, "run_id": info.run_id}})
+
+    @app.get("/ready", summary="Readiness: 503 until the model is loaded")
+    async def ready(request: Request):
+        if state.model is None:
+            return _error(503, "model_not_loaded", state.load_error or "the model is still loading", None, _request_id(request))
+        return _json(200, {"status": "ready", "loaded_at": state.loaded_at})
+
+    @app.get("/metadata", summary="What is served")
+    async def metadata():
+        return _json(200, {
+            "model_name": info.name,
+            "model_version": info.version,
+            "run_id": info.run_id,
+            "model_uri": info.model_uri,
+            "mlflow_uri": info.mlflow_uri,
+            "model_loaded": state.model is not None,
+            "load_error": state.load_error,
+            "loaded_at": state.loaded_at,
+            "flavor": "sklearn" if state.model is not None and state.model.fast_path else "python_function",
+            "signature": {"inputs": info.input_schema, "outputs": info.output_schema},
+            "input_example": example,
+            "server_version": __version__,
+        })
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics():
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc):
+        return _error(404, "not_found", f"no route {request.url.path}", None, _request_id(request))
+
+    @app.exception_handler(405)
+    async def not_allowed(request: Request, exc):
+        return _error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}", None, _request_id(request))
+
+    return RequestIdMiddleware(app)
+
+
+def _csv_body(raw: bytes) -> dict:
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(raw.decode("utf-8")))
+    header = next(reader, None)
+    if not header:
+        raise InputError("invalid_body", "empty CSV")
+    rows = []
+    for row in reader:
+        try:
+            rows.append([float(v) for v in row])
+        except ValueError:
+            raise InputError("invalid_type", "CSV values must be numbers")
+    return {"dataframe_split": {"columns": header, "data": rows}}
+
+
+class RequestIdMiddleware:
+    """Pure ASGI: adds X-Request-ID to every response at a fraction of BaseHTTPMiddleware's cost."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        request_id = incoming.decode("latin-1")[:128] if incoming and incoming.replace(b"-", b"").isalnum() else uuid.uuid4().hex
+        scope["mlops.request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

@@ -1,0 +1,123 @@
+"""Loading the model baked into the image, and calling it.
+
+Fast path: a scikit-learn model saved with pickle/cloudpickle (or skops) is loaded as the native
+estimator and called on a numpy array built straight from the JSON, skipping per-request pandas and
+pyfunc overhead. Every other flavor goes through ``mlflow.pyfunc``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NUMERIC_TYPES = {"double", "float", "long", "integer", "boolean"}
+
+
+@dataclass
+class Column:
+    name: str | None
+    type: str
+    required: bool = True
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+    mlflow_uri: str
+    flavors: dict[str, Any]
+    inputs: list[Column] = field(default_factory=list)
+    input_schema: list[dict] | None = None
+    output_schema: list[dict] | None = None
+    input_example: Any = None
+
+
+def read_model_info(model_dir: Path) -> ModelInfo:
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    identity_file = model_dir / "mlops-model.json"
+    identity = json.loads(identity_file.read_text()) if identity_file.exists() else {}
+    signature = mlmodel.get("signature") or {}
+    inputs = json.loads(signature["inputs"]) if signature.get("inputs") else None
+    outputs = json.loads(signature["outputs"]) if signature.get("outputs") else None
+    columns = [Column(c.get("name"), c.get("type", "double"), c.get("required", True)) for c in inputs or [] if c.get("type") != "tensor"]
+    example = None
+    example_file = model_dir / "serving_input_example.json"
+    if example_file.exists():
+        try:
+            example = json.loads(example_file.read_text())
+        except ValueError:
+            example = None
+    return ModelInfo(
+        name=os.environ.get("MODEL_NAME") or identity.get("model_name", "model"),
+        version=str(os.environ.get("MODEL_VERSION") or identity.get("model_version", "")),
+        run_id=identity.get("run_id") or mlmodel.get("run_id", ""),
+        model_uri=identity.get("model_uri", ""),
+        mlflow_uri=identity.get("mlflow_uri", ""),
+        flavors=mlmodel.get("flavors") or {},
+        inputs=columns,
+        input_schema=inputs,
+        output_schema=outputs,
+        input_example=example,
+    )
+
+
+class LoadedModel:
+    """What the routes call: ``predict(rows)`` and, for classifiers, ``predict_proba(rows)``."""
+
+    def __init__(self, model_dir: Path, info: ModelInfo) -> None:
+        self.info = info
+        self.native = None
+        self.pyfunc = None
+        sklearn_conf = info.flavors.get("sklearn")
+        all_numeric = all(c.type in NUMERIC_TYPES for c in info.inputs)
+        if sklearn_conf and all_numeric:
+            self.native = _load_sklearn(model_dir, sklearn_conf)
+            # Models fit on DataFrames warn on every numpy call; the column order is checked here instead.
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        else:
+            import mlflow.pyfunc
+
+            self.pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+        self.classes = getattr(self.native, "classes_", None) if self.native is not None else None
+
+    @property
+    def fast_path(self) -> bool:
+        return self.native is not None
+
+    @property
+    def can_predict_proba(self) -> bool:
+        return self.native is not None and hasattr(self.native, "predict_proba")
+
+    def predict_matrix(self, matrix):
+        return self.native.predict(matrix)
+
+    def predict_proba_matrix(self, matrix):
+        return self.native.predict_proba(matrix)
+
+    def predict_frame(self, frame):
+        return self.pyfunc.predict(frame)
+
+
+def _load_sklearn(model_dir: Path, conf: dict) -> Any:
+    path = model_dir / conf.get("pickled_model", "model.pkl")
+    serialization = conf.get("serialization_format", "cloudpickle")
+    if serialization == "skops":
+        import skops.io
+
+        return skops.io.load(str(path), trusted=conf.get("skops_trusted_types") or skops.io.get_untrusted_types(file=str(path)))
+    with open(path, "rb") as handle:
+        if serialization == "pickle":
+            import pickle
+
+            return pickle.load(handle)
+        import cloudpickle
+
+        return cloudpickle.load(handle)
