@@ -198,6 +198,13 @@ class DockerLocalRuntime:
                     "start_period": 0,
                 },
                 tmpfs={"/tmp": "rw,size=256m"},
+                # With host networking the server binds the Service port (80) itself, which needs
+                # CAP_NET_BIND_SERVICE; Docker 20.10 cannot give that to a non-root user, so the
+                # process runs as uid 0 with every other capability dropped.
+                user="0",
+                cap_drop=["ALL"],
+                cap_add=["NET_BIND_SERVICE"],
+                security_opt=["no-new-privileges"],
             )
         except Exception as exc:
             message = str(exc)
