@@ -1,0 +1,100 @@
+"""A tiny test server image and a runtime whose workloads are cleaned up after each test.
+
+The server follows the model server's contract with the runtime: listen on HOST:PORT (with
+SO_REUSEPORT when REUSE_PORT=1), touch READY_FILE once ready, answer /ready and /health. Extra env
+switches make it slow (READY_DELAY), never ready (NEVER_READY) or crash (EXIT_CODE).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import uuid
+
+import pytest
+
+from control_api.adapters.local_runtime.docker_runtime import L_NAMESPACE, DockerLocalRuntime
+from control_api.settings import TargetSettings
+
+TEST_NAMESPACE_PREFIX = "rt-test-"
+# Far from the service's default first address (10) and the in-memory runtime's (100), so these tests
+# do not take the addresses other test folders expect.
+TEST_LOOPBACK_FIRST = 200
+
+SERVER_SOURCE = r'''
+import http.server, json, os, pathlib, socket, sys, time, uuid
+
+INSTANCE = uuid.uuid4().hex  # replicas share hostname and pid 1 (host network, own pid namespace)
+
+if os.environ.get("EXIT_CODE"):
+    print("test server: crashing on purpose", flush=True)
+    sys.exit(int(os.environ["EXIT_CODE"]))
+time.sleep(float(os.environ.get("READY_DELAY", "0")))
+
+class Server(http.server.ThreadingHTTPServer):
+    allow_reuse_address = True
+    def server_bind(self):
+        if os.environ.get("REUSE_PORT") == "1":
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"version": os.environ.get("VERSION", ""), "instance": INSTANCE,
+                           "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+server = Server((os.environ["HOST"], int(os.environ["PORT"])), Handler)
+if not os.environ.get("NEVER_READY") and os.environ.get("READY_FILE"):
+    pathlib.Path(os.environ["READY_FILE"]).touch()
+print("test server: listening", flush=True)
+server.serve_forever()
+'''
+
+
+@pytest.fixture(scope="session")
+def test_server_image(base_image):
+    import docker
+
+    client = docker.from_env(timeout=300)
+    dockerfile = f'FROM {base_image}\nCOPY server.py /server.py\nCMD ["python3", "-u", "/server.py"]\n'
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as archive:
+        for name, text in {"Dockerfile": dockerfile, "server.py": SERVER_SOURCE}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    tag = f"mlops-test/runtime-server:{uuid.uuid4().hex[:8]}"
+    image, _ = client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, pull=False)
+    yield tag
+    try:
+        client.images.remove(image.id, force=True)
+    except docker.errors.APIError:
+        pass  # still used by a container another test leaked; the cleanup below reports it
+    client.close()
+
+
+@pytest.fixture
+def runtime_settings() -> TargetSettings:
+    return TargetSettings(loopback_first=TEST_LOOPBACK_FIRST)
+
+
+@pytest.fixture
+def runtime(docker_client, runtime_settings):
+    yield DockerLocalRuntime(runtime_settings)
+    for container in docker_client.containers.list(all=True, filters={"label": L_NAMESPACE}):
+        if container.labels.get(L_NAMESPACE, "").startswith(TEST_NAMESPACE_PREFIX):
+            container.remove(force=True)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"{TEST_NAMESPACE_PREFIX}{uuid.uuid4().hex[:6]}"

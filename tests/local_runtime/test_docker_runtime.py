@@ -1,0 +1,180 @@
+"""DockerLocalRuntime on the real Docker Engine with a tiny test server image."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from control_api.adapters.local_runtime.base import WorkloadSpec
+from control_api.adapters.local_runtime.docker_runtime import L_ADDRESS, L_HASH, L_NAME, L_NAMESPACE, DockerLocalRuntime
+from control_api.errors import DeploymentTimedOut, SyncFailed
+from tests.local_runtime.conftest import TEST_LOOPBACK_FIRST
+
+
+def workload_containers(docker_client, namespace: str, name: str) -> list:
+    return docker_client.containers.list(
+        all=True, filters={"label": [f"{L_NAMESPACE}={namespace}", f"{L_NAME}={name}"]}
+    )
+
+
+def answer(url: str) -> dict:
+    response = httpx.get(url + "/health", timeout=5)
+    assert response.status_code == 200
+    return response.json()
+
+
+def spec_for(image: str, namespace: str, name: str = "iris", **overrides) -> WorkloadSpec:
+    return WorkloadSpec(
+        namespace=namespace,
+        name=name,
+        image=image,
+        env={"VERSION": "v1", **overrides.pop("env", {})},
+        **overrides,
+    )
+
+
+def test_apply_serves_on_its_own_loopback_address_with_limits(runtime, test_server_image, namespace, docker_client):
+    spec = spec_for(test_server_image, namespace, cpu_limit="500m", memory_limit="256Mi")
+
+    status = runtime.apply(spec, ready_timeout=60)
+
+    last_octet = int(status.address.rsplit(".", 1)[1])
+    assert status.address.startswith("127.0.0.") and last_octet >= TEST_LOOPBACK_FIRST
+    assert (status.port, status.replicas, status.ready_replicas) == (80, 1, 1)
+    assert status.url == f"http://{status.address}"
+    assert answer(status.url)["version"] == "v1"
+    [container] = workload_containers(docker_client, namespace, "iris")
+    host_config = container.attrs["HostConfig"]
+    assert host_config["NanoCpus"] == 500_000_000
+    assert host_config["Memory"] == 256 * 2**20
+    assert host_config["RestartPolicy"]["Name"] == "unless-stopped"
+    assert container.labels[L_ADDRESS] == status.address
+    assert container.name.startswith(f"mlops-{namespace}-iris-")
+
+
+def test_applying_the_same_spec_again_leaves_the_containers_alone(runtime, test_server_image, namespace):
+    spec = spec_for(test_server_image, namespace)
+    first = runtime.apply(spec, ready_timeout=60)
+
+    again = runtime.apply(spec, ready_timeout=60)
+
+    assert again.container_ids == first.container_ids
+    assert again.address == first.address
+
+
+def test_new_version_replaces_the_old_only_once_ready(runtime, test_server_image, namespace, docker_client):
+    old = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
+    new_spec = spec_for(test_server_image, namespace, env={"VERSION": "v2", "READY_DELAY": "3"})
+    observed_overlap = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        # While the new container is up but not yet ready, the old one must still be there.
+        while not done.is_set():
+            containers = workload_containers(docker_client, namespace, "iris")
+            old_alive = any(c.id in old.container_ids and c.status == "running" for c in containers)
+            new_unready = any(
+                c.id not in old.container_ids
+                and (c.attrs["State"].get("Health") or {}).get("Status") != "healthy"
+                for c in containers
+            )
+            if old_alive and new_unready:
+                observed_overlap.set()
+            done.wait(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        new = runtime.apply(new_spec, ready_timeout=60)
+    finally:
+        done.set()
+        watcher.join()
+
+    assert observed_overlap.is_set()
+    assert new.address == old.address
+    assert set(new.container_ids).isdisjoint(old.container_ids)
+    assert {c.id for c in workload_containers(docker_client, namespace, "iris")} == set(new.container_ids)
+    assert answer(new.url)["version"] == "v2"
+
+
+def test_a_new_version_that_never_gets_ready_leaves_the_old_serving(runtime, test_server_image, namespace, docker_client):
+    old = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
+
+    with pytest.raises(DeploymentTimedOut):
+        runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2", "NEVER_READY": "1"}), ready_timeout=3)
+
+    assert {c.id for c in workload_containers(docker_client, namespace, "iris")} == set(old.container_ids)
+    assert answer(old.url)["version"] == "v1"
+    assert runtime.get(namespace, "iris").image == test_server_image
+
+
+def test_a_new_version_that_crashes_is_a_sync_failure_with_its_logs(runtime, test_server_image, namespace, docker_client):
+    old = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
+
+    with pytest.raises(SyncFailed) as raised:
+        runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2", "EXIT_CODE": "3"}), ready_timeout=30)
+
+    assert "crashing on purpose" in raised.value.message
+    assert {c.id for c in workload_containers(docker_client, namespace, "iris")} == set(old.container_ids)
+    assert answer(old.url)["version"] == "v1"
+
+
+def test_replicas_share_the_address(runtime, test_server_image, namespace, docker_client):
+    status = runtime.apply(spec_for(test_server_image, namespace, replicas=2), ready_timeout=60)
+
+    assert (status.replicas, status.ready_replicas, len(status.container_ids)) == (2, 2, 2)
+    containers = workload_containers(docker_client, namespace, "iris")
+    assert {c.labels[L_ADDRESS] for c in containers} == {status.address}
+    # Both replicas hold a listening socket on the shared address: the kernel spreads connections by
+    # source port, so 40 fresh connections reach both (all on one: probability 2**-39).
+    instances = {answer(status.url)["instance"] for _ in range(40)}
+    assert len(instances) == 2
+
+
+def test_another_runtime_instance_finds_workloads_from_labels(runtime, runtime_settings, test_server_image, namespace):
+    first = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
+    other = runtime.apply(spec_for(test_server_image, namespace, name="wine"), ready_timeout=60)
+
+    restarted = DockerLocalRuntime(runtime_settings)
+
+    found = restarted.get(namespace, "iris")
+    assert found is not None
+    assert (found.address, found.image, found.container_ids) == (first.address, first.image, first.container_ids)
+    assert other.address != first.address
+    listed = {(s.namespace, s.name): s.address for s in restarted.list() if s.namespace == namespace}
+    assert listed == {(namespace, "iris"): first.address, (namespace, "wine"): other.address}
+    assert restarted.apply(spec_for(test_server_image, namespace), ready_timeout=60).container_ids == first.container_ids
+
+
+def test_delete_removes_the_workload(runtime, test_server_image, namespace, docker_client):
+    status = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
+
+    runtime.delete(namespace, "iris")
+
+    assert workload_containers(docker_client, namespace, "iris") == []
+    assert runtime.get(namespace, "iris") is None
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(status.url + "/health", timeout=2)
+
+
+def test_a_freed_address_is_handed_out_again(runtime, test_server_image, namespace):
+    first = runtime.apply(spec_for(test_server_image, namespace, name="one"), ready_timeout=60)
+    runtime.delete(namespace, "one")
+
+    second = runtime.apply(spec_for(test_server_image, namespace, name="two"), ready_timeout=60)
+
+    assert second.address == first.address
+
+
+def test_spec_hash_changes_with_what_the_containers_run(test_server_image, namespace):
+    from control_api.adapters.local_runtime.docker_runtime import spec_hash
+
+    spec = spec_for(test_server_image, namespace)
+    assert spec_hash(spec) == spec_hash(replace(spec))
+    assert spec_hash(spec) != spec_hash(replace(spec, env={"VERSION": "v2"}))
+    assert spec_hash(spec) != spec_hash(replace(spec, image=test_server_image + "-other"))
+    assert spec_hash(spec) != spec_hash(replace(spec, replicas=3))
+    assert L_HASH.endswith("spec-hash")
