@@ -46,23 +46,14 @@ def make_tiny_image(docker_client):
         return reference
 
     yield make
-    for reference in created:
-        for image in docker_client.images.list(name=reference.split(":")[0]):
-            for tag in image.tags:
-                _remove_quietly(docker_client, tag)
-    for image in docker_client.images.list():
-        for tag in image.tags:
-            if "/mlops-test/" in tag:
-                _remove_quietly(docker_client, tag)
-
-
-def _remove_quietly(docker_client, reference: str) -> None:
     import docker.errors
 
-    try:
-        docker_client.images.remove(reference, noprune=False)
-    except docker.errors.APIError:
-        pass
+    for reference in created:
+        try:
+            # force: also drops the registry tags and digests the pushes added to the same image.
+            docker_client.images.remove(docker_client.images.get(reference).id, force=True)
+        except docker.errors.APIError:
+            pass
 
 
 def _bcrypt_line(user: str, password: str) -> str:

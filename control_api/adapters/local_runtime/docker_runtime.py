@@ -34,6 +34,10 @@ L_REPLICAS = f"{LABEL_PREFIX}.replicas"
 L_IMAGE = f"{LABEL_PREFIX}.image"
 READY_FILE = "/tmp/.model-ready"
 
+# Shared by every runtime in the process (the control service and, in tests, a simulator each hold
+# one): two instances allocating at once would otherwise hand out the same loopback address.
+_ALLOCATION_LOCK = threading.RLock()
+
 _CPU_SUFFIX_MILLI = "m"
 _MEMORY_FACTORS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
@@ -76,7 +80,7 @@ class DockerLocalRuntime:
         self.settings = settings
         self._client_factory = client_factory
         self._client = None
-        self._lock = threading.RLock()  # one allocation of addresses at a time
+        self._lock = _ALLOCATION_LOCK
 
     # ---- docker plumbing -----------------------------------------------------------------------
 
@@ -218,7 +222,9 @@ class DockerLocalRuntime:
         while pending:
             for container in list(pending):
                 container.reload()
-                if container.status in ("exited", "dead") or container.attrs["State"].get("Restarting"):
+                # restart_policy brings a crashed container back, so a restart counts as a crash too.
+                crashed = container.attrs["State"].get("Restarting") or container.attrs.get("RestartCount", 0) > 0
+                if container.status in ("exited", "dead") or crashed:
                     logs = container.logs(tail=20).decode("utf-8", "replace").strip()
                     raise SyncFailed(
                         f"container for {spec.namespace}/{spec.name} exited (code {container.attrs['State'].get('ExitCode')}); last log lines:\n{logs}",
