@@ -1,6 +1,6 @@
-"""The model server that runs inside every image, and the Dockerfile templates of its two layers."""
+"""What every serving image is made of: the ``model_server`` package and the Dockerfile templates."""
 
 from pathlib import Path
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
-SERVER_DIR = TEMPLATE_DIR / "model_server"
+MODEL_SERVER_DIR = TEMPLATE_DIR / "model_server"
