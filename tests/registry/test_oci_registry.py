@@ -93,3 +93,17 @@ def test_missing_local_image_is_terminal(registry_url, docker_client):
     with pytest.raises(TerminalError) as raised:
         registry.push(f"mlops-test/absent:{uuid.uuid4().hex}", "mlops-test/absent", "v1", lambda line: None)
     assert raised.value.code == "image_missing"
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("unauthorized: authentication required", RegistryAuthFailed),
+        ("denied: requested access to the resource is denied", RegistryAuthFailed),
+        ("received unexpected HTTP status: 403 Forbidden", RegistryAuthFailed),
+        ("blob upload unknown for sha256:4013f0a9c2", RegistryUnavailable),
+        ("received unexpected HTTP status: 502 Bad Gateway", RegistryUnavailable),
+    ],
+)
+def test_push_stream_errors_are_classified(message, expected):
+    assert type(OciRegistry(RegistrySettings())._classify(message)) is expected

@@ -6,6 +6,7 @@ progress stream, so every entry is inspected and translated into the project's e
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import httpx
@@ -22,7 +23,11 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.list.v2+json",
     ]
 )
-AUTH_WORDS = ("unauthorized", "authentication required", "denied", "no basic auth credentials", "401", "403")
+# Status codes as whole words only: a digest in an error message may well contain "401".
+AUTH_PATTERN = re.compile(
+    r"unauthorized|authentication required|denied|no basic auth credentials|\b40[13]\b", re.IGNORECASE
+)
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
 def docker_from_env():
@@ -103,6 +108,8 @@ class OciRegistry:
         url = f"{self.scheme}://{self.host}/v2/{repository_name}/manifests/{tag}"
         try:
             response = httpx.head(url, headers={"Accept": MANIFEST_TYPES}, auth=self.auth, timeout=30)
+            if response.status_code == 401 and response.headers.get("WWW-Authenticate", "").lower().startswith("bearer"):
+                response = self._head_with_bearer_token(url, response.headers["WWW-Authenticate"], repository_name)
         except httpx.HTTPError as exc:
             raise RegistryUnavailable(f"registry {self.host} is unreachable: {exc}") from exc
         if response.status_code == 404:
@@ -114,6 +121,19 @@ class OciRegistry:
         if response.status_code >= 400:
             raise RegistryUnavailable(f"registry {self.host} answered HTTP {response.status_code} for {repository_name}:{tag}")
         return response.headers.get("Docker-Content-Digest")
+
+    def _head_with_bearer_token(self, url: str, challenge: str, repository_name: str) -> httpx.Response:
+        """Token-auth registries (GHCR, Harbor, GitLab, Docker Hub) refuse Basic on the API: fetch a
+        pull token from the challenge's realm with the credentials, then ask again with it."""
+        params = dict(_CHALLENGE_PARAM.findall(challenge))
+        realm = params.pop("realm", "")
+        params.setdefault("scope", f"repository:{repository_name}:pull")
+        token_response = httpx.get(realm, params=params, auth=self.auth, timeout=30)
+        if token_response.status_code >= 400:
+            return token_response
+        body = token_response.json()
+        token = body.get("token") or body.get("access_token") or ""
+        return httpx.head(url, headers={"Accept": MANIFEST_TYPES, "Authorization": f"Bearer {token}"}, timeout=30)
 
     def _inspect(self, entry: dict, on_log: LogSink) -> str | None:
         if "error" in entry or "errorDetail" in entry:
@@ -127,6 +147,6 @@ class OciRegistry:
 
     def _classify(self, message: str) -> Exception:
         lowered = message.lower()
-        if any(word in lowered for word in AUTH_WORDS):
+        if AUTH_PATTERN.search(lowered):
             return RegistryAuthFailed(f"registry {self.host} refused the push: {message[:300]}")
         return RegistryUnavailable(f"push to {self.host} failed: {message[:300]}")
