@@ -118,7 +118,7 @@ def test_unreachable_ecr_api_is_transient():
         registry.login()
 
 
-def test_refused_credentials_are_terminal(moto_ecr, monkeypatch):
+def test_refused_credentials_are_terminal(moto_ecr):
     def refusing_client():
         import botocore.exceptions
 
