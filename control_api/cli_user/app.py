@@ -126,7 +126,7 @@ def summarise(client: MlopsClient, view: dict[str, Any]) -> None:
         return
     if status == "awaiting_review":
         console.print(f"[yellow]awaiting review[/]: {view.get('pull_request_url') or 'a pull request was opened'}")
-        console.print(f"  merge it and the service syncs the change; follow with: mlops events {view['deployment_id']}")
+        console.print(f"  merge it and the service syncs the change; check on it with: mlops deployments {view['deployment_id']}")
         return
     if status == "undeployed":
         console.print(f"[green]undeployed[/] {name}{took_text}; commit {view.get('commit') or '-'}")
