@@ -67,10 +67,12 @@ def test_degraded_shows_in_status_pods_and_warning_events(kubernetes, deployed, 
     assert [event["message"] for event in warnings] == ["Back-off restarting failed container server"]
 
 
-def test_hostname_fault_gives_a_resolvable_hostname(kubernetes, deployed, simulator):
+def test_hostname_fault_gives_a_hostname_and_no_ip(kubernetes, deployed, simulator, runtime):
     simulator.set_faults(hostname=True)
 
-    assert kubernetes.service_external_address(NAMESPACE, APP_NAME) == "localhost"
+    ingress = kubernetes.get_service(NAMESPACE, APP_NAME)["status"]["loadBalancer"]["ingress"][0]
+    assert "ip" not in ingress
+    assert kubernetes.service_external_address(NAMESPACE, APP_NAME) == runtime.get(NAMESPACE, APP_NAME).address
 
 
 def test_wait_for_external_address_returns_once_assigned(kubernetes, deployed, runtime):

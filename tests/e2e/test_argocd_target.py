@@ -114,3 +114,18 @@ def test_faults_give_the_documented_status(argocd_client, simulated_cluster, fau
             time.sleep(0.5)
         assert final["status"] == "deployed", final
         assert [s["attempts"] for s in final["steps"] if s["name"] == "train"] == [1]
+
+
+@pytest.mark.parametrize("fault", [{"hostname": True}, {"flaky_5xx": True}], ids=["hostname", "flaky-5xx"])
+def test_faults_the_service_rides_out(argocd_client, simulated_cluster, fault):
+    """A hostname instead of an IP (AWS) is used as the address; flaky 5xx answers are retried."""
+    server, simulator, runtime = simulated_cluster
+    client = argocd_client()
+    simulator.set_faults(**fault)
+    body = client.post("/mlops/deploy", json=example_request("iris-ride")).json()
+    assert body["status"] == "deployed", body
+    assert httpx.get(body["endpoints"]["health"], timeout=10).status_code == 200
+    if "hostname" in fault:
+        service = client.app.state.services.kubernetes.get_service(body["namespace"], "iris-ride")
+        ingress = service["status"]["loadBalancer"]["ingress"][0]
+        assert "ip" not in ingress and ingress["hostname"] == body["external_ip"]

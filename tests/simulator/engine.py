@@ -480,9 +480,10 @@ class ArgoCDSimulator:
         if workload is None:
             return []
         if self.faults.hostname:
-            # Real AWS load balancers only publish a hostname. "localhost" is the one name that resolves
-            # to loopback without DNS; it reaches the workload only when the runtime put it on 127.0.0.1.
-            return [{"hostname": "localhost"}]
+            # Real AWS load balancers publish only a hostname. No DNS name resolves to 127.0.0.N here
+            # (and editing /etc/hosts from a test is not ours to do), so the address is written in
+            # the hostname field: clients must take the hostname branch and the URL still answers.
+            return [{"hostname": workload.address}]
         return [{"ip": workload.address, "ipMode": "VIP"}]
 
     # ---- JSON views --------------------------------------------------------------------------
