@@ -4,3 +4,4 @@ from pathlib import Path
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 MODEL_SERVER_DIR = TEMPLATE_DIR / "model_server"
+SERVER_DIR = MODEL_SERVER_DIR  # older name, kept for callers written against it
