@@ -67,6 +67,6 @@ def runtime_requirements(model_requirements: str, server_requirements: str, mlfl
         # Non-sklearn flavors load through mlflow.pyfunc; pin the version that saved the model.
         model[SKINNY_MLFLOW] = Requirement(f"{SKINNY_MLFLOW}=={mlflow_version}")
     server_lines, _ = _meaningful_lines(server_requirements)
-    server = {canonicalize_name(r.name): r for r in map(parse_requirement, server_lines)}
+    server = {canonicalize_name(r.name): r for r in (_normalised(parse_requirement(line)) for line in server_lines)}
     merged = {**server, **model}
     return RuntimeRequirements(lines=sorted(str(r) for r in merged.values()), skipped=skipped)
