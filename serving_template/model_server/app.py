@@ -133,10 +133,12 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         else:
             import pandas as pd
 
+            if parameters.get("return_probability"):
+                raise InputError("not_a_classifier", "return_probability needs a scikit-learn classifier with predict_proba")
             names = [c.name for c in info.inputs if c.name] or None
             frame = pd.DataFrame(rows, columns=names)
             try:
-                predictions = model.predict_frame(frame)
+                predictions = model.predict_frame(frame, body.get("params"))
             except Exception as exc:  # pyfunc enforces the schema and raises MlflowException
                 raise InputError("invalid_input", f"the model refused the input: {str(exc)[:500]}") from exc
             if hasattr(predictions, "to_dict") and hasattr(predictions, "columns"):

@@ -78,10 +78,12 @@ class LoadedModel:
         self.pyfunc = None
         sklearn_conf = info.flavors.get("sklearn")
         all_numeric = all(c.type in NUMERIC_TYPES for c in info.inputs)
+        self.needs_frame = False
         if sklearn_conf and all_numeric:
             self.native = _load_sklearn(model_dir, sklearn_conf)
             # Models fit on DataFrames warn on every numpy call; the column order is checked here instead.
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            self.needs_frame = not self._accepts_numpy()
         else:
             import mlflow.pyfunc
 
@@ -97,13 +99,47 @@ class LoadedModel:
         return self.native is not None and hasattr(self.native, "predict_proba")
 
     def predict_matrix(self, matrix):
-        return self.native.predict(matrix)
+        return self.native.predict(self._native_input(matrix))
 
     def predict_proba_matrix(self, matrix):
-        return self.native.predict_proba(matrix)
+        return self.native.predict_proba(self._native_input(matrix))
 
-    def predict_frame(self, frame):
-        return self.pyfunc.predict(frame)
+    def _native_input(self, matrix):
+        if not self.needs_frame:
+            return matrix
+        import pandas as pd
+
+        return pd.DataFrame(matrix, columns=[c.name for c in self.info.inputs])
+
+    def _accepts_numpy(self) -> bool:
+        """Some pipelines select columns by name (a ColumnTransformer on DataFrame columns) and refuse a
+        bare array: found once at load time, they get a DataFrame per request, still without pyfunc."""
+        import numpy as np
+
+        if not self.info.inputs or not all(c.name for c in self.info.inputs):
+            return True
+        probe = np.asarray(_example_rows(self.info) or [[0.0] * len(self.info.inputs)], dtype=np.float64)
+        try:
+            self.native.predict(probe)
+            return True
+        except Exception:
+            return False
+
+    def predict_frame(self, frame, params: dict | None = None):
+        # MLflow's protocol carries model parameters as "params"; only pass them when sent.
+        return self.pyfunc.predict(frame, params=params) if params else self.pyfunc.predict(frame)
+
+
+def _example_rows(info: ModelInfo) -> list[list[Any]] | None:
+    from model_server.inputs import InputError, extract_rows
+
+    if info.input_example is None:
+        return None
+    try:
+        rows, _ = extract_rows(info.input_example, info.inputs, 1000)
+        return rows
+    except InputError:
+        return None
 
 
 def _load_sklearn(model_dir: Path, conf: dict) -> Any:

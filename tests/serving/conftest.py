@@ -22,6 +22,7 @@ def iris_model_dirs(tmp_path_factory) -> dict[str, Path]:
     dirs = {
         "logistic": log_iris_model(workdir, "logistic", "iris"),
         "forest": log_iris_model(workdir, "forest", "iris-forest"),
+        "pipeline": log_iris_model(workdir, "pipeline", "iris-pipeline"),
     }
     for kind, model_dir in dirs.items():
         (model_dir / "mlops-model.json").write_text(json.dumps({

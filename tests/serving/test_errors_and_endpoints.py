@@ -154,3 +154,9 @@ def test_metrics_count_requests_predictions_and_errors(iris_model_dirs):
     assert value("model_predictions_total") == len(ROWS) + 1
     assert value('model_errors_total{code="invalid_type"}') == 1
     assert value('model_request_seconds_count{endpoint="/predict"}') == 3
+
+
+def test_name_selecting_pipeline_is_fed_a_frame_and_plain_models_an_array(clients):
+    state = lambda kind: clients[kind].app.state.model_state.model  # noqa: E731 - the app under the request-id wrapper
+    assert state("pipeline").fast_path and state("pipeline").needs_frame
+    assert state("logistic").fast_path and not state("logistic").needs_frame

@@ -9,7 +9,7 @@ import pytest
 COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 # One row of each class plus a borderline one, so a wrong column order changes the answer.
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.3, 3.3, 6.0, 2.5], [5.9, 3.0, 4.2, 1.5]]
-KINDS = ["logistic", "forest"]
+KINDS = ["logistic", "forest", "pipeline"]
 
 
 def records(rows):
