@@ -49,8 +49,24 @@ class ArgoCDTarget:
         from control_api.adapters.argocd import wait_for_sync
         from control_api.adapters.kubernetes import wait_for_external_address
 
+        from control_api.errors import DeploymentTimedOut
+
         started = time.monotonic()
-        state = wait_for_sync(self.services.argocd, app.application, revision, timeout, poll=1.0)
+        try:
+            state = wait_for_sync(self.services.argocd, app.application, revision, timeout, poll=1.0)
+        except DeploymentTimedOut as exc:
+            # A LoadBalancer Service without an address keeps the app Progressing: say so plainly.
+            try:
+                address = self.services.kubernetes.service_external_address(app.namespace, app.model_name)
+            except Exception:
+                address = "unknown"
+            if address is None:
+                raise DeploymentTimedOut(
+                    f"Service {app.namespace}/{app.model_name} has no external IP or hostname after {timeout:.0f} s "
+                    f"(the cloud load balancer was not provisioned); {exc.message}",
+                    details={"resource": {"kind": "Service", "namespace": app.namespace, "name": app.model_name}},
+                ) from exc
+            raise
         log(f"Application {app.application}: {state.describe() if hasattr(state, 'describe') else 'Synced, Healthy'}")
         remaining = max(1.0, timeout - (time.monotonic() - started))
         address = wait_for_external_address(self.services.kubernetes, app.namespace, app.model_name, remaining, poll=1.0)
