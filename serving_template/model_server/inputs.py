@@ -105,14 +105,7 @@ def _reorder(rows: list[list[Any]], given: Any, names: list[str]) -> list[list[A
         raise InputError("invalid_body", "dataframe_split.columns must be a list of column names")
     if not names:
         return rows
-    missing = [n for n in names if n not in given]
-    unknown = [g for g in given if g not in names]
-    if missing or unknown:
-        raise InputError(
-            "invalid_columns",
-            f"columns do not match the model's signature (missing: {missing or 'none'}; unexpected: {unknown or 'none'})",
-            {"expected_columns": names, "missing": missing, "unexpected": unknown},
-        )
+    _check_columns("columns", names, given)
     for i, row in enumerate(rows):
         if len(row) != len(given):
             raise InputError("invalid_shape", f"row {i} has {len(row)} values for {len(given)} columns")
@@ -131,14 +124,7 @@ def _records(records: Any, names: list[str], max_rows: int) -> list[list[Any]]:
         names = list(records[0])
     rows = []
     for i, record in enumerate(records):
-        missing = [n for n in names if n not in record]
-        unknown = [k for k in record if k not in names]
-        if missing or unknown:
-            raise InputError(
-                "invalid_columns",
-                f"record {i} does not match the model's signature (missing: {missing or 'none'}; unexpected: {unknown or 'none'})",
-                {"expected_columns": names, "missing": missing, "unexpected": unknown},
-            )
+        _check_columns(f"record {i}", names, list(record))
         rows.append([record[n] for n in names])
     return rows
 
@@ -146,14 +132,7 @@ def _records(records: Any, names: list[str], max_rows: int) -> list[list[Any]]:
 def _columns(columns: dict, names: list[str], max_rows: int) -> list[list[Any]]:
     if not names:
         names = list(columns)
-    missing = [n for n in names if n not in columns]
-    unknown = [k for k in columns if k not in names]
-    if missing or unknown:
-        raise InputError(
-            "invalid_columns",
-            f"columns do not match the model's signature (missing: {missing or 'none'}; unexpected: {unknown or 'none'})",
-            {"expected_columns": names, "missing": missing, "unexpected": unknown},
-        )
+    _check_columns("columns", names, list(columns))
     values = [columns[n] if isinstance(columns[n], list) else [columns[n]] for n in names]
     lengths = {len(v) for v in values}
     if len(lengths) != 1:
@@ -162,3 +141,14 @@ def _columns(columns: dict, names: list[str], max_rows: int) -> list[list[Any]]:
     if count == 0 or count > max_rows:
         raise InputError("invalid_shape" if count == 0 else "too_many_rows", f"{count} rows is not between 1 and {max_rows}")
     return [list(row) for row in zip(*values)]
+
+
+def _check_columns(what: str, expected: list[str], given: list[str]) -> None:
+    missing = [n for n in expected if n not in given]
+    unknown = [g for g in given if g not in expected]
+    if missing or unknown:
+        raise InputError(
+            "invalid_columns",
+            f"{what} {'does' if what.startswith('record') else 'do'} not match the model's signature (missing: {missing or 'none'}; unexpected: {unknown or 'none'})",
+            {"expected_columns": expected, "missing": missing, "unexpected": unknown},
+        )
