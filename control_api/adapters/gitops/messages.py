@@ -67,3 +67,27 @@ def message_has_trailer(message: str, key: str, value: str) -> bool:
         if match and match.group(1).lower() == wanted_key and match.group(2) == value:
             return True
     return False
+
+
+# git's isspace(): space, tab, newline and carriage return, not vertical tab or form feed.
+GIT_WHITESPACE = " \t\n\r"
+
+
+def clean_whitespace(message: str) -> str:
+    """The message as ``git commit --cleanup=whitespace`` stores it (git's ``stripspace``).
+
+    Trailing whitespace goes from every line, runs of empty lines become one, and empty lines
+    at the start and the end go; commits made with ``git commit-tree`` get the same bytes.
+    """
+    lines: list[str] = []
+    pending_empty = False
+    for line in message.split("\n"):
+        stripped = line.rstrip(GIT_WHITESPACE)
+        if not stripped:
+            pending_empty = True
+            continue
+        if pending_empty and lines:
+            lines.append("")
+        pending_empty = False
+        lines.append(stripped)
+    return "".join(f"{line}\n" for line in lines)

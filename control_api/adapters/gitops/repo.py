@@ -2,7 +2,11 @@
 
 The commit flow follows argocd-image-updater and Kargo's git steps: fetch, hard-reset a working
 clone we own to the remote branch, write the files, let git compare the bytes, commit only when
-something changed, push. GitPython reports a rejected push in ``PushInfo`` flags instead of
+something changed, push. With 1,000 models in the repo the whole-tree commands dominate a deploy,
+so the common case is narrowed without changing its result: ``ls-remote`` first and fetch only a
+branch that moved, skip the reset when the clone is known to be exactly the start commit (see
+``clone_state``), stage only the paths the request touches, and commit the index with
+``write-tree`` + ``commit-tree`` (the tree comparison is the no-change check). GitPython reports a rejected push in ``PushInfo`` flags instead of
 raising, so every push result is inspected; a non-fast-forward rejection means another writer got
 there first and is answered with fetch + rebase + push again, a bounded number of times.
 
@@ -26,6 +30,7 @@ from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Rep
 from git.remote import PushInfo
 
 from control_api.adapters.gitops.access import RemoteAccess
+from control_api.adapters.gitops.clone_state import head_branch, mark_clean, mark_dirty, read_clean_state, ref_sha
 from control_api.adapters.gitops.errors import (
     GitAuthFailed,
     GitConflict,
@@ -34,14 +39,16 @@ from control_api.adapters.gitops.errors import (
     GitUnavailable,
 )
 from control_api.adapters.gitops.lock import workdir_lock
+from control_api.adapters.gitops.maintenance import pack_loose_objects_if_many
 from control_api.adapters.gitops.messages import (
+    clean_whitespace,
     format_commit_message,
     message_has_trailer,
     parse_trailer_block,
     trailer_paragraphs,
 )
 from control_api.adapters.gitops.types import CommitInfo, CommitRequest, CommitResult
-from control_api.adapters.gitops.worktree import apply_request, checked_path, write_files
+from control_api.adapters.gitops.worktree import apply_request, checked_path, touched_paths, write_files
 from control_api.errors import InvalidRequestError, MlopsError, NotFoundError
 from control_api.settings import GitSettings
 
@@ -66,6 +73,8 @@ AUTH_FAILURE = re.compile(
 )
 REPOSITORY_MISSING = re.compile(r"repository .*not found|returned error: 404", re.IGNORECASE)
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+# Paths in a request are file names, never globs: "apps/[x]" must stage that directory only.
+LITERAL_PATHS = {"GIT_LITERAL_PATHSPECS": "1"}
 
 
 class GitOpsRepo:
@@ -102,7 +111,7 @@ class GitOpsRepo:
             if not path.exists() or (path.is_dir() and not any(path.iterdir())):
                 path.mkdir(parents=True, exist_ok=True)
                 git.Git().init("--bare", f"--initial-branch={self.branch}", str(path))
-            self._fetch(repo)
+            self._sync(repo, self.branch)
             if self._remote_sha(repo, self.branch) is None:
                 self._seed(repo)
 
@@ -112,7 +121,7 @@ class GitOpsRepo:
         for path in (*request.files, *request.replace_dirs, *request.delete_paths):
             checked_path(path)  # refuse a bad request before touching the clone
         with self._session("commit to") as repo:
-            self._fetch(repo)
+            self._sync(repo, self.branch, *([review_branch] if review_branch else []))
             if self._remote_sha(repo, self.branch) is None:
                 self._seed(repo)
             if review_branch is None:
@@ -126,7 +135,7 @@ class GitOpsRepo:
         squash-merged or rebased it, when the trailers sit inside the squashed message body.
         """
         with self._session("search") as repo:
-            self._fetch(repo)
+            self._sync(repo, branch or self.branch)
             ref = self._remote_ref(repo, branch or self.branch)
             if ref is None:
                 return None
@@ -145,7 +154,7 @@ class GitOpsRepo:
         paths = [checked_path(path_prefix)] if path_prefix else []
         trailer_filter = trailer_filter or {}
         with self._session("read history of") as repo:
-            self._fetch(repo)
+            self._sync(repo, self.branch)
             ref = self._remote_ref(repo, self.branch)
             if ref is None or limit <= 0:
                 return []
@@ -182,7 +191,7 @@ class GitOpsRepo:
         """The remote head of ``branch`` (default: the configured one) after a fetch."""
         name = branch or self.branch
         with self._session("read") as repo:
-            self._fetch(repo)
+            self._sync(repo, name)
             sha = self._remote_sha(repo, name)
         if sha is None:
             raise NotFoundError(f"branch {name!r} does not exist in the GitOps repository", code="git_branch_not_found")
@@ -202,24 +211,29 @@ class GitOpsRepo:
     def _commit_direct(self, repo: Repo, request: CommitRequest, message: str) -> CommitResult:
         target = self.branch
         upstream = f"refs/remotes/origin/{target}"
-        self._checkout(repo, upstream)
-        apply_request(self._workdir, request)
-        if not self._stage(repo):
-            return CommitResult(sha=self._remote_sha(repo, target), changed=False, branch=target, pushed=False)
-        self._git_commit(repo, message)
+        base = self._remote_sha(repo, target)
+        base_tree = self._start_from(repo, base, upstream)
+        self._apply_and_stage(repo, request)
+        tree = self._commit_index(repo, message, base, base_tree)
+        if tree is None:
+            mark_clean(repo, base, base_tree)
+            return CommitResult(sha=base, changed=False, branch=target, pushed=False)
         retries = self._settings.push_retries
         for attempt in range(retries + 1):
             if self._push(repo, target):
-                return CommitResult(sha=repo.head.commit.hexsha, changed=True, branch=target, pushed=True)
+                return self._pushed(repo, tree, target)
             if attempt == retries:
                 break
             # Jitter keeps two services that raced once from racing again in lockstep.
             time.sleep(RETRY_BACKOFF_SECONDS * (2**attempt) * (1 + random.random()))
-            self._fetch(repo)
+            self._fetch_branches(repo, target)
             self._rebase(repo, upstream)
-            if repo.head.commit.hexsha == self._remote_sha(repo, target):
+            tree = repo.git.rev_parse("HEAD^{tree}")
+            head = ref_sha(repo, "HEAD")
+            if head == self._remote_sha(repo, target):
                 # The other writer pushed exactly our change; rebase dropped our now-empty commit.
-                return CommitResult(sha=repo.head.commit.hexsha, changed=False, branch=target, pushed=False)
+                mark_clean(repo, head, tree)
+                return CommitResult(sha=head, changed=False, branch=target, pushed=False)
         raise GitUnavailable(
             f"push to {target} of {self.remote_url} lost the race to other writers {retries + 1} times; try again",
             code="git_push_contended",
@@ -228,20 +242,27 @@ class GitOpsRepo:
     def _commit_review(self, repo: Repo, request: CommitRequest, message: str, branch: str) -> CommitResult:
         existing = self._remote_sha(repo, branch)
         # A re-run after a crash continues the deploy's own branch, so identical bytes mean no new commit.
-        start = f"refs/remotes/origin/{branch}" if existing else f"refs/remotes/origin/{self.branch}"
-        self._checkout(repo, start)
-        apply_request(self._workdir, request)
-        if not self._stage(repo):
-            if existing:
-                return CommitResult(sha=existing, changed=False, branch=branch, pushed=False)
-            return CommitResult(sha=self._remote_sha(repo, self.branch), changed=False, branch=self.branch, pushed=False)
-        self._git_commit(repo, message)
+        start_branch = branch if existing else self.branch
+        start = self._remote_sha(repo, start_branch)
+        start_tree = self._start_from(repo, start, f"refs/remotes/origin/{start_branch}")
+        self._apply_and_stage(repo, request)
+        tree = self._commit_index(repo, message, start, start_tree)
+        if tree is None:
+            mark_clean(repo, start, start_tree)
+            return CommitResult(sha=start, changed=False, branch=start_branch, pushed=False)
         if not self._push(repo, branch, lease=existing or ""):
             raise GitConflict(f"review branch {branch} changed on the remote while this deploy pushed to it")
-        return CommitResult(sha=repo.head.commit.hexsha, changed=True, branch=branch, pushed=True)
+        return self._pushed(repo, tree, branch)
+
+    def _pushed(self, repo: Repo, tree: str, branch: str) -> CommitResult:
+        head = ref_sha(repo, "HEAD")
+        mark_clean(repo, head, tree)
+        pack_loose_objects_if_many(repo)
+        return CommitResult(sha=head, changed=True, branch=branch, pushed=True)
 
     def _seed(self, repo: Repo) -> None:
         """First commit of an empty remote: the configured ``initial_files`` (possibly none)."""
+        mark_dirty(repo)
         self._clear_interrupted_state(repo)
         try:
             repo.git.update_ref("-d", f"refs/heads/{SEED_BRANCH}")
@@ -254,7 +275,7 @@ class GitOpsRepo:
         repo.git.add("--all", "--force")
         repo.git.commit("--no-verify", "--allow-empty", "--cleanup=whitespace", "-m", SEED_MESSAGE)
         pushed = self._push(repo, self.branch, local_branch=SEED_BRANCH)
-        self._fetch(repo)
+        self._sync(repo, self.branch)
         if not pushed and self._remote_sha(repo, self.branch) is None:
             raise GitUnavailable(f"could not create branch {self.branch} on {self.remote_url}")
 
@@ -292,7 +313,42 @@ class GitOpsRepo:
         repo.git.update_environment(**self._env)
         return repo
 
+    def _sync(self, repo: Repo, *branches: str) -> None:
+        """Bring the remote-tracking refs of ``branches`` up to date, fetching only those that moved.
+
+        ``ls-remote`` costs one round trip and no object negotiation, and after our own push the
+        tracking ref is already current, so most deploys fetch nothing.
+        """
+        try:
+            listing = repo.git.ls_remote(
+                "--heads", "origin", *(f"refs/heads/{branch}" for branch in branches),
+                kill_after_timeout=NETWORK_TIMEOUT_SECONDS,
+            )
+        except GitCommandError as error:
+            raise self._translate(error, "fetch from") from None
+        advertised = {}
+        for line in listing.splitlines():
+            sha, _, ref = line.partition("\t")
+            advertised[ref.strip()] = sha.strip()
+        moved = []
+        for branch in dict.fromkeys(branches):
+            remote, local = advertised.get(f"refs/heads/{branch}"), self._remote_sha(repo, branch)
+            if remote is None and local is not None:
+                repo.git.update_ref("-d", f"refs/remotes/origin/{branch}")  # what fetch --prune would do
+            elif remote is not None and remote != local:
+                moved.append(branch)
+        if moved:
+            self._fetch_branches(repo, *moved)
+
+    def _fetch_branches(self, repo: Repo, *branches: str) -> None:
+        refspecs = [f"+refs/heads/{branch}:refs/remotes/origin/{branch}" for branch in branches]
+        try:
+            repo.git.fetch("--no-tags", "origin", *refspecs, kill_after_timeout=NETWORK_TIMEOUT_SECONDS)
+        except GitCommandError as error:
+            raise self._translate(error, "fetch from") from None
+
     def _fetch(self, repo: Repo) -> None:
+        """Fetch every branch (for reads by an arbitrary revision name)."""
         try:
             repo.git.fetch(
                 "--prune",
@@ -304,7 +360,26 @@ class GitOpsRepo:
         except GitCommandError as error:
             raise self._translate(error, "fetch from") from None
 
+    def _start_from(self, repo: Repo, sha: str, ref: str) -> str:
+        """Make the work branch, the index and the files exactly commit ``sha`` (``ref``); return its tree."""
+        state = read_clean_state(repo)
+        on_work_branch = head_branch(repo) == f"refs/heads/{WORK_BRANCH}"
+        head = ref_sha(repo, "HEAD")
+        if state is not None and on_work_branch and head == state.commit:
+            if head == sha:
+                return state.tree  # our last flow left the clone exactly here
+            # Clean at another commit (someone else pushed): a plain checkout moves only what differs.
+            mark_dirty(repo)
+            try:
+                repo.git.checkout("-B", WORK_BRANCH, ref)
+            except GitCommandError:
+                self._checkout(repo, ref)  # something unexpected in the files: the full reset
+        else:
+            self._checkout(repo, ref)
+        return repo.git.rev_parse(f"{sha}^{{tree}}")
+
     def _checkout(self, repo: Repo, start: str) -> None:
+        mark_dirty(repo)
         self._clear_interrupted_state(repo)
         repo.git.checkout("--force", "-B", WORK_BRANCH, start)
         repo.git.clean("-ffdx")
@@ -317,15 +392,32 @@ class GitOpsRepo:
             if (git_dir / state).exists():
                 shutil.rmtree(git_dir / state)
 
-    def _stage(self, repo: Repo) -> bool:
-        """Stage everything; True when the tree differs from HEAD (git compares the bytes)."""
-        # --force: a .gitignore in the GitOps repo must not silently drop a manifest we wrote.
-        repo.git.add("--all", "--force")
-        return bool(repo.git.status("--porcelain").strip())
+    def _apply_and_stage(self, repo: Repo, request: CommitRequest) -> None:
+        """Write the request into the clone and stage exactly the paths it touches."""
+        mark_dirty(repo)
+        apply_request(self._workdir, request)
+        present, gone = touched_paths(self._workdir, request)
+        if present:
+            # --force: a .gitignore in the GitOps repo must not silently drop a manifest we wrote.
+            repo.git.add("--all", "--force", "--", *present, env=LITERAL_PATHS)
+        if gone:
+            repo.git.rm("-r", "-q", "--force", "--cached", "--ignore-unmatch", "--", *gone, env=LITERAL_PATHS)
 
-    def _git_commit(self, repo: Repo, message: str) -> None:
-        # --cleanup=whitespace keeps markdown "# headings" in bodies (the default strips them as comments).
-        repo.git.commit("--no-verify", "--cleanup=whitespace", "-m", message)
+    def _commit_index(self, repo: Repo, message: str, parent: str, parent_tree: str) -> str | None:
+        """Commit the index on ``parent``; return the new tree, or None when it equals the parent's.
+
+        Comparing trees is git comparing the bytes. ``commit-tree`` skips the whole-index refresh
+        and status that ``git commit`` runs; the message gets the same ``--cleanup=whitespace``
+        treatment, which keeps markdown "# headings" in bodies.
+        """
+        tree = repo.git.write_tree()
+        if tree == parent_tree:
+            return None
+        commit = repo.git.commit_tree(tree, "-p", parent, "-m", clean_whitespace(message))
+        subject = message.split("\n", 1)[0]
+        # The old value makes git refuse if the work branch moved under us.
+        repo.git.update_ref("-m", f"commit: {subject}", f"refs/heads/{WORK_BRANCH}", commit, parent)
+        return tree
 
     def _push(self, repo: Repo, branch: str, *, lease: str | None = None, local_branch: str = WORK_BRANCH) -> bool:
         """Push; True on success, False when another writer updated the branch first."""
@@ -372,7 +464,7 @@ class GitOpsRepo:
             ) from None
 
     def _remote_sha(self, repo: Repo, branch: str) -> str | None:
-        return self._resolve_ref(repo, f"refs/remotes/origin/{branch}")
+        return ref_sha(repo, f"refs/remotes/origin/{branch}")
 
     def _remote_ref(self, repo: Repo, branch: str) -> str | None:
         return f"refs/remotes/origin/{branch}" if self._remote_sha(repo, branch) else None

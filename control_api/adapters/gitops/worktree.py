@@ -73,3 +73,31 @@ def _prune_empty_parents(root: Path, directory: Path) -> None:
     while directory != root and directory.is_dir() and not any(directory.iterdir()):
         directory.rmdir()
         directory = directory.parent
+
+
+def touched_paths(root: Path, request: CommitRequest) -> tuple[list[str], list[str]]:
+    """The paths a request may change, split into (still in the tree, gone from the tree).
+
+    Staging only these keeps ``git add`` from scanning a 1,000-model tree, and keeps anything
+    outside them out of the commit. git refuses to add a path that matches no file, so paths
+    that no longer hold any file are staged as removals instead.
+    """
+    covered = tuple(checked_path(directory) for directory in request.replace_dirs)
+    paths = {checked_path(path) for path in request.delete_paths} | set(covered)
+    paths |= {path for path in map(checked_path, request.files) if not _is_under(path, covered)}
+    present, gone = [], []
+    for path in sorted(paths):
+        (present if _holds_a_file(root / path) else gone).append(path)
+    return present, gone
+
+
+def _is_under(path: str, directories: tuple[str, ...]) -> bool:
+    return any(path == directory or path.startswith(f"{directory}/") for directory in directories)
+
+
+def _holds_a_file(target: Path) -> bool:
+    if target.is_symlink() or target.is_file():
+        return True
+    if target.is_dir():
+        return any(not child.is_dir() or child.is_symlink() for child in target.rglob("*"))
+    return False
