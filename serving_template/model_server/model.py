@@ -148,7 +148,9 @@ def _load_sklearn(model_dir: Path, conf: dict) -> Any:
     if serialization == "skops":
         import skops.io
 
-        return skops.io.load(str(path), trusted=conf.get("skops_trusted_types") or skops.io.get_untrusted_types(file=str(path)))
+        # Only the types MLflow recorded as trusted when saving, as mlflow.sklearn does: trusting whatever
+        # the file lists would defeat the point of skops.
+        return skops.io.load(str(path), trusted=conf.get("skops_trusted_types") or None)
     with open(path, "rb") as handle:
         if serialization == "pickle":
             import pickle
