@@ -36,7 +36,41 @@ READY_FILE = "/tmp/.model-ready"
 
 # Shared by every runtime in the process (the control service and, in tests, a simulator each hold
 # one): two instances allocating at once would otherwise hand out the same loopback address.
-_ALLOCATION_LOCK = threading.RLock()
+class _MachineLock:
+    """Loopback addresses are a machine-wide resource (every process talks to the same Docker
+    Engine), so allocation is serialised across processes with a file lock, and within a process
+    with a re-entrant thread lock (flock is per open file, not per thread)."""
+
+    PATH = "/tmp/mlops-local-runtime.lock"
+
+    def __init__(self) -> None:
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._handle = None
+
+    def __enter__(self):
+        import fcntl
+
+        self._thread_lock.acquire()
+        if self._depth == 0:
+            self._handle = open(self.PATH, "a")
+            fcntl.flock(self._handle, fcntl.LOCK_EX)
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        self._depth -= 1
+        if self._depth == 0 and self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+        self._thread_lock.release()
+        return False
+
+
+_ALLOCATION_LOCK = _MachineLock()
 
 _CPU_SUFFIX_MILLI = "m"
 _MEMORY_FACTORS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
