@@ -6,6 +6,12 @@ from typing import Callable
 
 from control_api.targets.base import AppRef, probe_health, url_for
 
+# Polls of Argo CD and of the Service start 0.1 s apart and back off to 1 s: a quick rollout is
+# answered within a fraction of a second of turning Healthy, and the slowest case stays near 1 s
+# (issue 4 asks for <= 2 s from "Healthy + IP" to the answer) at one request per second per deploy.
+FIRST_POLL_SECONDS = 0.1
+MAX_POLL_SECONDS = 1.0
+
 
 class ArgoCDTarget:
     kind = "argocd"
@@ -53,7 +59,10 @@ class ArgoCDTarget:
 
         started = time.monotonic()
         try:
-            state = wait_for_sync(self.services.argocd, app.application, revision, timeout, poll=1.0)
+            state = wait_for_sync(
+                self.services.argocd, app.application, revision, timeout,
+                poll=MAX_POLL_SECONDS, first_poll=FIRST_POLL_SECONDS,
+            )
         except DeploymentTimedOut as exc:
             # A LoadBalancer Service without an address keeps the app Progressing: say so plainly.
             try:
@@ -69,7 +78,10 @@ class ArgoCDTarget:
             raise
         log(f"Application {app.application}: {state.describe() if hasattr(state, 'describe') else 'Synced, Healthy'}")
         remaining = max(1.0, timeout - (time.monotonic() - started))
-        address = wait_for_external_address(self.services.kubernetes, app.namespace, app.model_name, remaining, poll=1.0)
+        address = wait_for_external_address(
+            self.services.kubernetes, app.namespace, app.model_name, remaining,
+            poll=MAX_POLL_SECONDS, first_poll=FIRST_POLL_SECONDS,
+        )
         url = url_for(address)
         log(f"Service {app.namespace}/{app.model_name} has external address {address}")
         probe_health(url, max(1.0, timeout - (time.monotonic() - started)), log)

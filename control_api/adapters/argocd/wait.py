@@ -66,10 +66,12 @@ class AppState:
 
 
 def wait_for_sync(
-    client: ArgoCDClient, name: str, revision: str, timeout: float, poll: float = 2.0
+    client: ArgoCDClient, name: str, revision: str, timeout: float, poll: float = 2.0, first_poll: float = 0.1
 ) -> AppState:
     """Poll until the Application is Synced and Healthy at ``revision``.
 
+    Polls start ``first_poll`` apart and double up to ``poll``: a quick rollout is seen within a
+    fraction of a second, a long one costs the API server one request per ``poll``.
     Raises ``SyncFailed`` when the sync of ``revision`` fails or the app turns Degraded after it,
     ``DeploymentTimedOut`` after ``timeout`` seconds. Transient errors while polling are ridden
     out until the deadline (the API server restarting must not fail a deploy).
@@ -77,6 +79,7 @@ def wait_for_sync(
     deadline = time.monotonic() + timeout
     last_state: AppState | None = None
     last_error: TransientError | None = None
+    delay = min(first_poll, poll)
     while True:
         try:
             application = client.get_application(name)
@@ -99,7 +102,8 @@ def wait_for_sync(
                 f"application {name!r} not Synced+Healthy at {revision} after {timeout:g} s ({seen})",
                 details={"application": name, "revision": revision},
             )
-        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+        time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+        delay = min(poll, delay * 2)
 
 
 def _raise_if_failed(client: ArgoCDClient, state: AppState, revision: str) -> None:

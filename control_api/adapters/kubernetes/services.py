@@ -168,11 +168,16 @@ def _api_message(exc: ApiException) -> str:
 
 
 def wait_for_external_address(
-    reader: KubernetesReader, namespace: str, name: str, timeout: float, poll: float = 2.0
+    reader: KubernetesReader, namespace: str, name: str, timeout: float, poll: float = 2.0, first_poll: float = 0.1
 ) -> str:
-    """Poll until the Service has a load-balancer IP or hostname; a missing Service counts as not yet."""
+    """Poll until the Service has a load-balancer IP or hostname; a missing Service counts as not yet.
+
+    Polls start ``first_poll`` apart and double up to ``poll``: usually the address is already
+    there when the app is Healthy, and a cloud load balancer that takes minutes is asked rarely.
+    """
     deadline = time.monotonic() + timeout
     last_error: TransientError | None = None
+    delay = min(first_poll, poll)
     while True:
         try:
             address = reader.service_external_address(namespace, name)
@@ -187,4 +192,5 @@ def wait_for_external_address(
                 f"service {namespace}/{name} has no external IP or hostname after {timeout:g} s{suffix}",
                 details={"namespace": namespace, "service": name},
             )
-        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+        time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+        delay = min(poll, delay * 2)
