@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
                 answers.append(answered - healthy_at[commit.sha])
                 totals.append(answered - started)
         finally:
-            argocd.close() if hasattr(argocd, "close") else None
+            argocd.close()
             kubernetes.close()
     health_server.shutdown()
     health_server.server_close()
