@@ -111,3 +111,32 @@ def contracts_dir() -> Path:
             pytest.fail(f"CI=true: {CONTRACTS_DIR} is missing", pytrace=False)
         pytest.skip(f"{CONTRACTS_DIR} not found; check out ../shared beside the repo")
     return CONTRACTS_DIR
+
+
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_globals():
+    """MLflow keeps the tracking and registry URIs and the active experiment in process globals.
+    Tests share worker processes (pytest-xdist), so one test's ``mlflow.set_registry_uri`` must not
+    make another test's registry lookups land in a store that no longer exists."""
+    saved_env = {key: os.environ.get(key) for key in _MLFLOW_ENV}
+    yield
+    try:
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        from mlflow.tracking import fluent
+
+        fluent._active_experiment_id = None
+    except Exception:  # MLflow not imported by this test: nothing to reset
+        pass
+    for key, value in saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

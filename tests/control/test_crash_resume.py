@@ -33,7 +33,7 @@ def test_sigkill_mid_deploy_then_restart_completes_without_duplicates(tmp_path, 
         final = service.wait_for(deployment_id, lambda b: b["status"] in FINAL)
         assert final["status"] == "registered", final
         assert final["model_version"] == "1"
-        mlflow = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'data' / 'mlflow' / 'mlflow.db'}")
+        mlflow = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'data' / 'mlflow' / 'mlflow.db'}", registry_uri=f"sqlite:///{tmp_path / 'data' / 'mlflow' / 'mlflow.db'}")
         versions = mlflow.search_model_versions("name = 'crashy'")
         assert [str(v.version) for v in versions] == ["1"]
         assert versions[0].run_id == final["run_id"]

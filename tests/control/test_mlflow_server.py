@@ -49,7 +49,7 @@ def test_deploy_against_a_real_tracking_server(make_client, mlflow_server, tmp_p
     body = client.post("/mlops/deploy", json=example_request("server-model")).json()
     assert body["status"] == "registered", body
     assert body["model_version"] == "1"
-    remote = MlflowClient(tracking_uri=mlflow_server)
+    remote = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     run = remote.get_run(body["run_id"])
     assert run.data.params["n_estimators"] == "50"
     assert remote.get_model_version("server-model", "1").run_id == body["run_id"]

@@ -11,7 +11,7 @@ from tests.control.conftest import example_request, script
 
 
 def _mlflow(client) -> MlflowClient:
-    return MlflowClient(tracking_uri=client.app.state.services.settings.mlflow_tracking_uri())
+    return MlflowClient(tracking_uri=client.app.state.services.settings.mlflow_tracking_uri(), registry_uri=client.app.state.services.settings.mlflow_tracking_uri())
 
 
 def _wait_final(client, deployment_id: str, timeout: float = 600) -> dict:

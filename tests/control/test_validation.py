@@ -10,7 +10,7 @@ from tests.control.conftest import assert_error_format, b64, example_request
 
 def _mlflow_state(client) -> tuple[list[str], list[str]]:
     settings = client.app.state.services.settings
-    mlflow = MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
+    mlflow = MlflowClient(tracking_uri=settings.mlflow_tracking_uri(), registry_uri=settings.mlflow_tracking_uri())
     experiments = sorted(e.name for e in mlflow.search_experiments())
     models = sorted(m.name for m in mlflow.search_registered_models())
     return experiments, models

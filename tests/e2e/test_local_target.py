@@ -16,11 +16,13 @@ COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal 
 def _pyfunc_predictions(client, name: str, version: str) -> list:
     settings = client.app.state.services.settings
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
+    mlflow.set_registry_uri(settings.mlflow_registry_uri())
     try:
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
         return [int(x) for x in model.predict(pd.DataFrame(ROWS, columns=COLUMNS))]
     finally:
         mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
 
 
 def _containers(docker_client, namespace: str) -> list:
