@@ -38,10 +38,10 @@ def utcnow() -> datetime:
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite drops tzinfo; everything we store is UTC."""
+    """Everything we store is UTC: SQLite hands it back naive, PostgreSQL in the server's own time zone."""
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 class DeploymentStatus:
@@ -352,8 +352,13 @@ class Journal:
     # ---- steps ---------------------------------------------------------------------------------
 
     def _step_row(self, session: Session, deployment_id: str, name: str) -> StepRow:
+        """The step, locked until the transaction ends: callers read-modify-write it (attempts, merged
+        outputs), and on PostgreSQL other threads and replicas would otherwise overwrite each other's
+        changes. SQLite ignores the clause; the write lock serialises there."""
         row = session.scalars(
-            select(StepRow).where(StepRow.deployment_id == deployment_id, StepRow.name == name)
+            select(StepRow)
+            .where(StepRow.deployment_id == deployment_id, StepRow.name == name)
+            .with_for_update()
         ).one()
         return row
 
@@ -409,8 +414,15 @@ class Journal:
             row = session.get(DeploymentRow, deployment_id)
             if row is None:
                 raise NotFoundError(f"deployment {deployment_id!r} not found", code="deployment_not_found")
-            position = next(s.position for s in row.steps if s.name == name)
-            for step in row.steps:
+            # Locked like _step_row, so a step finishing meanwhile is not overwritten with a stale status.
+            steps = session.scalars(
+                select(StepRow)
+                .where(StepRow.deployment_id == deployment_id)
+                .order_by(StepRow.position)
+                .with_for_update()
+            ).all()
+            position = next(s.position for s in steps if s.name == name)
+            for step in steps:
                 if step.position >= position and step.status in (StepStatus.FAILED, StepStatus.RUNNING):
                     step.status = StepStatus.PENDING
 
