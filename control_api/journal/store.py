@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     create_engine,
     event,
     select,
@@ -66,6 +67,19 @@ class StepStatus:
     SKIPPED = "skipped"
 
 
+class NulSafeText(TypeDecorator):
+    """Text PostgreSQL accepts: its text type cannot hold NUL, which a training script's output or an
+    error message can contain. There NUL becomes U+FFFD; other databases store the text unchanged."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        if value is not None and dialect.name == "postgresql":
+            return value.replace("\x00", "\ufffd")
+        return value
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON}
 
@@ -102,9 +116,9 @@ class StepRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    message: Mapped[str | None] = mapped_column(NulSafeText, nullable=True)
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log_tail: Mapped[str | None] = mapped_column(NulSafeText, nullable=True)
 
     deployment: Mapped[DeploymentRow] = relationship(back_populates="steps")
 

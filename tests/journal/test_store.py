@@ -300,3 +300,18 @@ def test_a_second_journal_on_the_same_url_sees_every_write(journal, journal_url)
         replica.ping()
     finally:
         replica.close()
+
+
+def test_nul_characters_in_step_text_are_stored_not_refused(journal):
+    """A failing script's output can hold NUL, which PostgreSQL text refuses; the step must still finish."""
+    deployment = create(journal)
+    journal.step_started(deployment.id, "train")
+    journal.add_log(deployment.id, "train", ["binary \x00 junk"])
+    journal.step_finished(deployment.id, "train", StepStatus.FAILED, message="exit \x001", log_tail="tail\x00")
+
+    train = journal.get(deployment.id).step("train")
+    on_postgresql = journal.engine.dialect.name == "postgresql"
+    as_stored = (lambda text: text.replace("\x00", "\ufffd")) if on_postgresql else (lambda text: text)
+    assert train.status == StepStatus.FAILED
+    assert (train.message, train.log_tail) == (as_stored("exit \x001"), as_stored("tail\x00"))
+    assert journal.events(deployment.id)[1]["data"] == {"line": "binary \x00 junk"}  # JSON escapes NUL itself
