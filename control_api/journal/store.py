@@ -226,6 +226,20 @@ def _enable_sqlite_pragmas(engine: Engine) -> None:
         cursor.close()
 
 
+# Any fixed 64-bit number, the same in every replica: it names the lock, nothing else.
+SCHEMA_LOCK_KEY = 0x6D6C6F70735F6A6E  # "mlops_jn"
+
+
+def _create_schema_once(engine: Engine) -> None:
+    """Replicas starting together on an empty database would race their CREATE TABLEs (PostgreSQL
+    answers the loser with a unique violation in its catalog). A transaction-scoped advisory lock
+    makes them take turns; the later ones then find the tables and create nothing."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        Base.metadata.create_all(connection)
+
+
 class Journal:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
@@ -233,7 +247,9 @@ class Journal:
         self.engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             _enable_sqlite_pragmas(self.engine)
-        Base.metadata.create_all(self.engine)
+            Base.metadata.create_all(self.engine)
+        else:
+            _create_schema_once(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite allows one writer; serialising writes in-process keeps concurrent deploys from
         # tripping over each other. PostgreSQL handles this itself.

@@ -102,3 +102,14 @@ def test_replicas_sharing_one_postgresql_lose_no_update(postgres_url):
     finally:
         for replica in replicas:
             replica.close()
+
+
+def test_replicas_starting_together_on_an_empty_postgresql_all_come_up(postgres_url):
+    """Every replica creates the schema at start-up; racing CREATE TABLEs must not crash any of them."""
+    replicas = run_together(lambda _: Journal(postgres_url), count=4)
+    try:
+        created = replicas[0].create(kind="deploy", model_name="iris", namespace="models", request={}, step_names=STEPS)
+        assert [replica.get(created.id).id for replica in replicas] == [created.id] * 4
+    finally:
+        for replica in replicas:
+            replica.close()
