@@ -142,7 +142,7 @@ class ApiSettings(BaseModel):
 
 
 class ApiKeySpec(BaseModel):
-    name: str = Field(description="Who the key belongs to; recorded as Requested-By.")
+    name: str = Field(max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$", description="Who the key belongs to; recorded as Requested-By.")
     role: Literal["reader", "deployer", "admin"] = Field(description="reader: GET. deployer: also deploy, roll back, undeploy. admin: everything.")
     key_hash: str = Field(description="sha256:<hex> of the key; the key itself is never stored.")
 

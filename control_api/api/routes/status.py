@@ -21,8 +21,9 @@ CHECK_TIMEOUT_SECONDS = 10
 
 def component_checks(services: Services) -> dict[str, Callable[[], None]]:
     checks: dict[str, Callable[[], None]] = {
-        "mlflow": services.mlflow.ping,
-        "journal": services.journal.ping,
+        # Lambdas, so that building an adapter (not just pinging it) fails inside the timed check.
+        "mlflow": lambda: services.mlflow.ping(),
+        "journal": lambda: services.journal.ping(),
     }
     target = services.settings.target.kind
     if target != "none":
