@@ -146,7 +146,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
         argocd = ArgoCDClient(settings.argocd)
         kubernetes = KubernetesReader(settings.kubernetes)
         target = ArgoCDTarget(SimpleNamespace(settings=settings, argocd=argocd, kubernetes=kubernetes))
-        app = app_ref(settings, NAMESPACE, MODEL)
+        app = app_ref(NAMESPACE, MODEL)
         answers, totals, address = [], [], None
         try:
             for version in range(1, args.runs + 1):

@@ -15,7 +15,6 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 

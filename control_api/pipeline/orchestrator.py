@@ -175,12 +175,14 @@ class Orchestrator:
                 self._fail(deployment_id, step, wrapped, ctx, DeploymentStatus.FAILED)
                 return False
             ctx.flush_log()
+            # Keys starting with "_" are for the step record only (its message), never outputs.
+            message = step_outputs.get("_message")
+            step_outputs = {k: v for k, v in step_outputs.items() if not k.startswith("_")}
             outputs.update(ctx.outputs)
             outputs.update(step_outputs)
-            message = step_outputs.pop("_message", None) if isinstance(step_outputs, dict) else None
             self.journal.step_finished(
                 deployment_id, step.name, StepStatus.SUCCEEDED,
-                message=message, outputs={k: v for k, v in step_outputs.items() if not k.startswith("_")},
+                message=message, outputs=step_outputs,
                 log_tail=ctx.log_tail() or None,
             )
             self._notify()

@@ -21,7 +21,7 @@ class ArgoCDTarget:
         self.settings = services.settings
 
     def application_manifest(self, app: AppRef) -> dict:
-        from renderer import ApplicationSpec, application_manifest
+        from renderer import application_manifest
 
         return application_manifest(self.application_spec(app))
 

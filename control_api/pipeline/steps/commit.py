@@ -14,10 +14,15 @@ from control_api.pipeline.step import StepContext
 from control_api.targets import AppRef
 
 
-def app_ref(settings, namespace: str, model_name: str) -> AppRef:
+def app_ref(namespace: str, model_name: str) -> AppRef:
     from renderer import application_name, model_dir
 
     return AppRef(namespace, model_name, model_dir(namespace, model_name), application_name(namespace, model_name))
+
+
+def app_of(ctx: StepContext) -> AppRef:
+    """The app a deployment record is about (namespace and model are fixed when it is created)."""
+    return app_ref(ctx.deployment.namespace, ctx.deployment.model_name)
 
 
 def render_files(ctx: StepContext, app: AppRef) -> dict[str, bytes]:
@@ -58,7 +63,7 @@ class CommitStep:
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         request = ctx.request
-        app = app_ref(ctx.settings, request["namespace"], request["model_name"])
+        app = app_of(ctx)
         files = render_files(ctx, app)
         version = ctx.outputs["model_version"]
         trailers = {

@@ -11,11 +11,11 @@ from typing import Any
 from control_api.adapters.gitops.types import CommitRequest
 from control_api.errors import ConflictError, NotFoundError
 from control_api.pipeline.step import StepContext
-from control_api.pipeline.steps.commit import app_ref
+from control_api.pipeline.steps.commit import app_of, app_ref
 
 
 def deploy_history(services, namespace: str, model_name: str, limit: int = 200):
-    app = app_ref(services.settings, namespace, model_name)
+    app = app_ref(namespace, model_name)
     return app, services.gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": model_name}, limit=limit)
 
 
@@ -88,7 +88,7 @@ class UndeployCommitStep:
         from renderer import application_file
 
         model_name = ctx.deployment.model_name
-        app = app_ref(ctx.settings, ctx.deployment.namespace, model_name)
+        app = app_of(ctx)
         result = ctx.services.gitops.commit(
             CommitRequest(
                 files={},
@@ -114,6 +114,6 @@ class PruneStep:
     max_attempts = 3
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        app = app_ref(ctx.settings, ctx.deployment.namespace, ctx.deployment.model_name)
+        app = app_of(ctx)
         ctx.services.target.remove(app, ctx.outputs["commit"], ctx.log)
         return {"external_ip": None, "deployment_url": None, "_message": f"{app.application} removed"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from control_api.pipeline.step import StepContext
-from control_api.pipeline.steps.commit import app_ref
+from control_api.pipeline.steps.commit import app_of
 
 
 class SyncStep:
@@ -14,7 +14,7 @@ class SyncStep:
     max_attempts = 3
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        app = app_ref(ctx.settings, ctx.deployment.namespace, ctx.deployment.model_name)
+        app = app_of(ctx)
         revision = ctx.outputs["commit"]
         outputs = ctx.services.target.sync(app, revision, ctx.log)
         outputs["_message"] = f"synced {app.application} to {revision[:12]}"
@@ -27,7 +27,7 @@ class WaitStep:
     max_attempts = 2
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        app = app_ref(ctx.settings, ctx.deployment.namespace, ctx.deployment.model_name)
+        app = app_of(ctx)
         outputs = ctx.services.target.wait(
             app, ctx.outputs["commit"], ctx.settings.target.ready_timeout_seconds, ctx.log
         )
