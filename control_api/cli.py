@@ -3,8 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import sys
+
+
+def is_loopback_host(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def open_api_refusal(settings, host: str) -> str | None:
+    """Why serving on ``host`` would expose an API nobody has to authenticate to, or None.
+
+    auth.mode=auto leaves the API open until the first key exists, which is meant for a first try on
+    one's own machine; on any other address that would hand deploy rights to the network.
+    """
+    from control_api.api.security import load_keys
+
+    if settings.auth.mode != "auto" or is_loopback_host(host) or load_keys(settings):
+        return None
+    return (
+        f"refusing to serve on {host}: no API key exists yet, so the API would be open to anyone who can reach it. "
+        "Create one first (mlops-control create-key --name admin --role admin), or set MLOPS_AUTH__MODE=required; "
+        "MLOPS_AUTH__MODE=disabled serves without authentication on purpose."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         from control_api.app import create_app
         from control_api.settings import Settings
 
+        settings = Settings()
+        refusal = open_api_refusal(settings, args.host)
+        if refusal:
+            print(f"mlops-control: {refusal}", file=sys.stderr)
+            return 2
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        uvicorn.run(create_app(Settings()), host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
         return 0
     return 2
 

@@ -100,3 +100,32 @@ def test_create_key_command_stores_only_a_hash(tmp_path, make_client):
     client = make_client(data_dir=tmp_path / "keys-data")
     assert_error_format(client.get("/mlops/deployments"), 401)
     assert client.get("/mlops/deployments", headers={"X-API-Key": key}).status_code == 200
+
+
+def test_open_api_is_refused_on_a_non_loopback_address(tmp_path):
+    env = {"MLOPS_DATA_DIR": str(tmp_path / "open-data"), "PATH": "/usr/bin:/bin"}
+    refused = subprocess.run([sys.executable, "-m", "control_api", "serve", "--host", "0.0.0.0", "--port", "1"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode == 2
+    assert "no API key exists yet" in refused.stderr and "create-key" in refused.stderr
+
+
+@pytest.mark.parametrize("host,mode,with_key,refused", [
+    ("0.0.0.0", "auto", False, True),
+    ("10.1.2.3", "auto", False, True),
+    ("127.0.0.1", "auto", False, False),
+    ("::1", "auto", False, False),
+    ("localhost", "auto", False, False),
+    ("0.0.0.0", "auto", True, False),
+    ("0.0.0.0", "required", False, False),
+    ("0.0.0.0", "disabled", False, False),
+])
+def test_open_api_refusal_rules(tmp_path, host, mode, with_key, refused):
+    from control_api.api.security import add_key
+    from control_api.cli import open_api_refusal
+    from control_api.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "d", auth={"mode": mode})
+    if with_key:
+        add_key(settings, "first", "admin")
+    assert (open_api_refusal(settings, host) is not None) is refused
