@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -28,7 +29,7 @@ from control_api.errors import InvalidRequestError, RequirementsInstallFailed
 
 HOOK_DIR = Path(__file__).parent / "hook"
 # Bump when the way environments are built changes, so old cached ones are not reused.
-ENV_LAYOUT_VERSION = "2"
+ENV_LAYOUT_VERSION = "3"
 
 # Wheels compiled against NumPy 1.x crash when imported next to NumPy 2 ("numpy.dtype size changed",
 # "compiled using NumPy 1.x"). Their metadata often does not say so, so a resolver picks NumPy 2 for
@@ -147,7 +148,10 @@ class EnvironmentCache:
             self._run([uv, "venv", "--quiet", "--python", self.python, str(building)], "create the virtual environment")
             req_file = building / "mlops-requirements.txt"
             req_file.write_text("\n".join(requirements) + "\n")
-            cmd = [uv, "pip", "install", "--python", str(building / "bin" / "python"), "-r", str(req_file)]
+            # --compile-bytecode: scripts run with PYTHONDONTWRITEBYTECODE (they must not write into the
+            # shared environment), so without .pyc files every run compiles MLflow, pandas and
+            # scikit-learn from source again: about 7 s of CPU per training run, 3x the import.
+            cmd = [uv, "pip", "install", "--compile-bytecode", "--python", str(building / "bin" / "python"), "-r", str(req_file)]
             if constraints:
                 constraint_file = building / "mlops-constraints.txt"
                 constraint_file.write_text("\n".join(constraints) + "\n")
@@ -156,6 +160,7 @@ class EnvironmentCache:
             site_packages = self._site_packages(building)
             for name in ("mlops_training_hook.py", "mlops_training_hook.pth"):
                 shutil.copy2(HOOK_DIR / name, site_packages / name)
+            _readable_by_all(building)
             (building / ".complete").write_text(json.dumps({"requirements": requirements, "constraints": list(constraints)}))
             shutil.rmtree(final, ignore_errors=True)
             # uv writes absolute paths into scripts; rename keeps them valid because we only ever
@@ -209,6 +214,18 @@ class EnvironmentCache:
 
     def _lock(self, key: str):
         return _FileLock(self.root / f".{key}.lock")
+
+
+def _readable_by_all(root: Path) -> None:
+    """Sandboxed scripts run as other uids and must read (never write) the environment, whatever the
+    service's umask was when it was built."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for path, wanted in [(dirpath, 0o555)] + [(os.path.join(dirpath, f), 0o444) for f in filenames]:
+            st = os.lstat(path)
+            if not stat.S_ISLNK(st.st_mode):
+                extra = wanted & (0o555 if st.st_mode & 0o111 else 0o444)
+                if st.st_mode & extra != extra:
+                    os.chmod(path, stat.S_IMODE(st.st_mode) | extra)
 
 
 def _uv_error_summary(text: str) -> str:
