@@ -27,6 +27,9 @@ MAX_REPLICAS = 20
 MAX_CPU_MILLICORES = 16000
 MIN_MEMORY_BYTES = 64 * 2**20
 MAX_MEMORY_BYTES = 64 * 2**30
+# Journal row ids and offsets are 64-bit integers in SQLite and PostgreSQL: larger ones are refused as 422
+# before they reach the database driver (which raises OverflowError, a 500).
+MAX_INT64 = 2**63 - 1
 
 
 def dns1123_label(value: str, what: str) -> str:
@@ -293,3 +296,141 @@ class DeploymentPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+# ---- documented answers other than the happy path -----------------------------------------------
+# Every 4xx and 5xx the service gives has the body of control_api.api.errors.error_response. Routes
+# declare which of them they can give, so the OpenAPI document is a truthful contract
+# (tests/security/test_openapi_fuzz.py checks every answer against it).
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Stable machine-readable error code (see docs/troubleshooting.md).")
+    message: str
+    details: Any = Field(default=None, description="Which fields broke which rules, or the id of a conflicting deployment.")
+    request_id: str = Field(description="Also in the X-Request-ID header; quote it when reporting a problem.")
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorInfo
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The request cannot be carried out as given: a body that is not UTF-8 JSON text, or a request MLflow refused",
+    401: "No API key, or one that is not valid",
+    403: "The API key's role does not allow this call",
+    404: "No such resource",
+    409: "Conflicts with the current state (a deploy of this model is running, nothing to retry, no target)",
+    413: "The request body is larger than api.max_body_bytes",
+    422: "The request does not validate: details lists each field and rule",
+    429: "The API key's rate limit is spent: wait Retry-After seconds",
+    500: "Unexpected error (a bug): the service log has the request id",
+    503: "A system the service depends on (journal, MLflow, ...) did not answer; retry later",
+}
+_ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    429: {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds until a request would be allowed"}},
+}
+# Any route: a body over the limit is refused before anything else; a bug is a 500 in the same format.
+ANY_ROUTE = (413, 500)
+# Every route but the control service's own /health: authentication and the rate limit. Reads need only
+# the reader role, which every key has, so 403 is for changes alone.
+READ = (*ANY_ROUTE, 401, 429)
+CHANGE = (*READ, 403)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        out[status] = {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]}
+        if status in _ERROR_HEADERS:
+            out[status]["headers"] = _ERROR_HEADERS[status]
+    return out
+
+
+# ---- bodies of routes without a typed response_model (declared, not enforced) --------------------
+
+
+class HealthBody(BaseModel):
+    status: str
+    version: str
+
+
+class ReadyBody(BaseModel):
+    status: str = Field(description="ready | not_ready")
+    reason: str | None = None
+
+
+class ComponentHealth(BaseModel):
+    status: str = Field(description="healthy | unhealthy")
+    latency_ms: float
+    error: str | None = None
+    detail: str | None = Field(default=None, description="What a check found, for example how training is sandboxed")
+
+
+class PlatformStatus(BaseModel):
+    status: str = Field(description="healthy when every component is")
+    timestamp: str
+    target: str
+    components: dict[str, ComponentHealth]
+
+
+class ModelSummary(BaseModel):
+    name: str
+    description: str
+    creation_timestamp: str | None
+    last_updated_timestamp: str | None
+    latest_version: str | None
+    tags: dict[str, str]
+    aliases: dict[str, str]
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+    total: int
+
+
+class ModelVersionView(BaseModel):
+    version: str
+    run_id: str | None
+    status: str | None
+    current_stage: str | None
+    creation_timestamp: str | None
+    last_updated_timestamp: str | None
+    aliases: list[str]
+    description: str
+    source: str | None
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    params: dict[str, str]
+
+
+class ModelDetail(BaseModel):
+    name: str
+    description: str
+    creation_timestamp: str | None
+    last_updated_timestamp: str | None
+    latest_version: str | None
+    tags: dict[str, str]
+    versions: list[ModelVersionView]
+
+
+class HistoryCommit(BaseModel):
+    sha: str
+    subject: str
+    action: str
+    version: str | None
+    image: str | None
+    run_id: str | None
+    deployment_id: str | None
+    requested_by: str | None
+    author: str
+    date: str
+
+
+class ModelHistory(BaseModel):
+    model_name: str
+    namespace: str
+    commits: list[HistoryCommit]

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep
 from control_api.api.routes.views import deployment_view
-from control_api.api.schemas import DeploymentView, DeployRequest
+from control_api.api.schemas import CHANGE, DeploymentView, DeployRequest, error_responses
 from control_api.errors import ConflictError, InvalidRequestError
 from control_api.journal.store import DeploymentStatus
 from control_api.pipeline.pipelines import DEPLOY
@@ -21,7 +21,8 @@ router = APIRouter(prefix="/mlops", tags=["deploy"])
 @router.post(
     "/deploy",
     response_model=DeploymentView,
-    responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}},
+    responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"},
+               **error_responses(*CHANGE, 400, 409, 422, 503)},
     summary="Train a script, register its model and serve it behind a URL",
 )
 async def deploy(

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query
 
 from control_api.api.deps import OrchestratorDep, ServicesDep
 from control_api.api.routes.views import deployment_view
-from control_api.api.schemas import DeploymentPage, DeploymentView
+from control_api.api.schemas import CHANGE, MAX_INT64, READ, DeploymentPage, DeploymentView, error_responses
 
 router = APIRouter(prefix="/mlops/deployments", tags=["deployments"])
 
 
-@router.get("", response_model=DeploymentPage, summary="List deployments, newest first")
+@router.get("", response_model=DeploymentPage, summary="List deployments, newest first",
+            responses=error_responses(*READ, 422, 503))
 def list_deployments(
     services: ServicesDep,
     model_name: Annotated[str | None, Query(alias="model", max_length=63)] = None,
@@ -21,7 +22,7 @@ def list_deployments(
     status: Annotated[str | None, Query(max_length=32)] = None,
     kind: Annotated[str | None, Query(max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ):
     records, total = services.journal.list(
         model_name=model_name or model_name_alt, status=status, kind=kind, limit=limit, offset=offset
@@ -29,12 +30,14 @@ def list_deployments(
     return DeploymentPage(items=[deployment_view(r) for r in records], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{deployment_id}", response_model=DeploymentView, summary="One deployment with its steps")
+@router.get("/{deployment_id}", response_model=DeploymentView, summary="One deployment with its steps",
+            responses=error_responses(*READ, 404, 422, 503))
 def get_deployment(deployment_id: str, services: ServicesDep):
     return deployment_view(services.journal.get(deployment_id))
 
 
 @router.post("/{deployment_id}/retry", response_model=DeploymentView, status_code=202,
-             summary="Resume a failed or timed-out deployment from its failed step")
+             summary="Resume a failed or timed-out deployment from its failed step",
+             responses=error_responses(*CHANGE, 404, 409, 422, 503))
 def retry_deployment(deployment_id: str, orchestrator: OrchestratorDep):
     return deployment_view(orchestrator.retry(deployment_id))

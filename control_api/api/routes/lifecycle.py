@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep
 from control_api.api.routes.deploy import _answer_async
-from control_api.api.schemas import DeploymentView, dns1123_label
+from control_api.api.schemas import CHANGE, READ, DeploymentView, ModelHistory, dns1123_label, error_responses
 from control_api.errors import ConflictError, InvalidRequestError
 from control_api.pipeline.pipelines import ROLLBACK, UNDEPLOY
 
@@ -56,7 +56,8 @@ def _start(services, orchestrator, kind: str, name: str, namespace: str, request
     return record
 
 
-@router.post("/{name}/rollback", response_model=DeploymentView, summary="Serve an earlier version again (revert-style commit + sync)")
+@router.post("/{name}/rollback", response_model=DeploymentView, summary="Serve an earlier version again (revert-style commit + sync)",
+             responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 400, 409, 422, 503)})
 async def rollback(
     name: str, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
     body: RollbackRequest | None = None,
@@ -70,7 +71,8 @@ async def rollback(
     return await _answer_async(record, orchestrator, wait, prefer, services.settings.api.max_wait_seconds)
 
 
-@router.delete("/{name}/deployment", response_model=DeploymentView, summary="Remove the model's manifests in a commit and prune")
+@router.delete("/{name}/deployment", response_model=DeploymentView, summary="Remove the model's manifests in a commit and prune",
+               responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 409, 422, 503)})
 async def undeploy(
     name: str, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
@@ -82,7 +84,8 @@ async def undeploy(
     return await _answer_async(record, orchestrator, wait, prefer, services.settings.api.max_wait_seconds)
 
 
-@router.get("/{name}/history", summary="Deploy, rollback and undeploy commits of a model, newest first")
+@router.get("/{name}/history", summary="Deploy, rollback and undeploy commits of a model, newest first",
+            responses={200: {"model": ModelHistory}, **error_responses(*READ, 409, 422, 503)})
 async def history(
     name: str, services: ServicesDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,

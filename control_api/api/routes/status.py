@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from control_api.api.deps import ServicesDep
+from control_api.api.schemas import READ, PlatformStatus, error_responses
 from control_api.services import Services
 
 router = APIRouter(tags=["status"])
@@ -65,7 +66,9 @@ def platform_status(services: Services) -> dict:
     }
 
 
-@router.get("/mlops/status", summary="Health of every component the platform depends on")
+@router.get("/mlops/status", summary="Health of every component the platform depends on",
+            responses={200: {"model": PlatformStatus}, **error_responses(*READ),
+                       503: {"model": PlatformStatus, "description": "Some component is unhealthy (the body says which)"}})
 async def get_status(services: ServicesDep):
     body = await run_in_threadpool(platform_status, services)
     return JSONResponse(body, status_code=200 if body["status"] == "healthy" else 503)
