@@ -52,6 +52,27 @@ class TrainingSettings(BaseModel):
     max_memory_bytes: int = Field(default=16 * 2**30, ge=2**28, description="Address-space limit (RLIMIT_AS) of the training process.")
     max_file_bytes: int = Field(default=4 * 2**30, ge=2**20, description="Largest file a training script may write (RLIMIT_FSIZE).")
     max_open_files: int = Field(default=4096, ge=64, description="Open file limit (RLIMIT_NOFILE) of the training process.")
+    max_processes: int = Field(
+        default=512, ge=16,
+        description="Processes and threads a sandboxed script may run at once (RLIMIT_NPROC, counted for its own uid). Not applied without the sandbox: the limit counts per uid and does not bind root.",
+    )
+    sandbox: Literal["auto", "required", "off"] = Field(
+        default="auto",
+        description="auto: sandbox the script (own uid, PID/mount/IPC/network namespaces, no service files) when the service runs as root and unshare works, else fall back to rlimits and a process group and say so in the step log and /mlops/status. required: refuse to train without it. off: never.",
+    )
+    sandbox_network: Literal["auto", "none", "host"] = Field(
+        default="auto",
+        description="Network of a sandboxed script. auto: loopback only when MLflow is local (SQLite/file), the host network when the tracking server or artifact store is remote. none: always loopback only. host: always the host network (for scripts that download data).",
+    )
+    sandbox_uid_first: int = Field(
+        default=1_700_000_000, ge=1000, le=2**31 - 2**17,
+        description="First uid of the range sandboxed scripts run as; each running training leases one uid of its own. Use uids no account or other service uses.",
+    )
+    sandbox_uid_count: int = Field(default=256, ge=1, le=65536, description="How many uids the range has: the most trainings that run at once.")
+    sandbox_gid: int = Field(
+        default=1_700_000_000, ge=1000, le=2**31 - 1,
+        description="Group of every sandboxed script. The embedded MLflow store (SQLite database and artifact folders) is made writable for this group, not for everyone.",
+    )
 
 
 class BuildSettings(BaseModel):

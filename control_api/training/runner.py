@@ -1,8 +1,11 @@
 """Runs one training script in a subprocess under MLflow tracking.
 
 The script gets a fresh working directory and a cleared environment: only its declared variables and
-MLflow's. It runs in its own session (process group), so a timeout kills it and every child it started,
-detached ones included.
+MLflow's. With a ``SandboxConfig`` it runs in the training sandbox (``sandbox.py``): its own uid, PID,
+mount, IPC and usually network namespaces, a root filesystem without the service's files; when it exits
+or times out, every process it started dies with the namespace, detached ones included. Without one
+(sandbox off or unavailable) it runs in its own session (process group) under rlimits, and a timeout
+kills that process group.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from control_api.errors import TrainingFailed, TrainingTimeout
+from control_api.training import sandbox as sandboxing
+from control_api.training.sandbox import SandboxConfig, TrainingSandboxFailed
 
 # Variables a Python interpreter needs to behave; everything else of the service's environment
 # (credentials above all) stays out of the script's reach.
@@ -36,16 +41,31 @@ class ResourceLimits:
     memory_bytes: int
     file_bytes: int
     open_files: int
+    # RLIMIT_NPROC counts every process and thread of the real uid, machine-wide, and does not bind
+    # root: it is applied only in the sandbox, where the script has a uid of its own.
+    processes: int | None = None
+
+    def as_dict(self) -> dict[str, int | tuple[int, int]]:
+        """(soft, hard) where they differ: at the CPU soft limit the script gets SIGXCPU (its death then
+        names the reason); SIGKILL follows 5 s later if it ignores that."""
+        limits: dict[str, int | tuple[int, int]] = {
+            "RLIMIT_CPU": (self.cpu_seconds, self.cpu_seconds + 5),
+            "RLIMIT_AS": self.memory_bytes,
+            "RLIMIT_FSIZE": self.file_bytes,
+            "RLIMIT_NOFILE": self.open_files,
+            "RLIMIT_CORE": 0,
+        }
+        if self.processes is not None:
+            limits["RLIMIT_NPROC"] = self.processes
+        return limits
 
     def apply(self) -> None:
-        """Runs in the child between fork and exec: the limits bind the script and its children."""
+        """Runs in the child between fork and exec (no sandbox): the limits bind the script and its children."""
         import resource
 
-        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds))
-        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_bytes, self.file_bytes))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        for name, value in self.as_dict().items():
+            if name != "RLIMIT_NPROC":
+                resource.setrlimit(getattr(resource, name), value if isinstance(value, tuple) else (value, value))
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,7 @@ class ScriptRun:
     env: dict[str, str]
     timeout_seconds: float
     limits: ResourceLimits | None = None
+    sandbox: SandboxConfig | None = None
 
 
 def build_environment(
@@ -82,6 +103,9 @@ def build_environment(
             "MLFLOW_RUN_ID": run_id,
             "MLFLOW_EXPERIMENT_ID": experiment_id,
             "MLOPS_SERVICE_RUN": "1",
+            # The sandbox uid has no passwd entry; getpass.getuser() (MLflow, many libraries) reads these first.
+            "USER": "mlops-training",
+            "LOGNAME": "mlops-training",
         }
     )
     return env
@@ -101,32 +125,121 @@ def run_script(run: ScriptRun, on_start: Callable[[int], None] = lambda pid: Non
     stderr_path = run.workdir.parent / f"{run.workdir.name}.stderr.log"
     started = time.monotonic()
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        if run.sandbox is not None:
+            exit_code = _run_sandboxed(run, out, err, on_start)
+        else:
+            exit_code = _run_in_process_group(run, out, err, on_start)
+    return TrainingOutcome(exit_code, time.monotonic() - started, stdout_path, stderr_path)
+
+
+def _timed_out(run: ScriptRun) -> TrainingTimeout:
+    return TrainingTimeout(
+        f"training did not finish within {run.timeout_seconds:g} s; the script and all its processes were killed"
+    )
+
+
+def _run_in_process_group(run: ScriptRun, out, err, on_start: Callable[[int], None]) -> int:
+    try:
+        proc = subprocess.Popen(
+            [str(run.python), "-u", str(run.script_path)],
+            cwd=run.workdir,
+            env=run.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=run.limits.apply if run.limits else None,
+        )
+    except OSError as exc:
+        raise TrainingFailed(f"could not start the training script: {exc}") from exc
+    on_start(proc.pid)
+    try:
+        return proc.wait(timeout=run.timeout_seconds)
+    except subprocess.TimeoutExpired:
+        kill_process_group(proc.pid)
+        proc.wait()
+        raise _timed_out(run)
+    finally:
+        # Children the script started (daemons, background jobs) die with its process group.
+        kill_process_group(proc.pid)
+
+
+def _run_sandboxed(run: ScriptRun, out, err, on_start: Callable[[int], None]) -> int:
+    box = run.sandbox
+    assert box is not None
+    sandboxing.hand_over_workdir(run.workdir, box.uid, box.gid)
+    read_fd, write_fd = os.pipe()
+    try:
         try:
             proc = subprocess.Popen(
-                [str(run.python), "-u", str(run.script_path)],
-                cwd=run.workdir,
-                env=run.env,
-                stdin=subprocess.DEVNULL,
+                sandboxing.command(box.isolate_network),
+                stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=err,
+                env=sandboxing.outer_environment(run.env.get("MLFLOW_RUN_ID")),
                 start_new_session=True,
-                preexec_fn=run.limits.apply if run.limits else None,
+                pass_fds=(write_fd,),
             )
         except OSError as exc:
-            raise TrainingFailed(f"could not start the training script: {exc}") from exc
+            raise TrainingSandboxFailed(f"could not start the training sandbox: {exc}") from exc
+        status_fd = write_fd  # pass_fds keeps the number in the child
+        os.close(write_fd)
+        write_fd = -1
         on_start(proc.pid)
+        limits = dict(run.limits.as_dict()) if run.limits else {}
+        limits["RLIMIT_NPROC"] = box.max_processes
+        config = sandboxing.init_config(
+            box, argv=[str(run.python), "-u", str(run.script_path)], env=run.env, cwd=run.workdir,
+            limits=limits, status_fd=status_fd,
+        )
         try:
-            exit_code = proc.wait(timeout=run.timeout_seconds)
+            proc.stdin.write(config)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the init died before reading; its status (or its absence) tells below
+        try:
+            proc.wait(timeout=run.timeout_seconds)
         except subprocess.TimeoutExpired:
-            kill_process_group(proc.pid)
-            proc.wait()
-            raise TrainingTimeout(
-                f"training did not finish within {run.timeout_seconds:g} s; the script and all its processes were killed"
-            )
+            _kill_sandbox(proc)
+            raise _timed_out(run)
         finally:
-            # Children the script detached (daemons, background jobs) die with its process group.
             kill_process_group(proc.pid)
-    return TrainingOutcome(exit_code, time.monotonic() - started, stdout_path, stderr_path)
+        report = sandboxing.read_all(read_fd).strip()
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+        os.close(read_fd)
+    if report.startswith("exit "):
+        return os.waitstatus_to_exitcode(int(report.split()[1]))
+    if report.startswith("error "):
+        raise TrainingSandboxFailed(f"could not set up the training sandbox: {report.removeprefix('error ')}")
+    tail = " ".join(tail_lines(Path(err.name), 5))
+    raise TrainingSandboxFailed(
+        f"the training sandbox ended without reporting the script's exit (unshare exit code {proc.returncode}): {tail or 'no output'}"
+    )
+
+
+def _kill_sandbox(proc: subprocess.Popen) -> None:
+    """Kill the namespace's init first: the kernel then kills everything in the namespace before the
+    init is gone, and unshare (which waits for it) returns only after that."""
+    for pid in _children(proc.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    kill_process_group(proc.pid)
+    proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def tail_lines(path: Path, count: int) -> list[str]:

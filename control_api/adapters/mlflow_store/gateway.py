@@ -120,6 +120,9 @@ class MlflowGateway:
 
         return self._call(go)
 
+    def experiment_artifact_location(self, experiment_id: str) -> str:
+        return self._call(lambda: self.client.get_experiment(experiment_id).artifact_location)
+
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
         return self._call(lambda: self.client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id)
 

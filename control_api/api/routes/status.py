@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from control_api.api.deps import ServicesDep
 from control_api.api.schemas import READ, PlatformStatus, error_responses
 from control_api.services import Services
+from control_api.training import sandbox as training_sandbox
 
 router = APIRouter(tags=["status"])
 
@@ -31,19 +32,24 @@ def component_checks(services: Services) -> dict[str, Callable[[], None]]:
         checks["docker"] = lambda: services.image_builder.ping()
         checks["registry"] = lambda: services.registry.ping()
     checks.update(services.extra_checks())
+    # Cached after the first call; unhealthy only when the sandbox is required and cannot work here.
+    checks["training_sandbox"] = lambda: training_sandbox.status(services.settings.training.sandbox)
     return checks
 
 
 def _timed(check: Callable[[], None]) -> dict:
     started = time.perf_counter()
+    info = None
     try:
-        check()
+        info = check()
         status, error = "healthy", None
     except Exception as exc:  # a status page reports failures, it does not raise them
         status, error = "unhealthy", str(getattr(exc, "message", exc))[:500]
     result = {"status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     if error:
         result["error"] = error
+    if isinstance(info, dict):  # a check may describe what it found, e.g. {"detail": "..."}
+        result.update({k: v for k, v in info.items() if k not in result})
     return result
 
 

@@ -6,12 +6,16 @@ import base64
 import os
 import re
 import shutil
+import signal
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from control_api.errors import NoModelLogged, SeveralModelsLogged, TrainingFailed
+from control_api.errors import MlopsError, NoModelLogged, SeveralModelsLogged, TrainingFailed, TrainingTimeout
 from control_api.pipeline.step import StepContext
+from control_api.training import sandbox as sandboxing
 from control_api.training.runner import ResourceLimits, ScriptRun, build_environment, kill_process_group, run_script, tail_lines
+from control_api.training.sandbox import SandboxConfig
 
 
 class TrainStep:
@@ -27,6 +31,11 @@ class TrainStep:
         previous = self._resume(ctx)
         if previous is not None:
             return previous
+
+        # Before anything is created: a required sandbox that cannot work here fails the deploy now.
+        box_plan = sandboxing.plan(settings.training.sandbox)
+        if box_plan.note:
+            ctx.log(box_plan.note)
 
         env = ctx.services.environments.ensure(
             request.get("requirements") or [], embedded_store=gateway.is_embedded, log=ctx.log
@@ -62,18 +71,27 @@ class TrainStep:
             experiment_id=experiment_id,
             user_env=request.get("environment_vars") or {},
         )
-        outcome = run_script(
-            ScriptRun(
-                env.python, script_path, workdir, script_env, settings.training.timeout_seconds,
-                limits=ResourceLimits(
-                    cpu_seconds=int(settings.training.timeout_seconds) + 5,
-                    memory_bytes=settings.training.max_memory_bytes,
-                    file_bytes=settings.training.max_file_bytes,
-                    open_files=settings.training.max_open_files,
-                ),
-            ),
-            on_start=lambda pid: ctx.save_progress(train_pgid=pid),
+        limits = ResourceLimits(
+            # RLIMIT_CPU counts the CPU time of all threads: a script using every core for the whole
+            # wall-clock limit stays within it; a spinning one still dies at the timeout.
+            cpu_seconds=int(settings.training.timeout_seconds * (os.cpu_count() or 1)) + 5,
+            memory_bytes=settings.training.max_memory_bytes,
+            file_bytes=settings.training.max_file_bytes,
+            open_files=settings.training.max_open_files,
+            processes=settings.training.max_processes if box_plan.enabled else None,
         )
+        try:
+            with self._sandbox(ctx, box_plan.enabled, env.path, workdir, experiment_id) as box:
+                outcome = run_script(
+                    ScriptRun(env.python, script_path, workdir, script_env, settings.training.timeout_seconds, limits=limits, sandbox=box),
+                    on_start=lambda pid: ctx.save_progress(train_pgid=pid),
+                )
+        except TrainingTimeout as exc:
+            self._log_output(ctx, workdir)
+            with suppress(MlopsError):  # the timeout is the news, not MLflow being down
+                gateway.set_run_status(run_id, "FAILED")
+            exc.details = {"run_id": run_id}
+            raise
         try:
             self._keep_logs(ctx, run_id, outcome.stdout_path, outcome.stderr_path)
         finally:
@@ -83,10 +101,13 @@ class TrainStep:
         if outcome.exit_code != 0:
             gateway.set_run_status(run_id, "FAILED")
             reason = _signal_reason(outcome.exit_code)
-            stderr_tail = "\n".join(tail_lines(outcome.stderr_path, 15)) or "(no output on stderr)"
+            stderr_lines = tail_lines(outcome.stderr_path, 15)
+            limit = _limit_reached(outcome.exit_code, stderr_lines, limits)
+            stderr_tail = "\n".join(stderr_lines) or "(no output on stderr)"
             raise TrainingFailed(
-                f"the training script exited with code {outcome.exit_code}{reason}. Last lines of stderr:\n{stderr_tail}",
-                details={"run_id": run_id, "exit_code": outcome.exit_code},
+                f"the training script exited with code {outcome.exit_code}{reason}{': ' + limit if limit else ''}. "
+                f"Last lines of stderr:\n{stderr_tail}",
+                details={"run_id": run_id, "exit_code": outcome.exit_code, **({"limit": limit} if limit else {})},
             )
         models = gateway.logged_models_of_run(run_id, [experiment_id])
         self._check_models(gateway, run_id, models)
@@ -132,10 +153,52 @@ class TrainStep:
         ctx.save_progress(run_id=None, train_pgid=None, interrupted_run_id=run_id)
         return None
 
+    @contextmanager
+    def _sandbox(self, ctx: StepContext, enabled: bool, venv: Path, workdir: Path, experiment_id: str) -> Iterator[SandboxConfig | None]:
+        """Lease a uid, open the MLflow store to the sandbox group, and describe what the script may see."""
+        if not enabled:
+            yield None
+            return
+        settings = ctx.settings
+        training = settings.training
+        gateway = ctx.services.mlflow
+        databases, folders, remote = sandboxing.classify_store(
+            [gateway.tracking_uri, gateway.registry_uri, gateway.experiment_artifact_location(experiment_id)]
+        )
+        writable = sandboxing.prepare_store(databases, folders, training.sandbox_gid)
+        isolate = {"none": True, "host": False}.get(training.sandbox_network, not remote)
+        prefix = sandboxing.interpreter_prefix(venv)
+        root = settings.data_path / "sandbox" / "root"
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with sandboxing.lease_uid(training.sandbox_uid_first, training.sandbox_uid_count, sandboxing.lock_dir(settings.data_path)) as uid:
+            network = "loopback only" if isolate else "host network (MLflow is remote)" if remote else "host network"
+            ctx.log(
+                f"sandbox: uid {uid}, gid {training.sandbox_gid}, {network}, at most {training.max_processes} processes, "
+                f"{_size(training.max_memory_bytes)} address space, {_size(training.max_file_bytes)} per file"
+            )
+            yield SandboxConfig(
+                uid=uid,
+                gid=training.sandbox_gid,
+                root=root,
+                read_only=tuple(p for p in (venv, prefix) if p is not None),
+                read_write=(workdir, *writable),
+                isolate_network=isolate,
+                max_processes=training.max_processes,
+            )
+
+    @staticmethod
+    def _log_output(ctx: StepContext, workdir: Path) -> None:
+        for path, count in ((workdir.parent / f"{workdir.name}.stdout.log", 10), (workdir.parent / f"{workdir.name}.stderr.log", 20)):
+            for line in tail_lines(path, count):
+                ctx.log(line)
+
     @staticmethod
     def _keep_logs(ctx: StepContext, run_id: str, *paths: Path) -> None:
+        from control_api.redaction import redact_file
+
         for path in paths:
             if path.exists():
+                redact_file(path)  # a script may print its environment: MLflow's URI can carry a password
                 ctx.services.mlflow.log_artifact(run_id, path, "logs")
 
     @staticmethod
@@ -171,9 +234,28 @@ def _is_our_training_process(pgid: int, run_id: str) -> bool:
     return f"MLFLOW_RUN_ID={run_id}".encode() in environ
 
 
-def _signal_reason(exit_code: int) -> str:
-    import signal
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:g} {unit}"
+    return f"{n} bytes"
 
+
+def _limit_reached(exit_code: int, stderr_lines: list[str], limits: ResourceLimits) -> str | None:
+    """Name the limit a failed script ran into, from how it died or the error it printed last."""
+    text = "\n".join(stderr_lines[-6:])
+    if exit_code == -signal.SIGXCPU:
+        return f"it reached the CPU time limit ({limits.cpu_seconds} CPU seconds)"
+    if exit_code == -signal.SIGXFSZ or "File too large" in text:
+        return f"it reached the file size limit: no file may exceed {_size(limits.file_bytes)} (MLOPS_TRAINING__MAX_FILE_BYTES)"
+    if re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|Unable to allocate", text):
+        return f"it ran out of memory: the limit is {_size(limits.memory_bytes)} of address space (MLOPS_TRAINING__MAX_MEMORY_BYTES)"
+    if limits.processes is not None and re.search(r"Resource temporarily unavailable|can't start new thread|fork: retry", text):
+        return f"it reached the process limit: at most {limits.processes} processes and threads (MLOPS_TRAINING__MAX_PROCESSES)"
+    return None
+
+
+def _signal_reason(exit_code: int) -> str:
     if exit_code >= 0:
         return ""
     try:
