@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.journal.store import Journal
+from control_api.redaction import register_settings
 from control_api.settings import Settings
 from control_api.training.environments import EnvironmentCache
 
@@ -37,6 +38,8 @@ def skeleton_files() -> dict[str, bytes]:
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # From here on every secret of these settings is masked in logs, the journal and error bodies.
+        register_settings(settings)
         settings.data_path.mkdir(parents=True, exist_ok=True)
 
     @cached_property

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control_api import errors
+from control_api.redaction import redact, redact_value
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ def request_id_of(request: Request) -> str:
 
 
 def error_response(request: Request, status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details, "request_id": request_id_of(request)}}
+    # Every error body passes here: messages quote remotes (MLflow, Argo CD, git ...) that may echo credentials.
+    body = {"error": {"code": code, "message": redact(message), "details": redact_value(details), "request_id": request_id_of(request)}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

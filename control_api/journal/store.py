@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from control_api.errors import NotFoundError
+from control_api.redaction import redact, redact_value
 
 
 def utcnow() -> datetime:
@@ -373,7 +374,7 @@ class Journal:
             row.status = status
             row.updated_at = utcnow()
             if error is not None:
-                row.error = error
+                row.error = redact_value(error)
             elif clear_error:
                 row.error = None
             row.finished_at = utcnow() if finished else None
@@ -420,6 +421,9 @@ class Journal:
         outputs: dict[str, Any] | None = None,
         log_tail: str | None = None,
     ) -> None:
+        # Error messages and log tails quote remotes and scripts: no secret is ever stored.
+        message = redact(message) if message else message
+        log_tail = redact(log_tail) if log_tail else log_tail
         with self._write_lock, self._session() as session, session.begin():
             row = self._step_row(session, deployment_id, name)
             row.status = status
@@ -463,7 +467,7 @@ class Journal:
             return
         with self._write_lock, self._session() as session, session.begin():
             for line in lines:
-                session.add(EventRow(deployment_id=deployment_id, type="log", step=step, data={"line": line}))
+                session.add(EventRow(deployment_id=deployment_id, type="log", step=step, data={"line": redact(line)}))
 
     def events(self, deployment_id: str, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         with self._session() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from control_api.redaction import url_without_credentials
 from control_api.targets.base import AppRef, probe_health, url_for
 
 # Polls of Argo CD and of the Service start 0.1 s apart and back off to 1 s: a quick rollout is
@@ -33,7 +34,8 @@ class ArgoCDTarget:
             name=app.application,
             namespace=argo.namespace,
             project=argo.project,
-            repo_url=argo.repo_url or self.settings.git_remote_url(),
+            # Committed to git and readable in Argo CD: never the credentials a remote URL may carry.
+            repo_url=url_without_credentials(argo.repo_url or self.settings.git_remote_url()),
             path=app.path,
             target_revision=self.settings.git.branch,
             destination_server=argo.destination_server,

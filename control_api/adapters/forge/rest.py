@@ -12,6 +12,7 @@ import httpx
 
 from control_api.adapters.forge.errors import ForgeAuthFailed, ForgeRequestRejected, ForgeUnavailable
 from control_api.errors import NotFoundError, TerminalError
+from control_api.redaction import redact
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 MAX_DETAIL_CHARS = 300
@@ -68,7 +69,7 @@ class ForgeRest:
         return TerminalError(message, code="forge_unexpected_response")
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return redact(text, extra=[self._secret])
 
 
 def _explanation(response: httpx.Response) -> str:

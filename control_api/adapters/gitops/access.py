@@ -8,20 +8,17 @@ variables, which git only consults when the server asks for credentials. SSH rem
 
 from __future__ import annotations
 
-import base64
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from control_api.redaction import redact
 from control_api.settings import GitSettings
 
 TOKEN_ENV = "MLOPS_GIT_TOKEN"
 # Forges accept a token as the password of any user; GitHub documents this name for app tokens.
 DEFAULT_TOKEN_USER = "x-access-token"
-URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*):(?P<secret>[^/@\s]+)@")
-REDACTED = "***"
 
 # Settings that keep our clone byte-exact and non-interactive whatever the host's git config says.
 BASE_CONFIG = (
@@ -81,12 +78,8 @@ class RemoteAccess:
         return env
 
     def redact(self, text: str) -> str:
-        """Remove the token (plain and in a Basic header) and any URL password from ``text``."""
-        redacted = URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
-        if self.token:
-            for secret in _secret_forms(self.token):
-                redacted = redacted.replace(secret, REDACTED)
-        return redacted
+        """Remove the token (plain and in a Basic header) and any URL credentials from ``text``."""
+        return redact(text, extra=[self.token])
 
 
 def _split_credentials(remote_url: str) -> tuple[str, str | None, bool]:
@@ -98,10 +91,3 @@ def _split_credentials(remote_url: str) -> tuple[str, str | None, bool]:
     user, _, password = userinfo.partition(":")
     netloc = f"{user}@{host}" if user else host
     return urlunsplit(parts._replace(netloc=netloc)), unquote(password) or None, bool(user)
-
-
-def _secret_forms(token: str) -> list[str]:
-    forms = [token]
-    for user in (DEFAULT_TOKEN_USER, "oauth2", ""):
-        forms.append(base64.b64encode(f"{user}:{token}".encode()).decode())
-    return [form for form in forms if len(form) >= 4]

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from control_api.api.deps import ServicesDep
 from control_api.api.schemas import READ, PlatformStatus, error_responses
+from control_api.redaction import redact
 from control_api.services import Services
 from control_api.training import sandbox as training_sandbox
 
@@ -44,7 +45,7 @@ def _timed(check: Callable[[], None]) -> dict:
         info = check()
         status, error = "healthy", None
     except Exception as exc:  # a status page reports failures, it does not raise them
-        status, error = "unhealthy", str(getattr(exc, "message", exc))[:500]
+        status, error = "unhealthy", redact(str(getattr(exc, "message", exc)))[:500]
     result = {"status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     if error:
         result["error"] = error

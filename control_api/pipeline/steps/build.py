@@ -7,6 +7,7 @@ from typing import Any
 
 from control_api.adapters.image_builder.base import ModelBundle
 from control_api.pipeline.step import StepContext
+from control_api.redaction import url_without_credentials
 
 
 class BuildStep:
@@ -28,7 +29,8 @@ class BuildStep:
             run_id=ctx.outputs["run_id"],
             model_dir=local_dir,
             model_uri=f"models:/{model_name}/{version}",
-            mlflow_tracking_uri=_redacted(gateway.tracking_uri),
+            # Image labels are readable by everyone who can pull the image.
+            mlflow_tracking_uri=url_without_credentials(gateway.tracking_uri),
             deployment_id=ctx.deployment_id,
         )
         built = ctx.services.image_builder.build(bundle, ctx.log)
@@ -41,16 +43,3 @@ class BuildStep:
             "runtime_cache_hit": built.runtime_cache_hit,
             "_message": f"image {built.reference}; runtime layer {built.runtime_reference} {reuse}",
         }
-
-
-def _redacted(uri: str) -> str:
-    """Tracking URIs can carry user:password@; images are readable by everyone who can pull them."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return uri
