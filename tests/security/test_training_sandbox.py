@@ -372,3 +372,25 @@ def test_infinite_loop_times_out_and_is_killed(make_client):
     assert client.get("/health").status_code == 200
     assert client.get("/ready").status_code == 200
     assert run_id is None or client.app.state.services.mlflow.get_run(run_id).info.status == "FAILED"
+
+
+def test_training_dies_with_the_service(box):
+    """Last: SIGKILL the service in the middle of a training; nothing of the script may survive it."""
+    response = httpx.post(
+        f"{box.url}/mlops/deploy", params={"wait": "false"}, headers=HEADERS, timeout=60,
+        json={"model_name": "orphan", "script_content": script("""
+            import os, time
+            if os.fork() == 0:
+                os.setsid()
+                time.sleep(600)
+            time.sleep(600)
+        """)},
+    )
+    assert response.status_code in (200, 202), response.text
+    marker = f"/work/{response.json()['deployment_id']}/"
+    deadline = time.monotonic() + 300
+    while len(_processes_with(marker)) < 2:  # the script and its detached child
+        assert time.monotonic() < deadline, "the training never started"
+        time.sleep(0.2)
+    box.kill()
+    assert _gone(marker), "the training outlived the service"
