@@ -179,6 +179,19 @@ class AuthSettings(BaseModel):
     rate_limit_burst: int = Field(default=60, ge=1, description="Requests a key may send at once before the rate applies.")
 
 
+class FaultSettings(BaseModel):
+    """Fault injection for the crash tests (tests/crash). Test-only: leave unset everywhere else."""
+
+    halt_after_step: str | None = Field(
+        default=None,
+        description="TEST ONLY (fault injection): the service kills itself with SIGKILL right after the journal records this step (train, register, build, push, commit, sync, wait, ...) as succeeded.",
+    )
+    halt_before_recording_step: str | None = Field(
+        default=None,
+        description="TEST ONLY (fault injection): the service kills itself with SIGKILL when this step has made its changes but before the journal records it.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", env_nested_delimiter="__", extra="ignore")
 
@@ -195,6 +208,7 @@ class Settings(BaseSettings):
     target: TargetSettings = Field(default_factory=TargetSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    faults: FaultSettings = Field(default_factory=FaultSettings)
 
     # ---- resolved values (defaults that depend on data_dir) ------------------------------------
 

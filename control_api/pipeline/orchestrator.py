@@ -9,6 +9,8 @@ its first unfinished step.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 import traceback
@@ -175,6 +177,7 @@ class Orchestrator:
                 self._fail(deployment_id, step, wrapped, ctx, DeploymentStatus.FAILED)
                 return False
             ctx.flush_log()
+            self._fault_halt(step.name, "halt_before_recording_step")
             # Keys starting with "_" are for the step record only (its message), never outputs.
             message = step_outputs.get("_message")
             step_outputs = {k: v for k, v in step_outputs.items() if not k.startswith("_")}
@@ -185,8 +188,15 @@ class Orchestrator:
                 message=message, outputs=step_outputs,
                 log_tail=ctx.log_tail() or None,
             )
+            self._fault_halt(step.name, "halt_after_step")
             self._notify()
             return True
+
+    def _fault_halt(self, step_name: str, point: str) -> None:
+        """Test-only fault injection (settings.faults, off by default): die like a crash, here."""
+        if getattr(self.services.settings.faults, point) == step_name:
+            log.warning("fault injection: %s=%s, the service kills itself now", point, step_name)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _fail(self, deployment_id: str, step: Step, exc: MlopsError, ctx: StepContext, status: str) -> None:
         self.journal.step_finished(

@@ -45,8 +45,21 @@ class ArgoCDTarget:
         )
 
     def sync(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict:
+        from control_api.adapters.argocd.wait import AppState
+
         client = self.services.argocd
-        client.upsert_application(self.application_manifest(app))
+        current = AppState.from_application(client.upsert_application(self.application_manifest(app)) or {})
+        already = current.operation_revision == revision and (
+            current.operation_pending or current.operation_phase == "Running"
+            or (current.operation_phase == "Succeeded" and current.sync_status == "Synced")
+        )
+        if already:
+            # A re-run after a crash: the sync of this revision was already requested (and may still
+            # be running); asking again would be refused as "another operation is already in progress"
+            # or add a second sync to the app's history.
+            log(f"Application {app.application}: the sync to {revision[:12]} was already requested "
+                f"(operation {current.operation_phase or 'pending'}); not syncing again")
+            return {"synced_revision": revision, "application": app.application}
         log(f"Application {app.application} upserted; syncing to {revision[:12]}")
         client.sync(app.application, revision)
         return {"synced_revision": revision, "application": app.application}

@@ -54,6 +54,13 @@ class AppState:
             application=application,
         )
 
+    def at(self, revision: str) -> bool:
+        """Argo CD compares the app with the head of its target branch. When other commits landed on
+        the branch after ``revision`` (another model's deploy, or while this service was down), the
+        app is at ``revision`` if our sync of it succeeded: Synced then says the head's manifests
+        for this app are the ones that sync applied."""
+        return self.revision == revision or (self.operation_revision == revision and self.operation_phase == "Succeeded")
+
     @property
     def done(self) -> bool:
         return self.sync_status == "Synced" and self.health_status == "Healthy"
@@ -90,7 +97,7 @@ def wait_for_sync(
             if application is None:
                 raise NotFoundError(f"Argo CD application {name!r} does not exist")
             last_state = AppState.from_application(application)
-            if last_state.revision == revision and last_state.done and not last_state.operation_pending:
+            if last_state.at(revision) and last_state.done and not last_state.operation_pending:
                 return last_state
             _raise_if_failed(client, last_state, revision)
 

@@ -96,9 +96,15 @@ class DockerImageBuilder:
                 self._build_runtime(runtime_reference, key, requirements.lines, emit)
 
         reference = model_reference(bundle, key)
-        emit(f"building model image {reference} on {runtime_reference}")
-        image_id = self._build_model(bundle, reference, runtime_reference, key, emit)
-        emit(f"model image {reference} built ({image_id[:19]})")
+        image_id = self._image_id(reference)
+        if image_id is not None:
+            # The tag is a hash of the model files, the runtime and the deployment's identity: an
+            # image under it is this build's own result (a step re-run after a crash), so keep it.
+            emit(f"model image {reference} reused ({image_id[:19]})")
+        else:
+            emit(f"building model image {reference} on {runtime_reference}")
+            image_id = self._build_model(bundle, reference, runtime_reference, key, emit)
+            emit(f"model image {reference} built ({image_id[:19]})")
         return BuiltImage(reference=reference, image_id=image_id, runtime_reference=runtime_reference,
                           runtime_cache_hit=cache_hit, log=log)
 

@@ -76,6 +76,18 @@ class CommitStep:
         }
         subject = f"deploy {request['model_name']} v{version}"
         review = ctx.settings.git.review_mode
+        if not review:
+            earlier = earlier_commit_of(ctx, self.name)
+            if earlier is not None:
+                ctx.log(f"commit {earlier.sha[:12]} of this deployment is already on {ctx.settings.git.branch} (an interrupted attempt pushed it)")
+                return {
+                    "commit": earlier.sha,
+                    "commit_changed": True,
+                    "gitops_path": app.path,
+                    "application": app.application,
+                    "target": ctx.settings.target.kind,
+                    "_message": f"committed {earlier.sha[:12]} (found after a restart)",
+                }
         branch = f"mlops/deploy-{request['model_name']}-v{version}-{ctx.deployment_id[:8]}" if review else None
         result = ctx.services.gitops.commit(
             CommitRequest(
@@ -129,6 +141,17 @@ class CommitStep:
             "target": ctx.settings.target.kind,
             "_message": f"pull request {pr.url}",
         }
+
+
+def earlier_commit_of(ctx: StepContext, step_name: str):
+    """On a re-run of a commit step (a crash or a failed attempt after the push), the commit that an
+    earlier attempt already pushed for this deployment, found by its Deployment-Id trailer. Without
+    this, identical bytes would make no new commit and the step would record whatever commit is the
+    branch head by now, possibly another deploy's."""
+    record = ctx.deployment.step(step_name)
+    if record is None or record.attempts <= 1:
+        return None  # first attempt: nothing can be there yet, and the search costs a log walk
+    return ctx.services.gitops.find_by_trailer("Deployment-Id", ctx.deployment_id)
 
 
 def _run_metrics(ctx: StepContext, run_id: str | None) -> dict[str, float]:

@@ -11,7 +11,7 @@ from typing import Any
 from control_api.adapters.gitops.types import CommitRequest
 from control_api.errors import ConflictError, NotFoundError
 from control_api.pipeline.step import StepContext
-from control_api.pipeline.steps.commit import app_of, app_ref
+from control_api.pipeline.steps.commit import app_of, app_ref, earlier_commit_of
 
 
 def deploy_history(services, namespace: str, model_name: str, limit: int = 200):
@@ -30,6 +30,23 @@ class RollbackCommitStep:
         app, history = deploy_history(ctx.services, namespace, model_name)
         if not history:
             raise NotFoundError(f"{model_name} has never been deployed to {namespace}", code="model_not_deployed")
+        index = next((i for i, c in enumerate(history) if c.trailers.get("Deployment-Id") == ctx.deployment_id), None)
+        if index is not None:
+            mine = history[index]
+            replaced = history[index + 1].trailers.get("Model-Version") if index + 1 < len(history) else None
+            # A re-run after a crash that followed the push: choosing again would see this very commit
+            # as the current state and roll "back" to the version it replaced.
+            ctx.log(f"rollback commit {mine.sha[:12]} of this deployment is already on the branch")
+            return {
+                "commit": mine.sha,
+                "commit_changed": True,
+                "model_version": mine.trailers.get("Model-Version"),
+                "run_id": mine.trailers.get("Run-Id"),
+                "image_uri": mine.trailers.get("Image"),
+                "rolled_back_from": replaced,
+                "target": ctx.settings.target.kind,
+                "_message": f"rollback to v{mine.trailers.get('Model-Version')} at {mine.sha[:12]} (found after a restart)",
+            }
         current = history[0]
         if current.trailers.get("Action") == "undeploy":
             raise ConflictError(f"{model_name} is not deployed in {namespace}; deploy it first", code="model_not_deployed")
@@ -89,6 +106,10 @@ class UndeployCommitStep:
 
         model_name = ctx.deployment.model_name
         app = app_of(ctx)
+        earlier = earlier_commit_of(ctx, self.name)
+        if earlier is not None:
+            return {"commit": earlier.sha, "commit_changed": True, "target": ctx.settings.target.kind,
+                    "_message": f"removed {app.path} at {earlier.sha[:12]} (found after a restart)"}
         result = ctx.services.gitops.commit(
             CommitRequest(
                 files={},
