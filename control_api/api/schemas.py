@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# What the validators below accept, stated in the OpenAPI document (json_schema_extra: documented only, so
+# a refusal still names the rule that broke, e.g. dns1035_label).
+LABEL_DOC = {"pattern": r"^[a-z]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
 C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCRIPT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.py$")
 CPU_QUANTITY = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
@@ -101,9 +104,9 @@ class DeployRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    script_content: str = Field(description="The training script, base64-encoded.")
+    script_content: str = Field(description="The training script, base64-encoded.", json_schema_extra={"format": "byte"})
     script_name: str = Field(default="train.py", max_length=128)
-    model_name: str = Field(description="Registered model name; a DNS-1123 label (it names Kubernetes objects).")
+    model_name: str = Field(description="Registered model name; a DNS-1123 label (it names Kubernetes objects).", json_schema_extra=LABEL_DOC)
     experiment_name: str | None = Field(default=None, max_length=256)
     requirements: list[str] = Field(default_factory=list, max_length=200)
     environment_vars: dict[str, str] = Field(default_factory=dict)
@@ -112,7 +115,8 @@ class DeployRequest(BaseModel):
     )
     tags: dict[str, str] = Field(default_factory=dict)
     deployment_config: DeploymentConfig | None = None
-    namespace: str | None = None
+    namespace: str | None = Field(default=None, description="One of api.allowed_namespaces; default api.default_namespace.",
+                                  json_schema_extra=LABEL_DOC)
     # Older clients send these two at the top level.
     replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
 
