@@ -139,6 +139,10 @@ class TrainStep:
         models = gateway.logged_models_of_run(run_id, [ctx.outputs.get("experiment_id") or run.info.experiment_id])
         if run.info.status == "FINISHED" and len(models) == 1:
             ctx.log(f"resuming: run {run_id} had already finished and logged its model")
+            # The attempt may have died (or lost MLflow) before keeping the script's output; it is
+            # still on disk. Uploading again replaces the same two artifacts.
+            workdir = ctx.settings.data_path / "work" / ctx.deployment_id / run_id
+            self._keep_logs(ctx, run_id, workdir.parent / f"{run_id}.stdout.log", workdir.parent / f"{run_id}.stderr.log")
             return {
                 "run_id": run_id,
                 "experiment_id": run.info.experiment_id,
