@@ -194,6 +194,10 @@ def _git(git_dir: Path, *args: str, binary: bool = False):
 
 
 def _check_git(git_dir, branch, deploys, state, kustomize_cmd, foreign_subjects, foreign_paths, unacknowledged) -> None:
+    committed = {d.id: d for d in deploys if _succeeded(d, "commit")}
+    if not Path(git_dir).exists():  # the service creates its file:// remote on first use
+        assert not committed, f"{sorted(committed)} committed, but there is no GitOps repo at {git_dir}"
+        return
     _git(git_dir, "fsck", "--no-progress", "--no-dangling")
     raw = _git(git_dir, "log", branch, "--reverse", "--format=%H%x1f%s%x1f%(trailers:key=Deployment-Id,valueonly,separator=%x2c)%x1e")
     for record in raw.split("\x1e"):
@@ -204,7 +208,6 @@ def _check_git(git_dir, branch, deploys, state, kustomize_cmd, foreign_subjects,
     by_deploy = Counter(c.deployment_id for c in state.commits if c.deployment_id)
     duplicated = {k: n for k, n in by_deploy.items() if n > 1}
     assert not duplicated, f"deploys committed more than once: {duplicated}"
-    committed = {d.id: d for d in deploys if _succeeded(d, "commit")}
     for d in deploys:
         if d.id in unacknowledged and d.id in by_deploy:
             assert d.id not in committed and d.status == DeploymentStatus.FAILED, f"{d.id} is not in doubt"
