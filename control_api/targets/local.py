@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from control_api.adapters.gitops.access import RemoteAccess
 from control_api.adapters.local_runtime.gitsource import GitSource, SourceError
 from control_api.adapters.local_runtime.manifests import pair_workloads
 from control_api.errors import SyncFailed, DeploymentTimedOut
@@ -19,11 +20,16 @@ class LocalTarget:
     def __init__(self, services) -> None:
         self.services = services
         self.settings = services.settings
-        self.source = GitSource(self.settings.data_path / "local-target" / "git-cache")
+        # Fetched like the service's own clone: a credential-free URL, the token through git's
+        # credential helper (never in the cache's .git/config or in an error).
+        access = RemoteAccess.from_settings(self.settings.git_remote_url(), self.settings.git)
+        self.repo_url = access.url
+        git_env = access.environment(self.settings.git.author_name, self.settings.git.author_email)
+        self.source = GitSource(self.settings.data_path / "local-target" / "git-cache", git_env=git_env)
 
     def _objects(self, app: AppRef, revision: str) -> list[dict]:
         try:
-            return self.source.render(self.settings.git_remote_url(), revision, app.path)
+            return self.source.render(self.repo_url, revision, app.path)
         except SourceError as exc:
             raise SyncFailed(f"cannot render {app.path} at {revision[:12]}: {exc}", code="sync_failed") from exc
 

@@ -285,9 +285,9 @@ class EchoServer:
 
 
 class GitHttpServer:
-    """A smart-HTTP git remote on loopback (``git http-backend``). Reads are anonymous, pushes need
-    HTTP Basic with ``token`` as the password. In mode ``refuse`` every request gets a 401 that echoes
-    the credentials it carried."""
+    """A smart-HTTP git remote on loopback (``git http-backend``). Mode ``open``: reads are anonymous,
+    pushes need HTTP Basic with ``token`` as the password; ``private``: every request needs it;
+    ``refuse``: every request gets a 401 that echoes the credentials it carried."""
 
     def __init__(self, root: Path, token: str) -> None:
         self.root = root
@@ -306,10 +306,10 @@ class GitHttpServer:
                 if server.mode == "refuse":
                     return _echo_401(self, server.received, body)
                 push = "git-receive-pack" in self.path
-                if push:
+                if push or server.mode == "private":
                     if _credentials_of(self).partition(":")[2] != server.token:
                         return _echo_401(self, server.received, body)
-                    server.pushes_authorised += 1
+                    server.pushes_authorised += push
                 path, _, query = self.path.partition("?")
                 env = {
                     "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -453,14 +453,22 @@ def deploy_request(model_name: str, namespace: str, **extra: Any) -> dict:
     }
 
 
+def git_dirs(root: Path) -> list[Path]:
+    """Every git directory under ``root``: clones' .git, bare repositories and mirrors."""
+    return sorted(
+        path for path in [root, *root.rglob("*")]
+        if path.is_dir() and (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+    )
+
+
 def scan_service(scanner: CanaryScanner, data_dir: Path, bodies: list[tuple[str, str]], caplog, capfd) -> None:
     for where, body in bodies:
         scanner.text(f"response body of {where}", body)
-    scanner.sqlite("journal", data_dir / "journal.db")
+    if (data_dir / "journal.db").exists():  # the local-target test never opens the journal
+        scanner.sqlite("journal", data_dir / "journal.db")
     scanner.files("data dir", data_dir)
-    for git_dir in [data_dir / "gitops-work" / ".git", *sorted(data_dir.rglob("*.git"))]:
-        if git_dir.is_dir():
-            scanner.git(f"git repo {git_dir.relative_to(data_dir)}", git_dir)
+    for git_dir in git_dirs(data_dir):
+        scanner.git(f"git repo {git_dir.relative_to(data_dir)}", git_dir)
     scanner.logs(caplog)
     out, err = capfd.readouterr()
     scanner.text("stdout", out)
@@ -688,6 +696,48 @@ def test_hostile_remotes_echoing_credentials_leak_nothing(tmp_path, venv_cache, 
     scanner.assert_clean()
 
 
+# ---- the local target's own fetch of the GitOps repo ----------------------------------------------------
+
+
+def test_local_target_fetches_a_private_remote_without_keeping_its_credentials(tmp_path, venv_cache, kustomize_cmd, caplog, capfd):
+    """The local target renders what the service committed by fetching the remote, like Argo CD's repo
+    server. With a private https remote (token in the settings, another secret in the URL) neither
+    may end up in its cache's git config nor in the error when the remote refuses."""
+    from control_api.adapters.gitops.types import CommitRequest
+    from control_api.errors import SyncFailed
+    from control_api.pipeline.steps.commit import app_ref
+    from control_api.services import Services
+
+    caplog.set_level(logging.DEBUG)
+    canaries = {"git.token": new_canary("git.token"), "git.remote_url": new_canary("git-url")}
+    scanner = CanaryScanner(canaries)
+    git_server = GitHttpServer(tmp_path / "git-server", canaries["git.token"])
+    git_server.mode = "private"
+    data_dir = tmp_path / "data"
+    services = Services(make_settings(data_dir, venv_cache, target={"kind": "local"}, git={
+        "remote_url": git_server.url("x-access-token", canaries["git.remote_url"]), "token": canaries["git.token"],
+    }))
+    try:
+        app = app_ref("canary-ns", "canary-local")
+        commit = services.gitops.commit(CommitRequest(
+            files={f"{app.path}/kustomization.yaml": b"resources: []\n"}, replace_dirs=(app.path,), delete_paths=(),
+            subject="deploy canary-local v1", trailers={"Model-Name": "canary-local"},
+        ))
+        # Rendered (so fetched through the credential helper) and found to hold no Deployment.
+        with pytest.raises(SyncFailed, match="describes no Deployment"):
+            services.target.sync(app, commit.sha, lambda line: None)
+        git_server.mode = "refuse"
+        with pytest.raises(SyncFailed) as refused:
+            services.target.sync(app, "main", lambda line: None)
+        scanner.text("sync error", refused.value.message)
+        assert any(canaries["git.token"] in text for text in git_server.received), "the token never reached the remote"
+    finally:
+        services.close()
+        git_server.close()
+    scan_service(scanner, data_dir, [], caplog, capfd)
+    scanner.assert_clean()
+
+
 # ---- real deploys through the failures that tend to leak -----------------------------------------------
 
 
@@ -842,9 +892,8 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
     scanner.git("GitOps remote", git_server.bare)
     scanner.files("git server", git_server.root)
     scanner.files("simulator", tmp_path / "simulator")
-    for git_dir in sorted((tmp_path / "simulator").rglob("*")):
-        if git_dir.is_dir() and (git_dir / "HEAD").exists() and (git_dir / "objects").is_dir():
-            scanner.git(f"simulator mirror {git_dir.name}", git_dir)
+    for git_dir in git_dirs(tmp_path / "simulator"):
+        scanner.git(f"simulator mirror {git_dir.name}", git_dir)
     scanner.files("MLflow server artifacts (training logs)", mlflow_server.root / "artifacts")
     scanner.sqlite("MLflow server database", mlflow_server.root / "server.db")
     scanner.assert_clean()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import subprocess
 import tarfile
 import tempfile
@@ -15,15 +16,20 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from control_api.redaction import redact
+
 
 class SourceError(Exception):
     """The repo, revision or path cannot be rendered; the message is shown like Argo CD's ComparisonError."""
 
 
 class GitSource:
-    def __init__(self, cache_dir: Path, kustomize_cmd: list[str] | None = None) -> None:
+    def __init__(self, cache_dir: Path, kustomize_cmd: list[str] | None = None, git_env: dict[str, str] | None = None) -> None:
+        """``git_env``: extra environment of the git commands (the service's credential helper), so a
+        private remote is fetched with a credential-free URL and no secret lands in the cache's config."""
         self._cache_dir = Path(cache_dir)
         self._kustomize_cmd = kustomize_cmd or ["kubectl", "kustomize"]
+        self._git_env = {**os.environ, **git_env} if git_env else None
         self._lock = threading.Lock()
         self._rendered: dict[tuple[str, str, str], list[dict]] = {}
 
@@ -67,16 +73,16 @@ class GitSource:
         mirror = self._cache_dir / hashlib.sha256(repo_url.encode()).hexdigest()[:16]
         try:
             if mirror.exists():
-                _git(["fetch", "--prune", "--quiet", "origin", "+refs/*:refs/*"], cwd=mirror)
+                _git(["fetch", "--prune", "--quiet", "origin", "+refs/*:refs/*"], cwd=mirror, env=self._git_env)
             else:
                 self._cache_dir.mkdir(parents=True, exist_ok=True)
-                _git(["clone", "--mirror", "--quiet", repo_url, str(mirror)], cwd=self._cache_dir)
+                _git(["clone", "--mirror", "--quiet", repo_url, str(mirror)], cwd=self._cache_dir, env=self._git_env)
         except subprocess.CalledProcessError as exc:
-            raise SourceError(f"git fetch {repo_url} failed: {exc.stderr.strip()}") from exc
+            raise SourceError(redact(f"git fetch {repo_url} failed: {exc.stderr.strip()}")) from exc
         return mirror
 
 
-def _git(args: list[str], *, cwd: Path, check: bool = True, binary: bool = False) -> subprocess.CompletedProcess:
+def _git(args: list[str], *, cwd: Path, check: bool = True, binary: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=not binary, check=check, timeout=120
+        ["git", *args], cwd=cwd, capture_output=True, text=not binary, check=check, timeout=120, env=env
     )
