@@ -696,6 +696,92 @@ def test_hostile_remotes_echoing_credentials_leak_nothing(tmp_path, venv_cache, 
     scanner.assert_clean()
 
 
+# ---- the service as a process: settings from the environment, its own stdout/stderr -------------------
+
+
+def test_service_process_output_holds_no_canary(tmp_path, venv_cache, docker_client):
+    """``python -m control_api serve --log-level debug`` with every secret in its environment
+    (``MLOPS_*``, as an operator sets them) and every remote echoing credentials: the process's whole
+    output (uvicorn's logs included), its answers and its data dir carry no canary."""
+    echo = EchoServer()
+    canaries = {path: new_canary(path) for path in secret_setting_paths()}
+    canaries["mlflow.tracking_uri"] = new_canary("mlflow-uri")
+    canaries["git.remote_url"] = new_canary("git-url")
+    canaries["api_key"] = new_canary("api-key")
+    scanner = CanaryScanner(canaries)
+    namespace = "canary-process"
+    data_dir = tmp_path / "data"
+    env = {f"MLOPS_{path.replace('.', '__').upper()}": canaries[path] for path in secret_setting_paths()}
+    env.update({
+        "MLOPS_DATA_DIR": str(data_dir),
+        "MLOPS_TARGET__KIND": "argocd",
+        "MLOPS_TRAINING__VENV_CACHE_DIR": str(venv_cache),
+        "MLOPS_MLFLOW__TRACKING_URI": f"http://mlflow-user:{canaries['mlflow.tracking_uri']}@{echo.host}",
+        "MLOPS_REGISTRY__URL": echo.host, "MLOPS_REGISTRY__USERNAME": "canary-registry-user",
+        "MLOPS_GIT__REMOTE_URL": f"http://x-access-token:{canaries['git.remote_url']}@{echo.host}/gitops.git",
+        "MLOPS_FORGE__KIND": "github", "MLOPS_FORGE__API_URL": echo.url, "MLOPS_FORGE__REPOSITORY": "o/r",
+        "MLOPS_ARGOCD__SERVER_URL": echo.url, "MLOPS_ARGOCD__USERNAME": "admin",
+        "MLOPS_KUBERNETES__API_URL": echo.url,
+        "MLOPS_API__ALLOWED_NAMESPACES": json.dumps([namespace]), "MLOPS_API__DEFAULT_NAMESPACE": namespace,
+        "MLOPS_AUTH__KEYS": json.dumps([{"name": "canary-admin", "role": "admin", "key_hash": hash_key(canaries["api_key"])}]),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    })
+    port = free_port()
+    output = tmp_path / "service.log"
+    with open(output, "wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "control_api", "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "debug"],
+            cwd=Path(__file__).resolve().parents[2], env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    headers = {"X-API-Key": canaries["api_key"]}
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, output.read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.3)
+        answers = [
+            httpx.get(f"{url}/mlops/status", headers=headers, timeout=60),
+            httpx.get(f"{url}/mlops/models", headers=headers, timeout=60),
+            httpx.get(f"{url}/mlops/deployments", headers={"X-API-Key": canaries["api_key"] + "-wrong"}, timeout=10),
+        ]
+        assert answers[0].status_code == 503 and "***" in answers[0].text, answers[0].text
+        rollback = httpx.post(f"{url}/mlops/models/m/rollback", headers=headers, timeout=120)
+        deployment_id = rollback.json()["deployment_id"]
+        deadline = time.monotonic() + 120
+        while (body := httpx.get(f"{url}/mlops/deployments/{deployment_id}", headers=headers, timeout=10)).json()["status"] not in FINAL:
+            assert time.monotonic() < deadline, body.text
+            time.sleep(0.3)
+        assert body.json()["error"]["code"] == "git_auth_failed", body.text
+        answers += [rollback, body, httpx.get(f"{url}/mlops/deployments/{deployment_id}/events", headers=headers, timeout=30)]
+        for answer in answers:
+            scanner.text(f"{answer.request.method} {answer.request.url.path} -> {answer.status_code}", answer.text)
+        for label in ("argocd.token", "kubernetes.token", "mlflow.tracking_uri", "git.token"):
+            assert echo.saw(canaries[label]), f"{label} never reached the echo server"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        echo.close()
+    log = output.read_text()
+    assert "GET /mlops/status" in log and "DEBUG" in log, log[-2000:]  # the access log and debug records are in it
+    scanner.text("service stdout/stderr", log)
+    scanner.sqlite("journal", data_dir / "journal.db")
+    scanner.files("data dir", data_dir)
+    for git_dir in git_dirs(data_dir):
+        scanner.git(f"git repo {git_dir.relative_to(data_dir)}", git_dir)
+    scanner.assert_clean()
+
+
 # ---- the local target's own fetch of the GitOps repo ----------------------------------------------------
 
 
