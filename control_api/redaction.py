@@ -41,8 +41,9 @@ MIN_SECRET_LENGTH = 4
 # Users that forges and registries accept with a token as the password (HTTP Basic forms).
 TOKEN_USERS = ("x-access-token", "oauth2", "git", "token", "")
 
-# scheme://userinfo@ — the userinfo runs up to the last "@" before the end of the authority.
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/?#'\"<>\\]+)@")
+# scheme://userinfo@ — the userinfo runs up to the last "@" before the end of the authority. The
+# scheme's length is bounded so that a long run like "a.a.a.a..." costs linear time, not quadratic.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]{0,31}://)(?P<userinfo>[^\s/?#'\"<>\\]+)@")
 _LONE_USER_SCHEMES = ("http://", "https://")
 
 _lock = threading.Lock()
@@ -213,7 +214,22 @@ def _scrub(record: logging.LogRecord) -> None:
         return
     clean = redact(message)
     if clean != message:
-        record.msg, record.args = clean, None
+        # Keep the record's shape where possible: some formatters (uvicorn's access log) unpack args.
+        if isinstance(record.args, tuple) and isinstance(record.msg, str):
+            msg = redact(record.msg)
+            args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+            try:
+                kept = (msg % args if args else msg) == clean
+            except (TypeError, ValueError):
+                kept = False
+            if kept:
+                record.msg, record.args = msg, args
+                return _scrub_exception(record)
+        record.msg, record.args = clean, ()
+    _scrub_exception(record)
+
+
+def _scrub_exception(record: logging.LogRecord) -> None:
     if record.exc_info and not record.exc_text:
         record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
     if record.stack_info:

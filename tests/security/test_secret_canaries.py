@@ -558,6 +558,10 @@ def test_the_redaction_helper_masks_urls_known_secrets_and_log_records(caplog):
         raise RuntimeError(f"boom {token}")
     except RuntimeError:
         log.exception("step raised")
+    # uvicorn's access formatter unpacks record.args: a scrubbed record keeps them as a tuple.
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", f"/x?u=https://a:{token}@h", "1.1", 200)
+    access = caplog.records[-1]
+    assert isinstance(access.args, tuple) and len(access.args) == 5 and access.args[2] == "/x?u=https://a:***@h"
     scanner = CanaryScanner({"helper": token})
     scanner.logs(caplog)
     scanner.assert_clean()
