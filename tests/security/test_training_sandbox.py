@@ -394,3 +394,38 @@ def test_training_dies_with_the_service(box):
         time.sleep(0.2)
     box.kill()
     assert _gone(marker), "the training outlived the service"
+
+
+UNAVAILABLE = sandboxing.Availability(False, "test: namespaces refused")
+
+
+def test_required_sandbox_that_cannot_work_refuses_to_train(make_client, monkeypatch):
+    monkeypatch.setattr(sandboxing, "_probe_result", UNAVAILABLE)
+    client = make_client(training={"sandbox": "required"})
+    body = client.post("/mlops/deploy", json={"model_name": "no-sandbox", "script_content": script("print('ran')\n")}).json()
+    message = assert_failed_in_train(body, "training_sandbox_unavailable")
+    assert "test: namespaces refused" in message and "MLOPS_TRAINING__SANDBOX=auto" in message
+    # Refused before anything was created: no experiment, no run, no working directory.
+    mlflow = client.app.state.services.mlflow.client
+    assert mlflow.get_experiment_by_name("no-sandbox") is None
+    assert not (client.app.state.services.settings.data_path / "work" / body["deployment_id"]).exists()
+    status = client.get("/mlops/status")
+    assert status.status_code == 503
+    component = status.json()["components"]["training_sandbox"]
+    assert component["status"] == "unhealthy" and "test: namespaces refused" in component["error"]
+
+
+def test_auto_without_a_sandbox_degrades_and_says_so(make_client, monkeypatch):
+    monkeypatch.setattr(sandboxing, "_probe_result", UNAVAILABLE)
+    client = make_client(training={"sandbox": "auto"})
+    body = client.post("/mlops/deploy", json={"model_name": "degraded", "script_content": script("""
+        import os
+        print("ran as uid", os.getuid(), flush=True)
+    """)}).json()
+    assert_failed_in_train(body, "no_model_logged")
+    lines = [e["data"]["line"] for e in client.app.state.services.journal.events(body["deployment_id"]) if e["type"] == "log"]
+    assert any(line.startswith("training sandbox unavailable (test: namespaces refused)") for line in lines), lines
+    assert f"ran as uid {os.getuid()}" in lines
+    component = client.get("/mlops/status").json()["components"]["training_sandbox"]
+    assert component["status"] == "healthy"
+    assert component["detail"].startswith("degraded: test: namespaces refused")
