@@ -213,7 +213,8 @@ def status(mode: str) -> dict[str, str]:
         return {"detail": "off: scripts run as the service's user"}
     availability = probe()
     if availability.available:
-        return {"detail": f"{mode}: sandboxed (own uid, PID/mount/IPC namespaces, network isolated for local MLflow)"}
+        return {"detail": f"{mode}: sandboxed (own uid; PID, mount and IPC namespaces; loopback-only network "
+                          f"unless MLflow is remote or MLOPS_TRAINING__SANDBOX_NETWORK=host)"}
     if mode == "required":
         raise TrainingSandboxUnavailable(f"required but unavailable: {availability.reason}")
     return {"detail": f"degraded: {availability.reason}; scripts run as the service's user with rlimits only"}
