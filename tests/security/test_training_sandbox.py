@@ -221,7 +221,7 @@ def test_huge_file_meets_the_file_size_limit(box):
     assert_still_healthy(box)
 
 
-def test_credentials_and_the_service_environment_are_out_of_reach(box):
+def test_credentials_the_service_environment_and_network_are_out_of_reach(box):
     targets = [
         box.home / ".aws" / "credentials",
         box.home / ".docker" / "config.json",
@@ -253,6 +253,12 @@ def test_credentials_and_the_service_environment_are_out_of_reach(box):
                 print("CONNECTED", path, s.recv(4096), flush=True)
             except OSError as exc:
                 print("no access to", path, "-", type(exc).__name__, flush=True)
+        try:  # the control service's own API, on the host's loopback
+            s = socket.create_connection(("127.0.0.1", {box.port}), timeout=5)
+            s.sendall(b"GET /health HTTP/1.0\\r\\n\\r\\n")
+            print("CONNECTED to the service:", s.recv(4096), flush=True)
+        except OSError as exc:
+            print("no access to 127.0.0.1:{box.port} -", type(exc).__name__, flush=True)
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
         print("visible processes:", len(pids), flush=True)
         for pid in pids:
@@ -274,6 +280,7 @@ def test_credentials_and_the_service_environment_are_out_of_reach(box):
     assert re.search(r"own script: \d+ bytes", stdout), stdout
     for path in targets + sockets:
         assert f"no access to {path}" in stdout, stdout
+    assert f"no access to 127.0.0.1:{box.port}" in stdout, stdout  # a network namespace of its own
     assert "READ" not in stdout and "CONNECTED" not in stdout and "FOUND" not in stdout, stdout
     # Nowhere: not in what the script printed, not in the step message, not in anything it wrote.
     assert CANARY not in stdout + stderr + message
