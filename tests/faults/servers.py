@@ -139,6 +139,9 @@ class MlflowServer:
              "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
              "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
             stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            # Tracking and the model registry only: without this the server also starts a job runner
+            # and several huey consumers (GenAI jobs), each a Python process that imports MLflow.
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
         deadline = time.monotonic() + timeout
         while True:
