@@ -52,6 +52,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, SecretStr
+from ruamel.yaml import YAML
 
 from control_api.api.security import hash_key
 from control_api.app import create_app
@@ -937,7 +938,11 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
             ["git", "--git-dir", str(git_server.bare), "show", f"main:apps/{namespace}/{model}/deployment-patch.yaml"],
             capture_output=True, text=True, check=True,
         ).stdout
-        assert "MODEL_API_TOKEN" in overlay and "secretKeyRef" in overlay and "api-token" in overlay, overlay
+        # secret_env is committed as a reference to the Secret, never as a value.
+        env = [entry for doc in YAML(typ="safe").load_all(overlay) if doc
+               for container in doc["spec"]["template"]["spec"]["containers"] for entry in container.get("env") or []]
+        token_env = [entry for entry in env if entry["name"] == "MODEL_API_TOKEN"]
+        assert token_env == [{"name": "MODEL_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "model-secrets", "key": "api-token"}}}], env
         repo_url = simulator.apps[f"{namespace}--{model}"].spec["source"]["repoURL"]
         assert repo_url == f"http://127.0.0.1:{git_server.port}/gitops.git", repo_url  # no credentials in it
 
