@@ -42,11 +42,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from control_api.api.schemas import MAX_INT64
+from control_api.api.schemas import MAX_EVENT_ID, MAX_INT64
 from control_api.api.security import hash_key
 from control_api.app import create_app
 from control_api.journal.store import DeploymentStatus
 from tests.control.conftest import example_request, make_settings
+from tests.journal.conftest import postgres_cluster, postgres_url  # noqa: F401 (fixtures)
 
 ADMIN = "mlk_fuzz-admin-key-0123456789"
 MAX_EXAMPLES = int(os.environ.get("MLOPS_FUZZ_EXAMPLES", "50"))
@@ -178,21 +179,43 @@ def test_accepted_deploys_and_their_views_match_the_document(api_schema, fuzz_ap
     assert call(api_schema, "GET", "/mlops/status").status_code == 200
 
 
-def test_offsets_and_event_ids_past_int64_are_422(api_schema, fuzz_app):
-    """Found by the fuzzer: offset=2**63 reached SQLite and raised OverflowError (a 500)."""
-    too_big = MAX_INT64 + 1
-    response = call(api_schema, "GET", "/mlops/deployments", query={"offset": too_big})
+def test_offsets_and_event_ids_past_their_columns_are_422(api_schema, fuzz_app):
+    """Found by the fuzzer: offset=2**63 reached SQLite and raised OverflowError (a 500), and so did the event
+    stream's resume point, after the 200 had started. Both are bounded now, as a query and as Last-Event-ID."""
+    response = call(api_schema, "GET", "/mlops/deployments", query={"offset": MAX_INT64 + 1})
     assert response.status_code == 422 and response.json()["error"]["details"][0]["field"] == "offset"
     assert call(api_schema, "GET", "/mlops/deployments", query={"offset": MAX_INT64}).json()["items"] == []
-    # The same bound on the event stream's resume point, as a query and as Last-Event-ID.
     journal = fuzz_app.state.services.journal
     record = journal.create(kind="deploy", model_name="fuzz-events", namespace="mlops-models", request={}, step_names=[])
     journal.set_status(record.id, DeploymentStatus.FAILED, finished=True)
     path, ids = "/mlops/deployments/{deployment_id}/events", {"deployment_id": record.id}
-    assert call(api_schema, "GET", path, path_parameters=ids, query={"after": too_big}).status_code == 422
-    assert call(api_schema, "GET", path, path_parameters=ids, headers={"Last-Event-ID": str(too_big)}).status_code == 422
-    ended = call(api_schema, "GET", path, path_parameters=ids, query={"after": MAX_INT64})
+    for too_big in (MAX_EVENT_ID + 1, MAX_INT64 + 1):
+        assert call(api_schema, "GET", path, path_parameters=ids, query={"after": too_big}).status_code == 422
+        assert call(api_schema, "GET", path, path_parameters=ids, headers={"Last-Event-ID": str(too_big)}).status_code == 422
+    ended = call(api_schema, "GET", path, path_parameters=ids, query={"after": MAX_EVENT_ID})
     assert ended.status_code == 200 and "event: end" in ended.text
+
+
+def test_postgresql_journal_bounds_and_nul(make_client, postgres_url):
+    """Found with the journal on PostgreSQL: after=2**63-1 passed the first bound and PostgreSQL refused it
+    against the INTEGER event ids; a NUL in an id or a list filter cannot be sent to PostgreSQL text. Both were
+    a DataError (500); both are 422 now."""
+    client = make_client(journal={"url": postgres_url})
+    journal = client.app.state.services.journal
+    record = journal.create(kind="deploy", model_name="pg-events", namespace="mlops-models", request={}, step_names=[])
+    journal.set_status(record.id, DeploymentStatus.FAILED, finished=True)
+    events = f"/mlops/deployments/{record.id}/events"
+    assert client.get(events, params={"after": MAX_EVENT_ID + 1}).status_code == 422
+    assert client.get(events, headers={"Last-Event-ID": str(MAX_EVENT_ID + 1)}).status_code == 422
+    ended = client.get(events, params={"after": MAX_EVENT_ID})
+    assert ended.status_code == 200 and "event: end" in ended.text
+    assert client.get("/mlops/deployments", params={"offset": MAX_INT64}).json()["items"] == []
+    assert client.get("/mlops/deployments", params={"offset": MAX_INT64 + 1}).status_code == 422
+    for url in ("/mlops/deployments?status=%00", "/mlops/deployments?model=a%00b", "/mlops/deployments?kind=%00",
+                "/mlops/deployments/a%00b", f"/mlops/deployments/{record.id}%00/events", "/mlops/deployments/%00/retry"):
+        response = client.post(url) if url.endswith("/retry") else client.get(url)
+        assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error", (url, response.text)
+    assert client.get("/mlops/deployments", params={"status": "failed"}).json()["total"] == 1
 
 
 def test_a_body_that_is_not_text_is_a_documented_400(api_schema):

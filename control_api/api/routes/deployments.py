@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from control_api.api.deps import OrchestratorDep, ServicesDep
 from control_api.api.routes.views import deployment_view
-from control_api.api.schemas import CHANGE, MAX_INT64, READ, DeploymentPage, DeploymentView, error_responses
+from control_api.api.schemas import CHANGE, MAX_INT64, NO_NUL, READ, DeploymentPage, DeploymentView, error_responses
 
 router = APIRouter(prefix="/mlops/deployments", tags=["deployments"])
 
@@ -17,10 +17,10 @@ router = APIRouter(prefix="/mlops/deployments", tags=["deployments"])
             responses=error_responses(*READ, 422, 503))
 def list_deployments(
     services: ServicesDep,
-    model_name: Annotated[str | None, Query(alias="model", max_length=63)] = None,
-    model_name_alt: Annotated[str | None, Query(alias="model_name", max_length=63)] = None,
-    status: Annotated[str | None, Query(max_length=32)] = None,
-    kind: Annotated[str | None, Query(max_length=16)] = None,
+    model_name: Annotated[str | None, Query(alias="model", max_length=63, pattern=NO_NUL)] = None,
+    model_name_alt: Annotated[str | None, Query(alias="model_name", max_length=63, pattern=NO_NUL)] = None,
+    status: Annotated[str | None, Query(max_length=32, pattern=NO_NUL)] = None,
+    kind: Annotated[str | None, Query(max_length=16, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ):
@@ -32,12 +32,12 @@ def list_deployments(
 
 @router.get("/{deployment_id}", response_model=DeploymentView, summary="One deployment with its steps",
             responses=error_responses(*READ, 404, 422, 503))
-def get_deployment(deployment_id: str, services: ServicesDep):
+def get_deployment(deployment_id: Annotated[str, Path(pattern=NO_NUL)], services: ServicesDep):
     return deployment_view(services.journal.get(deployment_id))
 
 
 @router.post("/{deployment_id}/retry", response_model=DeploymentView, status_code=202,
              summary="Resume a failed or timed-out deployment from its failed step",
              responses=error_responses(*CHANGE, 404, 409, 422, 503))
-def retry_deployment(deployment_id: str, orchestrator: OrchestratorDep):
+def retry_deployment(deployment_id: Annotated[str, Path(pattern=NO_NUL)], orchestrator: OrchestratorDep):
     return deployment_view(orchestrator.retry(deployment_id))

@@ -12,13 +12,13 @@ import json
 import time
 from typing import Annotated, Any, AsyncIterator
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from control_api.api.deps import ServicesDep
 from control_api.api.routes.views import deployment_view
-from control_api.api.schemas import MAX_INT64, READ, error_responses
+from control_api.api.schemas import MAX_EVENT_ID, NO_NUL, READ, error_responses
 from control_api.errors import InvalidRequestError
 from control_api.journal.store import DeploymentRecord, DeploymentStatus, Journal
 
@@ -67,9 +67,9 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
     if value < 0:
         raise InvalidRequestError("Last-Event-ID must not be negative", code="validation_error",
                                   details=[{"field": "Last-Event-ID", "rule": "non_negative", "message": "must be >= 0"}])
-    if value > MAX_INT64:
+    if value > MAX_EVENT_ID:
         raise InvalidRequestError("Last-Event-ID is larger than any event id", code="validation_error",
-                                  details=[{"field": "Last-Event-ID", "rule": "max_int64", "message": f"must be <= {MAX_INT64}"}])
+                                  details=[{"field": "Last-Event-ID", "rule": "max_event_id", "message": f"must be <= {MAX_EVENT_ID}"}])
     return value
 
 
@@ -110,11 +110,11 @@ async def follow_journal(
                **error_responses(*READ, 404, 422, 503)},
 )
 async def deployment_events(
-    deployment_id: str,
+    deployment_id: Annotated[str, Path(pattern=NO_NUL)],
     request: Request,
     services: ServicesDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
-    after: Annotated[int | None, Query(ge=0, le=MAX_INT64, description="Resume after this event id (for clients that cannot set Last-Event-ID)")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id (for clients that cannot set Last-Event-ID)")] = None,
 ):
     journal = services.journal
     # Raises NotFoundError (404 in the standard error format) before any streaming starts.
