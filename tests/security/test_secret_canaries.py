@@ -110,10 +110,13 @@ def new_canary(label: str) -> str:
 
 def canary_settings(canaries: dict[str, str]) -> dict[str, dict[str, str]]:
     """Settings overrides that put each SecretStr canary in its place."""
-    overrides: dict[str, dict[str, str]] = {}
+    overrides: dict[str, Any] = {}
     for path in secret_setting_paths():
-        section, _, name = path.partition(".")
-        overrides.setdefault(section, {})[name] = canaries[path]
+        *sections, name = path.split(".")
+        node = overrides
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = canaries[path]
     return overrides
 
 
@@ -364,6 +367,8 @@ class MlflowServer:
              "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
              "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
             stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            # Tracking and registry only: no GenAI job runner (several more Python processes).
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
         deadline = time.monotonic() + 300  # it imports a lot: slow on a busy machine
         while time.monotonic() < deadline:
@@ -487,8 +492,10 @@ def test_every_secret_setting_is_enumerated():
     canaries = {path: new_canary(path) for path in paths}
     settings = Settings(**canary_settings(canaries))
     for path, value in canaries.items():
-        section, name = path.split(".")
-        assert getattr(getattr(settings, section), name).get_secret_value() == value
+        node = settings
+        for part in path.split("."):
+            node = getattr(node, part)
+        assert node.get_secret_value() == value
 
 
 def test_the_scanner_finds_planted_canaries(tmp_path, caplog):
