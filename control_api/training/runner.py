@@ -185,23 +185,26 @@ def _run_sandboxed(run: ScriptRun, out, err, on_start: Callable[[int], None]) ->
         status_fd = write_fd  # pass_fds keeps the number in the child
         os.close(write_fd)
         write_fd = -1
-        on_start(proc.pid)
-        limits = dict(run.limits.as_dict()) if run.limits else {}
-        limits["RLIMIT_NPROC"] = box.max_processes
-        config = sandboxing.init_config(
-            box, argv=[str(run.python), "-u", str(run.script_path)], env=run.env, cwd=run.workdir,
-            limits=limits, status_fd=status_fd,
-        )
         try:
-            proc.stdin.write(config)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the init died before reading; its status (or its absence) tells below
-        try:
+            on_start(proc.pid)
+            limits = dict(run.limits.as_dict()) if run.limits else {}
+            limits["RLIMIT_NPROC"] = box.max_processes
+            config = sandboxing.init_config(
+                box, argv=[str(run.python), "-u", str(run.script_path)], env=run.env, cwd=run.workdir,
+                limits=limits, status_fd=status_fd,
+            )
+            try:
+                proc.stdin.write(config)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # the init died before reading; its status (or its absence) tells below
             proc.wait(timeout=run.timeout_seconds)
         except subprocess.TimeoutExpired:
             _kill_sandbox(proc)
             raise _timed_out(run)
+        except BaseException:
+            _kill_sandbox(proc)  # whatever went wrong here, the sandbox must not outlive this call
+            raise
         finally:
             kill_process_group(proc.pid)
         report = sandboxing.read_all(read_fd).strip()
