@@ -27,7 +27,6 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -266,17 +265,3 @@ def _check_argocd(simulator, deploys: list[DeploymentRecord]) -> None:
         revisions = [h["revision"] for h in app["status"].get("history", [])]
         assert d.outputs["commit"] in revisions, f"Application of {d.id} never synced {d.outputs['commit']}: {revisions}"
 
-
-def failed_step(state: StoreState, deployment_id: str) -> tuple[str, str, str]:
-    """(step, code, message) of a failed or timed-out deploy."""
-    error = state.deployments[deployment_id].error or {}
-    return error.get("step"), error.get("code"), error.get("message", "")
-
-
-def summary(state: StoreState) -> dict[str, Any]:
-    return {
-        "deployments": {k: v.status for k, v in state.deployments.items()},
-        "versions": state.versions,
-        "tags": state.tags,
-        "commits": [(c.sha[:8], c.subject, c.deployment_id) for c in state.commits],
-    }

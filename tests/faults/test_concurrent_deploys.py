@@ -75,3 +75,40 @@ def test_concurrent_deploys_of_one_model_get_409_with_the_running_id(start_servi
     assert [c.deployment_id for c in state.commits if c.deployment_id] == [running, second["deployment_id"]]
     assert state.head_images["same-model"] == second["image_uri"]
     assert httpx.get(second["endpoints"]["metadata"], timeout=10).json()["model_version"] == "2"
+
+    # The checker is what every fault test relies on: it must see each kind of stray trace.
+    assert_checker_notices_strays(client, kustomize_cmd, cluster, "same-model", second)
+
+
+def assert_checker_notices_strays(client, kustomize_cmd, cluster, model: str, deployed: dict) -> None:
+    import subprocess
+
+    from tests.faults.consistency import MANIFEST_ACCEPT
+
+    def check():
+        check_consistency(client, kustomize_cmd=kustomize_cmd, simulator=cluster.simulator)
+
+    services = client.app.state.services
+    record = services.journal.get(deployed["deployment_id"])
+    orphan = services.mlflow.register(model, record.outputs["model_source"], deployed["run_id"], tags={})
+    with pytest.raises(AssertionError, match="MLflow versions"):
+        check()
+    services.mlflow.client.delete_model_version(model, orphan.version)
+
+    git_dir = client.app.state.services.gitops._access.local_path
+    git = lambda *args: subprocess.run(["git", "--git-dir", str(git_dir), *args], capture_output=True, text=True, check=True).stdout.strip()
+    head = git("rev-parse", "main")
+    again = git("commit-tree", "main^{tree}", "-p", "main", "-m", f"deploy again\n\nDeployment-Id: {deployed['deployment_id']}")
+    git("update-ref", "refs/heads/main", again, head)
+    with pytest.raises(AssertionError, match="committed more than once"):
+        check()
+    git("update-ref", "refs/heads/main", head, again)
+    check()  # all three stores agree again
+
+    registry = client.app.state.services.settings.registry
+    repository = f"http://{registry.url}/v2/{registry.repository_prefix}/{model}/manifests"
+    manifest = httpx.get(f"{repository}/{deployed['image_uri'].rsplit('@', 1)[1]}", headers={"Accept": MANIFEST_ACCEPT}, timeout=30)
+    put = httpx.put(f"{repository}/stray", content=manifest.content, headers={"Content-Type": manifest.headers["Content-Type"]}, timeout=30)
+    assert put.status_code == 201, put.text
+    with pytest.raises(AssertionError, match="registry tags"):
+        check()

@@ -3,7 +3,6 @@ proxied artifacts) that the test stops and starts again on the same port and sto
 
 from __future__ import annotations
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.faults.conftest import deploy, retry, step_attempts, tiny_request, wait_final, wait_until
