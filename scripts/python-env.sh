@@ -73,6 +73,6 @@ if [ "${MLOPS_FORCE_INSTALL:-0}" != 1 ] && [ -f "$INSTALL_STAMP" ] \
 fi
 
 log "installing the project and its test extras into $VENV_DIR"
-uv pip install --quiet --python "$VENV_PYTHON" -e '.[test]' >&2 || die "uv pip install failed"
+uv pip install --quiet --compile-bytecode --python "$VENV_PYTHON" -e '.[test]' >&2 || die "uv pip install failed"
 printf '%s\n' "$fingerprint" >"$INSTALL_STAMP"
 log "installed ($("$VENV_PYTHON" --version))"
