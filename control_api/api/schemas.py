@@ -386,13 +386,16 @@ class PlatformStatus(BaseModel):
     components: dict[str, ComponentHealth]
 
 
-class ModelSummary(BaseModel):
+class _RegisteredModelFields(BaseModel):
     name: str
     description: str
     creation_timestamp: str | None
     last_updated_timestamp: str | None
     latest_version: str | None
     tags: dict[str, str]
+
+
+class ModelSummary(_RegisteredModelFields):
     aliases: dict[str, str]
 
 
@@ -416,13 +419,7 @@ class ModelVersionView(BaseModel):
     params: dict[str, str]
 
 
-class ModelDetail(BaseModel):
-    name: str
-    description: str
-    creation_timestamp: str | None
-    last_updated_timestamp: str | None
-    latest_version: str | None
-    tags: dict[str, str]
+class ModelDetail(_RegisteredModelFields):
     versions: list[ModelVersionView]
 
 
