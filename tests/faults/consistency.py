@@ -263,5 +263,10 @@ def _check_argocd(simulator, deploys: list[DeploymentRecord]) -> None:
             continue
         app = simulator.get_application(f"{d.namespace}--{d.model_name}")
         revisions = [h["revision"] for h in app["status"].get("history", [])]
+        # A sync still applying (the wait step can time out first, e.g. a slow container start on a
+        # loaded machine) has no history entry yet; its operation must then be for this commit.
+        operation = app["status"].get("operationState") or {}
+        if operation.get("phase") == "Running":
+            revisions.append(operation["operation"]["sync"].get("revision"))
         assert d.outputs["commit"] in revisions, f"Application of {d.id} never synced {d.outputs['commit']}: {revisions}"
 
