@@ -213,12 +213,23 @@ class DeployRequest(BaseModel):
                 raise PydanticCustomError("env_key", "environment variable name {key!r} must be a C identifier", {"key": key})
         return value
 
+    @field_validator("experiment_name")
+    @classmethod
+    def _experiment_name(cls, value: str | None) -> str | None:
+        # One line of printable text: it is shown in MLflow's UI and stored in the journal, and
+        # PostgreSQL text cannot hold NUL at all.
+        if value is not None and (not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+            raise PydanticCustomError("experiment_name", "must be non-blank text without control characters")
+        return value
+
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
         for key, item in value.items():
             if not key or len(key) > 250 or len(item) > 5000 or key.startswith("mlops."):
                 raise PydanticCustomError("tag", "tag {key!r}: keys are 1-250 characters and may not start with 'mlops.'; values at most 5000", {"key": key})
+            if "\x00" in key or "\x00" in item:
+                raise PydanticCustomError("tag", "tag {key!r}: keys and values may not contain NUL characters", {"key": key})
         return value
 
     @model_validator(mode="after")

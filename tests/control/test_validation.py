@@ -34,6 +34,11 @@ BAD_REQUESTS = [
     ("cpu quantity", {"deployment_config": {"cpu_limit": "lots"}}, "deployment_config.cpu_limit", "cpu_quantity"),
     ("memory bound", {"deployment_config": {"memory_limit": "1Ti"}}, "deployment_config.memory_limit", "memory_bounds"),
     ("namespace label", {"namespace": "Kube_System"}, "namespace", "dns1123_label"),
+    ("NUL in experiment", {"experiment_name": "exp\x00"}, "experiment_name", "experiment_name"),
+    ("newline in experiment", {"experiment_name": "exp\nother"}, "experiment_name", "experiment_name"),
+    ("blank experiment", {"experiment_name": "  "}, "experiment_name", "experiment_name"),
+    ("NUL in tag value", {"tags": {"team": "a\x00b"}}, "tags", "tag"),
+    ("NUL in tag key", {"tags": {"te\x00am": "a"}}, "tags", "tag"),
 ]
 
 
