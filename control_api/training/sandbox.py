@@ -264,9 +264,15 @@ def prepare_store(databases: list[Path], folders: list[Path], gid: int) -> list[
     for db in databases:
         db.parent.mkdir(parents=True, exist_ok=True)
         grant_group(db.parent, gid, directory=True)
-        for sibling in (db, *(db.with_name(db.name + suffix) for suffix in ("-journal", "-wal", "-shm"))):
-            if sibling.exists():
+        if db.exists():
+            grant_group(db, gid, directory=False)
+        for sibling in (db.with_name(db.name + suffix) for suffix in ("-journal", "-wal", "-shm")):
+            # Another writer's rollback journal comes and goes with its transaction: one that vanished
+            # between the look and the chmod needs no grant.
+            try:
                 grant_group(sibling, gid, directory=False)
+            except FileNotFoundError:
+                pass
         mounts.append(db.parent)
     for folder in folders:
         # The script creates <experiment>/<run_id>/artifacts and <experiment>/models/<model_id>.

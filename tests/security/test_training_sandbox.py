@@ -436,3 +436,27 @@ def test_auto_without_a_sandbox_degrades_and_says_so(make_client, monkeypatch):
     component = client.get("/mlops/status").json()["components"]["training_sandbox"]
     assert component["status"] == "healthy"
     assert component["detail"].startswith("degraded: test: namespaces refused")
+
+
+def test_store_preparation_tolerates_a_rollback_journal_that_vanishes(tmp_path, monkeypatch):
+    """Concurrent deploys: another writer's ``mlflow.db-journal`` can disappear between the look and the
+    chmod (a CI run lost a deploy to that FileNotFoundError). The database itself is still granted."""
+    database = tmp_path / "mlflow" / "mlflow.db"
+    database.parent.mkdir()
+    database.write_bytes(b"")
+    journal = database.with_name("mlflow.db-journal")
+    journal.write_bytes(b"")
+    real_chown = os.chown
+
+    def chown_after_the_journal_is_gone(path, uid, gid, **kwargs):
+        if Path(path) == journal:
+            journal.unlink()
+        return real_chown(path, uid, gid, **kwargs)
+
+    monkeypatch.setattr(sandboxing.os, "chown", chown_after_the_journal_is_gone)
+    gid = os.getgid() + 1 if os.getuid() == 0 else os.getgid()
+    mounts = sandboxing.prepare_store([database], [], gid)
+    assert mounts == [database.parent]
+    if os.getuid() == 0:
+        assert database.stat().st_gid == gid
+    assert database.stat().st_mode & 0o060 == 0o060
