@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from control_api import __version__
 from control_api.api.errors import install_error_handlers
-from control_api.api.security import install_security
+from control_api.api.security import declare_security, install_security
 from control_api.api.routes import deploy, deployments, events, lifecycle, models, removed, status, system
 from control_api.pipeline.orchestrator import Orchestrator
 from control_api.pipeline.pipelines import build_pipelines
@@ -74,4 +74,5 @@ def create_app(settings: Settings | None = None, *, resume: bool = True) -> Fast
     install_error_handlers(app)
     for module in (system, deploy, deployments, events, lifecycle, models, status, removed):
         app.include_router(module.router)
+    declare_security(app)
     return app

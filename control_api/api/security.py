@@ -128,6 +128,34 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
+def declare_security(app: FastAPI) -> None:
+    """Say in ``/openapi.json`` what the middleware enforces: both ways of sending a key, on every
+    operation but the open ones, with the role each needs (``x-required-role``), so generated clients
+    and API explorers send the key."""
+    build_document = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build_document()
+        document.setdefault("components", {})["securitySchemes"] = {
+            "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                             "description": "An API key (mlops-control create-key)."},
+            "BearerKey": {"type": "http", "scheme": "bearer", "description": "The same API key, as Authorization: Bearer."},
+        }
+        for path, operations in document.get("paths", {}).items():
+            for method, operation in operations.items():
+                if path in OPEN_PATHS:
+                    operation["security"] = []
+                else:
+                    operation["security"] = [{"ApiKeyHeader": []}, {"BearerKey": []}]
+                    operation["x-required-role"] = required_role(method.upper(), path)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi
+
+
 def install_security(app: FastAPI, settings: Settings) -> None:
     ring = KeyRing(settings)
     limiter = RateLimiter(settings.auth.rate_limit_per_minute, settings.auth.rate_limit_burst)
