@@ -183,7 +183,7 @@ class ServerThread:
 
     def __enter__(self) -> "ServerThread":
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("forge emulator did not start")

@@ -94,7 +94,7 @@ def auth_registry(tmp_path: Path):
     process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     url = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if httpx.get(f"http://{url}/v2/", timeout=1).status_code == 401:
