@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
+from control_api.checks import CheckRunner
 from control_api.journal.store import Journal
 from control_api.redaction import register_settings
 from control_api.settings import Settings
@@ -128,6 +129,13 @@ class Services:
             checks["kubernetes"] = lambda: self.kubernetes.ping()
         return checks
 
+    @cached_property
+    def status_checks(self) -> CheckRunner:
+        # One thread per component is all the runner ever uses (it never starts a second run of one).
+        return CheckRunner(max_workers=12)
+
     def close(self) -> None:
+        if "status_checks" in self.__dict__:
+            self.status_checks.close()
         if "journal" in self.__dict__:
             self.journal.close()
