@@ -167,6 +167,7 @@ def cluster(tmp_path, contracts_dir, kustomize_cmd, docker_client, registry_url,
         try:
             yield server, simulator, checker, namespace
         finally:
+            simulator.wait_idle(timeout=180)  # a sync still applying would start a container after the sweep
             for workload in runtime.list():
                 if workload.namespace == namespace:
                     runtime.delete(workload.namespace, workload.name)

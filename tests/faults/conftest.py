@@ -126,6 +126,7 @@ def cluster(tmp_path, contracts_dir, kustomize_cmd, docker_client, namespace):
         with SimulatorServer(simulator, checker) as server:
             yield Cluster(server, simulator, runtime)
     finally:
+        simulator.wait_idle(timeout=180)  # a sync still applying would start a container after the sweep
         for workload in runtime.list():
             if workload.namespace == namespace:
                 runtime.delete(workload.namespace, workload.name)

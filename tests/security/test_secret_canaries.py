@@ -994,6 +994,7 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
     finally:
         for client in clients:
             client.close()
+        simulator.wait_idle(timeout=180)  # a sync still applying would start a container after the sweep
         for workload in runtime.list():
             if workload.namespace == namespace:
                 runtime.delete(workload.namespace, workload.name)
