@@ -21,6 +21,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, grace: float = 30) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything in its group. The group
+    gets SIGKILL at the end even when the leader is already gone: ``mlflow server`` runs uvicorn as a
+    child, which outlived its parent's SIGTERM in CI and stayed behind as an orphan."""
+    if proc is None:
+        return
+    for signal_number in (sig, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, signal_number)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+
+
 class ServiceProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()

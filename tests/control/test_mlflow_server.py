@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.control.conftest import example_request
-from tests.control.process import free_port
+from tests.control.process import free_port, stop_process_group
 
 
 @pytest.fixture
@@ -37,10 +37,7 @@ def mlflow_server(tmp_path):
     else:
         pytest.fail("mlflow server did not start")
     yield url
-    import os, signal
-
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    stop_process_group(proc)
 
 
 def test_deploy_against_a_real_tracking_server(make_client, mlflow_server, tmp_path):

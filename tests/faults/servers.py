@@ -20,23 +20,13 @@ from pathlib import Path
 
 import httpx
 
-from tests.control.process import free_port
+from tests.control.process import free_port, stop_process_group
 
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
 def _kill_group(proc: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    stop_process_group(proc, sig)
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:

@@ -3,6 +3,7 @@ proxied artifacts) that the test stops and starts again on the same port and sto
 
 from __future__ import annotations
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.faults.conftest import deploy, retry, step_attempts, tiny_request, wait_final, wait_until
@@ -16,8 +17,16 @@ def all_runs(url: str) -> list:
     return remote.search_runs(experiment_ids=experiments) if experiments else []
 
 
-def test_mlflow_down_before_a_deploy(start_service, tmp_path, cluster, kustomize_cmd):
-    server = MlflowServer(tmp_path / "mlflow")  # not started yet: nothing answers on its port
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """Not started: each test starts it (and kills it) when its story needs; it is gone after the test."""
+    server = MlflowServer(tmp_path / "mlflow")
+    yield server
+    server.kill()
+
+
+def test_mlflow_down_before_a_deploy(start_service, mlflow_server, cluster, kustomize_cmd):
+    server = mlflow_server  # not started yet: nothing answers on its port
     client = start_service(mlflow={"tracking_uri": server.url})
 
     body = deploy(client, tiny_request("mlflow-before"))
@@ -43,9 +52,9 @@ def test_mlflow_down_before_a_deploy(start_service, tmp_path, cluster, kustomize
     assert [r.info.run_id for r in all_runs(server.url)] == [final["run_id"]]
 
 
-def test_mlflow_dies_during_a_deploy(start_service, tmp_path, cluster, kustomize_cmd):
+def test_mlflow_dies_during_a_deploy(start_service, mlflow_server, cluster, kustomize_cmd):
     """MLflow is killed (SIGKILL) after the script logged its model and before the service's next call."""
-    server = MlflowServer(tmp_path / "mlflow").start()
+    server = mlflow_server.start()
     client = start_service(mlflow={"tracking_uri": server.url})
     accepted = client.post("/mlops/deploy?wait=false", json=tiny_request("mlflow-during", hold=True))
     assert accepted.status_code == 202, accepted.text

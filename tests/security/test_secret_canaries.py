@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -58,7 +57,7 @@ from control_api.api.security import hash_key
 from control_api.app import create_app
 from control_api.settings import Settings
 from tests.control.conftest import assert_error_format, b64, make_settings
-from tests.control.process import free_port
+from tests.control.process import free_port, stop_process_group
 
 FINAL = {"deployed", "failed", "timed_out", "registered", "undeployed"}
 # Users under which a canary could travel inside an HTTP Basic credential.
@@ -387,13 +386,7 @@ class MlflowServer:
         return f"http://{user}:{password}@127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
 
 
 # ---- driving the service ---------------------------------------------------------------------------
