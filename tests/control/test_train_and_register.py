@@ -7,7 +7,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.control.conftest import example_request, script
+from tests.control.conftest import assert_error_format, example_request, script
 
 
 def _mlflow(client) -> MlflowClient:
@@ -106,6 +106,20 @@ def test_second_deploy_of_a_running_model_is_409(client):
     assert second.status_code == 409
     assert second.json()["error"]["details"]["deployment_id"] == first.json()["deployment_id"]
     _wait_final(client, first.json()["deployment_id"])
+
+
+def test_retry_while_a_newer_deploy_of_the_model_runs_is_409_and_changes_nothing(client):
+    failed = client.post("/mlops/deploy", json=example_request("iris-retry", requirements=["no-such-package-mlops-test==0.0.1"])).json()
+    assert failed["status"] == "failed", failed
+    running = client.post("/mlops/deploy", params={"wait": "false"}, json=example_request("iris-retry")).json()
+
+    refused = client.post(f"/mlops/deployments/{failed['deployment_id']}/retry")
+
+    error = assert_error_format(refused, 409, "deploy_in_progress")
+    assert error["details"]["deployment_id"] == running["deployment_id"]
+    after = client.get(f"/mlops/deployments/{failed['deployment_id']}").json()
+    assert (after["status"], after["error"], after["steps"]) == (failed["status"], failed["error"], failed["steps"])
+    _wait_final(client, running["deployment_id"])
 
 
 FAILING = {
