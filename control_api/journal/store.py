@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from control_api.errors import NotFoundError
+from control_api.errors import ConflictError, NotFoundError
 from control_api.redaction import redact, redact_value
 
 
@@ -357,6 +357,18 @@ class Journal:
                 .order_by(DeploymentRow.created_at)
             ).first()
             return _to_record(row) if row else None
+
+    def refuse_if_busy(self, model_name: str, namespace: str) -> None:
+        """One deploy, rollback or undeploy per model at a time: 409 naming the running one. Atomic
+        within one process (callers check and create without yielding), not across replicas."""
+        running = self.active_for_model(model_name, namespace)
+        if running is not None:
+            raise ConflictError(
+                f"model {model_name!r} in {namespace!r} is busy with {running.kind} {running.id}; "
+                "wait for it to finish (GET /mlops/deployments/{id}) and try again",
+                code="deploy_in_progress",
+                details={"deployment_id": running.id, "status": running.status},
+            )
 
     def set_status(
         self,

@@ -75,16 +75,9 @@ class Orchestrator:
                 f"deployment {deployment_id} is {record.status}; only failed or timed_out deployments can be retried",
                 code="not_retryable",
             )
-        # The same rule as a new deploy: one deploy per model at a time. A newer deploy may have started
-        # since this one failed; retrying now would run both against the same GitOps path.
-        running = self.journal.active_for_model(record.model_name, record.namespace)
-        if running is not None:
-            raise ConflictError(
-                f"model {record.model_name!r} in {record.namespace!r} is being deployed by {running.id}; "
-                f"retry {deployment_id} after it finishes",
-                code="deploy_in_progress",
-                details={"deployment_id": running.id, "status": running.status},
-            )
+        # The same rule as a new deploy: a newer deploy may have started since this one failed, and
+        # retrying now would run both against the same GitOps path.
+        self.journal.refuse_if_busy(record.model_name, record.namespace)
         first_unfinished = next((s.name for s in record.steps if s.status != StepStatus.SUCCEEDED), None)
         if first_unfinished:
             self.journal.reset_steps_from(deployment_id, first_unfinished)

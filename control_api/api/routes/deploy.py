@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep
 from control_api.api.routes.views import deployment_view
 from control_api.api.schemas import CHANGE, DeploymentView, DeployRequest, error_responses
-from control_api.errors import ConflictError, InvalidRequestError
+from control_api.errors import InvalidRequestError
 from control_api.journal.store import DeploymentStatus
 from control_api.pipeline.pipelines import DEPLOY
 
@@ -50,14 +50,7 @@ async def deploy(
             response = await _answer_async(earlier, orchestrator, wait, prefer, settings.api.max_wait_seconds)
             response.headers["Idempotent-Replayed"] = "true"
             return response
-    running = journal.active_for_model(body.model_name, namespace)
-    if running is not None:
-        raise ConflictError(
-            f"model {body.model_name!r} in {namespace!r} is already being deployed by {running.id}; "
-            "wait for it to finish (GET /mlops/deployments/{id}) and deploy again",
-            code="deploy_in_progress",
-            details={"deployment_id": running.id, "status": running.status},
-        )
+    journal.refuse_if_busy(body.model_name, namespace)
     record = journal.create(
         kind=DEPLOY,
         model_name=body.model_name,

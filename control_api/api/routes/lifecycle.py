@@ -42,12 +42,7 @@ def _require_gitops_target(services) -> None:
 
 def _start(services, orchestrator, kind: str, name: str, namespace: str, request: dict, requester: str):
     dns1123_label(name, "model name")
-    running = services.journal.active_for_model(name, namespace)
-    if running is not None:
-        raise ConflictError(
-            f"{name} in {namespace} is busy with {running.kind} {running.id}", code="deploy_in_progress",
-            details={"deployment_id": running.id, "status": running.status},
-        )
+    services.journal.refuse_if_busy(name, namespace)
     record = services.journal.create(
         kind=kind, model_name=name, namespace=namespace, request=request,
         step_names=orchestrator.pipelines[kind].step_names, requested_by=requester,
