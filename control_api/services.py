@@ -6,7 +6,8 @@ platform status check reports a missing system instead of failing at start.
 
 from __future__ import annotations
 
-from functools import cached_property
+import threading
+from functools import cached_property, wraps
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,24 @@ def skeleton_files() -> dict[str, bytes]:
     return files
 
 
+# Imports are process-wide, so this lock is too. Adapters import their client libraries when first
+# built; two threads doing that at once (the status page checks Docker and Kubernetes in parallel) can
+# leave a shared dependency half-initialised for good ("cannot import name ... from partially
+# initialized module 'requests.utils'", seen in CI), so first builds take turns.
+_FIRST_BUILD = threading.RLock()
+
+
+def adapter(build):
+    """A cached_property whose first build runs under the process-wide build lock."""
+
+    @wraps(build)
+    def build_in_turn(self):
+        with _FIRST_BUILD:
+            return build(self)
+
+    return cached_property(build_in_turn)
+
+
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -43,11 +62,11 @@ class Services:
         register_settings(settings)
         settings.data_path.mkdir(parents=True, exist_ok=True)
 
-    @cached_property
+    @adapter
     def journal(self) -> Journal:
         return Journal(self.settings.journal_url())
 
-    @cached_property
+    @adapter
     def mlflow(self) -> MlflowGateway:
         return MlflowGateway(
             self.settings.mlflow_tracking_uri(),
@@ -55,31 +74,31 @@ class Services:
             self.settings.mlflow_artifact_root(),
         )
 
-    @cached_property
+    @adapter
     def environments(self) -> EnvironmentCache:
         return EnvironmentCache(
             self.settings.venv_cache_dir(), self.settings.training.python, self.settings.training.install_timeout_seconds
         )
 
-    @cached_property
+    @adapter
     def image_builder(self) -> "ImageBuilder":
         from control_api.adapters.image_builder.docker_engine import DockerImageBuilder
 
         return DockerImageBuilder(self.settings.build)
 
-    @cached_property
+    @adapter
     def registry(self) -> "ImageRegistry":
         from control_api.adapters.registry import make_registry
 
         return make_registry(self.settings.registry)
 
-    @cached_property
+    @adapter
     def local_runtime(self) -> "LocalRuntime":
         from control_api.adapters.local_runtime.docker_runtime import DockerLocalRuntime
 
         return DockerLocalRuntime(self.settings.target)
 
-    @cached_property
+    @adapter
     def gitops(self):
         from control_api.adapters.gitops.repo import GitOpsRepo
         from renderer import render_base
@@ -94,25 +113,25 @@ class Services:
             repo.ensure_remote()
         return repo
 
-    @cached_property
+    @adapter
     def forge(self):
         from control_api.adapters.forge import make_forge
 
         return make_forge(self.settings.forge)
 
-    @cached_property
+    @adapter
     def argocd(self):
         from control_api.adapters.argocd import ArgoCDClient
 
         return ArgoCDClient(self.settings.argocd)
 
-    @cached_property
+    @adapter
     def kubernetes(self):
         from control_api.adapters.kubernetes import KubernetesReader
 
         return KubernetesReader(self.settings.kubernetes)
 
-    @cached_property
+    @adapter
     def target(self):
         from control_api.targets import make_target
 
