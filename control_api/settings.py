@@ -127,11 +127,35 @@ class ArgoCDSettings(BaseModel):
     username: str | None = Field(default=None, description="Argo CD user (session login) when no token is set.")
     password: SecretStr | None = Field(default=None, description="Argo CD password.")
     verify_tls: bool = Field(default=True, description="Verify the Argo CD server certificate.")
+    ca_bundle: Path | None = Field(
+        default=None,
+        description=(
+            "PEM file of the CA (or the self-signed certificate) that signed argocd-server's certificate. "
+            "argocd-server answers with a self-signed certificate unless one is configured."
+        ),
+    )
     namespace: str = Field(default="argocd", description="Namespace of Argo CD's Application objects.")
     project: str = Field(default="mlops-models", description="AppProject the model Applications belong to.")
     destination_server: str = Field(default="https://kubernetes.default.svc", description="Cluster API server.")
     repo_url: str | None = Field(default=None, description="Repo URL as Argo CD sees it. Default: git.remote_url.")
-    automated_sync: bool = Field(default=False, description="Automated sync (disables rollback from the Argo CD UI).")
+    automated_sync: bool = Field(
+        default=False,
+        description=(
+            "Automated sync (disables rollback from the Argo CD UI). Argo CD then refuses syncs to a SHA, so the "
+            "service syncs the branch head once its commit is confirmed there."
+        ),
+    )
+    failure_grace_seconds: float = Field(
+        default=30,
+        ge=0,
+        description=(
+            "How long an unschedulable pod or a failing readiness probe may last before the deploy fails with it. "
+            "Crash loops, image pull back-offs and OOM kills fail the deploy at once."
+        ),
+    )
+    deletion_timeout_seconds: float = Field(
+        default=120, gt=0, description="How long to wait for a deleting Application to go before re-creating it."
+    )
 
 
 class KubernetesSettings(BaseModel):

@@ -1,15 +1,22 @@
-"""The ``argocd`` target: upsert the Application, sync it to the commit, wait for Synced+Healthy and an address."""
+"""The ``argocd`` target: upsert the Application, sync it to the commit, wait for Synced+Healthy and an address.
+
+The control service is the only writer of model Applications (see argocd/control-service/README.md):
+it upserts exactly the Application committed under ``argocd-apps/``, with Argo CD's resources
+finalizer so that deleting it deletes the model's Deployment and load balancer too.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
+from control_api.errors import DeploymentTimedOut, SyncFailed
 from control_api.redaction import url_without_credentials
 from control_api.targets.base import AppRef, probe_health, url_for
 
 # Polls of Argo CD and of the Service start 0.1 s apart and back off to 1 s: a quick rollout is
 # answered within a fraction of a second of turning Healthy, and the slowest case stays near 1 s
-# (issue 4 asks for <= 2 s from "Healthy + IP" to the answer) at one request per second per deploy.
+# from "Healthy + IP" to the answer, at one request per second per deploy.
 FIRST_POLL_SECONDS = 0.1
 MAX_POLL_SECONDS = 1.0
 
@@ -44,39 +51,101 @@ class ArgoCDTarget:
             labels={"app.kubernetes.io/managed-by": "mlops-control"},
         )
 
+    # ---- sync --------------------------------------------------------------------------------
+
     def sync(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict:
         from control_api.adapters.argocd.wait import AppState
 
-        client = self.services.argocd
-        current = AppState.from_application(client.upsert_application(self.application_manifest(app)) or {})
-        already = current.operation_revision == revision and (
-            current.operation_pending or current.operation_phase == "Running"
-            or (current.operation_phase == "Succeeded" and current.sync_status == "Synced")
-        )
-        if already:
-            # A re-run after a crash: the sync of this revision was already requested (and may still
-            # be running); asking again would be refused as "another operation is already in progress"
-            # or add a second sync to the app's history.
-            log(f"Application {app.application}: the sync to {revision[:12]} was already requested "
+        current = AppState.from_application(self._upsert(app, log))
+        if self._already_requested(current, app, revision):
+            # A re-run after a crash: the sync was already requested (and may still be running);
+            # asking again would be refused as "another operation is already in progress" or add a
+            # second sync to the app's history.
+            log(f"Application {app.application}: the sync to {current.operation_revision[:12]} was already requested "
                 f"(operation {current.operation_phase or 'pending'}); not syncing again")
-            return {"synced_revision": revision, "application": app.application}
+            return {"synced_revision": current.operation_revision, "application": app.application}
+        if self.settings.argocd.automated_sync:
+            return self._sync_branch_head(app, revision, log)
         log(f"Application {app.application} upserted; syncing to {revision[:12]}")
-        client.sync(app.application, revision)
+        self.services.argocd.sync(app.application, revision)
         return {"synced_revision": revision, "application": app.application}
 
-    def wait(self, app: AppRef, revision: str, timeout: float, log: Callable[[str], None]) -> dict:
-        import time
+    def _upsert(self, app: AppRef, log: Callable[[str], None]) -> dict:
+        from control_api.adapters.argocd.client import ArgoCDApplicationDeleting
 
+        client = self.services.argocd
+        manifest = self.application_manifest(app)
+        try:
+            return client.upsert_application(manifest) or {}
+        except ArgoCDApplicationDeleting:
+            # An undeploy moments ago: Argo CD refuses to sync an app that is being deleted, and its
+            # resources are still being pruned. Wait for it to go, then create it again.
+            log(f"Application {app.application} is still being deleted; waiting for Argo CD to finish")
+            client.wait_deleted(app.application, self.settings.argocd.deletion_timeout_seconds)
+            return client.upsert_application(manifest) or {}
+
+    def _already_requested(self, current, app: AppRef, revision: str) -> bool:
+        if current.operation_revision is None:
+            return False
+        same = current.operation_revision == revision or (
+            self.settings.argocd.automated_sync and self._same_manifests(app, current.operation_revision, revision)
+        )
+        return same and (
+            current.operation_pending
+            or current.operation_phase == "Running"
+            or (current.operation_phase == "Succeeded" and current.sync_status == "Synced")
+        )
+
+    def _sync_branch_head(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict:
+        """Under automated sync Argo CD refuses a sync to any revision but ``targetRevision``
+        (application.go: resolveSourceRevisions), so sync the branch once the head is confirmed to
+        hold this deploy's manifests for the app; Argo CD resolves the head itself."""
+        from control_api.adapters.argocd.errors import ArgoCDOperationInProgress
+        from control_api.adapters.argocd.wait import AppState
+
+        head = self.services.gitops.head()
+        if not self._same_manifests(app, head, revision):
+            raise SyncFailed(
+                f"the head of {self.settings.git.branch} ({head[:12]}) no longer holds the manifests of {revision[:12]} "
+                f"for {app.path}; with automated sync only the branch head can be synced",
+                details={"application": app.application, "revision": revision, "head": head},
+            )
+        log(f"Application {app.application} (automated sync): syncing {self.settings.git.branch} at {head[:12]}")
+        client = self.services.argocd
+        try:
+            answer = client.sync(app.application, None)
+        except ArgoCDOperationInProgress:
+            # Argo CD's own automated sync may have started first; take it when it applies our manifests.
+            state = AppState.from_application(client.get_application(app.application) or {})
+            if state.operation_revision and self._same_manifests(app, state.operation_revision, revision):
+                log(f"Argo CD is already syncing {state.operation_revision[:12]}, which holds this deploy's manifests")
+                return {"synced_revision": state.operation_revision, "application": app.application}
+            raise
+        resolved = (((answer.get("operation") or {}).get("sync")) or {}).get("revision") or head
+        return {"synced_revision": resolved, "application": app.application}
+
+    def _same_manifests(self, app: AppRef, one: str, other: str) -> bool:
+        if one == other:
+            return True
+        gitops = self.services.gitops
+        return gitops.read_files(one, app.path) == gitops.read_files(other, app.path)
+
+    # ---- wait --------------------------------------------------------------------------------
+
+    def wait(self, app: AppRef, revision: str, timeout: float, log: Callable[[str], None]) -> dict:
         from control_api.adapters.argocd import wait_for_sync
         from control_api.adapters.kubernetes import wait_for_external_address
-
-        from control_api.errors import DeploymentTimedOut
+        from control_api.adapters.kubernetes.rollout import RolloutDiagnosis
 
         started = time.monotonic()
+        diagnosis = RolloutDiagnosis(
+            self.services.kubernetes, app.namespace, app.model_name, self.settings.argocd.failure_grace_seconds
+        )
         try:
             state = wait_for_sync(
                 self.services.argocd, app.application, revision, timeout,
                 poll=MAX_POLL_SECONDS, first_poll=FIRST_POLL_SECONDS,
+                diagnose=lambda _state: diagnosis.check(),
             )
         except DeploymentTimedOut as exc:
             # A LoadBalancer Service without an address keeps the app Progressing: say so plainly.
@@ -91,7 +160,7 @@ class ArgoCDTarget:
                     details={"resource": {"kind": "Service", "namespace": app.namespace, "name": app.model_name}},
                 ) from exc
             raise
-        log(f"Application {app.application}: {state.describe() if hasattr(state, 'describe') else 'Synced, Healthy'}")
+        log(f"Application {app.application}: {state.describe()}")
         remaining = max(1.0, timeout - (time.monotonic() - started))
         address = wait_for_external_address(
             self.services.kubernetes, app.namespace, app.model_name, remaining,
@@ -99,16 +168,20 @@ class ArgoCDTarget:
         )
         url = url_for(address)
         log(f"Service {app.namespace}/{app.model_name} has external address {address}")
+        # A load balancer's hostname can take a while to resolve: probe_health rides that out.
         probe_health(url, max(1.0, timeout - (time.monotonic() - started)), log)
         return {"external_ip": address, "deployment_url": url}
 
+    # ---- remove ------------------------------------------------------------------------------
+
     def remove(self, app: AppRef, revision: str, log: Callable[[str], None]) -> None:
+        """Delete the Application with cascade: Argo CD deletes its resources, then the Application."""
         client = self.services.argocd
-        if client.get_application(app.application) is None:
+        if not client.delete_application(app.application, cascade=True):
             return
-        # Sync the commit that removed the files with prune, then delete the Application itself.
-        client.delete_application(app.application, cascade=True)
-        log(f"Application {app.application} deleted with cascade")
+        log(f"Application {app.application} deletion requested (cascade); waiting for Argo CD to remove it")
+        client.wait_deleted(app.application, self.settings.argocd.deletion_timeout_seconds)
+        log(f"Application {app.application} and its resources are gone")
 
     def ping(self) -> None:
         self.services.argocd.ping()

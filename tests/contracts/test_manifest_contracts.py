@@ -62,8 +62,8 @@ def test_rendered_application_matches_the_crd(contracts_dir, automated):
 
 
 def test_shipped_argocd_manifests_match_the_crds(contracts_dir):
-    shipped = [*_load_all(ARGOCD_DIR / "project.yaml"), *_load_all(ARGOCD_DIR / "root-app.yaml")]
-    assert sorted(document["kind"] for document in shipped) == ["AppProject", "AppProject", "Application"]
+    shipped = [*_load_all(ARGOCD_DIR / "project.yaml")]
+    assert sorted(document["kind"] for document in shipped) == ["AppProject"]
     for document in shipped:
         assert crd_schema.errors(contracts_dir, document) == [], document["metadata"]["name"]
 
@@ -118,17 +118,20 @@ def test_model_objects_are_allowed_by_the_models_project(tmp_path, kustomize_cmd
     assert app["spec"]["source"]["repoURL"] in project["sourceRepos"]
 
 
-def test_root_app_manages_the_argocd_apps_folder():
-    (root,) = _load_all(ARGOCD_DIR / "root-app.yaml")
-    projects = _projects()
-    assert root["spec"]["source"]["path"] == "argocd-apps"
-    assert root["spec"]["source"]["repoURL"] in projects[root["spec"]["project"]]["spec"]["sourceRepos"]
-    root_project = projects[root["spec"]["project"]]["spec"]
-    assert root_project["namespaceResourceWhitelist"] == [{"group": "argoproj.io", "kind": "Application"}]
-    assert {entry["namespace"] for entry in root_project["destinations"]} == {root["spec"]["destination"]["namespace"]}
-    # render_application writes where the root app looks.
+def test_model_applications_have_one_writer_and_the_resources_finalizer():
+    # No shipped Application (such as an app-of-apps) syncs argocd-apps/: the control service is the
+    # one writer of model Applications (argocd/control-service/README.md).
+    shipped_applications = [
+        document
+        for path in sorted(ARGOCD_DIR.rglob("*.yaml"))
+        for document in _load_all(path)
+        if isinstance(document, dict) and document.get("kind") == "Application"
+    ]
+    assert shipped_applications == []
+    manifest = application_manifest(_application(False))
+    assert manifest["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
     (path,) = render_application(_application(False))
-    assert path.startswith(root["spec"]["source"]["path"] + "/") and path.endswith(".yaml")
+    assert path.startswith("argocd-apps/") and path.endswith(".yaml")
 
 
 @pytest.mark.kustomize

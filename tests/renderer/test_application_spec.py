@@ -17,7 +17,11 @@ BASE = {
 def test_defaults_are_manual_sync_in_argocd_namespace():
     app = ApplicationSpec(**BASE)
     manifest = application_manifest(app)
-    assert manifest["metadata"] == {"name": "mlops-models--iris", "namespace": "argocd"}
+    assert manifest["metadata"] == {
+        "name": "mlops-models--iris",
+        "namespace": "argocd",
+        "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+    }
     assert manifest["spec"]["syncPolicy"] == {"syncOptions": ["CreateNamespace=true"]}
     assert manifest["spec"]["project"] == "mlops-models"
     assert manifest["spec"]["source"]["targetRevision"] == "main"

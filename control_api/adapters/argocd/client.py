@@ -4,11 +4,17 @@ Authentication is either a static API token or a username/password session: the 
 fetched lazily from ``POST /api/v1/session`` and fetched again once when the server answers 401
 (session tokens expire). Every failure leaves this module as a ``control_api.errors`` type:
 401/403 -> ``ArgoCDAuthFailed``, 5xx or an unreachable server -> ``ServiceUnavailable`` after a
-few bounded retries, other refusals -> ``ArgoCDRequestRejected`` or ``NotFoundError``.
+few bounded retries, a certificate the client cannot verify -> ``ArgoCDTLSFailed``, other refusals
+-> ``ArgoCDRequestRejected`` or ``NotFoundError``.
+
+Every per-application request names the AppProject: argocd-server answers 403, not 404, for a
+missing Application unless the request names its project (server/application/application.go,
+getAppEnforceRBAC), so without it a first deploy could not tell "missing" from "forbidden".
 """
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +25,7 @@ from control_api.adapters.argocd.errors import (
     ArgoCDAuthFailed,
     ArgoCDOperationInProgress,
     ArgoCDRequestRejected,
+    ArgoCDTLSFailed,
 )
 from control_api.errors import NotFoundError, ServiceUnavailable, TerminalError
 from control_api.settings import ArgoCDSettings
@@ -26,6 +33,9 @@ from control_api.settings import ArgoCDSettings
 # Gateways and an API server that is restarting answer with these; the request never ran.
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 OPERATION_IN_PROGRESS = "another operation is already in progress"
+# Argo CD deletes an Application's resources before the Application itself only while this
+# finalizer is on it (docs/user-guide/app_deletion.md); without it a prune orphans them.
+RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
 
 
 class ArgoCDClient:
@@ -52,52 +62,107 @@ class ArgoCDClient:
         self._http = httpx.Client(
             base_url=settings.server_url.rstrip("/"),
             transport=transport,
-            verify=settings.verify_tls,
+            verify=_tls_verification(settings),
             timeout=timeout_seconds,
             headers={"Accept": "application/json"},
         )
 
     # ---- public API --------------------------------------------------------------------------
 
-    def get_application(self, name: str) -> dict | None:
+    @property
+    def project(self) -> str:
+        return self._settings.project
+
+    def get_application(self, name: str, *, refresh: bool = False) -> dict | None:
+        params: dict[str, str] = {"project": self.project}
+        if refresh:
+            params["refresh"] = "normal"
         try:
-            return self._request("GET", f"/api/v1/applications/{_segment(name)}")
+            return self._request("GET", f"/api/v1/applications/{_segment(name)}", params=params)
         except NotFoundError:
             return None
 
     def upsert_application(self, manifest: dict) -> dict:
-        """Create the Application, or update it when its spec, labels or annotations differ."""
+        """Create the Application, or update it when its spec, labels, annotations or finalizers differ.
+
+        Updates go through ``POST ?upsert=true``, which merges labels and annotations into the stored
+        ones (application.go: Create -> updateApp with merge), so metadata that Argo CD or an operator
+        put on the Application survives; a PUT would replace it. Finalizers are replaced by what is
+        sent, so the ones already there are sent back with ours.
+        """
         name = manifest["metadata"]["name"]
         existing = self.get_application(name)
-        if existing is None:
-            return self._request("POST", "/api/v1/applications", params={"upsert": "true"}, json=manifest)
-        if _same_desired_state(existing, manifest):
+        if existing is not None and (existing.get("metadata") or {}).get("deletionTimestamp"):
+            raise ArgoCDApplicationDeleting(name)
+        body = _with_finalizers(manifest, existing)
+        if existing is not None and _same_desired_state(existing, body):
             return existing
-        return self._request("PUT", f"/api/v1/applications/{_segment(name)}", json=manifest)
+        return self._request("POST", "/api/v1/applications", params={"upsert": "true"}, json=body)
 
-    def sync(self, name: str, revision: str, prune: bool = True) -> dict:
-        body = {"name": name, "revision": revision, "prune": prune}
+    def sync(self, name: str, revision: str | None, prune: bool = True) -> dict:
+        """Request a sync; without ``revision`` Argo CD resolves the target branch's head itself."""
+        body: dict[str, Any] = {"name": name, "prune": prune, "project": self.project}
+        if revision:
+            body["revision"] = revision
         return self._request("POST", f"/api/v1/applications/{_segment(name)}/sync", json=body)
 
     def rollback(self, name: str, history_id: int) -> dict:
-        body = {"name": name, "id": history_id}
+        body = {"name": name, "id": history_id, "project": self.project}
         return self._request("POST", f"/api/v1/applications/{_segment(name)}/rollback", json=body)
 
     def resource_tree(self, name: str) -> dict:
-        return self._request("GET", f"/api/v1/applications/{_segment(name)}/resource-tree")
+        return self._request(
+            "GET", f"/api/v1/applications/{_segment(name)}/resource-tree", params={"project": self.project}
+        )
 
-    def delete_application(self, name: str, cascade: bool = True) -> None:
+    def delete_application(self, name: str, cascade: bool = True) -> bool:
+        """Ask Argo CD to delete the Application; False when it was already gone.
+
+        Deletion is asynchronous: with ``cascade`` Argo CD sets the resources finalizer, deletes the
+        managed resources, and only then removes the Application (``wait_deleted`` follows that).
+        """
         try:
             self._request(
                 "DELETE",
                 f"/api/v1/applications/{_segment(name)}",
-                params={"cascade": "true" if cascade else "false"},
+                params={"cascade": "true" if cascade else "false", "project": self.project},
             )
         except NotFoundError:
-            return  # already gone is what the caller wanted
+            return False
+        return True
+
+    def wait_deleted(self, name: str, timeout: float, poll: float = 0.5) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            application = self.get_application(name)
+            if application is None:
+                return
+            if time.monotonic() >= deadline:
+                finalizers = (application.get("metadata") or {}).get("finalizers") or []
+                raise ArgoCDRequestRejected(
+                    f"Argo CD application {name!r} is still being deleted after {timeout:g} s "
+                    f"(finalizers: {', '.join(finalizers) or 'none'})",
+                    details={"application": name},
+                )
+            time.sleep(poll)
+
+    def can_i(self, resource: str, action: str, subresource: str) -> bool:
+        path = f"/api/v1/account/can-i/{_segment(resource)}/{_segment(action)}/{quote(subresource, safe='/*')}"
+        answer = self._request("GET", path)
+        return isinstance(answer, dict) and answer.get("value") == "yes"
 
     def ping(self) -> None:
+        """The server answers, its certificate verifies, and the credentials may sync this project's apps.
+
+        ``/api/version`` alone needs no authentication, so it would call a revoked token healthy.
+        """
         self._request("GET", "/api/version")
+        scope = f"{self.project}/*"
+        if not self.can_i("applications", "sync", scope):
+            raise ArgoCDAuthFailed(
+                f"the Argo CD account may not sync applications in {scope} "
+                "(grant it 'applications, sync' and 'applications, get/create/update/delete' on that project)"
+            )
 
     def close(self) -> None:
         self._http.close()
@@ -118,6 +183,7 @@ class ArgoCDClient:
             try:
                 response = self._http.request(method, path, params=params, json=json, headers=self._auth_headers())
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                _raise_if_tls_failure(self._settings, exc)
                 if attempt < self._max_attempts:
                     self._backoff(attempt)
                     continue
@@ -169,6 +235,7 @@ class ArgoCDClient:
             try:
                 response = self._http.post("/api/v1/session", json=body)
             except httpx.HTTPError as exc:
+                _raise_if_tls_failure(self._settings, exc)
                 if attempt < self._max_attempts:
                     self._backoff(attempt)
                     continue
@@ -200,13 +267,58 @@ def _error_message(response: httpx.Response) -> str:
     return str(payload)
 
 
-def _same_desired_state(existing: dict, manifest: dict) -> bool:
-    """True when an update would not change what Argo CD stores (Argo CD fills no spec defaults we send)."""
-    if existing.get("spec") != manifest.get("spec"):
+def _with_finalizers(manifest: dict, existing: dict | None) -> dict:
+    body = {**manifest, "metadata": dict(manifest.get("metadata") or {})}
+    present = list(((existing or {}).get("metadata") or {}).get("finalizers") or [])
+    wanted = list(body["metadata"].get("finalizers") or [])
+    body["metadata"]["finalizers"] = present + [f for f in wanted if f not in present]
+    return body
+
+
+def _same_desired_state(existing: dict, body: dict) -> bool:
+    """True when an upsert would not change what Argo CD stores: the same spec, our labels and
+    annotations already there (others may be too), and the same finalizers."""
+    if existing.get("spec") != body.get("spec"):
         return False
+    stored = existing.get("metadata") or {}
+    wanted = body.get("metadata") or {}
     for field in ("labels", "annotations"):
-        wanted = manifest.get("metadata", {}).get(field) or {}
-        current = existing.get("metadata", {}).get(field) or {}
-        if any(current.get(key) != value for key, value in wanted.items()):
+        current = stored.get(field) or {}
+        if any(current.get(key) != value for key, value in (wanted.get(field) or {}).items()):
             return False
-    return True
+    return sorted(stored.get("finalizers") or []) == sorted(wanted.get("finalizers") or [])
+
+
+def _tls_verification(settings: ArgoCDSettings) -> ssl.SSLContext | bool:
+    if not settings.verify_tls:
+        return False
+    if settings.ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(settings.ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise TerminalError(
+            f"argocd.ca_bundle {settings.ca_bundle} is not a readable PEM file: {exc}", code="argocd_not_configured"
+        ) from exc
+
+
+def _raise_if_tls_failure(settings: ArgoCDSettings, exc: Exception) -> None:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or "WRONG_VERSION_NUMBER" in text:
+        hint = (
+            "set argocd.ca_bundle to the PEM of the CA that signed argocd-server's certificate "
+            "(by default argocd-server uses a self-signed one)"
+            if settings.ca_bundle is None
+            else f"the server's certificate is not signed by argocd.ca_bundle {settings.ca_bundle}"
+        )
+        raise ArgoCDTLSFailed(f"TLS with Argo CD at {settings.server_url} failed: {text}; {hint}") from exc
+
+
+class ArgoCDApplicationDeleting(ArgoCDRequestRejected):
+    """The Application is being deleted (deletionTimestamp set); Argo CD refuses to sync it until it is gone."""
+
+    code = "argocd_application_deleting"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Argo CD application {name!r} is being deleted", details={"application": name})
+        self.application = name

@@ -21,3 +21,9 @@ class ArgoCDOperationInProgress(TransientError):
     """Another sync or rollback is still running; the same request succeeds once it finishes."""
 
     code = "argocd_operation_in_progress"
+
+
+class ArgoCDTLSFailed(TerminalError):
+    """The server's certificate could not be verified; only configuration (a CA bundle) can fix it."""
+
+    code = "argocd_tls_failed"

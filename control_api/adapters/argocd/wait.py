@@ -1,5 +1,11 @@
 """Wait until an Argo CD Application runs exactly one revision, Synced and Healthy.
 
+An operation turns Succeeded as soon as its resources are applied (gitops-engine does not wait for
+health), and ``status.sync``/``status.health`` are written by the controller's next reconcile. Until
+``status.reconciledAt`` reaches the operation's ``finishedAt`` they still describe the previous
+revision, so nothing is judged before that: the rule ``argocd app wait`` follows
+(cmd/argocd/commands/app.go, checkAppWaitConditions).
+
 Argo CD reports a failed rollout in three places: the sync operation (``operationState.phase``
 Failed/Error, per-resource results in ``syncResult.resources``), the application health (Degraded,
 per-resource health in ``status.resources``) and the resource tree (health of children such as
@@ -11,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from control_api.adapters.argocd.client import ArgoCDClient
 from control_api.errors import DeploymentTimedOut, NotFoundError, SyncFailed, TransientError
@@ -31,6 +37,8 @@ class AppState:
     operation_message: str | None
     operation_revision: str | None
     operation_pending: bool  # a requested sync or rollback the controller has not finished
+    operation_finished_at: str | None = None
+    reconciled_at: str | None = None
     application: dict = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -51,8 +59,23 @@ class AppState:
             operation_message=operation_state.get("message"),
             operation_revision=sync_result.get("revision") or requested.get("revision"),
             operation_pending=bool(application.get("operation")),
+            operation_finished_at=operation_state.get("finishedAt"),
+            reconciled_at=status.get("reconciledAt"),
             application=application,
         )
+
+    @property
+    def reconciled_after_operation(self) -> bool:
+        """The controller compared the app again after the last operation finished, so sync and
+        health describe what that operation applied. Timestamps are RFC 3339 in UTC with the same
+        precision on both sides, so they compare as text."""
+        if self.operation_pending:
+            return False
+        if self.operation_phase is None:
+            return self.reconciled_at is not None
+        if self.operation_finished_at is None:
+            return False
+        return self.reconciled_at is not None and self.reconciled_at >= self.operation_finished_at
 
     def at(self, revision: str) -> bool:
         """Argo CD compares the app with the head of its target branch. When other commits landed on
@@ -73,7 +96,13 @@ class AppState:
 
 
 def wait_for_sync(
-    client: ArgoCDClient, name: str, revision: str, timeout: float, poll: float = 2.0, first_poll: float = 0.1
+    client: ArgoCDClient,
+    name: str,
+    revision: str,
+    timeout: float,
+    poll: float = 2.0,
+    first_poll: float = 0.1,
+    diagnose: Callable[[AppState], None] | None = None,
 ) -> AppState:
     """Poll until the Application is Synced and Healthy at ``revision``.
 
@@ -81,7 +110,10 @@ def wait_for_sync(
     fraction of a second, a long one costs the API server one request per ``poll``.
     Raises ``SyncFailed`` when the sync of ``revision`` fails or the app turns Degraded after it,
     ``DeploymentTimedOut`` after ``timeout`` seconds. Transient errors while polling are ridden
-    out until the deadline (the API server restarting must not fail a deploy).
+    out until the deadline (the API server restarting must not fail a deploy). While the applied
+    revision is still rolling out, ``diagnose`` is called with the state on each poll; it raises
+    when the cluster shows the rollout cannot finish (a crash loop, say), long before Argo CD's
+    Deployment progress deadline would turn the app Degraded.
     """
     deadline = time.monotonic() + timeout
     last_state: AppState | None = None
@@ -97,9 +129,11 @@ def wait_for_sync(
             if application is None:
                 raise NotFoundError(f"Argo CD application {name!r} does not exist")
             last_state = AppState.from_application(application)
-            if last_state.at(revision) and last_state.done and not last_state.operation_pending:
+            if last_state.reconciled_after_operation and last_state.at(revision) and last_state.done:
                 return last_state
             _raise_if_failed(client, last_state, revision)
+            if diagnose is not None and _applied(last_state, revision):
+                diagnose(last_state)
 
         if time.monotonic() >= deadline:
             seen = last_state.describe() if last_state else "never read"
@@ -113,6 +147,10 @@ def wait_for_sync(
         delay = min(poll, delay * 2)
 
 
+def _applied(state: AppState, revision: str) -> bool:
+    return not state.operation_pending and state.operation_revision == revision and state.operation_phase == "Succeeded"
+
+
 def _raise_if_failed(client: ArgoCDClient, state: AppState, revision: str) -> None:
     # Until the controller has finished our operation, operationState and health may still
     # describe the previous rollout; judging them then would blame the new revision for old failures.
@@ -124,7 +162,7 @@ def _raise_if_failed(client: ArgoCDClient, state: AppState, revision: str) -> No
             _failure_message(f"sync of {revision} {state.operation_phase.lower()}", state.operation_message, resource),
             details={"application": state.name, "revision": revision, "resource": resource},
         )
-    if state.operation_phase == "Succeeded" and state.health_status == "Degraded":
+    if state.operation_phase == "Succeeded" and state.reconciled_after_operation and state.health_status == "Degraded":
         resource = _degraded_resource(state.application) or _degraded_tree_node(client, state.name)
         raise SyncFailed(
             _failure_message(f"application degraded after sync of {revision}", state.health_message, resource),

@@ -97,6 +97,32 @@ class KubernetesReader:
                 return address
         return None
 
+    def get_deployment(self, namespace: str, name: str) -> dict | None:
+        return self._call(
+            f"get Deployment {namespace}/{name}",
+            lambda **kw: self._apps.read_namespaced_deployment(name, namespace, **kw),
+            missing_ok=True,
+        )
+
+    def pod_log(
+        self, namespace: str, name: str, *, container: str | None = None, tail_lines: int = 20, previous: bool = False
+    ) -> str:
+        """The pod's last log lines; empty when there are none (a container that never started)."""
+        kwargs: dict[str, Any] = {"tail_lines": tail_lines, "previous": previous}
+        if container:
+            kwargs["container"] = container
+        try:
+            response = self._core.read_namespaced_pod_log(
+                name, namespace, _preload_content=False, _request_timeout=self._timeout, **kwargs
+            )
+        except ApiException as exc:
+            if exc.status in (400, 404):  # no such pod, or no (previous) container to read from
+                return ""
+            raise _translate_api_exception(f"read log of Pod {namespace}/{name}", exc) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise ServiceUnavailable(f"Kubernetes API unreachable (log of Pod {namespace}/{name}): {exc}") from exc
+        return (response.data or b"").decode("utf-8", "replace")
+
     def deployment_status(self, namespace: str, name: str) -> dict | None:
         """The Deployment's ``status`` (replicas, readyReplicas, conditions, ...), None if there is none."""
         deployment = self._call(

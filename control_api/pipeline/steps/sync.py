@@ -28,8 +28,9 @@ class WaitStep:
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         app = app_of(ctx)
-        outputs = ctx.services.target.wait(
-            app, ctx.outputs["commit"], ctx.settings.target.ready_timeout_seconds, ctx.log
-        )
+        # The revision the target actually synced: the commit itself, or under automated sync the
+        # branch head that holds it.
+        revision = ctx.outputs.get("synced_revision") or ctx.outputs["commit"]
+        outputs = ctx.services.target.wait(app, revision, ctx.settings.target.ready_timeout_seconds, ctx.log)
         outputs["_message"] = f"serving at {outputs['deployment_url']}"
         return outputs
