@@ -430,8 +430,33 @@ class ModelVersionView(BaseModel):
     params: dict[str, str]
 
 
+class ServedView(BaseModel):
+    """What the target really runs for the model in one namespace."""
+
+    namespace: str
+    version: str | None
+    commit: str | None = Field(description="The deploy commit whose manifests run.")
+    image: str | None
+    revision: str | None = Field(description="The git revision the target applied last (Argo CD's history).")
+    healthy: bool | None
+    how: str = Field(description="How it got there: a deploy at the branch head, or a rollback outside git.")
+    synced_at: str | None
+    initiated_by: str | None
+
+
+class DriftView(BaseModel):
+    """Present when the target serves something other than the branch's newest deploy commit."""
+
+    branch: str
+    branch_commit: str
+    branch_version: str | None
+    message: str
+
+
 class ModelDetail(_RegisteredModelFields):
     versions: list[ModelVersionView]
+    served: ServedView | None = None
+    drift: DriftView | None = None
 
 
 class HistoryCommit(BaseModel):
@@ -447,7 +472,24 @@ class HistoryCommit(BaseModel):
     date: str
 
 
+class TargetSync(BaseModel):
+    """One entry of what the target applied (Argo CD's status.history), with the version it ran."""
+
+    id: int
+    revision: str
+    commit: str | None
+    version: str | None
+    deployed_at: str | None
+    initiated_by: str | None
+    automated: bool
+    kind: str = Field(description="'rollback' when it went back to an older deploy commit, else 'sync'.")
+
+
 class ModelHistory(BaseModel):
     model_name: str
     namespace: str
     commits: list[HistoryCommit]
+    target_syncs: list[TargetSync] = Field(
+        default_factory=list,
+        description="What the target applied, newest first; shows rollbacks made outside git (the Argo CD UI).",
+    )

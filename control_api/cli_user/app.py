@@ -227,6 +227,7 @@ def deployments(
 def models(
     ctx: typer.Context,
     name: Annotated[Optional[str], typer.Argument(help="Show this model's versions with their metrics.")] = None,
+    namespace: NamespaceOption = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
@@ -234,8 +235,13 @@ def models(
     """List registered models, or the versions of one."""
     with reporting(as_json), _client(ctx, server, api_key) as client:
         if name:
-            model = client.model(name)
-            output.print_json(model) if as_json else console.print(output.model_versions_table(model))
+            model = client.model(name, namespace=namespace)
+            if as_json:
+                output.print_json(model)
+                return
+            console.print(output.model_versions_table(model))
+            for line in output.served_lines(model):
+                console.print(line)
             return
         body = client.models()
         output.print_json(body) if as_json else console.print(output.models_table(body))
@@ -253,7 +259,13 @@ def history(
     """The model's deploy, rollback and undeploy commits in the GitOps repo."""
     with reporting(as_json), _client(ctx, server, api_key) as client:
         body = client.history(name, namespace=namespace)
-        output.print_json(body) if as_json else console.print(output.history_table(body))
+        if as_json:
+            output.print_json(body)
+            return
+        console.print(output.history_table(body))
+        syncs = output.target_syncs_table(body)
+        if syncs is not None:
+            console.print(syncs)
 
 
 @app.command()

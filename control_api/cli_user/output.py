@@ -94,6 +94,36 @@ def model_versions_table(model: dict[str, Any]) -> Table:
     return table
 
 
+def served_lines(model: dict[str, Any]) -> list[str]:
+    """What the target serves, and the drift from git's branch when there is one."""
+    served = model.get("served")
+    if not served:
+        return [] if "served" not in model else ["served: nothing is deployed in this namespace"]
+    lines = [
+        f"served in {served['namespace']}: version {_cell(served.get('version'))} "
+        f"(commit {(served.get('commit') or '-')[:12]}), {served.get('how')}"
+    ]
+    drift = model.get("drift")
+    if drift:
+        lines.append(f"[yellow]drift:[/] {drift['message']}")
+    return lines
+
+
+def target_syncs_table(body: dict[str, Any]) -> Table | None:
+    syncs = body.get("target_syncs") or []
+    if not syncs:
+        return None
+    table = Table(title="what the cluster applied (Argo CD history), newest first", title_justify="left")
+    for column in ("id", "kind", "version", "commit", "applied (UTC)", "by"):
+        table.add_column(column)
+    for sync in syncs:
+        kind = "[yellow]rollback[/]" if sync.get("kind") == "rollback" else "sync"
+        by = "automated" if sync.get("automated") else _cell(sync.get("initiated_by"))
+        table.add_row(str(sync["id"]), kind, _cell(sync.get("version")), (sync.get("commit") or "-")[:12],
+                      _short_time(sync.get("deployed_at")), by)
+    return table
+
+
 def history_table(body: dict[str, Any]) -> Table:
     table = Table(title=f"{body['model_name']} in {body['namespace']}: git history, newest first", title_justify="left")
     for column in ("commit", "action", "version", "date", "by", "deployment"):

@@ -106,8 +106,9 @@ class MlopsClient:
     def models(self) -> dict[str, Any]:
         return self._json("GET", "/mlops/models")
 
-    def model(self, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/mlops/models/{_segment(name)}")
+    def model(self, name: str, *, namespace: str | None = None) -> dict[str, Any]:
+        params = {"namespace": namespace} if namespace else None
+        return self._json("GET", f"/mlops/models/{_segment(name)}", params=params)
 
     def history(self, name: str, *, namespace: str | None = None, limit: int = 100) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}

@@ -12,7 +12,7 @@ from typing import Callable
 
 from control_api.errors import DeploymentTimedOut, SyncFailed
 from control_api.redaction import url_without_credentials
-from control_api.targets.base import AppRef, probe_health, url_for
+from control_api.targets.base import AppRef, ServedState, SyncRecord, probe_health, url_for
 
 # Polls of Argo CD and of the Service start 0.1 s apart and back off to 1 s: a quick rollout is
 # answered within a fraction of a second of turning Healthy, and the slowest case stays near 1 s
@@ -182,6 +182,28 @@ class ArgoCDTarget:
         log(f"Application {app.application} deletion requested (cascade); waiting for Argo CD to remove it")
         client.wait_deleted(app.application, self.settings.argocd.deletion_timeout_seconds)
         log(f"Application {app.application} and its resources are gone")
+
+    def served(self, app: AppRef) -> ServedState | None:
+        """The revision Argo CD last applied (``status.history``, which rollbacks from the UI add
+        to as well), not the branch head: after a rollback in Argo CD the two differ."""
+        application = self.services.argocd.get_application(app.application)
+        if application is None:
+            return None
+        status = application.get("status") or {}
+        syncs = tuple(
+            SyncRecord(
+                id=int(entry.get("id", 0)),
+                revision=entry.get("revision") or "",
+                deployed_at=entry.get("deployedAt"),
+                initiated_by=(entry.get("initiatedBy") or {}).get("username"),
+                automated=bool((entry.get("initiatedBy") or {}).get("automated")),
+            )
+            for entry in sorted(status.get("history") or [], key=lambda e: int(e.get("id", 0)))
+            if entry.get("revision")
+        )
+        revision = syncs[-1].revision if syncs else None
+        health = (status.get("health") or {}).get("status")
+        return ServedState(revision=revision, image=None, syncs=syncs, healthy=None if health is None else health == "Healthy")
 
     def ping(self) -> None:
         self.services.argocd.ping()

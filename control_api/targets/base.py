@@ -19,6 +19,27 @@ class AppRef:
     application: str  # Argo CD Application name
 
 
+@dataclass(frozen=True)
+class SyncRecord:
+    """One entry of what the target applied, oldest first (Argo CD's ``status.history``)."""
+
+    id: int
+    revision: str
+    deployed_at: str | None
+    initiated_by: str | None
+    automated: bool
+
+
+@dataclass(frozen=True)
+class ServedState:
+    """What the target actually runs for an app, as the target itself reports it."""
+
+    revision: str | None  # the git revision applied last, when the target knows it
+    image: str | None  # the image running, when the target knows it
+    syncs: tuple[SyncRecord, ...] = ()
+    healthy: bool | None = None
+
+
 class DeploymentTarget(Protocol):
     kind: str
 
@@ -30,6 +51,9 @@ class DeploymentTarget(Protocol):
 
     def remove(self, app: AppRef, revision: str, log: Callable[[str], None]) -> None:
         """After the app's files were removed in ``revision``: prune its resources."""
+
+    def served(self, app: AppRef) -> ServedState | None:
+        """What runs for ``app`` now, read from the target (None when nothing does)."""
 
     def ping(self) -> None: ...
 

@@ -11,7 +11,7 @@ from control_api.adapters.gitops.access import RemoteAccess
 from control_api.adapters.local_runtime.gitsource import GitSource, SourceError
 from control_api.adapters.local_runtime.manifests import pair_workloads
 from control_api.errors import SyncFailed, DeploymentTimedOut
-from control_api.targets.base import AppRef, probe_health, url_for
+from control_api.targets.base import AppRef, ServedState, probe_health, url_for
 
 
 class LocalTarget:
@@ -68,6 +68,12 @@ class LocalTarget:
             if status.namespace == app.namespace and status.name == app.model_name and key not in wanted:
                 log(f"pruning {status.namespace}/{status.name}")
                 runtime.delete(status.namespace, status.name)
+
+    def served(self, app: AppRef) -> ServedState | None:
+        status = self.services.local_runtime.get(app.namespace, app.model_name)
+        if status is None:
+            return None
+        return ServedState(revision=None, image=status.image, healthy=status.ready_replicas >= status.replicas)
 
     def ping(self) -> None:
         self.services.image_builder.ping()

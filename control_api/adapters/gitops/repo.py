@@ -187,6 +187,20 @@ class GitOpsRepo:
                 return {tree.path: tree.data_stream.read()}
             return {item.path: item.data_stream.read() for item in tree.traverse() if item.type == "blob"}
 
+    def last_change(self, revision: str, path: str) -> CommitInfo | None:
+        """The newest commit at or before ``revision`` (a sha) that changed ``path``: the commit whose
+        manifests a cluster synced to ``revision`` runs for that path."""
+        with self._session("read history of") as repo:
+            sha = self._resolve_local(repo, revision) if FULL_SHA.match(revision) else None
+            if sha is None:
+                self._fetch(repo)
+                sha = self._resolve_local(repo, revision)
+            if sha is None:
+                return None
+            for info, _message in self._log(repo, sha, grep={}, paths=[checked_path(path)], max_count=1):
+                return info
+            return None
+
     def head(self, branch: str | None = None) -> str:
         """The remote head of ``branch`` (default: the configured one) after a fetch."""
         name = branch or self.branch

@@ -91,10 +91,14 @@ async def history(
     namespace = _namespace(services, namespace)
     from control_api.pipeline.steps.rollback import deploy_history
 
+    from control_api.pipeline.served import target_syncs
+
     _, commits = await run_in_threadpool(deploy_history, services, namespace, name, limit)
+    syncs = await run_in_threadpool(target_syncs, services, namespace, name)
     return {
         "model_name": name,
         "namespace": namespace,
+        "target_syncs": syncs,
         "commits": [
             {
                 "sha": c.sha,

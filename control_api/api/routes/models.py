@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from control_api.api.deps import ServicesDep
@@ -19,5 +21,16 @@ async def list_models(services: ServicesDep):
 
 @router.get("/{name}", summary="One registered model with its versions, their runs' metrics and params",
             responses={200: {"model": ModelDetail}, **error_responses(*READ, 400, 404, 503)})
-async def get_model(name: str, services: ServicesDep):
-    return await run_in_threadpool(services.mlflow.get_model, name)
+async def get_model(
+    name: str, services: ServicesDep, namespace: Annotated[str | None, Query(max_length=63)] = None
+):
+    """``served`` and ``drift`` come from the target itself (Argo CD's history on the ``argocd``
+    target), so a rollback made in the Argo CD UI shows here."""
+    from control_api.api.routes.lifecycle import _namespace
+    from control_api.pipeline.served import served_and_drift
+
+    model = await run_in_threadpool(services.mlflow.get_model, name)
+    if services.settings.target.kind == "none":
+        return model
+    served, drift = await run_in_threadpool(served_and_drift, services, _namespace(services, namespace), name)
+    return {**model, "served": served, "drift": drift}

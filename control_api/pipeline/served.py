@@ -1,0 +1,123 @@
+"""What a model's target really serves, compared with what git's branch says it should.
+
+Git is the desired state, but a cluster can be made to run something else without a commit: a
+rollback in the Argo CD UI syncs an older revision of the same path. The target reports the revision
+it applied last; the commit that last changed the model's folder at that revision names the version.
+When that is not the newest deploy commit of the model on the branch, the model has drifted, and
+the next deploy or an API rollback (both commits plus a sync) brings git and the cluster together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from control_api.pipeline.steps.rollback import deploy_history
+from control_api.targets.base import ServedState
+
+
+@dataclass(frozen=True)
+class DeployCommit:
+    sha: str
+    version: str | None
+    image: str | None
+    action: str
+
+    @classmethod
+    def from_info(cls, info: Any) -> DeployCommit:
+        return cls(
+            sha=info.sha,
+            version=info.trailers.get("Model-Version"),
+            image=info.trailers.get("Image"),
+            action=info.trailers.get("Action", "deploy"),
+        )
+
+
+def served_and_drift(services: Any, namespace: str, model_name: str) -> tuple[dict | None, dict | None]:
+    """``served`` (version, commit, image, how it got there) and ``drift`` (None when in agreement)."""
+    app, commits = deploy_history(services, namespace, model_name, limit=200)
+    state: ServedState | None = services.target.served(app)
+    if state is None:
+        return None, None
+    branch = DeployCommit.from_info(commits[0]) if commits else None
+    served_commit = _served_commit(services, app, state, commits)
+    last_sync = state.syncs[-1] if state.syncs else None
+    served = {
+        "namespace": namespace,
+        "version": served_commit.version if served_commit else None,
+        "commit": served_commit.sha if served_commit else None,
+        "image": (served_commit.image if served_commit else None) or state.image,
+        "revision": state.revision,
+        "healthy": state.healthy,
+        "how": _how(state, served_commit, branch, commits),
+        "synced_at": last_sync.deployed_at if last_sync else None,
+        "initiated_by": last_sync.initiated_by if last_sync else None,
+    }
+    drift = None
+    if branch is not None and served_commit is not None and served_commit.sha != branch.sha:
+        drift = {
+            "branch": services.settings.git.branch,
+            "branch_commit": branch.sha,
+            "branch_version": branch.version,
+            "message": (
+                f"the cluster serves version {served_commit.version} (commit {served_commit.sha[:12]}) while "
+                f"{services.settings.git.branch} says version {branch.version} (commit {branch.sha[:12]}); "
+                "the next deploy, or POST /mlops/models/{name}/rollback, brings them together"
+            ).replace("{name}", model_name),
+        }
+    return served, drift
+
+
+def target_syncs(services: Any, namespace: str, model_name: str) -> list[dict]:
+    """The target's own record of what it applied (Argo CD's history), newest first, each with the
+    model version it ran and whether it went back to an older deploy commit (a rollback)."""
+    app, commits = deploy_history(services, namespace, model_name, limit=200)
+    state: ServedState | None = services.target.served(app)
+    if state is None or not state.syncs:
+        return []
+    order = {commit.sha: position for position, commit in enumerate(commits)}  # 0 = newest
+    entries = []
+    previous_position: int | None = None
+    for record in state.syncs:
+        info = services.gitops.last_change(record.revision, app.path)
+        commit = DeployCommit.from_info(info) if info is not None else None
+        position = order.get(commit.sha) if commit else None
+        went_back = position is not None and previous_position is not None and position > previous_position
+        entries.append({
+            "id": record.id,
+            "revision": record.revision,
+            "commit": commit.sha if commit else None,
+            "version": commit.version if commit else None,
+            "deployed_at": record.deployed_at,
+            "initiated_by": record.initiated_by,
+            "automated": record.automated,
+            "kind": "rollback" if went_back else "sync",
+        })
+        if position is not None:
+            previous_position = position
+    return list(reversed(entries))
+
+
+def _served_commit(services: Any, app: Any, state: ServedState, commits: list) -> DeployCommit | None:
+    if state.revision:
+        info = services.gitops.last_change(state.revision, app.path)
+        return DeployCommit.from_info(info) if info is not None else None
+    if state.image:
+        # The local target reports the running image; the newest deploy commit of that image made it.
+        match = next((c for c in commits if c.trailers.get("Image") == state.image), None)
+        return DeployCommit.from_info(match) if match is not None else None
+    return None
+
+
+def _how(state: ServedState, served: DeployCommit | None, branch: DeployCommit | None, commits: list) -> str:
+    if served is None:
+        return "unknown: the running revision is not a deploy commit of this model"
+    if branch is not None and served.sha == branch.sha:
+        via = f"{served.action} commit at the head of the branch"
+    else:
+        via = "an older deploy commit (rolled back outside git, e.g. in the Argo CD UI)"
+    last = state.syncs[-1] if state.syncs else None
+    if last is None:
+        return via
+    who = "automated sync" if last.automated else (last.initiated_by or "unknown user")
+    return f"{via}; last applied by {who} (Argo CD history id {last.id})"
