@@ -60,6 +60,9 @@ class DeploymentStatus:
     FINAL = frozenset({REGISTERED, DEPLOYED, FAILED, TIMED_OUT, ROLLED_BACK, UNDEPLOYED})
 
 
+POLL_PREFIX = "poll_"  # outputs that only a waiting step's next look needs
+
+
 class StepStatus:
     PENDING = "pending"
     RUNNING = "running"
@@ -423,6 +426,14 @@ class Journal:
             row = self._step_row(session, deployment_id, name)
             row.outputs = {**(row.outputs or {}), **outputs}
 
+    def step_waiting(self, deployment_id: str, name: str, message: str, outputs: dict[str, Any]) -> None:
+        """A waiting step answered "not yet": keep it running, with its message and saved state."""
+        message = redact(message)
+        with self._write_lock, self._session() as session, session.begin():
+            row = self._step_row(session, deployment_id, name)
+            row.message = message
+            row.outputs = {**(row.outputs or {}), **outputs}
+
     def step_finished(
         self,
         deployment_id: str,
@@ -471,6 +482,9 @@ class Journal:
             for step in steps:
                 if step.position >= position and step.status in (StepStatus.FAILED, StepStatus.RUNNING):
                     step.status = StepStatus.PENDING
+                    # A waiting step's clock and evidence start again on a retry.
+                    if step.outputs and any(key.startswith(POLL_PREFIX) for key in step.outputs):
+                        step.outputs = {k: v for k, v in step.outputs.items() if not k.startswith(POLL_PREFIX)}
 
     # ---- events --------------------------------------------------------------------------------
 

@@ -4,10 +4,15 @@ Transient errors are retried with backoff inside the step's attempt budget; term
 deploy at once. ``DeploymentTimedOut`` ends in ``timed_out``, which a retry resumes. On start the
 service calls ``resume_unfinished`` and every deploy that was running when it stopped continues from
 its first unfinished step.
+
+A waiting step (review, rollout) answers ``NotYet``: its state is saved, its worker is freed, and a
+single scheduler thread starts the deployment again when the step asked to be looked at, so any
+number of deploys can wait while the workers keep running the others.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import signal
@@ -20,12 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from control_api.errors import DeploymentTimedOut, MlopsError, TransientError, ConflictError
 from control_api.journal.store import DeploymentRecord, DeploymentStatus, Journal, StepStatus
-from control_api.pipeline.step import Step, StepContext
+from control_api.pipeline.step import NotYet, Step, StepContext
 
 if TYPE_CHECKING:
     from control_api.services import Services
 
 log = logging.getLogger(__name__)
+
+# _run_step's answers besides True (done) and False (failed).
+YIELDED = "yielded"
 
 
 @dataclass(frozen=True)
@@ -50,14 +58,43 @@ class Orchestrator:
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self.retry_base_delay = 1.0
+        # Deployments whose waiting step looks again at a time (monotonic), and which of them are
+        # between two looks of one wait (their next look is not a new attempt).
+        self._due: list[tuple[float, str]] = []
+        self._polling: set[str] = set()
+        self._due_changed = threading.Condition()
+        self._scheduler = threading.Thread(target=self._schedule_loop, name="deploy-scheduler", daemon=True)
+        self._scheduler.start()
 
     # ---- scheduling ----------------------------------------------------------------------------
 
-    def start(self, deployment_id: str) -> None:
+    def start(self, deployment_id: str) -> bool:
+        """Run the deployment on a worker; False when it is already running."""
         with self._lock:
             if deployment_id in self._running and not self._running[deployment_id].done():
-                return
+                return False
+            if self._stopping.is_set():
+                return False
             self._running[deployment_id] = self._executor.submit(self._run_guarded, deployment_id)
+            return True
+
+    def _look_again(self, deployment_id: str, delay: float) -> None:
+        with self._due_changed:
+            heapq.heappush(self._due, (time.monotonic() + max(0.0, delay), deployment_id))
+            self._due_changed.notify()
+
+    def _schedule_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._due_changed:
+                while not self._stopping.is_set() and (not self._due or self._due[0][0] > time.monotonic()):
+                    timeout = (self._due[0][0] - time.monotonic()) if self._due else None
+                    self._due_changed.wait(timeout=timeout if timeout is None else max(0.0, timeout))
+                if self._stopping.is_set():
+                    return
+                _, deployment_id = heapq.heappop(self._due)
+            if not self.start(deployment_id) and not self._stopping.is_set():
+                # Its worker has not quite returned from the previous look: try again shortly.
+                self._look_again(deployment_id, 0.05)
 
     def resume_unfinished(self) -> list[str]:
         resumed = []
@@ -98,6 +135,8 @@ class Orchestrator:
 
     def shutdown(self, wait: bool = False) -> None:
         self._stopping.set()
+        with self._due_changed:
+            self._due_changed.notify_all()
         self._executor.shutdown(wait=wait, cancel_futures=True)
 
     def _notify(self) -> None:
@@ -130,20 +169,23 @@ class Orchestrator:
                 outputs.update(step_record.outputs)
             ok = self._run_step(record, step, outputs)
             record = self.journal.get(deployment_id)
-            if not ok:
+            if ok is YIELDED or not ok:
                 return record
         self.journal.set_status(deployment_id, pipeline.final_status, clear_error=True, finished=True)
         self._notify()
         return self.journal.get(deployment_id)
 
-    def _run_step(self, record: DeploymentRecord, step: Step, outputs: dict[str, Any]) -> bool:
+    def _run_step(self, record: DeploymentRecord, step: Step, outputs: dict[str, Any]) -> bool | str:
         deployment_id = record.id
         attempt = 0
         while True:
             attempt += 1
-            self.journal.set_status(deployment_id, step.status_label)
-            self.journal.step_started(deployment_id, step.name)
-            self._notify()
+            if deployment_id in self._polling:
+                self._polling.discard(deployment_id)  # the next look of a wait, not a new attempt
+            else:
+                self.journal.set_status(deployment_id, step.status_label)
+                self.journal.step_started(deployment_id, step.name)
+                self._notify()
             ctx = StepContext(
                 deployment=self.journal.get(deployment_id),
                 outputs=dict(outputs),
@@ -153,7 +195,14 @@ class Orchestrator:
                 log_tail_lines=self.services.settings.training.log_tail_lines,
             )
             try:
-                step_outputs = step.run(ctx) or {}
+                result = step.run(ctx)
+                if isinstance(result, NotYet):
+                    ctx.flush_log()
+                    self.journal.step_waiting(deployment_id, step.name, result.message, result.progress)
+                    self._polling.add(deployment_id)
+                    self._look_again(deployment_id, result.retry_after)
+                    return YIELDED
+                step_outputs = result or {}
             except MlopsError as exc:
                 ctx.flush_log()
                 transient = isinstance(exc, TransientError)

@@ -1,7 +1,9 @@
 """One interface for every pipeline step (train, register, build, push, render, commit, sync, wait).
 
 A step reads the request and the outputs of earlier steps from its context and returns its own outputs,
-which the orchestrator persists in the journal. Steps must be safe to re-run: after a crash the step
+which the orchestrator persists in the journal, or ``NotYet`` when it waits for something outside
+(a merge, a rollout): the orchestrator then runs it again later without holding a worker meanwhile.
+Waiting steps keep their state in outputs named ``poll_*``, which a retry of the deploy clears. Steps must be safe to re-run: after a crash the step
 that was running is run again, so each one first looks for the result of an earlier attempt (an MLflow
 version tagged with this deployment, an image already in the registry, a commit with this deployment's
 trailer) before creating anything.
@@ -19,12 +21,26 @@ if TYPE_CHECKING:
     from control_api.settings import Settings
 
 
+@dataclass(frozen=True)
+class NotYet:
+    """A waiting step's answer: what it waits for does not hold yet; look again in ``retry_after`` s.
+
+    The orchestrator saves ``progress`` with the step (so the wait carries on after a restart),
+    shows ``message`` as the step's message, and frees its worker until then: a deploy waiting for a
+    review or a rollout holds no thread.
+    """
+
+    retry_after: float
+    message: str
+    progress: dict[str, Any] = field(default_factory=dict)
+
+
 class Step(Protocol):
     name: str  # journal name: "train"
     status_label: str  # deployment status while it runs: "training"
     max_attempts: int  # attempts for transient errors before the deploy fails
 
-    def run(self, ctx: "StepContext") -> dict[str, Any]: ...
+    def run(self, ctx: "StepContext") -> "dict[str, Any] | NotYet": ...
 
 
 @dataclass

@@ -5,7 +5,7 @@
 Service's external address). Both end with the model's own ``/health`` answering.
 """
 
-from control_api.targets.base import AppRef, DeploymentTarget, probe_health
+from control_api.targets.base import AppRef, DeploymentTarget, NotReady, Ready
 
 
 def make_target(services) -> "DeploymentTarget":
@@ -19,4 +19,4 @@ def make_target(services) -> "DeploymentTarget":
     return LocalTarget(services)
 
 
-__all__ = ["AppRef", "DeploymentTarget", "make_target", "probe_health"]
+__all__ = ["AppRef", "DeploymentTarget", "NotReady", "Ready", "make_target"]

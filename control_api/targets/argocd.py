@@ -7,19 +7,11 @@ finalizer so that deleting it deletes the model's Deployment and load balancer t
 
 from __future__ import annotations
 
-import time
-from typing import Callable
+from typing import Any, Callable
 
-from control_api.errors import DeploymentTimedOut, SyncFailed
+from control_api.errors import SyncFailed, TransientError
 from control_api.redaction import url_without_credentials
-from control_api.targets.base import AppRef, ServedState, SyncRecord, probe_health, url_for
-
-# Polls of Argo CD and of the Service start 0.1 s apart and back off to 1 s: a quick rollout is
-# answered within a fraction of a second of turning Healthy, and the slowest case stays near 1 s
-# from "Healthy + IP" to the answer, at one request per second per deploy.
-FIRST_POLL_SECONDS = 0.1
-MAX_POLL_SECONDS = 1.0
-
+from control_api.targets.base import AppRef, NotReady, Ready, ServedState, SyncRecord, health_answer, url_for
 
 class ArgoCDTarget:
     kind = "argocd"
@@ -132,45 +124,53 @@ class ArgoCDTarget:
 
     # ---- wait --------------------------------------------------------------------------------
 
-    def wait(self, app: AppRef, revision: str, timeout: float, log: Callable[[str], None]) -> dict:
-        from control_api.adapters.argocd import wait_for_sync
-        from control_api.adapters.kubernetes import wait_for_external_address
+    def look_ready(self, app: AppRef, revision: str, state: dict[str, Any]) -> Ready | NotReady:
+        from control_api.adapters.argocd.wait import applied, look
         from control_api.adapters.kubernetes.rollout import RolloutDiagnosis
 
-        started = time.monotonic()
-        diagnosis = RolloutDiagnosis(
-            self.services.kubernetes, app.namespace, app.model_name, self.settings.argocd.failure_grace_seconds
-        )
+        kubernetes = self.services.kubernetes
         try:
-            state = wait_for_sync(
-                self.services.argocd, app.application, revision, timeout,
-                poll=MAX_POLL_SECONDS, first_poll=FIRST_POLL_SECONDS,
-                diagnose=lambda _state: diagnosis.check(),
-            )
-        except DeploymentTimedOut as exc:
-            # A LoadBalancer Service without an address keeps the app Progressing: say so plainly.
-            try:
-                address = self.services.kubernetes.service_external_address(app.namespace, app.model_name)
-            except Exception:
-                address = "unknown"
-            if address is None:
-                raise DeploymentTimedOut(
-                    f"Service {app.namespace}/{app.model_name} has no external IP or hostname after {timeout:.0f} s "
-                    f"(the cloud load balancer was not provisioned); {exc.message}",
+            app_state, synced = look(self.services.argocd, app.application, revision)
+        except TransientError as exc:  # an API server restarting must not fail the deploy
+            return NotReady(f"Argo CD did not answer ({exc.message})", state)
+        if not synced:
+            evidence = state.get("evidence") or {}
+            if applied(app_state, revision):
+                diagnosis = RolloutDiagnosis(
+                    kubernetes, app.namespace, app.model_name, self.settings.argocd.failure_grace_seconds, evidence
+                )
+                diagnosis.check()
+                evidence = diagnosis.first_seen
+            reason = f"application {app.application} not Synced+Healthy at {revision} ({app_state.describe()})"
+            if app_state.health_status == "Progressing" and self._address(app) is None:
+                # A LoadBalancer Service without an address keeps the app Progressing: say so plainly.
+                return NotReady(
+                    f"Service {app.namespace}/{app.model_name} has no external IP or hostname "
+                    f"(the cloud load balancer was not provisioned); {reason}",
+                    {"evidence": evidence},
                     details={"resource": {"kind": "Service", "namespace": app.namespace, "name": app.model_name}},
-                ) from exc
-            raise
-        log(f"Application {app.application}: {state.describe()}")
-        remaining = max(1.0, timeout - (time.monotonic() - started))
-        address = wait_for_external_address(
-            self.services.kubernetes, app.namespace, app.model_name, remaining,
-            poll=MAX_POLL_SECONDS, first_poll=FIRST_POLL_SECONDS,
-        )
+                )
+            return NotReady(reason, {"evidence": evidence}, details={"application": app.application, "revision": revision})
+        address = self._address(app)
+        if address is None:
+            return NotReady(
+                f"Service {app.namespace}/{app.model_name} has no external IP or hostname",
+                details={"resource": {"kind": "Service", "namespace": app.namespace, "name": app.model_name}},
+            )
         url = url_for(address)
-        log(f"Service {app.namespace}/{app.model_name} has external address {address}")
-        # A load balancer's hostname can take a while to resolve: probe_health rides that out.
-        probe_health(url, max(1.0, timeout - (time.monotonic() - started)), log)
-        return {"external_ip": address, "deployment_url": url}
+        answer = health_answer(url)  # a load balancer's hostname may take a while to resolve
+        if answer is not None:
+            return NotReady(f"{url}/health did not answer 200 (last: {answer})", state)
+        return Ready(
+            {"external_ip": address, "deployment_url": url},
+            f"Application {app.application}: {app_state.describe()}; {url}/health answered 200",
+        )
+
+    def _address(self, app: AppRef) -> str | None:
+        try:
+            return self.services.kubernetes.service_external_address(app.namespace, app.model_name)
+        except TransientError:
+            return None
 
     # ---- remove ------------------------------------------------------------------------------
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
 
 import httpx
-
-from control_api.errors import DeploymentTimedOut
 
 
 @dataclass(frozen=True)
@@ -46,8 +43,9 @@ class DeploymentTarget(Protocol):
     def sync(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict:
         """Make the cluster (or this machine) run what ``revision`` describes for ``app``."""
 
-    def wait(self, app: AppRef, revision: str, timeout: float, log: Callable[[str], None]) -> dict:
-        """Until synced, healthy and reachable; returns external_ip and deployment_url."""
+    def look_ready(self, app: AppRef, revision: str, state: dict[str, Any]) -> Ready | NotReady:
+        """One look: is ``revision`` running, healthy and reachable? Never sleeps; raises when the
+        rollout has failed. ``state`` is what the previous look returned in ``NotReady.state``."""
 
     def remove(self, app: AppRef, revision: str, log: Callable[[str], None]) -> None:
         """After the app's files were removed in ``revision``: prune its resources."""
@@ -58,22 +56,27 @@ class DeploymentTarget(Protocol):
     def ping(self) -> None: ...
 
 
-def probe_health(base_url: str, timeout: float, log: Callable[[str], None], *, host_header: str | None = None) -> None:
-    """Poll ``{base_url}/health`` until it answers 200."""
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    while True:
-        try:
-            response = httpx.get(f"{base_url}/health", timeout=5)
-            if response.status_code == 200:
-                log(f"{base_url}/health answered 200")
-                return
-            last = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            raise DeploymentTimedOut(f"{base_url}/health did not answer 200 within {timeout:.0f} s (last: {last})")
-        time.sleep(0.5)
+@dataclass(frozen=True)
+class Ready:
+    outputs: dict[str, Any]  # external_ip, deployment_url
+    message: str
+
+
+@dataclass(frozen=True)
+class NotReady:
+    reason: str  # what is still missing, said so that it can end a timeout message
+    state: dict[str, Any] = field(default_factory=dict)  # handed to the next look
+    details: dict[str, Any] | None = None
+
+
+def health_answer(base_url: str) -> str | None:
+    """None when ``{base_url}/health`` answers 200, else what it did instead. A load balancer
+    hostname that does not resolve yet is an answer like any other: the caller looks again."""
+    try:
+        response = httpx.get(f"{base_url}/health", timeout=5)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None if response.status_code == 200 else f"HTTP {response.status_code}"
 
 
 def url_for(address: str, port: int = 80) -> str:

@@ -5,13 +5,13 @@ Each Service gets its own loopback address, so the URL behaves like a LoadBalanc
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from control_api.adapters.gitops.access import RemoteAccess
 from control_api.adapters.local_runtime.gitsource import GitSource, SourceError
 from control_api.adapters.local_runtime.manifests import pair_workloads
 from control_api.errors import SyncFailed, DeploymentTimedOut
-from control_api.targets.base import AppRef, ServedState, probe_health, url_for
+from control_api.targets.base import AppRef, NotReady, Ready, ServedState, health_answer, url_for
 
 
 class LocalTarget:
@@ -49,14 +49,16 @@ class LocalTarget:
         status = statuses[0]
         return {"external_ip": status.address, "deployment_url": url_for(status.address, status.port), "synced_revision": revision}
 
-    def wait(self, app: AppRef, revision: str, timeout: float, log: Callable[[str], None]) -> dict:
+    def look_ready(self, app: AppRef, revision: str, state: dict[str, Any]) -> Ready | NotReady:
         runtime = self.services.local_runtime
         status = runtime.get(app.namespace, app.model_name)
         if status is None:
             raise DeploymentTimedOut(f"no running workload for {app.namespace}/{app.model_name}; retry to sync again")
         url = url_for(status.address, status.port)
-        probe_health(url, timeout, log)
-        return {"external_ip": status.address, "deployment_url": url}
+        answer = health_answer(url)
+        if answer is not None:
+            return NotReady(f"{url}/health did not answer 200 (last: {answer})")
+        return Ready({"external_ip": status.address, "deployment_url": url}, f"{url}/health answered 200")
 
     def remove(self, app: AppRef, revision: str, log: Callable[[str], None]) -> None:
         self._prune(app, set(), log)

@@ -95,6 +95,25 @@ class AppState:
         )
 
 
+def look(client: ArgoCDClient, name: str, revision: str) -> tuple[AppState, bool]:
+    """One look at the Application: its state, and whether it is Synced and Healthy at ``revision``
+    as judged after the controller reconciled our operation. Raises ``SyncFailed`` when the sync of
+    ``revision`` failed or the app turned Degraded after it, ``NotFoundError`` when the app is gone."""
+    application = client.get_application(name)
+    if application is None:
+        raise NotFoundError(f"Argo CD application {name!r} does not exist")
+    state = AppState.from_application(application)
+    if state.reconciled_after_operation and state.at(revision) and state.done:
+        return state, True
+    _raise_if_failed(client, state, revision)
+    return state, False
+
+
+def applied(state: AppState, revision: str) -> bool:
+    """Our operation applied ``revision``; the rollout it started may still be going on."""
+    return _applied(state, revision)
+
+
 def wait_for_sync(
     client: ArgoCDClient,
     name: str,
@@ -121,17 +140,13 @@ def wait_for_sync(
     delay = min(first_poll, poll)
     while True:
         try:
-            application = client.get_application(name)
+            last_state, ready = look(client, name, revision)
             last_error = None
         except TransientError as exc:
-            application, last_error = None, exc
+            last_error = exc
         else:
-            if application is None:
-                raise NotFoundError(f"Argo CD application {name!r} does not exist")
-            last_state = AppState.from_application(application)
-            if last_state.reconciled_after_operation and last_state.at(revision) and last_state.done:
+            if ready:
                 return last_state
-            _raise_if_failed(client, last_state, revision)
             if diagnose is not None and _applied(last_state, revision):
                 diagnose(last_state)
 

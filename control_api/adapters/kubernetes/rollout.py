@@ -45,14 +45,17 @@ class RolloutDiagnosis:
         namespace: str,
         deployment: str,
         grace_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
+        first_seen: dict[str, float] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._reader = reader
         self._namespace = namespace
         self._deployment = deployment
         self._grace = grace_seconds
         self._clock = clock
-        self._first_seen: dict[tuple[str, str], float] = {}
+        # "pod/reason" -> when it was first seen (wall clock, so it can be saved and carried over
+        # a restart of the service).
+        self.first_seen: dict[str, float] = dict(first_seen or {})
 
     def check(self) -> None:
         """Raise ``SyncFailed`` when a pod of the current template shows the rollout cannot finish."""
@@ -63,12 +66,12 @@ class RolloutDiagnosis:
         now = self._clock()
         seen = set()
         for problem in problems:
-            key = (problem.pod, problem.reason)
+            key = f"{problem.pod}/{problem.reason}"
             seen.add(key)
-            first = self._first_seen.setdefault(key, now)
+            first = self.first_seen.setdefault(key, now)
             if problem.final or now - first >= self._grace:
                 raise self._failure(problem)
-        self._first_seen = {key: value for key, value in self._first_seen.items() if key in seen}
+        self.first_seen = {key: value for key, value in self.first_seen.items() if key in seen}
 
     # ---- reading the cluster -------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ import time
 from typing import Any
 
 from control_api.errors import TerminalError
-from control_api.pipeline.step import StepContext
+from control_api.pipeline.step import NotYet, StepContext
+
+READY_TIMEOUT_SECONDS = 300.0
 
 
 class RegisterStep:
@@ -17,13 +19,14 @@ class RegisterStep:
     status_label = "registering"
     max_attempts = 3
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def run(self, ctx: StepContext) -> dict[str, Any] | NotYet:
         gateway = ctx.services.mlflow
         model_name = ctx.request["model_name"]
         run_id = ctx.outputs["run_id"]
         version = gateway.find_version_for_run(model_name, run_id)
         if version is not None:
-            ctx.log(f"version {version.version} of {model_name} already registered for run {run_id}")
+            if "poll_deadline" not in ctx.outputs:
+                ctx.log(f"version {version.version} of {model_name} already registered for run {run_id}")
         else:
             version = gateway.register(
                 model_name,
@@ -32,23 +35,27 @@ class RegisterStep:
                 tags={"mlops.deployment_id": ctx.deployment_id},
                 description=f"registered by deployment {ctx.deployment_id}",
             )
-        version = self._wait_ready(gateway, model_name, str(version.version))
-        gateway.set_version_tag(model_name, str(version.version), "mlops.deployment_id", ctx.deployment_id)
+        number = str(version.version)
+        # A registry whose storage copies the model asynchronously keeps the version PENDING_REGISTRATION
+        # for a while: look again later instead of holding a worker.
+        current = gateway.get_version(model_name, number)
+        if current.status == "FAILED_REGISTRATION":
+            raise TerminalError(
+                f"MLflow failed to register {model_name} version {number}: {current.status_message}",
+                code="registration_failed",
+            )
+        if current.status != "READY":
+            now = time.time()
+            deadline = float(ctx.outputs.get("poll_deadline") or now + READY_TIMEOUT_SECONDS)
+            if now >= deadline:
+                raise TerminalError(
+                    f"{model_name} version {number} is still {current.status} after {READY_TIMEOUT_SECONDS:.0f} s",
+                    code="registration_timeout",
+                )
+            return NotYet(1.0, f"{model_name} version {number} is {current.status}", {"poll_deadline": deadline})
+        gateway.set_version_tag(model_name, number, "mlops.deployment_id", ctx.deployment_id)
         return {
-            "model_version": str(version.version),
-            "model_uri": f"models:/{model_name}/{version.version}",
-            "_message": f"registered {model_name} version {version.version}",
+            "model_version": number,
+            "model_uri": f"models:/{model_name}/{number}",
+            "_message": f"registered {model_name} version {number}",
         }
-
-    @staticmethod
-    def _wait_ready(gateway, name: str, version: str, timeout: float = 300):
-        deadline = time.monotonic() + timeout
-        while True:
-            mv = gateway.get_version(name, version)
-            if mv.status == "READY":
-                return mv
-            if mv.status == "FAILED_REGISTRATION":
-                raise TerminalError(f"MLflow failed to register {name} version {version}: {mv.status_message}", code="registration_failed")
-            if time.monotonic() > deadline:
-                raise TerminalError(f"{name} version {version} is still {mv.status} after {timeout:.0f} s", code="registration_timeout")
-            time.sleep(1)

@@ -1,7 +1,8 @@
 """Step ``review`` (review mode only): wait until the deploy's change reaches the target branch.
 
 The change is found by its ``Deployment-Id`` trailer, not by SHA, so a merge commit, a squash merge
-and a rebase merge all count. While it waits the deployment's status is ``awaiting_review``.
+and a rebase merge all count. While it waits the deployment's status is ``awaiting_review`` and it
+holds no worker: each look is one call, then the step answers ``NotYet``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 from typing import Any
 
 from control_api.errors import DeploymentTimedOut, TerminalError
-from control_api.pipeline.step import StepContext
+from control_api.pipeline.step import NotYet, StepContext
 
 
 class ReviewStep:
@@ -18,24 +19,29 @@ class ReviewStep:
     status_label = "awaiting_review"
     max_attempts = 5
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def run(self, ctx: StepContext) -> dict[str, Any] | NotYet:
+        """One look at the target branch and the pull request; ``NotYet`` until it is merged."""
         settings = ctx.settings
         gitops = ctx.services.gitops
         forge = ctx.services.forge
-        deadline = time.monotonic() + settings.forge.review_timeout_seconds
+        now = time.time()
+        deadline = float(ctx.outputs.get("poll_deadline") or now + settings.forge.review_timeout_seconds)
         number = ctx.outputs.get("pull_request_number")
-        while True:
-            merged = gitops.find_by_trailer("Deployment-Id", ctx.deployment_id, branch=settings.git.branch)
-            if merged is not None:
-                ctx.log(f"change merged into {settings.git.branch} as {merged.sha[:12]}")
-                return {"commit": merged.sha, "commit_changed": True, "_message": f"merged as {merged.sha[:12]}"}
-            if forge is not None and number is not None:
-                pr = forge.get_pull_request(int(number))
-                if pr.state == "closed" and not pr.merged:
-                    raise TerminalError(f"pull request {pr.url} was closed without merging", code="review_rejected")
-            if time.monotonic() >= deadline:
-                raise DeploymentTimedOut(
-                    f"the pull request was not merged within {settings.forge.review_timeout_seconds:g} s; "
-                    "retry the deployment to keep waiting", code="review_timed_out",
-                )
-            time.sleep(settings.forge.merge_poll_seconds)
+        merged = gitops.find_by_trailer("Deployment-Id", ctx.deployment_id, branch=settings.git.branch)
+        if merged is not None:
+            ctx.log(f"change merged into {settings.git.branch} as {merged.sha[:12]}")
+            return {"commit": merged.sha, "commit_changed": True, "_message": f"merged as {merged.sha[:12]}"}
+        if forge is not None and number is not None:
+            pr = forge.get_pull_request(int(number))
+            if pr.state == "closed" and not pr.merged:
+                raise TerminalError(f"pull request {pr.url} was closed without merging", code="review_rejected")
+        if now >= deadline:
+            raise DeploymentTimedOut(
+                f"the pull request was not merged within {settings.forge.review_timeout_seconds:g} s; "
+                "retry the deployment to keep waiting", code="review_timed_out",
+            )
+        return NotYet(
+            retry_after=min(settings.forge.merge_poll_seconds, max(0.0, deadline - now)),
+            message=f"awaiting review of {ctx.outputs.get('pull_request_url') or 'the pull request'}",
+            progress={"poll_deadline": deadline},
+        )

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from control_api.pipeline.step import StepContext
+from control_api.errors import DeploymentTimedOut
+from control_api.pipeline.step import NotYet, StepContext
 from control_api.pipeline.steps.commit import app_of
+from control_api.targets.base import Ready
+
+FIRST_LOOK_SECONDS = 0.1
+MAX_LOOK_SECONDS = 1.0
 
 
 class SyncStep:
@@ -22,15 +28,38 @@ class SyncStep:
 
 
 class WaitStep:
+    """Look at the target until the revision runs, healthy and reachable, or the ready timeout passes.
+
+    Each look is one short call; between looks the step yields its worker (``NotYet``). Looks start
+    0.1 s apart and back off to 1 s: a quick rollout is answered within a fraction of a second of
+    turning ready, and a slow one costs the APIs one request per second. The deadline is saved, so a
+    restarted service keeps the same clock.
+    """
+
     name = "wait"
     status_label = "waiting"
     max_attempts = 2
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def run(self, ctx: StepContext) -> dict[str, Any] | NotYet:
         app = app_of(ctx)
         # The revision the target actually synced: the commit itself, or under automated sync the
         # branch head that holds it.
         revision = ctx.outputs.get("synced_revision") or ctx.outputs["commit"]
-        outputs = ctx.services.target.wait(app, revision, ctx.settings.target.ready_timeout_seconds, ctx.log)
-        outputs["_message"] = f"serving at {outputs['deployment_url']}"
-        return outputs
+        timeout = ctx.settings.target.ready_timeout_seconds
+        now = time.time()
+        deadline = float(ctx.outputs.get("poll_deadline") or now + timeout)
+        answer = ctx.services.target.look_ready(app, revision, ctx.outputs.get("poll_state") or {})
+        if isinstance(answer, Ready):
+            ctx.log(answer.message)
+            return {**answer.outputs, "_message": f"serving at {answer.outputs['deployment_url']}"}
+        if now >= deadline:
+            raise DeploymentTimedOut(f"{answer.reason}, after {timeout:.0f} s", details=answer.details)
+        if answer.reason != ctx.outputs.get("poll_reason"):
+            ctx.log(answer.reason)
+        delay = min(MAX_LOOK_SECONDS, float(ctx.outputs.get("poll_delay") or FIRST_LOOK_SECONDS / 2) * 2)
+        return NotYet(
+            retry_after=min(delay, max(0.0, deadline - now)),
+            message=f"waiting: {answer.reason}",
+            progress={"poll_deadline": deadline, "poll_delay": delay, "poll_state": answer.state,
+                      "poll_reason": answer.reason},
+        )
