@@ -94,8 +94,13 @@ class ApplicationController:
         self._due: dict[str, tuple[float, bool]] = {}  # name -> (monotonic time, force-resolve the revision)
         self._workers: dict[str, threading.Thread] = {}
         self._reconcile_locks: dict[str, threading.Lock] = {}
+        self._post_operation: set[str] = set()  # apps whose post-operation reconcile has not run yet
+        self._seen_versions: dict[str, list[str | None]] = {}  # live resourceVersions at the last compare
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._running = threading.Event()  # cleared by pause(): a test holds the controller still
+        self._running.set()
+        self._pass_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="argocd-application-controller", daemon=True)
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -127,15 +132,32 @@ class ApplicationController:
 
     # ---- loop ----------------------------------------------------------------------------------
 
+    def pause(self) -> None:
+        """Test hook: stop picking up operations, reconciles and deletions (an operation already running
+        finishes), like a controller that is down; the API server keeps answering."""
+        self._running.clear()
+        with self._pass_lock:  # the pass under way ends first
+            pass
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.join(60)
+
+    def resume(self) -> None:
+        self._running.set()
+
     def _loop(self) -> None:
         while not self._stop.wait(self.tick):
-            for name in self.store.names():
-                if self._stop.is_set():
-                    return
-                try:
-                    self._process(name)
-                except Exception as exc:  # noqa: BLE001 - one app's simulator bug must not stop the others
-                    self._record_condition(name, "UnknownError", f"simulator controller error: {exc!r}")
+            with self._pass_lock:
+                if not self._running.is_set():
+                    continue
+                for name in self.store.names():
+                    if self._stop.is_set():
+                        return
+                    try:
+                        self._process(name)
+                    except Exception as exc:  # noqa: BLE001 - one app's simulator bug must not stop the others
+                        self._record_condition(name, "UnknownError", f"simulator controller error: {exc!r}")
 
     def _process(self, name: str) -> None:
         app = self.store.get(name)
@@ -157,15 +179,38 @@ class ApplicationController:
                 self._due[name] = due = (0.0, False)
         if time.monotonic() >= due[0]:
             self.reconcile(name, force_resolve=due[1])
+        elif not app.get("operation") and not self._after_operation(name) and self._live_changed(app):
+            # A watched resource changed (the controller's informer event): compare again, with the
+            # cached revision. Not while an operation runs or its own reconcile is still pending.
+            self.reconcile(name, force_resolve=False, keep_schedule=True)
 
     # ---- reconcile -----------------------------------------------------------------------------
 
-    def reconcile(self, name: str, *, force_resolve: bool) -> dict | None:
+    def _after_operation(self, name: str) -> bool:
+        with self._lock:
+            worker = self._workers.get(name)
+            return (worker is not None and worker.is_alive()) or name in self._post_operation
+
+    def _live_changed(self, app: dict) -> bool:
+        versions = self._live_versions(app)
+        with self._lock:
+            return versions != self._seen_versions.get(app["metadata"]["name"])
+
+    def _live_versions(self, app: dict) -> list[str | None]:
+        versions = []
+        for resource in (app.get("status") or {}).get("resources") or []:
+            live = self.cluster.get(resource["kind"], resource.get("namespace") or None, resource["name"])
+            versions.append(None if live is None else str(live["metadata"].get("resourceVersion")))
+        return versions
+
+    def reconcile(self, name: str, *, force_resolve: bool, keep_schedule: bool = False) -> dict | None:
         """Compare and write status; then run the automated-sync decision. Returns the stored app."""
         with self._lock:
             lock = self._reconcile_locks.setdefault(name, threading.Lock())
-            # The next one is periodic, and a periodic reconcile refreshes the ref cache.
-            self._due[name] = (time.monotonic() + self.reconcile_period, True)
+            if not keep_schedule:
+                # The next one is periodic, and a periodic reconcile refreshes the ref cache.
+                self._due[name] = (time.monotonic() + self.reconcile_period, True)
+                self._post_operation.discard(name)
         with lock:
             app = self.store.get(name)
             if app is None or app["metadata"].get("deletionTimestamp"):
@@ -187,6 +232,10 @@ class ApplicationController:
                     current.pop("conditions", None)
 
             updated = self.store.update(name, write)
+            if updated is not None:
+                versions = self._live_versions(updated)
+                with self._lock:
+                    self._seen_versions[name] = versions
         if updated is not None:
             self._auto_sync(updated)
         return self.store.get(name)
@@ -343,9 +392,11 @@ class ApplicationController:
                 if len(history) > limit:
                     del history[: len(history) - limit]
 
-        self.store.update(name, finish)
         # The comparison after an operation re-resolves the target revision (a fresh ls-remote).
+        with self._lock:
+            self._post_operation.add(name)
         self.schedule(name, self.reconcile_lag + self._faults().stale_reconcile_seconds, force_resolve=True)
+        self.store.update(name, finish)
 
     def _sync(self, app: dict, operation: dict) -> tuple[str, str, str | None, list[dict]]:
         sync = operation["sync"]
@@ -398,9 +449,6 @@ class ApplicationController:
             annotations[TRACKING_ANNOTATION] = tracking_id(name, obj, obj_namespace or "")
             if obj["kind"] == "Deployment" and faults.sync_error:
                 results.append(result(obj, "SyncFailed", faults.sync_error))
-                continue
-            if obj_namespace and self.cluster.get("Namespace", None, obj_namespace) is None:
-                results.append(result(obj, "SyncFailed", f'namespaces "{obj_namespace}" not found'))
                 continue
             previous = self.cluster.get(obj["kind"], obj_namespace, obj["metadata"]["name"])
             annotations["kubectl.kubernetes.io/last-applied-configuration"] = json.dumps(
