@@ -51,6 +51,10 @@ class ContainerConfigError(Exception):
     pass
 
 
+class StartError(Exception):
+    pass
+
+
 @dataclass
 class RuntimeState:
     """What the runtime reports about a container it runs."""
@@ -174,6 +178,9 @@ class Kubelet:
 
     def _fault_command(self, container: dict) -> list[str] | None:
         raise NotImplementedError
+
+    def _check_config(self, pod: dict, container: dict) -> None:
+        """Runtime-specific checks of the container's configuration (ContainerConfigError)."""
 
     # ---- the sync loop ----
 
@@ -301,6 +308,7 @@ class Kubelet:
         try:
             env = self._container_env(pod, container)
             self._check_non_root(pod, container)
+            self._check_config(pod, container)
         except ContainerConfigError as error:
             state.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(error)}}
             # The kubelet retries every sync (about 10 s when nothing else happens) and reports each try.
@@ -310,8 +318,17 @@ class Kubelet:
             return
         if state.started_once:
             state.restart_count += 1
-        state.handle, state.container_id = self._runtime_start(pod, record, container, env,
-                                                               self._fault_command(container))
+        try:
+            state.handle, state.container_id = self._runtime_start(pod, record, container, env,
+                                                                   self._fault_command(container))
+        except StartError as error:
+            # The runtime refused to create the container: CreateContainerError, retried with back-off.
+            state.state = {"waiting": {"reason": "CreateContainerError", "message": str(error)}}
+            self._event(pod, "Warning", "Failed", f"Error: {error}", container["name"])
+            state.crash_backoff = min(max(state.crash_backoff * 2, self.scaled(BACKOFF_INITIAL_SECONDS)),
+                                      self.scaled(BACKOFF_MAX_SECONDS))
+            state.next_start_at = time.time() + state.crash_backoff
+            return
         state.started_once = True
         state.state = {"running": {"startedAt": now_rfc3339()}}
         state.ready = False
