@@ -175,10 +175,22 @@ class DockerKubelet(Kubelet):
             cap_drop=["ALL"],
             security_opt=["no-new-privileges:true"],
             mem_limit="32m",
+            sysctls=self._pod_sysctls(pod),
         )
         sandbox.reload()
         pod_ip = sandbox.attrs["NetworkSettings"]["Networks"][self.network_name]["IPAddress"]
         return sandbox, pod_ip
+
+    @staticmethod
+    def _pod_sysctls(pod: dict) -> dict[str, str]:
+        """The pod network namespace's sysctls. Docker lets any user bind ports below 1024 in a
+        container; containerd 1.x (the CRI runtime of most clusters) keeps the kernel default, so a
+        non-root server on port 80 needs NET_BIND_SERVICE there. The kernel default is modelled;
+        ``securityContext.sysctls`` of the pod override it."""
+        sysctls = {"net.ipv4.ip_unprivileged_port_start": "1024"}
+        for sysctl in (pod["spec"].get("securityContext") or {}).get("sysctls") or []:
+            sysctls[sysctl["name"]] = str(sysctl["value"])
+        return sysctls
 
     def _runtime_remove_sandbox(self, record: PodRecord) -> None:
         self._force_remove(record.sandbox)
