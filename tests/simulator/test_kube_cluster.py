@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.simulator.contracts import ContractChecker
+from tests.simulator.contracts import ContractChecker, kubernetes_errors
 from tests.simulator.kube import Cluster, FakeKubelet, KubeError
 
 DIGEST_IMAGE = "127.0.0.1:5000/models/iris@sha256:" + "ab" * 32
@@ -440,6 +440,9 @@ def test_hpa_and_pdb_status(cluster: Cluster) -> None:
     assert condition(hpa, "ScalingActive")["status"] == "True"
     assert condition(hpa, "ScalingLimited")["reason"] == "DesiredWithinRange"
     assert any(e["message"].startswith("New size: 2;") for e in events(cluster, "SuccessfulRescale"))
+    owned_by_hpa = deployment()
+    del owned_by_hpa["spec"]["replicas"]
+    assert cluster.apply(owned_by_hpa)["spec"]["replicas"] == 2  # an apply without replicas leaves the HPA's
     pdb = cluster.get("PodDisruptionBudget", "models", "iris")["status"]
     assert (pdb["expectedPods"], pdb["currentHealthy"], pdb["desiredHealthy"], pdb["disruptionsAllowed"]) == (2, 2, 1, 1)
     assert (pdb["conditions"][0]["type"], pdb["conditions"][0]["status"], pdb["conditions"][0]["reason"]) == (
@@ -477,3 +480,24 @@ def test_deleting_cascades_and_namespace_deletion_empties_it(cluster: Cluster) -
     assert cluster.list("Deployment", "models") == [] and cluster.list("Pod", "models") == []
     with pytest.raises(KubeError, match='namespaces "models" not found'):
         cluster.apply(deployment())
+
+
+def test_every_object_the_cluster_writes_passes_kubernetes_validation(cluster: Cluster) -> None:
+    cluster.apply(deployment(replicas=2))
+    cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "iris", "namespace": "models"},
+                   "spec": {"type": "LoadBalancer", "selector": LABELS, "ports": [{"port": 18082, "targetPort": "http"}]}})
+    cluster.apply({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "iris", "namespace": "models"},
+                   "spec": {"maxUnavailable": 1, "selector": {"matchLabels": LABELS}}})
+    cluster.wait_idle(10)
+    cluster.set_faults(crash_loop=True, unschedulable=False)
+    cluster.apply(deployment(replicas=2, env_value="2"))
+    wait_for(lambda: any(container_status(p)["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
+                         for p in pods(cluster)), what="a crash loop")
+    cluster.set_faults(crash_loop=False, unschedulable=True)
+    cluster.apply(deployment(name="pending", replicas=1))
+    wait_for(lambda: events(cluster, "FailedScheduling"), what="FailedScheduling")
+    objects = cluster.store.all_objects()
+    kinds = {obj["kind"] for obj in objects}
+    assert kinds >= {"Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event", "PodDisruptionBudget"}
+    invalid = {f"{obj['kind']}/{obj['metadata']['name']}": kubernetes_errors(obj) for obj in objects}
+    assert {name: errors for name, errors in invalid.items() if errors} == {}

@@ -210,6 +210,10 @@ class Cluster:
                     if not any(existing.get("manager") == entry["manager"] for existing in merged_managers):
                         merged_managers.append(entry)
                 metadata["managedFields"] = merged_managers
+                # An apply that leaves out spec.replicas leaves it to its owner (an HPA): kept as is.
+                if kind in ("Deployment", "ReplicaSet", "StatefulSet") and "replicas" not in (obj.get("spec") or {}):
+                    if "replicas" in (previous.get("spec") or {}):
+                        obj.setdefault("spec", {})["replicas"] = previous["spec"]["replicas"]
                 # Server-side apply keeps fields other managers own; here: the controllers' annotations.
                 for key, value in (previous["metadata"].get("annotations") or {}).items():
                     if key.startswith(CONTROLLER_ANNOTATION_PREFIXES):

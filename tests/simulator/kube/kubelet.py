@@ -334,7 +334,7 @@ class Kubelet:
         state.ready = False
         state.started = "startupProbe" not in container
         state.probes = {}
-        self._event(pod, "Normal", "Created", f"Created container: {container['name']}", container["name"])
+        self._event(pod, "Normal", "Created", f"Created container {container['name']}", container["name"])
         self._event(pod, "Normal", "Started", f"Started container {container['name']}", container["name"])
 
     def _container_exited(self, pod: dict, container: dict, state: ContainerRecord, runtime: RuntimeState) -> None:

@@ -326,6 +326,10 @@ class Store:
             ]
         return sorted(found, key=lambda obj: (obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
 
+    def all_objects(self) -> list[dict]:
+        with self.lock:
+            return [copy.deepcopy(obj) for obj in self._objects.values()]
+
     def namespaces_of(self, namespace: str) -> list[dict]:
         with self.lock:
             return [obj for (_, obj_namespace, _), obj in self._objects.items() if obj_namespace == namespace]
