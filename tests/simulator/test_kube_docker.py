@@ -223,3 +223,26 @@ def test_kube_proxy_refuses_without_ready_endpoints(cluster: Cluster, namespace:
     with socket.create_connection((address, 8089), timeout=2) as connection:
         connection.settimeout(2)
         assert connection.recv(1) == b""
+
+
+def test_image_is_pulled_from_the_registry_by_digest(cluster: Cluster, namespace: str, base_image: str,
+                                                     registry_url: str, docker_client) -> None:
+    repository = f"{registry_url}/mlops-sim/kube-pull-test"
+    docker_client.images.get(base_image).tag(repository, "base")
+    try:
+        for _ in docker_client.images.push(repository, "base", stream=True, decode=True):
+            pass
+        digest = next(d for d in docker_client.images.get(f"{repository}:base").attrs["RepoDigests"]
+                      if d.startswith(repository))
+    finally:
+        docker_client.images.remove(f"{repository}:base")
+    deployment = web_deployment("pulled", namespace, digest)
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "Always"
+    cluster.apply(deployment)
+    pod = wait_for(lambda: next((p for p in pods_of(cluster, namespace, "pulled") if container_status(p).get("ready")),
+                                None), timeout=60, what="the pulled image serving")
+    assert container_status(pod)["imageID"] == digest
+    messages = [(e["reason"], e["message"]) for e in cluster.events(namespace, "Pod", pod["metadata"]["name"])]
+    assert ("Pulling", f'Pulling image "{digest}"') in messages
+    assert any(reason == "Pulled" and message.startswith(f'Successfully pulled image "{digest}" in ')
+               for reason, message in messages)
