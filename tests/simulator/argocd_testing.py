@@ -96,14 +96,16 @@ def application(repo_url: str, *, automated: bool = False, project: str = PROJEC
             "metadata": {"name": APP, "namespace": "argocd", **metadata}, "spec": spec}
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0,
+             last_seen: Callable[[], Any] | None = None) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            seen = f"; last seen: {last_seen()}" if last_seen else ""
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
         time.sleep(0.05)
 
 
@@ -134,7 +136,7 @@ class Sim:
             body["revision"] = revision
         return self.api.post(f"/api/v1/applications/{APP}/sync", json=body)
 
-    def wait_operation(self, revision: str | None = None, timeout: float = 20.0) -> dict:
+    def wait_operation(self, revision: str | None = None, timeout: float = 60.0) -> dict:
         """Until the last operation finished (and was for ``revision`` when given); returns the app."""
         def finished() -> dict | None:
             body = self.app().json()
@@ -147,10 +149,13 @@ class Sim:
         return wait_for(finished, f"the operation on {APP} to finish", timeout)
 
     def wait_reconciled(self, revision: str, *, sync: str = "Synced", health: str | None = "Healthy",
-                        timeout: float = 20.0) -> dict:
+                        timeout: float = 60.0) -> dict:
         """Until status.sync (and health) describe ``revision``, as ``argocd app wait`` decides."""
+        last: dict = {}
+
         def done() -> dict | None:
             body = self.app().json()
+            last["status"] = body.get("status")
             status = body.get("status") or {}
             state = status.get("operationState") or {}
             if body.get("operation") or not state.get("finishedAt") or status.get("reconciledAt", "") < state["finishedAt"]:
@@ -160,7 +165,7 @@ class Sim:
             if health and (status.get("health") or {}).get("status") != health:
                 return None
             return body
-        return wait_for(done, f"{APP} to be {sync}/{health} at {revision[:8]}", timeout)
+        return wait_for(done, f"{APP} to be {sync}/{health} at {revision[:8]}", timeout, lambda: last)
 
 
 def start_sim(tmp_path: Path, contracts_dir: Path, kustomize_cmd: list[str], *, tls: bool = False,

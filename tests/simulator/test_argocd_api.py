@@ -40,7 +40,7 @@ def test_a_missing_app_is_403_unless_the_request_names_its_project(sim):
 def test_create_is_idempotent_and_refuses_a_different_spec_without_upsert(sim):
     created = sim.create()
     again = sim.create()
-    assert again["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    assert (again["metadata"]["uid"], again["metadata"]["generation"]) == (created["metadata"]["uid"], 1)
 
     changed = application(sim.repo.url)
     changed["spec"]["source"]["targetRevision"] = "HEAD"

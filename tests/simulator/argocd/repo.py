@@ -56,6 +56,10 @@ class RepoServer:
             refs[ref] = sha
         return refs
 
+    def test_repository(self, repo_url: str) -> None:
+        """The repo server's TestRepository: the remote answers ls-remote."""
+        self._ls_remote(repo_url)
+
     def resolve(self, repo_url: str, revision: str, *, use_cache: bool = True) -> str:
         revision = revision or "HEAD"
         if is_commit_sha(revision):

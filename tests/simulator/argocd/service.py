@@ -130,12 +130,13 @@ class ApplicationService:
         source = spec.get("source") or {}
         if validate and source.get("repoURL"):
             condition = None
-            try:
-                revision = self.repo.resolve(source["repoURL"], source.get("targetRevision") or "HEAD", use_cache=False)
+            try:  # argo.go validateRepo: TestRepository, then verifyGenerateManifests
+                self.repo.test_repository(source["repoURL"])
             except RepoError as exc:
                 condition = f"repository not accessible: repositories not accessible: {source['repoURL']}: {exc}"
             else:
                 try:
+                    revision = self.repo.resolve(source["repoURL"], source.get("targetRevision") or "HEAD", use_cache=False)
                     self.repo.manifests(source["repoURL"], revision, source.get("path", ""))
                 except RepoError as exc:
                     condition = f"Unable to generate manifests in {source.get('path', '')}: rpc error: code = Unknown desc = {exc}"
