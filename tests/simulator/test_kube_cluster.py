@@ -208,6 +208,32 @@ def test_rolling_update_keeps_the_old_pod_until_the_new_one_is_ready(cluster: Cl
                for e in events(cluster, "ScalingReplicaSet"))
 
 
+def test_rolling_update_stays_within_max_surge_and_max_unavailable(cluster: Cluster) -> None:
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    cluster.apply(deployment(replicas=4, strategy=strategy, minReadySeconds=1))
+    wait_for(lambda: cluster.get("Deployment", "models", "iris").get("status", {}).get("availableReplicas") == 4,
+             timeout=15, what="four available replicas")
+    cluster.apply(deployment(replicas=4, env_value="2", strategy=strategy, minReadySeconds=1))
+    samples = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with cluster.store.lock:  # one consistent snapshot between controller passes
+            live = [p for p in pods(cluster) if "deletionTimestamp" not in p["metadata"]]
+            current = cluster.get("Deployment", "models", "iris")
+        status = current["status"]
+        samples.append((len(live), sum(1 for p in live if condition(p, "Ready").get("status") == "True")))
+        if status.get("observedGeneration") == current["metadata"]["generation"] and status.get(
+                "updatedReplicas") == 4 and status.get("replicas") == 4 and status.get("availableReplicas") == 4:
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("rollout did not finish")
+    assert max(total for total, _ in samples) == 5  # one surge pod at a time
+    assert min(ready for _, ready in samples) >= 4  # never below replicas - maxUnavailable
+    old_template_pods = [p for p in pods(cluster) if p["spec"]["containers"][0]["env"][0]["value"] == "1"]
+    assert old_template_pods == []
+
+
 def test_revision_history_limit_prunes_old_replicasets(cluster: Cluster) -> None:
     for version in range(1, 5):
         cluster.apply(deployment(env_value=str(version), revisionHistoryLimit=1))
@@ -289,6 +315,9 @@ def test_oom_kill(cluster: Cluster) -> None:
                                  if container_status(p)["lastState"].get("terminated", {}).get("reason") == "OOMKilled"),
                                 None), what="OOMKilled")
     assert container_status(pod)["lastState"]["terminated"]["exitCode"] == 137
+    node_events = [e for e in cluster.events("default", involved_kind="Node") if e["reason"] == "SystemOOM"]
+    assert node_events and node_events[0]["type"] == "Warning"
+    assert node_events[0]["message"].startswith("System OOM encountered, victim process: ")
     wait_for(lambda: any(container_status(p)["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
                          for p in pods(cluster)), what="CrashLoopBackOff after OOM")
 

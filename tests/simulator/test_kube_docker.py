@@ -12,6 +12,7 @@ import pytest
 from tests.simulator.contracts import ContractChecker
 from tests.simulator.kube import Cluster, DockerKubelet
 from tests.simulator.kube.docker_kubelet import LABEL_CLUSTER, LABEL_POD
+from tests.simulator.kube.kubelet import CRASH_LOOP_MESSAGE
 from tests.simulator.test_kube_cluster import condition, container_status, wait_for
 
 UID = 10001
@@ -179,6 +180,16 @@ def test_faults_on_real_containers(cluster: Cluster, namespace: str, base_image:
     terminated = container_status(pod)["lastState"]["terminated"]
     # Docker 20.10 on this kernel (cgroup v1) reports the kernel's OOM kill as OOMKilled with exit 137.
     assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
+
+    cluster.set_faults(crash_loop=True)
+    try:
+        cluster.apply(web_deployment("crasher", namespace, base_image))
+        pod = wait_for(lambda: next((p for p in pods_of(cluster, namespace, "crasher") if container_status(p)["state"].get(
+            "waiting", {}).get("reason") == "CrashLoopBackOff"), None), timeout=60, what="CrashLoopBackOff")
+    finally:
+        cluster.clear_faults()
+    assert container_status(pod)["lastState"]["terminated"]["exitCode"] == 1
+    assert CRASH_LOOP_MESSAGE in cluster.pod_log(namespace, pod["metadata"]["name"], previous=True)
 
     cluster.set_faults(readiness_failing=True)
     try:

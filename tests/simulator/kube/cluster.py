@@ -23,7 +23,7 @@ import kubernetes_validate
 from tests.simulator.contracts import ContractChecker, _kubernetes_validator
 from tests.simulator.kube.controllers import Controllers, is_pod_ready
 from tests.simulator.kube.dns import HostsFile
-from tests.simulator.kube.events import EventRecorder
+from tests.simulator.kube.events import NODE_NAME, EventRecorder
 from tests.simulator.kube.faults import KubeFaults
 from tests.simulator.kube.kubelet import Kubelet, resolve_port
 from tests.simulator.kube.proxy import KubeProxy, LoadBalancerPool
@@ -62,6 +62,27 @@ def _validate(obj: dict) -> None:
                                         f"is invalid: {where}: {error.message}".replace('. "', ' "'))
 
 
+def node_object(host_ip: str) -> dict:
+    """The one node every pod is scheduled to."""
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"}},
+            "spec": {}}
+
+
+def node_status(host_ip: str) -> dict:
+    capacity = {"cpu": "2", "memory": "8Gi", "pods": "110"}
+    return {
+        "capacity": capacity,
+        "allocatable": capacity,
+        "addresses": [{"type": "InternalIP", "address": host_ip}, {"type": "Hostname", "address": NODE_NAME}],
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status"}],
+        "nodeInfo": {"kubeletVersion": "v1.32.0", "containerRuntimeVersion": "docker://20.10", "architecture": "amd64",
+                     "operatingSystem": "linux", "osImage": "sim", "kernelVersion": "", "kubeProxyVersion": "v1.32.0",
+                     "machineID": "", "systemUUID": "", "bootID": ""},
+    }
+
+
 class _LoadBalancer:
     def __init__(self, address: str, ports: list[int], hostname: str | None) -> None:
         self.address = address
@@ -96,6 +117,8 @@ class Cluster:
         self._passes = {"controllers": 0, "kubelet": 0}
         self._pass_condition = threading.Condition()
         self.store.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+        self.store.put(node_object(kubelet.host_ip))
+        self.store.write_status("Node", None, NODE_NAME, node_status(kubelet.host_ip))
         self._threads = [
             threading.Thread(target=self._loop, args=("controllers", self._controllers_pass), daemon=True,
                              name="sim-kube-controllers"),

@@ -340,6 +340,13 @@ class Kubelet:
     def _container_exited(self, pod: dict, container: dict, state: ContainerRecord, runtime: RuntimeState) -> None:
         if runtime.oom_killed:
             reason = "OOMKilled"
+            # The kubelet's OOM watcher reports every kernel OOM kill as a Warning on the Node.
+            assert self.events is not None and self.store is not None
+            node = self.store.get("Node", None, NODE_NAME)
+            if node is not None:
+                victim = (container.get("command") or ["container"])[0].rsplit("/", 1)[-1]
+                self.events.record(node, "Warning", "SystemOOM",
+                                   f"System OOM encountered, victim process: {victim}", component="kubelet")
         else:
             reason = "Completed" if runtime.exit_code == 0 else "Error"
         terminated = {"exitCode": runtime.exit_code, "reason": reason, "startedAt": runtime.started_at,
