@@ -97,14 +97,14 @@ def create_app(cluster: Cluster, *, token: str) -> FastAPI:
         except (KeyError, ValueError) as error:
             raise KubeError(400, "BadRequest", f"unable to parse requirement: {error}") from error
         for item in items:
-            cluster._check_out(f"list {kind}", item)
+            cluster.check_out(f"list {kind}", item)
         stripped: list[dict[str, Any]] = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")}
                                           for item in items]
         return JSONResponse({"kind": f"{kind}List", "apiVersion": group_version,
                              "metadata": {"resourceVersion": str(cluster.store.resource_version)}, "items": stripped})
 
     @app.get("/api/v1/namespaces/{namespace}/pods/{name}/log")
-    def pod_log(namespace: str, name: str, container: str | None = None, tailLines: int | None = None,  # noqa: N803
+    def pod_log(namespace: str, name: str, container: str | None = None, tailLines: int | None = None,
                 previous: bool = False) -> PlainTextResponse:
         return PlainTextResponse(cluster.pod_log(namespace, name, container=container, tail_lines=tailLines,
                                                  previous=previous))

@@ -12,11 +12,14 @@ kubelet stops their containers first), a Namespace's deletion deletes what is in
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
+from typing import Self
 
 import kubernetes_validate
 
@@ -31,7 +34,6 @@ from tests.simulator.kube.store import (
     KubeError,
     Store,
     is_namespaced,
-    parse_rfc3339,
     plural_resource,
     random_suffix,
     selector_matches,
@@ -89,6 +91,7 @@ class _LoadBalancer:
         self.ports = ports
         self.hostname = hostname
         self.host_line_added = False
+        self.created_at = time.time()
 
 
 class Cluster:
@@ -182,13 +185,13 @@ class Cluster:
         for thread in self._threads:
             thread.join(timeout=30)
         self.proxy.close()
-        for key, balancer in list(self._load_balancers.items()):
+        for balancer in list(self._load_balancers.values()):
             self.pool.release(balancer.address)
         self._load_balancers.clear()
         self.hosts.remove_all()
         self.kubelet.close()
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -196,7 +199,7 @@ class Cluster:
 
     # ---- API ----
 
-    def _check_out(self, where: str, obj: dict) -> dict:
+    def check_out(self, where: str, obj: dict) -> dict:
         if self.checker is not None:
             self.checker.kubernetes(where, obj)
         return obj
@@ -234,9 +237,9 @@ class Cluster:
                         merged_managers.append(entry)
                 metadata["managedFields"] = merged_managers
                 # An apply that leaves out spec.replicas leaves it to its owner (an HPA): kept as is.
-                if kind in ("Deployment", "ReplicaSet", "StatefulSet") and "replicas" not in (obj.get("spec") or {}):
-                    if "replicas" in (previous.get("spec") or {}):
-                        obj.setdefault("spec", {})["replicas"] = previous["spec"]["replicas"]
+                if (kind in ("Deployment", "ReplicaSet", "StatefulSet") and "replicas" not in (obj.get("spec") or {})
+                        and "replicas" in (previous.get("spec") or {})):
+                    obj.setdefault("spec", {})["replicas"] = previous["spec"]["replicas"]
                 # Server-side apply keeps fields other managers own; here: the controllers' annotations.
                 for key, value in (previous["metadata"].get("annotations") or {}).items():
                     if key.startswith(CONTROLLER_ANNOTATION_PREFIXES):
@@ -245,7 +248,7 @@ class Cluster:
             if kind == "Service" and "status" not in stored:
                 self.store.write_status(kind, stored["metadata"]["namespace"], name, {"loadBalancer": {}})
                 stored = self.store.get_ref(kind, stored["metadata"]["namespace"], name)
-            return self._check_out(f"apply {kind}", copy.deepcopy(stored))
+            return self.check_out(f"apply {kind}", copy.deepcopy(stored))
 
     def _validate_deployment(self, obj: dict) -> None:
         spec = obj.get("spec") or {}
@@ -269,14 +272,14 @@ class Cluster:
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict | None:
         obj = self.store.get(kind, namespace, name)
-        return self._check_out(f"get {kind}", obj) if obj is not None else None
+        return self.check_out(f"get {kind}", obj) if obj is not None else None
 
     def list(self, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict]:
         try:
             found = self.store.list(kind, namespace, label_selector)
         except KeyError as error:
             raise KubeError(400, "BadRequest", f"unable to parse requirement: {error}") from error
-        return [self._check_out(f"list {kind}", obj) for obj in found]
+        return [self.check_out(f"list {kind}", obj) for obj in found]
 
     def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         with self.store.lock:
@@ -306,7 +309,7 @@ class Cluster:
                 continue
             if involved_name is not None and involved.get("name") != involved_name:
                 continue
-            found.append(self._check_out("list Event", event))
+            found.append(self.check_out("list Event", event))
         return sorted(found, key=lambda event: (event["firstTimestamp"], event["metadata"]["name"]))
 
     def pod_log(self, namespace: str, name: str, *, container: str | None = None, tail_lines: int | None = None,
@@ -318,17 +321,21 @@ class Cluster:
 
     # ---- Service load balancers (the cloud controller) and kube-proxy ----
 
-    def _endpoints(self, service_key: tuple[str, str], target_port: int | str) -> "callable":
+    def _endpoints(self, namespace: str, name: str, service_port: int) -> Callable[[], list[tuple[str, int]]]:
+        """The ready pods' IP:targetPort behind one Service port, read afresh for every connection."""
         def ready_endpoints() -> list[tuple[str, int]]:
-            namespace, name = service_key
             service = self.store.get("Service", namespace, name)
             if service is None:
                 return []
+            target_port = next((port.get("targetPort", port["port"]) for port in service["spec"].get("ports") or []
+                                if port["port"] == service_port), None)
             selector = service["spec"].get("selector") or {}
+            if target_port is None or not selector:
+                return []
             endpoints = []
             for pod in self.store.list("Pod", namespace):
                 labels = pod["metadata"].get("labels") or {}
-                if not selector or any(labels.get(key) != value for key, value in selector.items()):
+                if any(labels.get(key) != value for key, value in selector.items()):
                     continue
                 if "deletionTimestamp" in pod["metadata"] or not is_pod_ready(pod) or not pod["status"].get("podIP"):
                     continue
@@ -352,7 +359,6 @@ class Cluster:
                 continue
             seen.add(uid)
             ports = [port["port"] for port in service["spec"].get("ports") or []]
-            target_ports = {port["port"]: port.get("targetPort", port["port"]) for port in service["spec"].get("ports") or []}
             balancer = self._load_balancers.get(uid)
             if balancer is None:
                 if faults.no_ip:
@@ -365,7 +371,7 @@ class Cluster:
                 hostname = f"{name}-{namespace}-{random_suffix(8)}.{LB_HOSTNAME_DOMAIN}" if faults.lb_hostname else None
                 balancer = _LoadBalancer(address, ports, hostname)
                 self._load_balancers[uid] = balancer
-                self.proxy.serve(uid, sockets, lambda port: self._endpoints((namespace, name), target_ports[port]))
+                self.proxy.serve(uid, sockets, functools.partial(self._endpoints, namespace, name))
                 ingress = {"hostname": hostname} if hostname else {"ip": address, "ipMode": "VIP"}
                 status = copy.deepcopy(service.get("status") or {})
                 status["loadBalancer"] = {"ingress": [ingress]}
@@ -374,17 +380,16 @@ class Cluster:
                                             component="service-controller")
                 self.events_recorder.record(service, "Normal", "EnsuredLoadBalancer", "Ensured load balancer",
                                             component="service-controller")
-                balancer.created_at = time.time()
             elif balancer.ports != ports:
                 self.proxy.stop(uid)
                 sockets = self.pool.rebind(balancer.address, ports)
                 if sockets is not None:
                     balancer.ports = ports
-                    self.proxy.serve(uid, sockets, lambda port: self._endpoints((namespace, name), target_ports[port]))
-            if balancer.hostname and not balancer.host_line_added:
-                if time.time() - balancer.created_at >= faults.hostname_unresolvable_seconds:
-                    self.hosts.add(balancer.address, balancer.hostname)
-                    balancer.host_line_added = True
+                    self.proxy.serve(uid, sockets, functools.partial(self._endpoints, namespace, name))
+            published_for = time.time() - balancer.created_at
+            if balancer.hostname and not balancer.host_line_added and published_for >= faults.hostname_unresolvable_seconds:
+                self.hosts.add(balancer.address, balancer.hostname)
+                balancer.host_line_added = True
         for uid in [uid for uid in self._service_first_seen if uid not in seen]:
             del self._service_first_seen[uid]
         for uid in [uid for uid in self._load_balancers if uid not in seen]:

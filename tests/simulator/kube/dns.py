@@ -14,8 +14,8 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TAG = "# mlops-sim"

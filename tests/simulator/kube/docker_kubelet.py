@@ -58,7 +58,7 @@ _BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2*
 _DECIMAL_SUFFIXES = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 
 
-def parse_quantity(quantity: str | int | float) -> float:
+def parse_quantity(quantity: str | float) -> float:
     """A Kubernetes resource.Quantity ("500m", "1Gi", "2", "1e3") as a number."""
     text = str(quantity).strip()
     for suffix, factor in _BINARY_SUFFIXES.items():
@@ -330,7 +330,7 @@ class DockerKubelet(Kubelet):
             status = connection.getresponse().status
         except ConnectionRefusedError:
             return f'Get "{url}": dial tcp {record.pod_ip}:{port}: connect: connection refused'
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
         except OSError as error:
             return f'Get "{url}": {error}'

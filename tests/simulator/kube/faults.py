@@ -24,7 +24,7 @@ class KubeFaults:
     def names(cls) -> set[str]:
         return {field.name for field in dataclasses.fields(cls)}
 
-    def updated(self, **switches: object) -> "KubeFaults":
+    def updated(self, **switches: object) -> KubeFaults:
         unknown = set(switches) - self.names()
         if unknown:
             raise ValueError(f"unknown fault switch(es): {', '.join(sorted(unknown))}")

@@ -260,7 +260,7 @@ class Kubelet:
             self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', container["name"])
             self._event(pod, "Warning", "Failed", "Error: ImagePullBackOff", container["name"])
         elif "terminated" in state.state and pod["spec"].get("restartPolicy", "Always") != "Never":
-            delay = int(round(state.crash_backoff / max(self.probe_period_scale, 1e-9)))
+            delay = round(state.crash_backoff / max(self.probe_period_scale, 1e-9))
             state.state = {"waiting": {"reason": "CrashLoopBackOff",
                                        "message": f"back-off {delay}s restarting failed container={container['name']} "
                                                   f"pod={format_pod(pod)}"}}
@@ -621,7 +621,8 @@ class Kubelet:
                 raise KubeError(400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" not found')
             return self._runtime_logs(state.previous_handle, tail_lines)
         if state is None or state.handle is None:
-            if state is not None and state.previous_handle is not None and "terminated" in state.state:
+            # Between restarts (CrashLoopBackOff) the logs are those of the container that last ran.
+            if state is not None and state.previous_handle is not None:
                 return self._runtime_logs(state.previous_handle, tail_lines)
             reason = (state.state.get("waiting", {}).get("reason") if state else None) or "ContainerCreating"
             if reason in ("ErrImagePull", "ImagePullBackOff"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Self
 
 import uvicorn
 
@@ -36,7 +37,7 @@ class KubeServer:
     def requests(self) -> list[tuple[str, str]]:
         return self.app.state.requests
 
-    def start(self, timeout: float = 10.0) -> "KubeServer":
+    def start(self, timeout: float = 10.0) -> KubeServer:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -51,7 +52,7 @@ class KubeServer:
             self._thread.join(10)
         self._socket.close()
 
-    def __enter__(self) -> "KubeServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
