@@ -230,8 +230,20 @@ def test_rolling_update_stays_within_max_surge_and_max_unavailable(cluster: Clus
         raise AssertionError("rollout did not finish")
     assert max(total for total, _ in samples) == 5  # one surge pod at a time
     assert min(ready for _, ready in samples) >= 4  # never below replicas - maxUnavailable
-    old_template_pods = [p for p in pods(cluster) if p["spec"]["containers"][0]["env"][0]["value"] == "1"]
-    assert old_template_pods == []
+    wait_for(lambda: all(p["spec"]["containers"][0]["env"][0]["value"] == "2" for p in pods(cluster)),
+             what="the old pods terminated")
+
+
+def test_min_ready_seconds_delays_availability(cluster: Cluster) -> None:
+    cluster.apply(deployment(minReadySeconds=3))
+    # Without minReadySeconds, ready and available are counted in the same controller pass.
+    at_first_ready = wait_for(lambda: (d := cluster.get("Deployment", "models", "iris")).get("status", {}).get(
+        "readyReplicas") == 1 and d["status"], what="the Deployment counting a ready replica")
+    assert not at_first_ready.get("availableReplicas")
+    assert condition({"status": at_first_ready}, "Available").get("status") != "True"
+    final = wait_for(lambda: (d := cluster.get("Deployment", "models", "iris"))["status"].get("availableReplicas") == 1
+                     and d, timeout=15, what="available after minReadySeconds")
+    assert condition(final, "Available")["status"] == "True"
 
 
 def test_revision_history_limit_prunes_old_replicasets(cluster: Cluster) -> None:
@@ -498,6 +510,7 @@ def test_deleting_cascades_and_namespace_deletion_empties_it(cluster: Cluster) -
     assert cluster.delete("Deployment", "models", "iris")
     wait_for(lambda: not pods(cluster) and not cluster.list("ReplicaSet", "models"), what="dependents collected")
     assert not cluster.delete("Deployment", "models", "iris")
+    assert len([e for e in events(cluster, "Killing", "Pod") if e["message"] == "Stopping container server"]) == 2
 
     cluster.apply(deployment())
     wait_for(lambda: pods(cluster), what="a pod")

@@ -70,6 +70,7 @@ def create_app(cluster: Cluster, *, token: str) -> FastAPI:
         return status_response(error)
 
     @app.get("/version")
+    @app.get("/version/")  # the path client libraries generated from the OpenAPI spec use
     def version() -> dict:
         return SERVER_VERSION
 

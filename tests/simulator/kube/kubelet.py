@@ -81,6 +81,7 @@ class ContainerRecord:
     started: bool = False
     next_start_at: float = 0.0
     crash_backoff: float = 0.0
+    running_since: float = 0.0
     pull_backoff: float = 0.0
     pull_failed: bool = False
     last_config_event: float = 0.0
@@ -195,6 +196,9 @@ class Kubelet:
             if "deletionTimestamp" in pod["metadata"]:
                 record = self._pods.pop(pod["metadata"]["uid"], None)
                 if record is not None:
+                    for container in record.containers.values():
+                        if container.handle is not None:
+                            self._event(pod, "Normal", "Killing", f"Stopping container {container.name}", container.name)
                     self._teardown(record, grace=pod["metadata"].get("deletionGracePeriodSeconds",
                                                                      pod["spec"].get("terminationGracePeriodSeconds", 30)))
                 self.store.remove("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
@@ -330,6 +334,7 @@ class Kubelet:
             state.next_start_at = time.time() + state.crash_backoff
             return
         state.started_once = True
+        state.running_since = time.time()
         state.state = {"running": {"startedAt": now_rfc3339()}}
         state.ready = False
         state.started = "startupProbe" not in container
@@ -363,7 +368,10 @@ class Kubelet:
             return
         state.last_state = {"terminated": terminated}
         state.state = {"terminated": terminated}
-        # First restart at once; then 10 s, doubling to 300 s (the kubelet's container back-off).
+        # First restart at once; then 10 s, doubling to 300 s (the kubelet's container back-off), which
+        # starts over once a container ran for twice the maximum back-off.
+        if time.time() - state.running_since >= 2 * self.scaled(BACKOFF_MAX_SECONDS):
+            state.crash_backoff = 0.0
         if state.crash_backoff == 0:
             state.next_start_at = time.time()
             state.crash_backoff = self.scaled(BACKOFF_INITIAL_SECONDS)
