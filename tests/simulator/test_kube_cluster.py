@@ -292,6 +292,10 @@ def test_crash_loop_reaches_progress_deadline_exceeded(cluster: Cluster) -> None
     assert backoff and backoff[0]["type"] == "Warning"
     assert backoff[0]["message"].startswith("Back-off restarting failed container server in pod ")
     assert "exits with status 1" in cluster.pod_log("models", pod["metadata"]["name"], previous=True)
+    # The back-off doubles (10 s, 20 s, ... scaled by probe_period_scale); the message shows the unscaled delay.
+    doubled = wait_for(lambda: next((p for p in pods(cluster) if container_status(p)["state"].get("waiting", {}).get(
+        "message", "").startswith("back-off 20s ")), None), what="the second back-off")
+    assert container_status(doubled)["restartCount"] >= 2
 
     final = wait_for(lambda: (d := cluster.get("Deployment", "models", "iris"))
                      and condition(d, "Progressing").get("reason") == "ProgressDeadlineExceeded" and d,

@@ -125,7 +125,15 @@ def test_two_replicas_serve_through_the_load_balancer(cluster: Cluster, namespac
 
 def test_read_only_root_filesystem_is_read_only_and_writing_to_root_fails(cluster: Cluster, namespace: str,
                                                                           base_image: str, docker_client) -> None:
-    cluster.apply(web_deployment("ro", namespace, base_image))
+    cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": namespace},
+                   "stringData": {"token": "s3cret"}})
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace},
+                   "data": {"level": "debug"}})
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+           {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "level"}}},
+           {"name": "PLAIN", "value": "yes"}]
+    startup = {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1, "failureThreshold": 30}
+    cluster.apply(web_deployment("ro", namespace, base_image, env=env, startupProbe=startup))
     pod = wait_for(lambda: next((p for p in pods_of(cluster, namespace, "ro") if container_status(p).get("ready")), None),
                    timeout=60, what="ready pod")
     container = docker_container(docker_client, cluster, pod)
@@ -133,6 +141,8 @@ def test_read_only_root_filesystem_is_read_only_and_writing_to_root_fails(cluste
     assert exit_code != 0 and b"Read-only file system" in output
     assert container.exec_run(["touch", "/tmp/written-to-emptydir"])[0] == 0
     assert container.exec_run(["id", "-u"])[1].strip() == str(UID).encode()
+    assert container.exec_run(["sh", "-c", "echo $TOKEN $LEVEL $PLAIN"])[1].strip() == b"s3cret debug yes"
+    assert container_status(pod)["started"] is True  # the startup probe passed
 
     # A program that writes to / cannot run under this manifest: it crashes, as it would on a cluster.
     writes_root = ["python3", "-c", "open('/state.json', 'w').write('{}')"]
