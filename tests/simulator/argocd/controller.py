@@ -177,6 +177,8 @@ class ApplicationController:
             if due is None:
                 # A new Application is compared at once (the controller's add event).
                 self._due[name] = due = (0.0, False)
+        if worker is not None and worker.is_alive():
+            return  # comparisons wait for the running operation
         if time.monotonic() >= due[0]:
             self.reconcile(name, force_resolve=due[1])
         elif not app.get("operation") and not self._after_operation(name) and self._live_changed(app):
@@ -215,6 +217,8 @@ class ApplicationController:
             app = self.store.get(name)
             if app is None or app["metadata"].get("deletionTimestamp"):
                 return app
+            # Versions read before the comparison: a change during it is seen as a change next tick.
+            versions_before = self._live_versions(app)
             status = self._compare(app, force_resolve=force_resolve)
 
             def write(stored: dict) -> None:
@@ -233,9 +237,11 @@ class ApplicationController:
 
             updated = self.store.update(name, write)
             if updated is not None:
-                versions = self._live_versions(updated)
+                resources_before = [(r["kind"], r.get("namespace"), r["name"]) for r in (app.get("status") or {}).get("resources") or []]
+                resources_now = [(r["kind"], r.get("namespace"), r["name"]) for r in (updated.get("status") or {}).get("resources") or []]
                 with self._lock:
-                    self._seen_versions[name] = versions
+                    # When the set of resources changed, the next tick compares versions of the new set.
+                    self._seen_versions[name] = versions_before if resources_before == resources_now else []
         if updated is not None:
             self._auto_sync(updated)
         return self.store.get(name)
@@ -367,6 +373,12 @@ class ApplicationController:
             phase, message, revision, results = self._sync(app, operation)
         except Exception as exc:  # noqa: BLE001 - the operation must end, as the controller's recover() does
             phase, message, revision, results = "Error", f"simulator error: {exc!r}", None, []
+        # Timestamps have whole seconds. A sync here takes milliseconds, where a real one takes seconds
+        # (dry run, then apply): finishing in the second of the last comparison would make that
+        # comparison look newer than the operation to a client reading reconciledAt >= finishedAt.
+        last_compared = ((self.store.get(name) or {}).get("status") or {}).get("reconciledAt", "")
+        while now_rfc3339() <= last_compared:
+            time.sleep(0.05)
         finished = now_rfc3339()
         source = (operation.get("sync") or {}).get("source") or app["spec"].get("source")
 
