@@ -258,6 +258,24 @@ def test_revision_history_limit_prunes_old_replicasets(cluster: Cluster) -> None
     assert revisions == [3, 4]
 
 
+def test_rollback_to_an_earlier_template_reuses_its_replicaset(cluster: Cluster) -> None:
+    def rolled_out(version: str) -> Callable[[], object]:
+        return lambda: ((d := cluster.get("Deployment", "models", "iris")).get("status", {}).get("observedGeneration")
+                        == d["metadata"]["generation"] and condition(d, "Progressing").get("reason") == "NewReplicaSetAvailable"
+                        and all(p["spec"]["containers"][0]["env"][0]["value"] == version for p in pods(cluster)))
+
+    for version in ("1", "2", "1"):
+        cluster.apply(deployment(env_value=version))
+        wait_for(rolled_out(version), what=f"template {version} rolled out")
+    replica_sets = {rs["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"]: rs
+                    for rs in cluster.list("ReplicaSet", "models")}
+    assert len(replica_sets) == 2
+    assert replica_sets["1"]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    assert replica_sets["1"]["spec"]["replicas"] == 1 and replica_sets["2"]["spec"]["replicas"] == 0
+    assert cluster.get("Deployment", "models", "iris")["metadata"]["annotations"][
+        "deployment.kubernetes.io/revision"] == "3"
+
+
 def test_recreate_deletes_old_pods_before_creating_new_ones(cluster: Cluster) -> None:
     cluster.apply(deployment(replicas=2, strategy={"type": "Recreate"}))
     cluster.wait_idle(10)
