@@ -30,10 +30,14 @@ class Simulator:
         source_repos: list[str] | None = None,
         controller_period: float = 0.2,
         progress_deadline_scale: float = 1.0,
+        kubernetes_token: str = KUBERNETES_TOKEN,
         **argocd_options: Any,
     ) -> None:
         """``namespaces`` exist in the cluster from the start and are added to the AppProjects'
-        destinations; ``source_repos`` replace the projects' repository URL (projects_from_file)."""
+        destinations; ``source_repos`` replace the projects' repository URL (projects_from_file).
+        ``argocd_options`` go to ArgoCD (token, username, password, policy_csv, reconcile_lag, ...)."""
+        self.argocd_token = argocd_options.get("token", ARGOCD_TOKEN)
+        self.kubernetes_token = kubernetes_token
         self.checker = ContractChecker(contracts_dir)
         self.cluster = Cluster(kubelet, checker=self.checker, controller_period=controller_period,
                                progress_deadline_scale=progress_deadline_scale)
@@ -44,7 +48,7 @@ class Simulator:
                 self.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
             self.argocd = ArgoCD(self.cluster, work_dir=Path(work_dir) / "argocd", kustomize_cmd=kustomize_cmd,
                                  source_repos=source_repos, namespaces=list(namespaces), **argocd_options)
-            self.kube_server = KubeServer(self.cluster)
+            self.kube_server = KubeServer(self.cluster, token=kubernetes_token)
             self.argo_server = ArgoServer(self.argocd, self.checker, tls=tls)
         except BaseException:
             self.close()
@@ -73,9 +77,6 @@ class Simulator:
     def ca_path(self) -> Path | None:
         return self.argo_server.ca_path
 
-    argocd_token = ARGOCD_TOKEN
-    kubernetes_token = KUBERNETES_TOKEN
-
     # ---- faults --------------------------------------------------------------------------------
 
     def set_faults(self, **switches: Any) -> None:
@@ -100,6 +101,10 @@ class Simulator:
         self.argocd.clear_faults()
         self.cluster.clear_faults()
 
+    def get_application(self, name: str) -> dict | None:
+        """The stored Application (test helper: no RBAC, no HTTP)."""
+        return self.argocd.store.get(name)
+
     def wait_idle(self, timeout: float = 60.0) -> None:
         """No Argo CD operation pending and no rollout step or container start in flight."""
         self.argocd.wait_idle(timeout)
@@ -108,7 +113,11 @@ class Simulator:
     # ---- teardown ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop both servers, the controller, the cluster's loops, containers, proxies and hosts lines."""
+        """Stop both servers, the controller, the cluster's loops, containers, proxies and hosts lines.
+        Closing twice is harmless."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         try:
             if self.argo_server is not None:
                 self.argo_server.stop()

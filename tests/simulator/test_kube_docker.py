@@ -7,6 +7,7 @@ import socket
 import urllib.request
 from collections.abc import Iterator
 
+import docker
 import pytest
 
 from tests.simulator.contracts import ContractChecker
@@ -30,9 +31,11 @@ def cluster(base_image, module_checker) -> Iterator[Cluster]:
         yield cluster
         assert cluster.errors == []
     assert module_checker.violations == []
-    remaining = kubelet.client.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={cluster.id}"})
-    kubelet.client.close()
-    assert remaining == []
+    client = docker.from_env()
+    try:
+        assert client.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={cluster.id}"}) == []
+    finally:
+        client.close()
 
 
 @pytest.fixture

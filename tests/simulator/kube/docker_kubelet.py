@@ -82,6 +82,7 @@ class DockerKubelet(Kubelet):
         """``probe_period_scale`` multiplies probe periods, initial delays, timeouts, restart back-offs
         and termination grace periods (0.1: a 10 s period probes every second)."""
         super().__init__(probe_period_scale=probe_period_scale)
+        self._owns_client = client is None
         self.client = client or docker.from_env(timeout=120)
         self.network_name = network
         self.sandbox_image = sandbox_image
@@ -332,7 +333,7 @@ class DockerKubelet(Kubelet):
             return f'Get "{url}": dial tcp {record.pod_ip}:{port}: connect: connection refused'
         except TimeoutError:
             return f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
-        except OSError as error:
+        except (OSError, http.client.HTTPException) as error:
             return f'Get "{url}": {error}'
         finally:
             connection.close()
@@ -353,3 +354,5 @@ class DockerKubelet(Kubelet):
         if self.cluster_id:
             for container in self.client.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={self.cluster_id}"}):
                 self._force_remove(container)
+        if self._owns_client:
+            self.client.close()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,7 +121,7 @@ class Kubelet:
     def __init__(self, *, probe_period_scale: float = 0.1) -> None:
         self.probe_period_scale = probe_period_scale
         self._pods: dict[str, PodRecord] = {}
-        self._lock = threading.RLock()
+        self._failed_pods: list[tuple[str, Exception]] = []
         self.store: Store | None = None
         self.events: EventRecorder | None = None
         self.cluster_id = ""
@@ -203,7 +202,13 @@ class Kubelet:
                                                                      pod["spec"].get("terminationGracePeriodSeconds", 30)))
                 self.store.remove("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
                 continue
-            self._sync_pod(pod)
+            try:
+                self._sync_pod(pod)
+            except Exception as error:  # one pod's runtime failure must not stall the others
+                self._failed_pods.append((pod["metadata"]["name"], error))
+        if self._failed_pods:
+            failures, self._failed_pods = self._failed_pods, []
+            raise RuntimeError(f"kubelet sync failed for pods {[name for name, _ in failures]}") from failures[0][1]
 
     def _teardown(self, record: PodRecord, grace: float = 0) -> None:
         for container in record.containers.values():
