@@ -204,7 +204,7 @@ class Kubelet:
                 continue
             try:
                 self._sync_pod(pod)
-            except Exception as error:  # one pod's runtime failure must not stall the others
+            except Exception as error:  # noqa: BLE001 - one pod's runtime failure must not stall the others
                 self._failed_pods.append((pod["metadata"]["name"], error))
         if self._failed_pods:
             failures, self._failed_pods = self._failed_pods, []
