@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 from control_api.adapters.argocd.client import ArgoCDClient
 from control_api.adapters.kubernetes.services import KubernetesReader
 from control_api.settings import ArgoCDSettings, KubernetesSettings
-from tests.simulator import ArgoCDSimulator, ContractChecker, InMemoryRuntime, SimulatorServer
+from tests.simulator import ContractChecker, FakeKubelet, Simulator
 
 APP_NAME = "iris"
 NAMESPACE = "mlops-models"
@@ -125,31 +125,38 @@ def gitops_repo(tmp_path) -> GitOpsRepo:
 
 
 @pytest.fixture
-def runtime() -> InMemoryRuntime:
-    return InMemoryRuntime()
-
-
-@pytest.fixture
-def checker(contracts_dir) -> ContractChecker:
-    return ContractChecker(contracts_dir)
-
-
-@pytest.fixture
-def simulator(runtime, tmp_path, kustomize_cmd) -> ArgoCDSimulator:
-    return ArgoCDSimulator(runtime, tmp_path / "simulator", kustomize_cmd=kustomize_cmd)
-
-
-@pytest.fixture
-def sim_server(simulator, checker):
-    with SimulatorServer(simulator, checker) as server:
-        yield server
+def simulator(gitops_repo, tmp_path, kustomize_cmd, contracts_dir):
+    """Argo CD and the cluster it manages (FakeKubelet: no Docker), each behind its own HTTP server."""
+    sim = Simulator(FakeKubelet(), work_dir=tmp_path / "simulator", kustomize_cmd=kustomize_cmd,
+                    contracts_dir=contracts_dir, namespaces=[NAMESPACE], source_repos=[gitops_repo.url],
+                    # 600 s of progressDeadlineSeconds pass in 6 s.
+                    progress_deadline_scale=0.01)
+    with sim:
+        yield sim
     # Every test talks to the simulator within the published contracts unless it says otherwise.
-    assert checker.violations == []
+    assert sim.checker.violations == []
+    assert sim.cluster.errors == []
 
 
 @pytest.fixture
-def argocd_settings(sim_server) -> ArgoCDSettings:
-    return ArgoCDSettings(server_url=sim_server.url, token="sim-argocd-token")
+def checker(simulator) -> ContractChecker:
+    return simulator.checker
+
+
+@pytest.fixture
+def cluster(simulator):
+    return simulator.cluster
+
+
+@pytest.fixture
+def sim_server(simulator):
+    """The Argo CD API server (url, requests)."""
+    return simulator.argo_server
+
+
+@pytest.fixture
+def argocd_settings(simulator) -> ArgoCDSettings:
+    return ArgoCDSettings(server_url=simulator.argocd_url, token=simulator.argocd_token)
 
 
 @pytest.fixture
@@ -159,9 +166,10 @@ def argocd(argocd_settings):
 
 
 @pytest.fixture
-def kubernetes(sim_server):
+def kubernetes(simulator):
     reader = KubernetesReader(
-        KubernetesSettings(api_url=sim_server.url, token="sim-kubernetes-token"), retry_backoff_seconds=0.01
+        KubernetesSettings(api_url=simulator.kubernetes_url, token=simulator.kubernetes_token),
+        retry_backoff_seconds=0.01,
     )
     yield reader
     reader.close()

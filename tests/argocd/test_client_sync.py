@@ -37,7 +37,7 @@ def test_upsert_updates_a_changed_spec_with_put(argocd, gitops_repo, sim_server)
     assert argocd.get_application(APP_NAME)["spec"]["source"]["targetRevision"] == "HEAD"
 
 
-def test_sync_runs_the_revision_and_wait_returns_synced_healthy(argocd, gitops_repo, runtime):
+def test_sync_runs_the_revision_and_wait_returns_synced_healthy(argocd, gitops_repo, cluster):
     image = "registry.local/iris@sha256:" + "b" * 64
     sha = gitops_repo.commit_model(image)
     argocd.upsert_application(application_manifest(gitops_repo.url))
@@ -47,9 +47,11 @@ def test_sync_runs_the_revision_and_wait_returns_synced_healthy(argocd, gitops_r
 
     assert answer["operation"]["sync"]["revision"] == sha
     assert (state.sync_status, state.health_status, state.revision) == ("Synced", "Healthy", sha)
-    spec = runtime.specs[(NAMESPACE, APP_NAME)]
-    assert (spec.image, spec.container_port, spec.service_port) == (image, 8080, 80)
-    assert spec.env == {"MODEL_NAME": APP_NAME} and spec.memory_limit == "512Mi"
+    container = _container(cluster)
+    service_port = cluster.get("Service", NAMESPACE, APP_NAME)["spec"]["ports"][0]["port"]
+    assert (container["image"], container["ports"][0]["containerPort"], service_port) == (image, 8080, 80)
+    assert {e["name"]: e["value"] for e in container["env"]} == {"MODEL_NAME": APP_NAME}
+    assert container["resources"]["limits"]["memory"] == "512Mi"
     history = state.application["status"]["history"]
     assert [entry["revision"] for entry in history] == [sha]
 
@@ -62,12 +64,13 @@ def test_resource_tree_lists_the_synced_objects(argocd, gitops_repo):
 
     tree = argocd.resource_tree(APP_NAME)
 
-    kinds = sorted((node["kind"], node["name"]) for node in tree["nodes"] if node["kind"] != "Pod")
+    kinds = sorted((node["kind"], node["name"]) for node in tree["nodes"] if node["kind"] not in ("Pod", "ReplicaSet"))
     assert kinds == [("Deployment", APP_NAME), ("Service", APP_NAME)]
     assert any(node["kind"] == "Pod" for node in tree["nodes"])
+    assert any(node["kind"] == "ReplicaSet" for node in tree["nodes"])
 
 
-def test_rollback_returns_to_an_earlier_history_entry(argocd, gitops_repo, runtime):
+def test_rollback_returns_to_an_earlier_history_entry(argocd, gitops_repo, cluster):
     first_image = "registry.local/iris@sha256:" + "1" * 64
     first = gitops_repo.commit_model(first_image)
     argocd.upsert_application(application_manifest(gitops_repo.url))
@@ -81,7 +84,7 @@ def test_rollback_returns_to_an_earlier_history_entry(argocd, gitops_repo, runti
     argocd.rollback(APP_NAME, first_entry["id"])
     sim_app = _wait_operation_done(argocd)
 
-    assert runtime.specs[(NAMESPACE, APP_NAME)].image == first_image
+    assert _container(cluster)["image"] == first_image
     assert sim_app["status"]["operationState"]["syncResult"]["revision"] == first
     # main still points at the second commit, so Argo CD reports the rolled-back app OutOfSync.
     assert sim_app["status"]["sync"] == {**sim_app["status"]["sync"], "status": "OutOfSync", "revision": second}
@@ -98,7 +101,7 @@ def test_rollback_is_refused_under_automated_sync(argocd, gitops_repo):
         argocd.rollback(APP_NAME, 0)
 
 
-def test_sync_prunes_workloads_that_left_the_manifests(argocd, gitops_repo, runtime):
+def test_sync_prunes_workloads_that_left_the_manifests(argocd, gitops_repo, cluster):
     files = model_objects(APP_NAME, "registry.local/iris@sha256:" + "e" * 64)
     other = model_objects("iris-canary", "registry.local/iris@sha256:" + "f" * 64)
     files["canary-deployment.yaml"] = other["deployment.yaml"]
@@ -107,17 +110,16 @@ def test_sync_prunes_workloads_that_left_the_manifests(argocd, gitops_repo, runt
     argocd.upsert_application(application_manifest(gitops_repo.url))
     argocd.sync(APP_NAME, first)
     wait_for_sync(argocd, APP_NAME, first, timeout=20, poll=0.05)
-    assert (NAMESPACE, "iris-canary") in runtime.statuses
+    assert cluster.get("Deployment", NAMESPACE, "iris-canary") is not None
 
     second = gitops_repo.commit_model("registry.local/iris@sha256:" + "e" * 64)
     argocd.sync(APP_NAME, second, prune=True)
     wait_for_sync(argocd, APP_NAME, second, timeout=20, poll=0.05)
 
-    assert (NAMESPACE, "iris-canary") not in runtime.statuses
-    assert (NAMESPACE, "iris-canary") in runtime.deleted
+    assert cluster.get("Deployment", NAMESPACE, "iris-canary") is None
 
 
-def test_delete_application_cascades_to_workloads(argocd, gitops_repo, runtime):
+def test_delete_application_cascades_to_workloads(argocd, gitops_repo, cluster):
     sha = gitops_repo.commit_model("registry.local/iris@sha256:" + "9" * 64)
     argocd.upsert_application(application_manifest(gitops_repo.url))
     argocd.sync(APP_NAME, sha)
@@ -127,7 +129,11 @@ def test_delete_application_cascades_to_workloads(argocd, gitops_repo, runtime):
     argocd.delete_application(APP_NAME)  # deleting twice is not an error
 
     assert argocd.get_application(APP_NAME) is None
-    assert runtime.statuses == {}
+    assert cluster.list("Deployment", NAMESPACE) == []
+
+
+def _container(cluster) -> dict:
+    return cluster.get("Deployment", NAMESPACE, APP_NAME)["spec"]["template"]["spec"]["containers"][0]
 
 
 def _wait_operation_done(argocd, timeout: float = 20) -> dict:
@@ -136,7 +142,11 @@ def _wait_operation_done(argocd, timeout: float = 20) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         app = argocd.get_application(APP_NAME)
-        if "operation" not in app and app["status"]["operationState"]["phase"] != "Running":
+        status = app["status"]
+        state = status.get("operationState") or {}
+        # As `argocd app wait` decides: the operation finished and a comparison ran after it.
+        if "operation" not in app and state.get("phase") not in (None, "Running") \
+                and status.get("reconciledAt", "") >= state.get("finishedAt", ""):
             return app
         time.sleep(0.05)
     raise AssertionError("operation did not finish")

@@ -64,16 +64,16 @@ def test_kubernetes_schemas_reject_a_bad_service():
 
 
 def test_unknown_fault_switch_is_refused(sim_server):
-    response = httpx.post(f"{sim_server.url}/_sim/faults", json={"sync_eror": "typo"})
+    response = httpx.post(f"{sim_server.url}/_sim/argocd/faults", json={"sync_eror": "typo"})
     assert response.status_code == 400
 
 
 def test_faults_can_be_set_over_http(sim_server, simulator):
-    response = httpx.post(f"{sim_server.url}/_sim/faults", json={"no_ip": True})
+    response = httpx.post(f"{sim_server.url}/_sim/argocd/faults", json={"missing_project": True})
     assert response.status_code == 200
-    assert simulator.faults.no_ip is True
-    httpx.delete(f"{sim_server.url}/_sim/faults")
-    assert simulator.faults.no_ip is False
+    assert simulator.argocd.faults.missing_project is True
+    httpx.delete(f"{sim_server.url}/_sim/argocd/faults")
+    assert simulator.argocd.faults.missing_project is False
 
 
 def test_contract_checker_needs_the_contracts(tmp_path):

@@ -9,7 +9,7 @@ from control_api.adapters.argocd.errors import ArgoCDAuthFailed
 from control_api.adapters.argocd.wait import wait_for_sync
 from control_api.errors import DeploymentTimedOut, ServiceUnavailable, SyncFailed
 from control_api.settings import ArgoCDSettings
-from tests.argocd.conftest import APP_NAME, application_manifest
+from tests.argocd.conftest import APP_NAME, application_manifest, model_objects
 
 
 def _deploy(argocd, gitops_repo, digest_char: str = "a") -> str:
@@ -31,20 +31,24 @@ def test_sync_error_fails_the_wait_naming_the_resource(argocd, gitops_repo, simu
     assert failure.value.details["resource"]["name"] == APP_NAME
 
 
-def test_runtime_failure_is_a_failed_sync(argocd, gitops_repo, runtime):
-    runtime.fail_apply[("mlops-models", APP_NAME)] = "readiness probe never answered"
-    sha = _deploy(argocd, gitops_repo)
+def test_a_deployment_kubernetes_refuses_is_a_failed_sync(argocd, gitops_repo):
+    # The API server rejects the apply (422): Argo CD reports the resource SyncFailed.
+    files = model_objects(APP_NAME, "registry.local/iris@sha256:" + "a" * 64)
+    files["deployment.yaml"]["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "other"}
+    sha = gitops_repo.commit_files("apps/iris", files, "selector that matches nothing")
+    argocd.upsert_application(application_manifest(gitops_repo.url))
+    argocd.sync(APP_NAME, sha)
 
-    with pytest.raises(SyncFailed, match="readiness probe never answered"):
+    with pytest.raises(SyncFailed, match="selector"):
         wait_for_sync(argocd, APP_NAME, sha, timeout=20, poll=0.05)
 
 
 def test_degraded_health_fails_the_wait_with_the_resource_message(argocd, gitops_repo, simulator):
-    simulator.set_faults(degraded='Deployment "iris" exceeded its progress deadline')
+    simulator.set_faults(crash_loop=True)
     sha = _deploy(argocd, gitops_repo)
 
     with pytest.raises(SyncFailed) as failure:
-        wait_for_sync(argocd, APP_NAME, sha, timeout=20, poll=0.05)
+        wait_for_sync(argocd, APP_NAME, sha, timeout=60, poll=0.05)
 
     assert "exceeded its progress deadline" in failure.value.message
     assert failure.value.details["resource"] == {
@@ -89,8 +93,8 @@ def test_flaky_5xx_is_retried_transparently(argocd, gitops_repo, simulator, sim_
     assert sum(1 for r in sim_server.requests if r == ("POST", f"/api/v1/applications/{APP_NAME}/sync")) == 2
 
 
-def test_persistent_5xx_is_service_unavailable_after_bounded_retries(argocd_settings, sim_server):
-    sim_server.simulator.set_faults(flaky_5xx=True)
+def test_persistent_5xx_is_service_unavailable_after_bounded_retries(argocd_settings, simulator):
+    simulator.set_faults(flaky_5xx=True)
     with ArgoCDClient(argocd_settings, max_attempts=1) as client, pytest.raises(ServiceUnavailable):
         client.ping()
 
@@ -106,7 +110,7 @@ def test_session_login_and_relogin_after_expiry(sim_server, simulator):
     settings = ArgoCDSettings(server_url=sim_server.url, username="admin", password="sim-password")
     with ArgoCDClient(settings) as client:
         assert client.get_application(APP_NAME) is None
-        simulator.expire_sessions()
+        simulator.argocd.expire_sessions()
         assert client.get_application(APP_NAME) is None
 
     logins = [r for r in sim_server.requests if r == ("POST", "/api/v1/session")]

@@ -39,7 +39,7 @@ import pytest
 
 from tests.control.conftest import example_request
 from tests.control.process import REPO_ROOT, free_port
-from tests.simulator import ArgoCDSimulator, ContractChecker, SimulatorServer
+from tests.simulator import DockerKubelet, Simulator
 
 STEPS = ["train", "register", "build", "push", "commit", "sync", "wait"]
 FINAL = ("deployed", "failed", "timed_out")
@@ -156,21 +156,14 @@ class Service:
 
 @pytest.fixture
 def cluster(tmp_path, contracts_dir, kustomize_cmd, docker_client, registry_url, base_image):
-    from control_api.adapters.local_runtime.docker_runtime import DockerLocalRuntime
-    from control_api.settings import TargetSettings
-
-    runtime = DockerLocalRuntime(TargetSettings())
-    simulator = ArgoCDSimulator(runtime, tmp_path / "simulator", kustomize_cmd=kustomize_cmd)
-    checker = ContractChecker(contracts_dir)
+    """Argo CD and a cluster running real containers (DockerKubelet); the service's GitOps remote is a
+    bare repo in its data dir, registered in the AppProjects as an installation would."""
     namespace = f"crash-{uuid.uuid4().hex[:8]}"
-    with SimulatorServer(simulator, checker) as server:
-        try:
-            yield server, simulator, checker, namespace
-        finally:
-            simulator.wait_idle(timeout=180)  # a sync still applying would start a container after the sweep
-            for workload in runtime.list():
-                if workload.namespace == namespace:
-                    runtime.delete(workload.namespace, workload.name)
+    sim = Simulator(DockerKubelet(docker_client), work_dir=tmp_path / "simulator", kustomize_cmd=kustomize_cmd,
+                    contracts_dir=contracts_dir, namespaces=[namespace],
+                    source_repos=[(tmp_path / "data" / "gitops.git").as_uri(), str(tmp_path / "data" / "gitops.git")])
+    with sim:
+        yield sim, sim, sim.checker, namespace
 
 
 def git(bare: Path, *args: str, cwd: Path | None = None) -> str:
@@ -235,9 +228,9 @@ def test_sigkill_at_every_step_boundary_then_restart_deploys_once(tmp_path, venv
         "MLOPS_AUTH__MODE": "disabled",
         "MLOPS_TARGET__KIND": "argocd",
         "MLOPS_TARGET__READY_TIMEOUT_SECONDS": "180",
-        "MLOPS_ARGOCD__SERVER_URL": server.url,
+        "MLOPS_ARGOCD__SERVER_URL": server.argocd_url,
         "MLOPS_ARGOCD__TOKEN": "sim-argocd-token",
-        "MLOPS_KUBERNETES__API_URL": server.url,
+        "MLOPS_KUBERNETES__API_URL": server.kubernetes_url,
         "MLOPS_KUBERNETES__TOKEN": "sim-kubernetes-token",
         "MLOPS_REGISTRY__URL": registry_url,
         "MLOPS_REGISTRY__REPOSITORY_PREFIX": REPOSITORY_PREFIX,

@@ -1,8 +1,9 @@
 """The ``argocd`` target end to end against the Argo CD/Kubernetes simulator (tests/simulator).
 
-Argo CD and Kubernetes cannot run here. The simulator speaks their API shapes (validated against
-../shared/contracts and kubernetes-validate) and realises synced apps with real kustomize builds of
-the real GitOps repo, run on the local Docker Engine, so the answer's URL really serves the model.
+Argo CD and Kubernetes cannot run here. The simulator models both (validated against
+../shared/contracts and kubernetes-validate): Argo CD renders the real GitOps repo with real kustomize
+and applies it to the simulated cluster, whose kubelet runs the built image on the local Docker
+Engine under the manifest's security context, so the answer's URL really serves the model.
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ import pytest
 
 from tests.control.conftest import example_request
 from tests.e2e.conftest import commit_count, git_log
-from tests.simulator import ArgoCDSimulator, ContractChecker, SimulatorServer
+from tests.simulator import DockerKubelet, Simulator
 
 
 @pytest.fixture
-def simulated_cluster(tmp_path, contracts_dir, kustomize_cmd, e2e_env):
-    from control_api.adapters.local_runtime.docker_runtime import DockerLocalRuntime
-    from control_api.settings import TargetSettings
-
-    runtime = DockerLocalRuntime(TargetSettings())
-    simulator = ArgoCDSimulator(runtime, tmp_path / "simulator", kustomize_cmd=kustomize_cmd)
-    checker = ContractChecker(contracts_dir)
-    with SimulatorServer(simulator, checker) as server:
-        yield server, simulator, runtime
-    assert checker.violations == []
+def simulated_cluster(tmp_path, contracts_dir, kustomize_cmd, e2e_env, e2e_namespace, docker_client):
+    """Argo CD and a cluster whose kubelet runs the built images as the manifests say (DockerKubelet).
+    The service's GitOps remote (a bare repo in its data dir) is registered in the AppProjects."""
+    bare = tmp_path / "data" / "gitops.git"
+    sim = Simulator(DockerKubelet(docker_client), work_dir=tmp_path / "simulator", kustomize_cmd=kustomize_cmd,
+                    contracts_dir=contracts_dir, namespaces=[e2e_namespace], source_repos=[bare.as_uri(), str(bare)])
+    with sim:
+        yield sim, sim, sim.cluster
+    assert sim.checker.violations == []
 
 
 @pytest.fixture
@@ -35,8 +35,8 @@ def argocd_client(make_e2e_client, simulated_cluster):
     def factory(**target):
         return make_e2e_client(
             target={"kind": "argocd", **target},
-            argocd={"server_url": server.url, "token": "sim-argocd-token"},
-            kubernetes={"api_url": server.url, "token": "sim-kubernetes-token"},
+            argocd={"server_url": server.argocd_url, "token": server.argocd_token},
+            kubernetes={"api_url": server.kubernetes_url, "token": server.kubernetes_token},
         )
 
     return factory
@@ -84,7 +84,7 @@ def test_deploy_through_argocd_and_roll_back_from_its_side(argocd_client, simula
     "fault,status,code,fragment",
     [
         ({"sync_error": "ComparisonError: rpc error: manifest generation failed"}, "failed", "sync_failed", "manifest generation failed"),
-        ({"degraded": "Readiness probe failed: HTTP probe failed with statuscode: 503"}, "failed", "sync_failed", "Readiness probe failed"),
+        ({"readiness_failing": True}, "failed", "sync_failed", "Readiness probe failed"),
         ({"no_ip": True}, "timed_out", "timed_out", "no external IP or hostname"),
         ({"unauthorized": True}, "failed", "argocd_auth_failed", ""),
     ],
@@ -118,7 +118,7 @@ def test_faults_give_the_documented_status(argocd_client, simulated_cluster, fau
         assert [s["attempts"] for s in final["steps"] if s["name"] == "train"] == [1]
 
 
-@pytest.mark.parametrize("fault", [{"hostname": True}, {"flaky_5xx": True}], ids=["hostname", "flaky-5xx"])
+@pytest.mark.parametrize("fault", [{"lb_hostname": True}, {"flaky_5xx": True}], ids=["hostname", "flaky-5xx"])
 def test_faults_the_service_rides_out(argocd_client, simulated_cluster, fault):
     """A hostname instead of an IP (AWS) is used as the address; flaky 5xx answers are retried."""
     server, simulator, runtime = simulated_cluster
@@ -127,7 +127,7 @@ def test_faults_the_service_rides_out(argocd_client, simulated_cluster, fault):
     body = client.post("/mlops/deploy", json=example_request("iris-ride")).json()
     assert body["status"] == "deployed", body
     assert httpx.get(body["endpoints"]["health"], timeout=10).status_code == 200
-    if "hostname" in fault:
+    if "lb_hostname" in fault:
         service = client.app.state.services.kubernetes.get_service(body["namespace"], "iris-ride")
         ingress = service["status"]["loadBalancer"]["ingress"][0]
         assert "ip" not in ingress and ingress["hostname"] == body["external_ip"]

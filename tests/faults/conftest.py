@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from control_api.app import create_app
 from tests.control.conftest import b64, make_settings
-from tests.simulator import ArgoCDSimulator, ContractChecker, SimulatorServer
+from tests.simulator import DockerKubelet, Simulator
 
 TINY_SCRIPT = """\
 import mlflow
@@ -102,35 +102,25 @@ def step_attempts(body: dict) -> dict[str, int]:
     return {s["name"]: s["attempts"] for s in body["steps"]}
 
 
-@dataclass
-class Cluster:
-    server: SimulatorServer
-    simulator: ArgoCDSimulator
-    runtime: object
-
-
 @pytest.fixture
 def namespace() -> str:
     return f"faults-{uuid.uuid4().hex[:8]}"
 
 
+@dataclass
+class SimulatedCluster:
+    simulator: Simulator
+
+
 @pytest.fixture
 def cluster(tmp_path, contracts_dir, kustomize_cmd, docker_client, namespace):
-    from control_api.adapters.local_runtime.docker_runtime import DockerLocalRuntime
-    from control_api.settings import TargetSettings
-
-    runtime = DockerLocalRuntime(TargetSettings())
-    simulator = ArgoCDSimulator(runtime, tmp_path / "simulator", kustomize_cmd=kustomize_cmd)
-    checker = ContractChecker(contracts_dir)
-    try:
-        with SimulatorServer(simulator, checker) as server:
-            yield Cluster(server, simulator, runtime)
-    finally:
-        simulator.wait_idle(timeout=180)  # a sync still applying would start a container after the sweep
-        for workload in runtime.list():
-            if workload.namespace == namespace:
-                runtime.delete(workload.namespace, workload.name)
-    assert checker.violations == []
+    """Argo CD and a cluster whose kubelet runs real containers (DockerKubelet). Several GitOps remotes
+    are used across these tests, so the AppProjects accept any source repository."""
+    sim = Simulator(DockerKubelet(docker_client), work_dir=tmp_path / "simulator", kustomize_cmd=kustomize_cmd,
+                    contracts_dir=contracts_dir, namespaces=[namespace], source_repos=["*"])
+    with sim:
+        yield SimulatedCluster(sim)
+    assert sim.checker.violations == []
 
 
 def _merged(base: dict, overrides: dict) -> dict:
@@ -154,8 +144,8 @@ def start_service(tmp_path, venv_cache, cluster, namespace, registry_url, base_i
                 "registry": {"url": registry_url, "repository_prefix": prefix},
                 "build": {"base_image": base_image},
                 "api": {"allowed_namespaces": [namespace], "default_namespace": namespace},
-                "argocd": {"server_url": cluster.server.url, "token": "sim-argocd-token"},
-                "kubernetes": {"api_url": cluster.server.url, "token": "sim-kubernetes-token"},
+                "argocd": {"server_url": cluster.simulator.argocd_url, "token": cluster.simulator.argocd_token},
+                "kubernetes": {"api_url": cluster.simulator.kubernetes_url, "token": cluster.simulator.kubernetes_token},
                 # Polling many deploys must not meet the per-client rate limit.
                 "auth": {"rate_limit_per_minute": 100_000, "rate_limit_burst": 10_000},
             },

@@ -1,5 +1,5 @@
 """Argo CD faults through the control service, from the simulator's fault switches: the application
-turns Degraded, and the LoadBalancer Service never gets an address. Everything before the sync landed
+never turns ready (its readiness probe fails), and the LoadBalancer Service never gets an address. Everything before the sync landed
 and must stay exactly once; a retry after the fault clears resumes at the failed step."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tests.faults.consistency import check_consistency
 
 CASES = {
     # fault switches, ready timeout, (status, step, code), what the message must say
-    "degraded": ({"degraded": "Readiness probe failed: HTTP probe failed with statuscode: 503"}, 120,
+    "degraded": ({"readiness_failing": True}, 120,
                  ("failed", "wait", "sync_failed"), "Readiness probe failed"),
     # The first attempt must run out this clock; the retry after the fault clears gets the same one to
     # see the container ready, which on a loaded machine took more than 5 s.

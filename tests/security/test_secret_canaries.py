@@ -845,24 +845,27 @@ def test_local_target_fetches_a_private_remote_without_keeping_its_credentials(t
 
 @pytest.fixture
 def simulated_cluster(tmp_path, contracts_dir, kustomize_cmd, docker_client):
-    from control_api.adapters.local_runtime.docker_runtime import DockerLocalRuntime
-    from control_api.settings import TargetSettings
-    from tests.simulator import ArgoCDSimulator, ContractChecker, SimulatorServer
+    from tests.simulator import DockerKubelet, Simulator
 
-    runtime = DockerLocalRuntime(TargetSettings())
     made: dict[str, Any] = {}
 
-    def start(**credentials: str):
-        simulator = ArgoCDSimulator(runtime, tmp_path / "simulator", kustomize_cmd=kustomize_cmd, **credentials)
-        checker = ContractChecker(contracts_dir)
-        server = SimulatorServer(simulator, checker).__enter__()
-        made.update(server=server, simulator=simulator, checker=checker)
-        return server, simulator
+    def start(*, namespace: str, source_repo: str, secrets_data: dict[str, dict[str, str]], **credentials: str):
+        """Argo CD (``token``, ``password``) and a Docker-kubelet cluster (``kubernetes_token``) with the
+        namespace and the Secrets an operator would have created there."""
+        sim = Simulator(DockerKubelet(docker_client), work_dir=tmp_path / "simulator", kustomize_cmd=kustomize_cmd,
+                        contracts_dir=contracts_dir, namespaces=[namespace], source_repos=[source_repo], **credentials)
+        made["simulator"] = sim
+        for name, data in secrets_data.items():
+            sim.cluster.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                               "metadata": {"name": name, "namespace": namespace},
+                               "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}})
+        sim.start()
+        return sim, sim
 
-    yield start, runtime
+    yield start, None
     if made:
-        made["server"].__exit__(None, None, None)
-        assert made["checker"].violations == []
+        made["simulator"].close()
+        assert made["simulator"].checker.violations == []
 
 
 def test_canaries_stay_secret_through_real_deploys_and_their_failures(
@@ -879,7 +882,7 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
     """
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     caplog.set_level(logging.DEBUG)
-    start_cluster, runtime = simulated_cluster
+    start_cluster, _ = simulated_cluster
     canaries = {path: new_canary(path) for path in secret_setting_paths()}
     canaries["mlflow.tracking_uri"] = new_canary("mlflow-uri")
     canaries["git.remote_url"] = new_canary("git-url")
@@ -896,7 +899,9 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
     mlflow_server = MlflowServer(tmp_path / "mlflow-server")
     # Argo CD takes the session route (password); the simulator's Kubernetes API wants the canary token.
     server, simulator = start_cluster(
-        argocd_token=secrets.token_hex(8), password=canaries["argocd.password"], kubernetes_token=canaries["kubernetes.token"]
+        namespace=namespace, source_repo=f"http://127.0.0.1:{git_server.port}/gitops.git",
+        secrets_data={"model-secrets": {"api-token": canaries["secret_env value"]}},
+        token=secrets.token_hex(8), password=canaries["argocd.password"], kubernetes_token=canaries["kubernetes.token"],
     )
     settings_values = merge(canary_settings(canaries), {
         "target": {"kind": "argocd", "ready_timeout_seconds": 120},
@@ -904,8 +909,8 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
         "registry": {"url": echo.host, "repository_prefix": "mlops-canary", "username": "canary-registry-user"},
         "build": {"base_image": base_image},
         "git": {"remote_url": git_server.url("x-access-token", canaries["git.remote_url"])},
-        "argocd": {"server_url": server.url, "username": "admin", "token": None},
-        "kubernetes": {"api_url": server.url},
+        "argocd": {"server_url": server.argocd_url, "username": "admin", "token": None},
+        "kubernetes": {"api_url": server.kubernetes_url},
         "api": {"allowed_namespaces": [namespace], "default_namespace": namespace},
         "auth": {"keys": [{"name": "canary-admin", "role": "admin", "key_hash": hash_key(canaries["api_key"])}],
                  "rate_limit_per_minute": 6000, "rate_limit_burst": 1000},
@@ -954,7 +959,7 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
                for container in doc["spec"]["template"]["spec"]["containers"] for entry in container.get("env") or []]
         token_env = [entry for entry in env if entry["name"] == "MODEL_API_TOKEN"]
         assert token_env == [{"name": "MODEL_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "model-secrets", "key": "api-token"}}}], env
-        repo_url = simulator.apps[f"{namespace}--{model}"].spec["source"]["repoURL"]
+        repo_url = simulator.get_application(f"{namespace}--{model}")["spec"]["source"]["repoURL"]
         assert repo_url == f"http://127.0.0.1:{git_server.port}/gitops.git", repo_url  # no credentials in it
 
         # D: Argo CD refuses the session while undeploying.
@@ -987,10 +992,7 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
     finally:
         for client in clients:
             client.close()
-        simulator.wait_idle(timeout=180)  # a sync still applying would start a container after the sweep
-        for workload in runtime.list():
-            if workload.namespace == namespace:
-                runtime.delete(workload.namespace, workload.name)
+        simulator.close()  # containers, proxies and hosts lines go with the simulated cluster
         mlflow_server.stop()
         git_server.close()
         echo.close()

@@ -1,31 +1,38 @@
-"""Argo CD + Kubernetes API simulator for tests.
+"""Argo CD + Kubernetes simulator for tests: a strict model of Argo CD v3.6 and the Kubernetes API,
+written from their sources and documentation, independent of the code under test.
 
 Usage::
 
-    checker = ContractChecker(contracts_dir)
-    simulator = ArgoCDSimulator(runtime, work_dir=tmp_path)      # any LocalRuntime
-    with SimulatorServer(simulator, checker) as server:
-        ArgoCDSettings(server_url=server.url, token="sim-argocd-token")
-        KubernetesSettings(api_url=server.url, token="sim-kubernetes-token")
-        ...
-    assert checker.violations == []
+    with Simulator(FakeKubelet(), work_dir=tmp_path, kustomize_cmd=kustomize_cmd,
+                   contracts_dir=contracts_dir, namespaces=["mlops-models"],
+                   source_repos=[repo_url]) as sim:
+        ArgoCDSettings(server_url=sim.argocd_url, token=sim.argocd_token)
+        KubernetesSettings(api_url=sim.kubernetes_url, token=sim.kubernetes_token)
+        sim.set_faults(crash_loop=True, stale_reconcile_seconds=3)
+    assert sim.checker.violations == []
 
-Faults: ``simulator.set_faults(sync_error=..., degraded=..., no_ip=True, hostname=True,
-unauthorized=True, flaky_5xx=True)`` or ``POST /_sim/faults`` with the same JSON keys.
+See README.md for what is modelled, from which source, and what is not.
 """
 
+from tests.simulator.argocd import ArgoCD, ArgoError, ArgoFaults, ArgoServer, projects_from_file
 from tests.simulator.contracts import ContractChecker, ContractViolation, Violation
-from tests.simulator.engine import ArgoCDSimulator, Faults, SimError
-from tests.simulator.fake_runtime import InMemoryRuntime
-from tests.simulator.runner import SimulatorServer
+from tests.simulator.kube import Cluster, DockerKubelet, FakeKubelet, KubeError, KubeFaults, KubeServer
+from tests.simulator.simulator import Simulator
 
 __all__ = [
-    "ArgoCDSimulator",
+    "ArgoCD",
+    "ArgoError",
+    "ArgoFaults",
+    "ArgoServer",
+    "Cluster",
     "ContractChecker",
     "ContractViolation",
-    "Faults",
-    "InMemoryRuntime",
-    "SimError",
-    "SimulatorServer",
+    "DockerKubelet",
+    "FakeKubelet",
+    "KubeError",
+    "KubeFaults",
+    "KubeServer",
+    "Simulator",
     "Violation",
+    "projects_from_file",
 ]

@@ -1,0 +1,149 @@
+"""The Kubernetes REST subset clients of the simulated cluster read, as a FastAPI app.
+
+Paths follow the API conventions (api-concepts): core objects under /api/v1, grouped ones under
+/apis/{group}/{version}; namespaced GET of one object or a list (``labelSelector``, ``fieldSelector``);
+pod logs (``container``, ``tailLines``, ``previous``) as text/plain. Lists are ``<Kind>List`` objects
+whose items carry no kind/apiVersion, as the API server serialises them. Errors are ``Status`` objects.
+Every request needs ``Authorization: Bearer <token>`` (anonymous access disabled); a wrong or missing
+token is 401. Test controls under /_sim/kube need no token.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from tests.simulator.kube.cluster import Cluster
+from tests.simulator.kube.store import KubeError, plural_resource
+
+# (group/version, resource plural) -> kind
+RESOURCES: dict[tuple[str, str], str] = {
+    ("v1", "pods"): "Pod",
+    ("v1", "services"): "Service",
+    ("v1", "events"): "Event",
+    ("v1", "configmaps"): "ConfigMap",
+    ("v1", "secrets"): "Secret",
+    ("v1", "namespaces"): "Namespace",
+    ("apps/v1", "deployments"): "Deployment",
+    ("apps/v1", "replicasets"): "ReplicaSet",
+    ("autoscaling/v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler",
+    ("policy/v1", "poddisruptionbudgets"): "PodDisruptionBudget",
+}
+SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0", "gitCommit": "sim", "gitTreeState": "clean",
+                  "buildDate": "2024-12-11T00:00:00Z", "goVersion": "go1.23.4", "compiler": "gc",
+                  "platform": "linux/amd64"}
+
+
+def status_response(error: KubeError, details: dict | None = None) -> JSONResponse:
+    body = error.as_status()
+    if details:
+        body["details"] = details
+    return JSONResponse(body, status_code=error.status)
+
+
+def create_app(cluster: Cluster, *, token: str) -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.requests = []
+    counter = itertools.count()
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        path = request.url.path
+        if path.startswith("/_sim/"):
+            return await call_next(request)
+        app.state.requests.append((request.method, path))
+        faults = cluster.faults
+        if faults.api_unauthorized or request.headers.get("authorization") != f"Bearer {token}":
+            return status_response(KubeError(401, "Unauthorized", "Unauthorized"))
+        if faults.api_flaky_5xx and next(counter) % 2 == 0:
+            return status_response(KubeError(503, "ServiceUnavailable", "the server is currently unable to handle the request"))
+        try:
+            return await call_next(request)
+        except KubeError as error:
+            return status_response(error)
+
+    @app.exception_handler(KubeError)
+    async def kube_error(request: Request, error: KubeError) -> JSONResponse:
+        return status_response(error)
+
+    @app.get("/version")
+    @app.get("/version/")  # the path client libraries generated from the OpenAPI spec use
+    def version() -> dict:
+        return SERVER_VERSION
+
+    def kind_of(group_version: str, resource: str) -> str:
+        kind = RESOURCES.get((group_version, resource))
+        if kind is None:
+            raise KubeError(404, "NotFound", "the server could not find the requested resource")
+        return kind
+
+    def get_one(group_version: str, resource: str, namespace: str | None, name: str) -> JSONResponse:
+        kind = kind_of(group_version, resource)
+        obj = cluster.get(kind, namespace, name)
+        if obj is None:
+            error = KubeError(404, "NotFound", f'{plural_resource(kind)} "{name}" not found')
+            return status_response(error, {"name": name, "group": group_version.split("/")[0] if "/" in group_version else "",
+                                           "kind": resource})
+        return JSONResponse(obj)
+
+    def list_all(group_version: str, resource: str, namespace: str | None, request: Request) -> JSONResponse:
+        kind = kind_of(group_version, resource)
+        label_selector = request.query_params.get("labelSelector")
+        field_selector = request.query_params.get("fieldSelector")
+        try:
+            items = cluster.store.list(kind, namespace, label_selector, field_selector)
+        except (KeyError, ValueError) as error:
+            raise KubeError(400, "BadRequest", f"unable to parse requirement: {error}") from error
+        for item in items:
+            cluster.check_out(f"list {kind}", item)
+        stripped: list[dict[str, Any]] = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")}
+                                          for item in items]
+        return JSONResponse({"kind": f"{kind}List", "apiVersion": group_version,
+                             "metadata": {"resourceVersion": str(cluster.store.resource_version)}, "items": stripped})
+
+    @app.get("/api/v1/namespaces/{namespace}/pods/{name}/log")
+    def pod_log(namespace: str, name: str, container: str | None = None, tailLines: int | None = None,
+                previous: bool = False) -> PlainTextResponse:
+        return PlainTextResponse(cluster.pod_log(namespace, name, container=container, tail_lines=tailLines,
+                                                 previous=previous))
+
+    @app.get("/api/v1/namespaces/{namespace}/{resource}/{name}")
+    def core_get(namespace: str, resource: str, name: str) -> JSONResponse:
+        return get_one("v1", resource, namespace, name)
+
+    @app.get("/api/v1/namespaces/{namespace}/{resource}")
+    def core_list(namespace: str, resource: str, request: Request) -> JSONResponse:
+        return list_all("v1", resource, namespace, request)
+
+    @app.get("/api/v1/namespaces/{name}")
+    def namespace_get(name: str) -> JSONResponse:
+        return get_one("v1", "namespaces", None, name)
+
+    @app.get("/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}")
+    def group_get(group: str, version: str, namespace: str, resource: str, name: str) -> JSONResponse:
+        return get_one(f"{group}/{version}", resource, namespace, name)
+
+    @app.get("/apis/{group}/{version}/namespaces/{namespace}/{resource}")
+    def group_list(group: str, version: str, namespace: str, resource: str, request: Request) -> JSONResponse:
+        return list_all(f"{group}/{version}", resource, namespace, request)
+
+    @app.post("/_sim/kube/faults")
+    async def set_faults(request: Request) -> JSONResponse:
+        switches = await request.json()
+        if not isinstance(switches, dict):
+            return JSONResponse({"error": "body must be a JSON object of fault switches"}, status_code=400)
+        try:
+            faults = cluster.set_faults(**switches)
+        except (ValueError, TypeError) as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse(vars(faults))
+
+    @app.delete("/_sim/kube/faults")
+    def clear_faults() -> JSONResponse:
+        cluster.clear_faults()
+        return JSONResponse(vars(cluster.faults))
+
+    return app

@@ -1,0 +1,358 @@
+"""DockerKubelet: the kubelet's container runtime on the local Docker Engine.
+
+Each pod gets a sandbox container (``sleep infinity`` from ``sandbox_image``, non-root, read-only, no
+capabilities) on the Docker bridge network ``mlops-sim-pods``; its IP there is the pod IP, reachable
+from the host. Each pod container runs in the sandbox's network namespace (``network_mode=container:``),
+so containers of a pod share localhost and the pod IP survives container restarts, as with a pod's
+pause container.
+
+The container is run the way the manifest says (pod securityContext overridden field by field by
+the container's): runAsUser/runAsGroup as the Docker user, fsGroup and supplementalGroups as extra
+groups, readOnlyRootFilesystem as a read-only rootfs, capabilities drop/add, allowPrivilegeEscalation
+false as ``no-new-privileges``, privileged, seccompProfile Unconfined; emptyDir volumes as tmpfs mounts
+(mode 1777 like emptyDir's 0777 directory, ``sizeLimit`` as the tmpfs size); env as resolved by the
+kubelet; resources.limits cpu/memory as nano_cpus / mem_limit (no swap), requests.cpu as CPU shares;
+command/args as entrypoint/cmd (a command replaces the image's CMD too); workingDir. Volume types other
+than emptyDir are not modelled: a pod that mounts one gets CreateContainerConfigError saying so.
+
+Every container is labelled ``io.mlops.sim.cluster=<cluster uuid>`` plus the pod's namespace and name and
+the owning process id: ``close()`` removes exactly this cluster's containers, and a new DockerKubelet
+removes those of simulator processes that no longer exist (a crashed test run).
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import os
+import socket
+import threading
+from typing import Any
+
+import docker
+import docker.errors
+
+from tests.simulator.kube.dns import pid_alive
+from tests.simulator.kube.kubelet import (
+    CRASH_LOOP_MESSAGE,
+    ContainerConfigError,
+    Kubelet,
+    PodRecord,
+    PullError,
+    RuntimeState,
+    StartError,
+)
+
+NETWORK_NAME = "mlops-sim-pods"
+LABEL_CLUSTER = "io.mlops.sim.cluster"
+LABEL_PID = "io.mlops.sim.pid"
+LABEL_NAMESPACE = "io.mlops.sim.pod-namespace"
+LABEL_POD = "io.mlops.sim.pod-name"
+LABEL_CONTAINER = "io.mlops.sim.container"
+OOM_FAULT_DEFAULT_LIMIT = 64 * 1024 * 1024
+KUBE_PROBE_USER_AGENT = "kube-probe/1.32"
+
+_network_lock = threading.Lock()
+
+_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL_SUFFIXES = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+
+
+def parse_quantity(quantity: str | float) -> float:
+    """A Kubernetes resource.Quantity ("500m", "1Gi", "2", "1e3") as a number."""
+    text = str(quantity).strip()
+    for suffix, factor in _BINARY_SUFFIXES.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    if text and text[-1] in _DECIMAL_SUFFIXES and not text[-1].isdigit():
+        return float(text[:-1]) * _DECIMAL_SUFFIXES[text[-1]]
+    return float(text)
+
+
+def _docker_time(value: str) -> str:
+    """Docker's RFC 3339 with nanoseconds -> Kubernetes' RFC 3339 in whole seconds."""
+    if not value or value.startswith("0001-"):
+        return ""
+    return value[:19] + "Z"
+
+
+class DockerKubelet(Kubelet):
+    def __init__(self, client: docker.DockerClient | None = None, *, probe_period_scale: float = 0.1,
+                 network: str = NETWORK_NAME, sandbox_image: str = "python:3.11-slim") -> None:
+        """``probe_period_scale`` multiplies probe periods, initial delays, timeouts, restart back-offs
+        and termination grace periods (0.1: a 10 s period probes every second)."""
+        super().__init__(probe_period_scale=probe_period_scale)
+        self._owns_client = client is None
+        self.client = client or docker.from_env(timeout=120)
+        self.network_name = network
+        self.sandbox_image = sandbox_image
+        self.network = self._ensure_network()
+        gateway = (self.network.attrs.get("IPAM", {}).get("Config") or [{}])[0].get("Gateway")
+        self.host_ip = gateway or "127.0.0.1"
+        self.sweep_dead_owners()
+
+    def _ensure_network(self):
+        with _network_lock:
+            found = self.client.networks.list(names=[self.network_name])
+            exact = [network for network in found if network.name == self.network_name]
+            if exact:
+                return exact[0]
+            try:
+                return self.client.networks.create(self.network_name, driver="bridge",
+                                                   labels={"io.mlops.sim.network": "pods"})
+            except docker.errors.APIError:  # another process created it meanwhile
+                return next(n for n in self.client.networks.list(names=[self.network_name]) if n.name == self.network_name)
+
+    def sweep_dead_owners(self) -> None:
+        """Remove simulator containers whose owning process is gone (a crashed run)."""
+        for container in self.client.containers.list(all=True, filters={"label": LABEL_CLUSTER}):
+            pid = container.labels.get(LABEL_PID, "")
+            if pid.isdigit() and not pid_alive(int(pid)) and container.labels.get("io.mlops.sim.host") == socket.gethostname():
+                self._force_remove(container)
+
+    def _labels(self, pod: dict, container_name: str) -> dict[str, str]:
+        return {
+            LABEL_CLUSTER: self.cluster_id,
+            LABEL_PID: str(os.getpid()),
+            "io.mlops.sim.host": socket.gethostname(),
+            LABEL_NAMESPACE: pod["metadata"]["namespace"],
+            LABEL_POD: pod["metadata"]["name"],
+            LABEL_CONTAINER: container_name,
+        }
+
+    def _name(self, pod: dict, suffix: str) -> str:
+        return f"sim-{self.cluster_id[:8]}-{pod['metadata']['namespace']}-{pod['metadata']['name']}-{suffix}"
+
+    @staticmethod
+    def _force_remove(container: Any) -> None:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            if "already in progress" not in str(error):
+                raise
+
+    # ---- images ----
+
+    def _image_id(self, image: Any, reference: str) -> str:
+        if "@sha256:" in reference:
+            return reference
+        repository = reference.rsplit(":", 1)[0] if ":" in reference.rsplit("/", 1)[-1] else reference
+        for digest in image.attrs.get("RepoDigests") or []:
+            if digest.split("@", 1)[0] == repository:
+                return digest
+        return image.id
+
+    def _runtime_image_present(self, image: str) -> str | None:
+        try:
+            return self._image_id(self.client.images.get(image), image)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def _runtime_pull(self, image: str) -> str:
+        try:
+            pulled = self.client.images.pull(image)
+        except docker.errors.APIError as error:
+            raise PullError(f"rpc error: code = Unknown desc = {error.explanation or error}") from error
+        return self._image_id(pulled, image)
+
+    def _runtime_image_user(self, image: str) -> str:
+        return self.client.images.get(image).attrs.get("Config", {}).get("User") or ""
+
+    # ---- sandbox and containers ----
+
+    def _runtime_start_sandbox(self, pod: dict) -> tuple[Any, str]:
+        sandbox = self.client.containers.run(
+            self.sandbox_image,
+            ["sleep", "infinity"],
+            detach=True,
+            name=self._name(pod, "pod"),
+            hostname=pod["metadata"]["name"][:63],
+            network=self.network_name,
+            labels=self._labels(pod, "POD"),
+            user="65534:65534",
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            mem_limit="32m",
+            sysctls=self._pod_sysctls(pod),
+        )
+        sandbox.reload()
+        pod_ip = sandbox.attrs["NetworkSettings"]["Networks"][self.network_name]["IPAddress"]
+        return sandbox, pod_ip
+
+    @staticmethod
+    def _pod_sysctls(pod: dict) -> dict[str, str]:
+        """The pod network namespace's sysctls. Docker lets any user bind ports below 1024 in a
+        container; containerd 1.x (the CRI runtime of most clusters) keeps the kernel default, so a
+        non-root server on port 80 needs NET_BIND_SERVICE there. The kernel default is modelled;
+        ``securityContext.sysctls`` of the pod override it."""
+        sysctls = {"net.ipv4.ip_unprivileged_port_start": "1024"}
+        for sysctl in (pod["spec"].get("securityContext") or {}).get("sysctls") or []:
+            sysctls[sysctl["name"]] = str(sysctl["value"])
+        return sysctls
+
+    def _runtime_remove_sandbox(self, record: PodRecord) -> None:
+        self._force_remove(record.sandbox)
+        record.sandbox = None
+
+    def _check_config(self, pod: dict, container: dict) -> None:
+        self._run_options(pod, container)
+
+    def _run_options(self, pod: dict, container: dict) -> dict[str, Any]:
+        context = self.effective_security_context(pod, container)
+        pod_context = pod["spec"].get("securityContext") or {}
+        options: dict[str, Any] = {}
+        user = context.get("runAsUser")
+        group = context.get("runAsGroup")
+        if user is not None:
+            options["user"] = f"{user}:{group}" if group is not None else str(user)
+        elif group is not None:
+            image_user = self._runtime_image_user(container["image"]).split(":", 1)[0] or "0"
+            options["user"] = f"{image_user}:{group}"
+        groups = [str(g) for g in pod_context.get("supplementalGroups") or []]
+        if pod_context.get("fsGroup") is not None:
+            groups.append(str(pod_context["fsGroup"]))
+        if groups:
+            options["group_add"] = groups
+        options["read_only"] = bool(context.get("readOnlyRootFilesystem"))
+        capabilities = context.get("capabilities") or {}
+        if capabilities.get("drop"):
+            options["cap_drop"] = list(capabilities["drop"])
+        if capabilities.get("add"):
+            options["cap_add"] = list(capabilities["add"])
+        security_opt = []
+        if context.get("allowPrivilegeEscalation") is False:
+            security_opt.append("no-new-privileges:true")
+        if (context.get("seccompProfile") or {}).get("type") == "Unconfined":
+            security_opt.append("seccomp=unconfined")
+        if security_opt:
+            options["security_opt"] = security_opt
+        if context.get("privileged"):
+            options["privileged"] = True
+        volumes = {volume["name"]: volume for volume in pod["spec"].get("volumes") or []}
+        tmpfs: dict[str, str] = {}
+        for mount in container.get("volumeMounts") or []:
+            volume = volumes.get(mount["name"])
+            if volume is None:
+                raise ContainerConfigError(f'cannot find volume "{mount["name"]}" to mount into container "{container["name"]}"')
+            if "emptyDir" not in volume:
+                kind = next((key for key in volume if key != "name"), "unknown")
+                raise ContainerConfigError(f"sim: volume type {kind} (volume {mount['name']!r}) is not modelled")
+            settings = ["ro" if mount.get("readOnly") else "rw", "mode=1777"]
+            size_limit = (volume["emptyDir"] or {}).get("sizeLimit")
+            if size_limit:
+                settings.append(f"size={int(parse_quantity(size_limit))}")
+            tmpfs[mount["mountPath"]] = ",".join(settings)
+        if tmpfs:
+            options["tmpfs"] = tmpfs
+        resources = container.get("resources") or {}
+        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+        if "cpu" in limits:
+            options["nano_cpus"] = int(parse_quantity(limits["cpu"]) * 1e9)
+        if "memory" in limits:
+            options["mem_limit"] = int(parse_quantity(limits["memory"]))
+            options["memswap_limit"] = options["mem_limit"]
+        if "cpu" in requests:
+            options["cpu_shares"] = max(2, int(parse_quantity(requests["cpu"]) * 1024))
+        if container.get("workingDir"):
+            options["working_dir"] = container["workingDir"]
+        return options
+
+    def _runtime_start(self, pod: dict, record: PodRecord, container: dict, env: dict[str, str],
+                       command_override: list[str] | None) -> tuple[Any, str]:
+        options = self._run_options(pod, container)
+        if command_override is not None:
+            options["entrypoint"] = command_override
+            options["command"] = None
+            if self.faults.oom and "mem_limit" not in options:
+                options["mem_limit"] = options["memswap_limit"] = OOM_FAULT_DEFAULT_LIMIT
+        else:
+            if container.get("command"):
+                options["entrypoint"] = container["command"]
+            if container.get("args"):
+                options["command"] = container["args"]
+        restarts = record.containers[container["name"]].restart_count
+        name = self._name(pod, f"{container['name']}-{restarts}")
+        for stale in self.client.containers.list(all=True, filters={"name": f"^/{name}$"}):
+            self._force_remove(stale)  # a container whose earlier start attempt failed
+        try:
+            created = self.client.containers.create(
+                container["image"],
+                name=name,
+                network_mode=f"container:{record.sandbox.id}",
+                environment=env,
+                labels=self._labels(pod, container["name"]),
+                detach=True,
+                stop_signal="SIGTERM",
+                **options,
+            )
+        except docker.errors.APIError as error:
+            raise StartError(f"failed to create containerd container: {error.explanation or error}") from error
+        try:
+            created.start()
+        except docker.errors.APIError:
+            created.reload()  # a start failure shows as an exited container with the runtime's message
+        return created, f"docker://{created.id}"
+
+    def _runtime_state(self, handle: Any) -> RuntimeState:
+        try:
+            handle.reload()
+        except docker.errors.NotFound:
+            return RuntimeState(running=False, exit_code=137, finished_at="")
+        state = handle.attrs["State"]
+        running = state.get("Status") in ("running", "paused", "restarting")
+        return RuntimeState(running=running, exit_code=int(state.get("ExitCode") or 0),
+                            oom_killed=bool(state.get("OOMKilled")), started_at=_docker_time(state.get("StartedAt", "")),
+                            finished_at=_docker_time(state.get("FinishedAt", "")))
+
+    def _runtime_kill(self, handle: Any, grace_seconds: float) -> None:
+        try:
+            handle.stop(timeout=max(1, math.ceil(grace_seconds)))
+        except docker.errors.NotFound:
+            pass
+
+    def _runtime_remove(self, handle: Any) -> None:
+        self._force_remove(handle)
+
+    def _runtime_logs(self, handle: Any, tail_lines: int | None) -> str:
+        try:
+            return handle.logs(stdout=True, stderr=True, tail="all" if tail_lines is None else tail_lines).decode(
+                errors="replace")
+        except docker.errors.NotFound:
+            return ""
+
+    def _runtime_http_get(self, record: PodRecord, port: int, path: str, timeout: float) -> str | None:
+        url = f"http://{record.pod_ip}:{port}{path}"
+        connection = http.client.HTTPConnection(record.pod_ip, port, timeout=timeout)
+        try:
+            connection.request("GET", path, headers={"User-Agent": KUBE_PROBE_USER_AGENT, "Accept": "*/*"})
+            status = connection.getresponse().status
+        except ConnectionRefusedError:
+            return f'Get "{url}": dial tcp {record.pod_ip}:{port}: connect: connection refused'
+        except TimeoutError:
+            return f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+        except (OSError, http.client.HTTPException) as error:
+            return f'Get "{url}": {error}'
+        finally:
+            connection.close()
+        if 200 <= status < 400:
+            return None
+        return f"HTTP probe failed with statuscode: {status}"
+
+    def _fault_command(self, container: dict) -> list[str] | None:
+        if self.faults.oom:
+            hog = "x = []\nwhile True:\n    x.append(b'x' * (8 << 20))"
+            return ["python3", "-c", hog]
+        if self.faults.crash_loop:
+            return ["/bin/sh", "-c", f"echo '{CRASH_LOOP_MESSAGE}' >&2; exit 1"]
+        return None
+
+    def close(self) -> None:
+        super().close()
+        if self.cluster_id:
+            for container in self.client.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={self.cluster_id}"}):
+                self._force_remove(container)
+        if self._owns_client:
+            self.client.close()
