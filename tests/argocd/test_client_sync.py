@@ -7,6 +7,7 @@ import pytest
 from control_api.adapters.argocd.errors import ArgoCDRequestRejected
 from control_api.adapters.argocd.wait import wait_for_sync
 from tests.argocd.conftest import APP_NAME, NAMESPACE, application_manifest, model_objects
+from tests.simulator.argocd import DEFAULT_TOKEN as ARGOCD_TOKEN
 
 
 def test_upsert_creates_then_leaves_an_identical_application_alone(argocd, gitops_repo, sim_server):
@@ -16,7 +17,8 @@ def test_upsert_creates_then_leaves_an_identical_application_alone(argocd, gitop
     assert argocd.get_application(APP_NAME) is None
     created = argocd.upsert_application(manifest)
     assert created["spec"] == manifest["spec"]
-    assert created["status"]["sync"]["status"] == "OutOfSync"
+    # The controller compares a new Application on its first reconcile, after the create answered.
+    assert _wait_sync_status(argocd)["status"] == "OutOfSync"
 
     writes_before = [r for r in sim_server.requests if r[0] in ("POST", "PUT")]
     argocd.upsert_application(manifest)
@@ -24,17 +26,27 @@ def test_upsert_creates_then_leaves_an_identical_application_alone(argocd, gitop
     assert writes_after == writes_before
 
 
-def test_upsert_updates_a_changed_spec_with_put(argocd, gitops_repo, sim_server):
+def test_upsert_updates_a_changed_spec_and_keeps_metadata_it_does_not_own(argocd, gitops_repo, sim_server):
     gitops_repo.commit_model("registry.local/iris@sha256:" + "a" * 64)
     manifest = application_manifest(gitops_repo.url)
+    manifest["metadata"]["finalizers"] = ["resources-finalizer.argocd.argoproj.io"]
     argocd.upsert_application(manifest)
+    # Metadata someone else put on the Application: an operator's annotation, another finalizer.
+    stored = argocd.get_application(APP_NAME)
+    stored["metadata"].setdefault("annotations", {})["team.example.com/owner"] = "fraud"
+    stored["metadata"]["finalizers"].append("example.com/audit")
+    _put(sim_server, stored)
 
     manifest["spec"]["source"]["targetRevision"] = "HEAD"
     updated = argocd.upsert_application(manifest)
 
     assert updated["spec"]["source"]["targetRevision"] == "HEAD"
-    assert ("PUT", f"/api/v1/applications/{APP_NAME}") in sim_server.requests
-    assert argocd.get_application(APP_NAME)["spec"]["source"]["targetRevision"] == "HEAD"
+    # An update through the API never replaces metadata wholesale (a PUT would).
+    assert not [r for r in sim_server.requests if r[0] == "PUT" and r[1] == f"/api/v1/applications/{APP_NAME}"][1:]
+    current = argocd.get_application(APP_NAME)
+    assert current["spec"]["source"]["targetRevision"] == "HEAD"
+    assert current["metadata"]["annotations"]["team.example.com/owner"] == "fraud"
+    assert sorted(current["metadata"]["finalizers"]) == ["example.com/audit", "resources-finalizer.argocd.argoproj.io"]
 
 
 def test_sync_runs_the_revision_and_wait_returns_synced_healthy(argocd, gitops_repo, cluster):
@@ -125,8 +137,10 @@ def test_delete_application_cascades_to_workloads(argocd, gitops_repo, cluster):
     argocd.sync(APP_NAME, sha)
     wait_for_sync(argocd, APP_NAME, sha, timeout=20, poll=0.05)
 
-    argocd.delete_application(APP_NAME)
-    argocd.delete_application(APP_NAME)  # deleting twice is not an error
+    assert argocd.delete_application(APP_NAME) is True
+    # Deletion is asynchronous: the Application stays, marked, until its resources are gone.
+    argocd.wait_deleted(APP_NAME, timeout=20)
+    assert argocd.delete_application(APP_NAME) is False  # deleting what is gone is not an error
 
     assert argocd.get_application(APP_NAME) is None
     assert cluster.list("Deployment", NAMESPACE) == []
@@ -150,3 +164,26 @@ def _wait_operation_done(argocd, timeout: float = 20) -> dict:
             return app
         time.sleep(0.05)
     raise AssertionError("operation did not finish")
+
+
+def _wait_sync_status(argocd, timeout: float = 20) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        sync = ((argocd.get_application(APP_NAME) or {}).get("status") or {}).get("sync")
+        if sync or time.monotonic() > deadline:
+            return sync or {}
+        time.sleep(0.05)
+
+
+def _put(sim_server, application: dict) -> None:
+    """An update as another Argo CD client (the UI, kubectl edit) makes it."""
+    import httpx
+
+    body = {k: v for k, v in application.items() if k != "status"}
+    response = httpx.put(
+        f"{sim_server.url}/api/v1/applications/{APP_NAME}", json=body,
+        headers={"Authorization": f"Bearer {ARGOCD_TOKEN}"}, verify=False,
+    )
+    assert response.status_code == 200, response.text
