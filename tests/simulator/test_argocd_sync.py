@@ -71,7 +71,7 @@ def test_status_is_stale_until_the_reconcile_after_the_operation(sim):
     sim.sync(first)
     sim.wait_reconciled(first)
     second = sim.repo.commit(model_files(image("b")))
-    sim.argocd.set_faults(stale_reconcile_seconds=2.5)
+    sim.argocd.set_faults(stale_reconcile_seconds=6)
     sim.sync(second)
     app = sim.wait_operation(second)
     status = app["status"]

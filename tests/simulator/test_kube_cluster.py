@@ -3,6 +3,7 @@ Deployment rollouts and status, faults as pod status and events, HPA and PDB sta
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -520,6 +521,16 @@ def test_hpa_and_pdb_status(cluster: Cluster) -> None:
                             "maxReplicas": 3,
                             "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                                 "type": "Utilization", "averageUtilization": 70}}}]}})
+    legacy = cluster.apply({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+                            "metadata": {"name": "legacy", "namespace": "models"},
+                            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "iris"},
+                                     "minReplicas": 2, "maxReplicas": 4, "targetCPUUtilizationPercentage": 70}})
+    legacy = wait_for(lambda: (h := cluster.get("HorizontalPodAutoscaler", "models", "legacy")).get("status", {}).get(
+        "currentReplicas") and h)
+    # v1 has no status.conditions: they are in the annotation gitops-engine reads for v1.
+    legacy_conditions = json.loads(legacy["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/conditions"])
+    assert {c["type"]: c["status"] for c in legacy_conditions}["AbleToScale"] == "True"
+    assert "conditions" not in legacy["status"] and legacy["status"]["currentCPUUtilizationPercentage"] == 0
     bare = wait_for(lambda: (h := cluster.get("HorizontalPodAutoscaler", "models", "bare")).get("status") and h)
     active = condition(bare, "ScalingActive")
     assert (active["status"], active["reason"]) == ("False", "FailedGetResourceMetric")

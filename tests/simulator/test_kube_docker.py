@@ -193,6 +193,7 @@ def test_faults_on_real_containers(cluster: Cluster, namespace: str, base_image:
     terminated = container_status(pod)["lastState"]["terminated"]
     # Docker 20.10 on this kernel (cgroup v1) reports the kernel's OOM kill as OOMKilled with exit 137.
     assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
+    cluster.delete("Deployment", namespace, "hog")  # fewer containers for the kubelet to watch
 
     cluster.set_faults(crash_loop=True)
     try:
@@ -203,23 +204,28 @@ def test_faults_on_real_containers(cluster: Cluster, namespace: str, base_image:
         cluster.clear_faults()
     assert container_status(pod)["lastState"]["terminated"]["exitCode"] == 1
     assert CRASH_LOOP_MESSAGE in cluster.pod_log(namespace, pod["metadata"]["name"], previous=True)
+    cluster.delete("Deployment", namespace, "crasher")
 
     cluster.set_faults(readiness_failing=True)
     try:
         cluster.apply(web_deployment("unready", namespace, base_image))
         # Probes before the server listens fail with "connection refused"; then the fault's path answers 404.
-        wait_for(lambda: [e for e in cluster.events(namespace, "Pod") if e["reason"] == "Unhealthy"
+        (name,) = wait_for(lambda: [p["metadata"]["name"] for p in pods_of(cluster, namespace, "unready")])
+        wait_for(lambda: [e for e in cluster.events(namespace, "Pod", name) if e["reason"] == "Unhealthy"
                           and e["message"] == "Readiness probe failed: HTTP probe failed with statuscode: 404"],
                  timeout=60, what="an Unhealthy event for the 404")
-        (pod,) = pods_of(cluster, namespace, "unready")
+        pod = cluster.get("Pod", namespace, name)
         assert pod["status"]["phase"] == "Running" and condition(pod, "Ready")["status"] == "False"
     finally:
         cluster.clear_faults()
+    cluster.delete("Deployment", namespace, "unready")
 
+    # The startup probe holds the liveness probe back until the server answers: then /missing is a 404.
     failing_liveness = web_deployment("dead", namespace, base_image,
+                                      startupProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1,
+                                                    "failureThreshold": 100},
                                       livenessProbe={"httpGet": {"path": "/missing", "port": "http"},
-                                                     "initialDelaySeconds": 10, "periodSeconds": 1,
-                                                     "failureThreshold": 2})
+                                                     "periodSeconds": 1, "failureThreshold": 2})
     cluster.apply(failing_liveness)
     pod = wait_for(lambda: next((p for p in pods_of(cluster, namespace, "dead")
                                  if container_status(p).get("restartCount", 0) >= 1), None), timeout=60,

@@ -65,6 +65,20 @@ def _automated(app: dict) -> dict | None:
     return automated
 
 
+# The kinds the controller's cluster cache watches for tracked objects (Argo CD watches every API
+# resource; these are the ones an application here can create).
+WATCHED_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "Secret",
+                 "ServiceAccount", "Job", "StatefulSet", "DaemonSet", "Ingress"}
+
+
+def _known_kinds(app: dict, targets: list[dict] = ()) -> set[str]:
+    """Kinds the app may have live objects of: watched ones, and any in git, its last comparison or sync."""
+    status = app.get("status") or {}
+    results = ((status.get("operationState") or {}).get("syncResult") or {}).get("resources") or []
+    return (WATCHED_KINDS | {t["kind"] for t in targets} | {r["kind"] for r in status.get("resources") or []}
+            | {r["kind"] for r in results})
+
+
 def _result_name(obj: dict) -> str:
     group = group_of(obj)
     return f"{obj['kind'].lower()}{'.' + group if group else ''}/{obj['metadata']['name']}"
@@ -251,7 +265,7 @@ class ApplicationController:
         name = app["metadata"]["name"]
         live = [self.cluster.get(t["kind"], t["metadata"].get("namespace"), t["metadata"]["name"]) for t in targets]
         target_keys = {(t["kind"], t["metadata"].get("namespace"), t["metadata"]["name"]) for t in targets}
-        kinds = {t["kind"] for t in targets} | {r["kind"] for r in (app.get("status") or {}).get("resources") or []}
+        kinds = _known_kinds(app, targets)
         extras = []
         for kind in sorted(kinds):
             for obj in self.cluster.list(kind):
@@ -474,8 +488,7 @@ class ApplicationController:
             results.append(result(obj, "Synced", f"{_result_name(obj)} {verb}"))
 
         target_keys = {(t["kind"], t["metadata"].get("namespace"), t["metadata"]["name"]) for t in targets}
-        kinds = {t["kind"] for t in targets} | {r["kind"] for r in (app.get("status") or {}).get("resources") or []}
-        for kind in sorted(kinds):
+        for kind in sorted(_known_kinds(app, targets)):
             for live in self.cluster.list(kind):
                 key = (live["kind"], live["metadata"].get("namespace"), live["metadata"]["name"])
                 if key in target_keys or tracked_by(live) != name:
@@ -499,8 +512,7 @@ class ApplicationController:
             return
         name = app["metadata"]["name"]
         remaining = []
-        kinds = {r["kind"] for r in (app.get("status") or {}).get("resources") or []}
-        for kind in sorted(kinds):
+        for kind in sorted(_known_kinds(app)):
             for live in self.cluster.list(kind):
                 if tracked_by(live) == name:
                     remaining.append(live)

@@ -42,7 +42,7 @@ from tests.simulator.kube.store import (
 log = logging.getLogger(__name__)
 
 LB_HOSTNAME_DOMAIN = "elb.sim.test"
-CONTROLLER_ANNOTATION_PREFIXES = ("deployment.kubernetes.io/",)
+CONTROLLER_ANNOTATION_PREFIXES = ("deployment.kubernetes.io/", "autoscaling.alpha.kubernetes.io/")
 
 
 def _validate(obj: dict) -> None:

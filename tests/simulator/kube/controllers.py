@@ -39,6 +39,7 @@ from tests.simulator.kube.store import (
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 UNSCHEDULABLE_MESSAGE = "0/1 nodes are available: 1 Insufficient cpu."
+HPA_V1_CONDITIONS_ANNOTATION = "autoscaling.alpha.kubernetes.io/conditions"
 
 
 def pod_template_hash(template: dict, collision_count: int = 0) -> str:
@@ -605,7 +606,10 @@ class Controllers:
         # Metrics: the simulated metrics-server reports every pod idle (0 % of its request). A resource
         # metric on a container without a request for it cannot be computed, as on a real cluster.
         missing_request = None
-        for metric in spec.get("metrics") or []:
+        metrics = list(spec.get("metrics") or [])
+        if "targetCPUUtilizationPercentage" in spec:
+            metrics.append({"type": "Resource", "resource": {"name": "cpu"}})
+        for metric in metrics:
             if metric.get("type") == "Resource":
                 resource = metric["resource"]["name"]
                 for container in target["spec"]["template"]["spec"].get("containers", []):
@@ -649,13 +653,31 @@ class Controllers:
             status["lastScaleTime"] = old_status["lastScaleTime"]
         if hpa["metadata"].get("generation"):
             status["observedGeneration"] = hpa["metadata"]["generation"]
-        if missing_request is None and spec.get("metrics"):
+        if missing_request is None and metrics:
             status["currentMetrics"] = [
                 {"type": "Resource", "resource": {"name": metric["resource"]["name"],
                                                   "current": {"averageUtilization": 0, "averageValue": "0"}}}
-                for metric in spec["metrics"] if metric.get("type") == "Resource"
+                for metric in metrics if metric.get("type") == "Resource"
             ]
+        if hpa["apiVersion"] == "autoscaling/v1":
+            self._present_hpa_v1(hpa, status)
+            return
         self.store.write_status("HorizontalPodAutoscaler", namespace, name, status)
+
+    def _present_hpa_v1(self, hpa: dict, status: dict) -> None:
+        """autoscaling/v1 has no status.conditions: the API server shows them in the
+        ``autoscaling.alpha.kubernetes.io/conditions`` annotation (what gitops-engine reads for v1)."""
+        namespace, name = hpa["metadata"]["namespace"], hpa["metadata"]["name"]
+        annotation = json.dumps(status.get("conditions") or [], separators=(",", ":"))
+        if (hpa["metadata"].get("annotations") or {}).get(HPA_V1_CONDITIONS_ANNOTATION) != annotation:
+            def annotate(obj: dict) -> None:
+                obj["metadata"].setdefault("annotations", {})[HPA_V1_CONDITIONS_ANNOTATION] = annotation
+            self.store.update("HorizontalPodAutoscaler", namespace, name, annotate)
+        v1_status = {key: status[key] for key in ("observedGeneration", "lastScaleTime", "currentReplicas",
+                                                  "desiredReplicas") if key in status}
+        if "targetCPUUtilizationPercentage" in hpa["spec"] and status.get("currentMetrics"):
+            v1_status["currentCPUUtilizationPercentage"] = 0
+        self.store.write_status("HorizontalPodAutoscaler", namespace, name, v1_status)
 
     # ---- PodDisruptionBudget (policy/v1) ----
 

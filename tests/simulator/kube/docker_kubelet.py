@@ -79,8 +79,9 @@ def _docker_time(value: str) -> str:
 class DockerKubelet(Kubelet):
     def __init__(self, client: docker.DockerClient | None = None, *, probe_period_scale: float = 0.1,
                  network: str = NETWORK_NAME, sandbox_image: str = "python:3.11-slim") -> None:
-        """``probe_period_scale`` multiplies probe periods, initial delays, timeouts, restart back-offs
-        and termination grace periods (0.1: a 10 s period probes every second)."""
+        """``probe_period_scale`` multiplies probe periods, initial delays, restart back-offs and
+        termination grace periods (0.1: a 10 s period probes every second); probe timeouts stay as
+        written."""
         super().__init__(probe_period_scale=probe_period_scale)
         self._owns_client = client is None
         self.client = client or docker.from_env(timeout=120)

@@ -16,8 +16,9 @@ images, security-context, configure-pod-configmap, resource-management):
 - pod phase, conditions (PodReadyToStartContainers, Initialized, ContainersReady, Ready,
   PodScheduled), containerStatuses, podIP(s), hostIP(s), startTime, and the events the kubelet
   records (Pulling, Pulled, Failed, BackOff, Created, Started, Killing, Unhealthy).
-Every period and back-off is multiplied by ``probe_period_scale`` (default 0.1) so tests run in
-seconds; the ratios between them are Kubernetes'.
+Every probe period, initial delay, back-off and grace period is multiplied by ``probe_period_scale``
+(default 0.1) so tests run in seconds; the ratios between them are Kubernetes'. Probe timeouts are not
+scaled: they bound how fast the application answers, which a test does not speed up.
 
 ``FakeKubelet`` runs nothing: containers "start" at once and answer probes unless a fault says
 otherwise. ``DockerKubelet`` (docker_kubelet.py) runs one Docker container per pod container.
@@ -424,7 +425,8 @@ class Kubelet:
             except ValueError as error:
                 failure = str(error)
             else:
-                timeout = max(self.scaled(spec.get("timeoutSeconds", 1)), 0.5)
+                # A timeout bounds the application's answer time, which tests do not speed up: unscaled.
+                timeout = float(spec.get("timeoutSeconds", 1))
                 failure = self._runtime_http_get(record, port, path, timeout)
         label = {"startupProbe": "Startup", "readinessProbe": "Readiness", "livenessProbe": "Liveness"}[kind]
         if failure is None:
