@@ -9,15 +9,34 @@ import httpx
 import pytest
 
 from control_api.adapters.local_runtime.base import WorkloadSpec
-from control_api.adapters.local_runtime.docker_runtime import L_ADDRESS, L_HASH, L_NAME, L_NAMESPACE, DockerLocalRuntime
+from control_api.adapters.local_runtime.docker_runtime import (
+    L_ADDRESS,
+    L_HASH,
+    L_NAME,
+    L_NAMESPACE,
+    L_ROLE,
+    ROLE_NETWORK,
+    ROLE_REPLICA,
+    DockerLocalRuntime,
+)
 from control_api.errors import DeploymentTimedOut, SyncFailed
-from tests.local_runtime.conftest import TEST_LOOPBACK_FIRST
+from tests.local_runtime.conftest import TEST_LOOPBACK_FIRST, base_manifest_spec
 
 
-def workload_containers(docker_client, namespace: str, name: str) -> list:
+def all_containers(docker_client, namespace: str, name: str) -> list:
     return docker_client.containers.list(
         all=True, filters={"label": [f"{L_NAMESPACE}={namespace}", f"{L_NAME}={name}"]}
     )
+
+
+def workload_containers(docker_client, namespace: str, name: str) -> list:
+    """The replicas (not the container holding their network namespace)."""
+    return [c for c in all_containers(docker_client, namespace, name) if c.labels[L_ROLE] == ROLE_REPLICA]
+
+
+def network_holder(docker_client, namespace: str, name: str):
+    [holder] = [c for c in all_containers(docker_client, namespace, name) if c.labels[L_ROLE] == ROLE_NETWORK]
+    return holder
 
 
 def answer(url: str) -> dict:
@@ -27,13 +46,9 @@ def answer(url: str) -> dict:
 
 
 def spec_for(image: str, namespace: str, name: str = "iris", **overrides) -> WorkloadSpec:
-    return WorkloadSpec(
-        namespace=namespace,
-        name=name,
-        image=image,
-        env={"VERSION": "v1", **overrides.pop("env", {})},
-        **overrides,
-    )
+    """The spec the shared base manifest gives (its security context, ports, probe and volumes)."""
+    base = base_manifest_spec(namespace)
+    return replace(base, name=name, image=image, env={"VERSION": "v1", **overrides.pop("env", {})}, **overrides)
 
 
 def test_apply_serves_on_its_own_loopback_address_with_limits(runtime, test_server_image, namespace, docker_client):
@@ -154,7 +169,7 @@ def test_delete_removes_the_workload(runtime, test_server_image, namespace, dock
 
     runtime.delete(namespace, "iris")
 
-    assert workload_containers(docker_client, namespace, "iris") == []
+    assert all_containers(docker_client, namespace, "iris") == []
     assert runtime.get(namespace, "iris") is None
     with pytest.raises(httpx.ConnectError):
         httpx.get(status.url + "/health", timeout=2)
