@@ -28,7 +28,7 @@ TEST_LOOPBACK_FIRST = 200
 BASE_MANIFESTS = Path(__file__).resolve().parents[2] / "renderer" / "templates" / "base" / "model-server"
 
 SERVER_SOURCE = r'''
-import base64, http.server, json, os, pathlib, pickle, socket, sys, time, uuid
+import base64, http.server, json, os, pathlib, pickle, signal, socket, sys, threading, time, uuid
 
 INSTANCE = uuid.uuid4().hex  # replicas may share a hostname and pid 1
 
@@ -42,7 +42,7 @@ time.sleep(float(os.environ.get("READY_DELAY", "0")))
 
 class Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
-    daemon_threads = True
+    daemon_threads = False  # server_close() waits for the requests in flight
     def server_bind(self):
         if os.environ.get("REUSE_PORT") == "1":
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -69,8 +69,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 server = Server((os.environ["HOST"], int(os.environ["PORT"])), Handler)
 if not os.environ.get("NEVER_READY") and os.environ.get("READY_FILE"):
     pathlib.Path(os.environ["READY_FILE"]).touch()
+# SIGTERM: stop accepting, finish the requests in flight, exit (as the model server's uvicorn does).
+signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 print("test server: listening", flush=True)
 server.serve_forever()
+server.server_close()
 '''
 
 

@@ -193,3 +193,97 @@ def test_spec_hash_changes_with_what_the_containers_run(test_server_image, names
     assert spec_hash(spec) != spec_hash(replace(spec, image=test_server_image + "-other"))
     assert spec_hash(spec) != spec_hash(replace(spec, replicas=3))
     assert L_HASH.endswith("spec-hash")
+
+
+def test_replicas_run_non_root_read_only_without_capabilities_off_the_host_network(
+        runtime, test_server_image, namespace, docker_client):
+    status = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
+
+    [replica] = workload_containers(docker_client, namespace, "iris")
+    holder = network_holder(docker_client, namespace, "iris")
+
+    def run(command: str):
+        result = replica.exec_run(["sh", "-c", command])
+        return result.exit_code, result.output.decode().strip()
+
+    assert run("id -u") == (0, "10001")
+    assert run("id -g") == (0, "10001")
+    assert "10001" in run("id -G")[1].split()
+    code, output = run("touch /written-to-root")
+    assert code != 0 and "Read-only file system" in output
+    assert run("touch /tmp/scratch && echo ok") == (0, "ok")
+    tmp_mount = next(line for line in run("cat /proc/mounts")[1].splitlines() if line.split()[1] == "/tmp")
+    assert tmp_mount.split()[2] == "tmpfs" and f"size={2**30 // 1024}k" in tmp_mount
+    # No capability in any set, and no way to gain one (no-new-privileges).
+    proc_status = dict(line.split(":\t", 1) for line in run("cat /proc/1/status")[1].splitlines() if ":\t" in line)
+    assert {proc_status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")} == {"0000000000000000"}
+    assert proc_status["NoNewPrivs"].strip() == "1"
+
+    assert replica.attrs["HostConfig"]["NetworkMode"] == f"container:{holder.id}"
+    assert holder.attrs["HostConfig"]["NetworkMode"] == "mlops-models"
+    assert holder.attrs["HostConfig"]["ReadonlyRootfs"] and holder.attrs["Config"]["User"] == "65534:65534"
+    assert holder.attrs["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": status.address, "HostPort": "80"}]}
+    assert answer(status.url)["version"] == "v1"
+
+
+def test_an_update_keeps_serving_every_request(runtime, test_server_image, namespace):
+    old = runtime.apply(spec_for(test_server_image, namespace, replicas=2), ready_timeout=60)
+    failures: list[str] = []
+    versions: list[str] = []
+    done = threading.Event()
+
+    def keep_asking() -> None:
+        while not done.is_set():
+            try:
+                response = httpx.get(old.url + "/health", timeout=5)  # a fresh connection each time
+                if response.status_code == 200:
+                    versions.append(response.json()["version"])
+                else:
+                    failures.append(f"{response.status_code} {response.text[:100]}")
+            except httpx.HTTPError as exc:
+                failures.append(repr(exc))
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        new = runtime.apply(spec_for(test_server_image, namespace, replicas=2, env={"VERSION": "v2", "READY_DELAY": "2"}),
+                            ready_timeout=60)
+        # Ask on a little after the old replicas are gone.
+        seen_before = len(versions)
+        while len(versions) < seen_before + 20 and not failures:
+            done.wait(0.05)
+    finally:
+        done.set()
+        asker.join()
+
+    assert failures == []
+    assert new.address == old.address and new.ready_replicas == 2
+    assert versions[0] == "v1" and versions[-1] == "v2"
+    assert versions[-20:] == ["v2"] * 20
+
+
+def test_an_image_that_writes_to_its_read_only_root_fails_the_sync_saying_why(
+        runtime, test_server_image, namespace, docker_client):
+    with pytest.raises(SyncFailed) as raised:
+        runtime.apply(spec_for(test_server_image, namespace, env={"WRITE_TO": "/model-cache"}), ready_timeout=60)
+
+    message = raised.value.message
+    assert "Read-only file system: '/model-cache'" in message
+    assert "uid 10001, gid 10001; read-only root filesystem; capabilities dropped: ALL" in message
+    # Nothing is left behind holding the address.
+    assert all_containers(docker_client, namespace, "iris") == []
+    assert runtime.get(namespace, "iris") is None
+
+
+def test_run_as_non_root_refuses_a_root_user_before_starting_anything(runtime, test_server_image, namespace, docker_client):
+    spec = spec_for(test_server_image, namespace)
+    as_root = replace(spec, security=replace(spec.security, run_as_user=0))
+    image_user_spec = replace(spec, security=replace(spec.security, run_as_user=None))
+
+    with pytest.raises(SyncFailed, match="runAsNonRoot is set but the container would run as uid 0"):
+        runtime.apply(as_root, ready_timeout=60)
+    # The test image sets no USER, so without runAsUser it would run as root too.
+    with pytest.raises(SyncFailed, match=r"uid 0 \(the image sets no USER\)"):
+        runtime.apply(image_user_spec, ready_timeout=60)
+
+    assert all_containers(docker_client, namespace, "iris") == []

@@ -55,6 +55,7 @@ class WorkloadSpec:
     readiness_port: int | None = None  # None: the container port
     readiness_period_seconds: int = 10
     readiness_failure_threshold: int = 3
+    termination_grace_seconds: int = 30
     security: SecurityContext = field(default_factory=SecurityContext)
     scratch_volumes: tuple[ScratchVolume, ...] = ()
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from control_api.adapters.local_runtime import containment, readiness
@@ -195,9 +196,7 @@ class DockerLocalRuntime:
                 self._discard(started, holder, keep_holder=bool(current))
             raise
         with self._lock:
-            for container in current:
-                if container.id not in {c.id for c in started}:
-                    _remove(container)
+            _retire([c for c in current if c.id not in {s.id for s in started}], spec.termination_grace_seconds)
             return self._status(spec.namespace, spec.name)
 
     def get(self, namespace: str, name: str) -> WorkloadStatus | None:
@@ -277,6 +276,9 @@ class DockerLocalRuntime:
                 mem_limit=32 * 2**20,
                 nano_cpus=100_000_000,
                 pids_limit=16,
+                # A replica leaving the SO_REUSEPORT group hands the connections still waiting in its
+                # accept queue to the others instead of resetting them.
+                sysctls={"net.ipv4.tcp_migrate_req": "1"},
             )
         except Exception as exc:
             raise ServiceUnavailable(f"Docker could not publish {address}:{spec.service_port} for {spec.name}: {str(exc)[:300]}",
@@ -377,6 +379,22 @@ class DockerLocalRuntime:
 def _last_probe_output(container: Any) -> str:
     log = ((container.attrs.get("State") or {}).get("Health") or {}).get("Log") or []
     return (log[-1].get("Output") or "").strip()[:300] if log else "not run yet"
+
+
+def _retire(containers: list, grace_seconds: float) -> None:
+    """Stop replicas as the kubelet does (SIGTERM, then SIGKILL after the grace period), all at once, so
+    the requests they are serving finish; then remove them."""
+
+    def stop(container: Any) -> None:
+        try:
+            container.stop(timeout=max(1, int(grace_seconds)))
+        except Exception:  # noqa: BLE001 - gone already, or will be forced just below
+            pass
+        _remove(container)
+
+    if containers:
+        with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+            list(pool.map(stop, containers))
 
 
 def _remove(container: Any) -> None:
