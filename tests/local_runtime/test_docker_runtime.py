@@ -287,3 +287,23 @@ def test_run_as_non_root_refuses_a_root_user_before_starting_anything(runtime, t
         runtime.apply(image_user_spec, ready_timeout=60)
 
     assert all_containers(docker_client, namespace, "iris") == []
+
+
+def test_a_workload_left_on_the_host_network_moves_off_it_and_keeps_its_address(
+        runtime, test_server_image, namespace, docker_client):
+    address = runtime._address_for(namespace, "iris")
+    legacy = docker_client.containers.run(
+        test_server_image, detach=True, network_mode="host", user="0",
+        environment={"HOST": address, "PORT": "80", "REUSE_PORT": "1", "VERSION": "legacy"},
+        labels={L_NAMESPACE: namespace, L_NAME: "iris", L_ADDRESS: address, L_PORT: "80", L_HASH: "legacy",
+                L_REPLICAS: "1", L_IMAGE: test_server_image},
+    )
+    assert runtime.get(namespace, "iris").address == address
+
+    status = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
+
+    assert status.address == address
+    assert answer(status.url)["version"] == "v1"
+    assert legacy.id not in {c.id for c in all_containers(docker_client, namespace, "iris")}
+    assert {c.attrs["HostConfig"]["NetworkMode"] for c in all_containers(docker_client, namespace, "iris")} \
+        == {"mlops-models", f"container:{network_holder(docker_client, namespace, 'iris').id}"}

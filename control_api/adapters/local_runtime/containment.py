@@ -2,11 +2,12 @@
 container options that apply its manifest's security context.
 
 The network is a bridge with inter-container communication disabled, so one workload's containers
-cannot open connections to another's container address, and with IP masquerading disabled, so they
-cannot reach anything beyond the host either (no route back for their packets). Each workload's
-127.0.0.N is the host's loopback, which a container's own loopback hides; the host is reached only
-through the bridge's gateway address, which exposes exactly the host services bound to all
-addresses (0.0.0.0): the control API, the registry and the model addresses bind loopback only.
+cannot open connections to another's container address, and with IP masquerading disabled, so the
+host does not NAT their traffic to the outside. Each workload's 127.0.0.N is on the host's loopback,
+which a container's own loopback hides. What stays reachable is the host through its own addresses
+(the bridge's gateway among them), which exposes exactly the host services bound to all addresses
+(0.0.0.0): the control API (``serve --host 127.0.0.1`` by default), the registry and the model
+addresses bind loopback only, and a service bound to 0.0.0.0 on the host is visible to every model.
 """
 
 from __future__ import annotations

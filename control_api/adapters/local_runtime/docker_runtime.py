@@ -175,11 +175,11 @@ class DockerLocalRuntime:
                     _remove(container)
                 current, holder = [], None
             if holder is None:
+                address = self._address_for(spec.namespace, spec.name)
                 # Replicas of a runtime that ran them on the host network hold the address themselves.
                 for container in current:
                     _remove(container)
                 current = []
-                address = self._address_for(spec.namespace, spec.name)
                 holder = self._start_holder(spec, address)
             address = holder.labels[L_ADDRESS]
             started = []
@@ -195,9 +195,9 @@ class DockerLocalRuntime:
             with self._lock:
                 self._discard(started, holder, keep_holder=bool(current))
             raise
-        with self._lock:
-            _retire([c for c in current if c.id not in {s.id for s in started}], spec.termination_grace_seconds)
-            return self._status(spec.namespace, spec.name)
+        # Outside the machine-wide lock: a replica may take its whole grace period to stop.
+        _retire([c for c in current if c.id not in {s.id for s in started}], spec.termination_grace_seconds)
+        return self._status(spec.namespace, spec.name)
 
     def get(self, namespace: str, name: str) -> WorkloadStatus | None:
         return self._status(namespace, name)
@@ -259,7 +259,7 @@ class DockerLocalRuntime:
         network = containment.ensure_model_network(self.client, self.network_name)
         name = f"mlops-{spec.namespace}-{spec.name}-net-{int(time.time() * 1000) % 100000}"
         try:
-            return self.client.containers.run(
+            holder = self.client.containers.run(
                 spec.image,
                 # An entrypoint of its own: the image's CMD is then not appended to it.
                 entrypoint=HOLDER_COMMAND,
@@ -281,8 +281,22 @@ class DockerLocalRuntime:
                 sysctls={"net.ipv4.tcp_migrate_req": "1"},
             )
         except Exception as exc:
+            self._remove_named(name[:120])
+            if "executable file not found" in str(exc):
+                raise SyncFailed(f"{spec.namespace}/{spec.name}: image {spec.image} has no {HOLDER_COMMAND[0]}, which the "
+                                 f"container holding the network namespace runs: {str(exc)[:300]}", code="sync_failed") from exc
             raise ServiceUnavailable(f"Docker could not publish {address}:{spec.service_port} for {spec.name}: {str(exc)[:300]}",
                                      code="docker_unavailable") from exc
+        holder.reload()
+        if holder.status != "running":
+            logs = holder.logs(tail=5).decode("utf-8", "replace").strip()
+            _remove(holder)
+            raise SyncFailed(
+                f"{spec.namespace}/{spec.name}: the container holding the network namespace could not run "
+                f"{' '.join(HOLDER_COMMAND)} from image {spec.image}: {logs or 'no output'}",
+                code="sync_failed",
+            )
+        return holder
 
     def _start(self, spec: WorkloadSpec, digest: str, address: str, index: int, holder):
         labels = {**self._identity_labels(spec, address, ROLE_REPLICA), L_HASH: digest, L_REPLICAS: str(spec.replicas)}
@@ -312,10 +326,18 @@ class DockerLocalRuntime:
                 **containment.container_options(spec.security, spec.scratch_volumes, memory_limit),
             )
         except Exception as exc:
+            self._remove_named(name[:120])
             message = str(exc)
             if "No such image" in message or "not found" in message or "pull access denied" in message:
                 raise SyncFailed(f"image {spec.image} cannot be pulled: {message[:300]}", code="image_pull_failed") from exc
             raise ServiceUnavailable(f"Docker could not start {spec.name}: {message[:300]}", code="docker_unavailable") from exc
+
+    def _remove_named(self, name: str) -> None:
+        """A container Docker created but could not start (docker run creates, then starts)."""
+        try:
+            _remove(self.client.containers.get(name))
+        except Exception:  # noqa: BLE001 - never created, or gone
+            pass
 
     def _wait_ready(self, containers: list, timeout: float, spec: WorkloadSpec, image_user: str) -> None:
         deadline = time.monotonic() + timeout
