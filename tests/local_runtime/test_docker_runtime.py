@@ -12,8 +12,11 @@ from control_api.adapters.local_runtime.base import WorkloadSpec
 from control_api.adapters.local_runtime.docker_runtime import (
     L_ADDRESS,
     L_HASH,
+    L_IMAGE,
     L_NAME,
     L_NAMESPACE,
+    L_PORT,
+    L_REPLICAS,
     L_ROLE,
     ROLE_NETWORK,
     ROLE_REPLICA,
@@ -118,8 +121,11 @@ def test_new_version_replaces_the_old_only_once_ready(runtime, test_server_image
 def test_a_new_version_that_never_gets_ready_leaves_the_old_serving(runtime, test_server_image, namespace, docker_client):
     old = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
 
-    with pytest.raises(DeploymentTimedOut):
-        runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2", "NEVER_READY": "1"}), ready_timeout=3)
+    with pytest.raises(DeploymentTimedOut) as raised:
+        runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2", "NEVER_READY": "1"}), ready_timeout=5)
+
+    # The new replica's own probe saw its 503, though the old replica shares the port and answers 200.
+    assert "readiness probe answered 503" in raised.value.message
 
     assert {c.id for c in workload_containers(docker_client, namespace, "iris")} == set(old.container_ids)
     assert answer(old.url)["version"] == "v1"
