@@ -14,7 +14,11 @@ service: the holder and replicas are plain containers with a restart policy.
 Replicas run as their manifest's securityContext says (user and group, read-only root filesystem,
 capabilities, no-new-privileges, emptyDir volumes as size-limited tmpfs) with no host networking; a
 manifest the image cannot run under fails the sync with the container's last log lines and how it
-was run. Changing the container or Service port replaces the holder, with a gap in service.
+was run. Changing the container or Service port replaces the holder, with a gap in service. Old
+replicas get SIGTERM and their termination grace period; the holder's namespace sets
+net.ipv4.tcp_migrate_req, so connections queued on a leaving replica move to the others. Not
+modelled: the liveness and startup probes (a crashed process is restarted by the restart policy; a
+hung one is not), and the holder needs ``sleep`` in the image.
 
 Everything the runtime knows lives in container labels, so a restarted control service finds the
 running workloads again with no state file.
