@@ -75,7 +75,8 @@ sys.exit(0 if 200 <= code < 400 else "readiness probe answered %d" % code)
 # Docker 20.10 has one interval for the whole life of a container (no separate start interval), and a
 # deploy should not wait a manifest's whole period (often 5-10 s) before its first check.
 PROBE_INTERVAL_NS = 1_000_000_000
-PROBE_TIMEOUT_NS = 3_000_000_000
+# Generous: on a loaded machine starting Python alone can take seconds, and a timeout counts as a failure.
+PROBE_TIMEOUT_NS = 10_000_000_000
 
 
 def healthcheck(port: int, path: str, failure_threshold: int) -> dict:
