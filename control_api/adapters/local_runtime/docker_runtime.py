@@ -23,6 +23,7 @@ hung one is not), and the holder needs ``sleep`` in the image.
 Everything the runtime knows lives in container labels, so a restarted control service finds the
 running workloads again with no state file.
 """
+
 from __future__ import annotations
 
 import dataclasses
