@@ -1,6 +1,8 @@
 """The ``local`` target: sync = kustomize build of the committed revision, run on the local Docker Engine.
 
-Each Service gets its own loopback address, so the URL behaves like a LoadBalancer's external IP.
+Each Service gets its own loopback address, so the URL behaves like a LoadBalancer's external IP; each
+Deployment runs under its own securityContext in its own network namespace (see
+``adapters.local_runtime.docker_runtime``), and one it cannot run under fails the sync.
 """
 
 from __future__ import annotations

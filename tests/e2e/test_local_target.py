@@ -64,7 +64,8 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(make_e2
     assert 400 <= bad.status_code < 500
     assert set(bad.json()["error"]) >= {"code", "message"}
 
-    old_containers = {c.id for c in _containers(docker_client, e2e_namespace)}
+    # Replicas only: the container holding the model's network namespace and address stays.
+    old_containers = {c.id for c in _containers(docker_client, e2e_namespace) if c.labels["io.mlops.workload.role"] == "replica"}
     second = client.post("/mlops/deploy", json=example_request("iris-e2e")).json()
     assert second["status"] == "deployed", second
     assert second["model_version"] == "2"

@@ -1,18 +1,23 @@
 """A tiny test server image and a runtime whose workloads are cleaned up after each test.
 
 The server follows the model server's contract with the runtime: listen on HOST:PORT (with
-SO_REUSEPORT when REUSE_PORT=1), touch READY_FILE once ready, answer /ready and /health. Extra env
-switches make it slow (READY_DELAY), never ready (NEVER_READY) or crash (EXIT_CODE).
+SO_REUSEPORT when REUSE_PORT=1) once ready, answer /ready and /health. Extra env switches make it slow
+(READY_DELAY, before it binds), never ready (NEVER_READY: /ready answers 503), crash (EXIT_CODE) or
+write a file where it is told (WRITE_TO, before it binds). MODEL_PICKLE_B64 is a pickled model it
+loads at start as the model server loads a pickled estimator; POST /predict calls its
+``predict(body)`` and answers what that returns.
 """
-
-from __future__ import annotations
 
 import io
 import tarfile
 import uuid
+from pathlib import Path
 
 import pytest
+import yaml
 
+from control_api.adapters.local_runtime.base import WorkloadSpec
+from control_api.adapters.local_runtime.manifests import pair_workloads
 from control_api.adapters.local_runtime.docker_runtime import L_NAMESPACE, DockerLocalRuntime
 from control_api.settings import TargetSettings
 
@@ -20,42 +25,63 @@ TEST_NAMESPACE_PREFIX = "rt-test-"
 # Far from the service's default first address (10) and the in-memory runtime's (100), so these tests
 # do not take the addresses other test folders expect.
 TEST_LOOPBACK_FIRST = 200
+BASE_MANIFESTS = Path(__file__).resolve().parents[2] / "renderer" / "templates" / "base" / "model-server"
 
 SERVER_SOURCE = r'''
-import http.server, json, os, pathlib, socket, sys, time, uuid
+import base64, http.server, json, os, pathlib, pickle, signal, socket, sys, threading, time, uuid
 
-INSTANCE = uuid.uuid4().hex  # replicas share hostname and pid 1 (host network, own pid namespace)
+INSTANCE = uuid.uuid4().hex  # replicas may share a hostname and pid 1
 
 if os.environ.get("EXIT_CODE"):
     print("test server: crashing on purpose", flush=True)
     sys.exit(int(os.environ["EXIT_CODE"]))
+if os.environ.get("WRITE_TO"):
+    pathlib.Path(os.environ["WRITE_TO"]).write_text("written at start")
+MODEL = pickle.loads(base64.b64decode(os.environ["MODEL_PICKLE_B64"])) if os.environ.get("MODEL_PICKLE_B64") else None
 time.sleep(float(os.environ.get("READY_DELAY", "0")))
 
 class Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
+    daemon_threads = False  # server_close() waits for the requests in flight
     def server_bind(self):
         if os.environ.get("REUSE_PORT") == "1":
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"version": os.environ.get("VERSION", ""), "instance": INSTANCE,
-                           "path": self.path}).encode()
-        self.send_response(200)
+    def answer(self, status, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_GET(self):
+        if self.path == "/ready" and os.environ.get("NEVER_READY"):
+            return self.answer(503, {"ready": False})
+        self.answer(200, {"version": os.environ.get("VERSION", ""), "instance": INSTANCE, "path": self.path})
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"null")
+        self.answer(200, {"predictions": MODEL.predict(body), "version": os.environ.get("VERSION", "")})
     def log_message(self, *args):
         pass
 
 server = Server((os.environ["HOST"], int(os.environ["PORT"])), Handler)
 if not os.environ.get("NEVER_READY") and os.environ.get("READY_FILE"):
     pathlib.Path(os.environ["READY_FILE"]).touch()
+# SIGTERM: stop accepting, finish the requests in flight, exit (as the model server's uvicorn does).
+signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 print("test server: listening", flush=True)
 server.serve_forever()
+server.server_close()
 '''
+
+
+def base_manifest_spec(namespace: str) -> WorkloadSpec:
+    """What the runtime is given for the renderer's base model-server Deployment and Service."""
+    objects = [yaml.safe_load(path.read_text()) for path in (BASE_MANIFESTS / "deployment.yaml", BASE_MANIFESTS / "service.yaml")]
+    [workload] = pair_workloads(objects, namespace)
+    return workload.spec
 
 
 @pytest.fixture(scope="session")

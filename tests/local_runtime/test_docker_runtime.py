@@ -9,15 +9,37 @@ import httpx
 import pytest
 
 from control_api.adapters.local_runtime.base import WorkloadSpec
-from control_api.adapters.local_runtime.docker_runtime import L_ADDRESS, L_HASH, L_NAME, L_NAMESPACE, DockerLocalRuntime
+from control_api.adapters.local_runtime.docker_runtime import (
+    L_ADDRESS,
+    L_HASH,
+    L_IMAGE,
+    L_NAME,
+    L_NAMESPACE,
+    L_PORT,
+    L_REPLICAS,
+    L_ROLE,
+    ROLE_NETWORK,
+    ROLE_REPLICA,
+    DockerLocalRuntime,
+)
 from control_api.errors import DeploymentTimedOut, SyncFailed
-from tests.local_runtime.conftest import TEST_LOOPBACK_FIRST
+from tests.local_runtime.conftest import TEST_LOOPBACK_FIRST, base_manifest_spec
 
 
-def workload_containers(docker_client, namespace: str, name: str) -> list:
+def all_containers(docker_client, namespace: str, name: str) -> list:
     return docker_client.containers.list(
         all=True, filters={"label": [f"{L_NAMESPACE}={namespace}", f"{L_NAME}={name}"]}
     )
+
+
+def workload_containers(docker_client, namespace: str, name: str) -> list:
+    """The replicas (not the container holding their network namespace)."""
+    return [c for c in all_containers(docker_client, namespace, name) if c.labels[L_ROLE] == ROLE_REPLICA]
+
+
+def network_holder(docker_client, namespace: str, name: str):
+    [holder] = [c for c in all_containers(docker_client, namespace, name) if c.labels[L_ROLE] == ROLE_NETWORK]
+    return holder
 
 
 def answer(url: str) -> dict:
@@ -27,13 +49,9 @@ def answer(url: str) -> dict:
 
 
 def spec_for(image: str, namespace: str, name: str = "iris", **overrides) -> WorkloadSpec:
-    return WorkloadSpec(
-        namespace=namespace,
-        name=name,
-        image=image,
-        env={"VERSION": "v1", **overrides.pop("env", {})},
-        **overrides,
-    )
+    """The spec the shared base manifest gives (its security context, ports, probe and volumes)."""
+    base = base_manifest_spec(namespace)
+    return replace(base, name=name, image=image, env={"VERSION": "v1", **overrides.pop("env", {})}, **overrides)
 
 
 def test_apply_serves_on_its_own_loopback_address_with_limits(runtime, test_server_image, namespace, docker_client):
@@ -103,8 +121,11 @@ def test_new_version_replaces_the_old_only_once_ready(runtime, test_server_image
 def test_a_new_version_that_never_gets_ready_leaves_the_old_serving(runtime, test_server_image, namespace, docker_client):
     old = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
 
-    with pytest.raises(DeploymentTimedOut):
-        runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2", "NEVER_READY": "1"}), ready_timeout=3)
+    with pytest.raises(DeploymentTimedOut) as raised:
+        runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2", "NEVER_READY": "1"}), ready_timeout=5)
+
+    # The new replica's own probe saw its 503, though the old replica shares the port and answers 200.
+    assert "readiness probe answered 503" in raised.value.message
 
     assert {c.id for c in workload_containers(docker_client, namespace, "iris")} == set(old.container_ids)
     assert answer(old.url)["version"] == "v1"
@@ -154,7 +175,7 @@ def test_delete_removes_the_workload(runtime, test_server_image, namespace, dock
 
     runtime.delete(namespace, "iris")
 
-    assert workload_containers(docker_client, namespace, "iris") == []
+    assert all_containers(docker_client, namespace, "iris") == []
     assert runtime.get(namespace, "iris") is None
     with pytest.raises(httpx.ConnectError):
         httpx.get(status.url + "/health", timeout=2)
@@ -178,3 +199,117 @@ def test_spec_hash_changes_with_what_the_containers_run(test_server_image, names
     assert spec_hash(spec) != spec_hash(replace(spec, image=test_server_image + "-other"))
     assert spec_hash(spec) != spec_hash(replace(spec, replicas=3))
     assert L_HASH.endswith("spec-hash")
+
+
+def test_replicas_run_non_root_read_only_without_capabilities_off_the_host_network(
+        runtime, test_server_image, namespace, docker_client):
+    status = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
+
+    [replica] = workload_containers(docker_client, namespace, "iris")
+    holder = network_holder(docker_client, namespace, "iris")
+
+    def run(command: str):
+        result = replica.exec_run(["sh", "-c", command])
+        return result.exit_code, result.output.decode().strip()
+
+    assert run("id -u") == (0, "10001")
+    assert run("id -g") == (0, "10001")
+    assert "10001" in run("id -G")[1].split()
+    code, output = run("touch /written-to-root")
+    assert code != 0 and "Read-only file system" in output
+    assert run("touch /tmp/scratch && echo ok") == (0, "ok")
+    tmp_mount = next(line for line in run("cat /proc/mounts")[1].splitlines() if line.split()[1] == "/tmp")
+    assert tmp_mount.split()[2] == "tmpfs" and f"size={2**30 // 1024}k" in tmp_mount
+    # No capability in any set, and no way to gain one (no-new-privileges).
+    proc_status = dict(line.split(":\t", 1) for line in run("cat /proc/1/status")[1].splitlines() if ":\t" in line)
+    assert {proc_status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")} == {"0000000000000000"}
+    assert proc_status["NoNewPrivs"].strip() == "1"
+
+    assert replica.attrs["HostConfig"]["NetworkMode"] == f"container:{holder.id}"
+    assert holder.attrs["HostConfig"]["NetworkMode"] == "mlops-models"
+    assert holder.attrs["HostConfig"]["ReadonlyRootfs"] and holder.attrs["Config"]["User"] == "65534:65534"
+    assert holder.attrs["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": status.address, "HostPort": "80"}]}
+    assert answer(status.url)["version"] == "v1"
+
+
+def test_an_update_keeps_serving_every_request(runtime, test_server_image, namespace):
+    old = runtime.apply(spec_for(test_server_image, namespace, replicas=2), ready_timeout=60)
+    failures: list[str] = []
+    versions: list[str] = []
+    done = threading.Event()
+
+    def keep_asking() -> None:
+        while not done.is_set():
+            try:
+                response = httpx.get(old.url + "/health", timeout=5)  # a fresh connection each time
+                if response.status_code == 200:
+                    versions.append(response.json()["version"])
+                else:
+                    failures.append(f"{response.status_code} {response.text[:100]}")
+            except httpx.HTTPError as exc:
+                failures.append(repr(exc))
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        new = runtime.apply(spec_for(test_server_image, namespace, replicas=2, env={"VERSION": "v2", "READY_DELAY": "2"}),
+                            ready_timeout=60)
+        # Ask on a little after the old replicas are gone.
+        seen_before = len(versions)
+        while len(versions) < seen_before + 20 and not failures:
+            done.wait(0.05)
+    finally:
+        done.set()
+        asker.join()
+
+    assert failures == []
+    assert new.address == old.address and new.ready_replicas == 2
+    assert versions[0] == "v1" and versions[-1] == "v2"
+    assert versions[-20:] == ["v2"] * 20
+
+
+def test_an_image_that_writes_to_its_read_only_root_fails_the_sync_saying_why(
+        runtime, test_server_image, namespace, docker_client):
+    with pytest.raises(SyncFailed) as raised:
+        runtime.apply(spec_for(test_server_image, namespace, env={"WRITE_TO": "/model-cache"}), ready_timeout=60)
+
+    message = raised.value.message
+    assert "Read-only file system: '/model-cache'" in message
+    assert "uid 10001, gid 10001; read-only root filesystem; capabilities dropped: ALL" in message
+    # Nothing is left behind holding the address.
+    assert all_containers(docker_client, namespace, "iris") == []
+    assert runtime.get(namespace, "iris") is None
+
+
+def test_run_as_non_root_refuses_a_root_user_before_starting_anything(runtime, test_server_image, namespace, docker_client):
+    spec = spec_for(test_server_image, namespace)
+    as_root = replace(spec, security=replace(spec.security, run_as_user=0))
+    image_user_spec = replace(spec, security=replace(spec.security, run_as_user=None))
+
+    with pytest.raises(SyncFailed, match="runAsNonRoot is set but the container would run as uid 0"):
+        runtime.apply(as_root, ready_timeout=60)
+    # The test image sets no USER, so without runAsUser it would run as root too.
+    with pytest.raises(SyncFailed, match=r"uid 0 \(the image sets no USER\)"):
+        runtime.apply(image_user_spec, ready_timeout=60)
+
+    assert all_containers(docker_client, namespace, "iris") == []
+
+
+def test_a_workload_left_on_the_host_network_moves_off_it_and_keeps_its_address(
+        runtime, test_server_image, namespace, docker_client):
+    address = runtime._address_for(namespace, "iris")
+    legacy = docker_client.containers.run(
+        test_server_image, detach=True, network_mode="host", user="0",
+        environment={"HOST": address, "PORT": "80", "REUSE_PORT": "1", "VERSION": "legacy"},
+        labels={L_NAMESPACE: namespace, L_NAME: "iris", L_ADDRESS: address, L_PORT: "80", L_HASH: "legacy",
+                L_REPLICAS: "1", L_IMAGE: test_server_image},
+    )
+    assert runtime.get(namespace, "iris").address == address
+
+    status = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
+
+    assert status.address == address
+    assert answer(status.url)["version"] == "v1"
+    assert legacy.id not in {c.id for c in all_containers(docker_client, namespace, "iris")}
+    assert {c.attrs["HostConfig"]["NetworkMode"] for c in all_containers(docker_client, namespace, "iris")} \
+        == {"mlops-models", f"container:{network_holder(docker_client, namespace, 'iris').id}"}

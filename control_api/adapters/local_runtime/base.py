@@ -2,13 +2,41 @@
 
 Used by the ``local`` target and by the Argo CD/Kubernetes simulator in tests. Each Service gets its
 own loopback address (127.0.0.N) and listens on its Service port there, so the URL behaves like a
-LoadBalancer's external IP. Nothing else of Kubernetes is emulated.
+LoadBalancer's external IP. The pod's security context (user, group, read-only root filesystem,
+capabilities, privilege escalation, emptyDir volumes) and the readiness probe are honoured; other
+parts of Kubernetes are not emulated.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SecurityContext:
+    """The pod and container securityContext merged as the kubelet does (the container's wins).
+
+    Defaults are Kubernetes' own when the manifest says nothing: the image's user, a writable root
+    filesystem, the runtime's default capabilities, privilege escalation allowed.
+    """
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool = False
+    supplemental_groups: tuple[int, ...] = ()  # fsGroup and supplementalGroups
+    read_only_root_filesystem: bool = False
+    capabilities_drop: tuple[str, ...] = ()
+    capabilities_add: tuple[str, ...] = ()
+    allow_privilege_escalation: bool = True
+
+
+@dataclass(frozen=True)
+class ScratchVolume:
+    """An emptyDir mounted into the container; run as a tmpfs of at most ``size_limit`` (a quantity)."""
+
+    mount_path: str
+    size_limit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +52,12 @@ class WorkloadSpec:
     memory_limit: str | None = None  # Kubernetes quantity, e.g. "1Gi"
     labels: dict[str, str] = field(default_factory=dict)
     readiness_path: str = "/ready"
+    readiness_port: int | None = None  # None: the container port
+    readiness_period_seconds: int = 10
+    readiness_failure_threshold: int = 3
+    termination_grace_seconds: int = 30
+    security: SecurityContext = field(default_factory=SecurityContext)
+    scratch_volumes: tuple[ScratchVolume, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,24 @@
 """``LocalRuntime`` on the local Docker Engine.
 
-Each (namespace, name) gets its own loopback address 127.0.0.N and serves on its Service port there.
-Containers run with host networking and bind that address directly (env HOST, PORT) with
-SO_REUSEPORT (env REUSE_PORT=1), so several replicas share the address and the kernel spreads
-connections across them, and during an update the new containers start listening beside the old ones:
-the old ones are removed only once every new one is ready. Readiness is per container: the server
-writes READY_FILE once its model is loaded and a Docker healthcheck looks for it, because a request to
-the shared address could be answered by an old replica.
+Each (namespace, name) gets its own loopback address 127.0.0.N, and its Service port there is published
+by Docker (``-p 127.0.0.N:<service port>:<container port>``) from a small per-workload *network holder*
+container, the way a pod's pause container holds its network namespace: it only sleeps, as nobody,
+read-only, with no capabilities, on the model network (see ``containment``). Every replica joins the
+holder's namespace (``network_mode=container:``) and listens on the container port with SO_REUSEPORT
+(env REUSE_PORT=1), so the kernel spreads connections across replicas, and during an update the new
+replicas join the group beside the old ones, which are removed only once every new one passes the
+manifest's readiness probe (see ``readiness``). This shape was chosen over a user-space balancer
+because it needs no proxy code in the request path and no process that has to survive the control
+service: the holder and replicas are plain containers with a restart policy.
+
+Replicas run as their manifest's securityContext says (user and group, read-only root filesystem,
+capabilities, no-new-privileges, emptyDir volumes as size-limited tmpfs) with no host networking; a
+manifest the image cannot run under fails the sync with the container's last log lines and how it
+was run. Changing the container or Service port replaces the holder, with a gap in service. Old
+replicas get SIGTERM and their termination grace period; the holder's namespace sets
+net.ipv4.tcp_migrate_req, so connections queued on a leaving replica move to the others. Not
+modelled: the liveness and startup probes (a crashed process is restarted by the restart policy; a
+hung one is not), and the holder needs ``sleep`` in the image.
 
 Everything the runtime knows lives in container labels, so a restarted control service finds the
 running workloads again with no state file.
@@ -14,25 +26,37 @@ running workloads again with no state file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from control_api.adapters.local_runtime import containment, readiness
 from control_api.adapters.local_runtime.base import WorkloadSpec, WorkloadStatus
+from control_api.adapters.local_runtime.quantities import memory_bytes, nano_cpus
 from control_api.errors import DeploymentTimedOut, ServiceUnavailable, SyncFailed
 from control_api.settings import TargetSettings
+
+__all__ = ["DockerLocalRuntime", "memory_bytes", "nano_cpus", "spec_hash"]
 
 LABEL_PREFIX = "io.mlops.workload"
 L_NAMESPACE = f"{LABEL_PREFIX}.namespace"
 L_NAME = f"{LABEL_PREFIX}.name"
 L_ADDRESS = f"{LABEL_PREFIX}.address"
 L_PORT = f"{LABEL_PREFIX}.port"
+L_CONTAINER_PORT = f"{LABEL_PREFIX}.container-port"
 L_HASH = f"{LABEL_PREFIX}.spec-hash"
 L_REPLICAS = f"{LABEL_PREFIX}.replicas"
 L_IMAGE = f"{LABEL_PREFIX}.image"
-READY_FILE = "/tmp/.model-ready"
+L_ROLE = f"{LABEL_PREFIX}.role"
+ROLE_NETWORK = "network"
+ROLE_REPLICA = "replica"
+# The holder only sleeps; it runs as nobody whatever the manifest says, since nothing of the model runs in it.
+HOLDER_USER = "65534:65534"
+HOLDER_COMMAND = ["sleep", "infinity"]
 
 # Shared by every runtime in the process (the control service and, in tests, a simulator each hold
 # one): two instances allocating at once would otherwise hand out the same loopback address.
@@ -72,46 +96,20 @@ class _MachineLock:
 
 _ALLOCATION_LOCK = _MachineLock()
 
-_CPU_SUFFIX_MILLI = "m"
-_MEMORY_FACTORS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-def nano_cpus(quantity: str | None) -> int | None:
-    if not quantity:
-        return None
-    if quantity.endswith(_CPU_SUFFIX_MILLI):
-        return int(quantity[:-1]) * 10**6
-    return int(float(quantity) * 10**9)
-
-
-def memory_bytes(quantity: str | None) -> int | None:
-    if not quantity:
-        return None
-    digits = quantity.rstrip("kKMGTi")
-    suffix = quantity[len(digits):]
-    return int(float(digits) * _MEMORY_FACTORS[suffix])
-
 
 def spec_hash(spec: WorkloadSpec) -> str:
-    payload = json.dumps(
-        {
-            "image": spec.image,
-            "env": dict(sorted(spec.env.items())),
-            "container_port": spec.container_port,
-            "service_port": spec.service_port,
-            "replicas": spec.replicas,
-            "cpu": spec.cpu_limit,
-            "memory": spec.memory_limit,
-            "readiness": spec.readiness_path,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+    """What the containers run: everything in the spec but its identity and labels."""
+    payload = dataclasses.asdict(spec)
+    for key in ("namespace", "name", "labels"):
+        payload.pop(key)
+    payload["env"] = dict(sorted(spec.env.items()))
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class DockerLocalRuntime:
-    def __init__(self, settings: TargetSettings, client_factory=None) -> None:
+    def __init__(self, settings: TargetSettings, client_factory=None, network_name: str = containment.MODEL_NETWORK) -> None:
         self.settings = settings
+        self.network_name = network_name
         self._client_factory = client_factory
         self._client = None
         self._lock = _ALLOCATION_LOCK
@@ -142,6 +140,12 @@ class DockerLocalRuntime:
         except Exception as exc:
             raise ServiceUnavailable(f"Docker Engine error: {exc}", code="docker_unavailable") from exc
 
+    def _replicas(self, namespace: str, name: str) -> list:
+        return [c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) != ROLE_NETWORK]
+
+    def _holder(self, namespace: str, name: str):
+        return next((c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) == ROLE_NETWORK), None)
+
     # ---- addresses -----------------------------------------------------------------------------
 
     def _address_for(self, namespace: str, name: str) -> str:
@@ -160,23 +164,45 @@ class DockerLocalRuntime:
     def apply(self, spec: WorkloadSpec, ready_timeout: float) -> WorkloadStatus:
         with self._lock:
             digest = spec_hash(spec)
-            current = self._containers(spec.namespace, spec.name)
+            current = self._replicas(spec.namespace, spec.name)
+            holder = self._holder(spec.namespace, spec.name)
             same = [c for c in current if c.labels.get(L_HASH) == digest and c.status == "running"]
-            if len(same) == spec.replicas and all(self._healthy(c) for c in same) and len(current) == len(same):
+            if (holder is not None and len(same) == spec.replicas and all(self._healthy(c) for c in same)
+                    and len(current) == len(same)):
                 return self._status(spec.namespace, spec.name)
-            address = self._address_for(spec.namespace, spec.name)
-            started = [self._start(spec, digest, address, i) for i in range(spec.replicas)]
-        try:
-            self._wait_ready(started, ready_timeout, spec)
-        except Exception:
-            for container in started:
-                _remove(container)
-            raise
-        with self._lock:
-            for container in current:
-                if container.id not in {c.id for c in started}:
+            image_user = self._image_user(spec.image)
+            workload = f"{spec.namespace}/{spec.name}"
+            containment.check_runs_as_non_root(workload, spec.security, image_user)
+            if holder is not None and not self._holder_fits(holder, spec):
+                # Another port mapping needs another holder, and the old replicas live in the old one's
+                # network namespace: the workload restarts with a gap.
+                for container in [*current, holder]:
                     _remove(container)
-            return self._status(spec.namespace, spec.name)
+                current, holder = [], None
+            if holder is None:
+                address = self._address_for(spec.namespace, spec.name)
+                # Replicas of a runtime that ran them on the host network hold the address themselves.
+                for container in current:
+                    _remove(container)
+                current = []
+                holder = self._start_holder(spec, address)
+            address = holder.labels[L_ADDRESS]
+            started = []
+            try:
+                for index in range(spec.replicas):
+                    started.append(self._start(spec, digest, address, index, holder))
+            except Exception:
+                self._discard(started, holder, keep_holder=bool(current))
+                raise
+        try:
+            self._wait_ready(started, ready_timeout, spec, image_user)
+        except Exception:
+            with self._lock:
+                self._discard(started, holder, keep_holder=bool(current))
+            raise
+        # Outside the machine-wide lock: a replica may take its whole grace period to stop.
+        _retire([c for c in current if c.id not in {s.id for s in started}], spec.termination_grace_seconds)
+        return self._status(spec.namespace, spec.name)
 
     def get(self, namespace: str, name: str) -> WorkloadStatus | None:
         return self._status(namespace, name)
@@ -187,7 +213,9 @@ class DockerLocalRuntime:
 
     def delete(self, namespace: str, name: str) -> None:
         with self._lock:
-            for container in self._containers(namespace, name):
+            containers = self._containers(namespace, name)
+            # Replicas first: they live in the holder's network namespace.
+            for container in sorted(containers, key=lambda c: c.labels.get(L_ROLE) == ROLE_NETWORK):
                 _remove(container)
 
     def ping(self) -> None:
@@ -195,27 +223,97 @@ class DockerLocalRuntime:
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    def _start(self, spec: WorkloadSpec, digest: str, address: str, index: int):
-        labels = {
+    def _image_user(self, image: str) -> str:
+        import docker
+
+        try:
+            return (self.client.images.get(image).attrs.get("Config") or {}).get("User") or ""
+        except docker.errors.ImageNotFound:
+            try:
+                return (self.client.images.pull(image).attrs.get("Config") or {}).get("User") or ""
+            except Exception as exc:
+                raise SyncFailed(f"image {image} cannot be pulled: {str(exc)[:300]}", code="image_pull_failed") from exc
+        except Exception as exc:
+            raise ServiceUnavailable(f"Docker Engine error: {exc}", code="docker_unavailable") from exc
+
+    @staticmethod
+    def _holder_fits(holder, spec: WorkloadSpec) -> bool:
+        return (holder.labels.get(L_PORT) == str(spec.service_port)
+                and holder.labels.get(L_CONTAINER_PORT) == str(spec.container_port)
+                and holder.status == "running")
+
+    def _discard(self, started: list, holder, keep_holder: bool) -> None:
+        for container in started:
+            _remove(container)
+        if not keep_holder:
+            _remove(holder)
+
+    def _identity_labels(self, spec: WorkloadSpec, address: str, role: str) -> dict[str, str]:
+        return {
             **{k: v for k, v in spec.labels.items() if len(k) < 200},
             L_NAMESPACE: spec.namespace,
             L_NAME: spec.name,
             L_ADDRESS: address,
             L_PORT: str(spec.service_port),
-            L_HASH: digest,
-            L_REPLICAS: str(spec.replicas),
+            L_CONTAINER_PORT: str(spec.container_port),
             L_IMAGE: spec.image,
+            L_ROLE: role,
         }
+
+    def _start_holder(self, spec: WorkloadSpec, address: str):
+        network = containment.ensure_model_network(self.client, self.network_name)
+        name = f"mlops-{spec.namespace}-{spec.name}-net-{int(time.time() * 1000) % 100000}"
+        try:
+            holder = self.client.containers.run(
+                spec.image,
+                # An entrypoint of its own: the image's CMD is then not appended to it.
+                entrypoint=HOLDER_COMMAND,
+                name=name[:120],
+                detach=True,
+                labels=self._identity_labels(spec, address, ROLE_NETWORK),
+                network=network.name,
+                ports={f"{spec.container_port}/tcp": (address, spec.service_port)},
+                restart_policy={"Name": "unless-stopped"},
+                user=HOLDER_USER,
+                read_only=True,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                mem_limit=32 * 2**20,
+                nano_cpus=100_000_000,
+                pids_limit=16,
+                # A replica leaving the SO_REUSEPORT group hands the connections still waiting in its
+                # accept queue to the others instead of resetting them.
+                sysctls={"net.ipv4.tcp_migrate_req": "1"},
+            )
+        except Exception as exc:
+            self._remove_named(name[:120])
+            if "executable file not found" in str(exc):
+                raise SyncFailed(f"{spec.namespace}/{spec.name}: image {spec.image} has no {HOLDER_COMMAND[0]}, which the "
+                                 f"container holding the network namespace runs: {str(exc)[:300]}", code="sync_failed") from exc
+            raise ServiceUnavailable(f"Docker could not publish {address}:{spec.service_port} for {spec.name}: {str(exc)[:300]}",
+                                     code="docker_unavailable") from exc
+        holder.reload()
+        if holder.status != "running":
+            logs = holder.logs(tail=5).decode("utf-8", "replace").strip()
+            _remove(holder)
+            raise SyncFailed(
+                f"{spec.namespace}/{spec.name}: the container holding the network namespace could not run "
+                f"{' '.join(HOLDER_COMMAND)} from image {spec.image}: {logs or 'no output'}",
+                code="sync_failed",
+            )
+        return holder
+
+    def _start(self, spec: WorkloadSpec, digest: str, address: str, index: int, holder):
+        labels = {**self._identity_labels(spec, address, ROLE_REPLICA), L_HASH: digest, L_REPLICAS: str(spec.replicas)}
         env = {
             **spec.env,
-            # The Service port on the workload's own address; the container port is what the
-            # server would listen on behind a real Service, kept for the server's information.
-            "HOST": address,
-            "PORT": str(spec.service_port),
-            "CONTAINER_PORT": str(spec.container_port),
+            # Every replica listens on the container port of the holder's network namespace; the
+            # holder's published port carries the Service port on the workload's address to it.
+            "HOST": "0.0.0.0",
+            "PORT": str(spec.container_port),
             "REUSE_PORT": "1",
-            "READY_FILE": READY_FILE,
         }
+        memory_limit = memory_bytes(spec.memory_limit)
         name = f"mlops-{spec.namespace}-{spec.name}-{digest[:8]}-{index}-{int(time.time() * 1000) % 100000}"
         try:
             return self.client.containers.run(
@@ -224,33 +322,29 @@ class DockerLocalRuntime:
                 detach=True,
                 labels=labels,
                 environment=env,
-                network_mode="host",
+                network_mode=f"container:{holder.id}",
                 restart_policy={"Name": "unless-stopped"},
                 nano_cpus=nano_cpus(spec.cpu_limit),
-                mem_limit=memory_bytes(spec.memory_limit),
-                healthcheck={
-                    "test": ["CMD-SHELL", f"test -f {READY_FILE}"],
-                    "interval": 500_000_000,
-                    "timeout": 2_000_000_000,
-                    "retries": 3,
-                    "start_period": 0,
-                },
-                tmpfs={"/tmp": "rw,size=256m"},
-                # With host networking the server binds the Service port (80) itself, which needs
-                # CAP_NET_BIND_SERVICE; Docker 20.10 cannot give that to a non-root user, so the
-                # process runs as uid 0 with every other capability dropped.
-                user="0",
-                cap_drop=["ALL"],
-                cap_add=["NET_BIND_SERVICE"],
-                security_opt=["no-new-privileges"],
+                mem_limit=memory_limit,
+                healthcheck=readiness.healthcheck(spec.readiness_port or spec.container_port, spec.readiness_path,
+                                                  spec.readiness_failure_threshold),
+                **containment.container_options(spec.security, spec.scratch_volumes, memory_limit),
             )
         except Exception as exc:
+            self._remove_named(name[:120])
             message = str(exc)
             if "No such image" in message or "not found" in message or "pull access denied" in message:
                 raise SyncFailed(f"image {spec.image} cannot be pulled: {message[:300]}", code="image_pull_failed") from exc
             raise ServiceUnavailable(f"Docker could not start {spec.name}: {message[:300]}", code="docker_unavailable") from exc
 
-    def _wait_ready(self, containers: list, timeout: float, spec: WorkloadSpec) -> None:
+    def _remove_named(self, name: str) -> None:
+        """A container Docker created but could not start (docker run creates, then starts)."""
+        try:
+            _remove(self.client.containers.get(name))
+        except Exception:  # noqa: BLE001 - never created, or gone
+            pass
+
+    def _wait_ready(self, containers: list, timeout: float, spec: WorkloadSpec, image_user: str) -> None:
         deadline = time.monotonic() + timeout
         pending = list(containers)
         while pending:
@@ -261,7 +355,8 @@ class DockerLocalRuntime:
                 if container.status in ("exited", "dead") or crashed:
                     logs = container.logs(tail=20).decode("utf-8", "replace").strip()
                     raise SyncFailed(
-                        f"container for {spec.namespace}/{spec.name} exited (code {container.attrs['State'].get('ExitCode')}); last log lines:\n{logs}",
+                        f"container for {spec.namespace}/{spec.name} exited (code {container.attrs['State'].get('ExitCode')}) "
+                        f"running as {containment.describe(spec.security, image_user)}; last log lines:\n{logs}",
                         code="sync_failed",
                         details={"resource": {"kind": "Deployment", "namespace": spec.namespace, "name": spec.name}},
                     )
@@ -271,8 +366,10 @@ class DockerLocalRuntime:
                 return
             if time.monotonic() >= deadline:
                 logs = pending[0].logs(tail=10).decode("utf-8", "replace").strip()
+                probe = _last_probe_output(pending[0])
                 raise DeploymentTimedOut(
-                    f"{spec.namespace}/{spec.name}: {len(pending)} of {len(containers)} new containers not ready after {timeout:.0f} s; the previous version keeps serving. Last log lines:\n{logs}"
+                    f"{spec.namespace}/{spec.name}: {len(pending)} of {len(containers)} new containers not ready after {timeout:.0f} s "
+                    f"(readiness probe: {probe}); the previous version keeps serving. Last log lines:\n{logs}"
                 )
             time.sleep(0.3)
 
@@ -285,9 +382,15 @@ class DockerLocalRuntime:
         containers = [c for c in self._containers(namespace, name) if c.status != "removing"]
         if not containers:
             return None
-        newest = max(containers, key=lambda c: c.attrs.get("Created", ""))
+        replicas = [c for c in containers if c.labels.get(L_ROLE) != ROLE_NETWORK]
+        if not replicas:
+            holder = containers[0]
+            return WorkloadStatus(namespace=namespace, name=name, image=holder.labels.get(L_IMAGE, ""),
+                                  address=holder.labels[L_ADDRESS], port=int(holder.labels.get(L_PORT, "80")),
+                                  replicas=0, ready_replicas=0)
+        newest = max(replicas, key=lambda c: c.attrs.get("Created", ""))
         digest = newest.labels[L_HASH]
-        current = [c for c in containers if c.labels[L_HASH] == digest]
+        current = [c for c in replicas if c.labels[L_HASH] == digest]
         return WorkloadStatus(
             namespace=namespace,
             name=name,
@@ -300,7 +403,30 @@ class DockerLocalRuntime:
         )
 
 
+def _last_probe_output(container: Any) -> str:
+    log = ((container.attrs.get("State") or {}).get("Health") or {}).get("Log") or []
+    return (log[-1].get("Output") or "").strip()[:300] if log else "not run yet"
+
+
+def _retire(containers: list, grace_seconds: float) -> None:
+    """Stop replicas as the kubelet does (SIGTERM, then SIGKILL after the grace period), all at once, so
+    the requests they are serving finish; then remove them."""
+
+    def stop(container: Any) -> None:
+        try:
+            container.stop(timeout=max(1, int(grace_seconds)))
+        except Exception:  # noqa: BLE001 - gone already, or will be forced just below
+            pass
+        _remove(container)
+
+    if containers:
+        with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+            list(pool.map(stop, containers))
+
+
 def _remove(container: Any) -> None:
+    if container is None:
+        return
     try:
         container.remove(force=True)
     except Exception as exc:  # already gone

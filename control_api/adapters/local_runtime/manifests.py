@@ -1,14 +1,16 @@
 """Turn rendered Deployments and Services into the ``WorkloadSpec``s a ``LocalRuntime`` runs.
 
 Only what the local runtime models is read (image, env values, ports, replicas, limits, readiness
-path); a Service belongs to the Deployment whose pod labels its selector matches.
+probe, security context, emptyDir volumes); a Service belongs to the Deployment whose pod labels its
+selector matches. A volume the runtime cannot provide is refused here rather than silently left out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from control_api.adapters.local_runtime.base import WorkloadSpec
+from control_api.adapters.local_runtime.base import ScratchVolume, SecurityContext, WorkloadSpec
+from control_api.errors import SyncFailed
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,15 @@ def _spec(deployment: dict, service: dict | None, namespace: str) -> WorkloadSpe
         if isinstance(target, int):
             container_port = target
         elif isinstance(target, str):
-            container_port = next((p["containerPort"] for p in container_ports if p.get("name") == target), container_port)
+            container_port = _named_port(container_ports, target, container_port)
     limits = (container.get("resources") or {}).get("limits") or {}
-    probe = ((container.get("readinessProbe") or {}).get("httpGet") or {}).get("path")
+    readiness = container.get("readinessProbe") or {}
+    probe_get = readiness.get("httpGet") or {}
+    probe_port = probe_get.get("port")
+    name = deployment["metadata"]["name"]
     return WorkloadSpec(
         namespace=namespace,
-        name=deployment["metadata"]["name"],
+        name=name,
         image=container["image"],
         container_port=container_port,
         service_port=service_port,
@@ -70,8 +75,53 @@ def _spec(deployment: dict, service: dict | None, namespace: str) -> WorkloadSpe
         cpu_limit=_quantity(limits.get("cpu")),
         memory_limit=_quantity(limits.get("memory")),
         labels=dict(pod["metadata"].get("labels") or {}),
-        readiness_path=probe or "/ready",
+        readiness_path=probe_get.get("path") or "/ready",
+        readiness_port=_named_port(container_ports, probe_port, container_port) if isinstance(probe_port, str) else probe_port,
+        readiness_period_seconds=int(readiness.get("periodSeconds", 10)),
+        readiness_failure_threshold=int(readiness.get("failureThreshold", 3)),
+        termination_grace_seconds=int(pod["spec"].get("terminationGracePeriodSeconds", 30)),
+        security=_security(pod["spec"].get("securityContext") or {}, container.get("securityContext") or {}),
+        scratch_volumes=_scratch_volumes(pod["spec"].get("volumes") or [], container.get("volumeMounts") or [], f"{namespace}/{name}"),
     )
+
+
+def _named_port(container_ports: list[dict], port_name: str, default: int) -> int:
+    return next((p["containerPort"] for p in container_ports if p.get("name") == port_name), default)
+
+
+def _security(pod_context: dict, container_context: dict) -> SecurityContext:
+    def merged(key: str):
+        return container_context.get(key, pod_context.get(key))
+
+    capabilities = container_context.get("capabilities") or {}
+    groups = [pod_context["fsGroup"]] if pod_context.get("fsGroup") is not None else []
+    groups += [g for g in pod_context.get("supplementalGroups") or [] if g not in groups]
+    return SecurityContext(
+        run_as_user=merged("runAsUser"),
+        run_as_group=merged("runAsGroup"),
+        run_as_non_root=bool(merged("runAsNonRoot")),
+        supplemental_groups=tuple(int(g) for g in groups),
+        read_only_root_filesystem=bool(container_context.get("readOnlyRootFilesystem", False)),
+        capabilities_drop=tuple(capabilities.get("drop") or ()),
+        capabilities_add=tuple(capabilities.get("add") or ()),
+        allow_privilege_escalation=bool(container_context.get("allowPrivilegeEscalation", True)),
+    )
+
+
+def _scratch_volumes(volumes: list[dict], mounts: list[dict], workload: str) -> tuple[ScratchVolume, ...]:
+    by_name = {v["name"]: v for v in volumes}
+    scratch = []
+    for mount in mounts:
+        volume = by_name.get(mount["name"])
+        if volume is None or "emptyDir" not in volume:
+            kind = next((k for k in (volume or {}) if k != "name"), "undeclared volume")
+            raise SyncFailed(
+                f"{workload}: volume {mount['name']!r} ({kind}) mounted at {mount.get('mountPath')} cannot be provided "
+                "by the local target, which runs emptyDir volumes only",
+                code="sync_failed",
+            )
+        scratch.append(ScratchVolume(mount["mountPath"], _quantity((volume["emptyDir"] or {}).get("sizeLimit"))))
+    return tuple(scratch)
 
 
 def _quantity(value: object) -> str | None:

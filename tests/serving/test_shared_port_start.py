@@ -1,0 +1,61 @@
+"""``python -m model_server`` with REUSE_PORT=1 (replicas sharing a port): the model is loaded before the
+port is bound, so the first connection that succeeds is already served by a ready model, and a model
+that cannot load ends the process without ever binding."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.serving.conftest import SERVING_TEMPLATE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(model_dir, port: int) -> subprocess.Popen:
+    env = {**os.environ, "MODEL_DIR": str(model_dir), "HOST": "127.0.0.1", "PORT": str(port), "REUSE_PORT": "1",
+           "PYTHONPATH": str(SERVING_TEMPLATE)}
+    return subprocess.Popen([sys.executable, "-m", "model_server"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_the_first_answer_on_a_shared_port_is_from_a_loaded_model(iris_model_dirs):
+    port = free_port()
+    process = start(iris_model_dirs["forest"], port)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, "the server never bound its port"
+            try:
+                first = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10)
+                break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        assert first.status_code == 200, first.text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_model_that_cannot_load_ends_the_process_unbound(tmp_path, iris_model_dirs):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    mlmodel = (iris_model_dirs["logistic"] / "MLmodel").read_text()
+    (broken / "MLmodel").write_text(mlmodel)  # the pickled estimator it names is missing
+    port = free_port()
+    process = start(broken, port)
+    output, _ = process.communicate(timeout=120)
+
+    assert process.returncode != 0
+    assert "model server: cannot load the model" in output.decode()
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
