@@ -8,11 +8,14 @@ Engine under the manifest's security context, so the answer's URL really serves 
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from tests.control.conftest import example_request
 from tests.e2e.conftest import commit_count, git_log
+from tests.e2e.test_local_target import COLUMNS, ROWS
 from tests.simulator import DockerKubelet, Simulator
 
 
@@ -21,8 +24,11 @@ def simulated_cluster(tmp_path, contracts_dir, kustomize_cmd, e2e_env, e2e_names
     """Argo CD and a cluster whose kubelet runs the built images as the manifests say (DockerKubelet).
     The service's GitOps remote (a bare repo in its data dir) is registered in the AppProjects."""
     bare = tmp_path / "data" / "gitops.git"
+    # argocd-server speaks TLS with a self-signed certificate, as a default installation does; the
+    # service trusts it through argocd.ca_bundle.
     sim = Simulator(DockerKubelet(docker_client), work_dir=tmp_path / "simulator", kustomize_cmd=kustomize_cmd,
-                    contracts_dir=contracts_dir, namespaces=[e2e_namespace], source_repos=[bare.as_uri(), str(bare)])
+                    contracts_dir=contracts_dir, namespaces=[e2e_namespace], source_repos=[bare.as_uri(), str(bare)],
+                    tls=True)
     with sim:
         yield sim, sim, sim.cluster
     assert sim.checker.violations == []
@@ -32,59 +38,117 @@ def simulated_cluster(tmp_path, contracts_dir, kustomize_cmd, e2e_env, e2e_names
 def argocd_client(make_e2e_client, simulated_cluster):
     server, simulator, runtime = simulated_cluster
 
-    def factory(**target):
+    def factory(argocd: dict | None = None, **target):
         return make_e2e_client(
             target={"kind": "argocd", **target},
-            argocd={"server_url": server.argocd_url, "token": server.argocd_token},
+            argocd={"server_url": server.argocd_url, "token": server.argocd_token, "ca_bundle": str(server.ca_path),
+                    "failure_grace_seconds": 5, **(argocd or {})},
             kubernetes={"api_url": server.kubernetes_url, "token": server.kubernetes_token},
         )
 
     return factory
 
 
-def test_deploy_through_argocd_and_roll_back_from_its_side(argocd_client, simulated_cluster, tmp_path, e2e_namespace):
-    server, simulator, runtime = simulated_cluster
+def _predict(body: dict) -> dict:
+    """A real prediction from the built image, running in the simulated cluster as its manifest says."""
+    answer = httpx.post(body["endpoints"]["predict"] if "endpoints" in body else body,
+                        json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["predictions"]) == len(ROWS)
+    return answer.json()
+
+
+def _eventually(condition, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except httpx.HTTPError:
+            value = None
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
+
+
+def test_deploy_through_argocd_roll_back_from_its_side_and_agree_again(
+    argocd_client, simulated_cluster, tmp_path, e2e_namespace
+):
+    server, simulator, cluster = simulated_cluster
     client = argocd_client()
     bare = tmp_path / "data" / "gitops.git"
     assert client.get("/mlops/status").json()["components"]["argocd"]["status"] == "healthy"
 
+    # The first deploy of a new model: its Application does not exist yet (Argo CD answers 403 for a
+    # missing app unless asked with its project).
     first = client.post("/mlops/deploy", json=example_request("iris-argo")).json()
     assert first["status"] == "deployed", first
-    health = httpx.get(first["endpoints"]["health"], timeout=10)
-    assert health.status_code == 200 and health.json()["model"]["version"] == "1"
+    assert _predict(first)["model_version"] == "1"
     assert commit_count(bare) == 2
     assert "Deployment-Id: " + first["deployment_id"] in git_log(bare, "-1", "--format=%B")
+    pod = cluster.list("Pod", e2e_namespace)[0]
+    assert pod["spec"]["securityContext"]["runAsUser"] == 10001  # run as the manifest says
 
     second = client.post("/mlops/deploy", json=example_request("iris-argo")).json()
     assert second["status"] == "deployed" and second["model_version"] == "2"
-    assert httpx.get(second["endpoints"]["metadata"], timeout=10).json()["model_version"] == "2"
+    assert _predict(second)["model_version"] == "2"
+    model = client.get("/mlops/models/iris-argo", params={"namespace": e2e_namespace}).json()
+    assert model["served"]["version"] == "2" and model["drift"] is None
 
-    # The Argo CD UI's rollback: manual sync is what makes Argo CD accept it.
+    # The Argo CD UI's rollback (the same API call the UI makes): manual sync is what allows it.
     app_name = f"{e2e_namespace}--iris-argo"
     argocd = client.app.state.services.argocd
     app = argocd.get_application(app_name)
     assert "automated" not in (app["spec"].get("syncPolicy") or {})
     first_entry = next(h for h in app["status"]["history"] if h["revision"] == first["commit"])
     argocd.rollback(app_name, int(first_entry["id"]))
-    import time
+    assert _eventually(lambda: _predict(second)["model_version"] == "1"), "the Argo CD-side rollback did not serve v1"
 
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(second["endpoints"]["metadata"], timeout=5).json()["model_version"] == "1":
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    else:
-        pytest.fail("Argo CD-side rollback did not bring version 1 back")
+    # The service sees what Argo CD really runs, not only the branch head.
+    model = client.get("/mlops/models/iris-argo", params={"namespace": e2e_namespace}).json()
+    assert model["served"]["version"] == "1" and model["served"]["commit"] == first["commit"], model["served"]
+    assert model["drift"]["branch_version"] == "2" and model["drift"]["branch_commit"] == second["commit"]
+    history = client.get("/mlops/models/iris-argo/history", params={"namespace": e2e_namespace}).json()
+    assert history["target_syncs"][0]["kind"] == "rollback" and history["target_syncs"][0]["version"] == "1"
+    assert history["commits"][0]["sha"] == second["commit"]  # git itself did not change
+
+    # An API rollback to version 2 is a commit plus a sync: git, Argo CD and the journal agree again.
+    rolled = client.post("/mlops/models/iris-argo/rollback", json={"version": "2", "namespace": e2e_namespace}).json()
+    assert rolled["status"] == "deployed", rolled
+    assert _predict(rolled)["model_version"] == "2"
+    model = client.get("/mlops/models/iris-argo", params={"namespace": e2e_namespace}).json()
+    assert model["drift"] is None and model["served"]["version"] == "2"
+    assert model["served"]["commit"] == rolled["commit"] == git_log(bare, "-1", "--format=%H").strip()
+
+    # An undeploy, then at once a redeploy: Argo CD deletes asynchronously and refuses to sync a
+    # deleting Application, so the service waits for the deletion before it recreates it.
+    undeployed = client.delete("/mlops/models/iris-argo/deployment", params={"namespace": e2e_namespace}).json()
+    assert undeployed["status"] == "undeployed", undeployed
+    assert cluster.list("Deployment", e2e_namespace) == []  # the finalizer removed the resources
+    again = client.post("/mlops/deploy", json=example_request("iris-argo")).json()
+    assert again["status"] == "deployed", again
+    assert _predict(again)["model_version"] == "3"
+    application = argocd.get_application(app_name)
+    assert "resources-finalizer.argocd.argoproj.io" in application["metadata"]["finalizers"]
+
+
+def test_automated_sync_mode_deploys(argocd_client, simulated_cluster, e2e_namespace):
+    """Argo CD refuses a sync to a SHA under automated sync; the service syncs the branch head once it
+    holds the commit's manifests, and waits for the revision Argo CD resolved."""
+    server, simulator, cluster = simulated_cluster
+    client = argocd_client(argocd={"automated_sync": True})
+    body = client.post("/mlops/deploy", json=example_request("iris-auto")).json()
+    assert body["status"] == "deployed", body
+    assert _predict(body)["model_version"] == "1"
+    application = client.app.state.services.argocd.get_application(f"{e2e_namespace}--iris-auto")
+    assert application["spec"]["syncPolicy"]["automated"]
+    assert application["status"]["operationState"]["syncResult"]["revision"] == body["commit"]
 
 
 @pytest.mark.parametrize(
     "fault,status,code,fragment",
     [
         ({"sync_error": "ComparisonError: rpc error: manifest generation failed"}, "failed", "sync_failed", "manifest generation failed"),
-        ({"readiness_failing": True}, "failed", "sync_failed", "Readiness probe failed"),
+        ({"readiness_failing": True}, "failed", "rollout_failed", "Readiness probe failed"),
         ({"no_ip": True}, "timed_out", "timed_out", "no external IP or hostname"),
         ({"unauthorized": True}, "failed", "argocd_auth_failed", ""),
     ],
