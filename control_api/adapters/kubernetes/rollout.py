@@ -9,6 +9,7 @@ template and raises ``SyncFailed`` naming the pod, the reason and the container'
 Some evidence is final at once (the kubelet only reports CrashLoopBackOff after a restart, and an
 image pull back-off after a failed pull); the rest (unschedulable, readiness failing) can clear on
 its own, for example when a cluster autoscaler adds a node, so it must persist for a grace period.
+A readiness probe answered 503 is the model server saying it is still loading, so it is no evidence.
 """
 
 from __future__ import annotations
@@ -138,7 +139,12 @@ class RolloutDiagnosis:
         if not failures:
             return None
         latest = max(failures, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-        return latest.get("message")
+        message = latest.get("message") or ""
+        # The model server answers /ready with 503 while it loads the model, which can take minutes
+        # for a large one: that is the rollout still going, not evidence that it cannot finish.
+        if "statuscode: 503" in message:
+            return None
+        return message
 
     def _failure(self, problem: PodProblem) -> SyncFailed:
         logs = ""
