@@ -258,6 +258,8 @@ def _limit_reached(exit_code: int, stderr_lines: list[str], limits: ResourceLimi
         return f"it reached the file size limit: no file may exceed {_size(limits.file_bytes)} (MLOPS_TRAINING__MAX_FILE_BYTES)"
     if re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|Unable to allocate", text):
         return f"it ran out of memory: the limit is {_size(limits.memory_bytes)} of address space (MLOPS_TRAINING__MAX_MEMORY_BYTES)"
+    if re.search(r"Too many open files", text):
+        return f"it reached the open file limit: at most {limits.open_files} open files (MLOPS_TRAINING__MAX_OPEN_FILES)"
     if limits.processes is not None and re.search(r"Resource temporarily unavailable|can't start new thread|fork: retry", text):
         return f"it reached the process limit: at most {limits.processes} processes and threads (MLOPS_TRAINING__MAX_PROCESSES)"
     return None
