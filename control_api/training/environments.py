@@ -181,6 +181,8 @@ class EnvironmentCache:
                 env = self._ensure(requirements, fit, log)
             except RequirementsInstallFailed as exc:
                 log(f"dependencies as of the pinned releases do not resolve together ({exc}); keeping the newest ones")
+                # Remembered, so later deploys of these requirements do not try the same resolution again.
+                (env.path / FIT_FILE).write_text(json.dumps(EnvironmentFit().as_json()))
         problem = self._import_check(env, user_requirements)
         if problem:
             fallback = env.fit.with_constraint(ABI_FALLBACK_CONSTRAINT)
