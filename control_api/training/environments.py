@@ -197,7 +197,7 @@ class EnvironmentCache:
         return self._with_package_versions(env, user_requirements)
 
     def _fit_to_pins(self, plain: TrainingEnvironment, user_requirements: list[str], log) -> EnvironmentFit:
-        """Each exactly pinned package's dependencies (that the user did not pin) as of its upload date.
+        """Each exactly pinned package's dependencies (those the user gave no version) as of its upload date.
 
         Worked out once per plain environment (from its installed metadata and the index's dates) and
         kept beside it, so a reused environment needs no index.
@@ -206,11 +206,13 @@ class EnvironmentCache:
         if remembered.exists():
             return EnvironmentFit.from_json(json.loads(remembered.read_text()))
         pins = exact_pins(user_requirements)
-        requested = {canonicalize_name(r.name) for r in parse_requirements(user_requirements)}
+        # A requirement with a version specifier is the user's choice; a bare name is as unpinned as
+        # any other dependency, so it is dated too (xgboost==1.7.6 with plain "scikit-learn").
+        user_pinned = {canonicalize_name(r.name) for r in parse_requirements(user_requirements) if r.specifier}
         closures = dependency_closure(self._site_packages(plain.path), list(pins))
         cutoff: dict[str, str] = {}
         for name, version in pins.items():
-            dependencies = closures.get(name, set()) - requested - MLFLOW_DISTRIBUTIONS
+            dependencies = closures.get(name, set()) - user_pinned - MLFLOW_DISTRIBUTIONS
             if not dependencies:
                 continue
             uploaded = self.release_dates.uploaded(name, version)
