@@ -285,12 +285,16 @@ class EnvironmentCache:
         if passed.exists():
             return None
         script = (
-            "import importlib, importlib.metadata as md, json, sys\n"
+            "import importlib, importlib.metadata as md, importlib.util, json, sys\n"
             "dists = md.packages_distributions()\n"
             "wanted = set(json.loads(sys.argv[1]))\n"
             "canon = lambda n: n.lower().replace('_', '-').replace('.', '-')\n"
             "mods = sorted({m for m, ds in dists.items() for d in ds if canon(d) in wanted and m.isidentifier() and not m.startswith('_')})\n"
             "for m in mods:\n"
+            # A distribution's files outside site-packages (xgboost's lib/libxgboost.so) also look like
+            # top-level names; only what the interpreter can find is a module to import.
+            "    if importlib.util.find_spec(m) is None:\n"
+            "        continue\n"
             "    try:\n"
             "        importlib.import_module(m)\n"
             "    except Exception as e:\n"
