@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import renderer  # noqa: E402
 from control_api.adapters.argocd.client import ArgoCDClient  # noqa: E402
 from control_api.adapters.gitops import CommitRequest, GitOpsRepo  # noqa: E402
+from control_api.adapters.kubectl import kustomize_command  # noqa: E402
 from control_api.adapters.kubernetes.services import KubernetesReader  # noqa: E402
 from control_api.pipeline.steps.commit import app_ref  # noqa: E402
 from control_api.settings import ArgoCDSettings, GitSettings, KubernetesSettings, Settings, TargetSettings  # noqa: E402
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
     health_server, last_octet = free_loopback_port_80()
     threading.Thread(target=health_server.serve_forever, daemon=True).start()
     runtime = RolloutRuntime("127.0.0.", last_octet, args.max_rollout, random.Random(args.seed))
-    simulator = ArgoCDSimulator(runtime, root / "simulator", kustomize_cmd=["kubectl", "kustomize"])
+    simulator = ArgoCDSimulator(runtime, root / "simulator", kustomize_cmd=kustomize_command())
     checker = ContractChecker(CONTRACTS_DIR)
 
     healthy_at: dict[str, float] = {}

@@ -19,6 +19,7 @@ _IMAGE_BY_DIGEST = re.compile(
     r")@(?P<digest>sha256:[0-9a-f]{64})$"
 )
 RESERVED_ENV = ("MODEL_NAME", "MODEL_VERSION")
+MAX_REPLICAS = 20
 _FREE_TEXT_MAX = 2048
 _ENV_VALUE_MAX = 32 * 1024
 
@@ -86,7 +87,7 @@ class DeploymentSpec(_Frozen):
     run_id: str
     model_uri: str
     deployment_id: str
-    replicas: int = Field(default=1, ge=1, le=20)
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     cpu_limit: str = "1"
     memory_limit: str = "1Gi"
     # None means "half the limit"; the validated spec always holds the derived value.
@@ -201,10 +202,10 @@ class DeploymentSpec(_Frozen):
     @classmethod
     def _env(cls, env: dict[str, str]) -> dict[str, str]:
         for key, value in env.items():
-            _check_env_key(key)
+            check_env_key(key)
             if key in RESERVED_ENV:
                 raise ValueError(f"env {key} is set by the platform and cannot be overridden")
-            _check_env_value_text(key, value)
+            check_env_value_text(key, value)
             problem = check_env_value(key, value)
             if problem:
                 raise ValueError(problem)
@@ -214,7 +215,7 @@ class DeploymentSpec(_Frozen):
     @classmethod
     def _secret_env(cls, secret_env: dict[str, SecretRef]) -> dict[str, SecretRef]:
         for key in secret_env:
-            _check_env_key(key)
+            check_env_key(key)
             if key in RESERVED_ENV:
                 raise ValueError(f"secret_env {key} is set by the platform and cannot be overridden")
         return secret_env
@@ -249,12 +250,14 @@ class DeploymentSpec(_Frozen):
         return self.image.partition("@")[2]
 
 
-def _check_env_key(key: str) -> None:
+def check_env_key(key: str) -> None:
+    """Raise ValueError unless ``key`` can name an environment variable of the model's container."""
     if not names.C_IDENTIFIER.match(key):
         raise ValueError(f"env name {key!r} must be a C identifier (letters, digits, '_'; not starting with a digit)")
 
 
-def _check_env_value_text(key: str, value: str) -> None:
+def check_env_value_text(key: str, value: str) -> None:
+    """Raise ValueError unless ``value`` renders as one plain YAML scalar line (credentials aside)."""
     if len(value) > _ENV_VALUE_MAX:
         raise ValueError(f"env {key} is longer than {_ENV_VALUE_MAX} characters")
     if "\n" in value or "\r" in value:

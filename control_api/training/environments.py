@@ -4,6 +4,14 @@ Built with uv (fast resolver, shared wheel cache). A deploy with the same requir
 one reuses the environment; a new set of requirements costs one uv install, usually seconds once uv's
 cache is warm. Environments are built in a temporary folder and renamed into place, so a crash never
 leaves a half-built environment that a later deploy would trust.
+
+Old pins. An exact pin (``scikit-learn==1.3.0``) names a release of a given day, and the newest
+versions of its unpinned dependencies may no longer fit it (NumPy 2 broke binaries built for 1.x;
+scikit-learn 1.6 removed what xgboost 1.7's estimators use). So the dependencies of each exactly pinned
+package are resolved as of that release's upload date (uv's per-package ``--exclude-newer-package``),
+found from a first, plain build. When that cannot resolve, the plain environment stays. When a pinned
+package still cannot be imported, whatever the error says, the environment is rebuilt once more with
+the known ABI constraint ``numpy<2``, and only then is the failure reported.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ import stat
 import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -26,15 +35,41 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from control_api.errors import InvalidRequestError, RequirementsInstallFailed
+from control_api.training.dependencies import dependency_closure, installed_versions
+from control_api.training.release_dates import ReleaseDates
 
 HOOK_DIR = Path(__file__).parent / "hook"
 # Bump when the way environments are built changes, so old cached ones are not reused.
-ENV_LAYOUT_VERSION = "3"
+ENV_LAYOUT_VERSION = "4"
+# The last resort when a pinned package does not import: most such failures of old binary wheels
+# are NumPy 2's ABI break.
+ABI_FALLBACK_CONSTRAINT = "numpy<2"
+# The MLflow client is the service's own version (resolve_requirements), never dated back with a pin.
+MLFLOW_DISTRIBUTIONS = frozenset({"mlflow", "mlflow-skinny", "mlflow-tracing"})
+FIT_FILE = ".fit.json"
 
-# Wheels compiled against NumPy 1.x crash when imported next to NumPy 2 ("numpy.dtype size changed",
-# "compiled using NumPy 1.x"). Their metadata often does not say so, so a resolver picks NumPy 2 for
-# an old pin; we detect the crash and rebuild the environment with numpy<2.
-NUMPY_ABI_MARKERS = ("numpy.dtype size changed", "compiled using NumPy 1.x", "_ARRAY_API not found", "numpy.core.multiarray failed to import")
+
+@dataclass(frozen=True)
+class EnvironmentFit:
+    """What narrows an environment's resolution beyond its requirements."""
+
+    constraints: tuple[str, ...] = ()
+    # (package, RFC 3339 time): that package resolves to versions uploaded before the time.
+    exclude_newer: tuple[tuple[str, str], ...] = ()
+
+    def with_constraint(self, constraint: str) -> "EnvironmentFit":
+        return EnvironmentFit(tuple(sorted({*self.constraints, constraint})), self.exclude_newer)
+
+    def describe(self) -> str:
+        parts = list(self.constraints) + [f"{name} as of {when}" for name, when in self.exclude_newer]
+        return ", ".join(parts) or "newest dependencies"
+
+    def as_json(self) -> dict:
+        return {"constraints": list(self.constraints), "exclude_newer": [list(pair) for pair in self.exclude_newer]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "EnvironmentFit":
+        return cls(tuple(data.get("constraints", [])), tuple((name, when) for name, when in data.get("exclude_newer", [])))
 
 
 @dataclass(frozen=True)
@@ -43,6 +78,10 @@ class TrainingEnvironment:
     python: Path
     reused: bool
     requirements: tuple[str, ...]
+    fit: EnvironmentFit = EnvironmentFit()
+    # Installed versions of the requested packages and everything they depend on (MLflow aside):
+    # the serving image installs exactly these.
+    packages: dict[str, str] | None = None
 
 
 def service_mlflow_version() -> str:
@@ -103,47 +142,109 @@ def resolve_requirements(user_requirements: list[str], *, embedded_store: bool) 
     return sorted(set(resolved), key=str.lower)
 
 
-def environment_key(python: str, requirements: list[str], extra_constraints: tuple[str, ...] = ()) -> str:
+def environment_key(python: str, requirements: list[str], fit: EnvironmentFit = EnvironmentFit()) -> str:
     payload = json.dumps(
-        {"python": python, "requirements": requirements, "constraints": list(extra_constraints), "layout": ENV_LAYOUT_VERSION},
+        {"python": python, "requirements": requirements, **fit.as_json(), "layout": ENV_LAYOUT_VERSION},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
+def exact_pins(user_requirements: list[str]) -> dict[str, str]:
+    """Package -> version for each requirement pinned to one exact version (``==1.3.0``)."""
+    pins = {}
+    for requirement in parse_requirements(user_requirements):
+        specifiers = list(requirement.specifier)
+        if len(specifiers) == 1 and specifiers[0].operator in ("==", "===") and "*" not in specifiers[0].version:
+            pins[canonicalize_name(requirement.name)] = specifiers[0].version
+    return pins
+
+
+def _rfc3339(moment) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class EnvironmentCache:
-    def __init__(self, root: Path, python: str, install_timeout: float) -> None:
+    def __init__(self, root: Path, python: str, install_timeout: float, release_dates: ReleaseDates | None = None) -> None:
         self.root = root
         self.python = python
         self.install_timeout = install_timeout
+        self.release_dates = release_dates or ReleaseDates()
         self.root.mkdir(parents=True, exist_ok=True)
 
     def ensure(self, user_requirements: list[str], *, embedded_store: bool, log=lambda line: None) -> TrainingEnvironment:
         requirements = resolve_requirements(user_requirements, embedded_store=embedded_store)
-        env = self._ensure(requirements, (), log)
+        env = self._ensure(requirements, EnvironmentFit(), log)
+        fit = self._fit_to_pins(env, user_requirements, log)
+        if fit != env.fit:
+            try:
+                env = self._ensure(requirements, fit, log)
+            except RequirementsInstallFailed as exc:
+                log(f"dependencies as of the pinned releases do not resolve together ({exc}); keeping the newest ones")
+                # Remembered, so later deploys of these requirements do not try the same resolution again.
+                (env.path / FIT_FILE).write_text(json.dumps(EnvironmentFit().as_json()))
         problem = self._import_check(env, user_requirements)
-        if problem and any(marker in problem for marker in NUMPY_ABI_MARKERS):
-            log("a pinned package was built for NumPy 1.x; rebuilding the environment with numpy<2")
-            env = self._ensure(requirements, ("numpy<2",), log)
+        if problem:
+            fallback = env.fit.with_constraint(ABI_FALLBACK_CONSTRAINT)
+            log(f"a pinned package cannot be imported ({problem}); rebuilding the environment with {fallback.describe()}")
+            env = self._ensure(requirements, fallback, log)
             problem = self._import_check(env, user_requirements)
         if problem:
             raise RequirementsInstallFailed(
                 f"the requirements installed, but a pinned package cannot be imported: {problem}",
                 code="requirements_import_failed",
             )
-        return env
+        return self._with_package_versions(env, user_requirements)
 
-    def _ensure(self, requirements: list[str], constraints: tuple[str, ...], log) -> TrainingEnvironment:
-        key = environment_key(self.python, requirements, constraints)
+    def _fit_to_pins(self, plain: TrainingEnvironment, user_requirements: list[str], log) -> EnvironmentFit:
+        """Each exactly pinned package's dependencies (those the user gave no version) as of its upload date.
+
+        Worked out once per plain environment (from its installed metadata and the index's dates) and
+        kept beside it, so a reused environment needs no index.
+        """
+        remembered = plain.path / FIT_FILE
+        if remembered.exists():
+            return EnvironmentFit.from_json(json.loads(remembered.read_text()))
+        pins = exact_pins(user_requirements)
+        # A requirement with a version specifier is the user's choice; a bare name is as unpinned as
+        # any other dependency, so it is dated too (xgboost==1.7.6 with plain "scikit-learn").
+        user_pinned = {canonicalize_name(r.name) for r in parse_requirements(user_requirements) if r.specifier}
+        closures = dependency_closure(self._site_packages(plain.path), list(pins))
+        cutoff: dict[str, str] = {}
+        for name, version in pins.items():
+            dependencies = closures.get(name, set()) - user_pinned - MLFLOW_DISTRIBUTIONS
+            if not dependencies:
+                continue
+            uploaded = self.release_dates.uploaded(name, version)
+            if uploaded is None:
+                log(f"the package index gives no upload date for {name}=={version}; its dependencies stay the newest")
+                continue
+            for dependency in dependencies:
+                when = _rfc3339(uploaded)
+                cutoff[dependency] = min(cutoff.get(dependency, when), when)
+        fit = EnvironmentFit(exclude_newer=tuple(sorted(cutoff.items())))
+        remembered.write_text(json.dumps(fit.as_json()))
+        return fit
+
+    def _with_package_versions(self, env: TrainingEnvironment, user_requirements: list[str]) -> TrainingEnvironment:
+        site_packages = self._site_packages(env.path)
+        requested = sorted({canonicalize_name(r.name) for r in parse_requirements(user_requirements)} - MLFLOW_DISTRIBUTIONS)
+        wanted = set(requested).union(*dependency_closure(site_packages, requested).values()) - MLFLOW_DISTRIBUTIONS
+        versions = installed_versions(site_packages)
+        packages = {name: versions[name] for name in sorted(wanted) if name in versions}
+        return replace(env, packages=packages)
+
+    def _ensure(self, requirements: list[str], fit: EnvironmentFit, log) -> TrainingEnvironment:
+        key = environment_key(self.python, requirements, fit)
         final = self.root / key
         python = final / "bin" / "python"
         with self._lock(key):
             if (final / ".complete").exists():
-                log(f"training environment {key} reused")
-                return TrainingEnvironment(final, python, True, tuple(requirements))
+                log(f"training environment {key} reused ({fit.describe()})")
+                return TrainingEnvironment(final, python, True, tuple(requirements), fit)
             building = self.root / f".{key}.building"
             shutil.rmtree(building, ignore_errors=True)
-            log(f"building training environment {key}: {', '.join(requirements)}")
+            log(f"building training environment {key}: {', '.join(requirements)} ({fit.describe()})")
             uv = find_uv()
             self._run([uv, "venv", "--quiet", "--python", self.python, str(building)], "create the virtual environment")
             req_file = building / "mlops-requirements.txt"
@@ -152,21 +253,27 @@ class EnvironmentCache:
             # shared environment), so without .pyc files every run compiles MLflow, pandas and
             # scikit-learn from source again: about 7 s of CPU per training run, 3x the import.
             cmd = [uv, "pip", "install", "--compile-bytecode", "--python", str(building / "bin" / "python"), "-r", str(req_file)]
-            if constraints:
+            if fit.constraints:
                 constraint_file = building / "mlops-constraints.txt"
-                constraint_file.write_text("\n".join(constraints) + "\n")
+                constraint_file.write_text("\n".join(fit.constraints) + "\n")
                 cmd += ["-c", str(constraint_file)]
-            self._run(cmd, "install the requirements", log)
+            for name, when in fit.exclude_newer:
+                cmd += ["--exclude-newer-package", f"{name}={when}"]
+            try:
+                self._run(cmd, "install the requirements", log)
+            except RequirementsInstallFailed:
+                shutil.rmtree(building, ignore_errors=True)
+                raise
             site_packages = self._site_packages(building)
             for name in ("mlops_training_hook.py", "mlops_training_hook.pth"):
                 shutil.copy2(HOOK_DIR / name, site_packages / name)
             _readable_by_all(building)
-            (building / ".complete").write_text(json.dumps({"requirements": requirements, "constraints": list(constraints)}))
+            (building / ".complete").write_text(json.dumps({"requirements": requirements, **fit.as_json()}))
             shutil.rmtree(final, ignore_errors=True)
             # uv writes absolute paths into scripts; rename keeps them valid because we only ever
             # call bin/python by its final path and the venv's pyvenv.cfg is location independent.
             os.rename(building, final)
-            return TrainingEnvironment(final, python, False, tuple(requirements))
+            return TrainingEnvironment(final, python, False, tuple(requirements), fit)
 
     def _import_check(self, env: TrainingEnvironment, user_requirements: list[str]) -> str | None:
         names = [canonicalize_name(r.name) for r in parse_requirements(user_requirements)]
@@ -178,12 +285,16 @@ class EnvironmentCache:
         if passed.exists():
             return None
         script = (
-            "import importlib, importlib.metadata as md, json, sys\n"
+            "import importlib, importlib.metadata as md, importlib.util, json, sys\n"
             "dists = md.packages_distributions()\n"
             "wanted = set(json.loads(sys.argv[1]))\n"
             "canon = lambda n: n.lower().replace('_', '-').replace('.', '-')\n"
             "mods = sorted({m for m, ds in dists.items() for d in ds if canon(d) in wanted and m.isidentifier() and not m.startswith('_')})\n"
             "for m in mods:\n"
+            # A distribution's files outside site-packages (xgboost's lib/libxgboost.so) also look like
+            # top-level names; only what the interpreter can find is a module to import.
+            "    if importlib.util.find_spec(m) is None:\n"
+            "        continue\n"
             "    try:\n"
             "        importlib.import_module(m)\n"
             "    except Exception as e:\n"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
+from importlib import metadata as distribution_metadata
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,17 @@ def _example_body(info: ModelInfo) -> dict:
     return {"inputs": [[0.0]]}
 
 
+def installed_packages() -> dict[str, str]:
+    """Every distribution this server's Python can import, by normalised name: the versions the model
+    runs with (the build installs the training environment's)."""
+    found = {}
+    for distribution in distribution_metadata.distributions():
+        name = distribution.metadata["Name"]
+        if name:
+            found.setdefault(re.sub(r"[-_.]+", "-", name).lower(), distribution.version)  # PEP 503
+    return dict(sorted(found.items()))
+
+
 def create_app(model_dir: Path | None = None, *, load_in_background: bool = True) -> FastAPI:
     model_dir = Path(model_dir or os.environ.get("MODEL_DIR", "/opt/model"))
     info = read_model_info(model_dir)
@@ -103,6 +116,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         load()
 
     example = _example_body(info)
+    packages = installed_packages()
     predict_doc = {
         "requestBody": {
             "required": True,
@@ -212,6 +226,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             "signature": {"inputs": info.input_schema, "outputs": info.output_schema},
             "input_example": example,
             "server_version": __version__,
+            "packages": packages,
         })
 
     @app.get("/metrics", summary="Prometheus metrics")

@@ -295,3 +295,26 @@ def test_file_size_and_memory_limits_fail_clearly(make_client):
         """)}).json()
     assert hog["status"] == "failed" and "MemoryError" in hog["error"]["message"]
     assert client.get("/health").status_code == 200
+
+
+def test_cpu_time_and_open_file_limits_fail_clearly(make_client):
+    client = make_client(training={"max_open_files": 64})
+    # RLIMIT_CPU is set well above what the wall-clock timeout allows; a script may only lower it, and
+    # does, so the deploy fails the way a CPU-bound script under a lower limit would.
+    spinner = client.post("/mlops/deploy", json={"model_name": "cpu-spinner", "script_content": script(
+        """
+        import resource
+        resource.setrlimit(resource.RLIMIT_CPU, (1, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+        while True:
+            pass
+        """)}).json()
+    assert spinner["status"] == "failed" and spinner["error"]["code"] == "training_failed", spinner
+    assert "SIGXCPU" in spinner["error"]["message"] and "CPU time limit" in spinner["error"]["message"]
+    assert "CPU time limit" in spinner["error"]["details"]["limit"]
+    opener = client.post("/mlops/deploy", json={"model_name": "file-opener", "script_content": script(
+        """
+        handles = [open(__file__) for _ in range(200)]
+        """)}).json()
+    assert opener["status"] == "failed" and opener["error"]["code"] == "training_failed", opener
+    assert "open file limit" in opener["error"]["message"] and "at most 64 open files" in opener["error"]["message"]
+    assert "MLOPS_TRAINING__MAX_OPEN_FILES" in opener["error"]["details"]["limit"]

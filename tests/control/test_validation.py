@@ -39,6 +39,17 @@ BAD_REQUESTS = [
     ("blank experiment", {"experiment_name": "  "}, "experiment_name", "experiment_name"),
     ("NUL in tag value", {"tags": {"team": "a\x00b"}}, "tags", "tag"),
     ("NUL in tag key", {"tags": {"te\x00am": "a"}}, "tags", "tag"),
+    # The renderer's rules, applied by the API before anything is created.
+    ("yaml document marker in env", {"environment_vars": {"A": "--- x"}}, "environment_vars", "env_value"),
+    ("control character in env", {"environment_vars": {"A": "a\x07b"}}, "environment_vars", "env_value"),
+    ("reserved env", {"environment_vars": {"MODEL_NAME": "x"}}, "environment_vars", "env_reserved"),
+    ("env both plain and secret", {"environment_vars": {"A": "1"}, "secret_env": {"A": {"name": "s", "key": "k"}}},
+     "request", "renderable"),
+    ("cpu finer than a millicore", {"deployment_config": {"cpu_limit": "0.0005"}}, "deployment_config.cpu_limit", "cpu_quantity"),
+    ("autoscaling bounds", {"deployment_config": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}},
+     "deployment_config.autoscaling", "autoscaling_bounds"),
+    ("autoscaling target", {"deployment_config": {"autoscaling": {"max_replicas": 2, "target_cpu_utilization": 0}}},
+     "deployment_config.autoscaling.target_cpu_utilization", "greater_than_equal"),
 ]
 
 
@@ -65,6 +76,21 @@ def test_namespace_not_on_allowlist(client):
     error = assert_error_format(client.post("/mlops/deploy", json=example_request(namespace="kube-system")), 422)
     assert error["details"][0]["field"] == "namespace"
     assert client.get("/mlops/deployments").json()["total"] == 0
+
+
+def test_rollback_refuses_a_namespace_off_the_allowlist_like_deploy(make_client):
+    client = make_client(target={"kind": "local"})
+    deploy = assert_error_format(client.post("/mlops/deploy", json=example_request(namespace="kube-system")), 422)
+    rollback = assert_error_format(client.post("/mlops/models/iris-rf/rollback", json={"namespace": "kube-system"}), 422)
+    assert rollback["message"] == deploy["message"] and rollback["details"] == deploy["details"]
+
+
+def test_autoscaling_reaches_the_journal(client):
+    from control_api.api.schemas import DeployRequest
+
+    request = DeployRequest(**example_request(deployment_config={"autoscaling": {"min_replicas": 2, "max_replicas": 6}}))
+    assert request.to_journal("default")["deployment_config"]["autoscaling"] == {
+        "min_replicas": 2, "max_replicas": 6, "target_cpu_utilization": 80}
 
 
 def test_body_that_is_not_json(client):

@@ -89,9 +89,16 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(make_e2
     assert git_log(bare, "-1", "--format=%s").strip() == "rollback iris-e2e to v1"
     assert httpx.get(f"{rolled['deployment_url']}/metadata", timeout=10).json()["model_version"] == "1"
 
+    # An explicit version: forward again to v2, which serves again.
+    forward = client.post("/mlops/models/iris-e2e/rollback", json={"version": "2"}).json()
+    assert forward["status"] == "deployed", forward
+    assert forward["model_version"] == "2" and forward["image_uri"] == second["image_uri"]
+    assert git_log(bare, "-1", "--format=%s").strip() == "rollback iris-e2e to v2"
+    assert httpx.get(f"{forward['deployment_url']}/metadata", timeout=10).json()["model_version"] == "2"
+
     history = client.get("/mlops/models/iris-e2e/history").json()["commits"]
-    assert [(c["action"], c["version"]) for c in history] == [("rollback", "1"), ("deploy", "2"), ("deploy", "1")]
-    assert history[2]["deployment_id"] == first["deployment_id"] and history[2]["image"] == first["image_uri"]
+    assert [(c["action"], c["version"]) for c in history] == [("rollback", "2"), ("rollback", "1"), ("deploy", "2"), ("deploy", "1")]
+    assert history[3]["deployment_id"] == first["deployment_id"] and history[3]["image"] == first["image_uri"]
 
     gone = client.delete("/mlops/models/iris-e2e/deployment").json()
     assert gone["status"] == "undeployed", gone

@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import yaml
 
+from control_api.adapters.kubectl import kustomize_command
 from control_api.journal.store import DeploymentRecord, DeploymentStatus, StepStatus
 
 SEED_SUBJECT = "Initialise GitOps repository"
@@ -92,7 +93,7 @@ def check_consistency(
     _check_registry(settings.registry, deploys, state, registry_auth)
     if settings.target.kind != "none":
         git_dir = git_dir or _local_remote_path(settings.git_remote_url())
-        _check_git(git_dir, settings.git.branch, deploys, state, kustomize_cmd or ["kubectl", "kustomize"],
+        _check_git(git_dir, settings.git.branch, deploys, state, kustomize_cmd or kustomize_command(),
                    list(foreign_subjects), foreign_paths, set(unacknowledged))
     if simulator is not None:
         _check_argocd(simulator, deploys)

@@ -13,10 +13,13 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.conftest import require
+
 pytestmark = pytest.mark.docker
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BUILT_BY_SCRIPT_MARKER = "scripts/make-base-image.sh"
+SCRIPT_HINT = "remove the pulled image and run `scripts/services.sh`, which builds it with debootstrap"
 
 # One container run gathers every fact the tests check: starting containers is the slow part.
 PROBE = r"""
@@ -71,14 +74,12 @@ def test_python_command_exists(image_facts):
 
 
 def test_debootstrapped_image_trusts_the_host_ca_bundle(image_facts, built_by_script):
-    if not built_by_script:
-        pytest.skip("base image was pulled, not built by make-base-image.sh; the host CA bundle is not expected in it")
+    require(built_by_script, "a base image built by make-base-image.sh (a pulled one carries no host CA bundle)", SCRIPT_HINT)
     assert HOST_CA_BUNDLE.is_file(), "the host CA bundle is what make-base-image.sh copies in"
     assert image_facts["ca_bundle_sha256"] == hashlib.sha256(HOST_CA_BUNDLE.read_bytes()).hexdigest()
 
 
 def test_debootstrapped_image_carries_no_apt_lists_or_man_pages(image_facts, built_by_script):
-    if not built_by_script:
-        pytest.skip("base image was pulled, not built by make-base-image.sh")
+    require(built_by_script, "a base image built by make-base-image.sh", SCRIPT_HINT)
     assert image_facts["apt_lists"] == []
     assert image_facts["man_pages"] == []

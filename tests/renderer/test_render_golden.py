@@ -1,4 +1,8 @@
-"""Rendered bytes equal reviewed golden files. UPDATE_GOLDEN=1 rewrites them (then review the diff)."""
+"""Rendered bytes equal reviewed golden files. UPDATE_GOLDEN=1 rewrites them (then review the diff).
+
+Under CI the rewrite is refused: a CI run with UPDATE_GOLDEN set would make every comparison pass
+against whatever the renderer writes today.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pytest
 from render_helpers import full_spec, minimal_spec
 
 from renderer import ApplicationSpec, application_name, model_dir, render_application, render_model
+from tests.conftest import IN_CI
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -16,6 +21,8 @@ UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 def _compare(case: str, files: dict[str, bytes]) -> None:
     case_dir = GOLDEN_DIR / case
+    if UPDATE and IN_CI:
+        pytest.fail("UPDATE_GOLDEN=1 is refused under CI=true: golden files are rewritten locally and reviewed", pytrace=False)
     if UPDATE:
         for relative, content in files.items():
             target = case_dir / relative

@@ -20,6 +20,8 @@ class ModelBundle:
     model_uri: str  # models:/NAME/VERSION, written into the image for /metadata
     mlflow_tracking_uri: str  # informational only: the image never talks to MLflow at run time
     deployment_id: str = ""
+    # name -> version installed in the training environment; the image installs the same.
+    training_packages: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -78,12 +78,13 @@ class DockerImageBuilder:
             requirements_file.read_text() if requirements_file.exists() else "",
             (MODEL_SERVER_DIR / "requirements.txt").read_text(),
             mlmodel.get("mlflow_version"),
+            bundle.training_packages,
         )
         for skipped in requirements.skipped:
             emit(f"requirements.txt: ignoring option line {skipped!r} (not reproducible inside an image build)")
         python_version = self._python_version(base_id)
         self._warn_on_python_mismatch(mlmodel, python_version, emit)
-        key = runtime_key(base_id, python_version, requirements.lines, context.server_fingerprint())
+        key = runtime_key(base_id, python_version, requirements.lines, context.server_fingerprint(), requirements.constraints)
         runtime_reference = f"{RUNTIME_REPOSITORY}:{key[:24]}"
 
         with self._runtime_locks[key]:
@@ -93,7 +94,7 @@ class DockerImageBuilder:
             else:
                 emit(f"runtime image {runtime_reference} not found; building (python {python_version}, "
                      f"{len(requirements.lines)} requirements)")
-                self._build_runtime(runtime_reference, key, requirements.lines, emit)
+                self._build_runtime(runtime_reference, key, requirements.lines, requirements.constraints, emit)
 
         reference = model_reference(bundle, key)
         image_id = self._image_id(reference)
@@ -110,7 +111,7 @@ class DockerImageBuilder:
 
     # ---- the two builds ---------------------------------------------------------------------
 
-    def _build_runtime(self, reference: str, key: str, requirements: list[str], emit: LogSink) -> None:
+    def _build_runtime(self, reference: str, key: str, requirements: list[str], constraints: list[str], emit: LogSink) -> None:
         uv_binary = self._uv_binary()
         installer = "uv" if uv_binary else "pip"
         dockerfile = context.render_dockerfile(
@@ -126,6 +127,7 @@ class DockerImageBuilder:
         entries: dict[str, context.ContextEntry] = {
             "Dockerfile": dockerfile,
             "requirements.txt": ("\n".join(requirements) + "\n").encode(),
+            "constraints.txt": "".join(f"{line}\n" for line in constraints).encode(),
             **context.server_files(),
         }
         if uv_binary:
@@ -244,11 +246,13 @@ class DockerImageBuilder:
             emit(f"warning: the model was saved with Python {saved_with}; the runtime image has {python_version}")
 
 
-def runtime_key(base_image_id: str, python_version: str, requirements: Iterable[str], server_fingerprint: str) -> str:
-    payload = json.dumps(
-        {"base": base_image_id, "python": python_version, "requirements": sorted(requirements), "server": server_fingerprint},
-        sort_keys=True,
-    )
+def runtime_key(
+    base_image_id: str, python_version: str, requirements: Iterable[str], server_fingerprint: str, constraints: Iterable[str] = ()
+) -> str:
+    inputs = {"base": base_image_id, "python": python_version, "requirements": sorted(requirements), "server": server_fingerprint}
+    if constraints:  # absent rather than empty, so images built without constraints keep their keys
+        inputs["constraints"] = sorted(constraints)
+    payload = json.dumps(inputs, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

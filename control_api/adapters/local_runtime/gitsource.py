@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from control_api.adapters.kubectl import kustomize_command
 from control_api.redaction import redact
 
 
@@ -28,7 +29,7 @@ class GitSource:
         """``git_env``: extra environment of the git commands (the service's credential helper), so a
         private remote is fetched with a credential-free URL and no secret lands in the cache's config."""
         self._cache_dir = Path(cache_dir)
-        self._kustomize_cmd = kustomize_cmd or ["kubectl", "kustomize"]
+        self._kustomize_cmd = kustomize_cmd or kustomize_command()
         self._git_env = {**os.environ, **git_env} if git_env else None
         self._lock = threading.Lock()
         self._rendered: dict[tuple[str, str, str], list[dict]] = {}

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from control_api.api.admission import admit_deploy
 from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep
 from control_api.api.routes.views import deployment_view
 from control_api.api.schemas import CHANGE, DeploymentView, DeployRequest, error_responses
-from control_api.errors import InvalidRequestError
 from control_api.journal.store import DeploymentStatus
 from control_api.pipeline.pipelines import DEPLOY
 
@@ -36,13 +36,7 @@ async def deploy(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ):
     settings = services.settings
-    namespace = body.namespace or settings.api.default_namespace
-    if namespace not in settings.api.allowed_namespaces:
-        raise InvalidRequestError(
-            f"namespace {namespace!r} is not allowed; allowed: {', '.join(settings.api.allowed_namespaces)}",
-            code="validation_error",
-            details=[{"field": "namespace", "rule": "allowlist", "message": "namespace is not on the allowlist"}],
-        )
+    namespace, journal_request = admit_deploy(body, settings)
     journal = services.journal
     if idempotency_key:
         earlier = journal.find_by_idempotency_key(idempotency_key, requester)
@@ -55,7 +49,7 @@ async def deploy(
         kind=DEPLOY,
         model_name=body.model_name,
         namespace=namespace,
-        request=body.to_journal(namespace),
+        request=journal_request,
         step_names=orchestrator.pipelines[DEPLOY].step_names,
         requested_by=requester,
         idempotency_key=idempotency_key,

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep
 from control_api.api.routes.deploy import _answer_async
+from control_api.api.admission import allowed_namespace
 from control_api.api.schemas import CHANGE, READ, DeploymentView, ModelHistory, dns1123_label, error_responses
-from control_api.errors import ConflictError, InvalidRequestError
+from control_api.errors import ConflictError
 from control_api.pipeline.pipelines import ROLLBACK, UNDEPLOY
 
 router = APIRouter(prefix="/mlops/models", tags=["lifecycle"])
@@ -25,19 +26,22 @@ class RollbackRequest(BaseModel):
 
 
 def _namespace(services, namespace: str | None) -> str:
-    settings = services.settings
-    namespace = namespace or settings.api.default_namespace
-    if namespace not in settings.api.allowed_namespaces:
-        raise InvalidRequestError(
-            f"namespace {namespace!r} is not allowed", code="validation_error",
-            details=[{"field": "namespace", "rule": "allowlist", "message": "namespace is not on the allowlist"}],
-        )
-    return namespace
+    return allowed_namespace(services.settings, namespace)
 
 
 def _require_gitops_target(services) -> None:
     if services.settings.target.kind == "none":
         raise ConflictError("the service runs with target 'none': nothing is deployed, so nothing can be rolled back or removed", code="no_target")
+
+
+async def _history_if_idle(services, name: str, namespace: str) -> list:
+    """The model's deploy history, read only when no operation on it runs (409 then, as _start says)."""
+    from control_api.pipeline.steps.rollback import deploy_history
+
+    dns1123_label(name, "model name")
+    services.journal.refuse_if_busy(name, namespace)
+    _, history = await run_in_threadpool(deploy_history, services, namespace, name)
+    return history
 
 
 def _start(services, orchestrator, kind: str, name: str, namespace: str, request: dict, requester: str):
@@ -52,7 +56,7 @@ def _start(services, orchestrator, kind: str, name: str, namespace: str, request
 
 
 @router.post("/{name}/rollback", response_model=DeploymentView, summary="Serve an earlier version again (revert-style commit + sync)",
-             responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 400, 409, 422, 503)})
+             responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 400, 404, 409, 422, 503)})
 async def rollback(
     name: str, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
     body: RollbackRequest | None = None,
@@ -61,13 +65,16 @@ async def rollback(
     body = body or RollbackRequest()
     _require_gitops_target(services)
     namespace = _namespace(services, body.namespace)
+    from control_api.pipeline.steps.rollback import rollback_target
+
+    rollback_target(await _history_if_idle(services, name, namespace), name, namespace, body.version)
     record = _start(services, orchestrator, ROLLBACK, name, namespace,
                     {"model_name": name, "namespace": namespace, "version": body.version}, requester)
     return await _answer_async(record, orchestrator, wait, prefer, services.settings.api.max_wait_seconds)
 
 
 @router.delete("/{name}/deployment", response_model=DeploymentView, summary="Remove the model's manifests in a commit and prune",
-               responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 409, 422, 503)})
+               responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 404, 409, 422, 503)})
 async def undeploy(
     name: str, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
@@ -75,6 +82,9 @@ async def undeploy(
 ):
     _require_gitops_target(services)
     namespace = _namespace(services, namespace)
+    from control_api.pipeline.steps.rollback import require_deployed
+
+    require_deployed(await _history_if_idle(services, name, namespace), name, namespace)
     record = _start(services, orchestrator, UNDEPLOY, name, namespace, {"model_name": name, "namespace": namespace}, requester)
     return await _answer_async(record, orchestrator, wait, prefer, services.settings.api.max_wait_seconds)
 

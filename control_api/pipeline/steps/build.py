@@ -32,6 +32,7 @@ class BuildStep:
             # Image labels are readable by everyone who can pull the image.
             mlflow_tracking_uri=url_without_credentials(gateway.tracking_uri),
             deployment_id=ctx.deployment_id,
+            training_packages=ctx.outputs.get("training_packages"),
         )
         built = ctx.services.image_builder.build(bundle, ctx.log)
         shutil.rmtree(model_dir, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from control_api.adapters.gitops.types import CommitRequest
+from control_api.deployment_spec import spec_fields
 from control_api.errors import InvalidRequestError
 from control_api.pipeline.step import StepContext
 from control_api.targets import AppRef
@@ -26,25 +27,18 @@ def app_of(ctx: StepContext) -> AppRef:
 
 
 def render_files(ctx: StepContext, app: AppRef) -> dict[str, bytes]:
-    from renderer import DeploymentSpec, RenderError, SecretRef, render_application, render_base, render_model
+    from renderer import DeploymentSpec, RenderError, render_application, render_base, render_model
 
     request = ctx.request
-    config = request.get("deployment_config") or {}
-    fields = dict(
-        model_name=request["model_name"],
-        namespace=app.namespace,
+    fields = spec_fields(
+        request,
+        app.namespace,
         model_version=ctx.outputs["model_version"],
         image=ctx.outputs["image_uri"],
         run_id=ctx.outputs["run_id"],
         model_uri=ctx.outputs.get("model_uri") or f"models:/{request['model_name']}/{ctx.outputs['model_version']}",
         deployment_id=ctx.outputs.get("source_deployment_id") or ctx.deployment_id,
-        replicas=config.get("replicas") or 1,
-        env=request.get("environment_vars") or {},
-        secret_env={k: SecretRef(**v) for k, v in (request.get("secret_env") or {}).items()},
     )
-    for key in ("cpu_limit", "memory_limit"):
-        if config.get(key):
-            fields[key] = config[key]
     try:
         spec = DeploymentSpec.validated(**fields)
     except RenderError as exc:

@@ -19,6 +19,35 @@ def deploy_history(services, namespace: str, model_name: str, limit: int = 200):
     return app, services.gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": model_name}, limit=limit)
 
 
+def require_deployed(history, model_name: str, namespace: str) -> None:
+    """Raise 404 unless the model's newest commit in ``history`` (newest first) leaves it deployed."""
+    if not history:
+        raise NotFoundError(f"{model_name} has never been deployed to {namespace}", code="model_not_deployed")
+    if history[0].trailers.get("Action") == "undeploy":
+        raise NotFoundError(f"{model_name} is not deployed in {namespace}; deploy it first", code="model_not_deployed")
+
+
+def rollback_target(history, model_name: str, namespace: str, wanted: str | None):
+    """The commit whose overlay a rollback restores: version ``wanted``, or the one before the current.
+
+    The API asks before it creates anything, and the commit step asks again on the branch as it is then.
+    """
+    require_deployed(history, model_name, namespace)
+    current_version = history[0].trailers.get("Model-Version")
+    if wanted:
+        target = next((c for c in history if c.trailers.get("Model-Version") == str(wanted) and c.trailers.get("Action") != "undeploy"), None)
+        if target is None:
+            raise NotFoundError(f"version {wanted} of {model_name} was never deployed to {namespace}", code="version_not_deployed")
+        return target
+    target = next(
+        (c for c in history[1:] if c.trailers.get("Model-Version") not in (None, current_version) and c.trailers.get("Action") != "undeploy"),
+        None,
+    )
+    if target is None:
+        raise ConflictError(f"{model_name} has no earlier version to roll back to", code="no_previous_version")
+    return target
+
+
 class RollbackCommitStep:
     name = "commit"
     status_label = "committing"
@@ -47,22 +76,8 @@ class RollbackCommitStep:
                 "target": ctx.settings.target.kind,
                 "_message": f"rollback to v{mine.trailers.get('Model-Version')} at {mine.sha[:12]} (found after a restart)",
             }
-        current = history[0]
-        if current.trailers.get("Action") == "undeploy":
-            raise ConflictError(f"{model_name} is not deployed in {namespace}; deploy it first", code="model_not_deployed")
-        current_version = current.trailers.get("Model-Version")
-        wanted = ctx.request.get("version")
-        if wanted:
-            target = next((c for c in history if c.trailers.get("Model-Version") == str(wanted) and c.trailers.get("Action") != "undeploy"), None)
-            if target is None:
-                raise NotFoundError(f"version {wanted} of {model_name} was never deployed to {namespace}", code="version_not_deployed")
-        else:
-            target = next(
-                (c for c in history[1:] if c.trailers.get("Model-Version") not in (None, current_version) and c.trailers.get("Action") != "undeploy"),
-                None,
-            )
-            if target is None:
-                raise ConflictError(f"{model_name} has no earlier version to roll back to", code="no_previous_version")
+        current_version = history[0].trailers.get("Model-Version")
+        target = rollback_target(history, model_name, namespace, ctx.request.get("version"))
         files = ctx.services.gitops.read_files(target.sha, app.path)
         version = target.trailers["Model-Version"]
         result = ctx.services.gitops.commit(

@@ -52,7 +52,9 @@ class TrainStep:
             "mlflow.user": ctx.deployment.requested_by,
         }
         run_id = gateway.create_run(experiment_id, f"{request['model_name']}-{ctx.deployment_id[:8]}", tags)
-        ctx.save_progress(run_id=run_id, experiment_id=experiment_id, experiment_name=experiment_name)
+        # The serving image installs the same versions (build step), also after a resumed attempt.
+        ctx.save_progress(run_id=run_id, experiment_id=experiment_id, experiment_name=experiment_name,
+                          training_packages=env.packages)
         ctx.log(f"MLflow run {run_id} in experiment {experiment_name!r}")
 
         workdir = settings.data_path / "work" / ctx.deployment_id / run_id
@@ -123,6 +125,7 @@ class TrainStep:
             "model_source": f"models:/{model.model_id}",
             "training_seconds": round(outcome.duration_seconds, 3),
             "training_environment_reused": env.reused,
+            "training_packages": env.packages,
             "_message": f"run {run_id} logged model {model.name!r} in {outcome.duration_seconds:.1f} s",
         }
 
@@ -150,6 +153,7 @@ class TrainStep:
                 "logged_model_id": models[0].model_id,
                 "logged_model_name": models[0].name,
                 "model_source": f"models:/{models[0].model_id}",
+                "training_packages": ctx.outputs.get("training_packages"),
             }
         if run.info.status == "RUNNING":
             gateway.set_run_status(run_id, "KILLED")
@@ -254,6 +258,8 @@ def _limit_reached(exit_code: int, stderr_lines: list[str], limits: ResourceLimi
         return f"it reached the file size limit: no file may exceed {_size(limits.file_bytes)} (MLOPS_TRAINING__MAX_FILE_BYTES)"
     if re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|Unable to allocate", text):
         return f"it ran out of memory: the limit is {_size(limits.memory_bytes)} of address space (MLOPS_TRAINING__MAX_MEMORY_BYTES)"
+    if re.search(r"Too many open files", text):
+        return f"it reached the open file limit: at most {limits.open_files} open files (MLOPS_TRAINING__MAX_OPEN_FILES)"
     if limits.processes is not None and re.search(r"Resource temporarily unavailable|can't start new thread|fork: retry", text):
         return f"it reached the process limit: at most {limits.processes} processes and threads (MLOPS_TRAINING__MAX_PROCESSES)"
     return None
