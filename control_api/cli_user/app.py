@@ -181,7 +181,8 @@ def deploy(
             # The API has no per-request switch: whether a deploy waits for a merged pull request is decided
             # by the server's MLOPS_GIT__REVIEW_MODE, so the flag only sets expectations.
             errors.print("note: review mode is a server setting (MLOPS_GIT__REVIEW_MODE); --review sends nothing. "
-                         "If it is on, this deploy ends in 'awaiting_review' with a pull request to merge.")
+                         "If it is on, this deploy waits at 'awaiting_review' until its pull request is merged, and "
+                         "is followed to its end (Ctrl-C stops following; the deploy goes on).")
         with _client(ctx, server, api_key) as client:
             accepted = client.deploy(body)
             if no_wait:

@@ -87,12 +87,24 @@ def test_last_event_id_resumes_after_that_event(client):
     assert [e.event for e in tail] == ["end"]
 
 
-def test_awaiting_review_ends_the_stream(client):
+def test_the_stream_follows_a_deploy_through_awaiting_review_to_its_end(client):
     journal, deployment_id = _new_deployment(client, "reviewed")
     _drive(journal, deployment_id, final_status="awaiting_review", pause=0)
-    events = read_stream(stream_text(client, f"/mlops/deployments/{deployment_id}/events")[0])
-    assert events[-2].event == "status" and events[-2].data["status"] == "awaiting_review"
-    assert events[-1].event == "end" and events[-1].data["status"] == "awaiting_review"
+
+    def merged_later():
+        time.sleep(1.0)  # the stream has shown awaiting_review and is waiting for more
+        journal.set_status(deployment_id, "syncing")
+        journal.set_status(deployment_id, "deployed", finished=True)
+
+    writer = threading.Thread(target=merged_later)
+    writer.start()
+    try:
+        events = read_stream(stream_text(client, f"/mlops/deployments/{deployment_id}/events")[0])
+    finally:
+        writer.join()
+    statuses = [e.data["status"] for e in events if e.event == "status"]
+    assert statuses[-3:] == ["awaiting_review", "syncing", "deployed"]
+    assert events[-1].event == "end" and events[-1].data["status"] == "deployed"
 
 
 def test_failed_step_message_and_error_reach_the_end_event(client):

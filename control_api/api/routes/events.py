@@ -1,7 +1,8 @@
 """GET /mlops/deployments/{id}/events: the deployment's journal as a Server-Sent Events stream.
 
-Past events are replayed first, then live ones follow until the deployment stops moving (a final status
-or awaiting_review); the stream then ends with ``event: end`` carrying the deployment view. Each journal
+Past events are replayed first, then live ones follow until the deployment ends (a final status), through
+``awaiting_review`` too: a reviewed deploy goes on once its pull request is merged, and the stream shows
+that; the stream then ends with ``event: end`` carrying the deployment view. Each journal
 event keeps its journal id as the SSE ``id`` so a reconnecting client resumes with ``Last-Event-ID``.
 """
 
@@ -20,7 +21,7 @@ from control_api.api.deps import ServicesDep
 from control_api.api.routes.views import deployment_view
 from control_api.api.schemas import MAX_EVENT_ID, NO_NUL, READ, error_responses
 from control_api.errors import InvalidRequestError
-from control_api.journal.store import DeploymentRecord, DeploymentStatus, Journal
+from control_api.journal.store import DeploymentRecord, Journal
 
 router = APIRouter(prefix="/mlops/deployments", tags=["deployments"])
 
@@ -33,7 +34,7 @@ EVENT_BATCH = 500
 
 
 def stream_is_over(record: DeploymentRecord) -> bool:
-    return record.is_final or record.status == DeploymentStatus.AWAITING_REVIEW
+    return record.is_final
 
 
 def format_event(event: str, data: Any, event_id: int | None = None) -> str:
