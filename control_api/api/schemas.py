@@ -220,6 +220,9 @@ class DeployRequest(BaseModel):
         # PostgreSQL text cannot hold NUL at all.
         if value is not None and (not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value)):
             raise PydanticCustomError("experiment_name", "must be non-blank text without control characters")
+        # A name that reads as a path ("." "..", "a/b") is refused: the service names experiment folders.
+        if value is not None and (set(value.strip()) <= {"."} or "/" in value or "\\" in value):
+            raise PydanticCustomError("experiment_name", "must be a name, not a path: no '/', '\\', and not only dots")
         return value
 
     @field_validator("tags")
