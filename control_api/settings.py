@@ -159,7 +159,11 @@ class ApiSettings(BaseModel):
         default_factory=lambda: ["mlops-models", "default", "staging", "production"],
         description="Namespaces a deploy may target.",
     )
-    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest accepted request body.")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest accepted request body (enforced while it streams in).")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names the client (for rate limits). Default: none, so the peer address counts.",
+    )
 
 
 class ApiKeySpec(BaseModel):
@@ -171,12 +175,14 @@ class ApiKeySpec(BaseModel):
 class AuthSettings(BaseModel):
     mode: Literal["auto", "required", "disabled"] = Field(
         default="auto",
-        description="auto: keys are required as soon as one is configured (settings or keys file). required: always. disabled: never.",
+        description="auto: keys are required as soon as one is configured (settings or keys file), and for good once one has been (recorded in the journal). required: always. disabled: never.",
     )
     keys: list[ApiKeySpec] = Field(default_factory=list, description="API keys (JSON list of {name, role, key_hash}).")
     keys_file: Path | None = Field(default=None, description="JSON file of API keys. Default: DATA_DIR/api-keys.json.")
     rate_limit_per_minute: int = Field(default=600, ge=1, description="Requests per minute per key (or per client address without auth).")
     rate_limit_burst: int = Field(default=60, ge=1, description="Requests a key may send at once before the rate applies.")
+    failed_auth_per_minute: int = Field(default=30, ge=1, description="Requests without a valid key per minute per client address, once keys are required.")
+    failed_auth_burst: int = Field(default=10, ge=1, description="Requests without a valid key a client address may send at once before that rate applies.")
 
 
 class FaultSettings(BaseModel):
