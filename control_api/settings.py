@@ -170,6 +170,10 @@ class ApiKeySpec(BaseModel):
     name: str = Field(max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$", description="Who the key belongs to; recorded as Requested-By.")
     role: Literal["reader", "deployer", "admin"] = Field(description="reader: GET. deployer: also deploy, roll back, undeploy. admin: everything.")
     key_hash: str = Field(description="sha256:<hex> of the key; the key itself is never stored.")
+    namespaces: list[str] | None = Field(
+        default=None,
+        description="Namespaces the key may deploy into, read the deploys of, roll back and undeploy in. Default (none given): all, as its role allows.",
+    )
 
 
 class AuthSettings(BaseModel):

@@ -338,10 +338,14 @@ class Journal:
         kind: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        namespaces: list[str] | None = None,
     ) -> tuple[list[DeploymentRecord], int]:
         with self._session() as session:
             query = select(DeploymentRow)
             count_query = select(func.count()).select_from(DeploymentRow)
+            if namespaces is not None:  # a namespace-scoped API key sees its namespaces only
+                query = query.where(DeploymentRow.namespace.in_(namespaces))
+                count_query = count_query.where(DeploymentRow.namespace.in_(namespaces))
             for column, value in ((DeploymentRow.model_name, model_name), (DeploymentRow.status, status), (DeploymentRow.kind, kind)):
                 if value is not None:
                     query = query.where(column == value)

@@ -52,18 +52,18 @@ def experiment_folder(name: str) -> str:
 
 
 def anchor_default_experiment(tracking_uri: str, artifact_root: str) -> None:
-    """MLflow creates the ``Default`` experiment (id 0) with ``./mlruns/0``, relative to whatever folder
-    the process runs in. On the embedded store it lives under the artifact root like every other one."""
+    """MLflow creates the ``Default`` experiment (id 0) in ``./mlruns/0``, under whatever folder the
+    process runs in. On the embedded store it lives under the artifact root like every other one."""
     from mlflow.store.tracking.dbmodels.models import SqlExperiment
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     store = SqlAlchemyStore(tracking_uri, artifact_root)  # a new database gets Default under the root
-    location = store.get_experiment("0").artifact_location
-    if urlparse(location).scheme or os.path.isabs(location):
+    wanted = f"{artifact_root.rstrip('/')}/0"
+    if store.get_experiment("0").artifact_location == wanted:
         return
     with store.ManagedSessionMaker() as session:
         session.query(SqlExperiment).filter(SqlExperiment.experiment_id == 0).update(
-            {"artifact_location": f"{artifact_root.rstrip('/')}/0"}
+            {"artifact_location": wanted}
         )
 
 

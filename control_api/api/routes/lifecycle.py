@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep
+from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep, require_namespace_access
 from control_api.api.routes.deploy import _answer_async
 from control_api.api.schemas import CHANGE, READ, DeploymentView, ModelHistory, dns1123_label, error_responses
-from control_api.errors import ConflictError, InvalidRequestError
+from control_api.errors import ConflictError, InvalidRequestError, NotFoundError
 from control_api.pipeline.pipelines import ROLLBACK, UNDEPLOY
 
 router = APIRouter(prefix="/mlops/models", tags=["lifecycle"])
@@ -40,8 +40,19 @@ def _require_gitops_target(services) -> None:
         raise ConflictError("the service runs with target 'none': nothing is deployed, so nothing can be rolled back or removed", code="no_target")
 
 
+def _require_deployed_once(services, name: str, namespace: str) -> None:
+    """A model with no deploy commit in the GitOps repo has nothing to roll back or remove: 404, and
+    nothing is recorded."""
+    from control_api.pipeline.steps.rollback import deploy_history
+
+    _, commits = deploy_history(services, namespace, name, 1)
+    if not commits:
+        raise NotFoundError(f"{name} has never been deployed to {namespace}", code="model_not_deployed")
+
+
 def _start(services, orchestrator, kind: str, name: str, namespace: str, request: dict, requester: str):
     dns1123_label(name, "model name")
+    _require_deployed_once(services, name, namespace)
     services.journal.refuse_if_busy(name, namespace)
     record = services.journal.create(
         kind=kind, model_name=name, namespace=namespace, request=request,
@@ -54,13 +65,14 @@ def _start(services, orchestrator, kind: str, name: str, namespace: str, request
 @router.post("/{name}/rollback", response_model=DeploymentView, summary="Serve an earlier version again (revert-style commit + sync)",
              responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 400, 409, 422, 503)})
 async def rollback(
-    name: str, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
+    name: str, request: Request, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
     body: RollbackRequest | None = None,
     wait: Annotated[bool, Query()] = True, prefer: Annotated[str | None, Header()] = None,
 ):
     body = body or RollbackRequest()
     _require_gitops_target(services)
     namespace = _namespace(services, body.namespace)
+    require_namespace_access(request, namespace)
     record = _start(services, orchestrator, ROLLBACK, name, namespace,
                     {"model_name": name, "namespace": namespace, "version": body.version}, requester)
     return await _answer_async(record, orchestrator, wait, prefer, services.settings.api.max_wait_seconds)
@@ -69,12 +81,13 @@ async def rollback(
 @router.delete("/{name}/deployment", response_model=DeploymentView, summary="Remove the model's manifests in a commit and prune",
                responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 409, 422, 503)})
 async def undeploy(
-    name: str, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
+    name: str, request: Request, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
     wait: Annotated[bool, Query()] = True, prefer: Annotated[str | None, Header()] = None,
 ):
     _require_gitops_target(services)
     namespace = _namespace(services, namespace)
+    require_namespace_access(request, namespace)
     record = _start(services, orchestrator, UNDEPLOY, name, namespace, {"model_name": name, "namespace": namespace}, requester)
     return await _answer_async(record, orchestrator, wait, prefer, services.settings.api.max_wait_seconds)
 
@@ -82,13 +95,14 @@ async def undeploy(
 @router.get("/{name}/history", summary="Deploy, rollback and undeploy commits of a model, newest first",
             responses={200: {"model": ModelHistory}, **error_responses(*READ, 409, 422, 503)})
 async def history(
-    name: str, services: ServicesDep,
+    name: str, request: Request, services: ServicesDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ):
     _require_gitops_target(services)
     dns1123_label(name, "model name")
     namespace = _namespace(services, namespace)
+    require_namespace_access(request, namespace)
     from control_api.pipeline.steps.rollback import deploy_history
 
     _, commits = await run_in_threadpool(deploy_history, services, namespace, name, limit)
