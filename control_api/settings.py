@@ -51,6 +51,10 @@ class TrainingSettings(BaseModel):
     log_tail_lines: int = Field(default=40, ge=1, description="How many log lines the journal keeps for a step.")
     max_memory_bytes: int = Field(default=16 * 2**30, ge=2**28, description="Address-space limit (RLIMIT_AS) of the training process.")
     max_file_bytes: int = Field(default=4 * 2**30, ge=2**20, description="Largest file a training script may write (RLIMIT_FSIZE).")
+    workdir_bytes: int = Field(
+        default=2 * 2**30, ge=2**20,
+        description="Size of a sandboxed script's working folder: a tmpfs (RAM or swap, used only as written) that vanishes when the training ends. Without the sandbox the folder is on disk and removed after the training.",
+    )
     max_open_files: int = Field(default=4096, ge=64, description="Open file limit (RLIMIT_NOFILE) of the training process.")
     max_processes: int = Field(
         default=512, ge=16,
@@ -62,7 +66,7 @@ class TrainingSettings(BaseModel):
     )
     sandbox_network: Literal["auto", "none", "host"] = Field(
         default="auto",
-        description="Network of a sandboxed script. auto: loopback only when MLflow is local (SQLite/file), the host network when the tracking server or artifact store is remote. none: always loopback only. host: always the host network (for scripts that download data).",
+        description="Network of a sandboxed script. auto and none: loopback only (MLflow is reached through the run's tracking door, whatever the store). host: the host network (for scripts that download data).",
     )
     sandbox_uid_first: int = Field(
         default=1_700_000_000, ge=1000, le=2**31 - 2**17,
@@ -71,7 +75,7 @@ class TrainingSettings(BaseModel):
     sandbox_uid_count: int = Field(default=256, ge=1, le=65536, description="How many uids the range has: the most trainings that run at once.")
     sandbox_gid: int = Field(
         default=1_700_000_000, ge=1000, le=2**31 - 1,
-        description="Group of every sandboxed script. The embedded MLflow store (SQLite database and artifact folders) is made writable for this group, not for everyone.",
+        description="Group of every sandboxed script (it owns none of the service's files: the script reaches MLflow through its run's tracking door).",
     )
 
 

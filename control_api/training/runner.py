@@ -44,6 +44,7 @@ class ResourceLimits:
     # RLIMIT_NPROC counts every process and thread of the real uid, machine-wide, and does not bind
     # root: it is applied only in the sandbox, where the script has a uid of its own.
     processes: int | None = None
+    workdir_bytes: int | None = None  # the sandbox's working folder size (a tmpfs), for naming the limit
 
     def as_dict(self) -> dict[str, int | tuple[int, int]]:
         """(soft, hard) where they differ: at the CPU soft limit the script gets SIGXCPU (its death then

@@ -91,6 +91,7 @@ class SandboxConfig:
     tmp_bytes: int = TMPFS_BYTES
     shm_bytes: int = TMPFS_BYTES
     door_socket: Path | None = None  # the tracking door's Unix socket (its folder is in read_write)
+    workdir_bytes: int | None = None  # size of the tmpfs the working directory is inside the sandbox
 
 
 # ---- starting the init ---------------------------------------------------------------------------
@@ -123,6 +124,7 @@ def init_config(sandbox: SandboxConfig, *, argv: list[str], env: dict[str, str],
             "env": env,
             "limits": limits,
             "status_fd": status_fd,
+            "workdir_bytes": sandbox.workdir_bytes,
             "door": {"socket": str(sandbox.door_socket), "env": list(DOOR_URI_VARIABLES)} if sandbox.door_socket else None,
         }
     ).encode()

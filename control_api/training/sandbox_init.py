@@ -5,8 +5,8 @@ runs as root and as PID 1 of fresh PID, mount and IPC (and usually network) name
 configuration as JSON on stdin, then:
 
 1. builds a new root filesystem on a tmpfs: the system directories (``/usr``, ``/etc``, ...) and the
-   virtual environment read-only, the script's working directory and the tracking door's socket folder
-   read-write (never the MLflow store: its database and artifact folders stay out of reach), a
+   virtual environment read-only, the script's working directory (a size-limited tmpfs holding a copy
+   of the script) and the tracking door's socket folder read-write (never the MLflow store: its database and artifact folders stay out of reach), a
    fresh ``/proc`` of the new PID namespace, a minimal ``/dev``, and small tmpfs ``/tmp`` and ``/dev/shm``.
    Nothing else of the host is visible: no home directories (``~/.aws``, ``~/.docker``, git
    credentials), no Docker socket, no service data (journal, API keys);
@@ -113,6 +113,27 @@ def build_root(cfg):
             continue
         bind(path, root + path, read_only)
         (bound_ro if read_only else bound_rw).append(path)
+    if cfg.get("workdir_bytes"):
+        workdir_on_tmpfs(cfg)
+
+
+def workdir_on_tmpfs(cfg):
+    """The working directory is a tmpfs of ``workdir_bytes`` holding a copy of what the service put
+    there (the script): what the script writes is bounded, and vanishes with the namespace."""
+    import shutil
+
+    source, target = cfg["cwd"], cfg["root"] + cfg["cwd"]
+    os.makedirs(target, exist_ok=True)
+    mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=%d" % cfg["workdir_bytes"])
+    for dirpath, dirnames, filenames in os.walk(source):
+        relative = os.path.relpath(dirpath, source)
+        here = os.path.normpath(os.path.join(target, relative))
+        os.makedirs(here, exist_ok=True)
+        for name in filenames:
+            shutil.copyfile(os.path.join(dirpath, name), os.path.join(here, name), follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(target):
+        for path in [dirpath] + [os.path.join(dirpath, n) for n in filenames]:
+            os.lchown(path, cfg["uid"], cfg["gid"])
 
 
 def loopback_up():

@@ -40,6 +40,7 @@ HEADERS = {"X-API-Key": API_KEY}
 MAX_PROCESSES = 48
 MAX_FILE_BYTES = 16 * 2**20
 MAX_MEMORY_BYTES = 1536 * 2**20
+WORKDIR_BYTES = 40 * 2**20
 FIRST_UID = Settings().training.sandbox_uid_first
 
 
@@ -111,6 +112,7 @@ def box(tmp_path_factory, venv_cache):
         "MLOPS_TRAINING__MAX_PROCESSES": str(MAX_PROCESSES),
         "MLOPS_TRAINING__MAX_FILE_BYTES": str(MAX_FILE_BYTES),
         "MLOPS_TRAINING__MAX_MEMORY_BYTES": str(MAX_MEMORY_BYTES),
+        "MLOPS_TRAINING__WORKDIR_BYTES": str(WORKDIR_BYTES),
         "MLOPS_BUILD__DOCKER_HOST": f"unix://{base / 'docker.sock'}",
         # Credentials in the service's own environment.
         "MLOPS_GIT__TOKEN": CANARY,
@@ -217,7 +219,31 @@ def test_huge_file_meets_the_file_size_limit(box):
     assert "file size limit: no file may exceed 16 MiB" in message, message
     assert "File too large" in message
     workdir = box.data / "work" / body["deployment_id"] / body["error"]["details"]["run_id"]
-    assert (workdir / "huge.bin").stat().st_size <= MAX_FILE_BYTES
+    assert not workdir.exists()  # the working folder went with the training
+    assert_still_healthy(box)
+
+
+def test_many_files_fill_only_the_working_folder(box):
+    body = deploy(box, "many-files", """
+        import os, sys
+        written = 0
+        try:
+            for i in range(8):  # 8 x 15 MiB: each under the file size limit, together over the folder's size
+                with open(f"part-{i}.bin", "wb") as f:
+                    for _ in range(15):
+                        f.write(bytes(2**20))
+                        f.flush()
+                        written += 2**20
+        finally:
+            print("wrote", written // 2**20, "MiB", flush=True)
+        print("NO WORKING FOLDER LIMIT", flush=True)
+        sys.exit(3)
+    """)
+    message = assert_failed_in_train(body, "training_failed")
+    assert "filled its working folder: at most 40 MiB" in message, message
+    stdout, _ = outputs(box, body)
+    assert int(re.search(r"wrote (\d+) MiB", stdout).group(1)) <= WORKDIR_BYTES // 2**20, stdout
+    assert not (box.data / "work" / body["deployment_id"] / body["error"]["details"]["run_id"]).exists()
     assert_still_healthy(box)
 
 

@@ -75,6 +75,7 @@ class TrainStep:
             file_bytes=settings.training.max_file_bytes,
             open_files=settings.training.max_open_files,
             processes=settings.training.max_processes if box_plan.enabled else None,
+            workdir_bytes=settings.training.workdir_bytes if box_plan.enabled else None,
         )
         door = TrackingDoor(gateway, run_id, experiment_id, max_artifact_bytes=settings.training.max_file_bytes)
         try:
@@ -100,6 +101,9 @@ class TrainStep:
                 gateway.set_run_status(run_id, "FAILED")
             exc.details = {"run_id": run_id}
             raise
+        finally:
+            # What the script wrote went to MLflow through the door; its output logs sit beside the folder.
+            shutil.rmtree(workdir, ignore_errors=True)
         try:
             self._keep_logs(ctx, run_id, outcome.stdout_path, outcome.stderr_path)
         finally:
@@ -199,6 +203,7 @@ class TrainStep:
                     isolate_network=isolate,
                     max_processes=training.max_processes,
                     door_socket=opened.socket_path,
+                    workdir_bytes=training.workdir_bytes,
                 ), opened
 
     @staticmethod
@@ -263,6 +268,8 @@ def _limit_reached(exit_code: int, stderr_lines: list[str], limits: ResourceLimi
         return f"it reached the CPU time limit ({limits.cpu_seconds} CPU seconds)"
     if exit_code == -signal.SIGXFSZ or "File too large" in text:
         return f"it reached the file size limit: no file may exceed {_size(limits.file_bytes)} (MLOPS_TRAINING__MAX_FILE_BYTES)"
+    if "No space left on device" in text and limits.workdir_bytes is not None:
+        return f"it filled its working folder: at most {_size(limits.workdir_bytes)} (MLOPS_TRAINING__WORKDIR_BYTES)"
     if re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|Unable to allocate", text):
         return f"it ran out of memory: the limit is {_size(limits.memory_bytes)} of address space (MLOPS_TRAINING__MAX_MEMORY_BYTES)"
     if limits.processes is not None and re.search(r"Resource temporarily unavailable|can't start new thread|fork: retry", text):
