@@ -358,9 +358,9 @@ _ERROR_HEADERS = {
 }
 # Any route: a body over the limit is refused before anything else; a bug is a 500 in the same format.
 ANY_ROUTE = (413, 500)
-# Every route but the control service's own /health: authentication and the rate limit. Reads need only
-# the reader role, which every key has, so 403 is for changes alone.
-READ = (*ANY_ROUTE, 401, 429)
+# Every protected route: no or a wrong key (401), a key scoped to other namespaces (403), rate limits
+# (429), and keys that cannot be checked (503 auth_unavailable).
+READ = (*ANY_ROUTE, 401, 403, 429, 503)
 CHANGE = (*READ, 403)
 
 

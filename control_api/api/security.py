@@ -313,8 +313,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
     app.state.key_ring = ring
 
     def too_large(request: Request):
-        return error_response(request, 413, "payload_too_large", f"request body is larger than {max_body} bytes",
-                              headers={"Connection": "close"})
+        return error_response(request, 413, "payload_too_large", f"request body is larger than {max_body} bytes")
 
     def slow_down(request: Request, wait: float):
         return error_response(request, 429, "rate_limited", "too many requests; slow down",
@@ -334,8 +333,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
                 return error_response(request, 503, "auth_unavailable",
                                       f"API keys are required but cannot be checked: {auth.unavailable}. "
                                       "Every protected route is refused until an administrator repairs it "
-                                      "(mlops-control create-key writes a new keys file).",
-                                      headers={"Retry-After": "30"})
+                                      "(mlops-control create-key writes a new keys file).")
             if auth.enabled:
                 key = presented_key(request)
                 spec = ring.lookup(key) if key else None

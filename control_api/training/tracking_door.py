@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
+log = logging.getLogger(__name__)
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 SERVICE_TAG_PREFIX = "mlops."
@@ -152,7 +154,10 @@ class TrackingDoor:
 
             if isinstance(exc, MlflowException):
                 return _json({"error_code": exc.error_code, "message": exc.message}, exc.get_http_status_code())
-            raise
+            if isinstance(exc, (KeyError, ValueError, TypeError)):
+                return _json({"error_code": "INVALID_PARAMETER_VALUE", "message": f"bad request: {type(exc).__name__}: {exc}"}, 400)
+            log.exception("tracking door: %s %s failed", method, path)
+            return _json({"error_code": "INTERNAL_ERROR", "message": f"the tracking door failed: {type(exc).__name__}"}, 500)
 
     # ---- ownership -----------------------------------------------------------------------------
 

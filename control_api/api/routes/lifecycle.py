@@ -63,7 +63,7 @@ def _start(services, orchestrator, kind: str, name: str, namespace: str, request
 
 
 @router.post("/{name}/rollback", response_model=DeploymentView, summary="Serve an earlier version again (revert-style commit + sync)",
-             responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 400, 409, 422, 503)})
+             responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 400, 404, 409, 422, 503)})
 async def rollback(
     name: str, request: Request, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
     body: RollbackRequest | None = None,
@@ -79,7 +79,7 @@ async def rollback(
 
 
 @router.delete("/{name}/deployment", response_model=DeploymentView, summary="Remove the model's manifests in a commit and prune",
-               responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 409, 422, 503)})
+               responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 404, 409, 422, 503)})
 async def undeploy(
     name: str, request: Request, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
