@@ -21,10 +21,13 @@ def open_api_refusal(settings, host: str) -> str | None:
     auth.mode=auto leaves the API open until the first key exists, which is meant for a first try on
     one's own machine; on any other address that would hand deploy rights to the network.
     """
-    from control_api.api.security import load_keys
+    from control_api.api.security import KeysFileUnreadable, load_keys
 
-    if settings.auth.mode != "auto" or is_loopback_host(host) or load_keys(settings):
-        return None
+    try:
+        if settings.auth.mode != "auto" or is_loopback_host(host) or load_keys(settings):
+            return None
+    except KeysFileUnreadable:
+        return None  # the service refuses every protected route (503) until the file is repaired
     return (
         f"refusing to serve on {host}: no API key exists yet, so the API would be open to anyone who can reach it. "
         "Create one first (mlops-control create-key --name admin --role admin), or set MLOPS_AUTH__MODE=required; "
@@ -70,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mlops-control: {refusal}", file=sys.stderr)
             return 2
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+        # proxy_headers=False: uvicorn would believe X-Forwarded-For from loopback; the service itself
+        # believes it only from api.trusted_proxies (see api/security.py).
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False)
         return 0
     return 2
 

@@ -53,6 +53,12 @@ class ConflictError(TerminalError):
     code = "conflict"
 
 
+class ForbiddenError(TerminalError):
+    """The caller's key may not act on this (a namespace outside its scope)."""
+
+    code = "forbidden"
+
+
 # ---- pipeline failures -------------------------------------------------------------------------
 
 

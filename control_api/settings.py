@@ -51,6 +51,10 @@ class TrainingSettings(BaseModel):
     log_tail_lines: int = Field(default=40, ge=1, description="How many log lines the journal keeps for a step.")
     max_memory_bytes: int = Field(default=16 * 2**30, ge=2**28, description="Address-space limit (RLIMIT_AS) of the training process.")
     max_file_bytes: int = Field(default=4 * 2**30, ge=2**20, description="Largest file a training script may write (RLIMIT_FSIZE).")
+    workdir_bytes: int = Field(
+        default=2 * 2**30, ge=2**20,
+        description="Size of a sandboxed script's working folder: a tmpfs (RAM or swap, used only as written) that vanishes when the training ends. Without the sandbox the folder is on disk and removed after the training.",
+    )
     max_open_files: int = Field(default=4096, ge=64, description="Open file limit (RLIMIT_NOFILE) of the training process.")
     max_processes: int = Field(
         default=512, ge=16,
@@ -62,7 +66,7 @@ class TrainingSettings(BaseModel):
     )
     sandbox_network: Literal["auto", "none", "host"] = Field(
         default="auto",
-        description="Network of a sandboxed script. auto: loopback only when MLflow is local (SQLite/file), the host network when the tracking server or artifact store is remote. none: always loopback only. host: always the host network (for scripts that download data).",
+        description="Network of a sandboxed script. auto and none: loopback only (MLflow is reached through the run's tracking door, whatever the store). host: the host network (for scripts that download data).",
     )
     sandbox_uid_first: int = Field(
         default=1_700_000_000, ge=1000, le=2**31 - 2**17,
@@ -71,7 +75,7 @@ class TrainingSettings(BaseModel):
     sandbox_uid_count: int = Field(default=256, ge=1, le=65536, description="How many uids the range has: the most trainings that run at once.")
     sandbox_gid: int = Field(
         default=1_700_000_000, ge=1000, le=2**31 - 1,
-        description="Group of every sandboxed script. The embedded MLflow store (SQLite database and artifact folders) is made writable for this group, not for everyone.",
+        description="Group of every sandboxed script (it owns none of the service's files: the script reaches MLflow through its run's tracking door).",
     )
 
 
@@ -183,24 +187,34 @@ class ApiSettings(BaseModel):
         default_factory=lambda: ["mlops-models", "default", "staging", "production"],
         description="Namespaces a deploy may target.",
     )
-    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest accepted request body.")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest accepted request body (enforced while it streams in).")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names the client (for rate limits). Default: none, so the peer address counts.",
+    )
 
 
 class ApiKeySpec(BaseModel):
     name: str = Field(max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$", description="Who the key belongs to; recorded as Requested-By.")
     role: Literal["reader", "deployer", "admin"] = Field(description="reader: GET. deployer: also deploy, roll back, undeploy. admin: everything.")
     key_hash: str = Field(description="sha256:<hex> of the key; the key itself is never stored.")
+    namespaces: list[str] | None = Field(
+        default=None,
+        description="Namespaces the key may deploy into, read the deploys of, roll back and undeploy in. Default (none given): all, as its role allows.",
+    )
 
 
 class AuthSettings(BaseModel):
     mode: Literal["auto", "required", "disabled"] = Field(
         default="auto",
-        description="auto: keys are required as soon as one is configured (settings or keys file). required: always. disabled: never.",
+        description="auto: keys are required as soon as one is configured (settings or keys file), and for good once one has been (recorded in the journal). required: always. disabled: never.",
     )
     keys: list[ApiKeySpec] = Field(default_factory=list, description="API keys (JSON list of {name, role, key_hash}).")
     keys_file: Path | None = Field(default=None, description="JSON file of API keys. Default: DATA_DIR/api-keys.json.")
     rate_limit_per_minute: int = Field(default=600, ge=1, description="Requests per minute per key (or per client address without auth).")
     rate_limit_burst: int = Field(default=60, ge=1, description="Requests a key may send at once before the rate applies.")
+    failed_auth_per_minute: int = Field(default=30, ge=1, description="Requests without a valid key per minute per client address, once keys are required.")
+    failed_auth_burst: int = Field(default=10, ge=1, description="Requests without a valid key a client address may send at once before that rate applies.")
 
 
 class FaultSettings(BaseModel):

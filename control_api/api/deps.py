@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from control_api.errors import ForbiddenError
 from control_api.pipeline.orchestrator import Orchestrator
 from control_api.services import Services
 from control_api.settings import Settings
@@ -26,6 +27,22 @@ def get_orchestrator(request: Request) -> Orchestrator:
 def get_requester(request: Request) -> str:
     """Who is asking: the API key's name once authentication is on, else 'anonymous'."""
     return getattr(request.state, "principal", None) or "anonymous"
+
+
+def key_namespaces(request: Request) -> list[str] | None:
+    """The namespaces the caller's API key is limited to; None for an unscoped key or no auth."""
+    spec = getattr(request.state, "api_key", None)
+    return list(spec.namespaces) if spec is not None and spec.namespaces is not None else None
+
+
+def require_namespace_access(request: Request, namespace: str) -> None:
+    scope = key_namespaces(request)
+    if scope is not None and namespace not in scope:
+        name = request.state.api_key.name
+        raise ForbiddenError(
+            f"key {name!r} is limited to the namespaces {', '.join(scope) or '(none)'}; {namespace!r} is not one of them",
+            code="forbidden", details=[{"field": "namespace", "rule": "key_scope", "value": namespace}],
+        )
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -23,6 +23,7 @@ ERROR_STATUS: tuple[tuple[type[errors.MlopsError], int], ...] = (
     (errors.InvalidRequestError, 422),
     (errors.NotFoundError, 404),
     (errors.ConflictError, 409),
+    (errors.ForbiddenError, 403),
     (errors.RegistryAuthFailed, 502),
     (errors.ServiceUnavailable, 503),
     (errors.TransientError, 503),

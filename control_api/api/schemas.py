@@ -242,6 +242,9 @@ class DeployRequest(BaseModel):
         # PostgreSQL text cannot hold NUL at all.
         if value is not None and (not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value)):
             raise PydanticCustomError("experiment_name", "must be non-blank text without control characters")
+        # A name that reads as a path ("." "..", "a/b") is refused: the service names experiment folders.
+        if value is not None and (set(value.strip()) <= {"."} or "/" in value or "\\" in value):
+            raise PydanticCustomError("experiment_name", "must be a name, not a path: no '/', '\\', and not only dots")
         return value
 
     @field_validator("tags")
@@ -379,9 +382,9 @@ _ERROR_HEADERS = {
 }
 # Any route: a body over the limit is refused before anything else; a bug is a 500 in the same format.
 ANY_ROUTE = (413, 500)
-# Every route but the control service's own /health: authentication and the rate limit. Reads need only
-# the reader role, which every key has, so 403 is for changes alone.
-READ = (*ANY_ROUTE, 401, 429)
+# Every protected route: no or a wrong key (401), a key scoped to other namespaces (403), rate limits
+# (429), and keys that cannot be checked (503 auth_unavailable).
+READ = (*ANY_ROUTE, 401, 403, 429, 503)
 CHANGE = (*READ, 403)
 
 

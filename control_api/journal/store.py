@@ -7,6 +7,7 @@ reads. Outputs are stored per step (run id, version, digest, commit SHA, URL ...
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from control_api.errors import ConflictError, NotFoundError
@@ -140,6 +142,17 @@ class EventRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class ServiceFlagRow(Base):
+    """Facts about the service that must outlive any file an attacker could delete, such as that API
+    keys were ever created (from then on ``auth.mode=auto`` means ``required``)."""
+
+    __tablename__ = "service_flags"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 # ---- plain records handed to the rest of the service (no lazy loading outside a session) ---------
 
 
@@ -247,7 +260,10 @@ def _create_schema_once(engine: Engine) -> None:
 class Journal:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            database = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+            database.parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only from the first byte (SQLite gives its journal files the database's mode).
+            os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
         self.engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             _enable_sqlite_pragmas(self.engine)
@@ -325,10 +341,14 @@ class Journal:
         kind: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        namespaces: list[str] | None = None,
     ) -> tuple[list[DeploymentRecord], int]:
         with self._session() as session:
             query = select(DeploymentRow)
             count_query = select(func.count()).select_from(DeploymentRow)
+            if namespaces is not None:  # a namespace-scoped API key sees its namespaces only
+                query = query.where(DeploymentRow.namespace.in_(namespaces))
+                count_query = count_query.where(DeploymentRow.namespace.in_(namespaces))
             for column, value in ((DeploymentRow.model_name, model_name), (DeploymentRow.status, status), (DeploymentRow.kind, kind)):
                 if value is not None:
                     query = query.where(column == value)
@@ -485,6 +505,22 @@ class Journal:
                     # A waiting step's clock and evidence start again on a retry.
                     if step.outputs and any(key.startswith(POLL_PREFIX) for key in step.outputs):
                         step.outputs = {k: v for k, v in step.outputs.items() if not k.startswith(POLL_PREFIX)}
+
+    # ---- service flags -------------------------------------------------------------------------
+
+    def flag(self, key: str) -> str | None:
+        with self._session() as session:
+            row = session.get(ServiceFlagRow, key)
+            return row.value if row is not None else None
+
+    def set_flag(self, key: str, value: str) -> None:
+        """Set once: a flag that is already there keeps its first value and time."""
+        try:
+            with self._write_lock, self._session() as session, session.begin():
+                if session.get(ServiceFlagRow, key) is None:
+                    session.add(ServiceFlagRow(key=key, value=value))
+        except IntegrityError:
+            pass  # another replica set it at the same moment
 
     # ---- events --------------------------------------------------------------------------------
 

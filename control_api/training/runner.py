@@ -44,6 +44,7 @@ class ResourceLimits:
     # RLIMIT_NPROC counts every process and thread of the real uid, machine-wide, and does not bind
     # root: it is applied only in the sandbox, where the script has a uid of its own.
     processes: int | None = None
+    workdir_bytes: int | None = None  # the sandbox's working folder size (a tmpfs), for naming the limit
 
     def as_dict(self) -> dict[str, int | tuple[int, int]]:
         """(soft, hard) where they differ: at the CPU soft limit the script gets SIGXCPU (its death then
@@ -85,12 +86,14 @@ def build_environment(
     workdir: Path,
     tracking_uri: str,
     registry_uri: str,
+    tracking_token: str,
     run_id: str,
     experiment_id: str,
     user_env: dict[str, str],
 ) -> dict[str, str]:
     env = dict(BASE_ENV)
-    env.update(user_env)
+    # MLflow client credentials of the script's own choosing would replace the door's token.
+    env.update({k: v for k, v in user_env.items() if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_REGISTRY_"))})
     # Service-controlled variables go last so a script's environment_vars cannot redirect tracking.
     env.update(
         {
@@ -100,6 +103,7 @@ def build_environment(
             "VIRTUAL_ENV": str(venv),
             "MLFLOW_TRACKING_URI": tracking_uri,
             "MLFLOW_REGISTRY_URI": registry_uri,
+            "MLFLOW_TRACKING_TOKEN": tracking_token,
             "MLFLOW_RUN_ID": run_id,
             "MLFLOW_EXPERIMENT_ID": experiment_id,
             "MLOPS_SERVICE_RUN": "1",

@@ -7,13 +7,15 @@ machine where ``unshare`` works, every script runs
   of the run (so ``RLIMIT_NPROC``, which counts per uid, counts this script only), with the group
   ``training.sandbox_gid`` and no supplementary groups, under ``no_new_privs``;
 * in new PID, mount and IPC namespaces, on a root filesystem that holds only the system directories and
-  the virtual environment (read-only), its working directory and the MLflow store it logs to
-  (read-write), a fresh ``/proc`` and a minimal ``/dev`` (see ``sandbox_init.py``). The service's home
-  directory (``~/.aws``, ``~/.docker/config.json``, git credentials), its data directory (journal, API
-  keys), the Docker socket and every other process of the machine are absent;
-* in a new network namespace with only loopback when MLflow is local (SQLite / file store), since the
-  environment is built beforehand by the service; with a remote tracking server or artifact store it
-  keeps the host network (``training.sandbox_network`` overrides the choice);
+  the virtual environment (read-only), its working directory (read-write), the socket of its tracking
+  door, a fresh ``/proc`` and a minimal ``/dev`` (see ``sandbox_init.py``). The MLflow store (database,
+  artifact folders, a tracking server's credentials), the service's home directory (``~/.aws``,
+  ``~/.docker/config.json``, git credentials), its data directory (journal, API keys), the Docker
+  socket and every other process of the machine are absent. The script logs to MLflow through the
+  tracking door (``tracking_door.py``), which accepts operations on its own run only;
+* in a new network namespace with only loopback, since the environment is built beforehand by the
+  service and MLflow is reached through the door (``training.sandbox_network=host`` keeps the host
+  network, for scripts that download data);
 * under rlimits: CPU seconds, address space, file size, open files, processes.
 
 When the script exits, the namespace's init exits and the kernel kills whatever is left in it, detached
@@ -40,7 +42,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import unquote, urlparse
 
 from control_api.errors import TerminalError, TransientError
 
@@ -48,6 +49,8 @@ INIT_SCRIPT = Path(__file__).with_name("sandbox_init.py")
 LOCAL_SCHEMES = ("sqlite", "file", "")
 TMPFS_BYTES = 64 * 2**20  # size of the sandbox's /tmp and /dev/shm (RAM-backed; TMPDIR is on disk)
 SYSTEM_LOCK_DIR = Path("/run/lock")
+# The init points these at its forwarded loopback port (the tracking door) before it starts the script.
+DOOR_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 class TrainingSandboxUnavailable(TerminalError):
@@ -87,6 +90,8 @@ class SandboxConfig:
     max_processes: int
     tmp_bytes: int = TMPFS_BYTES
     shm_bytes: int = TMPFS_BYTES
+    door_socket: Path | None = None  # the tracking door's Unix socket (its folder is in read_write)
+    workdir_bytes: int | None = None  # size of the tmpfs the working directory is inside the sandbox
 
 
 # ---- starting the init ---------------------------------------------------------------------------
@@ -119,6 +124,8 @@ def init_config(sandbox: SandboxConfig, *, argv: list[str], env: dict[str, str],
             "env": env,
             "limits": limits,
             "status_fd": status_fd,
+            "workdir_bytes": sandbox.workdir_bytes,
+            "door": {"socket": str(sandbox.door_socket), "env": list(DOOR_URI_VARIABLES)} if sandbox.door_socket else None,
         }
     ).encode()
 
@@ -214,73 +221,13 @@ def status(mode: str) -> dict[str, str]:
     availability = probe()
     if availability.available:
         return {"detail": f"{mode}: sandboxed (own uid; PID, mount and IPC namespaces; loopback-only network "
-                          f"unless MLflow is remote or MLOPS_TRAINING__SANDBOX_NETWORK=host)"}
+                          f"unless MLOPS_TRAINING__SANDBOX_NETWORK=host; MLflow through the run's tracking door)"}
     if mode == "required":
         raise TrainingSandboxUnavailable(f"required but unavailable: {availability.reason}")
     return {"detail": f"degraded: {availability.reason}; scripts run as the service's user with rlimits only"}
 
 
 # ---- per-run preparation -------------------------------------------------------------------------
-
-
-def classify_store(uris: list[str | None]) -> tuple[list[Path], list[Path], bool]:
-    """(SQLite database files, local artifact/file-store folders, whether the network is needed)."""
-    databases: list[Path] = []
-    folders: list[Path] = []
-    remote = False
-    for uri in uris:
-        if not uri:
-            continue
-        scheme = urlparse(uri).scheme
-        if scheme == "sqlite":
-            path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-            if path and path != ":memory:":
-                databases.append(Path(unquote(path)).resolve())
-        elif scheme == "file":
-            folders.append(Path(unquote(urlparse(uri).path)).resolve())
-        elif scheme == "" or len(scheme) == 1:  # a plain path (or a Windows drive letter)
-            folders.append(Path(uri).resolve())
-        else:
-            remote = True
-    return databases, folders, remote
-
-
-def grant_group(path: Path, gid: int, *, directory: bool) -> None:
-    """Let the sandbox group write ``path``; folders get setgid so what the script creates stays in the group."""
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        return
-    if st.st_gid != gid:
-        os.chown(path, -1, gid, follow_symlinks=False)
-    wanted = stat.S_IMODE(st.st_mode) | (0o2070 if directory else 0o060)
-    if stat.S_IMODE(st.st_mode) != wanted:
-        os.chmod(path, wanted)
-
-
-def prepare_store(databases: list[Path], folders: list[Path], gid: int) -> list[Path]:
-    """Make the MLflow store writable for the sandbox group (not world-writable). Returns the paths the
-    sandbox must mount read-write."""
-    mounts: list[Path] = []
-    for db in databases:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        grant_group(db.parent, gid, directory=True)
-        if db.exists():
-            grant_group(db, gid, directory=False)
-        for sibling in (db.with_name(db.name + suffix) for suffix in ("-journal", "-wal", "-shm")):
-            # Another writer's rollback journal comes and goes with its transaction: one that vanished
-            # between the look and the chmod needs no grant.
-            try:
-                grant_group(sibling, gid, directory=False)
-            except FileNotFoundError:
-                pass
-        mounts.append(db.parent)
-    for folder in folders:
-        # The script creates <experiment>/<run_id>/artifacts and <experiment>/models/<model_id>.
-        (folder / "models").mkdir(parents=True, exist_ok=True)
-        grant_group(folder, gid, directory=True)
-        grant_group(folder / "models", gid, directory=True)
-        mounts.append(folder)
-    return mounts
 
 
 def interpreter_prefix(venv: Path) -> Path | None:

@@ -5,14 +5,19 @@ runs as root and as PID 1 of fresh PID, mount and IPC (and usually network) name
 configuration as JSON on stdin, then:
 
 1. builds a new root filesystem on a tmpfs: the system directories (``/usr``, ``/etc``, ...) and the
-   virtual environment read-only, the script's working directory and the MLflow store read-write, a
+   virtual environment read-only, the script's working directory (a size-limited tmpfs holding a copy
+   of the script) and the tracking door's socket folder read-write (never the MLflow store: its database and artifact folders stay out of reach), a
    fresh ``/proc`` of the new PID namespace, a minimal ``/dev``, and small tmpfs ``/tmp`` and ``/dev/shm``.
    Nothing else of the host is visible: no home directories (``~/.aws``, ``~/.docker``, git
    credentials), no Docker socket, no service data (journal, API keys);
 2. brings up loopback when the network namespace is new (it has no other interface);
-3. forks the script: chroot into the new root, drop to the sandbox uid/gid with no supplementary
+3. when a tracking door is configured, listens on 127.0.0.1:<free port> and forks a forwarder, running
+   as the sandbox uid in the new root, that relays each connection to the door's Unix socket (the
+   service's MLflow-compatible endpoint for this run only); the script's ``MLFLOW_TRACKING_URI`` and
+   ``MLFLOW_REGISTRY_URI`` then name that port;
+4. forks the script: chroot into the new root, drop to the sandbox uid/gid with no supplementary
    groups, ``no_new_privs``, umask 007, rlimits, exec;
-4. reaps every process of the namespace until the script itself exits, writes the script's raw wait
+5. reaps every process of the namespace until the script itself exits, writes the script's raw wait
    status to the status fd (``exit <status>``, or ``error <message>`` when set-up failed) and exits.
    The kernel then kills whatever the script left behind in the namespace, detached processes included.
 """
@@ -108,6 +113,27 @@ def build_root(cfg):
             continue
         bind(path, root + path, read_only)
         (bound_ro if read_only else bound_rw).append(path)
+    if cfg.get("workdir_bytes"):
+        workdir_on_tmpfs(cfg)
+
+
+def workdir_on_tmpfs(cfg):
+    """The working directory is a tmpfs of ``workdir_bytes`` holding a copy of what the service put
+    there (the script): what the script writes is bounded, and vanishes with the namespace."""
+    import shutil
+
+    source, target = cfg["cwd"], cfg["root"] + cfg["cwd"]
+    os.makedirs(target, exist_ok=True)
+    mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=%d" % cfg["workdir_bytes"])
+    for dirpath, dirnames, filenames in os.walk(source):
+        relative = os.path.relpath(dirpath, source)
+        here = os.path.normpath(os.path.join(target, relative))
+        os.makedirs(here, exist_ok=True)
+        for name in filenames:
+            shutil.copyfile(os.path.join(dirpath, name), os.path.join(here, name), follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(target):
+        for path in [dirpath] + [os.path.join(dirpath, n) for n in filenames]:
+            os.lchown(path, cfg["uid"], cfg["gid"])
 
 
 def loopback_up():
@@ -122,17 +148,79 @@ def loopback_up():
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
 
 
-def start_script(cfg, status_fd):
+def become_sandbox_user(cfg):
+    os.chroot(cfg["root"])
+    os.chdir(cfg["cwd"])
+    os.setgroups([])
+    os.setresgid(cfg["gid"], cfg["gid"], cfg["gid"])
+    os.setresuid(cfg["uid"], cfg["uid"], cfg["uid"])
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def open_door_port(cfg):
+    """Listen on a free loopback port for the script's MLflow client; point its tracking URIs there."""
+    import socket
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    url = "http://127.0.0.1:%d" % listener.getsockname()[1]
+    for name in cfg["door"]["env"]:
+        cfg["env"][name] = url
+    return listener
+
+
+def _pump(source, sink):
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock, how in ((sink, 1), (source, 0)):  # SHUT_WR on the sink, SHUT_RD on the source
+            try:
+                sock.shutdown(how)
+            except OSError:
+                pass
+
+
+def forward_door(cfg, listener, status_fd):
+    """In a forked child, as the sandbox user: relay every connection on the port to the door's socket."""
+    import socket
+    import threading
+
+    try:
+        os.close(status_fd)
+        become_sandbox_user(cfg)
+        while True:
+            client, _ = listener.accept()
+            door = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                door.connect(cfg["door"]["socket"])
+            except OSError:
+                client.close()
+                door.close()
+                continue
+            for source, sink in ((client, door), (door, client)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            os.write(2, ("[mlops sandbox] tracking forwarder stopped: %s\n" % (exc,)).encode())
+        finally:
+            os._exit(126)
+
+
+def start_script(cfg, status_fd, listener):
     """In the forked child: enter the new root, become the sandbox user, exec the script."""
     try:
         os.close(status_fd)
-        os.chroot(cfg["root"])
-        os.chdir(cfg["cwd"])
-        os.setgroups([])
-        os.setresgid(cfg["gid"], cfg["gid"], cfg["gid"])
-        os.setresuid(cfg["uid"], cfg["uid"], cfg["uid"])
-        if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+        if listener is not None:
+            listener.close()
+        become_sandbox_user(cfg)
         os.umask(0o007)
         for name, value in cfg["limits"].items():
             resource.setrlimit(getattr(resource, name), tuple(value) if isinstance(value, list) else (value, value))
@@ -159,12 +247,17 @@ def main():
         if cfg.get("probe"):
             os.write(status_fd, b"ok\n")
             return 0
+        listener = open_door_port(cfg) if cfg.get("door") else None
+        if listener is not None and os.fork() == 0:
+            forward_door(cfg, listener, status_fd)
         child = os.fork()
     except Exception as exc:  # noqa: BLE001
         os.write(status_fd, ("error %s\n" % (exc,)).encode())
         return 125
     if child == 0:
-        start_script(cfg, status_fd)
+        start_script(cfg, status_fd, listener)
+    if listener is not None:
+        listener.close()
     # PID 1 of the namespace: reap everything (orphans are re-parented here) until the script exits.
     while True:
         try:

@@ -68,7 +68,8 @@ def _settings(data_dir: Path):
         data_dir,
         data_dir / "venvs",
         auth={"keys": [{"name": "fuzz", "role": "admin", "key_hash": hash_key(ADMIN)}],
-              "rate_limit_per_minute": 1_000_000, "rate_limit_burst": 1_000_000},
+              "rate_limit_per_minute": 1_000_000, "rate_limit_burst": 1_000_000,
+              "failed_auth_per_minute": 1_000_000, "failed_auth_burst": 1_000_000},
         api={"max_wait_seconds": 0},
         training={"timeout_seconds": 5, "install_timeout_seconds": 5},
     )

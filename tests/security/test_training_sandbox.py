@@ -40,6 +40,7 @@ HEADERS = {"X-API-Key": API_KEY}
 MAX_PROCESSES = 48
 MAX_FILE_BYTES = 16 * 2**20
 MAX_MEMORY_BYTES = 1536 * 2**20
+WORKDIR_BYTES = 40 * 2**20
 FIRST_UID = Settings().training.sandbox_uid_first
 
 
@@ -111,6 +112,7 @@ def box(tmp_path_factory, venv_cache):
         "MLOPS_TRAINING__MAX_PROCESSES": str(MAX_PROCESSES),
         "MLOPS_TRAINING__MAX_FILE_BYTES": str(MAX_FILE_BYTES),
         "MLOPS_TRAINING__MAX_MEMORY_BYTES": str(MAX_MEMORY_BYTES),
+        "MLOPS_TRAINING__WORKDIR_BYTES": str(WORKDIR_BYTES),
         "MLOPS_BUILD__DOCKER_HOST": f"unix://{base / 'docker.sock'}",
         # Credentials in the service's own environment.
         "MLOPS_GIT__TOKEN": CANARY,
@@ -217,7 +219,31 @@ def test_huge_file_meets_the_file_size_limit(box):
     assert "file size limit: no file may exceed 16 MiB" in message, message
     assert "File too large" in message
     workdir = box.data / "work" / body["deployment_id"] / body["error"]["details"]["run_id"]
-    assert (workdir / "huge.bin").stat().st_size <= MAX_FILE_BYTES
+    assert not workdir.exists()  # the working folder went with the training
+    assert_still_healthy(box)
+
+
+def test_many_files_fill_only_the_working_folder(box):
+    body = deploy(box, "many-files", """
+        import os, sys
+        written = 0
+        try:
+            for i in range(8):  # 8 x 15 MiB: each under the file size limit, together over the folder's size
+                with open(f"part-{i}.bin", "wb") as f:
+                    for _ in range(15):
+                        f.write(bytes(2**20))
+                        f.flush()
+                        written += 2**20
+        finally:
+            print("wrote", written // 2**20, "MiB", flush=True)
+        print("NO WORKING FOLDER LIMIT", flush=True)
+        sys.exit(3)
+    """)
+    message = assert_failed_in_train(body, "training_failed")
+    assert "filled its working folder: at most 40 MiB" in message, message
+    stdout, _ = outputs(box, body)
+    assert int(re.search(r"wrote (\d+) MiB", stdout).group(1)) <= WORKDIR_BYTES // 2**20, stdout
+    assert not (box.data / "work" / body["deployment_id"] / body["error"]["details"]["run_id"]).exists()
     assert_still_healthy(box)
 
 
@@ -355,10 +381,10 @@ def test_after_the_hostile_scripts_a_normal_deploy_registers(box):
     """)
     assert body["status"] == "registered", body
     assert body["model_version"] == "1"
-    # The model was written by a sandbox uid, and registered by the service afterwards.
+    # The script logged the model through its tracking door: the service wrote it into the store.
     model_dirs = list((box.data / "mlflow" / "artifacts").glob("normal-after-hostile/models/m-*"))
     assert len(model_dirs) == 1
-    assert FIRST_UID <= model_dirs[0].stat().st_uid < FIRST_UID + 256
+    assert (model_dirs[0] / "artifacts" / "MLmodel").stat().st_uid == os.getuid()
     model = get(box, "/mlops/models/normal-after-hostile").json()
     assert model["latest_version"] == "1"
     assert_still_healthy(box)
@@ -436,27 +462,3 @@ def test_auto_without_a_sandbox_degrades_and_says_so(make_client, monkeypatch):
     component = client.get("/mlops/status").json()["components"]["training_sandbox"]
     assert component["status"] == "healthy"
     assert component["detail"].startswith("degraded: test: namespaces refused")
-
-
-def test_store_preparation_tolerates_a_rollback_journal_that_vanishes(tmp_path, monkeypatch):
-    """Concurrent deploys: another writer's ``mlflow.db-journal`` can disappear between the look and the
-    chmod (a CI run lost a deploy to that FileNotFoundError). The database itself is still granted."""
-    database = tmp_path / "mlflow" / "mlflow.db"
-    database.parent.mkdir()
-    database.write_bytes(b"")
-    journal = database.with_name("mlflow.db-journal")
-    journal.write_bytes(b"")
-    real_chown = os.chown
-
-    def chown_after_the_journal_is_gone(path, uid, gid, **kwargs):
-        if Path(path) == journal:
-            journal.unlink()
-        return real_chown(path, uid, gid, **kwargs)
-
-    monkeypatch.setattr(sandboxing.os, "chown", chown_after_the_journal_is_gone)
-    gid = os.getgid() + 1 if os.getuid() == 0 else os.getgid()
-    mounts = sandboxing.prepare_store([database], [], gid)
-    assert mounts == [database.parent]
-    if os.getuid() == 0:
-        assert database.stat().st_gid == gid
-    assert database.stat().st_mode & 0o060 == 0o060

@@ -109,7 +109,8 @@ class GitOpsRepo:
             return
         with self._session("create") as repo:
             if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-                path.mkdir(parents=True, exist_ok=True)
+                path.mkdir(parents=True, exist_ok=True, mode=0o700)
+                path.chmod(0o700)  # the service's own repository: owner-only, whatever the umask
                 git.Git().init("--bare", f"--initial-branch={self.branch}", str(path))
             self._sync(repo, self.branch)
             if self._remote_sha(repo, self.branch) is None:

@@ -7,6 +7,7 @@ one process. MLflow exceptions are translated here into the project's own error 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -38,6 +39,32 @@ class LoggedModelRef:
     name: str
     artifact_location: str
     source_run_id: str | None
+
+
+def experiment_folder(name: str) -> str:
+    """The artifact folder of an experiment, a name the service chooses: the name itself when it is a
+    plain name (letters, digits, ``._-``, starting with a letter or digit), else a slug of it plus a
+    hash of the whole name. Never ``.``, ``..``, empty or a path."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+        return name
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-_")[:64] or "experiment"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+def anchor_default_experiment(tracking_uri: str, artifact_root: str) -> None:
+    """MLflow creates the ``Default`` experiment (id 0) in ``./mlruns/0``, under whatever folder the
+    process runs in. On the embedded store it lives under the artifact root like every other one."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(tracking_uri, artifact_root)  # a new database gets Default under the root
+    wanted = f"{artifact_root.rstrip('/')}/0"
+    if store.get_experiment("0").artifact_location == wanted:
+        return
+    with store.ManagedSessionMaker() as session:
+        session.query(SqlExperiment).filter(SqlExperiment.experiment_id == 0).update(
+            {"artifact_location": wanted}
+        )
 
 
 def _is_mlflow_or_network_error(exc: Exception) -> bool:
@@ -74,7 +101,12 @@ class MlflowGateway:
         self.registry_uri = registry_uri or tracking_uri
         self.artifact_root = artifact_root
         if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            database = Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0])
+            database.parent.mkdir(parents=True, exist_ok=True)
+            # Created owner-only before SQLite opens it (SQLite gives its journal files the same mode).
+            os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+            if artifact_root:
+                anchor_default_experiment(tracking_uri, artifact_root)
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
     @property
@@ -107,8 +139,7 @@ class MlflowGateway:
                 return existing.experiment_id
             location = None
             if self.artifact_root:
-                slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "experiment"
-                location = f"{self.artifact_root.rstrip('/')}/{slug}"
+                location = f"{self.artifact_root.rstrip('/')}/{experiment_folder(name)}"
             try:
                 return self.client.create_experiment(name, artifact_location=location)
             except Exception:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -9,9 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from control_api.api.admission import admit_deploy
-from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep
+from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep, require_namespace_access
 from control_api.api.routes.views import deployment_view
 from control_api.api.schemas import CHANGE, DeploymentView, DeployRequest, error_responses
+from control_api.errors import InvalidRequestError
 from control_api.journal.store import DeploymentStatus
 from control_api.pipeline.pipelines import DEPLOY
 
@@ -37,10 +39,12 @@ async def deploy(
 ):
     settings = services.settings
     namespace, journal_request = admit_deploy(body, settings)
+    require_namespace_access(request, namespace)
     journal = services.journal
     if idempotency_key:
         earlier = journal.find_by_idempotency_key(idempotency_key, requester)
         if earlier is not None:
+            refuse_a_different_request(idempotency_key, earlier.request, journal_request)
             response = await _answer_async(earlier, orchestrator, wait, prefer, settings.api.max_wait_seconds)
             response.headers["Idempotent-Replayed"] = "true"
             return response
@@ -56,6 +60,19 @@ async def deploy(
     )
     orchestrator.start(record.id)
     return await _answer_async(record, orchestrator, wait, prefer, settings.api.max_wait_seconds)
+
+
+def refuse_a_different_request(key: str, earlier: dict, now: dict) -> None:
+    """An Idempotency-Key names one request: the same key with another body is a client bug, and
+    answering with the first deploy would hide it."""
+    if json.loads(json.dumps(now, sort_keys=True, default=str)) != json.loads(json.dumps(earlier, sort_keys=True, default=str)):
+        differing = sorted(k for k in set(now) | set(earlier) if now.get(k) != earlier.get(k))
+        raise InvalidRequestError(
+            f"Idempotency-Key {key!r} was used for a different request (fields differ: {', '.join(differing) or 'body'}); "
+            "use a new key for a new request",
+            code="idempotency_key_conflict",
+            details=[{"field": "Idempotency-Key", "rule": "same_request", "differing": differing}],
+        )
 
 
 def _wants_async(wait: bool, prefer: str | None) -> bool:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from control_api.api.deps import ServicesDep
+from control_api.api.deps import ServicesDep, require_namespace_access
 from control_api.api.routes.views import deployment_view
 from control_api.api.schemas import MAX_EVENT_ID, NO_NUL, READ, error_responses
 from control_api.errors import InvalidRequestError
@@ -119,7 +119,8 @@ async def deployment_events(
 ):
     journal = services.journal
     # Raises NotFoundError (404 in the standard error format) before any streaming starts.
-    await run_in_threadpool(journal.get, deployment_id)
+    record = await run_in_threadpool(journal.get, deployment_id)
+    require_namespace_access(request, record.namespace)
     after_id = _resume_point(last_event_id, after)
     return StreamingResponse(
         follow_journal(journal, deployment_id, after_id, request),

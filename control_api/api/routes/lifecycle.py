@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep
+from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep, require_namespace_access
 from control_api.api.routes.deploy import _answer_async
 from control_api.api.admission import allowed_namespace
 from control_api.api.schemas import CHANGE, READ, DeploymentView, ModelHistory, dns1123_label, error_responses
@@ -58,13 +58,14 @@ def _start(services, orchestrator, kind: str, name: str, namespace: str, request
 @router.post("/{name}/rollback", response_model=DeploymentView, summary="Serve an earlier version again (revert-style commit + sync)",
              responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 400, 404, 409, 422, 503)})
 async def rollback(
-    name: str, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
+    name: str, request: Request, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
     body: RollbackRequest | None = None,
     wait: Annotated[bool, Query()] = True, prefer: Annotated[str | None, Header()] = None,
 ):
     body = body or RollbackRequest()
     _require_gitops_target(services)
     namespace = _namespace(services, body.namespace)
+    require_namespace_access(request, namespace)
     from control_api.pipeline.steps.rollback import rollback_target
 
     rollback_target(await _history_if_idle(services, name, namespace), name, namespace, body.version)
@@ -76,12 +77,13 @@ async def rollback(
 @router.delete("/{name}/deployment", response_model=DeploymentView, summary="Remove the model's manifests in a commit and prune",
                responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"}, **error_responses(*CHANGE, 404, 409, 422, 503)})
 async def undeploy(
-    name: str, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
+    name: str, request: Request, services: ServicesDep, orchestrator: OrchestratorDep, requester: RequesterDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
     wait: Annotated[bool, Query()] = True, prefer: Annotated[str | None, Header()] = None,
 ):
     _require_gitops_target(services)
     namespace = _namespace(services, namespace)
+    require_namespace_access(request, namespace)
     from control_api.pipeline.steps.rollback import require_deployed
 
     require_deployed(await _history_if_idle(services, name, namespace), name, namespace)
@@ -92,13 +94,14 @@ async def undeploy(
 @router.get("/{name}/history", summary="Deploy, rollback and undeploy commits of a model, newest first",
             responses={200: {"model": ModelHistory}, **error_responses(*READ, 409, 422, 503)})
 async def history(
-    name: str, services: ServicesDep,
+    name: str, request: Request, services: ServicesDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ):
     _require_gitops_target(services)
     dns1123_label(name, "model name")
     namespace = _namespace(services, namespace)
+    require_namespace_access(request, namespace)
     from control_api.pipeline.steps.rollback import deploy_history
 
     from control_api.pipeline.served import target_syncs

@@ -1,4 +1,8 @@
-"""Step ``train``: run the user's script in a sandboxed subprocess under MLflow tracking."""
+"""Step ``train``: run the user's script in a sandboxed subprocess under MLflow tracking.
+
+The script reaches MLflow only through the run's tracking door (``training/tracking_door.py``): the
+service creates the experiment and the run, and the script may log to that run only.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from control_api.pipeline.step import StepContext
 from control_api.training import sandbox as sandboxing
 from control_api.training.runner import ResourceLimits, ScriptRun, build_environment, kill_process_group, run_script, tail_lines
 from control_api.training.sandbox import SandboxConfig
+from control_api.training.tracking_door import OpenDoor, TrackingDoor, new_socket_dir, open_door
 
 
 class TrainStep:
@@ -64,15 +69,6 @@ class TrainStep:
         script_path = workdir / script_name
         script_path.write_bytes(base64.b64decode(request["script_content"]))
 
-        script_env = build_environment(
-            venv=env.path,
-            workdir=workdir,
-            tracking_uri=gateway.tracking_uri,
-            registry_uri=gateway.registry_uri,
-            run_id=run_id,
-            experiment_id=experiment_id,
-            user_env=request.get("environment_vars") or {},
-        )
         limits = ResourceLimits(
             # RLIMIT_CPU counts the CPU time of all threads: a script using every core for the whole
             # wall-clock limit stays within it; a spinning one still dies at the timeout.
@@ -81,9 +77,22 @@ class TrainStep:
             file_bytes=settings.training.max_file_bytes,
             open_files=settings.training.max_open_files,
             processes=settings.training.max_processes if box_plan.enabled else None,
+            workdir_bytes=settings.training.workdir_bytes if box_plan.enabled else None,
         )
+        door = TrackingDoor(gateway, run_id, experiment_id, max_artifact_bytes=settings.training.max_file_bytes)
         try:
-            with self._sandbox(ctx, box_plan.enabled, env.path, workdir, experiment_id) as box:
+            with self._sandbox(ctx, box_plan.enabled, env.path, workdir, run_id, door) as (box, opened):
+                script_env = build_environment(
+                    venv=env.path,
+                    workdir=workdir,
+                    # In the sandbox its init replaces the URIs with its forwarded port (see sandbox_init.py).
+                    tracking_uri=opened.url or "http://127.0.0.1",
+                    registry_uri=opened.url or "http://127.0.0.1",
+                    tracking_token=opened.token,
+                    run_id=run_id,
+                    experiment_id=experiment_id,
+                    user_env=request.get("environment_vars") or {},
+                )
                 outcome = run_script(
                     ScriptRun(env.python, script_path, workdir, script_env, settings.training.timeout_seconds, limits=limits, sandbox=box),
                     on_start=lambda pid: ctx.save_progress(train_pgid=pid),
@@ -94,6 +103,9 @@ class TrainStep:
                 gateway.set_run_status(run_id, "FAILED")
             exc.details = {"run_id": run_id}
             raise
+        finally:
+            # What the script wrote went to MLflow through the door; its output logs sit beside the folder.
+            shutil.rmtree(workdir, ignore_errors=True)
         try:
             self._keep_logs(ctx, run_id, outcome.stdout_path, outcome.stderr_path)
         finally:
@@ -162,37 +174,41 @@ class TrainStep:
         return None
 
     @contextmanager
-    def _sandbox(self, ctx: StepContext, enabled: bool, venv: Path, workdir: Path, experiment_id: str) -> Iterator[SandboxConfig | None]:
-        """Lease a uid, open the MLflow store to the sandbox group, and describe what the script may see."""
-        if not enabled:
-            yield None
-            return
+    def _sandbox(
+        self, ctx: StepContext, enabled: bool, venv: Path, workdir: Path, run_id: str, door: TrackingDoor
+    ) -> Iterator[tuple[SandboxConfig | None, OpenDoor]]:
+        """Lease a uid, open the run's tracking door, and describe what the script may see. The door
+        closes (its token dies) when the block ends."""
         settings = ctx.settings
+        if not enabled:
+            with open_door(door, socket_dir=None) as opened:
+                yield None, opened
+            return
         training = settings.training
-        gateway = ctx.services.mlflow
-        databases, folders, remote = sandboxing.classify_store(
-            [gateway.tracking_uri, gateway.registry_uri, gateway.experiment_artifact_location(experiment_id)]
-        )
-        writable = sandboxing.prepare_store(databases, folders, training.sandbox_gid)
-        isolate = {"none": True, "host": False}.get(training.sandbox_network, not remote)
+        isolate = training.sandbox_network != "host"
         prefix = sandboxing.interpreter_prefix(venv)
         root = settings.data_path / "sandbox" / "root"
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         with sandboxing.lease_uid(training.sandbox_uid_first, training.sandbox_uid_count, sandboxing.lock_dir(settings.data_path)) as uid:
-            network = "loopback only" if isolate else "host network (MLflow is remote)" if remote else "host network"
-            ctx.log(
-                f"sandbox: uid {uid}, gid {training.sandbox_gid}, {network}, at most {training.max_processes} processes, "
-                f"{_size(training.max_memory_bytes)} address space, {_size(training.max_file_bytes)} per file"
-            )
-            yield SandboxConfig(
-                uid=uid,
-                gid=training.sandbox_gid,
-                root=root,
-                read_only=tuple(p for p in (venv, prefix) if p is not None),
-                read_write=(workdir, *writable),
-                isolate_network=isolate,
-                max_processes=training.max_processes,
-            )
+            with open_door(door, socket_dir=new_socket_dir(), owner=(uid, training.sandbox_gid)) as opened:
+                network = "loopback only" if isolate else "host network"
+                ctx.log(
+                    f"sandbox: uid {uid}, gid {training.sandbox_gid}, {network}, MLflow through the run's tracking door, "
+                    f"at most {training.max_processes} processes, "
+                    f"{_size(training.max_memory_bytes)} address space, {_size(training.max_file_bytes)} per file"
+                )
+                assert opened.socket_path is not None
+                yield SandboxConfig(
+                    uid=uid,
+                    gid=training.sandbox_gid,
+                    root=root,
+                    read_only=tuple(p for p in (venv, prefix) if p is not None),
+                    read_write=(workdir, opened.socket_path.parent),
+                    isolate_network=isolate,
+                    max_processes=training.max_processes,
+                    door_socket=opened.socket_path,
+                    workdir_bytes=training.workdir_bytes,
+                ), opened
 
     @staticmethod
     def _log_output(ctx: StepContext, workdir: Path) -> None:
@@ -256,6 +272,8 @@ def _limit_reached(exit_code: int, stderr_lines: list[str], limits: ResourceLimi
         return f"it reached the CPU time limit ({limits.cpu_seconds} CPU seconds)"
     if exit_code == -signal.SIGXFSZ or "File too large" in text:
         return f"it reached the file size limit: no file may exceed {_size(limits.file_bytes)} (MLOPS_TRAINING__MAX_FILE_BYTES)"
+    if "No space left on device" in text and limits.workdir_bytes is not None:
+        return f"it filled its working folder: at most {_size(limits.workdir_bytes)} (MLOPS_TRAINING__WORKDIR_BYTES)"
     if re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|Unable to allocate", text):
         return f"it ran out of memory: the limit is {_size(limits.memory_bytes)} of address space (MLOPS_TRAINING__MAX_MEMORY_BYTES)"
     if re.search(r"Too many open files", text):
