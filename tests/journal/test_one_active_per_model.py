@@ -117,3 +117,23 @@ def test_an_older_journal_gets_the_rule_and_its_later_duplicates_end_failed(jour
         assert again.get(ids["third"]).status == DeploymentStatus.FAILED
     finally:
         again.close()
+
+
+def test_a_model_freed_between_the_refusal_and_the_lookup_is_taken(journal, monkeypatch):
+    running = create(journal)
+    looked_up = []
+    original_refuse = journal.refuse_if_busy
+
+    def finish_first_then_refuse(model_name: str, namespace: str) -> None:
+        # The operation the index refused us for ends just before we look for it.
+        journal.set_status(running.id, DeploymentStatus.DEPLOYED, finished=True)
+        looked_up.append(model_name)
+        original_refuse(model_name, namespace)
+
+    monkeypatch.setattr(journal, "refuse_if_busy", finish_first_then_refuse)
+    second = create(journal)
+
+    assert looked_up == ["iris"]
+    assert journal.get(second.id).status == DeploymentStatus.PENDING
+    assert [step.name for step in journal.get(second.id).steps] == STEPS
+    assert [r.id for r in journal.unfinished()] == [second.id]
