@@ -19,18 +19,22 @@ from sqlalchemy import (
     JSON,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
     create_engine,
     event,
+    inspect,
     select,
     func,
     text,
+    update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from control_api.errors import ConflictError, NotFoundError
@@ -109,6 +113,23 @@ class DeploymentRow(Base):
     steps: Mapped[list["StepRow"]] = relationship(
         back_populates="deployment", order_by="StepRow.position", cascade="all, delete-orphan"
     )
+
+
+def _active_status_predicate():
+    return DeploymentRow.status.not_in(sorted(DeploymentStatus.FINAL))
+
+
+# One deploy, rollback or undeploy per model at a time, enforced by the database itself so that it
+# holds across replicas sharing one journal: at most one row per (namespace, model_name) may be in a
+# status that is not final. PostgreSQL and SQLite both support partial unique indexes.
+ONE_ACTIVE_PER_MODEL = Index(
+    "uq_deployments_one_active_per_model",
+    DeploymentRow.namespace,
+    DeploymentRow.model_name,
+    unique=True,
+    postgresql_where=_active_status_predicate(),
+    sqlite_where=_active_status_predicate(),
+)
 
 
 class StepRow(Base):
@@ -250,11 +271,74 @@ SCHEMA_LOCK_KEY = 0x6D6C6F70735F6A6E  # "mlops_jn"
 def _create_schema_once(engine: Engine) -> None:
     """Replicas starting together on an empty database would race their CREATE TABLEs (PostgreSQL
     answers the loser with a unique violation in its catalog). A transaction-scoped advisory lock
-    makes them take turns; the later ones then find the tables and create nothing."""
+    makes them take turns; the later ones then find the tables and the index and create nothing."""
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
         Base.metadata.create_all(connection)
+        _add_one_active_per_model_index(connection)
+
+
+CONCURRENT_OPERATION = "concurrent_operation"
+
+
+def _add_one_active_per_model_index(connection: Connection) -> None:
+    """Give a journal made before the one-active-operation index that index (a new journal got it
+    from create_all). Such a journal can hold several active operations on one model, which the
+    index cannot accept: the oldest keeps running, and each later one ends ``failed`` with the
+    error ``concurrent_operation`` naming the one kept. Nothing of theirs is lost; each can be
+    resumed with a retry once the kept one has finished."""
+    existing = {index["name"] for index in inspect(connection).get_indexes(DeploymentRow.__tablename__)}
+    if ONE_ACTIVE_PER_MODEL.name in existing:
+        return
+    active = connection.execute(
+        select(DeploymentRow.id, DeploymentRow.namespace, DeploymentRow.model_name)
+        .where(_active_status_predicate())
+        .order_by(DeploymentRow.created_at, DeploymentRow.id)
+    ).all()
+    kept: dict[tuple[str, str], str] = {}
+    now = utcnow()
+    for deployment_id, namespace, model_name in active:
+        running = kept.setdefault((namespace, model_name), deployment_id)
+        if running == deployment_id:
+            continue
+        error = {
+            "code": CONCURRENT_OPERATION,
+            "message": (
+                f"deployment {running} of model {model_name!r} in {namespace!r} was already running; "
+                "only one operation per model may run at a time, so this one was stopped; retry it "
+                "once that one has finished"
+            ),
+            "step": None,
+            "details": {"deployment_id": running},
+        }
+        connection.execute(
+            update(DeploymentRow)
+            .where(DeploymentRow.id == deployment_id)
+            .values(status=DeploymentStatus.FAILED, error=error, updated_at=now, finished_at=now)
+        )
+        connection.execute(
+            EventRow.__table__.insert().values(
+                deployment_id=deployment_id, at=now, type="status", step=None, data={"status": DeploymentStatus.FAILED}
+            )
+        )
+    connection.execute(CreateIndex(ONE_ACTIVE_PER_MODEL, if_not_exists=True))
+
+
+# How often an insert or status change refused by ONE_ACTIVE_PER_MODEL is tried again when the
+# operation that caused the refusal has finished by the time we look for it.
+CONFLICT_ATTEMPTS = 3
+
+
+def _copy_for_insert(row: DeploymentRow) -> DeploymentRow:
+    """A fresh, transient copy of a deployment row whose insert was rolled back."""
+    copy = DeploymentRow(
+        id=row.id, kind=row.kind, model_name=row.model_name, namespace=row.namespace, status=row.status,
+        request=row.request, requested_by=row.requested_by, idempotency_key=row.idempotency_key,
+        created_at=row.created_at, updated_at=row.updated_at,
+    )
+    copy.steps = [StepRow(position=step.position, name=step.name, outputs={}) for step in row.steps]
+    return copy
 
 
 class Journal:
@@ -267,9 +351,7 @@ class Journal:
         self.engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             _enable_sqlite_pragmas(self.engine)
-            Base.metadata.create_all(self.engine)
-        else:
-            _create_schema_once(self.engine)
+        _create_schema_once(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite allows one writer; serialising writes in-process keeps concurrent deploys from
         # tripping over each other. PostgreSQL handles this itself.
@@ -313,8 +395,19 @@ class Journal:
             updated_at=now,
         )
         row.steps = [StepRow(position=i, name=name, outputs={}) for i, name in enumerate(step_names)]
-        with self._write_lock, self._session() as session, session.begin():
-            session.add(row)
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                with self._write_lock, self._session() as session, session.begin():
+                    session.add(row)
+                break
+            except IntegrityError:
+                # Another replica started an operation on this model between our check and this
+                # insert, and the one-active-per-model index refused ours: 409 naming that one. If it
+                # has already finished, the model is free now and the insert is tried again.
+                self.refuse_if_busy(model_name, namespace)
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+                row = _copy_for_insert(row)
         return self.get(row.id)
 
     def get(self, deployment_id: str) -> DeploymentRecord:
@@ -363,7 +456,7 @@ class Journal:
         with self._session() as session:
             rows = session.scalars(
                 select(DeploymentRow)
-                .where(DeploymentRow.status.not_in(sorted(DeploymentStatus.FINAL)))
+                .where(_active_status_predicate())
                 .order_by(DeploymentRow.created_at)
             ).all()
             return [_to_record(r) for r in rows]
@@ -375,15 +468,16 @@ class Journal:
                 .where(
                     DeploymentRow.model_name == model_name,
                     DeploymentRow.namespace == namespace,
-                    DeploymentRow.status.not_in(sorted(DeploymentStatus.FINAL)),
+                    _active_status_predicate(),
                 )
                 .order_by(DeploymentRow.created_at)
             ).first()
             return _to_record(row) if row else None
 
     def refuse_if_busy(self, model_name: str, namespace: str) -> None:
-        """One deploy, rollback or undeploy per model at a time: 409 naming the running one. Atomic
-        within one process (callers check and create without yielding), not across replicas."""
+        """One deploy, rollback or undeploy per model at a time: 409 naming the running one. This
+        check gives the early, friendly answer; the ONE_ACTIVE_PER_MODEL index is what makes the rule
+        hold across replicas, and ``create`` and ``set_status`` turn its refusal into this same 409."""
         running = self.active_for_model(model_name, namespace)
         if running is not None:
             raise ConflictError(
@@ -401,6 +495,21 @@ class Journal:
         error: dict[str, Any] | None = None,
         clear_error: bool = False,
         finished: bool = False,
+    ) -> None:
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                self._set_status(deployment_id, status, error=error, clear_error=clear_error, finished=finished)
+                return
+            except IntegrityError:
+                # A retry makes a final deployment active again: refused while another operation on
+                # the same model runs, in this replica or another.
+                record = self.get(deployment_id)
+                self.refuse_if_busy(record.model_name, record.namespace)
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+
+    def _set_status(
+        self, deployment_id: str, status: str, *, error: dict[str, Any] | None, clear_error: bool, finished: bool
     ) -> None:
         with self._write_lock, self._session() as session, session.begin():
             row = session.get(DeploymentRow, deployment_id)

@@ -74,11 +74,13 @@ def test_probes_and_metrics(client):
 def test_deployments_list_is_paginated_and_filtered(client):
     journal = client.app.state.services.journal
     for i in range(5):
-        journal.create(kind="deploy", model_name=f"m{i % 2}", namespace="default", request={}, step_names=["train"])
+        record = journal.create(kind="deploy", model_name=f"m{i % 2}", namespace="default", request={}, step_names=["train"])
+        if i < 3:  # one operation per model at a time: each model's earlier ones have ended
+            journal.set_status(record.id, "failed", finished=True)
     page = client.get("/mlops/deployments", params={"limit": 2, "offset": 1}).json()
     assert page["total"] == 5 and len(page["items"]) == 2 and page["offset"] == 1
     only_m0 = client.get("/mlops/deployments", params={"model": "m0"}).json()
     assert only_m0["total"] == 3 and {i["model_name"] for i in only_m0["items"]} == {"m0"}
-    pending = client.get("/mlops/deployments", params={"status": "pending", "model_name": "m1"}).json()
-    assert pending["total"] == 2
+    pending = client.get("/mlops/deployments", params={"status": "pending", "model": "m1"}).json()
+    assert pending["total"] == 1 and pending["items"][0]["model_name"] == "m1"
     assert_error_format(client.get("/mlops/deployments", params={"limit": 0}), 422, "validation_error")

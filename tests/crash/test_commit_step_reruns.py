@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from control_api.adapters.gitops import GitOpsRepo
-from control_api.journal.store import Journal
+from control_api.journal.store import DeploymentStatus, Journal
 from control_api.pipeline.step import StepContext
 from control_api.pipeline.steps.commit import CommitStep
 from control_api.pipeline.steps.rollback import RollbackCommitStep, UndeployCommitStep
@@ -76,6 +76,7 @@ def test_rollback_rerun_returns_its_commit_and_does_not_roll_back_again(world):
     for version in ("1", "2"):
         deployment_id, outputs = deploy(world, version)
         attempt(world, CommitStep(), deployment_id, outputs)
+        world.journal.set_status(deployment_id, DeploymentStatus.DEPLOYED, finished=True)
     rollback = world.journal.create(kind="rollback", model_name=MODEL, namespace=NAMESPACE, request={},
                                     step_names=["commit", "sync", "wait"])
     first = attempt(world, RollbackCommitStep(), rollback.id)
@@ -93,6 +94,7 @@ def test_rollback_rerun_returns_its_commit_and_does_not_roll_back_again(world):
 def test_undeploy_rerun_returns_its_commit_although_the_head_moved(world):
     deployment_id, outputs = deploy(world, "1")
     attempt(world, CommitStep(), deployment_id, outputs)
+    world.journal.set_status(deployment_id, DeploymentStatus.DEPLOYED, finished=True)
     undeploy = world.journal.create(kind="undeploy", model_name=MODEL, namespace=NAMESPACE, request={},
                                     step_names=["commit", "prune"])
     first = attempt(world, UndeployCommitStep(), undeploy.id)

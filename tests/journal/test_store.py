@@ -24,6 +24,13 @@ def create(journal: Journal, model_name: str = "iris", **overrides):
     return journal.create(**fields)
 
 
+def create_finished(journal: Journal, model_name: str = "iris", status: str = DeploymentStatus.DEPLOYED, **overrides):
+    """A deployment that has ended, so the model is free for the next one."""
+    created = create(journal, model_name, **overrides)
+    journal.set_status(created.id, status, finished=True)
+    return journal.get(created.id)
+
+
 def test_create_then_get_returns_the_request_and_pending_steps(journal):
     request = {
         "model_name": "iris",
@@ -60,12 +67,11 @@ def test_get_of_an_unknown_id_is_not_found(journal):
 
 
 def test_list_filters_by_model_status_and_kind_newest_first(journal):
-    first_iris = create(journal, "iris")
-    wine = create(journal, "wine")
+    first_iris = create_finished(journal, "iris", DeploymentStatus.DEPLOYED)
+    wine = create_finished(journal, "wine", DeploymentStatus.DEPLOYED)
     second_iris = create(journal, "iris")
-    iris_rollback = create(journal, "iris", kind="rollback", step_names=["commit", "sync"])
-    journal.set_status(wine.id, DeploymentStatus.DEPLOYED, finished=True)
     journal.set_status(second_iris.id, DeploymentStatus.FAILED, error={"code": "x"}, finished=True)
+    iris_rollback = create(journal, "iris", kind="rollback", step_names=["commit", "sync"])
 
     everything, total = journal.list()
     assert total == 4
@@ -81,15 +87,15 @@ def test_list_filters_by_model_status_and_kind_newest_first(journal):
     rollbacks, rollback_total = journal.list(kind="rollback")
     assert (rollback_total, [r.id for r in rollbacks]) == (1, [iris_rollback.id])
 
-    pending_iris_deploys, combined_total = journal.list(model_name="iris", status=DeploymentStatus.PENDING, kind="deploy")
-    assert (combined_total, [r.id for r in pending_iris_deploys]) == (1, [first_iris.id])
+    deployed_iris_deploys, combined_total = journal.list(model_name="iris", status=DeploymentStatus.DEPLOYED, kind="deploy")
+    assert (combined_total, [r.id for r in deployed_iris_deploys]) == (1, [first_iris.id])
 
     nothing, nothing_total = journal.list(model_name="absent")
     assert (nothing, nothing_total) == ([], 0)
 
 
 def test_list_pages_cover_every_deployment_once_in_order(journal):
-    created = [create(journal, "iris").id for _ in range(7)]
+    created = [create_finished(journal, "iris").id for _ in range(7)]
     newest_first = list(reversed(created))
 
     pages = []
@@ -173,18 +179,17 @@ def test_set_status_records_errors_and_the_finish(journal):
 
 
 def test_unfinished_and_active_for_model_ignore_final_deployments(journal):
-    done = create(journal, "iris")
-    journal.set_status(done.id, DeploymentStatus.DEPLOYED, finished=True)
-    older_iris = create(journal, "iris")
+    create_finished(journal, "iris", DeploymentStatus.DEPLOYED)
+    iris = create(journal, "iris")
     other_namespace = create(journal, "iris", namespace="staging")
     wine = create(journal, "wine")
     journal.set_status(wine.id, DeploymentStatus.AWAITING_REVIEW)
-    newer_iris = create(journal, "iris")
     for final in sorted(DeploymentStatus.FINAL):
-        journal.set_status(create(journal, "iris").id, final, finished=True)
+        create_finished(journal, "cherry", final)
 
-    assert [r.id for r in journal.unfinished()] == [older_iris.id, other_namespace.id, wine.id, newer_iris.id]
-    assert journal.active_for_model("iris", "models").id == older_iris.id
+    assert [r.id for r in journal.unfinished()] == [iris.id, other_namespace.id, wine.id]
+    assert journal.active_for_model("iris", "models").id == iris.id
+    assert journal.active_for_model("cherry", "models") is None
     assert journal.active_for_model("iris", "staging").id == other_namespace.id
     assert journal.active_for_model("wine", "models").status == DeploymentStatus.AWAITING_REVIEW
     assert journal.active_for_model("wine", "staging") is None
@@ -252,9 +257,9 @@ def test_events_come_back_in_order_per_deployment_and_page_by_id(journal):
 
 
 def test_idempotency_key_finds_the_first_deployment_of_that_requester(journal):
-    first = create(journal, requested_by="alice", idempotency_key="nightly-42")
-    create(journal, requested_by="alice", idempotency_key="nightly-42")
-    bobs = create(journal, requested_by="bob", idempotency_key="nightly-42")
+    first = create_finished(journal, requested_by="alice", idempotency_key="nightly-42")
+    create_finished(journal, requested_by="alice", idempotency_key="nightly-42")
+    bobs = create_finished(journal, requested_by="bob", idempotency_key="nightly-42")
     create(journal, requested_by="alice")
 
     assert journal.find_by_idempotency_key("nightly-42", "alice").id == first.id
