@@ -69,6 +69,15 @@ def test_review_timeout_then_a_retry_after_the_merge_completes_the_deploy(make_e
         assert timed_out["error"]["step"] == "review"
         assert timed_out["commit"] is None
 
+        # A retry before the merge waits a whole timeout again: its deadline is new, not the old one.
+        journal = client.app.state.services.journal
+        first_deadline = float(journal.get(deployment_id).step("review").outputs["poll_deadline"])
+        assert client.post(f"/mlops/deployments/{deployment_id}/retry").status_code == 202
+        again = wait_for_status(client, deployment_id, lambda status: status in FINAL)
+        assert again["status"] == "timed_out" and again["error"]["code"] == "review_timed_out", again
+        second_deadline = float(journal.get(deployment_id).step("review").outputs["poll_deadline"])
+        assert second_deadline >= first_deadline + 1  # the retry started after the first deadline passed
+
         bare = tmp_path / "data" / "gitops.git"
         work = reviewer_clone(bare, tmp_path / "reviewer")
         push_unrelated_change(work)
