@@ -5,6 +5,7 @@ on the target branch, however the reviewer merged it, and stops when the pull re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,10 @@ from tests.e2e.review_helpers import (
 )
 from tests.forge.forge_emulator import TOKEN, ForgeEmulator, ServerThread, build_app
 
+PULL_PATHS = {
+    "gitlab": "/api/v4/projects/acme%2Fgitops/merge_requests/{number}",
+    "gitea": "/api/v1/repos/acme/gitops/pulls/{number}",
+}
 # Short waits keep the review step's polling quick; the timeout test shortens the timeout itself.
 MERGE_POLL_SECONDS = 0.3
 
@@ -112,6 +117,13 @@ def test_each_forge_and_merge_style_completes_the_deploy(make_e2e_client, tmp_pa
             f"http://forge.example/{kind}/acme/gitops/-/merge_requests/{pull['number']}" if kind == "gitlab"
             else f"http://forge.example/{kind}/acme/gitops/pull/{pull['number']}"
         )
+
+        # While it waits, the review step asks this forge's own API about the pull request.
+        pull_path = PULL_PATHS[kind].format(number=pull["number"])
+        deadline = time.monotonic() + 60
+        while pull_path not in {r.raw_path for r in emulator.sent("GET")} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pull_path in {r.raw_path for r in emulator.sent("GET")}
 
         bare = tmp_path / "data" / "gitops.git"
         assert trailer_commits_on_main(bare, answer["deployment_id"]) == []
