@@ -191,7 +191,10 @@ def tls_auth_registry(tmp_path: Path, docker_available):
     hands out (user ``AWS``, password ``<account id>-auth-token``).
 
     The Docker Engine trusts the CA for this host through ``/etc/docker/certs.d/<host:port>/ca.crt``
-    (read at each push and pull, no daemon restart); the fixture removes what it added."""
+    (read at each push and pull, no daemon restart); the fixture removes what it added. The daemon's
+    default insecure-registries list holds 127.0.0.0/8, so for this loopback host it would also
+    accept the certificate unverified; the service's own HTTPS manifest check verifies it (the test
+    sets SSL_CERT_FILE to the CA)."""
     ca_file, certificate, key = write_test_ca_and_certificate(tmp_path / "tls", "127.0.0.1")
     work_dir = tmp_path / "tls-registry"
     work_dir.mkdir()
