@@ -51,7 +51,8 @@ REPOSITORY_PREFIX = "mlops-crash"
 @dataclass(frozen=True)
 class Life:
     """How one service process ends: it halts itself at a fault point, or the test kills it while
-    the deploy's status is ``kill_at_status`` (the halt then is only a backstop)."""
+    the deploy's status is ``kill_at_status`` and its step runs (the halt then is a backstop that
+    stops the deploy from running on; reaching it fails the test, as the kill missed the step)."""
 
     halt_before_recording: str | None = None
     halt_after: str | None = None
@@ -94,6 +95,8 @@ class Service:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        # Where this life's part of the shared log starts.
+        self.log_start = log_path.stat().st_size if log_path.exists() else 0
         base = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_FAULTS__")}
         log = open(log_path, "ab")
         self.proc = subprocess.Popen(
@@ -104,6 +107,12 @@ class Service:
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
+
+    def own_log(self) -> str:
+        """What this life wrote to the shared log."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_start)
+            return log.read().decode(errors="replace")
 
     def wait_healthy(self, timeout: float = 60) -> bool:
         """True once /health answers; False if the process died first (a halt during start-up)."""
@@ -200,7 +209,7 @@ def check_state_after(life: Life, record) -> None:
     steps = {s.name: s.status for s in record.steps}
     assert not record.is_final, (str(life), record.status)
     if life.kill_at_status:
-        return  # wherever the outside kill landed, the next life must cope
+        return  # check_killed_mid_step looked at it
     if life.halt_after:
         index = STEPS.index(life.halt_after)
         assert all(steps[name] == "succeeded" for name in STEPS[: index + 1]), (str(life), steps)
@@ -209,6 +218,25 @@ def check_state_after(life: Life, record) -> None:
         index = STEPS.index(life.halt_before_recording)
         assert all(steps[name] == "succeeded" for name in STEPS[:index]), (str(life), steps)
         assert steps[life.halt_before_recording] == "running", (str(life), steps)
+
+
+STEP_OF_STATUS = {"building": "build", "waiting": "wait"}
+FAULT_HALT_LINE = "fault injection:"
+
+
+def check_killed_mid_step(life: Life, record, service: Service) -> None:
+    """The outside kill landed inside the step: the journal shows the step started and unfinished,
+    every step before it done, and the process did not reach the step's backstop halt (which comes
+    only once the step has made all its changes)."""
+    step_name = STEP_OF_STATUS[life.kill_at_status]
+    steps = {s.name: s for s in record.steps}
+    index = STEPS.index(step_name)
+    assert all(steps[name].status == "succeeded" for name in STEPS[:index]), (str(life), steps)
+    killed = steps[step_name]
+    assert (killed.status, killed.finished_at) == ("running", None), (str(life), killed)
+    assert killed.started_at is not None, (str(life), killed)
+    assert record.status == life.kill_at_status, (str(life), record.status)
+    assert FAULT_HALT_LINE not in service.own_log(), f"{life}: the step finished before the kill:\n{service.own_log()[-3000:]}"
 
 
 def test_sigkill_at_every_step_boundary_then_restart_deploys_once(tmp_path, venv_cache, cluster, registry_url, base_image):
@@ -261,7 +289,8 @@ def test_sigkill_at_every_step_boundary_then_restart_deploys_once(tmp_path, venv
                 return record.status if record.is_final else None
 
             if life.kill_at_status:
-                landed.append(f"life {number}: " + _kill_at_status(service, deployment_id, life.kill_at_status, ended))
+                landed.append(f"life {number}: " + _kill_at_status(service, deployment_id, life.kill_at_status))
+                check_killed_mid_step(life, journal.get(deployment_id), service)
             else:
                 service.wait_killed(ended)
             record = journal.get(deployment_id)
@@ -343,19 +372,18 @@ def test_sigkill_at_every_step_boundary_then_restart_deploys_once(tmp_path, venv
     assert answer.json()["model_version"] == "1" and len(answer.json()["predictions"]) == len(ROWS)
 
 
-def _kill_at_status(service: Service, deployment_id: str, status: str, ended) -> str:
-    """SIGKILL the service as soon as the deploy shows ``status``; say where the kill landed."""
-    if not service.wait_healthy():
-        service.wait_killed(ended)
-        return f"the backstop halt came before /health answered ({status} not seen)"
+def _kill_at_status(service: Service, deployment_id: str, status: str) -> str:
+    """SIGKILL the service as soon as the deploy shows ``status``. The step's backstop halt firing
+    first means the kill missed the step's middle: that fails the test rather than passing unproven."""
+    assert service.wait_healthy(), f"the service died before /health answered:\n{service.log_tail()}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         body = service.deployment(deployment_id)
-        if body is None:  # the backstop halt fired first: the step finished before we saw it
-            service.wait_killed(ended)
-            return f"the backstop halt came first ({status} not seen)"
+        assert body is not None, f"the service died before the deploy showed {status}:\n{service.log_tail()}"
         assert body["status"] not in FINAL, body
-        if body["status"] == status:
+        step_running = any(s["name"] == STEP_OF_STATUS[status] and s["status"] == "running" for s in body["steps"])
+        # The status label is written just before the step record starts: wait for both.
+        if body["status"] == status and step_running:
             service.sigkill()
             return f"killed while {status}"
         time.sleep(0.1)

@@ -118,21 +118,20 @@ def test_unreachable_ecr_api_is_transient():
         registry.login()
 
 
-def test_refused_credentials_are_terminal(moto_ecr):
-    def refusing_client():
-        import botocore.exceptions
+def test_refused_credentials_are_terminal(moto_refusing_credentials):
+    registry = EcrRegistry(ecr_settings(moto_refusing_credentials))
 
-        class Refusing:
-            def get_authorization_token(self, **kwargs):
-                raise botocore.exceptions.ClientError(
-                    {"Error": {"Code": "UnrecognizedClientException", "Message": "bad token"},
-                     "ResponseMetadata": {"HTTPStatusCode": 400}},
-                    "GetAuthorizationToken",
-                )
-
-        return Refusing()
-
-    registry = EcrRegistry(ecr_settings(moto_ecr), ecr_client_factory=refusing_client)
-
-    with pytest.raises(RegistryAuthFailed):
+    with pytest.raises(RegistryAuthFailed) as raised:
         registry.ping()
+    # moto's IAM check refused the unknown access key (moto answers in XML, so boto3 reports the
+    # HTTP status as the code and the refusal is classified by its 403).
+    assert "get_authorization_token" in raised.value.message and "InvalidClientTokenId" in raised.value.message
+    assert raised.value.code == RegistryAuthFailed.code
+
+
+def test_login_names_the_host_of_the_stand_in_registry(ecr_naming_tls_registry):
+    endpoint, tls_registry = ecr_naming_tls_registry
+
+    login = EcrRegistry(ecr_settings(endpoint)).login()
+
+    assert (login.registry_host, login.username, login.password) == (tls_registry.host, tls_registry.username, tls_registry.password)
