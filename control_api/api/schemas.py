@@ -219,13 +219,14 @@ class DeployRequest(BaseModel):
             _env_key(key)
             if len(item) > MAX_ENV_VALUE_CHARS:
                 raise PydanticCustomError("env_value", "value of {key} must be at most {max} characters", {"key": key, "max": MAX_ENV_VALUE_CHARS})
+            # A credential is refused first: its message points to secret_env, which is the fix.
+            why = check_env_value(key, item)
+            if why:
+                raise PydanticCustomError("credential_in_env", "{why}", {"why": why})
             try:
                 check_env_value_text(key, item)
             except ValueError as error:
                 raise PydanticCustomError("env_value", "{why}", {"why": str(error)}) from None
-            why = check_env_value(key, item)
-            if why:
-                raise PydanticCustomError("credential_in_env", "{why}", {"why": why})
         return value
 
     @field_validator("secret_env")
