@@ -55,7 +55,9 @@ def test_mlflow_down_before_a_deploy(start_service, mlflow_server, cluster, kust
 def test_mlflow_dies_during_a_deploy(start_service, mlflow_server, cluster, kustomize_cmd):
     """MLflow is killed (SIGKILL) after the script logged its model and before the service's next call."""
     server = mlflow_server.start()
-    client = start_service(mlflow={"tracking_uri": server.url})
+    # The script's marker files must be visible from here: a sandboxed script's working folder is a
+    # tmpfs only the script sees. What is under test is MLflow dying, not the sandbox.
+    client = start_service(mlflow={"tracking_uri": server.url}, training={"sandbox": "off"})
     accepted = client.post("/mlops/deploy?wait=false", json=tiny_request("mlflow-during", hold=True))
     assert accepted.status_code == 202, accepted.text
     deployment_id = accepted.json()["deployment_id"]
