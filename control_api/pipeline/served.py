@@ -12,8 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from control_api.pipeline.steps.commit import app_ref
 from control_api.pipeline.steps.rollback import deploy_history
 from control_api.targets.base import ServedState
+
+HISTORY_DEPTH = 200  # deploy commits read to place the target's syncs in order
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class DeployCommit:
 
 def served_and_drift(services: Any, namespace: str, model_name: str) -> tuple[dict | None, dict | None]:
     """``served`` (version, commit, image, how it got there) and ``drift`` (None when in agreement)."""
-    app, commits = deploy_history(services, namespace, model_name, limit=200)
+    app, commits = deploy_history(services, namespace, model_name, limit=HISTORY_DEPTH)
     state: ServedState | None = services.target.served(app)
     if state is None:
         return None, None
@@ -68,10 +71,13 @@ def served_and_drift(services: Any, namespace: str, model_name: str) -> tuple[di
     return served, drift
 
 
-def target_syncs(services: Any, namespace: str, model_name: str) -> list[dict]:
+def target_syncs(services: Any, namespace: str, model_name: str, commits: list | None = None) -> list[dict]:
     """The target's own record of what it applied (Argo CD's history), newest first, each with the
-    model version it ran and whether it went back to an older deploy commit (a rollback)."""
-    app, commits = deploy_history(services, namespace, model_name, limit=200)
+    model version it ran and whether it went back to an older deploy commit (a rollback).
+    ``commits``: the model's deploy history, newest first, when the caller has already read it."""
+    app = app_ref(namespace, model_name)
+    if commits is None:
+        _, commits = deploy_history(services, namespace, model_name, limit=HISTORY_DEPTH)
     state: ServedState | None = services.target.served(app)
     if state is None or not state.syncs:
         return []

@@ -102,12 +102,13 @@ async def history(
     dns1123_label(name, "model name")
     namespace = _namespace(services, namespace)
     require_namespace_access(request, namespace)
+    from control_api.pipeline.served import HISTORY_DEPTH, target_syncs
     from control_api.pipeline.steps.rollback import deploy_history
 
-    from control_api.pipeline.served import target_syncs
-
-    _, commits = await run_in_threadpool(deploy_history, services, namespace, name, limit)
-    syncs = await run_in_threadpool(target_syncs, services, namespace, name)
+    # One read of the history serves both lists: the syncs need enough of it to order them.
+    _, history = await run_in_threadpool(deploy_history, services, namespace, name, max(limit, HISTORY_DEPTH))
+    syncs = await run_in_threadpool(target_syncs, services, namespace, name, history)
+    commits = history[:limit]
     return {
         "model_name": name,
         "namespace": namespace,
