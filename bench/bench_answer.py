@@ -108,8 +108,9 @@ class LoopbackPodKubelet(FakeKubelet):
                 continue  # still held by an earlier pod's server, or by another process
             server.daemon_threads = True
             server.loaded_at = time.monotonic() + self._rng.uniform(0.05, self._max_rollout)
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-                             name=f"pod-{address}").start()
+            threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name=f"pod-{address}"
+            ).start()
             self.addresses.append(address)
             return server, address
         raise RuntimeError(f"no free {POD_NETWORK} address for pod {pod['metadata']['name']}")
@@ -182,8 +183,12 @@ class CommitVersion:
     def run(self, ctx: StepContext) -> dict[str, Any]:
         version = int(ctx.request["version"])
         commit = self.gitops.commit(
-            CommitRequest(files=model_files(version), replace_dirs=(self.app_path,), delete_paths=(),
-                          subject=f"deploy {MODEL} v{version}")
+            CommitRequest(
+                files=model_files(version),
+                replace_dirs=(self.app_path,),
+                delete_paths=(),
+                subject=f"deploy {MODEL} v{version}",
+            )
         )
         return {"commit": commit.sha}
 
@@ -203,8 +208,14 @@ def main() -> None:
 def run(args: argparse.Namespace, root: Path) -> None:
     remote = root / "gitops.git"
     kubelet = LoopbackPodKubelet(args.max_rollout, random.Random(args.seed))
-    simulator = Simulator(kubelet, work_dir=root / "simulator", kustomize_cmd=kustomize_command(),
-                          contracts_dir=CONTRACTS_DIR, namespaces=[NAMESPACE], source_repos=[remote.as_uri()])
+    simulator = Simulator(
+        kubelet,
+        work_dir=root / "simulator",
+        kustomize_cmd=kustomize_command(),
+        contracts_dir=CONTRACTS_DIR,
+        namespaces=[NAMESPACE],
+        source_repos=[remote.as_uri()],
+    )
     with simulator:
         assert ipaddress.ip_address(simulator.argo_server.host).is_loopback
         settings = Settings(
@@ -214,18 +225,21 @@ def run(args: argparse.Namespace, root: Path) -> None:
             kubernetes=KubernetesSettings(api_url=simulator.kubernetes_url, token=simulator.kubernetes_token),
             target=TargetSettings(kind="argocd"),
         )
-        gitops = GitOpsRepo(settings.git, settings.git_remote_url(), root / "work",
-                            initial_files=renderer.render_base())
+        gitops = GitOpsRepo(
+            settings.git, settings.git_remote_url(), root / "work", initial_files=renderer.render_base()
+        )
         gitops.ensure_remote()
         argocd = ArgoCDClient(settings.argocd)
         kubernetes = KubernetesReader(settings.kubernetes)
         journal = Journal(f"sqlite:///{root / 'journal.db'}")
-        services = SimpleNamespace(settings=settings, argocd=argocd, kubernetes=kubernetes, gitops=gitops,
-                                   journal=journal)
+        services = SimpleNamespace(
+            settings=settings, argocd=argocd, kubernetes=kubernetes, gitops=gitops, journal=journal
+        )
         services.target = ArgoCDTarget(services)
         app = app_ref(NAMESPACE, MODEL)
-        pipeline = Pipeline("bench", (CommitVersion(gitops, app.path), SyncStep(), WaitStep()),
-                            DeploymentStatus.DEPLOYED)
+        pipeline = Pipeline(
+            "bench", (CommitVersion(gitops, app.path), SyncStep(), WaitStep()), DeploymentStatus.DEPLOYED
+        )
         orchestrator = Orchestrator(journal, services, {"bench": pipeline}, workers=2)
 
         # The first moment a client's read of the Application shows it ready at the commit, with
@@ -263,8 +277,13 @@ def run(args: argparse.Namespace, root: Path) -> None:
         answers, totals, address = [], [], None
         try:
             for version in range(1, args.runs + 1):
-                record = journal.create(kind="bench", model_name=MODEL, namespace=NAMESPACE,
-                                        request={"version": version}, step_names=[s.name for s in pipeline.steps])
+                record = journal.create(
+                    kind="bench",
+                    model_name=MODEL,
+                    namespace=NAMESPACE,
+                    request={"version": version},
+                    step_names=[s.name for s in pipeline.steps],
+                )
                 started = time.monotonic()
                 orchestrator.start(record.id)
                 with finished:
@@ -277,8 +296,10 @@ def run(args: argparse.Namespace, root: Path) -> None:
                 commit = done.step("commit").outputs["commit"]
                 address = wait["external_ip"]
                 if commit not in healthy_at:
-                    raise SystemExit(f"run {version}: deployed, but no status read Synced+Healthy at {commit[:12]} "
-                                     "with the Service's address first")
+                    raise SystemExit(
+                        f"run {version}: deployed, but no status read Synced+Healthy at {commit[:12]} "
+                        "with the Service's address first"
+                    )
                 answers.append(answered_at[record.id] - healthy_at[commit])
                 totals.append(answered_at[record.id] - started)
         finally:
@@ -290,15 +311,23 @@ def run(args: argparse.Namespace, root: Path) -> None:
     cluster_errors = simulator.cluster.errors
 
     median, p95 = statistics.median(answers), percentile(answers, 0.95)
-    print(f"{args.runs} deploys through the orchestrator's sync + wait steps against the simulator "
-          f"(model loads 0.05-{args.max_rollout:g} s, /health via {address}:80 to pods on {POD_NETWORK})")
+    print(
+        f"{args.runs} deploys through the orchestrator's sync + wait steps against the simulator "
+        f"(model loads 0.05-{args.max_rollout:g} s, /health via {address}:80 to pods on {POD_NETWORK})"
+    )
     print(f"  Healthy + IP -> answer (s): median {median:.3f}   p95 {p95:.3f}   max {max(answers):.3f}")
-    print(f"  commit + sync + wait in all (s): median {statistics.median(totals):.3f}   "
-          f"p95 {percentile(totals, 0.95):.3f}")
-    print(f"  target {TARGET_SECONDS:g} s: p95 is {p95 / TARGET_SECONDS:.2f}x the target "
-          f"({'met' if p95 <= TARGET_SECONDS else 'NOT met'})")
-    print(f"  contract violations: {len(violations)}; simulator errors: {len(cluster_errors)}; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"  commit + sync + wait in all (s): median {statistics.median(totals):.3f}   "
+        f"p95 {percentile(totals, 0.95):.3f}"
+    )
+    print(
+        f"  target {TARGET_SECONDS:g} s: p95 is {p95 / TARGET_SECONDS:.2f}x the target "
+        f"({'met' if p95 <= TARGET_SECONDS else 'NOT met'})"
+    )
+    print(
+        f"  contract violations: {len(violations)}; simulator errors: {len(cluster_errors)}; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

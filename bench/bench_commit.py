@@ -98,8 +98,13 @@ def run(args: argparse.Namespace, root: Path) -> None:
         files, directory = model_files(name, deploy + 2)
         rendered = time.perf_counter()
         result = repo.commit(
-            CommitRequest(files=files, replace_dirs=(directory,), delete_paths=(), subject=f"deploy {name} v{deploy + 2}",
-                          trailers={"Model-Name": name, "Model-Version": str(deploy + 2)})
+            CommitRequest(
+                files=files,
+                replace_dirs=(directory,),
+                delete_paths=(),
+                subject=f"deploy {name} v{deploy + 2}",
+                trailers={"Model-Name": name, "Model-Version": str(deploy + 2)},
+            )
         )
         end = time.perf_counter()
         if not result.changed:
@@ -111,8 +116,10 @@ def run(args: argparse.Namespace, root: Path) -> None:
     print(f"{args.deploys} deploys, render + commit + push per deploy (ms):")
     print(f"  mean {mean:8.1f}   p50 {percentile(totals, 0.5):8.1f}   p95 {percentile(totals, 0.95):8.1f}")
     print(f"  of which render: mean {statistics.mean(renders):.1f} ms")
-    print(f"  target {TARGET_MS:.0f} ms: mean is {mean / TARGET_MS:.2f}x the target, "
-          f"p95 is {percentile(totals, 0.95) / TARGET_MS:.2f}x ({'met' if mean <= TARGET_MS else 'NOT met'} on average)")
+    print(
+        f"  target {TARGET_MS:.0f} ms: mean is {mean / TARGET_MS:.2f}x the target, "
+        f"p95 is {percentile(totals, 0.95) / TARGET_MS:.2f}x ({'met' if mean <= TARGET_MS else 'NOT met'} on average)"
+    )
     # Other work on the machine shows up in every git process start; say how busy it was.
     print(f"  load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 

@@ -61,11 +61,17 @@ def main() -> int:
                 durations = {s["name"]: s["duration_seconds"] or 0.0 for s in run["steps"]}
                 build = next(s for s in run["steps"] if s["name"] == "build")["message"] or ""
                 runtime_note = "runtime reused" if "reused" in build else "runtime built"
-                print(f"{label:<7}" + "".join(f"{durations[s]:>10.2f}" for s in steps) + f"{run['_wall']:>10.2f}  {runtime_note}")
+                print(
+                    f"{label:<7}"
+                    + "".join(f"{durations[s]:>10.2f}" for s in steps)
+                    + f"{run['_wall']:>10.2f}  {runtime_note}"
+                )
             warm_totals = [run["_wall"] for label, run in runs[1:]]
             if warm_totals:
-                print(f"warm deploy (same requirements, new version): median {statistics.median(warm_totals):.1f} s "
-                      f"request to ready URL; cold {runs[0][1]['_wall']:.1f} s; target <= 15 s")
+                print(
+                    f"warm deploy (same requirements, new version): median {statistics.median(warm_totals):.1f} s "
+                    f"request to ready URL; cold {runs[0][1]['_wall']:.1f} s; target <= 15 s"
+                )
             runtime = client.app.state.services.local_runtime
             for workload in runtime.list():
                 if workload.namespace == namespace:

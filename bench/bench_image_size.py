@@ -47,8 +47,12 @@ def log_model(workdir: Path) -> Path:
     mlflow.set_experiment("bench-size")
     with warnings.catch_warnings(), mlflow.start_run():
         warnings.simplefilter("ignore")
-        info = mlflow.sklearn.log_model(LogisticRegression(max_iter=500).fit(features, frame["target"]), name="model",
-                                        input_example=features.head(2), serialization_format="cloudpickle")
+        info = mlflow.sklearn.log_model(
+            LogisticRegression(max_iter=500).fit(features, frame["target"]),
+            name="model",
+            input_example=features.head(2),
+            serialization_format="cloudpickle",
+        )
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(workdir / "model")))
 
 
@@ -58,22 +62,29 @@ def our_images(client, model_dir: Path, base_image: str) -> None:
     from control_api.settings import BuildSettings
 
     builder = DockerImageBuilder(BuildSettings(base_image=base_image))
-    built = builder.build(ModelBundle("bench-size", "1", "bench", model_dir, "models:/bench-size/1", "", "bench"),
-                          lambda line: None)
+    built = builder.build(
+        ModelBundle("bench-size", "1", "bench", model_dir, "models:/bench-size/1", "", "bench"), lambda line: None
+    )
     base = client.images.get(base_image)
     runtime = client.images.get(built.runtime_reference)
     model = client.images.get(built.reference)
     print(f"base     {base_image:45} {mb(base.attrs['Size'])}")
     print(f"runtime  {built.runtime_reference:45} {mb(runtime.attrs['Size'])}  (cache hit: {built.runtime_cache_hit})")
-    print(f"model    {built.reference:45} {mb(model.attrs['Size'])}  (model layer {mb(model.attrs['Size'] - runtime.attrs['Size'])})")
+    print(
+        f"model    {built.reference:45} {mb(model.attrs['Size'])}  (model layer {mb(model.attrs['Size'] - runtime.attrs['Size'])})"
+    )
     client.images.remove(model.id, force=True)
 
 
 def mlflow_build_docker(model_dir: Path) -> tuple[bool, str]:
     mlflow_cli = str(Path(sys.executable).parent / "mlflow")
     try:
-        result = subprocess.run([mlflow_cli, "models", "build-docker", "-m", str(model_dir), "-n", MLFLOW_TAG,
-                                 "--env-manager", "local"], capture_output=True, text=True, timeout=1200)
+        result = subprocess.run(
+            [mlflow_cli, "models", "build-docker", "-m", str(model_dir), "-n", MLFLOW_TAG, "--env-manager", "local"],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
     except subprocess.TimeoutExpired:
         return False, "timed out after 20 minutes"
     output = (result.stdout + result.stderr).strip().splitlines()
@@ -87,14 +98,29 @@ def mlflow_build_docker(model_dir: Path) -> tuple[bool, str]:
 def mlflow_dockerfile_on_base(client, model_dir: Path, base_image: str, workdir: Path) -> int:
     mlflow_cli = str(Path(sys.executable).parent / "mlflow")
     target = workdir / "mlflow-dockerfile"
-    subprocess.run([mlflow_cli, "models", "generate-dockerfile", "-m", str(model_dir), "-d", str(target),
-                    "--env-manager", "local"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            mlflow_cli,
+            "models",
+            "generate-dockerfile",
+            "-m",
+            str(model_dir),
+            "-d",
+            str(target),
+            "--env-manager",
+            "local",
+        ],
+        check=True,
+        capture_output=True,
+    )
     lines = (target / "Dockerfile").read_text().splitlines()
     patched = []
     for line in lines:
         if line.startswith("FROM "):
-            patched += [f"FROM {base_image}",
-                        f"ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_CERT={CA_BUNDLE} REQUESTS_CA_BUNDLE={CA_BUNDLE} SSL_CERT_FILE={CA_BUNDLE}"]
+            patched += [
+                f"FROM {base_image}",
+                f"ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_CERT={CA_BUNDLE} REQUESTS_CA_BUNDLE={CA_BUNDLE} SSL_CERT_FILE={CA_BUNDLE}",
+            ]
         else:
             patched.append(line)
     (target / "Dockerfile").write_text("\n".join(patched) + "\n")
@@ -102,8 +128,16 @@ def mlflow_dockerfile_on_base(client, model_dir: Path, base_image: str, workdir:
     with tarfile.open(fileobj=archive, mode="w") as tar:
         tar.add(str(target), arcname=".")
     archive.seek(0)
-    for chunk in client.api.build(fileobj=archive, custom_context=True, tag=MLFLOW_ON_OUR_BASE_TAG, rm=True,
-                                  forcerm=True, decode=True, network_mode="host", pull=False):
+    for chunk in client.api.build(
+        fileobj=archive,
+        custom_context=True,
+        tag=MLFLOW_ON_OUR_BASE_TAG,
+        rm=True,
+        forcerm=True,
+        decode=True,
+        network_mode="host",
+        pull=False,
+    ):
         if "error" in chunk:
             raise RuntimeError(chunk["error"])
     return client.images.get(MLFLOW_ON_OUR_BASE_TAG).attrs["Size"]
@@ -125,12 +159,16 @@ def main() -> None:
             return
         built, reason = mlflow_build_docker(model_dir)
         if built:
-            print(f"mlflow   {MLFLOW_TAG:45} {mb(client.images.get(MLFLOW_TAG).attrs['Size'])}  (mlflow models build-docker)")
+            print(
+                f"mlflow   {MLFLOW_TAG:45} {mb(client.images.get(MLFLOW_TAG).attrs['Size'])}  (mlflow models build-docker)"
+            )
             return
         print(f"mlflow models build-docker could not build here:\n    {reason}")
         try:
             size = mlflow_dockerfile_on_base(client, model_dir, base_image, Path(tmp))
-            print(f"mlflow   {MLFLOW_ON_OUR_BASE_TAG:45} {mb(size)}  (MLflow's generated Dockerfile, FROM {base_image})")
+            print(
+                f"mlflow   {MLFLOW_ON_OUR_BASE_TAG:45} {mb(size)}  (MLflow's generated Dockerfile, FROM {base_image})"
+            )
         except Exception as exc:
             print(f"MLflow's generated Dockerfile on {base_image} did not build either: {str(exc)[:500]}")
 

@@ -51,9 +51,12 @@ def log_models(workdir: Path) -> dict[str, Path]:
     for name, model in models.items():
         with warnings.catch_warnings(), mlflow.start_run():
             warnings.simplefilter("ignore")
-            info = mlflow.sklearn.log_model(model, name="model", input_example=features.head(2),
-                                            serialization_format="cloudpickle")
-        dirs[name] = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(workdir / name)))
+            info = mlflow.sklearn.log_model(
+                model, name="model", input_example=features.head(2), serialization_format="cloudpickle"
+            )
+        dirs[name] = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(workdir / name))
+        )
     return dirs
 
 
@@ -65,18 +68,39 @@ def free_port() -> int:
 
 def start_ours(model_dir: Path, port: int) -> subprocess.Popen:
     (model_dir / "mlops-model.json").write_text(json.dumps({"model_name": model_dir.name, "model_version": "1"}))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "serving_template"), "MODEL_DIR": str(model_dir),
-           "HOST": "127.0.0.1", "PORT": str(port)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "serving_template"),
+        "MODEL_DIR": str(model_dir),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
     return subprocess.Popen([PYTHON, "-m", "model_server"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def start_mlflow(model_dir: Path, port: int) -> subprocess.Popen:
     mlflow_cli = str(Path(PYTHON).parent / "mlflow")
-    return subprocess.Popen([mlflow_cli, "models", "serve", "-m", str(model_dir), "--env-manager", "local",
-                             "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            # it execs `uvicorn` by name: the one beside this interpreter
-                            env={**os.environ, "PATH": f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    return subprocess.Popen(
+        [
+            mlflow_cli,
+            "models",
+            "serve",
+            "-m",
+            str(model_dir),
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        # it execs `uvicorn` by name: the one beside this interpreter
+        env={**os.environ, "PATH": f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
 
 
 def wait_until_up(port: int, path: str, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -110,8 +134,11 @@ class Client:
             self._fill()
         head, _, rest = self.buffer.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
-        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
-                      if line.lower().startswith(b"content-length:"))
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")[1:]
+            if line.lower().startswith(b"content-length:")
+        )
         while len(rest) < length:
             self.buffer = rest
             self._fill()
@@ -134,8 +161,10 @@ class Client:
 
 def post_bytes(path: str, body: dict) -> bytes:
     payload = json.dumps(body).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
 
 
 def run_load(port: int, raw: bytes, expected: bytes, concurrency: int, total: int) -> dict[str, float]:
@@ -208,8 +237,11 @@ def main() -> None:
                     for concurrency in (1, 8):
                         result = run_load(port, raw, expected, concurrency, args.requests)
                         rows.append((model_name, server_name, concurrency, result))
-                        print(f"{model_name:20} {server_name:26} c={concurrency}  {result['rps']:8.0f} rps  "
-                              f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms", flush=True)
+                        print(
+                            f"{model_name:20} {server_name:26} c={concurrency}  {result['rps']:8.0f} rps  "
+                            f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms",
+                            flush=True,
+                        )
                 finally:
                     process.terminate()
                     try:
@@ -224,8 +256,10 @@ def main() -> None:
                 reference = by_key[(model_name, "mlflow /invocations split", concurrency)]
                 for ours in ("ours /predict inputs", "ours /invocations split"):
                     mine = by_key[(model_name, ours, concurrency)]
-                    print(f"{model_name:20} {ours:26} c={concurrency}  throughput x{mine['rps'] / reference['rps']:.1f}  "
-                          f"p50 x{reference['p50_ms'] / mine['p50_ms']:.1f} faster")
+                    print(
+                        f"{model_name:20} {ours:26} c={concurrency}  throughput x{mine['rps'] / reference['rps']:.1f}  "
+                        f"p50 x{reference['p50_ms'] / mine['p50_ms']:.1f} faster"
+                    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Render time of one model overlay (+ base and Application). Timing lives here, never in tests.
 
-    .venv/bin/python bench/bench_render.py [iterations]
+.venv/bin/python bench/bench_render.py [iterations]
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from control_api import __version__
 from control_api.api.errors import install_error_handlers
-from control_api.api.security import declare_security, install_security
 from control_api.api.routes import deploy, deployments, events, lifecycle, models, removed, status, system
+from control_api.api.security import declare_security, install_security
 from control_api.pipeline.orchestrator import Orchestrator
 from control_api.pipeline.pipelines import build_pipelines
 from control_api.services import Services
@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None, *, resume: bool = True) -> Fast
     )
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
-    requests_total = Counter("mlops_control_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
+    requests_total = Counter(
+        "mlops_control_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry
+    )
     latency = Histogram("mlops_control_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
 
     # The middleware added last runs first: security goes in before request_context so that

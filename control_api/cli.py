@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mlops-control: {exc}", file=sys.stderr)
             return 1
         print(key)
-        print(f"stored the hash of {args.role} key {args.name!r} in {settings.api_keys_file()}; the key is not shown again", file=sys.stderr)
+        print(
+            f"stored the hash of {args.role} key {args.name!r} in {settings.api_keys_file()}; the key is not shown again",
+            file=sys.stderr,
+        )
         return 0
 
     if args.command == "serve":

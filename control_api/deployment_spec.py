@@ -32,7 +32,14 @@ REQUEST_FIELDS = {
 
 
 def spec_fields(
-    request: dict[str, Any], namespace: str, *, model_version: str, image: str, run_id: str, model_uri: str, deployment_id: str
+    request: dict[str, Any],
+    namespace: str,
+    *,
+    model_version: str,
+    image: str,
+    run_id: str,
+    model_uri: str,
+    deployment_id: str,
 ) -> dict[str, Any]:
     """The DeploymentSpec fields of a journalled deploy request (``DeployRequest.to_journal``); nested
     values stay plain data, so the spec validates them too."""
@@ -78,8 +85,13 @@ def check_renders(request: dict[str, Any], namespace: str) -> None:
     from renderer import DeploymentSpec, RenderError
 
     fields = spec_fields(
-        request, namespace, model_version=PLACEHOLDER_VERSION, image=PLACEHOLDER_IMAGE, run_id=PLACEHOLDER_ID,
-        model_uri=f"models:/{request['model_name']}/{PLACEHOLDER_VERSION}", deployment_id=PLACEHOLDER_ID,
+        request,
+        namespace,
+        model_version=PLACEHOLDER_VERSION,
+        image=PLACEHOLDER_IMAGE,
+        run_id=PLACEHOLDER_ID,
+        model_uri=f"models:/{request['model_name']}/{PLACEHOLDER_VERSION}",
+        deployment_id=PLACEHOLDER_ID,
     )
     try:
         DeploymentSpec.validated(**fields)
@@ -90,4 +102,3 @@ def check_renders(request: dict[str, Any], namespace: str) -> None:
             code="validation_error",
             details=[{"field": field, "rule": "renderable", "message": exc.message}],
         ) from exc
-

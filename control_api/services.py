@@ -77,23 +77,25 @@ class Services:
     @adapter
     def environments(self) -> EnvironmentCache:
         return EnvironmentCache(
-            self.settings.venv_cache_dir(), self.settings.training.python, self.settings.training.install_timeout_seconds
+            self.settings.venv_cache_dir(),
+            self.settings.training.python,
+            self.settings.training.install_timeout_seconds,
         )
 
     @adapter
-    def image_builder(self) -> "ImageBuilder":
+    def image_builder(self) -> ImageBuilder:
         from control_api.adapters.image_builder.docker_engine import DockerImageBuilder
 
         return DockerImageBuilder(self.settings.build)
 
     @adapter
-    def registry(self) -> "ImageRegistry":
+    def registry(self) -> ImageRegistry:
         from control_api.adapters.registry import make_registry
 
         return make_registry(self.settings.registry)
 
     @adapter
-    def local_runtime(self) -> "LocalRuntime":
+    def local_runtime(self) -> LocalRuntime:
         from control_api.adapters.local_runtime.docker_runtime import DockerLocalRuntime
 
         return DockerLocalRuntime(self.settings.target)

@@ -23,9 +23,7 @@ class MlflowSettings(BaseModel):
         default=None,
         description="MLflow tracking URI. Default: SQLite at DATA_DIR/mlflow/mlflow.db with local artifacts.",
     )
-    registry_uri: str | None = Field(
-        default=None, description="MLflow model registry URI. Default: the tracking URI."
-    )
+    registry_uri: str | None = Field(default=None, description="MLflow model registry URI. Default: the tracking URI.")
     artifact_root: str | None = Field(
         default=None,
         description="Artifact root for experiments the service creates on the embedded store. Default: DATA_DIR/mlflow/artifacts.",
@@ -49,15 +47,23 @@ class TrainingSettings(BaseModel):
         default=None, description="Where requirement-hash keyed virtual environments are kept. Default: DATA_DIR/venvs."
     )
     log_tail_lines: int = Field(default=40, ge=1, description="How many log lines the journal keeps for a step.")
-    max_memory_bytes: int = Field(default=16 * 2**30, ge=2**28, description="Address-space limit (RLIMIT_AS) of the training process.")
-    max_file_bytes: int = Field(default=4 * 2**30, ge=2**20, description="Largest file a training script may write (RLIMIT_FSIZE).")
+    max_memory_bytes: int = Field(
+        default=16 * 2**30, ge=2**28, description="Address-space limit (RLIMIT_AS) of the training process."
+    )
+    max_file_bytes: int = Field(
+        default=4 * 2**30, ge=2**20, description="Largest file a training script may write (RLIMIT_FSIZE)."
+    )
     workdir_bytes: int = Field(
-        default=2 * 2**30, ge=2**20,
+        default=2 * 2**30,
+        ge=2**20,
         description="Size of a sandboxed script's working folder: a tmpfs (RAM or swap, used only as written) that vanishes when the training ends. Without the sandbox the folder is on disk and removed after the training.",
     )
-    max_open_files: int = Field(default=4096, ge=64, description="Open file limit (RLIMIT_NOFILE) of the training process.")
+    max_open_files: int = Field(
+        default=4096, ge=64, description="Open file limit (RLIMIT_NOFILE) of the training process."
+    )
     max_processes: int = Field(
-        default=512, ge=16,
+        default=512,
+        ge=16,
         description="Processes and threads a sandboxed script may run at once (RLIMIT_NPROC, counted for its own uid). Not applied without the sandbox: the limit counts per uid and does not bind root.",
     )
     sandbox: Literal["auto", "required", "off"] = Field(
@@ -69,12 +75,18 @@ class TrainingSettings(BaseModel):
         description="Network of a sandboxed script. auto and none: loopback only (MLflow is reached through the run's tracking door, whatever the store). host: the host network (for scripts that download data).",
     )
     sandbox_uid_first: int = Field(
-        default=1_700_000_000, ge=1000, le=2**31 - 2**17,
+        default=1_700_000_000,
+        ge=1000,
+        le=2**31 - 2**17,
         description="First uid of the range sandboxed scripts run as; each running training leases one uid of its own. Use uids no account or other service uses.",
     )
-    sandbox_uid_count: int = Field(default=256, ge=1, le=65536, description="How many uids the range has: the most trainings that run at once.")
+    sandbox_uid_count: int = Field(
+        default=256, ge=1, le=65536, description="How many uids the range has: the most trainings that run at once."
+    )
     sandbox_gid: int = Field(
-        default=1_700_000_000, ge=1000, le=2**31 - 1,
+        default=1_700_000_000,
+        ge=1000,
+        le=2**31 - 1,
         description="Group of every sandboxed script (it owns none of the service's files: the script reaches MLflow through its run's tracking door).",
     )
 
@@ -91,7 +103,9 @@ class BuildSettings(BaseModel):
 
 
 class RegistrySettings(BaseModel):
-    kind: Literal["oci", "ecr"] = Field(default="oci", description="oci: any OCI v2 registry. ecr: Amazon ECR via boto3.")
+    kind: Literal["oci", "ecr"] = Field(
+        default="oci", description="oci: any OCI v2 registry. ecr: Amazon ECR via boto3."
+    )
     url: str = Field(default="127.0.0.1:5000", description="Registry host[:port] (for ECR it is discovered).")
     repository_prefix: str = Field(default="mlops", description="Image repositories are PREFIX/MODEL_NAME.")
     username: str | None = Field(default=None, description="Registry user (oci).")
@@ -163,7 +177,9 @@ class ArgoCDSettings(BaseModel):
 
 
 class KubernetesSettings(BaseModel):
-    kubeconfig: Path | None = Field(default=None, description="kubeconfig file. Default: in-cluster config, then ~/.kube/config.")
+    kubeconfig: Path | None = Field(
+        default=None, description="kubeconfig file. Default: in-cluster config, then ~/.kube/config."
+    )
     context: str | None = Field(default=None, description="kubeconfig context.")
     api_url: str | None = Field(default=None, description="Direct API server URL (used with token).")
     token: SecretStr | None = Field(default=None, description="Bearer token for api_url.")
@@ -173,7 +189,9 @@ class TargetSettings(BaseModel):
     kind: Literal["local", "argocd", "none"] = Field(
         default="local", description="local: Docker on this machine. argocd: a cluster. none: train and register only."
     )
-    ready_timeout_seconds: float = Field(default=300, gt=0, description="How long to wait for a deployment to become ready.")
+    ready_timeout_seconds: float = Field(
+        default=300, gt=0, description="How long to wait for a deployment to become ready."
+    )
     loopback_prefix: str = Field(default="127.0.0.", description="Local target: each Service gets PREFIX+N.")
     loopback_first: int = Field(default=10, ge=2, le=254, description="Local target: first N handed out.")
 
@@ -187,7 +205,9 @@ class ApiSettings(BaseModel):
         default_factory=lambda: ["mlops-models", "default", "staging", "production"],
         description="Namespaces a deploy may target.",
     )
-    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Largest accepted request body (enforced while it streams in).")
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, gt=0, description="Largest accepted request body (enforced while it streams in)."
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names the client (for rate limits). Default: none, so the peer address counts.",
@@ -195,8 +215,12 @@ class ApiSettings(BaseModel):
 
 
 class ApiKeySpec(BaseModel):
-    name: str = Field(max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$", description="Who the key belongs to; recorded as Requested-By.")
-    role: Literal["reader", "deployer", "admin"] = Field(description="reader: GET. deployer: also deploy, roll back, undeploy. admin: everything.")
+    name: str = Field(
+        max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$", description="Who the key belongs to; recorded as Requested-By."
+    )
+    role: Literal["reader", "deployer", "admin"] = Field(
+        description="reader: GET. deployer: also deploy, roll back, undeploy. admin: everything."
+    )
     key_hash: str = Field(description="sha256:<hex> of the key; the key itself is never stored.")
     namespaces: list[str] | None = Field(
         default=None,
@@ -211,10 +235,22 @@ class AuthSettings(BaseModel):
     )
     keys: list[ApiKeySpec] = Field(default_factory=list, description="API keys (JSON list of {name, role, key_hash}).")
     keys_file: Path | None = Field(default=None, description="JSON file of API keys. Default: DATA_DIR/api-keys.json.")
-    rate_limit_per_minute: int = Field(default=600, ge=1, description="Requests per minute per key (or per client address without auth).")
-    rate_limit_burst: int = Field(default=60, ge=1, description="Requests a key may send at once before the rate applies.")
-    failed_auth_per_minute: int = Field(default=30, ge=1, description="Requests without a valid key per minute per client address, once keys are required.")
-    failed_auth_burst: int = Field(default=10, ge=1, description="Requests without a valid key a client address may send at once before that rate applies.")
+    rate_limit_per_minute: int = Field(
+        default=600, ge=1, description="Requests per minute per key (or per client address without auth)."
+    )
+    rate_limit_burst: int = Field(
+        default=60, ge=1, description="Requests a key may send at once before the rate applies."
+    )
+    failed_auth_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Requests without a valid key per minute per client address, once keys are required.",
+    )
+    failed_auth_burst: int = Field(
+        default=10,
+        ge=1,
+        description="Requests without a valid key a client address may send at once before that rate applies.",
+    )
 
 
 class FaultSettings(BaseModel):

@@ -15,7 +15,13 @@ from collections import Counter
 # unambiguous words, part of one), so MAX_TOKENS and TOKENIZER_NAME are not flagged.
 _SECRET_SUBSTRINGS = ("PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "CREDENTIAL", "PRIVATEKEY", "APIKEY")
 _SECRET_SEGMENTS = ("TOKEN", "PWD", "PASS")
-_SECRET_SEGMENT_PAIRS = (("API", "KEY"), ("ACCESS", "KEY"), ("PRIVATE", "KEY"), ("SIGNING", "KEY"), ("CLIENT", "SECRET"))
+_SECRET_SEGMENT_PAIRS = (
+    ("API", "KEY"),
+    ("ACCESS", "KEY"),
+    ("PRIVATE", "KEY"),
+    ("SIGNING", "KEY"),
+    ("CLIENT", "SECRET"),
+)
 
 _VALUE_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b")),

@@ -35,4 +35,4 @@ class RenderError(ValueError):
 def _strip_pydantic_prefix(message: str) -> str:
     # pydantic prefixes errors raised inside validators with "Value error, ".
     prefix = "Value error, "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message[len(prefix) :] if message.startswith(prefix) else message

@@ -22,7 +22,7 @@ def cpu_millicores(quantity: str) -> int:
     """``"500m"`` -> 500, ``"1.5"`` -> 1500. Raises ValueError for anything else or below 1m."""
     match = _CPU.match(quantity)
     if not match:
-        raise ValueError(f"{quantity!r} is not a CPU quantity; write cores (\"1\", \"0.5\") or millicores (\"500m\")")
+        raise ValueError(f'{quantity!r} is not a CPU quantity; write cores ("1", "0.5") or millicores ("500m")')
     number = Decimal(match["number"])
     millicores = number if match["milli"] else number * 1000
     if millicores != millicores.to_integral_value():
@@ -37,7 +37,7 @@ def memory_bytes(quantity: str) -> int:
     match = _MEMORY.match(quantity)
     if not match:
         raise ValueError(
-            f"{quantity!r} is not a memory quantity; write e.g. \"512Mi\", \"1Gi\" or \"1G\" (suffixes Ki Mi Gi Ti k M G T)"
+            f'{quantity!r} is not a memory quantity; write e.g. "512Mi", "1Gi" or "1G" (suffixes Ki Mi Gi Ti k M G T)'
         )
     amount = Decimal(match["number"]) * _MEMORY_FACTORS[match["suffix"]]
     if amount != amount.to_integral_value():

@@ -33,12 +33,7 @@ def _escape_char(char: str) -> str:
     code = ord(char)
     if 0x20 <= code < 0x7F:
         return char
-    needs_escape = (
-        code < 0x20
-        or 0x7F <= code <= 0x9F
-        or 0xD800 <= code <= 0xDFFF
-        or char in _ALWAYS_ESCAPED
-    )
+    needs_escape = code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF or char in _ALWAYS_ESCAPED
     if not needs_escape:
         return char
     if code <= 0xFF:

@@ -36,5 +36,3 @@ def make_client(tmp_path, venv_cache):
 @pytest.fixture
 def client(make_client) -> TestClient:
     return make_client()
-
-

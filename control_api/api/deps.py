@@ -41,7 +41,8 @@ def require_namespace_access(request: Request, namespace: str) -> None:
         name = request.state.api_key.name
         raise ForbiddenError(
             f"key {name!r} is limited to the namespaces {', '.join(scope) or '(none)'}; {namespace!r} is not one of them",
-            code="forbidden", details=[{"field": "namespace", "rule": "key_scope", "value": namespace}],
+            code="forbidden",
+            details=[{"field": "namespace", "rule": "key_scope", "value": namespace}],
         )
 
 

@@ -1,6 +1,6 @@
 """Errors to HTTP: one ordered table, first match wins, and one body format for every 4xx and 5xx.
 
-    {"error": {"code": "...", "message": "...", "details": ..., "request_id": "..."}}
+{"error": {"code": "...", "message": "...", "details": ..., "request_id": "..."}}
 """
 
 from __future__ import annotations
@@ -31,9 +31,20 @@ ERROR_STATUS: tuple[tuple[type[errors.MlopsError], int], ...] = (
     (errors.MlopsError, 500),
 )
 
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-              409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
-              429: "rate_limited", 500: "internal_error", 503: "service_unavailable"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
 
 
 def status_for(exc: errors.MlopsError) -> int:
@@ -47,9 +58,18 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", "") or ""
 
 
-def error_response(request: Request, status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    request: Request, status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     # Every error body passes here: messages quote remotes (MLflow, Argo CD, git ...) that may echo credentials.
-    body = {"error": {"code": code, "message": redact(message), "details": redact_value(details), "request_id": request_id_of(request)}}
+    body = {
+        "error": {
+            "code": code,
+            "message": redact(message),
+            "details": redact_value(details),
+            "request_id": request_id_of(request),
+        }
+    }
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -48,7 +48,9 @@ def dns1123_label(value: str, what: str) -> str:
             "dns1035_label", "{what} must start with a letter (it names a Kubernetes Service)", {"what": what}
         )
     if len(value) > 63:
-        raise PydanticCustomError("max_length_63", "{what} must be at most 63 characters (got {n})", {"what": what, "n": len(value)})
+        raise PydanticCustomError(
+            "max_length_63", "{what} must be at most 63 characters (got {n})", {"what": what, "n": len(value)}
+        )
     try:
         render_names.check_dns_label(value, what)
     except ValueError as error:
@@ -58,7 +60,9 @@ def dns1123_label(value: str, what: str) -> str:
 
 def _env_key(key: str) -> None:
     if len(key) > 128:
-        raise PydanticCustomError("env_key", "environment variable name {key!r} is longer than 128 characters", {"key": key[:40]})
+        raise PydanticCustomError(
+            "env_key", "environment variable name {key!r} is longer than 128 characters", {"key": key[:40]}
+        )
     try:
         check_env_key(key)
     except ValueError as error:
@@ -84,10 +88,13 @@ class AutoscalingConfig(BaseModel):
     target_cpu_utilization: int = Field(default=80, ge=1, le=100, description="Percent of the CPU request")
 
     @model_validator(mode="after")
-    def _bounds(self) -> "AutoscalingConfig":
+    def _bounds(self) -> AutoscalingConfig:
         if self.min_replicas > self.max_replicas:
-            raise PydanticCustomError("autoscaling_bounds", "min_replicas ({low}) exceeds max_replicas ({high})",
-                                      {"low": self.min_replicas, "high": self.max_replicas})
+            raise PydanticCustomError(
+                "autoscaling_bounds",
+                "min_replicas ({low}) exceeds max_replicas ({high})",
+                {"low": self.min_replicas, "high": self.max_replicas},
+            )
         return self
 
 
@@ -111,7 +118,9 @@ class DeploymentConfig(BaseModel):
         except ValueError as error:
             raise PydanticCustomError("cpu_quantity", "{why}", {"why": str(error)}) from None
         if not 10 <= millicores <= MAX_CPU_MILLICORES:
-            raise PydanticCustomError("cpu_bounds", "must be between 10m and {max} cores", {"max": MAX_CPU_MILLICORES // 1000})
+            raise PydanticCustomError(
+                "cpu_bounds", "must be between 10m and {max} cores", {"max": MAX_CPU_MILLICORES // 1000}
+            )
         return value
 
     @field_validator("memory_limit")
@@ -133,19 +142,28 @@ class DeployRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    script_content: str = Field(description="The training script, base64-encoded.", json_schema_extra={"format": "byte"})
+    script_content: str = Field(
+        description="The training script, base64-encoded.", json_schema_extra={"format": "byte"}
+    )
     script_name: str = Field(default="train.py", max_length=128)
-    model_name: str = Field(description="Registered model name; a DNS-1123 label (it names Kubernetes objects).", json_schema_extra=LABEL_DOC)
+    model_name: str = Field(
+        description="Registered model name; a DNS-1123 label (it names Kubernetes objects).",
+        json_schema_extra=LABEL_DOC,
+    )
     experiment_name: str | None = Field(default=None, max_length=256)
     requirements: list[str] = Field(default_factory=list, max_length=200)
     environment_vars: dict[str, str] = Field(default_factory=dict)
     secret_env: dict[str, SecretKeyRef] = Field(
-        default_factory=dict, description="Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values."
+        default_factory=dict,
+        description="Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values.",
     )
     tags: dict[str, str] = Field(default_factory=dict)
     deployment_config: DeploymentConfig | None = None
-    namespace: str | None = Field(default=None, description="One of api.allowed_namespaces; default api.default_namespace.",
-                                  json_schema_extra=LABEL_DOC)
+    namespace: str | None = Field(
+        default=None,
+        description="One of api.allowed_namespaces; default api.default_namespace.",
+        json_schema_extra=LABEL_DOC,
+    )
     # Older clients send these two at the top level.
     replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
 
@@ -174,7 +192,9 @@ class DeployRequest(BaseModel):
         except (binascii.Error, ValueError):
             raise PydanticCustomError("base64", "must be valid base64 (standard alphabet, with padding)")
         if len(raw) > MAX_SCRIPT_BYTES:
-            raise PydanticCustomError("max_size", "the decoded script must be at most {max} bytes", {"max": MAX_SCRIPT_BYTES})
+            raise PydanticCustomError(
+                "max_size", "the decoded script must be at most {max} bytes", {"max": MAX_SCRIPT_BYTES}
+            )
         if not raw.strip():
             raise PydanticCustomError("not_empty", "the decoded script is empty")
         try:
@@ -185,7 +205,9 @@ class DeployRequest(BaseModel):
             compile(source, "train.py", "exec")
         except SyntaxError as exc:
             raise PydanticCustomError(
-                "python_syntax", "the script is not valid Python: {msg} (line {line})", {"msg": exc.msg, "line": exc.lineno}
+                "python_syntax",
+                "the script is not valid Python: {msg} (line {line})",
+                {"msg": exc.msg, "line": exc.lineno},
             )
         return value
 
@@ -206,9 +228,15 @@ class DeployRequest(BaseModel):
             try:
                 parsed = Requirement(text)
             except InvalidRequirement as exc:
-                raise PydanticCustomError("requirement_specifier", "{item!r} is not a requirement specifier: {why}", {"item": text, "why": str(exc)})
+                raise PydanticCustomError(
+                    "requirement_specifier",
+                    "{item!r} is not a requirement specifier: {why}",
+                    {"item": text, "why": str(exc)},
+                )
             if parsed.url:
-                raise PydanticCustomError("requirement_specifier", "{item!r}: direct URL references are not allowed", {"item": text})
+                raise PydanticCustomError(
+                    "requirement_specifier", "{item!r}: direct URL references are not allowed", {"item": text}
+                )
             cleaned.append(text)
         return cleaned
 
@@ -218,7 +246,11 @@ class DeployRequest(BaseModel):
         for key, item in value.items():
             _env_key(key)
             if len(item) > MAX_ENV_VALUE_CHARS:
-                raise PydanticCustomError("env_value", "value of {key} must be at most {max} characters", {"key": key, "max": MAX_ENV_VALUE_CHARS})
+                raise PydanticCustomError(
+                    "env_value",
+                    "value of {key} must be at most {max} characters",
+                    {"key": key, "max": MAX_ENV_VALUE_CHARS},
+                )
             # A credential is refused first: its message points to secret_env, which is the fix.
             why = check_env_value(key, item)
             if why:
@@ -231,7 +263,7 @@ class DeployRequest(BaseModel):
 
     @field_validator("secret_env")
     @classmethod
-    def _secret_env(cls, value: dict[str, "SecretKeyRef"]) -> dict[str, "SecretKeyRef"]:
+    def _secret_env(cls, value: dict[str, SecretKeyRef]) -> dict[str, SecretKeyRef]:
         for key in value:
             _env_key(key)
         return value
@@ -253,13 +285,19 @@ class DeployRequest(BaseModel):
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
         for key, item in value.items():
             if not key or len(key) > 250 or len(item) > 5000 or key.startswith("mlops."):
-                raise PydanticCustomError("tag", "tag {key!r}: keys are 1-250 characters and may not start with 'mlops.'; values at most 5000", {"key": key})
+                raise PydanticCustomError(
+                    "tag",
+                    "tag {key!r}: keys are 1-250 characters and may not start with 'mlops.'; values at most 5000",
+                    {"key": key},
+                )
             if "\x00" in key or "\x00" in item:
-                raise PydanticCustomError("tag", "tag {key!r}: keys and values may not contain NUL characters", {"key": key})
+                raise PydanticCustomError(
+                    "tag", "tag {key!r}: keys and values may not contain NUL characters", {"key": key}
+                )
         return value
 
     @model_validator(mode="after")
-    def _replicas_agree(self) -> "DeployRequest":
+    def _replicas_agree(self) -> DeployRequest:
         config_replicas = self.deployment_config.replicas if self.deployment_config else None
         if self.replicas is not None and config_replicas is not None and self.replicas != config_replicas:
             raise PydanticCustomError("replicas_conflict", "replicas and deployment_config.replicas disagree")
@@ -355,7 +393,9 @@ class DeploymentPage(BaseModel):
 class ErrorInfo(BaseModel):
     code: str = Field(description="Stable machine-readable error code (see docs/troubleshooting.md).")
     message: str
-    details: Any = Field(default=None, description="Which fields broke which rules, or the id of a conflicting deployment.")
+    details: Any = Field(
+        default=None, description="Which fields broke which rules, or the id of a conflicting deployment."
+    )
     request_id: str = Field(description="Also in the X-Request-ID header; quote it when reporting a problem.")
 
 

@@ -21,11 +21,11 @@ import secrets
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
-from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -70,7 +70,9 @@ def read_keys_file(path: Path) -> list[ApiKeySpec] | None:
             raise ValueError("it must hold a JSON list")
         return [ApiKeySpec(**item) for item in items]
     except (ValueError, TypeError, ValidationError) as exc:
-        raise KeysFileUnreadable(f"the API keys file {path} is not a valid list of keys: {str(exc).splitlines()[0][:200]}") from exc
+        raise KeysFileUnreadable(
+            f"the API keys file {path} is not a valid list of keys: {str(exc).splitlines()[0][:200]}"
+        ) from exc
 
 
 def load_keys(settings: Settings) -> list[ApiKeySpec]:
@@ -139,7 +141,9 @@ class RateLimiter:
         now = time.monotonic()
         with self._lock:
             if len(self._buckets) > MAX_BUCKETS:  # forget callers whose bucket has refilled
-                self._buckets = {k: b for k, b in self._buckets.items() if b.tokens + (now - b.updated) * self.rate < self.burst}
+                self._buckets = {
+                    k: b for k, b in self._buckets.items() if b.tokens + (now - b.updated) * self.rate < self.burst
+                }
             bucket = self._buckets.setdefault(caller, _Bucket(self.burst, now))
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
@@ -185,8 +189,8 @@ class KeyRing:
             return
         try:
             from_file = read_keys_file(path)
-            problem = None if from_file is not None or self.settings.auth.keys else (
-                f"the API keys file {path} is missing"
+            problem = (
+                None if from_file is not None or self.settings.auth.keys else (f"the API keys file {path} is missing")
             )
         except KeysFileUnreadable as exc:
             from_file, problem = None, str(exc)
@@ -207,8 +211,10 @@ class KeyRing:
         with self._lock:
             try:
                 self._refresh()
-            except Exception as exc:  # noqa: BLE001 - whatever failed, the API must not open
-                return AuthState(True, f"the service cannot tell whether API keys are required: {str(exc).splitlines()[0][:200]}")
+            except Exception as exc:
+                return AuthState(
+                    True, f"the service cannot tell whether API keys are required: {str(exc).splitlines()[0][:200]}"
+                )
             enabled = mode == "required" or bool(self._keys) or self._keys_created
             if enabled and self._file_problem and not (self._file_problem.endswith("is missing") and self._keys):
                 return AuthState(True, self._file_problem)
@@ -235,7 +241,9 @@ def client_address(request: Request, trusted: list[IPv4Network | IPv6Network]) -
     peer = request.client.host if request.client else "unknown"
     if not trusted or not _within(peer, trusted):
         return peer
-    hops = [hop.strip() for value in request.headers.getlist("x-forwarded-for") for hop in value.split(",") if hop.strip()]
+    hops = [
+        hop.strip() for value in request.headers.getlist("x-forwarded-for") for hop in value.split(",") if hop.strip()
+    ]
     for hop in reversed(hops):
         if not _within(hop, trusted):
             return hop
@@ -271,9 +279,17 @@ def declare_security(app: FastAPI) -> None:
             return app.openapi_schema
         document = build_document()
         document.setdefault("components", {})["securitySchemes"] = {
-            "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                             "description": "An API key (mlops-control create-key)."},
-            "BearerKey": {"type": "http", "scheme": "bearer", "description": "The same API key, as Authorization: Bearer."},
+            "ApiKeyHeader": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Key",
+                "description": "An API key (mlops-control create-key).",
+            },
+            "BearerKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The same API key, as Authorization: Bearer.",
+            },
         }
         for path, operations in document.get("paths", {}).items():
             for method, operation in operations.items():
@@ -316,8 +332,13 @@ def install_security(app: FastAPI, settings: Settings) -> None:
         return error_response(request, 413, "payload_too_large", f"request body is larger than {max_body} bytes")
 
     def slow_down(request: Request, wait: float):
-        return error_response(request, 429, "rate_limited", "too many requests; slow down",
-                              headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        return error_response(
+            request,
+            429,
+            "rate_limited",
+            "too many requests; slow down",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
 
     @app.middleware("http")
     async def security(request: Request, call_next):
@@ -330,10 +351,14 @@ def install_security(app: FastAPI, settings: Settings) -> None:
         if path not in OPEN_PATHS:
             auth = await run_in_threadpool(ring.state)
             if auth.unavailable:
-                return error_response(request, 503, "auth_unavailable",
-                                      f"API keys are required but cannot be checked: {auth.unavailable}. "
-                                      "Every protected route is refused until an administrator repairs it "
-                                      "(mlops-control create-key writes a new keys file).")
+                return error_response(
+                    request,
+                    503,
+                    "auth_unavailable",
+                    f"API keys are required but cannot be checked: {auth.unavailable}. "
+                    "Every protected route is refused until an administrator repairs it "
+                    "(mlops-control create-key writes a new keys file).",
+                )
             if auth.enabled:
                 key = presented_key(request)
                 spec = ring.lookup(key) if key else None
@@ -342,11 +367,20 @@ def install_security(app: FastAPI, settings: Settings) -> None:
                     wait = refused.take(address)
                     if wait > 0:
                         return slow_down(request, wait)
-                    message = "the API key is not valid" if key else "an API key is required: send it as X-API-Key or Authorization: Bearer"
+                    message = (
+                        "the API key is not valid"
+                        if key
+                        else "an API key is required: send it as X-API-Key or Authorization: Bearer"
+                    )
                     return error_response(request, 401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
                 needed = required_role(request.method, path)
                 if ROLE_RANK[spec.role] < ROLE_RANK[needed]:
-                    return error_response(request, 403, "forbidden", f"{request.method} {path} needs the {needed} role; key {spec.name!r} is {spec.role}")
+                    return error_response(
+                        request,
+                        403,
+                        "forbidden",
+                        f"{request.method} {path} needs the {needed} role; key {spec.name!r} is {spec.role}",
+                    )
                 request.state.principal = spec.name
                 request.state.api_key = spec
                 caller = f"key:{spec.name}"

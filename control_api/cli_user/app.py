@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -39,10 +40,17 @@ def _console(stderr: bool = False) -> Console:
 console = _console()
 errors = _console(stderr=True)
 
-ServerOption = Annotated[Optional[str], typer.Option("--server", help="Control service URL (env MLOPS_SERVER, config file `server`).")]
-ApiKeyOption = Annotated[Optional[str], typer.Option("--api-key", help="API key, sent as X-API-Key (env MLOPS_API_KEY, config file `api_key`).")]
+ServerOption = Annotated[
+    str | None, typer.Option("--server", help="Control service URL (env MLOPS_SERVER, config file `server`).")
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", help="API key, sent as X-API-Key (env MLOPS_API_KEY, config file `api_key`)."),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
-NamespaceOption = Annotated[Optional[str], typer.Option("--namespace", "-n", help="Kubernetes namespace (default: the server's).")]
+NamespaceOption = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Kubernetes namespace (default: the server's).")
+]
 NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="Return once the server accepted the request.")]
 
 
@@ -74,7 +82,9 @@ def _fail(as_json: bool, exit_code: int, error: dict[str, Any]) -> None:
     else:
         line = f"[bold red]error[/]: {error['message']}"
         if error.get("code") and error["code"] not in ("usage_error", "unreachable"):
-            line += f" [dim](HTTP {error.get('status')} {error['code']}, request id {error.get('request_id') or '-'})[/]"
+            line += (
+                f" [dim](HTTP {error.get('status')} {error['code']}, request id {error.get('request_id') or '-'})[/]"
+            )
         errors.print(line)
         details = error.get("details")
         if isinstance(details, list):
@@ -107,7 +117,9 @@ def follow(client: MlopsClient, accepted: dict[str, Any], *, as_json: bool, show
                 for event in client.events(deployment_id):
                     progress.update(event)
     except KeyboardInterrupt:
-        errors.print(f"\nstopped following; the deployment goes on on the server. Follow it again with: mlops events {deployment_id}")
+        errors.print(
+            f"\nstopped following; the deployment goes on on the server. Follow it again with: mlops events {deployment_id}"
+        )
         raise typer.Exit(130)
     return board.final_view or client.deployment(deployment_id)
 
@@ -120,13 +132,19 @@ def summarise(client: MlopsClient, view: dict[str, Any]) -> None:
     if status in output.FAILED_STATUSES:
         error = view.get("error") or {}
         step = error.get("step") or next((s["name"] for s in view["steps"] if s["status"] == "failed"), "?")
-        errors.print(f"[bold red]{view['kind']} {status}[/] at step [bold]{step}[/]{took_text}: {error.get('message', '')}")
+        errors.print(
+            f"[bold red]{view['kind']} {status}[/] at step [bold]{step}[/]{took_text}: {error.get('message', '')}"
+        )
         if error.get("code"):
-            errors.print(f"  error code {error['code']} (see docs/troubleshooting.md); details: mlops deployments {view['deployment_id']}")
+            errors.print(
+                f"  error code {error['code']} (see docs/troubleshooting.md); details: mlops deployments {view['deployment_id']}"
+            )
         return
     if status == "awaiting_review":
         console.print(f"[yellow]awaiting review[/]: {view.get('pull_request_url') or 'a pull request was opened'}")
-        console.print(f"  merge it and the service syncs the change; check on it with: mlops deployments {view['deployment_id']}")
+        console.print(
+            f"  merge it and the service syncs the change; check on it with: mlops deployments {view['deployment_id']}"
+        )
         return
     if status == "undeployed":
         console.print(f"[green]undeployed[/] {name}{took_text}; commit {view.get('commit') or '-'}")
@@ -156,15 +174,27 @@ def deploy(
     ctx: typer.Context,
     script: Annotated[Path, typer.Argument(help="Training script that logs a model with MLflow.", dir_okay=False)],
     model_name: Annotated[str, typer.Option("--model-name", "-m", help="Registered model name (a DNS-1123 label).")],
-    requirements_files: Annotated[Optional[list[Path]], typer.Option("--requirements-file", "-r", help="requirements.txt to install for training and serving (repeatable).")] = None,
-    requirement: Annotated[Optional[list[str]], typer.Option("--requirement", help="One requirement specifier, e.g. scikit-learn==1.5.2 (repeatable).")] = None,
-    env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE for the serving container (repeatable).")] = None,
-    replicas: Annotated[Optional[int], typer.Option(help="Serving replicas.", min=1)] = None,
-    cpu: Annotated[Optional[str], typer.Option(help="CPU limit, e.g. 500m.")] = None,
-    memory: Annotated[Optional[str], typer.Option(help="Memory limit, e.g. 1Gi.")] = None,
+    requirements_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--requirements-file", "-r", help="requirements.txt to install for training and serving (repeatable)."
+        ),
+    ] = None,
+    requirement: Annotated[
+        list[str] | None,
+        typer.Option("--requirement", help="One requirement specifier, e.g. scikit-learn==1.5.2 (repeatable)."),
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the serving container (repeatable).")
+    ] = None,
+    replicas: Annotated[int | None, typer.Option(help="Serving replicas.", min=1)] = None,
+    cpu: Annotated[str | None, typer.Option(help="CPU limit, e.g. 500m.")] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 1Gi.")] = None,
     namespace: NamespaceOption = None,
-    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment name.")] = None,
-    review: Annotated[bool, typer.Option("--review", help="Expect a pull request review (review mode is a server setting).")] = False,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
+    review: Annotated[
+        bool, typer.Option("--review", help="Expect a pull request review (review mode is a server setting).")
+    ] = False,
     no_wait: NoWaitOption = False,
     logs: Annotated[bool, typer.Option("--logs", help="Print the training log lines as they arrive.")] = False,
     as_json: JsonOption = False,
@@ -174,22 +204,34 @@ def deploy(
     """Train SCRIPT, register its model, serve it, and show each step live."""
     with reporting(as_json):
         body = build_deploy_body(
-            script, model_name=model_name, requirement_files=requirements_files or [], requirements=requirement or [],
-            env=env or [], replicas=replicas, cpu=cpu, memory=memory, namespace=namespace, experiment=experiment,
+            script,
+            model_name=model_name,
+            requirement_files=requirements_files or [],
+            requirements=requirement or [],
+            env=env or [],
+            replicas=replicas,
+            cpu=cpu,
+            memory=memory,
+            namespace=namespace,
+            experiment=experiment,
         )
         if review and not as_json:
             # The API has no per-request switch: whether a deploy waits for a merged pull request is decided
             # by the server's MLOPS_GIT__REVIEW_MODE, so the flag only sets expectations.
-            errors.print("note: review mode is a server setting (MLOPS_GIT__REVIEW_MODE); --review sends nothing. "
-                         "If it is on, this deploy waits at 'awaiting_review' until its pull request is merged, and "
-                         "is followed to its end (Ctrl-C stops following; the deploy goes on).")
+            errors.print(
+                "note: review mode is a server setting (MLOPS_GIT__REVIEW_MODE); --review sends nothing. "
+                "If it is on, this deploy waits at 'awaiting_review' until its pull request is merged, and "
+                "is followed to its end (Ctrl-C stops following; the deploy goes on)."
+            )
         with _client(ctx, server, api_key) as client:
             accepted = client.deploy(body)
             if no_wait:
                 _accepted(accepted, as_json)
                 return
             if not as_json:
-                console.print(f"deploying [bold]{model_name}[/] from {script.name} (deployment {accepted['deployment_id']})")
+                console.print(
+                    f"deploying [bold]{model_name}[/] from {script.name} (deployment {accepted['deployment_id']})"
+                )
             final = follow(client, accepted, as_json=as_json, show_logs=logs)
             output.print_json(final) if as_json else summarise(client, final)
     raise typer.Exit(_exit_for(final))
@@ -206,9 +248,9 @@ def _accepted(view: dict[str, Any], as_json: bool) -> None:
 @app.command()
 def deployments(
     ctx: typer.Context,
-    deployment_id: Annotated[Optional[str], typer.Argument(help="Show this deployment with its steps.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Only this model.")] = None,
-    status: Annotated[Optional[str], typer.Option("--status", help="Only this status.")] = None,
+    deployment_id: Annotated[str | None, typer.Argument(help="Show this deployment with its steps.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
     as_json: JsonOption = False,
     server: ServerOption = None,
@@ -227,7 +269,7 @@ def deployments(
 @app.command()
 def models(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="Show this model's versions with their metrics.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Show this model's versions with their metrics.")] = None,
     namespace: NamespaceOption = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
@@ -273,7 +315,9 @@ def history(
 def rollback(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name.")],
-    to: Annotated[Optional[str], typer.Option("--to", help="Version to serve (default: the one before the current).")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Version to serve (default: the one before the current).")
+    ] = None,
     namespace: NamespaceOption = None,
     no_wait: NoWaitOption = False,
     as_json: JsonOption = False,
@@ -309,7 +353,9 @@ def _follow_or_return(client: MlopsClient, accepted: dict[str, Any], as_json: bo
         _accepted(accepted, as_json)
         return accepted
     if not as_json:
-        console.print(f"{accepted['kind']} of [bold]{accepted['model_name']}[/] (deployment {accepted['deployment_id']})")
+        console.print(
+            f"{accepted['kind']} of [bold]{accepted['model_name']}[/] (deployment {accepted['deployment_id']})"
+        )
     final = follow(client, accepted, as_json=as_json, show_logs=False)
     output.print_json(final) if as_json else summarise(client, final)
     return final
@@ -333,7 +379,7 @@ def status(
 def events(
     ctx: typer.Context,
     deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
-    after: Annotated[Optional[int], typer.Option("--after", min=0, help="Start after this event id.")] = None,
+    after: Annotated[int | None, typer.Option("--after", min=0, help="Start after this event id.")] = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
@@ -346,7 +392,10 @@ def events(
             if event.event == "end":
                 final = data
             if as_json:
-                print(json.dumps({"id": int(event.id) if event.id else None, "event": event.event, "data": data}), flush=True)
+                print(
+                    json.dumps({"id": int(event.id) if event.id else None, "event": event.event, "data": data}),
+                    flush=True,
+                )
             else:
                 console.print(_event_line(event.id, event.event, data), markup=False)
     raise typer.Exit(_exit_for(final))
@@ -362,7 +411,9 @@ def _event_line(event_id: str | None, kind: str, data: dict[str, Any]) -> str:
     if kind == "status":
         return f"{prefix}status {data.get('status')}"
     if kind == "end":
-        return f"{prefix}end    {data.get('status')} (model {data.get('model_name')} version {data.get('model_version')})"
+        return (
+            f"{prefix}end    {data.get('status')} (model {data.get('model_name')} version {data.get('model_version')})"
+        )
     return f"{prefix}{kind} {json.dumps(data)}"
 
 

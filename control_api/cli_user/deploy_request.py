@@ -27,7 +27,7 @@ def read_requirements_file(path: Path, _seen: frozenset[Path] = frozenset()) -> 
             continue
         for prefix in ("-r ", "--requirement ", "--requirement="):
             if line.startswith(prefix):
-                nested = Path(line[len(prefix):].strip())
+                nested = Path(line[len(prefix) :].strip())
                 requirements += read_requirements_file(path.parent / nested, _seen | {path})
                 break
         else:
@@ -81,7 +81,11 @@ def build_deploy_body(
     environment = parse_env_pairs(list(env))
     if environment:
         body["environment_vars"] = environment
-    config = {key: value for key, value in (("replicas", replicas), ("cpu_limit", cpu), ("memory_limit", memory)) if value is not None}
+    config = {
+        key: value
+        for key, value in (("replicas", replicas), ("cpu_limit", cpu), ("memory_limit", memory))
+        if value is not None
+    }
     if config:
         body["deployment_config"] = config
     if namespace:

@@ -42,19 +42,31 @@ def deployments_table(page: dict[str, Any]) -> Table:
         took = item.get("duration_seconds")
         model = item["model_name"] if item["kind"] == "deploy" else f"{item['model_name']} ({item['kind']})"
         table.add_row(
-            item["deployment_id"], model, _cell(item.get("model_version")), item["status"],
-            _short_time(item["created_at"])[5:], f"{took:.0f}s" if took is not None else "",
+            item["deployment_id"],
+            model,
+            _cell(item.get("model_version")),
+            item["status"],
+            _short_time(item["created_at"])[5:],
+            f"{took:.0f}s" if took is not None else "",
         )
     return table
 
 
 def deployment_detail(console: Console, view: dict[str, Any]) -> None:
-    console.print(f"[bold]{view['deployment_id']}[/] {view['kind']} of [bold]{view['model_name']}[/] "
-                  f"in {view['namespace']}: [bold]{view['status']}[/]")
+    console.print(
+        f"[bold]{view['deployment_id']}[/] {view['kind']} of [bold]{view['model_name']}[/] "
+        f"in {view['namespace']}: [bold]{view['status']}[/]"
+    )
     fields = (
-        ("model version", view.get("model_version")), ("run id", view.get("run_id")), ("image", view.get("image_uri")),
-        ("commit", view.get("commit")), ("pull request", view.get("pull_request_url")), ("url", view.get("inference_url")),
-        ("requested by", view.get("requested_by")), ("created", view.get("created_at")), ("finished", view.get("finished_at")),
+        ("model version", view.get("model_version")),
+        ("run id", view.get("run_id")),
+        ("image", view.get("image_uri")),
+        ("commit", view.get("commit")),
+        ("pull request", view.get("pull_request_url")),
+        ("url", view.get("inference_url")),
+        ("requested by", view.get("requested_by")),
+        ("created", view.get("created_at")),
+        ("finished", view.get("finished_at")),
     )
     for label, value in fields:
         if value:
@@ -64,8 +76,13 @@ def deployment_detail(console: Console, view: dict[str, Any]) -> None:
         table.add_column(column)
     for step in view["steps"]:
         took = step.get("duration_seconds")
-        table.add_row(step["name"], step["status"], str(step["attempts"]), f"{took:.1f}s" if took is not None else "",
-                      _cell(step.get("message")))
+        table.add_row(
+            step["name"],
+            step["status"],
+            str(step["attempts"]),
+            f"{took:.1f}s" if took is not None else "",
+            _cell(step.get("message")),
+        )
     console.print(table)
     if view.get("error"):
         error = view["error"]
@@ -78,8 +95,13 @@ def models_table(body: dict[str, Any]) -> Table:
         table.add_column(column)
     for model in body["models"]:
         aliases = ", ".join(f"{k}=v{v}" for k, v in (model.get("aliases") or {}).items())
-        table.add_row(model["name"], _cell(model.get("latest_version")), aliases,
-                      _short_time(model.get("last_updated_timestamp")), model.get("description") or "")
+        table.add_row(
+            model["name"],
+            _cell(model.get("latest_version")),
+            aliases,
+            _short_time(model.get("last_updated_timestamp")),
+            model.get("description") or "",
+        )
     return table
 
 
@@ -88,9 +110,18 @@ def model_versions_table(model: dict[str, Any]) -> Table:
     for column in ("version", "status", "aliases", "created (UTC)", "run id", "metrics"):
         table.add_column(column)
     for version in model["versions"]:
-        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(version.get("metrics", {}).items()))
-        table.add_row(version["version"], _cell(version.get("status")), ", ".join(version.get("aliases") or []),
-                      _short_time(version.get("creation_timestamp")), _cell(version.get("run_id")), metrics)
+        metrics = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in sorted(version.get("metrics", {}).items())
+        )
+        table.add_row(
+            version["version"],
+            _cell(version.get("status")),
+            ", ".join(version.get("aliases") or []),
+            _short_time(version.get("creation_timestamp")),
+            _cell(version.get("run_id")),
+            metrics,
+        )
     return table
 
 
@@ -119,8 +150,14 @@ def target_syncs_table(body: dict[str, Any]) -> Table | None:
     for sync in syncs:
         kind = "[yellow]rollback[/]" if sync.get("kind") == "rollback" else "sync"
         by = "automated" if sync.get("automated") else _cell(sync.get("initiated_by"))
-        table.add_row(str(sync["id"]), kind, _cell(sync.get("version")), (sync.get("commit") or "-")[:12],
-                      _short_time(sync.get("deployed_at")), by)
+        table.add_row(
+            str(sync["id"]),
+            kind,
+            _cell(sync.get("version")),
+            (sync.get("commit") or "-")[:12],
+            _short_time(sync.get("deployed_at")),
+            by,
+        )
     return table
 
 
@@ -129,8 +166,14 @@ def history_table(body: dict[str, Any]) -> Table:
     for column in ("commit", "action", "version", "date", "by", "deployment"):
         table.add_column(column)
     for commit in body["commits"]:
-        table.add_row(commit["sha"][:12], _cell(commit.get("action")), _cell(commit.get("version")), _cell(commit.get("date")),
-                      _cell(commit.get("requested_by") or commit.get("author")), _cell(commit.get("deployment_id")))
+        table.add_row(
+            commit["sha"][:12],
+            _cell(commit.get("action")),
+            _cell(commit.get("version")),
+            _cell(commit.get("date")),
+            _cell(commit.get("requested_by") or commit.get("author")),
+            _cell(commit.get("deployment_id")),
+        )
     return table
 
 
@@ -142,6 +185,10 @@ def status_table(body: dict[str, Any], server: str) -> Table:
         table.add_column(column)
     for name, component in body.get("components", {}).items():
         colour = "green" if component.get("status") == "healthy" else "red"
-        table.add_row(name, f"[{colour}]{component.get('status')}[/]", f"{component.get('latency_ms', 0):.0f} ms",
-                      _cell(component.get("error")))
+        table.add_row(
+            name,
+            f"[{colour}]{component.get('status')}[/]",
+            f"{component.get('latency_ms', 0):.0f} ms",
+            _cell(component.get("error")),
+        )
     return table

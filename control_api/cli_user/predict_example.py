@@ -8,7 +8,16 @@ from typing import Any
 
 GENERIC_BODY: dict[str, Any] = {"dataframe_split": {"columns": ["feature_1", "feature_2"], "data": [[0.0, 0.0]]}}
 SCORING_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-PLACEHOLDER_BY_TYPE = {"double": 0.0, "float": 0.0, "long": 0, "integer": 0, "boolean": False, "string": "", "binary": "", "datetime": "1970-01-01T00:00:00"}
+PLACEHOLDER_BY_TYPE = {
+    "double": 0.0,
+    "float": 0.0,
+    "long": 0,
+    "integer": 0,
+    "boolean": False,
+    "string": "",
+    "binary": "",
+    "datetime": "1970-01-01T00:00:00",
+}
 
 
 def _from_example(example: Any) -> dict[str, Any] | None:
@@ -40,7 +49,11 @@ def _from_signature(signature: Any) -> dict[str, Any] | None:
             inputs = json.loads(inputs)
         except ValueError:
             return None
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(col, dict) and col.get("name") for col in inputs):
+    if (
+        not isinstance(inputs, list)
+        or not inputs
+        or not all(isinstance(col, dict) and col.get("name") for col in inputs)
+    ):
         return None
     columns = [col["name"] for col in inputs]
     row = [PLACEHOLDER_BY_TYPE.get(str(col.get("type", "double")), 0.0) for col in inputs]

@@ -47,9 +47,11 @@ class StepBoard:
     final_view: dict[str, Any] | None = None
 
     @classmethod
-    def from_view(cls, view: dict[str, Any]) -> "StepBoard":
+    def from_view(cls, view: dict[str, Any]) -> StepBoard:
         # Only the order of steps is taken from the view: their state comes from replayed events.
-        return cls(steps={s["name"]: StepState(s["name"]) for s in view.get("steps", [])}, status=view.get("status", "pending"))
+        return cls(
+            steps={s["name"]: StepState(s["name"]) for s in view.get("steps", [])}, status=view.get("status", "pending")
+        )
 
     def _step(self, name: str) -> StepState:
         if name not in self.steps:
@@ -87,7 +89,7 @@ class StepBoard:
 
 
 class Progress(Protocol):
-    def __enter__(self) -> "Progress": ...
+    def __enter__(self) -> Progress: ...
     def __exit__(self, *exc) -> None: ...
     def update(self, event: ServerSentEvent) -> None: ...
 
@@ -102,7 +104,7 @@ class LineProgress:
     def __init__(self, board: StepBoard, console: Console, show_logs: bool = False) -> None:
         self.board, self.console, self.show_logs = board, console, show_logs
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> LineProgress:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -135,7 +137,7 @@ class LiveProgress:
         self._spinners: dict[str, Spinner] = {}
         self._live = Live(get_renderable=self.render, console=console, refresh_per_second=8, transient=False)
 
-    def __enter__(self) -> "LiveProgress":
+    def __enter__(self) -> LiveProgress:
         self._live.__enter__()
         return self
 
@@ -167,7 +169,9 @@ class LiveProgress:
             if step.status == "running":
                 elapsed = time.monotonic() - step.seen_running_at if step.seen_running_at else None
                 note = Text(step.last_log or "", style="dim", overflow="ellipsis", no_wrap=True)
-                table.add_row(self._icon(step), Text(step.name, style="bold"), Text(_seconds(elapsed), style="cyan"), note)
+                table.add_row(
+                    self._icon(step), Text(step.name, style="bold"), Text(_seconds(elapsed), style="cyan"), note
+                )
             else:
                 style = {"failed": "red", "pending": "dim"}.get(step.status, "")
                 message = Text(step.message or "", style="red" if step.status == "failed" else "dim", overflow="fold")

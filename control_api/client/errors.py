@@ -21,7 +21,9 @@ class ServerUnreachable(ClientError):
 class ApiError(ClientError):
     """The service answered with an error status; fields come from its standard error body."""
 
-    def __init__(self, status: int, code: str, message: str, request_id: str = "", details: Any = None, body: Any = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, request_id: str = "", details: Any = None, body: Any = None
+    ) -> None:
         super().__init__(f"HTTP {status} {code}: {message}")
         self.status = status
         self.code = code

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -60,7 +61,7 @@ class MlopsClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "MlopsClient":
+    def __enter__(self) -> MlopsClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -90,7 +91,9 @@ class MlopsClient:
     def deployment(self, deployment_id: str) -> dict[str, Any]:
         return self._json("GET", f"/mlops/deployments/{_segment(deployment_id)}")
 
-    def deployments(self, *, model: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    def deployments(
+        self, *, model: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if model:
             params["model"] = model

@@ -11,7 +11,7 @@ import os
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +26,30 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    func,
     inspect,
     select,
-    func,
     text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.schema import CreateIndex
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.schema import CreateIndex
 
 from control_api.errors import ConflictError, NotFoundError
 from control_api.redaction import redact, redact_value
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(value: datetime | None) -> datetime | None:
     """Everything we store is UTC: SQLite hands it back naive, PostgreSQL in the server's own time zone."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class DeploymentStatus:
@@ -110,7 +110,7 @@ class DeploymentRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    steps: Mapped[list["StepRow"]] = relationship(
+    steps: Mapped[list[StepRow]] = relationship(
         back_populates="deployment", order_by="StepRow.position", cascade="all, delete-orphan"
     )
 
@@ -333,9 +333,16 @@ CONFLICT_ATTEMPTS = 3
 def _copy_for_insert(row: DeploymentRow) -> DeploymentRow:
     """A fresh, transient copy of a deployment row whose insert was rolled back."""
     copy = DeploymentRow(
-        id=row.id, kind=row.kind, model_name=row.model_name, namespace=row.namespace, status=row.status,
-        request=row.request, requested_by=row.requested_by, idempotency_key=row.idempotency_key,
-        created_at=row.created_at, updated_at=row.updated_at,
+        id=row.id,
+        kind=row.kind,
+        model_name=row.model_name,
+        namespace=row.namespace,
+        status=row.status,
+        request=row.request,
+        requested_by=row.requested_by,
+        idempotency_key=row.idempotency_key,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
     copy.steps = [StepRow(position=step.position, name=step.name, outputs={}) for step in row.steps]
     return copy
@@ -442,7 +449,11 @@ class Journal:
             if namespaces is not None:  # a namespace-scoped API key sees its namespaces only
                 query = query.where(DeploymentRow.namespace.in_(namespaces))
                 count_query = count_query.where(DeploymentRow.namespace.in_(namespaces))
-            for column, value in ((DeploymentRow.model_name, model_name), (DeploymentRow.status, status), (DeploymentRow.kind, kind)):
+            for column, value in (
+                (DeploymentRow.model_name, model_name),
+                (DeploymentRow.status, status),
+                (DeploymentRow.kind, kind),
+            ):
                 if value is not None:
                     query = query.where(column == value)
                     count_query = count_query.where(column == value)
@@ -455,9 +466,7 @@ class Journal:
     def unfinished(self) -> list[DeploymentRecord]:
         with self._session() as session:
             rows = session.scalars(
-                select(DeploymentRow)
-                .where(_active_status_predicate())
-                .order_by(DeploymentRow.created_at)
+                select(DeploymentRow).where(_active_status_predicate()).order_by(DeploymentRow.created_at)
             ).all()
             return [_to_record(r) for r in rows]
 
@@ -531,9 +540,7 @@ class Journal:
         outputs), and on PostgreSQL other threads and replicas would otherwise overwrite each other's
         changes. SQLite ignores the clause; the write lock serialises there."""
         row = session.scalars(
-            select(StepRow)
-            .where(StepRow.deployment_id == deployment_id, StepRow.name == name)
-            .with_for_update()
+            select(StepRow).where(StepRow.deployment_id == deployment_id, StepRow.name == name).with_for_update()
         ).one()
         return row
 
@@ -546,7 +553,12 @@ class Journal:
             row.finished_at = None
             row.message = None
             session.add(
-                EventRow(deployment_id=deployment_id, type="step", step=name, data={"status": StepStatus.RUNNING, "attempt": row.attempts})
+                EventRow(
+                    deployment_id=deployment_id,
+                    type="step",
+                    step=name,
+                    data={"status": StepStatus.RUNNING, "attempt": row.attempts},
+                )
             )
 
     def step_progress(self, deployment_id: str, name: str, outputs: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from control_api.errors import DeploymentTimedOut, MlopsError, TransientError, ConflictError
+from control_api.errors import ConflictError, DeploymentTimedOut, MlopsError, TransientError
 from control_api.journal.store import DeploymentRecord, DeploymentStatus, Journal, StepStatus
 from control_api.pipeline.step import NotYet, Step, StepContext
 
@@ -48,7 +48,9 @@ class Pipeline:
 
 
 class Orchestrator:
-    def __init__(self, journal: Journal, services: "Services", pipelines: dict[str, Pipeline], workers: int = 8) -> None:
+    def __init__(
+        self, journal: Journal, services: Services, pipelines: dict[str, Pipeline], workers: int = 8
+    ) -> None:
         self.journal = journal
         self.services = services
         self.pipelines = pipelines
@@ -211,7 +213,9 @@ class Orchestrator:
                     return False
                 if transient and attempt < step.max_attempts and not self._stopping.is_set():
                     self.journal.step_finished(
-                        deployment_id, step.name, StepStatus.FAILED,
+                        deployment_id,
+                        step.name,
+                        StepStatus.FAILED,
                         message=f"attempt {attempt} failed, retrying: {exc.message}",
                         log_tail=ctx.log_tail(),
                     )
@@ -225,7 +229,11 @@ class Orchestrator:
             except Exception as exc:  # an unexpected bug: record it, never lose the deploy silently
                 ctx.flush_log()
                 log.exception("step %s of %s raised", step.name, deployment_id)
-                wrapped = MlopsError(f"{type(exc).__name__}: {exc}", code="internal_error", details={"traceback": traceback.format_exc(limit=5)})
+                wrapped = MlopsError(
+                    f"{type(exc).__name__}: {exc}",
+                    code="internal_error",
+                    details={"traceback": traceback.format_exc(limit=5)},
+                )
                 self._fail(deployment_id, step, wrapped, ctx, DeploymentStatus.FAILED)
                 return False
             ctx.flush_log()
@@ -236,8 +244,11 @@ class Orchestrator:
             outputs.update(ctx.outputs)
             outputs.update(step_outputs)
             self.journal.step_finished(
-                deployment_id, step.name, StepStatus.SUCCEEDED,
-                message=message, outputs=step_outputs,
+                deployment_id,
+                step.name,
+                StepStatus.SUCCEEDED,
+                message=message,
+                outputs=step_outputs,
                 log_tail=ctx.log_tail() or None,
             )
             self._fault_halt(step.name, "halt_after_step")

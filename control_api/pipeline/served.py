@@ -89,16 +89,18 @@ def target_syncs(services: Any, namespace: str, model_name: str, commits: list |
         commit = DeployCommit.from_info(info) if info is not None else None
         position = order.get(commit.sha) if commit else None
         went_back = position is not None and previous_position is not None and position > previous_position
-        entries.append({
-            "id": record.id,
-            "revision": record.revision,
-            "commit": commit.sha if commit else None,
-            "version": commit.version if commit else None,
-            "deployed_at": record.deployed_at,
-            "initiated_by": record.initiated_by,
-            "automated": record.automated,
-            "kind": "rollback" if went_back else "sync",
-        })
+        entries.append(
+            {
+                "id": record.id,
+                "revision": record.revision,
+                "commit": commit.sha if commit else None,
+                "version": commit.version if commit else None,
+                "deployed_at": record.deployed_at,
+                "initiated_by": record.initiated_by,
+                "automated": record.automated,
+                "kind": "rollback" if went_back else "sync",
+            }
+        )
         if position is not None:
             previous_position = position
     return list(reversed(entries))

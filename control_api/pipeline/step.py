@@ -40,15 +40,15 @@ class Step(Protocol):
     status_label: str  # deployment status while it runs: "training"
     max_attempts: int  # attempts for transient errors before the deploy fails
 
-    def run(self, ctx: "StepContext") -> "dict[str, Any] | NotYet": ...
+    def run(self, ctx: StepContext) -> dict[str, Any] | NotYet: ...
 
 
 @dataclass
 class StepContext:
-    deployment: "DeploymentRecord"
+    deployment: DeploymentRecord
     outputs: dict[str, Any]  # merged outputs of the earlier steps, plus this step's saved progress
-    services: "Services"
-    journal: "Journal"
+    services: Services
+    journal: Journal
     step_name: str
     log_tail_lines: int = 40
     _tail: deque[str] = field(default_factory=deque)
@@ -59,7 +59,7 @@ class StepContext:
         return self.deployment.request
 
     @property
-    def settings(self) -> "Settings":
+    def settings(self) -> Settings:
         return self.services.settings
 
     @property

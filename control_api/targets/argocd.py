@@ -7,11 +7,13 @@ finalizer so that deleting it deletes the model's Deployment and load balancer t
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from control_api.errors import SyncFailed, TransientError
 from control_api.redaction import url_without_credentials
 from control_api.targets.base import AppRef, NotReady, Ready, ServedState, SyncRecord, health_answer, url_for
+
 
 class ArgoCDTarget:
     kind = "argocd"
@@ -53,8 +55,10 @@ class ArgoCDTarget:
             # A re-run after a crash: the sync was already requested (and may still be running);
             # asking again would be refused as "another operation is already in progress" or add a
             # second sync to the app's history.
-            log(f"Application {app.application}: the sync to {current.operation_revision[:12]} was already requested "
-                f"(operation {current.operation_phase or 'pending'}); not syncing again")
+            log(
+                f"Application {app.application}: the sync to {current.operation_revision[:12]} was already requested "
+                f"(operation {current.operation_phase or 'pending'}); not syncing again"
+            )
             return {"synced_revision": current.operation_revision, "application": app.application}
         if self.settings.argocd.automated_sync:
             return self._sync_branch_head(app, revision, log)
@@ -150,7 +154,9 @@ class ArgoCDTarget:
                     {"evidence": evidence},
                     details={"resource": {"kind": "Service", "namespace": app.namespace, "name": app.model_name}},
                 )
-            return NotReady(reason, {"evidence": evidence}, details={"application": app.application, "revision": revision})
+            return NotReady(
+                reason, {"evidence": evidence}, details={"application": app.application, "revision": revision}
+            )
         address = self._address(app)
         if address is None:
             return NotReady(
@@ -203,7 +209,9 @@ class ArgoCDTarget:
         )
         revision = syncs[-1].revision if syncs else None
         health = (status.get("health") or {}).get("status")
-        return ServedState(revision=revision, image=None, syncs=syncs, healthy=None if health is None else health == "Healthy")
+        return ServedState(
+            revision=revision, image=None, syncs=syncs, healthy=None if health is None else health == "Healthy"
+        )
 
     def ping(self) -> None:
         self.services.argocd.ping()

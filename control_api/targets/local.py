@@ -7,12 +7,13 @@ Deployment runs under its own securityContext in its own network namespace (see
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from control_api.adapters.gitops.access import RemoteAccess
 from control_api.adapters.local_runtime.gitsource import GitSource, SourceError
 from control_api.adapters.local_runtime.manifests import pair_workloads
-from control_api.errors import SyncFailed, DeploymentTimedOut
+from control_api.errors import DeploymentTimedOut, SyncFailed
 from control_api.targets.base import AppRef, NotReady, Ready, ServedState, health_answer, url_for
 
 
@@ -49,7 +50,11 @@ class LocalTarget:
         wanted = {(w.spec.namespace, w.spec.name) for w in workloads}
         self._prune(app, wanted, log)
         status = statuses[0]
-        return {"external_ip": status.address, "deployment_url": url_for(status.address, status.port), "synced_revision": revision}
+        return {
+            "external_ip": status.address,
+            "deployment_url": url_for(status.address, status.port),
+            "synced_revision": revision,
+        }
 
     def look_ready(self, app: AppRef, revision: str, state: dict[str, Any]) -> Ready | NotReady:
         runtime = self.services.local_runtime

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass, replace
-from datetime import timezone
+from datetime import UTC
 from importlib import metadata
 from pathlib import Path
 
@@ -57,7 +57,7 @@ class EnvironmentFit:
     # (package, RFC 3339 time): that package resolves to versions uploaded before the time.
     exclude_newer: tuple[tuple[str, str], ...] = ()
 
-    def with_constraint(self, constraint: str) -> "EnvironmentFit":
+    def with_constraint(self, constraint: str) -> EnvironmentFit:
         return EnvironmentFit(tuple(sorted({*self.constraints, constraint})), self.exclude_newer)
 
     def describe(self) -> str:
@@ -68,8 +68,10 @@ class EnvironmentFit:
         return {"constraints": list(self.constraints), "exclude_newer": [list(pair) for pair in self.exclude_newer]}
 
     @classmethod
-    def from_json(cls, data: dict) -> "EnvironmentFit":
-        return cls(tuple(data.get("constraints", [])), tuple((name, when) for name, when in data.get("exclude_newer", [])))
+    def from_json(cls, data: dict) -> EnvironmentFit:
+        return cls(
+            tuple(data.get("constraints", [])), tuple((name, when) for name, when in data.get("exclude_newer", []))
+        )
 
 
 @dataclass(frozen=True)
@@ -161,18 +163,22 @@ def exact_pins(user_requirements: list[str]) -> dict[str, str]:
 
 
 def _rfc3339(moment) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EnvironmentCache:
-    def __init__(self, root: Path, python: str, install_timeout: float, release_dates: ReleaseDates | None = None) -> None:
+    def __init__(
+        self, root: Path, python: str, install_timeout: float, release_dates: ReleaseDates | None = None
+    ) -> None:
         self.root = root
         self.python = python
         self.install_timeout = install_timeout
         self.release_dates = release_dates or ReleaseDates()
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def ensure(self, user_requirements: list[str], *, embedded_store: bool, log=lambda line: None) -> TrainingEnvironment:
+    def ensure(
+        self, user_requirements: list[str], *, embedded_store: bool, log=lambda line: None
+    ) -> TrainingEnvironment:
         requirements = resolve_requirements(user_requirements, embedded_store=embedded_store)
         env = self._ensure(requirements, EnvironmentFit(), log)
         fit = self._fit_to_pins(env, user_requirements, log)
@@ -186,7 +192,9 @@ class EnvironmentCache:
         problem = self._import_check(env, user_requirements)
         if problem:
             fallback = env.fit.with_constraint(ABI_FALLBACK_CONSTRAINT)
-            log(f"a pinned package cannot be imported ({problem}); rebuilding the environment with {fallback.describe()}")
+            log(
+                f"a pinned package cannot be imported ({problem}); rebuilding the environment with {fallback.describe()}"
+            )
             env = self._ensure(requirements, fallback, log)
             problem = self._import_check(env, user_requirements)
         if problem:
@@ -228,7 +236,9 @@ class EnvironmentCache:
 
     def _with_package_versions(self, env: TrainingEnvironment, user_requirements: list[str]) -> TrainingEnvironment:
         site_packages = self._site_packages(env.path)
-        requested = sorted({canonicalize_name(r.name) for r in parse_requirements(user_requirements)} - MLFLOW_DISTRIBUTIONS)
+        requested = sorted(
+            {canonicalize_name(r.name) for r in parse_requirements(user_requirements)} - MLFLOW_DISTRIBUTIONS
+        )
         wanted = set(requested).union(*dependency_closure(site_packages, requested).values()) - MLFLOW_DISTRIBUTIONS
         versions = installed_versions(site_packages)
         packages = {name: versions[name] for name in sorted(wanted) if name in versions}
@@ -252,7 +262,16 @@ class EnvironmentCache:
             # --compile-bytecode: scripts run with PYTHONDONTWRITEBYTECODE (they must not write into the
             # shared environment), so without .pyc files every run compiles MLflow, pandas and
             # scikit-learn from source again: about 7 s of CPU per training run, 3x the import.
-            cmd = [uv, "pip", "install", "--compile-bytecode", "--python", str(building / "bin" / "python"), "-r", str(req_file)]
+            cmd = [
+                uv,
+                "pip",
+                "install",
+                "--compile-bytecode",
+                "--python",
+                str(building / "bin" / "python"),
+                "-r",
+                str(req_file),
+            ]
             if fit.constraints:
                 constraint_file = building / "mlops-constraints.txt"
                 constraint_file.write_text("\n".join(fit.constraints) + "\n")
@@ -302,7 +321,10 @@ class EnvironmentCache:
         )
         result = subprocess.run(
             [str(env.python), "-c", script, json.dumps(names)],
-            capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(env.path)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(env.path)},
         )
         if result.returncode == 0:
             passed.touch()
@@ -348,7 +370,9 @@ def _readable_by_all(root: Path) -> None:
 def _uv_error_summary(text: str) -> str:
     lines = [l.rstrip() for l in text.splitlines() if l.strip()]
     # uv explains resolution failures in a few "Because ..." lines; keep them whole.
-    interesting = [l for l in lines if re.search(r"(error|because|no solution|not found|failed|unsatisfiable|requires)", l, re.I)]
+    interesting = [
+        l for l in lines if re.search(r"(error|because|no solution|not found|failed|unsatisfiable|requires)", l, re.I)
+    ]
     chosen = (interesting or lines)[-12:]
     return "\n".join(chosen)[:3000] or "uv failed without output"
 

@@ -11,7 +11,13 @@ import os
 from datetime import datetime
 
 import httpx
-from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
@@ -41,7 +47,9 @@ class ReleaseDates:
         """Upload time of the last file of ``name==version``; None when the index does not say."""
         url = f"{self.index_url}/{canonicalize_name(name)}/"
         try:
-            response = httpx.get(url, headers={"Accept": SIMPLE_JSON}, timeout=self.timeout_seconds, follow_redirects=True)
+            response = httpx.get(
+                url, headers={"Accept": SIMPLE_JSON}, timeout=self.timeout_seconds, follow_redirects=True
+            )
             response.raise_for_status()
             files = response.json().get("files", [])
         except (httpx.HTTPError, ValueError):
@@ -50,6 +58,8 @@ class ReleaseDates:
         times = [
             datetime.fromisoformat(entry["upload-time"].replace("Z", "+00:00"))
             for entry in files
-            if isinstance(entry, dict) and entry.get("upload-time") and _file_version(entry.get("filename", "")) == wanted
+            if isinstance(entry, dict)
+            and entry.get("upload-time")
+            and _file_version(entry.get("filename", "")) == wanted
         ]
         return max(times) if times else None

@@ -14,9 +14,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from control_api.errors import TrainingFailed, TrainingTimeout
 from control_api.training import sandbox as sandboxing
@@ -194,8 +194,12 @@ def _run_sandboxed(run: ScriptRun, out, err, on_start: Callable[[int], None]) ->
             limits = dict(run.limits.as_dict()) if run.limits else {}
             limits["RLIMIT_NPROC"] = box.max_processes
             config = sandboxing.init_config(
-                box, argv=[str(run.python), "-u", str(run.script_path)], env=run.env, cwd=run.workdir,
-                limits=limits, status_fd=status_fd,
+                box,
+                argv=[str(run.python), "-u", str(run.script_path)],
+                env=run.env,
+                cwd=run.workdir,
+                limits=limits,
+                status_fd=status_fd,
             )
             try:
                 proc.stdin.write(config)

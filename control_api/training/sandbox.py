@@ -38,10 +38,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from control_api.errors import TerminalError, TransientError
 
@@ -100,15 +100,27 @@ class SandboxConfig:
 def command(isolate_network: bool) -> list[str]:
     """setpriv --pdeathsig: the namespace dies with the service; --kill-child: with unshare itself."""
     cmd = [
-        "setpriv", "--pdeathsig", "KILL", "--",
-        "unshare", "--pid", "--mount", "--ipc", "--fork", "--kill-child", "--propagation", "private",
+        "setpriv",
+        "--pdeathsig",
+        "KILL",
+        "--",
+        "unshare",
+        "--pid",
+        "--mount",
+        "--ipc",
+        "--fork",
+        "--kill-child",
+        "--propagation",
+        "private",
     ]
     if isolate_network:
         cmd.append("--net")
     return cmd + ["--", sys.executable, "-I", "-S", str(INIT_SCRIPT)]
 
 
-def init_config(sandbox: SandboxConfig, *, argv: list[str], env: dict[str, str], cwd: Path, limits: dict[str, int], status_fd: int) -> bytes:
+def init_config(
+    sandbox: SandboxConfig, *, argv: list[str], env: dict[str, str], cwd: Path, limits: dict[str, int], status_fd: int
+) -> bytes:
     return json.dumps(
         {
             "root": str(sandbox.root),
@@ -125,7 +137,9 @@ def init_config(sandbox: SandboxConfig, *, argv: list[str], env: dict[str, str],
             "limits": limits,
             "status_fd": status_fd,
             "workdir_bytes": sandbox.workdir_bytes,
-            "door": {"socket": str(sandbox.door_socket), "env": list(DOOR_URI_VARIABLES)} if sandbox.door_socket else None,
+            "door": {"socket": str(sandbox.door_socket), "env": list(DOOR_URI_VARIABLES)}
+            if sandbox.door_socket
+            else None,
         }
     ).encode()
 
@@ -164,19 +178,32 @@ def _probe() -> Availability:
     root = Path(tempfile.mkdtemp(prefix="mlops-sandbox-probe-"))
     read_fd, write_fd = os.pipe()
     try:
-        config = SandboxConfig(uid=65534, gid=65534, root=root, read_only=(), read_write=(), isolate_network=True, max_processes=16)
-        payload = json.loads(init_config(config, argv=["/bin/true"], env={}, cwd=Path("/"), limits={}, status_fd=write_fd))
+        config = SandboxConfig(
+            uid=65534, gid=65534, root=root, read_only=(), read_write=(), isolate_network=True, max_processes=16
+        )
+        payload = json.loads(
+            init_config(config, argv=["/bin/true"], env={}, cwd=Path("/"), limits={}, status_fd=write_fd)
+        )
         payload["probe"] = True
         proc = subprocess.run(
-            command(True), input=json.dumps(payload).encode(), capture_output=True, timeout=30,
-            pass_fds=(write_fd,), env=outer_environment(), start_new_session=True,
+            command(True),
+            input=json.dumps(payload).encode(),
+            capture_output=True,
+            timeout=30,
+            pass_fds=(write_fd,),
+            env=outer_environment(),
+            start_new_session=True,
         )
         os.close(write_fd)
         write_fd = -1
         answer = read_all(read_fd).strip()
         if answer == "ok":
             return Availability(True, "namespaces, mounts and uid switch work")
-        detail = answer.removeprefix("error ").strip() or proc.stderr.decode(errors="replace").strip()[-300:] or f"exit {proc.returncode}"
+        detail = (
+            answer.removeprefix("error ").strip()
+            or proc.stderr.decode(errors="replace").strip()[-300:]
+            or f"exit {proc.returncode}"
+        )
         return Availability(False, f"unshare failed: {detail}")
     except (OSError, subprocess.SubprocessError) as exc:
         return Availability(False, f"could not start unshare: {exc}")
@@ -199,8 +226,11 @@ def read_all(fd: int) -> str:
 def plan(mode: str) -> SandboxPlan:
     """Whether this training runs sandboxed; raises when ``required`` cannot be met."""
     if mode == "off":
-        return SandboxPlan(False, "training sandbox is off (MLOPS_TRAINING__SANDBOX=off): the script runs as the "
-                                  "service's user, with rlimits, a cleared environment and its own process group only")
+        return SandboxPlan(
+            False,
+            "training sandbox is off (MLOPS_TRAINING__SANDBOX=off): the script runs as the "
+            "service's user, with rlimits, a cleared environment and its own process group only",
+        )
     availability = probe()
     if availability.available:
         return SandboxPlan(True, "")
@@ -210,8 +240,11 @@ def plan(mode: str) -> SandboxPlan:
             f"{availability.reason}. Run the service as root on a machine where `unshare --pid --mount --net` "
             f"works (util-linux), or set MLOPS_TRAINING__SANDBOX=auto to train with rlimits only."
         )
-    return SandboxPlan(False, f"training sandbox unavailable ({availability.reason}): the script runs as the service's "
-                              f"user, with rlimits, a cleared environment and its own process group only")
+    return SandboxPlan(
+        False,
+        f"training sandbox unavailable ({availability.reason}): the script runs as the service's "
+        f"user, with rlimits, a cleared environment and its own process group only",
+    )
 
 
 def status(mode: str) -> dict[str, str]:
@@ -220,8 +253,10 @@ def status(mode: str) -> dict[str, str]:
         return {"detail": "off: scripts run as the service's user"}
     availability = probe()
     if availability.available:
-        return {"detail": f"{mode}: sandboxed (own uid; PID, mount and IPC namespaces; loopback-only network "
-                          f"unless MLOPS_TRAINING__SANDBOX_NETWORK=host; MLflow through the run's tracking door)"}
+        return {
+            "detail": f"{mode}: sandboxed (own uid; PID, mount and IPC namespaces; loopback-only network "
+            f"unless MLOPS_TRAINING__SANDBOX_NETWORK=host; MLflow through the run's tracking door)"
+        }
     if mode == "required":
         raise TrainingSandboxUnavailable(f"required but unavailable: {availability.reason}")
     return {"detail": f"degraded: {availability.reason}; scripts run as the service's user with rlimits only"}

@@ -90,7 +90,12 @@ def build_root(cfg):
     for name in DEVICES:
         open(dev + "/" + name, "a").close()
         mount("/dev/" + name, dev + "/" + name, None, MS_BIND)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, dev + "/" + name)
     os.mkdir(dev + "/shm")
     mount("tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=%d" % cfg["shm_bytes"])
@@ -107,7 +112,12 @@ def build_root(cfg):
     bound_ro, bound_rw = [], []
     paths = [(p, True) for p in cfg["read_only"]] + [(p, False) for p in cfg["read_write"]]
     for path, read_only in sorted(paths, key=lambda item: (len(item[0]), item[1])):
-        if covered(path, bound_rw) or (read_only and covered(path, bound_ro)) or covered(path, SYSTEM_DIRS) and read_only:
+        if (
+            covered(path, bound_rw)
+            or (read_only and covered(path, bound_ro))
+            or (covered(path, SYSTEM_DIRS)
+            and read_only)
+        ):
             continue
         if not os.path.exists(path):
             continue
@@ -207,7 +217,7 @@ def forward_door(cfg, listener, status_fd):
                 continue
             for source, sink in ((client, door), (door, client)):
                 threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         try:
             os.write(2, ("[mlops sandbox] tracking forwarder stopped: %s\n" % (exc,)).encode())
         finally:
@@ -227,7 +237,7 @@ def start_script(cfg, status_fd, listener):
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         os.execve(cfg["argv"][0], cfg["argv"], cfg["env"])
-    except BaseException as exc:  # noqa: BLE001 - report anything, then leave without cleanup
+    except BaseException as exc:
         try:
             os.write(2, ("[mlops sandbox] could not start the script: %s\n" % (exc,)).encode())
         finally:
@@ -251,7 +261,7 @@ def main():
         if listener is not None and os.fork() == 0:
             forward_door(cfg, listener, status_fd)
         child = os.fork()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         os.write(status_fd, ("error %s\n" % (exc,)).encode())
         return 125
     if child == 0:

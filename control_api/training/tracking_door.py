@@ -31,11 +31,12 @@ import shutil
 import socketserver
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -90,14 +91,18 @@ def safe_relative(path: str) -> str:
     parts = path.strip("/").split("/")
     for part in parts:
         if part in ("", ".", "..") or not PLAIN_PART.match(part):
-            raise DoorError(400, "INVALID_PARAMETER_VALUE", f"artifact path {path!r} must be a relative path of plain names")
+            raise DoorError(
+                400, "INVALID_PARAMETER_VALUE", f"artifact path {path!r} must be a relative path of plain names"
+            )
     return "/".join(parts)
 
 
 class TrackingDoor:
     """Answers one run's MLflow REST calls with the service's own store (the handler of the server below)."""
 
-    def __init__(self, gateway, run_id: str, experiment_id: str, *, max_artifact_bytes: int, token: str | None = None) -> None:
+    def __init__(
+        self, gateway, run_id: str, experiment_id: str, *, max_artifact_bytes: int, token: str | None = None
+    ) -> None:
         self.gateway = gateway
         self.run_id = run_id
         self.experiment_id = experiment_id
@@ -135,9 +140,11 @@ class TrackingDoor:
         scheme, _, value = (header or "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token.encode())
 
-    def handle(self, method: str, target: str, authorization: str | None, body: "BodyReader") -> Reply:
+    def handle(self, method: str, target: str, authorization: str | None, body: BodyReader) -> Reply:
         if not self.authorized(authorization):
-            return _json({"error_code": "UNAUTHENTICATED", "message": "this endpoint needs the training run's token"}, 401)
+            return _json(
+                {"error_code": "UNAUTHENTICATED", "message": "this endpoint needs the training run's token"}, 401
+            )
         split = urlsplit(target)
         path = unquote(split.path)
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
@@ -146,7 +153,9 @@ class TrackingDoor:
                 match = pattern.match(path)
                 if match and route_method == method:
                     return handler(query=query, body=body, **match.groupdict())
-            raise _denied(f"{method} {path} is not open to a training script: it may only log to its own run {self.run_id}")
+            raise _denied(
+                f"{method} {path} is not open to a training script: it may only log to its own run {self.run_id}"
+            )
         except DoorError as exc:
             return _json({"error_code": exc.code, "message": exc.message}, exc.status)
         except Exception as exc:  # the store's own refusals (bad value, missing entity) go back to the client
@@ -155,9 +164,14 @@ class TrackingDoor:
             if isinstance(exc, MlflowException):
                 return _json({"error_code": exc.error_code, "message": exc.message}, exc.get_http_status_code())
             if isinstance(exc, (KeyError, ValueError, TypeError)):
-                return _json({"error_code": "INVALID_PARAMETER_VALUE", "message": f"bad request: {type(exc).__name__}: {exc}"}, 400)
+                return _json(
+                    {"error_code": "INVALID_PARAMETER_VALUE", "message": f"bad request: {type(exc).__name__}: {exc}"},
+                    400,
+                )
             log.exception("tracking door: %s %s failed", method, path)
-            return _json({"error_code": "INTERNAL_ERROR", "message": f"the tracking door failed: {type(exc).__name__}"}, 500)
+            return _json(
+                {"error_code": "INTERNAL_ERROR", "message": f"the tracking door failed: {type(exc).__name__}"}, 500
+            )
 
     # ---- ownership -----------------------------------------------------------------------------
 
@@ -197,9 +211,14 @@ class TrackingDoor:
         payload = body.json()
         self._own_run(payload)
         request = _parse(UpdateRun, payload)
-        status = RunStatus.to_string(request.status) if request.HasField("status") else self.store.get_run(self.run_id).info.status
+        status = (
+            RunStatus.to_string(request.status)
+            if request.HasField("status")
+            else self.store.get_run(self.run_id).info.status
+        )
         info = self.store.update_run_info(
-            self.run_id, RunStatus.from_string(status),
+            self.run_id,
+            RunStatus.from_string(status),
             request.end_time if request.HasField("end_time") else None,
             request.run_name if request.HasField("run_name") else None,
         )
@@ -212,9 +231,16 @@ class TrackingDoor:
 
         payload = body.json()
         self._own_run(payload)
-        metric = Metric(payload["key"], float(payload["value"]), int(payload.get("timestamp") or 0), int(payload.get("step") or 0),
-                        model_id=payload.get("model_id"), dataset_name=payload.get("dataset_name"),
-                        dataset_digest=payload.get("dataset_digest"), run_id=self.run_id)
+        metric = Metric(
+            payload["key"],
+            float(payload["value"]),
+            int(payload.get("timestamp") or 0),
+            int(payload.get("step") or 0),
+            model_id=payload.get("model_id"),
+            dataset_name=payload.get("dataset_name"),
+            dataset_digest=payload.get("dataset_digest"),
+            run_id=self.run_id,
+        )
         if metric.model_id:
             self._own_model(metric.model_id)
         self.store.log_metric(self.run_id, metric)
@@ -258,7 +284,9 @@ class TrackingDoor:
         tags = [RunTag.from_proto(t) for t in request.tags]
         for tag in tags:
             self._script_tag(tag.key)
-        self.store.log_batch(self.run_id, metrics=metrics, params=[Param.from_proto(p) for p in request.params], tags=tags)
+        self.store.log_batch(
+            self.run_id, metrics=metrics, params=[Param.from_proto(p) for p in request.params], tags=tags
+        )
         return _json({})
 
     def log_model(self, query, body) -> Reply:
@@ -280,7 +308,9 @@ class TrackingDoor:
         models = [LoggedModelInput.from_proto(m) for m in request.models]
         for model in models:
             self._own_model(model.model_id)
-        self.store.log_inputs(self.run_id, datasets=[DatasetInput.from_proto(d) for d in request.datasets], models=models)
+        self.store.log_inputs(
+            self.run_id, datasets=[DatasetInput.from_proto(d) for d in request.datasets], models=models
+        )
         return _json({})
 
     def log_outputs(self, query, body) -> Reply:
@@ -309,7 +339,9 @@ class TrackingDoor:
 
     def get_experiment(self, query, body) -> Reply:
         if query.get("experiment_id") != self.experiment_id:
-            raise _denied(f"experiment {query.get('experiment_id')!r} is not this training's experiment ({self.experiment_id})")
+            raise _denied(
+                f"experiment {query.get('experiment_id')!r} is not this training's experiment ({self.experiment_id})"
+            )
         return self._experiment_reply()
 
     def get_experiment_by_name(self, query, body) -> Reply:
@@ -485,7 +517,9 @@ class BodyReader:
             for chunk in self._chunks():
                 written += len(chunk)
                 if written > limit:
-                    raise DoorError(413, "INVALID_PARAMETER_VALUE", f"artifact over the file size limit ({limit} bytes)")
+                    raise DoorError(
+                        413, "INVALID_PARAMETER_VALUE", f"artifact over the file size limit ({limit} bytes)"
+                    )
                 out.write(chunk)
 
 
@@ -551,7 +585,9 @@ def new_socket_dir() -> Path:
 
 
 @contextmanager
-def open_door(door: TrackingDoor, *, socket_dir: Path | None, owner: tuple[int, int] | None = None) -> Iterator[OpenDoor]:
+def open_door(
+    door: TrackingDoor, *, socket_dir: Path | None, owner: tuple[int, int] | None = None
+) -> Iterator[OpenDoor]:
     """Serve ``door`` until the block ends; then the server stops and the token means nothing any more.
     With ``socket_dir`` (from ``new_socket_dir``; removed at the end) on a Unix socket, else on a loopback port."""
     handler = _handler_for(door)
@@ -570,7 +606,9 @@ def open_door(door: TrackingDoor, *, socket_dir: Path | None, owner: tuple[int, 
     else:
         server = _LoopbackServer(("127.0.0.1", 0), handler)
         opened = OpenDoor(door.token, None, f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"tracking-door-{door.run_id[:8]}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"tracking-door-{door.run_id[:8]}", daemon=True
+    )
     thread.start()
     try:
         yield opened

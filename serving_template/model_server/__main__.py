@@ -13,7 +13,6 @@ import socket
 import sys
 
 import uvicorn
-
 from model_server.app import create_app
 
 
@@ -37,8 +36,9 @@ def main() -> None:
     if reuse_port and app.state.model_state.load_error:
         sys.exit(f"model server: cannot load the model: {app.state.model_state.load_error}")
     sock = bind(host, port, reuse_port)
-    config = uvicorn.Config(app, log_level=os.environ.get("LOG_LEVEL", "warning"), access_log=False,
-                            timeout_keep_alive=30, lifespan="off")
+    config = uvicorn.Config(
+        app, log_level=os.environ.get("LOG_LEVEL", "warning"), access_log=False, timeout_keep_alive=30, lifespan="off"
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

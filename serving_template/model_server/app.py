@@ -12,18 +12,17 @@ import re
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as distribution_metadata
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-
 from model_server import __version__
 from model_server.inputs import InputError, extract_rows, to_matrix
 from model_server.model import LoadedModel, ModelInfo, read_model_info
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 try:  # faster when the image has it; plain json otherwise
     import orjson
@@ -33,6 +32,7 @@ try:  # faster when the image has it; plain json otherwise
 
     loads = orjson.loads
 except ImportError:  # pragma: no cover - depends on the image
+
     def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
@@ -90,9 +90,14 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
     ready_file = os.environ.get("READY_FILE")
 
     registry = CollectorRegistry()
-    requests_total = Counter("model_requests_total", "Requests by endpoint and status", ["endpoint", "status"], registry=registry)
+    requests_total = Counter(
+        "model_requests_total", "Requests by endpoint and status", ["endpoint", "status"], registry=registry
+    )
     latency = Histogram(
-        "model_request_seconds", "Request latency by endpoint", ["endpoint"], registry=registry,
+        "model_request_seconds",
+        "Request latency by endpoint",
+        ["endpoint"],
+        registry=registry,
         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     )
     predictions_total = Counter("model_predictions_total", "Rows predicted", registry=registry)
@@ -101,14 +106,17 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
     def load() -> None:
         try:
             state.model = LoadedModel(model_dir, info)
-            state.loaded_at = datetime.now(timezone.utc).isoformat()
+            state.loaded_at = datetime.now(UTC).isoformat()
             if ready_file:
                 Path(ready_file).write_text(state.loaded_at)
         except Exception as exc:  # reported by /ready and /metadata; the process stays up for debugging
             state.load_error = f"{type(exc).__name__}: {exc}"
 
-    app = FastAPI(title=f"{info.name} v{info.version}", version=__version__,
-                  description=f"Model server for {info.name} version {info.version} (run {info.run_id}).")
+    app = FastAPI(
+        title=f"{info.name} v{info.version}",
+        version=__version__,
+        description=f"Model server for {info.name} version {info.version} (run {info.run_id}).",
+    )
     app.state.model_state = state
     if load_in_background:
         threading.Thread(target=load, daemon=True).start()
@@ -122,7 +130,8 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             "required": True,
             "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
             "description": "Rows to score. Columns: " + ", ".join(f"{c.name} ({c.type})" for c in info.inputs if c.name)
-            if info.inputs else "Rows to score.",
+            if info.inputs
+            else "Rows to score.",
         }
     }
 
@@ -148,7 +157,9 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             import pandas as pd
 
             if parameters.get("return_probability"):
-                raise InputError("not_a_classifier", "return_probability needs a scikit-learn classifier with predict_proba")
+                raise InputError(
+                    "not_a_classifier", "return_probability needs a scikit-learn classifier with predict_proba"
+                )
             names = [c.name for c in info.inputs if c.name] or None
             frame = pd.DataFrame(rows, columns=names)
             try:
@@ -181,7 +192,9 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             response = score(body, request_id, max_rows, mlflow_protocol)
         except InputError as exc:
             errors_total.labels(exc.code).inc()
-            response = _error(422 if exc.code != "invalid_json" else 400, exc.code, exc.message, exc.details, request_id)
+            response = _error(
+                422 if exc.code != "invalid_json" else 400, exc.code, exc.message, exc.details, request_id
+            )
         except Exception as exc:  # a model bug: still the error format, and counted
             errors_total.labels("prediction_failed").inc()
             response = _error(500, "prediction_failed", f"{type(exc).__name__}: {str(exc)[:300]}", None, request_id)
@@ -203,31 +216,38 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
 
     @app.get("/health", summary="Liveness")
     async def health():
-        return _json(200, {"status": "healthy", "model": {"name": info.name, "version": info.version, "run_id": info.run_id}})
+        return _json(
+            200, {"status": "healthy", "model": {"name": info.name, "version": info.version, "run_id": info.run_id}}
+        )
 
     @app.get("/ready", summary="Readiness: 503 until the model is loaded")
     async def ready(request: Request):
         if state.model is None:
-            return _error(503, "model_not_loaded", state.load_error or "the model is still loading", None, _request_id(request))
+            return _error(
+                503, "model_not_loaded", state.load_error or "the model is still loading", None, _request_id(request)
+            )
         return _json(200, {"status": "ready", "loaded_at": state.loaded_at})
 
     @app.get("/metadata", summary="What is served")
     async def metadata():
-        return _json(200, {
-            "model_name": info.name,
-            "model_version": info.version,
-            "run_id": info.run_id,
-            "model_uri": info.model_uri,
-            "mlflow_uri": info.mlflow_uri,
-            "model_loaded": state.model is not None,
-            "load_error": state.load_error,
-            "loaded_at": state.loaded_at,
-            "flavor": "sklearn" if state.model is not None and state.model.fast_path else "python_function",
-            "signature": {"inputs": info.input_schema, "outputs": info.output_schema},
-            "input_example": example,
-            "server_version": __version__,
-            "packages": packages,
-        })
+        return _json(
+            200,
+            {
+                "model_name": info.name,
+                "model_version": info.version,
+                "run_id": info.run_id,
+                "model_uri": info.model_uri,
+                "mlflow_uri": info.mlflow_uri,
+                "model_loaded": state.model is not None,
+                "load_error": state.load_error,
+                "loaded_at": state.loaded_at,
+                "flavor": "sklearn" if state.model is not None and state.model.fast_path else "python_function",
+                "signature": {"inputs": info.input_schema, "outputs": info.output_schema},
+                "input_example": example,
+                "server_version": __version__,
+                "packages": packages,
+            },
+        )
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics():
@@ -239,7 +259,13 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
 
     @app.exception_handler(405)
     async def not_allowed(request: Request, exc):
-        return _error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}", None, _request_id(request))
+        return _error(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}",
+            None,
+            _request_id(request),
+        )
 
     return RequestIdMiddleware(app)
 
@@ -272,7 +298,9 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
-        request_id = incoming.decode("latin-1")[:128] if incoming and incoming.replace(b"-", b"").isalnum() else uuid.uuid4().hex
+        request_id = (
+            incoming.decode("latin-1")[:128] if incoming and incoming.replace(b"-", b"").isalnum() else uuid.uuid4().hex
+        )
         scope["mlops.request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
 

@@ -26,12 +26,12 @@ class InputError(ValueError):
 def extract_rows(body: Any, columns: list[Column], max_rows: int) -> tuple[list[list[Any]], list[str] | None]:
     """Return (rows, column names as sent or None) in the signature's column order."""
     if not isinstance(body, dict):
-        raise InputError("invalid_body", "the body must be a JSON object such as {\"inputs\": [[...]]}")
+        raise InputError("invalid_body", 'the body must be a JSON object such as {"inputs": [[...]]}')
     names = [c.name for c in columns if c.name]
     if "dataframe_split" in body:
         split = body["dataframe_split"]
         if not isinstance(split, dict) or not isinstance(split.get("data"), list):
-            raise InputError("invalid_body", "dataframe_split needs {\"columns\": [...], \"data\": [[...]]}")
+            raise InputError("invalid_body", 'dataframe_split needs {"columns": [...], "data": [[...]]}')
         given = split.get("columns")
         rows = split["data"]
         _check_rows(rows, max_rows)
@@ -66,14 +66,22 @@ def to_matrix(rows: list[list[Any]], columns: list[Column]):
 
     for r, row in enumerate(rows):
         for c, value in enumerate(row):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not math.isfinite(value))
+            ):
                 if value is None and columns and c < len(columns) and not columns[c].required:
                     continue
                 column = columns[c].name if columns and c < len(columns) else c
                 raise InputError(
                     "invalid_type",
                     f"row {r}, column {column!r}: expected a number, got {type(value).__name__} {value!r}"[:300],
-                    {"row": r, "column": column, "expected": columns[c].type if columns and c < len(columns) else "number"},
+                    {
+                        "row": r,
+                        "column": column,
+                        "expected": columns[c].type if columns and c < len(columns) else "number",
+                    },
                 )
     return np.asarray(rows, dtype=np.float64)
 
@@ -82,7 +90,11 @@ def _check_rows(rows: Any, max_rows: int) -> None:
     if not isinstance(rows, list) or not rows:
         raise InputError("invalid_shape", "expected a non-empty list of rows")
     if len(rows) > max_rows:
-        raise InputError("too_many_rows", f"{len(rows)} rows is more than {max_rows}; use POST /predict/batch", {"max_rows": max_rows})
+        raise InputError(
+            "too_many_rows",
+            f"{len(rows)} rows is more than {max_rows}; use POST /predict/batch",
+            {"max_rows": max_rows},
+        )
     for i, row in enumerate(rows):
         if not isinstance(row, list):
             raise InputError("invalid_shape", f"row {i} is not a list")
@@ -119,7 +131,11 @@ def _records(records: Any, names: list[str], max_rows: int) -> list[list[Any]]:
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise InputError("invalid_shape", "records must be a non-empty list of objects")
     if len(records) > max_rows:
-        raise InputError("too_many_rows", f"{len(records)} rows is more than {max_rows}; use POST /predict/batch", {"max_rows": max_rows})
+        raise InputError(
+            "too_many_rows",
+            f"{len(records)} rows is more than {max_rows}; use POST /predict/batch",
+            {"max_rows": max_rows},
+        )
     if not names:
         names = list(records[0])
     rows = []
@@ -136,10 +152,16 @@ def _columns(columns: dict, names: list[str], max_rows: int) -> list[list[Any]]:
     values = [columns[n] if isinstance(columns[n], list) else [columns[n]] for n in names]
     lengths = {len(v) for v in values}
     if len(lengths) != 1:
-        raise InputError("invalid_shape", "every column must hold the same number of values", {"lengths": {n: len(v) for n, v in zip(names, values)}})
+        raise InputError(
+            "invalid_shape",
+            "every column must hold the same number of values",
+            {"lengths": {n: len(v) for n, v in zip(names, values)}},
+        )
     count = lengths.pop()
     if count == 0 or count > max_rows:
-        raise InputError("invalid_shape" if count == 0 else "too_many_rows", f"{count} rows is not between 1 and {max_rows}")
+        raise InputError(
+            "invalid_shape" if count == 0 else "too_many_rows", f"{count} rows is not between 1 and {max_rows}"
+        )
     return [list(row) for row in zip(*values)]
 
 

@@ -47,7 +47,11 @@ def read_model_info(model_dir: Path) -> ModelInfo:
     signature = mlmodel.get("signature") or {}
     inputs = json.loads(signature["inputs"]) if signature.get("inputs") else None
     outputs = json.loads(signature["outputs"]) if signature.get("outputs") else None
-    columns = [Column(c.get("name"), c.get("type", "double"), c.get("required", True)) for c in inputs or [] if c.get("type") != "tensor"]
+    columns = [
+        Column(c.get("name"), c.get("type", "double"), c.get("required", True))
+        for c in inputs or []
+        if c.get("type") != "tensor"
+    ]
     example = None
     example_file = model_dir / "serving_input_example.json"
     if example_file.exists():

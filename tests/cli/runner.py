@@ -12,12 +12,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MLOPS = Path(sys.executable).parent / "mlops"
 
 
-def run_mlops(args: list[str], home: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    assert MLOPS.exists(), f"{MLOPS} is missing: install the project (uv pip install -e '.[test]') to get the console script"
+def run_mlops(
+    args: list[str], home: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    assert MLOPS.exists(), (
+        f"{MLOPS} is missing: install the project (uv pip install -e '.[test]') to get the console script"
+    )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_") and k != "XDG_CONFIG_HOME"}
     clean.update({"HOME": str(home), "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"})
     clean.update(env or {})
-    return subprocess.run([str(MLOPS), *args], cwd=REPO_ROOT, env=clean, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(MLOPS), *args], cwd=REPO_ROOT, env=clean, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def json_out(result: subprocess.CompletedProcess):

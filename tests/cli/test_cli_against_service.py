@@ -19,11 +19,13 @@ EXAMPLE = "examples/train_random_forest.py"
 @pytest.fixture
 def failing_script(tmp_path):
     path = tmp_path / "train_fails.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         import sys
         print("reading the data set")
         sys.exit("the data set is empty")
-    """))
+    """)
+    )
     return path
 
 
@@ -31,7 +33,13 @@ def test_deploy_shows_each_step_then_the_model_and_the_other_commands_see_it(ser
     result = run_mlops(["deploy", EXAMPLE, "--model-name", "iris-cli", "--requirement", "scikit-learn"], home, cli_env)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    marks = ["[train] running", "[train] succeeded in", "[register] running", "[register] succeeded in", "registered iris-cli version 1"]
+    marks = [
+        "[train] running",
+        "[train] succeeded in",
+        "[register] running",
+        "[register] succeeded in",
+        "registered iris-cli version 1",
+    ]
     positions = [out.find(mark) for mark in marks]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), out
     assert "no serving target" in out  # target none: no URL and no curl to print
@@ -62,26 +70,39 @@ def test_deploy_shows_each_step_then_the_model_and_the_other_commands_see_it(ser
 
 
 def test_failing_script_exits_1_with_the_step_message_and_json_says_failed(service, home, cli_env, failing_script):
-    human = run_mlops(["deploy", str(failing_script), "-m", "broken-cli", "--requirement", "scikit-learn"], home, cli_env)
+    human = run_mlops(
+        ["deploy", str(failing_script), "-m", "broken-cli", "--requirement", "scikit-learn"], home, cli_env
+    )
     assert human.returncode == 1, human.stdout + human.stderr
     assert "[train] failed" in human.stdout and "the data set is empty" in human.stdout
     assert "failed at step train" in human.stderr and "the data set is empty" in human.stderr
 
-    scripted = run_mlops(["deploy", str(failing_script), "-m", "broken-cli", "--requirement", "scikit-learn", "--json"], home, cli_env)
+    scripted = run_mlops(
+        ["deploy", str(failing_script), "-m", "broken-cli", "--requirement", "scikit-learn", "--json"], home, cli_env
+    )
     assert scripted.returncode == 1, scripted.stderr
     view = json_out(scripted)
     assert view["deployment_id"] and view["status"] == "failed"
     assert view["error"]["step"] == "train" and "the data set is empty" in view["error"]["message"]
 
 
-def test_no_wait_returns_the_accepted_deployment_and_events_follows_it_to_its_exit_code(service, home, cli_env, failing_script):
-    accepted = run_mlops(["deploy", str(failing_script), "-m", "later-cli", "--requirement", "scikit-learn", "--no-wait", "--json"], home, cli_env)
+def test_no_wait_returns_the_accepted_deployment_and_events_follows_it_to_its_exit_code(
+    service, home, cli_env, failing_script
+):
+    accepted = run_mlops(
+        ["deploy", str(failing_script), "-m", "later-cli", "--requirement", "scikit-learn", "--no-wait", "--json"],
+        home,
+        cli_env,
+    )
     assert accepted.returncode == 0, accepted.stderr
     view = json_out(accepted)
     assert view["status"] not in ("failed", "registered") and view["model_name"] == "later-cli"
     followed = run_mlops(["events", view["deployment_id"]], home, cli_env)
     assert followed.returncode == 1, followed.stdout + followed.stderr
-    assert "step   train failed" in followed.stdout and followed.stdout.rstrip().splitlines()[-1].split()[:2] == ["end", "failed"]
+    assert "step   train failed" in followed.stdout and followed.stdout.rstrip().splitlines()[-1].split()[:2] == [
+        "end",
+        "failed",
+    ]
 
 
 def test_bad_model_name_exits_4_with_message_and_request_id(service, home, cli_env):

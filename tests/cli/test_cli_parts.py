@@ -22,6 +22,7 @@ from control_api.client import MlopsClient, ServerSentEvent, parse_sse
 
 # ---- config --------------------------------------------------------------------------------------
 
+
 def test_connection_precedence_flag_env_file_default(tmp_path):
     config = tmp_path / "mlops" / "config.toml"
     config.parent.mkdir()
@@ -30,7 +31,10 @@ def test_connection_precedence_flag_env_file_default(tmp_path):
     assert resolve_connection(None, None, env).server == "http://file.example:9000"
     assert resolve_connection(None, None, env).api_key == "from-file"
     with_env = {**env, "MLOPS_SERVER": "https://env.example/", "MLOPS_API_KEY": "from-env"}
-    assert (resolve_connection(None, None, with_env).server, resolve_connection(None, None, with_env).api_key) == ("https://env.example", "from-env")
+    assert (resolve_connection(None, None, with_env).server, resolve_connection(None, None, with_env).api_key) == (
+        "https://env.example",
+        "from-env",
+    )
     flagged = resolve_connection("http://flag.example", "from-flag", with_env)
     assert (flagged.server, flagged.api_key) == ("http://flag.example", "from-flag")
     assert resolve_connection(None, None, {"HOME": str(tmp_path / "empty")}).server == "http://127.0.0.1:8000"
@@ -41,14 +45,23 @@ def test_connection_precedence_flag_env_file_default(tmp_path):
 
 # ---- request ---------------------------------------------------------------------------------------
 
+
 def test_deploy_body_from_arguments(tmp_path):
     script = tmp_path / "train.py"
     script.write_text("print('hi')\n")
     (tmp_path / "base.txt").write_text("numpy>=1.26  # pinned below 2 elsewhere\n\n# comment\n")
     (tmp_path / "requirements.txt").write_text("-r base.txt\nscikit-learn==1.5.2\n")
     body = build_deploy_body(
-        script, model_name="demo", requirement_files=[tmp_path / "requirements.txt"], requirements=["pandas", "numpy>=1.26"],
-        env=["A=1", "B=x=y"], replicas=2, cpu="500m", memory="1Gi", namespace="staging", experiment="exp",
+        script,
+        model_name="demo",
+        requirement_files=[tmp_path / "requirements.txt"],
+        requirements=["pandas", "numpy>=1.26"],
+        env=["A=1", "B=x=y"],
+        replicas=2,
+        cpu="500m",
+        memory="1Gi",
+        namespace="staging",
+        experiment="exp",
     )
     assert base64.b64decode(body["script_content"]) == b"print('hi')\n"
     assert body["script_name"] == "train.py" and body["model_name"] == "demo"
@@ -71,27 +84,38 @@ def test_requirements_file_refuses_pip_options_and_loops(tmp_path):
 
 # ---- the curl --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "metadata, expected",
     [
-        ({"input_example": {"columns": ["a", "b"], "data": [[1, 2]]}}, {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}),
+        (
+            {"input_example": {"columns": ["a", "b"], "data": [[1, 2]]}},
+            {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}},
+        ),
         ({"model": {"input_example": [{"a": 1}]}}, {"dataframe_records": [{"a": 1}]}),
-        ({"input_example": {"a": [1, 3], "b": [2, 4]}}, {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3, 4]]}}),
-        ({"signature": {"inputs": json.dumps([{"name": "x", "type": "double"}, {"name": "n", "type": "long"}])}},
-         {"dataframe_split": {"columns": ["x", "n"], "data": [[0.0, 0]]}}),
+        (
+            {"input_example": {"a": [1, 3], "b": [2, 4]}},
+            {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3, 4]]}},
+        ),
+        (
+            {"signature": {"inputs": json.dumps([{"name": "x", "type": "double"}, {"name": "n", "type": "long"}])}},
+            {"dataframe_split": {"columns": ["x", "n"], "data": [[0.0, 0]]}},
+        ),
     ],
 )
 def test_example_body_uses_the_models_input(metadata, expected):
     assert example_body(metadata) == (expected, True)
 
 
-@pytest.mark.parametrize("metadata", [None, {}, {"signature": {"inputs": [{"type": "tensor"}]}}, {"input_example": "not json"}])
+@pytest.mark.parametrize(
+    "metadata", [None, {}, {"signature": {"inputs": [{"type": "tensor"}]}}, {"input_example": "not json"}]
+)
 def test_example_body_falls_back_to_a_generic_body(metadata):
     assert example_body(metadata) == (GENERIC_BODY, False)
 
 
 def test_curl_survives_the_shell():
-    body = {"dataframe_records": [{"it's": "a \"quote\" $HOME"}]}
+    body = {"dataframe_records": [{"it's": 'a "quote" $HOME'}]}
     words = shlex.split(curl_command("http://127.0.0.1:8080/predict", body))
     assert words[:4] == ["curl", "-sS", "-X", "POST"] and words[4] == "http://127.0.0.1:8080/predict"
     assert json.loads(words[words.index("-d") + 1]) == body
@@ -118,9 +142,18 @@ def test_summary_of_a_served_model_prints_a_curl_with_its_input_example(monkeypa
     base = f"http://127.0.0.1:{server.server_port}"
     captured = io.StringIO()
     monkeypatch.setattr(cli_app, "console", Console(file=captured, width=300, soft_wrap=True))
-    view = {"deployment_id": "d1", "kind": "deploy", "status": "deployed", "model_name": "iris", "model_version": "3",
-            "duration_seconds": 12.0, "inference_url": f"{base}/predict", "endpoints": {"metadata": f"{base}/metadata"},
-            "commit": "abc123", "steps": []}
+    view = {
+        "deployment_id": "d1",
+        "kind": "deploy",
+        "status": "deployed",
+        "model_name": "iris",
+        "model_version": "3",
+        "duration_seconds": 12.0,
+        "inference_url": f"{base}/predict",
+        "endpoints": {"metadata": f"{base}/metadata"},
+        "commit": "abc123",
+        "steps": [],
+    }
     try:
         cli_app.summarise(MlopsClient(base), view)
     finally:
@@ -134,12 +167,13 @@ def test_summary_of_a_served_model_prints_a_curl_with_its_input_example(monkeypa
 
 # ---- events and progress ---------------------------------------------------------------------------
 
+
 def _event(kind, data, event_id=None):
     return ServerSentEvent(kind, json.dumps(data), str(event_id) if event_id else None)
 
 
 def test_parse_sse_reads_fields_comments_and_multiline_data():
-    text = "retry: 2000\n\n: keepalive\n\nid: 4\nevent: step\ndata: {\"a\":\ndata: 1}\n\nevent: end\ndata: {}\n\n"
+    text = 'retry: 2000\n\n: keepalive\n\nid: 4\nevent: step\ndata: {"a":\ndata: 1}\n\nevent: end\ndata: {}\n\n'
     events = list(parse_sse(text.split("\n")))
     assert events == [ServerSentEvent("step", '{"a":\n1}', "4"), ServerSentEvent("end", "{}", None)]
     assert events[0].json() == {"a": 1}
@@ -150,10 +184,24 @@ def test_board_tracks_steps_durations_and_the_failed_step():
     board.apply(_event("step", {"step": "train", "status": "running", "at": "2026-01-01T00:00:00+00:00"}, 1))
     board.apply(_event("log", {"step": "train", "line": "epoch 3"}, 2))
     assert board.steps["train"].status == "running" and board.steps["train"].last_log == "epoch 3"
-    board.apply(_event("step", {"step": "train", "status": "failed", "message": "boom", "at": "2026-01-01T00:00:02.500000+00:00"}, 3))
+    board.apply(
+        _event(
+            "step",
+            {"step": "train", "status": "failed", "message": "boom", "at": "2026-01-01T00:00:02.500000+00:00"},
+            3,
+        )
+    )
     assert board.steps["train"].duration == 2.5 and board.failed_step().message == "boom"
     assert board.steps["register"].status == "pending"
-    board.apply(_event("end", {"status": "failed", "steps": [{"name": "train", "status": "failed", "message": "boom", "duration_seconds": 2.4}]}))
+    board.apply(
+        _event(
+            "end",
+            {
+                "status": "failed",
+                "steps": [{"name": "train", "status": "failed", "message": "boom", "duration_seconds": 2.4}],
+            },
+        )
+    )
     assert board.status == "failed" and board.final_view["status"] == "failed" and board.steps["train"].duration == 2.4
 
 

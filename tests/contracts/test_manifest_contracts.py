@@ -102,14 +102,22 @@ def test_model_objects_are_allowed_by_the_models_project(tmp_path, kustomize_cmd
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_bytes(content)
     result = subprocess.run(
-        [*kustomize_cmd, str(tmp_path / model_dir(spec.namespace, spec.model_name))], capture_output=True, text=True, timeout=60
+        [*kustomize_cmd, str(tmp_path / model_dir(spec.namespace, spec.model_name))],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     built = [document for document in YAML(typ="safe", pure=True).load_all(result.stdout) if document]
     project = _projects()["mlops-models"]["spec"]
     allowed = {(entry["group"], entry["kind"]) for entry in project["namespaceResourceWhitelist"]}
     rendered = {(document["apiVersion"].rpartition("/")[0], document["kind"]) for document in built}
-    assert rendered == {("apps", "Deployment"), ("", "Service"), ("autoscaling", "HorizontalPodAutoscaler"), ("policy", "PodDisruptionBudget")}
+    assert rendered == {
+        ("apps", "Deployment"),
+        ("", "Service"),
+        ("autoscaling", "HorizontalPodAutoscaler"),
+        ("policy", "PodDisruptionBudget"),
+    }
     assert rendered <= allowed
     destinations = {(entry["server"], entry["namespace"]) for entry in project["destinations"]}
     app = application_manifest(_application(False))
@@ -141,7 +149,15 @@ def test_control_service_install_builds_into_valid_objects(kustomize_cmd):
     built = [document for document in YAML(typ="safe", pure=True).load_all(result.stdout) if document]
     kinds = sorted(document["kind"] for document in built)
     assert kinds == sorted(
-        ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "PersistentVolumeClaim", "Deployment", "Service"]
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "PersistentVolumeClaim",
+            "Deployment",
+            "Service",
+        ]
     )
     for document in built:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
@@ -155,7 +171,9 @@ def test_control_service_install_builds_into_valid_objects(kustomize_cmd):
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     secret_refs = {item["valueFrom"]["secretKeyRef"]["name"] for item in container["env"] if "valueFrom" in item}
     assert secret_refs == {"mlops-control-git", "mlops-control-argocd", "mlops-control-registry"}
-    assert objects["Service"]["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        objects["Service"]["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
 
     binding = objects["ClusterRoleBinding"]
     assert binding["roleRef"]["name"] == objects["ClusterRole"]["metadata"]["name"]
@@ -168,12 +186,18 @@ def test_control_service_install_builds_into_valid_objects(kustomize_cmd):
     }
     for needed in [("", "services"), ("", "pods"), ("", "events"), ("apps", "deployments")]:
         assert granted[needed] >= {"get", "list", "watch"}
-    assert all(verbs <= {"get", "list", "watch"} for verbs in granted.values()), "the service must not write to the cluster"
+    assert all(verbs <= {"get", "list", "watch"} for verbs in granted.values()), (
+        "the service must not write to the cluster"
+    )
 
 
 def test_secret_templates_are_valid_and_hold_no_values():
     secrets = _load_all(CONTROL_SERVICE_DIR / "secrets.example.yaml")
-    assert {secret["metadata"]["name"] for secret in secrets} == {"mlops-control-git", "mlops-control-argocd", "mlops-control-registry"}
+    assert {secret["metadata"]["name"] for secret in secrets} == {
+        "mlops-control-git",
+        "mlops-control-argocd",
+        "mlops-control-registry",
+    }
     for secret in secrets:
         kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
         assert "data" not in secret

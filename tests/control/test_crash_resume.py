@@ -44,14 +44,18 @@ def test_sigkill_mid_deploy_then_restart_completes_without_duplicates(tmp_path, 
     lock = hold_write_lock(registry_db) if kill_at == "registering" else None
     service = ServiceProcess(env, tmp_path / "service.log").start()
     try:
-        deployment_id = service.post("/mlops/deploy", params={"wait": "false"}, json=example_request("crashy")).json()["deployment_id"]
+        deployment_id = service.post("/mlops/deploy", params={"wait": "false"}, json=example_request("crashy")).json()[
+            "deployment_id"
+        ]
         if kill_at == "training":
             # The MLflow run exists and the script is running: the worst moment to die.
             service.wait_for(deployment_id, lambda b: b["status"] == "training" and b["run_id"])
         else:
             # Training writes to the tracking database and finishes; registration then waits for the
             # registry's write lock, so the register step is under way and cannot have finished.
-            service.wait_for(deployment_id, lambda b: b["status"] == "registering" and b["steps"][1]["status"] == "running")
+            service.wait_for(
+                deployment_id, lambda b: b["status"] == "registering" and b["steps"][1]["status"] == "running"
+            )
         before = service.get(f"/mlops/deployments/{deployment_id}").json()
         service.kill()
 

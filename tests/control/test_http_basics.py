@@ -74,7 +74,9 @@ def test_probes_and_metrics(client):
 def test_deployments_list_is_paginated_and_filtered(client):
     journal = client.app.state.services.journal
     for i in range(5):
-        record = journal.create(kind="deploy", model_name=f"m{i % 2}", namespace="default", request={}, step_names=["train"])
+        record = journal.create(
+            kind="deploy", model_name=f"m{i % 2}", namespace="default", request={}, step_names=["train"]
+        )
         if i < 3:  # one operation per model at a time: each model's earlier ones have ended
             journal.set_status(record.id, "failed", finished=True)
     page = client.get("/mlops/deployments", params={"limit": 2, "offset": 1}).json()

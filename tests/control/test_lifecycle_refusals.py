@@ -22,22 +22,39 @@ def lifecycle_client(make_client):
 def commit_deploy(client, model: str, version: str) -> str:
     services = client.app.state.services
     path = f"apps/{NAMESPACE}/{model}"
-    return services.gitops.commit(CommitRequest(
-        files={f"{path}/kustomization.yaml": f"# {model} v{version}\n".encode()},
-        replace_dirs=(path,),
-        delete_paths=(),
-        subject=f"deploy {model} v{version}",
-        trailers={"Model-Name": model, "Model-Version": version, "Run-Id": f"run-{version}",
-                  "Image": f"127.0.0.1:5000/m/{model}@sha256:{version * 64}"[:200], "Deployment-Id": f"dep-{version}",
-                  "Requested-By": "tester"},
-    )).sha
+    return services.gitops.commit(
+        CommitRequest(
+            files={f"{path}/kustomization.yaml": f"# {model} v{version}\n".encode()},
+            replace_dirs=(path,),
+            delete_paths=(),
+            subject=f"deploy {model} v{version}",
+            trailers={
+                "Model-Name": model,
+                "Model-Version": version,
+                "Run-Id": f"run-{version}",
+                "Image": f"127.0.0.1:5000/m/{model}@sha256:{version * 64}"[:200],
+                "Deployment-Id": f"dep-{version}",
+                "Requested-By": "tester",
+            },
+        )
+    ).sha
 
 
 def commit_undeploy(client, model: str) -> None:
-    client.app.state.services.gitops.commit(CommitRequest(
-        files={}, replace_dirs=(), delete_paths=(f"apps/{NAMESPACE}/{model}",), subject=f"undeploy {model}",
-        trailers={"Model-Name": model, "Deployment-Id": "dep-undeploy", "Requested-By": "tester", "Action": "undeploy"},
-    ))
+    client.app.state.services.gitops.commit(
+        CommitRequest(
+            files={},
+            replace_dirs=(),
+            delete_paths=(f"apps/{NAMESPACE}/{model}",),
+            subject=f"undeploy {model}",
+            trailers={
+                "Model-Name": model,
+                "Deployment-Id": "dep-undeploy",
+                "Requested-By": "tester",
+                "Action": "undeploy",
+            },
+        )
+    )
 
 
 def nothing_created(client) -> bool:
@@ -74,7 +91,9 @@ def test_rollback_to_a_version_never_deployed_is_404(lifecycle_client):
     client = lifecycle_client
     commit_deploy(client, "pair", "1")
     commit_deploy(client, "pair", "2")
-    error = assert_error_format(client.post("/mlops/models/pair/rollback", json={"version": "7"}), 404, "version_not_deployed")
+    error = assert_error_format(
+        client.post("/mlops/models/pair/rollback", json={"version": "7"}), 404, "version_not_deployed"
+    )
     assert "7" in error["message"]
     assert nothing_created(client)
 
@@ -84,10 +103,18 @@ def test_rollback_and_undeploy_while_a_deploy_runs_are_409_naming_it(lifecycle_c
     commit_deploy(client, "busy", "1")
     commit_deploy(client, "busy", "2")
     journal = client.app.state.services.journal
-    running = journal.create(kind=DEPLOY, model_name="busy", namespace=NAMESPACE, request={"model_name": "busy"},
-                             step_names=["train"], requested_by="tester")
-    for response in (client.post("/mlops/models/busy/rollback", json={"version": "1"}),
-                     client.delete("/mlops/models/busy/deployment")):
+    running = journal.create(
+        kind=DEPLOY,
+        model_name="busy",
+        namespace=NAMESPACE,
+        request={"model_name": "busy"},
+        step_names=["train"],
+        requested_by="tester",
+    )
+    for response in (
+        client.post("/mlops/models/busy/rollback", json={"version": "1"}),
+        client.delete("/mlops/models/busy/deployment"),
+    ):
         error = assert_error_format(response, 409, "deploy_in_progress")
         assert error["details"]["deployment_id"] == running.id
     assert client.get("/mlops/deployments").json()["total"] == 1

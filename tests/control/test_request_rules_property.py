@@ -38,26 +38,37 @@ def mostly(valid: st.SearchStrategy, wrong: st.SearchStrategy) -> st.SearchStrat
 
 
 names = mostly(st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True), st.text(max_size=70))
-namespaces = st.one_of(st.none(), st.sampled_from(SERVICE_SETTINGS.api.allowed_namespaces), st.sampled_from(["kube-system", "Bad_NS"]))
+namespaces = st.one_of(
+    st.none(), st.sampled_from(SERVICE_SETTINGS.api.allowed_namespaces), st.sampled_from(["kube-system", "Bad_NS"])
+)
 env_keys = mostly(st.from_regex(r"[A-Z_][A-Z0-9_]{0,15}", fullmatch=True), st.text(max_size=12))
 env_values = mostly(st.from_regex(r"[ -~]{0,40}", fullmatch=True), st.text(max_size=40))
-cpu = mostly(st.one_of(st.from_regex(r"[1-9][0-9]{1,4}m", fullmatch=True), st.from_regex(r"(0|[1-9])(\.[0-9]{1,3})?", fullmatch=True)),
-             st.text(max_size=8))
+cpu = mostly(
+    st.one_of(
+        st.from_regex(r"[1-9][0-9]{1,4}m", fullmatch=True), st.from_regex(r"(0|[1-9])(\.[0-9]{1,3})?", fullmatch=True)
+    ),
+    st.text(max_size=8),
+)
 memory = mostly(st.from_regex(r"[1-9][0-9]{1,3}(Mi|Gi|M|G)", fullmatch=True), st.text(max_size=8))
-secret_refs = st.fixed_dictionaries({
-    "name": mostly(st.from_regex(r"[a-z][a-z0-9.-]{0,20}[a-z0-9]", fullmatch=True), st.text(max_size=20)),
-    "key": mostly(st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True), st.text(max_size=20)),
-})
+secret_refs = st.fixed_dictionaries(
+    {
+        "name": mostly(st.from_regex(r"[a-z][a-z0-9.-]{0,20}[a-z0-9]", fullmatch=True), st.text(max_size=20)),
+        "key": mostly(st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True), st.text(max_size=20)),
+    }
+)
 autoscaling = st.fixed_dictionaries(
     {"max_replicas": st.integers(-1, 25)},
     optional={"min_replicas": st.integers(-1, 25), "target_cpu_utilization": st.integers(-5, 120)},
 )
-deployment_configs = st.fixed_dictionaries({}, optional={
-    "replicas": st.integers(-2, 25),
-    "cpu_limit": cpu,
-    "memory_limit": memory,
-    "autoscaling": autoscaling,
-})
+deployment_configs = st.fixed_dictionaries(
+    {},
+    optional={
+        "replicas": st.integers(-2, 25),
+        "cpu_limit": cpu,
+        "memory_limit": memory,
+        "autoscaling": autoscaling,
+    },
+)
 requests = st.fixed_dictionaries(
     {"script_content": st.just(SCRIPT), "model_name": names},
     optional={
@@ -87,23 +98,39 @@ def build(files: dict[str, bytes], namespace: str, model_name: str, kustomize_cm
             target = Path(root) / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
-        result = subprocess.run([*kustomize_cmd, str(Path(root) / model_dir(namespace, model_name))],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [*kustomize_cmd, str(Path(root) / model_dir(namespace, model_name))],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert result.returncode == 0, result.stderr
     return [document for document in yaml.safe_load_all(result.stdout) if document]
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(body=requests)
 def test_every_accepted_request_renders_builds_and_validates(body, kustomize_cmd):
     accepted = admitted(body)
     if accepted is None:
         return
     namespace, request = accepted
-    spec = DeploymentSpec.validated(**spec_fields(
-        request, namespace, model_version="7", image=IMAGE, run_id="f" * 32,
-        model_uri=f"models:/{request['model_name']}/7", deployment_id="d" * 32,
-    ))
+    spec = DeploymentSpec.validated(
+        **spec_fields(
+            request,
+            namespace,
+            model_version="7",
+            image=IMAGE,
+            run_id="f" * 32,
+            model_uri=f"models:/{request['model_name']}/7",
+            deployment_id="d" * 32,
+        )
+    )
     documents = build({**render_base(), **render_model(spec)}, namespace, spec.model_name, kustomize_cmd)
     for document in documents:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)

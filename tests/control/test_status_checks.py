@@ -50,4 +50,8 @@ def test_status_answers_at_its_deadline_with_a_hung_component(client, monkeypatc
         release.set()
     assert answered_while_hung
     assert response.status_code == 503, response.text
-    assert response.json()["components"]["hanging"] == {"status": "unhealthy", "latency_ms": 500, "error": "check timed out"}
+    assert response.json()["components"]["hanging"] == {
+        "status": "unhealthy",
+        "latency_ms": 500,
+        "error": "check timed out",
+    }

@@ -11,7 +11,10 @@ from tests.control.conftest import assert_error_format, example_request, script
 
 
 def _mlflow(client) -> MlflowClient:
-    return MlflowClient(tracking_uri=client.app.state.services.settings.mlflow_tracking_uri(), registry_uri=client.app.state.services.settings.mlflow_tracking_uri())
+    return MlflowClient(
+        tracking_uri=client.app.state.services.settings.mlflow_tracking_uri(),
+        registry_uri=client.app.state.services.settings.mlflow_tracking_uri(),
+    )
 
 
 def _wait_final(client, deployment_id: str, timeout: float = 600) -> dict:
@@ -109,7 +112,9 @@ def test_second_deploy_of_a_running_model_is_409(client):
 
 
 def test_retry_while_a_newer_deploy_of_the_model_runs_is_409_and_changes_nothing(client):
-    failed = client.post("/mlops/deploy", json=example_request("iris-retry", requirements=["no-such-package-mlops-test==0.0.1"])).json()
+    failed = client.post(
+        "/mlops/deploy", json=example_request("iris-retry", requirements=["no-such-package-mlops-test==0.0.1"])
+    ).json()
     assert failed["status"] == "failed", failed
     running = client.post("/mlops/deploy", params={"wait": "false"}, json=example_request("iris-retry")).json()
 
@@ -171,7 +176,11 @@ def test_failures_have_a_clear_message_and_step(client, case):
     body_text, requirements, code, fragments = FAILING[case]
     response = client.post(
         "/mlops/deploy",
-        json={"script_content": script(body_text), "model_name": f"fail-{case.replace('_', '-')}", "requirements": requirements},
+        json={
+            "script_content": script(body_text),
+            "model_name": f"fail-{case.replace('_', '-')}",
+            "requirements": requirements,
+        },
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -282,17 +291,31 @@ def test_a_pin_that_cannot_work_says_why(client):
 
 def test_file_size_and_memory_limits_fail_clearly(make_client):
     client = make_client(training={"max_file_bytes": 1024 * 1024, "max_memory_bytes": 2 * 2**30})
-    huge = client.post("/mlops/deploy", json={"model_name": "huge-file", "script_content": script(
-        """
+    huge = client.post(
+        "/mlops/deploy",
+        json={
+            "model_name": "huge-file",
+            "script_content": script(
+                """
         with open("big.bin", "wb") as f:
             f.write(b"x" * (8 * 1024 * 1024))
-        """)}).json()
+        """
+            ),
+        },
+    ).json()
     assert huge["status"] == "failed" and huge["error"]["code"] == "training_failed"
     assert "file size limit" in huge["error"]["message"] or "File too large" in huge["error"]["message"]
-    hog = client.post("/mlops/deploy", json={"model_name": "memory-hog", "script_content": script(
-        """
+    hog = client.post(
+        "/mlops/deploy",
+        json={
+            "model_name": "memory-hog",
+            "script_content": script(
+                """
         hog = bytearray(4 * 2**30)
-        """)}).json()
+        """
+            ),
+        },
+    ).json()
     assert hog["status"] == "failed" and "MemoryError" in hog["error"]["message"]
     assert client.get("/health").status_code == 200
 
@@ -301,20 +324,34 @@ def test_cpu_time_and_open_file_limits_fail_clearly(make_client):
     client = make_client(training={"max_open_files": 64})
     # RLIMIT_CPU is set well above what the wall-clock timeout allows; a script may only lower it, and
     # does, so the deploy fails the way a CPU-bound script under a lower limit would.
-    spinner = client.post("/mlops/deploy", json={"model_name": "cpu-spinner", "script_content": script(
-        """
+    spinner = client.post(
+        "/mlops/deploy",
+        json={
+            "model_name": "cpu-spinner",
+            "script_content": script(
+                """
         import resource
         resource.setrlimit(resource.RLIMIT_CPU, (1, resource.getrlimit(resource.RLIMIT_CPU)[1]))
         while True:
             pass
-        """)}).json()
+        """
+            ),
+        },
+    ).json()
     assert spinner["status"] == "failed" and spinner["error"]["code"] == "training_failed", spinner
     assert "SIGXCPU" in spinner["error"]["message"] and "CPU time limit" in spinner["error"]["message"]
     assert "CPU time limit" in spinner["error"]["details"]["limit"]
-    opener = client.post("/mlops/deploy", json={"model_name": "file-opener", "script_content": script(
-        """
+    opener = client.post(
+        "/mlops/deploy",
+        json={
+            "model_name": "file-opener",
+            "script_content": script(
+                """
         handles = [open(__file__) for _ in range(200)]
-        """)}).json()
+        """
+            ),
+        },
+    ).json()
     assert opener["status"] == "failed" and opener["error"]["code"] == "training_failed", opener
     assert "open file limit" in opener["error"]["message"] and "at most 64 open files" in opener["error"]["message"]
     assert "MLOPS_TRAINING__MAX_OPEN_FILES" in opener["error"]["details"]["limit"]

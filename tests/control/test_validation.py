@@ -25,8 +25,18 @@ BAD_REQUESTS = [
     ("64 characters", {"model_name": "a" * 64}, "model_name", "max_length_63"),
     ("path traversal", {"model_name": "../x"}, "model_name", "dns1123_label"),
     ("unknown field", {"surprise": 1}, "surprise", "extra_forbidden"),
-    ("pip option", {"requirements": ["--index-url https://evil.example/simple"]}, "requirements", "requirement_specifier"),
-    ("url requirement", {"requirements": ["pkg @ https://evil.example/pkg.whl"]}, "requirements", "requirement_specifier"),
+    (
+        "pip option",
+        {"requirements": ["--index-url https://evil.example/simple"]},
+        "requirements",
+        "requirement_specifier",
+    ),
+    (
+        "url requirement",
+        {"requirements": ["pkg @ https://evil.example/pkg.whl"]},
+        "requirements",
+        "requirement_specifier",
+    ),
     ("path requirement", {"requirements": ["./local/pkg"]}, "requirements", "requirement_specifier"),
     ("env key", {"environment_vars": {"1BAD": "x"}}, "environment_vars", "env_key"),
     ("env newline", {"environment_vars": {"GOOD": "a\nkind: Secret"}}, "environment_vars", "env_value"),
@@ -43,13 +53,30 @@ BAD_REQUESTS = [
     ("yaml document marker in env", {"environment_vars": {"A": "--- x"}}, "environment_vars", "env_value"),
     ("control character in env", {"environment_vars": {"A": "a\x07b"}}, "environment_vars", "env_value"),
     ("reserved env", {"environment_vars": {"MODEL_NAME": "x"}}, "environment_vars", "env_reserved"),
-    ("env both plain and secret", {"environment_vars": {"A": "1"}, "secret_env": {"A": {"name": "s", "key": "k"}}},
-     "request", "renderable"),
-    ("cpu finer than a millicore", {"deployment_config": {"cpu_limit": "0.0005"}}, "deployment_config.cpu_limit", "cpu_quantity"),
-    ("autoscaling bounds", {"deployment_config": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}},
-     "deployment_config.autoscaling", "autoscaling_bounds"),
-    ("autoscaling target", {"deployment_config": {"autoscaling": {"max_replicas": 2, "target_cpu_utilization": 0}}},
-     "deployment_config.autoscaling.target_cpu_utilization", "greater_than_equal"),
+    (
+        "env both plain and secret",
+        {"environment_vars": {"A": "1"}, "secret_env": {"A": {"name": "s", "key": "k"}}},
+        "request",
+        "renderable",
+    ),
+    (
+        "cpu finer than a millicore",
+        {"deployment_config": {"cpu_limit": "0.0005"}},
+        "deployment_config.cpu_limit",
+        "cpu_quantity",
+    ),
+    (
+        "autoscaling bounds",
+        {"deployment_config": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}},
+        "deployment_config.autoscaling",
+        "autoscaling_bounds",
+    ),
+    (
+        "autoscaling target",
+        {"deployment_config": {"autoscaling": {"max_replicas": 2, "target_cpu_utilization": 0}}},
+        "deployment_config.autoscaling.target_cpu_utilization",
+        "greater_than_equal",
+    ),
 ]
 
 
@@ -68,7 +95,9 @@ def test_missing_model_name(client):
     body = example_request()
     del body["model_name"]
     error = assert_error_format(client.post("/mlops/deploy", json=body), 422, "validation_error")
-    assert {"field": "model_name", "rule": "missing"} in [{k: d[k] for k in ("field", "rule")} for d in error["details"]]
+    assert {"field": "model_name", "rule": "missing"} in [
+        {k: d[k] for k in ("field", "rule")} for d in error["details"]
+    ]
     assert client.get("/mlops/deployments").json()["total"] == 0
 
 
@@ -81,16 +110,23 @@ def test_namespace_not_on_allowlist(client):
 def test_rollback_refuses_a_namespace_off_the_allowlist_like_deploy(make_client):
     client = make_client(target={"kind": "local"})
     deploy = assert_error_format(client.post("/mlops/deploy", json=example_request(namespace="kube-system")), 422)
-    rollback = assert_error_format(client.post("/mlops/models/iris-rf/rollback", json={"namespace": "kube-system"}), 422)
+    rollback = assert_error_format(
+        client.post("/mlops/models/iris-rf/rollback", json={"namespace": "kube-system"}), 422
+    )
     assert rollback["message"] == deploy["message"] and rollback["details"] == deploy["details"]
 
 
 def test_autoscaling_reaches_the_journal(client):
     from control_api.api.schemas import DeployRequest
 
-    request = DeployRequest(**example_request(deployment_config={"autoscaling": {"min_replicas": 2, "max_replicas": 6}}))
+    request = DeployRequest(
+        **example_request(deployment_config={"autoscaling": {"min_replicas": 2, "max_replicas": 6}})
+    )
     assert request.to_journal("default")["deployment_config"]["autoscaling"] == {
-        "min_replicas": 2, "max_replicas": 6, "target_cpu_utilization": 80}
+        "min_replicas": 2,
+        "max_replicas": 6,
+        "target_cpu_utilization": 80,
+    }
 
 
 def test_body_that_is_not_json(client):
@@ -103,5 +139,11 @@ def test_legacy_top_level_replicas_and_namespace_are_accepted(client):
 
     request = DeployRequest(**example_request(replicas=3, namespace="staging"))
     assert request.to_journal("staging")["deployment_config"]["replicas"] == 3
-    nested = DeployRequest(**example_request(deployment_config={"replicas": 2, "memory_limit": "512Mi", "cpu_limit": "500m"}))
-    assert nested.to_journal("default")["deployment_config"] == {"replicas": 2, "memory_limit": "512Mi", "cpu_limit": "500m"}
+    nested = DeployRequest(
+        **example_request(deployment_config={"replicas": 2, "memory_limit": "512Mi", "cpu_limit": "500m"})
+    )
+    assert nested.to_journal("default")["deployment_config"] == {
+        "replicas": 2,
+        "memory_limit": "512Mi",
+        "cpu_limit": "500m",
+    }

@@ -47,15 +47,19 @@ def attempt(world, step, deployment_id: str, outputs: dict | None = None) -> dic
     """One attempt of ``step`` as the orchestrator makes it (the journal counts it)."""
     world.journal.step_started(deployment_id, step.name)
     ctx = StepContext(
-        deployment=world.journal.get(deployment_id), outputs=dict(outputs or {}), services=world.services,
-        journal=world.journal, step_name=step.name,
+        deployment=world.journal.get(deployment_id),
+        outputs=dict(outputs or {}),
+        services=world.services,
+        journal=world.journal,
+        step_name=step.name,
     )
     return step.run(ctx)
 
 
 def deploy(world, version: str) -> tuple[str, dict]:
-    record = world.journal.create(kind="deploy", model_name=MODEL, namespace=NAMESPACE,
-                                  request={"model_name": MODEL}, step_names=["commit"])
+    record = world.journal.create(
+        kind="deploy", model_name=MODEL, namespace=NAMESPACE, request={"model_name": MODEL}, step_names=["commit"]
+    )
     outputs = {"model_version": version, "image_uri": IMAGE, "run_id": f"run-{version}"}
     return record.id, outputs
 
@@ -77,8 +81,9 @@ def test_rollback_rerun_returns_its_commit_and_does_not_roll_back_again(world):
         deployment_id, outputs = deploy(world, version)
         attempt(world, CommitStep(), deployment_id, outputs)
         world.journal.set_status(deployment_id, DeploymentStatus.DEPLOYED, finished=True)
-    rollback = world.journal.create(kind="rollback", model_name=MODEL, namespace=NAMESPACE, request={},
-                                    step_names=["commit", "sync", "wait"])
+    rollback = world.journal.create(
+        kind="rollback", model_name=MODEL, namespace=NAMESPACE, request={}, step_names=["commit", "sync", "wait"]
+    )
     first = attempt(world, RollbackCommitStep(), rollback.id)
     assert (first["model_version"], first["rolled_back_from"], first["commit_changed"]) == ("1", "2", True)
     count = world.remote.commit_count()
@@ -95,8 +100,9 @@ def test_undeploy_rerun_returns_its_commit_although_the_head_moved(world):
     deployment_id, outputs = deploy(world, "1")
     attempt(world, CommitStep(), deployment_id, outputs)
     world.journal.set_status(deployment_id, DeploymentStatus.DEPLOYED, finished=True)
-    undeploy = world.journal.create(kind="undeploy", model_name=MODEL, namespace=NAMESPACE, request={},
-                                    step_names=["commit", "prune"])
+    undeploy = world.journal.create(
+        kind="undeploy", model_name=MODEL, namespace=NAMESPACE, request={}, step_names=["commit", "prune"]
+    )
     first = attempt(world, UndeployCommitStep(), undeploy.id)
     unrelated = world.other.write_and_push({"NOTES.md": "another writer\n"}, "unrelated change")
     count = world.remote.commit_count()

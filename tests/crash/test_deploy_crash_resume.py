@@ -101,7 +101,10 @@ class Service:
         log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "control_api", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO_ROOT, env={**base, **env}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env={**base, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
 
@@ -136,7 +139,9 @@ class Service:
             status = ended()
             if status is not None or time.monotonic() > deadline:
                 self.sigkill()
-                raise AssertionError(f"the service did not halt (deploy {status or 'still running'}):\n{self.log_tail()}")
+                raise AssertionError(
+                    f"the service did not halt (deploy {status or 'still running'}):\n{self.log_tail()}"
+                )
             time.sleep(0.2)
         assert code == -signal.SIGKILL, f"the service exited with {code}, not by SIGKILL:\n{self.log_tail()}"
 
@@ -168,17 +173,27 @@ def cluster(tmp_path, contracts_dir, kustomize_cmd, docker_client, registry_url,
     """Argo CD and a cluster running real containers (DockerKubelet); the service's GitOps remote is a
     bare repo in its data dir, registered in the AppProjects as an installation would."""
     namespace = f"crash-{uuid.uuid4().hex[:8]}"
-    sim = Simulator(DockerKubelet(docker_client), work_dir=tmp_path / "simulator", kustomize_cmd=kustomize_cmd,
-                    contracts_dir=contracts_dir, namespaces=[namespace],
-                    source_repos=[(tmp_path / "data" / "gitops.git").as_uri(), str(tmp_path / "data" / "gitops.git")])
+    sim = Simulator(
+        DockerKubelet(docker_client),
+        work_dir=tmp_path / "simulator",
+        kustomize_cmd=kustomize_cmd,
+        contracts_dir=contracts_dir,
+        namespaces=[namespace],
+        source_repos=[(tmp_path / "data" / "gitops.git").as_uri(), str(tmp_path / "data" / "gitops.git")],
+    )
     with sim:
         yield sim, sim, sim.checker, namespace
 
 
 def git(bare: Path, *args: str, cwd: Path | None = None) -> str:
     command = ["git", *(["--git-dir", str(bare)] if cwd is None else []), *args]
-    env = {**os.environ, "GIT_AUTHOR_NAME": "other", "GIT_AUTHOR_EMAIL": "other@localhost",
-           "GIT_COMMITTER_NAME": "other", "GIT_COMMITTER_EMAIL": "other@localhost"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "other",
+        "GIT_AUTHOR_EMAIL": "other@localhost",
+        "GIT_COMMITTER_NAME": "other",
+        "GIT_COMMITTER_EMAIL": "other@localhost",
+    }
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout
 
 
@@ -213,7 +228,7 @@ def check_state_after(life: Life, record) -> None:
     if life.halt_after:
         index = STEPS.index(life.halt_after)
         assert all(steps[name] == "succeeded" for name in STEPS[: index + 1]), (str(life), steps)
-        assert all(steps[name] == "pending" for name in STEPS[index + 1:]), (str(life), steps)
+        assert all(steps[name] == "pending" for name in STEPS[index + 1 :]), (str(life), steps)
     else:
         index = STEPS.index(life.halt_before_recording)
         assert all(steps[name] == "succeeded" for name in STEPS[:index]), (str(life), steps)
@@ -236,10 +251,14 @@ def check_killed_mid_step(life: Life, record, service: Service) -> None:
     assert (killed.status, killed.finished_at) == ("running", None), (str(life), killed)
     assert killed.started_at is not None, (str(life), killed)
     assert record.status == life.kill_at_status, (str(life), record.status)
-    assert FAULT_HALT_LINE not in service.own_log(), f"{life}: the step finished before the kill:\n{service.own_log()[-3000:]}"
+    assert FAULT_HALT_LINE not in service.own_log(), (
+        f"{life}: the step finished before the kill:\n{service.own_log()[-3000:]}"
+    )
 
 
-def test_sigkill_at_every_step_boundary_then_restart_deploys_once(tmp_path, venv_cache, cluster, registry_url, base_image):
+def test_sigkill_at_every_step_boundary_then_restart_deploys_once(
+    tmp_path, venv_cache, cluster, registry_url, base_image
+):
     from mlflow.tracking import MlflowClient
 
     from control_api.journal.store import Journal
@@ -280,10 +299,15 @@ def test_sigkill_at_every_step_boundary_then_restart_deploys_once(tmp_path, venv
             service = Service({**env, **faults}, log_path)
             if deployment_id is None:
                 assert service.wait_healthy(), service.log_tail()
-                response = httpx.post(f"{service.url}/mlops/deploy", params={"wait": "false"},
-                                      json=example_request(model, namespace=namespace), timeout=60)
+                response = httpx.post(
+                    f"{service.url}/mlops/deploy",
+                    params={"wait": "false"},
+                    json=example_request(model, namespace=namespace),
+                    timeout=60,
+                )
                 assert response.status_code == 202, response.text
                 deployment_id = response.json()["deployment_id"]
+
             def ended():
                 record = journal.get(deployment_id)
                 return record.status if record.is_final else None
@@ -340,8 +364,11 @@ def test_sigkill_at_every_step_boundary_then_restart_deploys_once(tmp_path, venv
     tags = httpx.get(f"http://{registry_url}/v2/{repository}/tags/list", timeout=10).json()["tags"]
     assert tags == [f"v1-{deployment_id[:12]}"]
     manifest = httpx.head(
-        f"http://{registry_url}/v2/{repository}/manifests/{tags[0]}", timeout=10,
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"},
+        f"http://{registry_url}/v2/{repository}/manifests/{tags[0]}",
+        timeout=10,
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+        },
     )
     digest = manifest.headers["Docker-Content-Digest"]
     assert record.outputs["image_digest"] == digest
@@ -367,7 +394,9 @@ def test_sigkill_at_every_step_boundary_then_restart_deploys_once(tmp_path, venv
     assert checker.violations == []
 
     # And the URL serves the model.
-    answer = httpx.post(final["inference_url"], json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=30)
+    answer = httpx.post(
+        final["inference_url"], json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=30
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["model_version"] == "1" and len(answer.json()["predictions"]) == len(ROWS)
 

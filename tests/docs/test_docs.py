@@ -71,7 +71,13 @@ def _codes_in_code() -> set[str]:
 
 def test_troubleshooting_explains_every_error_code_the_api_can_return():
     codes = _codes_in_code()
-    assert {"training_failed", "deployment_not_found", "validation_error", "unauthorized", "no_target"} <= codes  # the scan works
+    assert {
+        "training_failed",
+        "deployment_not_found",
+        "validation_error",
+        "unauthorized",
+        "no_target",
+    } <= codes  # the scan works
     text = (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"`([a-z][a-z0-9_]*)`", text))
     missing = sorted(codes - documented)

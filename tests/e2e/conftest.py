@@ -57,8 +57,17 @@ def make_e2e_client(tmp_path, venv_cache, e2e_env, e2e_namespace):
 
 
 def git_log(bare_repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(bare_repo), "log", *args], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(bare_repo), "log", *args], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def commit_count(bare_repo: Path) -> int:
-    return int(subprocess.run(["git", "--git-dir", str(bare_repo), "rev-list", "--count", "main"], capture_output=True, text=True, check=True).stdout)
+    return int(
+        subprocess.run(
+            ["git", "--git-dir", str(bare_repo), "rev-list", "--count", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )

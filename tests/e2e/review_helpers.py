@@ -25,8 +25,9 @@ def git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["git", *REVIEWER, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def wait_for_status(client: TestClient, deployment_id: str, wanted: Callable[[str], bool],
-                    timeout: float = 300) -> dict:
+def wait_for_status(
+    client: TestClient, deployment_id: str, wanted: Callable[[str], bool], timeout: float = 300
+) -> dict:
     """Poll the deployment until ``wanted(status)``; the body as last seen."""
     deadline = time.monotonic() + timeout
     while True:
@@ -51,7 +52,7 @@ def push_unrelated_change(work: Path) -> str:
 
 
 def merge_commit(work: Path, head: str) -> str:
-    """"Create a merge commit": the branch's own commit is what reaches main, under a merge commit."""
+    """ "Create a merge commit": the branch's own commit is what reaches main, under a merge commit."""
     git("fetch", "--quiet", "origin", cwd=work)
     git("merge", "--no-ff", "--quiet", f"origin/{head}", "-m", f"Merge branch '{head}'", cwd=work)
     git("push", "--quiet", "origin", "HEAD:main", cwd=work)
@@ -59,7 +60,7 @@ def merge_commit(work: Path, head: str) -> str:
 
 
 def squash_merge(work: Path, head: str) -> str:
-    """"Squash and merge": one new commit whose body lists the squashed commits' messages."""
+    """ "Squash and merge": one new commit whose body lists the squashed commits' messages."""
     git("fetch", "--quiet", "origin", cwd=work)
     git("merge", "--squash", "--quiet", f"origin/{head}", cwd=work)
     squashed = git("log", "--format=* %B", f"HEAD..origin/{head}", cwd=work)
@@ -69,7 +70,7 @@ def squash_merge(work: Path, head: str) -> str:
 
 
 def rebase_merge(work: Path, head: str) -> str:
-    """"Rebase and merge": the branch's commit replayed on top of main, a new SHA, no merge commit."""
+    """ "Rebase and merge": the branch's commit replayed on top of main, a new SHA, no merge commit."""
     git("fetch", "--quiet", "origin", cwd=work)
     git("checkout", "--quiet", "-b", "rebased", f"origin/{head}", cwd=work)
     git("rebase", "--quiet", "main", cwd=work)

@@ -26,9 +26,15 @@ def simulated_cluster(tmp_path, contracts_dir, kustomize_cmd, e2e_env, e2e_names
     bare = tmp_path / "data" / "gitops.git"
     # argocd-server speaks TLS with a self-signed certificate, as a default installation does; the
     # service trusts it through argocd.ca_bundle.
-    sim = Simulator(DockerKubelet(docker_client), work_dir=tmp_path / "simulator", kustomize_cmd=kustomize_cmd,
-                    contracts_dir=contracts_dir, namespaces=[e2e_namespace], source_repos=[bare.as_uri(), str(bare)],
-                    tls=True)
+    sim = Simulator(
+        DockerKubelet(docker_client),
+        work_dir=tmp_path / "simulator",
+        kustomize_cmd=kustomize_cmd,
+        contracts_dir=contracts_dir,
+        namespaces=[e2e_namespace],
+        source_repos=[bare.as_uri(), str(bare)],
+        tls=True,
+    )
     with sim:
         yield sim, sim, sim.cluster
     assert sim.checker.violations == []
@@ -41,8 +47,13 @@ def argocd_client(make_e2e_client, simulated_cluster):
     def factory(argocd: dict | None = None, **target):
         return make_e2e_client(
             target={"kind": "argocd", **target},
-            argocd={"server_url": server.argocd_url, "token": server.argocd_token, "ca_bundle": str(server.ca_path),
-                    "failure_grace_seconds": 5, **(argocd or {})},
+            argocd={
+                "server_url": server.argocd_url,
+                "token": server.argocd_token,
+                "ca_bundle": str(server.ca_path),
+                "failure_grace_seconds": 5,
+                **(argocd or {}),
+            },
             kubernetes={"api_url": server.kubernetes_url, "token": server.kubernetes_token},
         )
 
@@ -51,8 +62,11 @@ def argocd_client(make_e2e_client, simulated_cluster):
 
 def _predict(body: dict) -> dict:
     """A real prediction from the built image, running in the simulated cluster as its manifest says."""
-    answer = httpx.post(body["endpoints"]["predict"] if "endpoints" in body else body,
-                        json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=10)
+    answer = httpx.post(
+        body["endpoints"]["predict"] if "endpoints" in body else body,
+        json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}},
+        timeout=10,
+    )
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["predictions"]) == len(ROWS)
     return answer.json()
@@ -78,8 +92,15 @@ def test_deploy_through_argocd_roll_back_from_its_side_and_agree_again(
     bare = tmp_path / "data" / "gitops.git"
     # The first status call also builds every client and the embedded MLflow store; a check that
     # outlasts the page's 10 s deadline reports "check timed out" and the next call gets its result.
-    status = _eventually(lambda: (lambda body: body if body["components"]["argocd"]["status"] == "healthy" else None)(
-        client.get("/mlops/status").json()), timeout=90) or client.get("/mlops/status").json()
+    status = (
+        _eventually(
+            lambda: (lambda body: body if body["components"]["argocd"]["status"] == "healthy" else None)(
+                client.get("/mlops/status").json()
+            ),
+            timeout=90,
+        )
+        or client.get("/mlops/status").json()
+    )
     assert status["components"]["argocd"]["status"] == "healthy", status
 
     # The first deploy of a new model: its Application does not exist yet (Argo CD answers 403 for a
@@ -151,7 +172,12 @@ def test_automated_sync_mode_deploys(argocd_client, simulated_cluster, e2e_names
 @pytest.mark.parametrize(
     "fault,status,code,fragment",
     [
-        ({"sync_error": "ComparisonError: rpc error: manifest generation failed"}, "failed", "sync_failed", "manifest generation failed"),
+        (
+            {"sync_error": "ComparisonError: rpc error: manifest generation failed"},
+            "failed",
+            "sync_failed",
+            "manifest generation failed",
+        ),
         ({"readiness_failing": True}, "failed", "rollout_failed", "Readiness probe failed"),
         ({"no_ip": True}, "timed_out", "timed_out", "no external IP or hostname"),
         ({"unauthorized": True}, "failed", "argocd_auth_failed", ""),

@@ -19,7 +19,9 @@ COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal 
 MANIFEST_TYPES = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
 
 
-def test_ecr_deploy_pushes_to_the_host_the_ecr_login_names(make_e2e_client, ecr_naming_tls_registry, registry_url, monkeypatch):
+def test_ecr_deploy_pushes_to_the_host_the_ecr_login_names(
+    make_e2e_client, ecr_naming_tls_registry, registry_url, monkeypatch
+):
     endpoint, tls_registry = ecr_naming_tls_registry
     # The service checks the pushed manifest over HTTPS itself: it must trust the stand-in's CA.
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_registry.ca_file))
@@ -45,12 +47,16 @@ def test_ecr_deploy_pushes_to_the_host_the_ecr_login_names(make_e2e_client, ecr_
     assert httpx.get(f"{base}/tags/list", timeout=10, verify=verify).status_code == 401  # no anonymous access
     tags = httpx.get(f"{base}/tags/list", auth=auth, timeout=10, verify=verify).json()["tags"]
     assert len(tags) == 1, tags
-    manifest = httpx.head(f"{base}/manifests/{tags[0]}", auth=auth, timeout=10, verify=verify, headers={"Accept": MANIFEST_TYPES})
+    manifest = httpx.head(
+        f"{base}/manifests/{tags[0]}", auth=auth, timeout=10, verify=verify, headers={"Accept": MANIFEST_TYPES}
+    )
     assert manifest.headers["Docker-Content-Digest"] == digest
 
     # Nothing went to the registry the service would use without ECR.
     assert httpx.get(f"http://{registry_url}/v2/{repository}/tags/list", timeout=10).status_code == 404
 
-    answer = httpx.post(final["inference_url"], json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=30)
+    answer = httpx.post(
+        final["inference_url"], json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=30
+    )
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["predictions"]) == len(ROWS)

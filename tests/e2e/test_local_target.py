@@ -29,7 +29,9 @@ def _containers(docker_client, namespace: str) -> list:
     return docker_client.containers.list(all=True, filters={"label": f"io.mlops.workload.namespace={namespace}"})
 
 
-def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(make_e2e_client, docker_client, e2e_namespace, tmp_path):
+def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(
+    make_e2e_client, docker_client, e2e_namespace, tmp_path
+):
     client = make_e2e_client()
     bare = tmp_path / "data" / "gitops.git"
 
@@ -41,11 +43,17 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(make_e2
     base = first["deployment_url"]
     assert base == f"http://{first['external_ip']}" and first["external_ip"].startswith("127.0.0.")
     assert first["inference_url"] == f"{base}/predict"
-    assert first["endpoints"] == {"predict": f"{base}/predict", "health": f"{base}/health", "metadata": f"{base}/metadata"}
+    assert first["endpoints"] == {
+        "predict": f"{base}/predict",
+        "health": f"{base}/health",
+        "metadata": f"{base}/metadata",
+    }
 
     health = httpx.get(first["endpoints"]["health"], timeout=10)
     assert health.status_code == 200 and health.json()["model"]["version"] == "1"
-    predicted = httpx.post(first["inference_url"], json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=10)
+    predicted = httpx.post(
+        first["inference_url"], json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=10
+    )
     assert predicted.status_code == 200, predicted.text
     assert predicted.json()["predictions"] == _pyfunc_predictions(client, "iris-e2e", "1")
     assert predicted.json()["model_version"] == "1"
@@ -54,8 +62,14 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(make_e2
     assert commit_count(bare) == 2  # seed + deploy
     message = git_log(bare, "-1", "--format=%B")
     assert message.startswith("deploy iris-e2e v1\n")
-    for trailer in (f"Model-Name: iris-e2e", "Model-Version: 1", f"Run-Id: {first['run_id']}",
-                    f"Image: {first['image_uri']}", f"Deployment-Id: {first['deployment_id']}", "Requested-By: anonymous"):
+    for trailer in (
+        f"Model-Name: iris-e2e",
+        "Model-Version: 1",
+        f"Run-Id: {first['run_id']}",
+        f"Image: {first['image_uri']}",
+        f"Deployment-Id: {first['deployment_id']}",
+        "Requested-By: anonymous",
+    ):
         assert trailer in message
     assert first["commit"] == git_log(bare, "-1", "--format=%H").strip()
 
@@ -65,7 +79,9 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(make_e2
     assert set(bad.json()["error"]) >= {"code", "message"}
 
     # Replicas only: the container holding the model's network namespace and address stays.
-    old_containers = {c.id for c in _containers(docker_client, e2e_namespace) if c.labels["io.mlops.workload.role"] == "replica"}
+    old_containers = {
+        c.id for c in _containers(docker_client, e2e_namespace) if c.labels["io.mlops.workload.role"] == "replica"
+    }
     second = client.post("/mlops/deploy", json=example_request("iris-e2e")).json()
     assert second["status"] == "deployed", second
     assert second["model_version"] == "2"
@@ -97,7 +113,12 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(make_e2
     assert httpx.get(f"{forward['deployment_url']}/metadata", timeout=10).json()["model_version"] == "2"
 
     history = client.get("/mlops/models/iris-e2e/history").json()["commits"]
-    assert [(c["action"], c["version"]) for c in history] == [("rollback", "2"), ("rollback", "1"), ("deploy", "2"), ("deploy", "1")]
+    assert [(c["action"], c["version"]) for c in history] == [
+        ("rollback", "2"),
+        ("rollback", "1"),
+        ("deploy", "2"),
+        ("deploy", "1"),
+    ]
     assert history[3]["deployment_id"] == first["deployment_id"] and history[3]["image"] == first["image_uri"]
 
     gone = client.delete("/mlops/models/iris-e2e/deployment").json()

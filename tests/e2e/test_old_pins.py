@@ -80,7 +80,8 @@ def old_pins_service(tmp_path_factory, docker_available, registry_url, base_imag
     root = tmp_path_factory.mktemp("old-pins")
     namespace = f"pins-{uuid.uuid4().hex[:8]}"
     settings = make_settings(
-        root / "data", root / "venvs",
+        root / "data",
+        root / "venvs",
         target={"kind": "local", "ready_timeout_seconds": 240},
         registry={"url": registry_url, "repository_prefix": "mlops-e2e"},
         build={"base_image": base_image},
@@ -117,12 +118,15 @@ def test_an_old_pin_deploys_and_serves_what_it_trained(old_pins_service, case):
     client, _ = old_pins_service
     package, version, requirements, script = CASES[case]
     model_name = f"pin-{package}"
-    body = client.post("/mlops/deploy", json={
-        "model_name": model_name,
-        "script_name": "train.py",
-        "script_content": b64(f"ROWS = {ROWS!r}\n" + script),
-        "requirements": requirements,
-    }).json()
+    body = client.post(
+        "/mlops/deploy",
+        json={
+            "model_name": model_name,
+            "script_name": "train.py",
+            "script_content": b64(f"ROWS = {ROWS!r}\n" + script),
+            "requirements": requirements,
+        },
+    ).json()
     assert body["status"] == "deployed", json.dumps(body, indent=1)[:6000]
 
     outputs = client.app.state.services.journal.get(body["deployment_id"]).outputs

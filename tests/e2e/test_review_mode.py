@@ -43,8 +43,14 @@ def review_service(make_e2e_client, kind: str, **forge_settings) -> Iterator[tup
         emulator.url = f"http://127.0.0.1:{server.port}{API_ROOTS[kind]}"
         client = make_e2e_client(
             git={"review_mode": True},
-            forge={"kind": kind, "api_url": emulator.url, "repository": "acme/gitops", "token": TOKEN,
-                   "merge_poll_seconds": MERGE_POLL_SECONDS, **forge_settings},
+            forge={
+                "kind": kind,
+                "api_url": emulator.url,
+                "repository": "acme/gitops",
+                "token": TOKEN,
+                "merge_poll_seconds": MERGE_POLL_SECONDS,
+                **forge_settings,
+            },
         )
         yield client, emulator
 
@@ -114,7 +120,8 @@ def test_each_forge_and_merge_style_completes_the_deploy(make_e2e_client, tmp_pa
         pull = only_pull(emulator)
         assert pull["head"].startswith(f"mlops/deploy-iris-{kind}-v1-") and pull["base"] == "main"
         assert answer["pull_request_url"] == (
-            f"http://forge.example/{kind}/acme/gitops/-/merge_requests/{pull['number']}" if kind == "gitlab"
+            f"http://forge.example/{kind}/acme/gitops/-/merge_requests/{pull['number']}"
+            if kind == "gitlab"
             else f"http://forge.example/{kind}/acme/gitops/pull/{pull['number']}"
         )
 

@@ -28,7 +28,10 @@ def test_successful_deploy_streams_steps_in_pipeline_order_with_logs_and_end(cli
     deployment_id, events = _deploy_and_stream(client, example_request("iris-events"))
 
     assert _step_transitions(events) == [
-        ("train", "running"), ("train", "succeeded"), ("register", "running"), ("register", "succeeded")
+        ("train", "running"),
+        ("train", "succeeded"),
+        ("register", "running"),
+        ("register", "succeeded"),
     ]
     statuses = [e.data["status"] for e in events if e.event == "status"]
     assert statuses[-1] == "registered" and "registered" not in statuses[:-1]
@@ -36,7 +39,10 @@ def test_successful_deploy_streams_steps_in_pipeline_order_with_logs_and_end(cli
     positions = {(e.event, e.data.get("step"), e.data.get("status")): i for i, e in enumerate(events)}
     train_logs = [i for i, e in enumerate(events) if e.event == "log" and e.data["step"] == "train"]
     assert train_logs, "no log lines were streamed"
-    assert positions[("step", "train", "running")] < min(train_logs) and max(train_logs) < positions[("step", "train", "succeeded")]
+    assert (
+        positions[("step", "train", "running")] < min(train_logs)
+        and max(train_logs) < positions[("step", "train", "succeeded")]
+    )
     assert any(e.data["line"].startswith("accuracy=") for e in events if e.event == "log")
 
     end = events[-1]
@@ -48,18 +54,26 @@ def test_successful_deploy_streams_steps_in_pipeline_order_with_logs_and_end(cli
     assert ids == sorted(set(ids))
 
     # A reconnect with the id of the train step's success replays exactly what came after it.
-    cut = next(e.id for e in events if e.event == "step" and (e.data["step"], e.data["status"]) == ("train", "succeeded"))
-    resumed = read_stream(stream_text(client, f"/mlops/deployments/{deployment_id}/events", {"Last-Event-ID": str(cut)})[0])
+    cut = next(
+        e.id for e in events if e.event == "step" and (e.data["step"], e.data["status"]) == ("train", "succeeded")
+    )
+    resumed = read_stream(
+        stream_text(client, f"/mlops/deployments/{deployment_id}/events", {"Last-Event-ID": str(cut)})[0]
+    )
     assert [e.id for e in resumed[:-1]] == [e.id for e in events[:-1] if e.id > cut]
     assert resumed[-1].data["status"] == "registered"
 
 
 def test_failing_script_streams_the_failed_step_message_and_error(client):
-    body = example_request("broken-events", script_content=script("""
+    body = example_request(
+        "broken-events",
+        script_content=script("""
         import sys
         print("loading data")
         sys.exit("no data to train on")
-    """), script_name="broken.py")
+    """),
+        script_name="broken.py",
+    )
     _, events = _deploy_and_stream(client, body)
     assert _step_transitions(events) == [("train", "running"), ("train", "failed")]
     failed = [e for e in events if e.event == "step" and e.data["status"] == "failed"][0]

@@ -21,7 +21,9 @@ STEPS = ["train", "register"]
 
 def _new_deployment(client, model_name="synthetic"):
     journal = client.app.state.services.journal
-    record = journal.create(kind="deploy", model_name=model_name, namespace="mlops-models", request={}, step_names=STEPS)
+    record = journal.create(
+        kind="deploy", model_name=model_name, namespace="mlops-models", request={}, step_names=STEPS
+    )
     return journal, record.id
 
 
@@ -34,7 +36,13 @@ def _drive(journal, deployment_id, final_status="registered", pause=0.05):
         if line:
             journal.add_log(deployment_id, step, [line, "done"])
         time.sleep(pause)
-        journal.step_finished(deployment_id, step, "succeeded", message=f"{step} ok", outputs={"model_version": "7"} if step == "register" else None)
+        journal.step_finished(
+            deployment_id,
+            step,
+            "succeeded",
+            message=f"{step} ok",
+            outputs={"model_version": "7"} if step == "register" else None,
+        )
     journal.set_status(deployment_id, final_status, finished=final_status != "awaiting_review")
 
 
@@ -77,13 +85,17 @@ def test_last_event_id_resumes_after_that_event(client):
     _drive(journal, deployment_id, pause=0)
     full = read_stream(stream_text(client, f"/mlops/deployments/{deployment_id}/events")[0])
     cut = full[3].id
-    resumed = read_stream(stream_text(client, f"/mlops/deployments/{deployment_id}/events", {"Last-Event-ID": str(cut)})[0])
+    resumed = read_stream(
+        stream_text(client, f"/mlops/deployments/{deployment_id}/events", {"Last-Event-ID": str(cut)})[0]
+    )
     assert [(e.id, e.event, e.data) for e in resumed[:-1]] == [(e.id, e.event, e.data) for e in full[4:-1]]
     assert resumed[-1].event == "end"
     by_query = read_stream(stream_text(client, f"/mlops/deployments/{deployment_id}/events?after={cut}")[0])
     assert [e.id for e in by_query] == [e.id for e in resumed]
     # After the last event only the end is left.
-    tail = read_stream(stream_text(client, f"/mlops/deployments/{deployment_id}/events", {"Last-Event-ID": str(full[-2].id)})[0])
+    tail = read_stream(
+        stream_text(client, f"/mlops/deployments/{deployment_id}/events", {"Last-Event-ID": str(full[-2].id)})[0]
+    )
     assert [e.event for e in tail] == ["end"]
 
 
@@ -111,10 +123,15 @@ def test_failed_step_message_and_error_reach_the_end_event(client):
     journal, deployment_id = _new_deployment(client, "broken")
     journal.step_started(deployment_id, "train")
     journal.step_finished(deployment_id, "train", "failed", message="the training script exited with code 1")
-    journal.set_status(deployment_id, "failed", error={"code": "training_failed", "message": "exit 1", "step": "train"}, finished=True)
+    journal.set_status(
+        deployment_id, "failed", error={"code": "training_failed", "message": "exit 1", "step": "train"}, finished=True
+    )
     events = read_stream(stream_text(client, f"/mlops/deployments/{deployment_id}/events")[0])
     assert [(e.event, e.data.get("status")) for e in events] == [
-        ("step", "running"), ("step", "failed"), ("status", "failed"), ("end", "failed")
+        ("step", "running"),
+        ("step", "failed"),
+        ("status", "failed"),
+        ("end", "failed"),
     ]
     assert events[1].data["message"] == "the training script exited with code 1"
     assert events[-1].data["error"]["code"] == "training_failed"

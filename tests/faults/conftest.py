@@ -116,8 +116,14 @@ class SimulatedCluster:
 def cluster(tmp_path, contracts_dir, kustomize_cmd, docker_client, namespace):
     """Argo CD and a cluster whose kubelet runs real containers (DockerKubelet). Several GitOps remotes
     are used across these tests, so the AppProjects accept any source repository."""
-    sim = Simulator(DockerKubelet(docker_client), work_dir=tmp_path / "simulator", kustomize_cmd=kustomize_cmd,
-                    contracts_dir=contracts_dir, namespaces=[namespace], source_repos=["*"])
+    sim = Simulator(
+        DockerKubelet(docker_client),
+        work_dir=tmp_path / "simulator",
+        kustomize_cmd=kustomize_cmd,
+        contracts_dir=contracts_dir,
+        namespaces=[namespace],
+        source_repos=["*"],
+    )
     with sim:
         yield SimulatedCluster(sim)
     assert sim.checker.violations == []
@@ -126,7 +132,9 @@ def cluster(tmp_path, contracts_dir, kustomize_cmd, docker_client, namespace):
 def _merged(base: dict, overrides: dict) -> dict:
     out = dict(base)
     for key, value in overrides.items():
-        out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            {**out.get(key, {}), **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -145,7 +153,10 @@ def start_service(tmp_path, venv_cache, cluster, namespace, registry_url, base_i
                 "build": {"base_image": base_image},
                 "api": {"allowed_namespaces": [namespace], "default_namespace": namespace},
                 "argocd": {"server_url": cluster.simulator.argocd_url, "token": cluster.simulator.argocd_token},
-                "kubernetes": {"api_url": cluster.simulator.kubernetes_url, "token": cluster.simulator.kubernetes_token},
+                "kubernetes": {
+                    "api_url": cluster.simulator.kubernetes_url,
+                    "token": cluster.simulator.kubernetes_token,
+                },
                 # Polling many deploys must not meet the per-client rate limit.
                 "auth": {"rate_limit_per_minute": 100_000, "rate_limit_burst": 10_000},
             },

@@ -93,8 +93,16 @@ def check_consistency(
     _check_registry(settings.registry, deploys, state, registry_auth)
     if settings.target.kind != "none":
         git_dir = git_dir or _local_remote_path(settings.git_remote_url())
-        _check_git(git_dir, settings.git.branch, deploys, state, kustomize_cmd or kustomize_command(),
-                   list(foreign_subjects), foreign_paths, set(unacknowledged))
+        _check_git(
+            git_dir,
+            settings.git.branch,
+            deploys,
+            state,
+            kustomize_cmd or kustomize_command(),
+            list(foreign_subjects),
+            foreign_paths,
+            set(unacknowledged),
+        )
     if simulator is not None:
         _check_argocd(simulator, deploys)
     return state
@@ -120,13 +128,15 @@ def _journal(journal) -> dict[str, DeploymentRecord]:
             continue
         assert record.status in (DeploymentStatus.FAILED, DeploymentStatus.TIMED_OUT), where
         error = record.error or {}
-        assert error.get("step") in names and error.get("code") and error.get("message"), f"{where}: unclear error {error}"
+        assert error.get("step") in names and error.get("code") and error.get("message"), (
+            f"{where}: unclear error {error}"
+        )
         at = names.index(error["step"])
         assert all(s == StepStatus.SUCCEEDED for s in statuses[:at]), f"{where}: steps {list(zip(names, statuses))}"
         failed = record.steps[at]
         assert failed.status == StepStatus.FAILED, f"{where}: the step it names is {failed.status}"
         assert failed.message and failed.message == error["message"], (failed.message, error["message"])
-        assert all(s == StepStatus.PENDING for s in statuses[at + 1:]), f"{where}: steps {list(zip(names, statuses))}"
+        assert all(s == StepStatus.PENDING for s in statuses[at + 1 :]), f"{where}: steps {list(zip(names, statuses))}"
     return out
 
 
@@ -145,10 +155,14 @@ def _check_mlflow(mlflow_client, deploys: list[DeploymentRecord], state: StoreSt
         runs = {str(v.version): v.run_id for v in versions}
         registered = [d for d in deploys if d.model_name == model and _succeeded(d, "register")]
         expected = {d.outputs["model_version"]: d.id for d in registered}
-        assert len(expected) == len(registered), f"{model}: two deploys claim one version: {[(d.id, d.outputs.get('model_version')) for d in registered]}"
+        assert len(expected) == len(registered), (
+            f"{model}: two deploys claim one version: {[(d.id, d.outputs.get('model_version')) for d in registered]}"
+        )
         assert actual == expected, f"MLflow versions of {model} (version -> deployment) {actual} != journal {expected}"
         for d in registered:
-            assert runs[d.outputs["model_version"]] == d.outputs["run_id"], f"{model} v{d.outputs['model_version']}: run differs"
+            assert runs[d.outputs["model_version"]] == d.outputs["run_id"], (
+                f"{model} v{d.outputs['model_version']}: run differs"
+            )
         state.versions[model] = actual
 
 
@@ -163,17 +177,25 @@ def _check_registry(settings, deploys: list[DeploymentRecord], state: StoreState
         if response.status_code == 404:
             tags: set[str] = set()
         else:
-            assert response.status_code == 200, f"registry answered {response.status_code} for {repository}: {response.text}"
+            assert response.status_code == 200, (
+                f"registry answered {response.status_code} for {repository}: {response.text}"
+            )
             tags = set(response.json().get("tags") or [])
         pushed = [d for d in deploys if d.model_name == model and _succeeded(d, "push")]
         expected = {d.outputs["image_tag"].rsplit(":", 1)[1]: d for d in pushed}
-        assert tags == set(expected), f"registry tags of {repository} {sorted(tags)} != pushed by the journal {sorted(expected)}"
+        assert tags == set(expected), (
+            f"registry tags of {repository} {sorted(tags)} != pushed by the journal {sorted(expected)}"
+        )
         state.tags[model] = {}
         for tag, d in expected.items():
-            head = httpx.head(f"{base}/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT}, auth=auth, timeout=30)
+            head = httpx.head(
+                f"{base}/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT}, auth=auth, timeout=30
+            )
             assert head.status_code == 200, f"{repository}:{tag}: HTTP {head.status_code}"
             digest = head.headers["Docker-Content-Digest"]
-            assert digest == d.outputs["image_digest"], f"{repository}:{tag} is {digest}, the journal says {d.outputs['image_digest']}"
+            assert digest == d.outputs["image_digest"], (
+                f"{repository}:{tag} is {digest}, the journal says {d.outputs['image_digest']}"
+            )
             assert d.outputs["image_uri"] == f"{settings.url}/{repository}@{digest}", d.outputs["image_uri"]
             state.tags[model][tag] = digest
 
@@ -199,7 +221,13 @@ def _check_git(git_dir, branch, deploys, state, kustomize_cmd, foreign_subjects,
         assert not committed, f"{sorted(committed)} committed, but there is no GitOps repo at {git_dir}"
         return
     _git(git_dir, "fsck", "--no-progress", "--no-dangling")
-    raw = _git(git_dir, "log", branch, "--reverse", "--format=%H%x1f%s%x1f%(trailers:key=Deployment-Id,valueonly,separator=%x2c)%x1e")
+    raw = _git(
+        git_dir,
+        "log",
+        branch,
+        "--reverse",
+        "--format=%H%x1f%s%x1f%(trailers:key=Deployment-Id,valueonly,separator=%x2c)%x1e",
+    )
     for record in raw.split("\x1e"):
         record = record.strip("\n")
         if record:
@@ -218,7 +246,9 @@ def _check_git(git_dir, branch, deploys, state, kustomize_cmd, foreign_subjects,
     )
     for commit in state.commits:
         if commit.deployment_id and commit.deployment_id not in unacknowledged:
-            assert committed[commit.deployment_id].outputs["commit"] == commit.sha, f"journal commit of {commit.deployment_id} differs"
+            assert committed[commit.deployment_id].outputs["commit"] == commit.sha, (
+                f"journal commit of {commit.deployment_id} differs"
+            )
     others = Counter(c.subject for c in state.commits if not c.deployment_id)
     assert others == Counter([SEED_SUBJECT, *foreign_subjects]), f"commits without a deploy: {dict(others)}"
 
@@ -240,14 +270,18 @@ def _check_git(git_dir, branch, deploys, state, kustomize_cmd, foreign_subjects,
         }
         assert overlays == set(newest), f"overlays at HEAD {sorted(overlays)} != committed models {sorted(newest)}"
         for (namespace, model), d in sorted(newest.items()):
-            built = subprocess.run([*kustomize_cmd, str(root / "apps" / namespace / model)], capture_output=True, text=True)
+            built = subprocess.run(
+                [*kustomize_cmd, str(root / "apps" / namespace / model)], capture_output=True, text=True
+            )
             assert built.returncode == 0, f"kustomize build of apps/{namespace}/{model} at HEAD failed: {built.stderr}"
             objects = [o for o in yaml.safe_load_all(built.stdout) if o]
             kinds = Counter(o["kind"] for o in objects)
             assert kinds["Deployment"] == 1 and kinds["Service"] == 1, f"apps/{namespace}/{model}: {dict(kinds)}"
             deployment = next(o for o in objects if o["kind"] == "Deployment")
             images = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
-            assert images == [d.outputs["image_uri"]], f"apps/{namespace}/{model} at HEAD runs {images}, newest deploy pushed {d.outputs['image_uri']}"
+            assert images == [d.outputs["image_uri"]], (
+                f"apps/{namespace}/{model} at HEAD runs {images}, newest deploy pushed {d.outputs['image_uri']}"
+            )
             state.head_images[model] = images[0]
             application = root / "argocd-apps" / f"{namespace}--{model}.yaml"
             assert application.is_file(), f"{application.name} missing at HEAD"
@@ -269,5 +303,6 @@ def _check_argocd(simulator, deploys: list[DeploymentRecord]) -> None:
         operation = app["status"].get("operationState") or {}
         if operation.get("phase") == "Running":
             revisions.append(operation["operation"]["sync"].get("revision"))
-        assert d.outputs["commit"] in revisions, f"Application of {d.id} never synced {d.outputs['commit']}: {revisions}"
-
+        assert d.outputs["commit"] in revisions, (
+            f"Application of {d.id} never synced {d.outputs['commit']}: {revisions}"
+        )

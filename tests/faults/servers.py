@@ -55,7 +55,7 @@ class GitDaemon:
         # Only once the branch exists: the first push of a new remote is the service seeding it.
         self._write_hook(
             self.access_hook,
-            f'test "$1" = receive-pack && git --git-dir=\'{self.repo}\' rev-parse -q --verify refs/heads/main >/dev/null',
+            f"test \"$1\" = receive-pack && git --git-dir='{self.repo}' rev-parse -q --verify refs/heads/main >/dev/null",
             "at-push",
         )
         # reference-transaction "committed": the ref moved on disk, the client's report is not sent yet.
@@ -82,10 +82,22 @@ class GitDaemon:
     def start(self, timeout: float = 30) -> "GitDaemon":
         log = open(self.root / "daemon.log", "ab")
         self.proc = subprocess.Popen(
-            ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", "--informative-errors",
-             f"--base-path={self.base}", "--listen=127.0.0.1", f"--port={self.port}",
-             f"--access-hook={self.access_hook}", str(self.base)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--informative-errors",
+                f"--base-path={self.base}",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                f"--access-hook={self.access_hook}",
+                str(self.base),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         (self.ctl / "pgid").write_text(str(self.proc.pid))
         deadline = time.monotonic() + timeout
@@ -125,10 +137,25 @@ class MlflowServer:
     def start(self, timeout: float = 180) -> "MlflowServer":
         log_path = self.root / "mlflow-server.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-             "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
-            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'server.db'}",
+                "--artifacts-destination",
+                str(self.root / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            stdout=open(log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             # Tracking and the model registry only: without this the server also starts a job runner
             # and several huey consumers (GenAI jobs), each a Python process that imports MLflow.
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
@@ -180,7 +207,9 @@ class RegistryProcess:
         )
         self.proc = subprocess.Popen(
             [REGISTRY_BINARY, "serve", str(config)],
-            stdout=open(self.root / "registry.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=open(self.root / "registry.log", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while True:

@@ -14,8 +14,7 @@ CASES = {
     # fault switches, ready timeout, (status, step, code), what the message must say
     # A readiness probe that keeps failing ends the wait once it lasted the grace period (30 s), long
     # before Argo CD's progress deadline would turn the app Degraded.
-    "degraded": ({"readiness_failing": True}, 120,
-                 ("failed", "wait", "rollout_failed"), "Readiness probe failed"),
+    "degraded": ({"readiness_failing": True}, 120, ("failed", "wait", "rollout_failed"), "Readiness probe failed"),
     # The first attempt must run out this clock; the retry after the fault clears gets the same one to
     # see the container ready, which on a loaded machine took more than 5 s.
     "no-ip": ({"no_ip": True}, 30, ("timed_out", "wait", "timed_out"), "no external IP or hostname"),

@@ -96,9 +96,13 @@ def assert_checker_notices_strays(client, kustomize_cmd, cluster, model: str, de
     services.mlflow.client.delete_model_version(model, orphan.version)
 
     git_dir = client.app.state.services.gitops._access.local_path
-    git = lambda *args: subprocess.run(["git", "--git-dir", str(git_dir), *args], capture_output=True, text=True, check=True).stdout.strip()
+    git = lambda *args: subprocess.run(
+        ["git", "--git-dir", str(git_dir), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
     head = git("rev-parse", "main")
-    again = git("commit-tree", "main^{tree}", "-p", "main", "-m", f"deploy again\n\nDeployment-Id: {deployed['deployment_id']}")
+    again = git(
+        "commit-tree", "main^{tree}", "-p", "main", "-m", f"deploy again\n\nDeployment-Id: {deployed['deployment_id']}"
+    )
     git("update-ref", "refs/heads/main", again, head)
     with pytest.raises(AssertionError, match="committed more than once"):
         check()
@@ -107,8 +111,15 @@ def assert_checker_notices_strays(client, kustomize_cmd, cluster, model: str, de
 
     registry = client.app.state.services.settings.registry
     repository = f"http://{registry.url}/v2/{registry.repository_prefix}/{model}/manifests"
-    manifest = httpx.get(f"{repository}/{deployed['image_uri'].rsplit('@', 1)[1]}", headers={"Accept": MANIFEST_ACCEPT}, timeout=30)
-    put = httpx.put(f"{repository}/stray", content=manifest.content, headers={"Content-Type": manifest.headers["Content-Type"]}, timeout=30)
+    manifest = httpx.get(
+        f"{repository}/{deployed['image_uri'].rsplit('@', 1)[1]}", headers={"Accept": MANIFEST_ACCEPT}, timeout=30
+    )
+    put = httpx.put(
+        f"{repository}/stray",
+        content=manifest.content,
+        headers={"Content-Type": manifest.headers["Content-Type"]},
+        timeout=30,
+    )
     assert put.status_code == 201, put.text
     with pytest.raises(AssertionError, match="registry tags"):
         check()

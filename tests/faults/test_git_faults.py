@@ -21,7 +21,9 @@ from tests.gitops.git_helpers import OTHER_WRITER_ENV, OtherClone
 
 @pytest.fixture
 def git_daemon(tmp_path):
-    has_daemon = shutil.which("git") is not None and subprocess.run(["git", "daemon", "-h"], capture_output=True).returncode in (0, 129)
+    has_daemon = shutil.which("git") is not None and subprocess.run(
+        ["git", "daemon", "-h"], capture_output=True
+    ).returncode in (0, 129)
     require(has_daemon, "git daemon", "apt-get install git")
     daemon = GitDaemon(tmp_path / "git-server").start()
     yield daemon
@@ -48,7 +50,10 @@ def test_git_remote_dies_at_push_and_a_retry_finishes_without_a_second_commit(
     assert step_attempts(body)["commit"] == 3
     lost_ack = point == "after-update"
     state = check_consistency(
-        client, git_dir=git_daemon.repo, kustomize_cmd=kustomize_cmd, simulator=cluster.simulator,
+        client,
+        git_dir=git_daemon.repo,
+        kustomize_cmd=kustomize_cmd,
+        simulator=cluster.simulator,
         unacknowledged=(body["deployment_id"],) if lost_ack else (),
     )
     deploy_commits = [c for c in state.commits if c.deployment_id]
@@ -89,7 +94,11 @@ def test_push_race_with_another_clone(start_service, cluster, namespace, kustomi
     model = "git-race"
     other = OtherClone(remote.as_uri(), tmp_path / "other-clone")
     path = f"apps/{namespace}/{model}/kustomization.yaml" if conflicting else "notes/on-call.md"
-    content = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n" if conflicting else "# on call\n"
+    content = (
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n"
+        if conflicting
+        else "# on call\n"
+    )
     (other.path / path).parent.mkdir(parents=True, exist_ok=True)
     (other.path / path).write_text(content)
     other.git("add", "--all")
@@ -106,17 +115,28 @@ def test_push_race_with_another_clone(start_service, cluster, namespace, kustomi
     body = deploy(client, tiny_request(model))
 
     assert not armed.exists(), "the service never pushed"
-    remote_log = subprocess.run(["git", "--git-dir", str(remote), "log", "--format=%H %s", "main"], capture_output=True, text=True).stdout
+    remote_log = subprocess.run(
+        ["git", "--git-dir", str(remote), "log", "--format=%H %s", "main"], capture_output=True, text=True
+    ).stdout
     assert theirs in remote_log, (remote_log, (tmp_path / "race.log").read_text())
     if not conflicting:
         assert body["status"] == "deployed", body
         assert step_attempts(body)["commit"] == 1  # the race was handled inside the attempt
-        state = check_consistency(client, kustomize_cmd=kustomize_cmd, foreign_subjects=[subject], simulator=cluster.simulator)
+        state = check_consistency(
+            client, kustomize_cmd=kustomize_cmd, foreign_subjects=[subject], simulator=cluster.simulator
+        )
         ours = next(c for c in state.commits if c.deployment_id == body["deployment_id"])
         assert [c.sha for c in state.commits[-2:]] == [theirs, ours.sha]  # rebased onto theirs, both kept
-        parent = subprocess.run(["git", "--git-dir", str(remote), "rev-parse", f"{ours.sha}^"], capture_output=True, text=True).stdout.strip()
+        parent = subprocess.run(
+            ["git", "--git-dir", str(remote), "rev-parse", f"{ours.sha}^"], capture_output=True, text=True
+        ).stdout.strip()
         assert parent == theirs
-        assert subprocess.run(["git", "--git-dir", str(remote), "show", f"main:{path}"], capture_output=True, text=True).stdout == content
+        assert (
+            subprocess.run(
+                ["git", "--git-dir", str(remote), "show", f"main:{path}"], capture_output=True, text=True
+            ).stdout
+            == content
+        )
         return
 
     # The other clone wrote the same file: no silent merge. The deploy fails at commit and says where.
@@ -125,7 +145,11 @@ def test_push_race_with_another_clone(start_service, cluster, namespace, kustomi
     assert path in body["error"]["message"]
     overlay = f"apps/{namespace}/{model}"
     state = check_consistency(
-        client, kustomize_cmd=kustomize_cmd, foreign_subjects=[subject], foreign_paths=(overlay,), simulator=cluster.simulator
+        client,
+        kustomize_cmd=kustomize_cmd,
+        foreign_subjects=[subject],
+        foreign_paths=(overlay,),
+        simulator=cluster.simulator,
     )
     assert state.commits[-1].sha == theirs  # nothing of ours on main, their change intact
     assert state.versions == {model: {"1": body["deployment_id"]}}
@@ -134,5 +158,7 @@ def test_push_race_with_another_clone(start_service, cluster, namespace, kustomi
 
     assert final["status"] == "deployed", final
     assert step_attempts(final)["train"] == 1 and step_attempts(final)["commit"] == 2
-    state = check_consistency(client, kustomize_cmd=kustomize_cmd, foreign_subjects=[subject], simulator=cluster.simulator)
+    state = check_consistency(
+        client, kustomize_cmd=kustomize_cmd, foreign_subjects=[subject], simulator=cluster.simulator
+    )
     assert [c.sha for c in state.commits[-2:]] == [theirs, final["commit"]]

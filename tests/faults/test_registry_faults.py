@@ -61,7 +61,9 @@ def test_registry_refuses_the_credentials(start_service, registries, cluster, ku
     registry = registries("auth-registry", htpasswd_line=_bcrypt_line("mlops", "s3cret")).start()
     auth = ("mlops", "s3cret")
     data_dir = tmp_path / "data"
-    client = start_service(data_dir, registry={"url": registry.host, "username": "mlops", "password": "not-the-password"})
+    client = start_service(
+        data_dir, registry={"url": registry.host, "username": "mlops", "password": "not-the-password"}
+    )
 
     body = deploy(client, tiny_request("reg-auth"))
 

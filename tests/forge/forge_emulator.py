@@ -51,8 +51,15 @@ class ForgeEmulator:
     def add_pull(self, head: str, base: str = "main", state: str = "open", merged: bool = False) -> dict:
         number = len(self.pulls) + 1
         state = "closed" if merged else state  # a merged pull request is closed on every forge
-        self.pulls[number] = {"number": number, "head": head, "base": base, "state": state, "merged": merged,
-                              "title": "t", "body": "b"}
+        self.pulls[number] = {
+            "number": number,
+            "head": head,
+            "base": base,
+            "state": state,
+            "merged": merged,
+            "title": "t",
+            "body": "b",
+        }
         return self.pulls[number]
 
 
@@ -83,7 +90,7 @@ def _github_like(app: FastAPI, emulator: ForgeEmulator, prefix: str, web: str) -
             pulls = []
         if emulator.kind == "gitea":
             page, limit = int(query.get("page", 1)), int(query.get("limit", 30))
-            pulls = pulls[(page - 1) * limit: page * limit]
+            pulls = pulls[(page - 1) * limit : page * limit]
         return [shape(p, full=emulator.kind == "gitea") for p in pulls]
 
     @app.post(prefix + "/repos/{owner}/{repo}/pulls")
@@ -91,8 +98,13 @@ def _github_like(app: FastAPI, emulator: ForgeEmulator, prefix: str, web: str) -
         body = await request.json()
         if any(p["head"] == body["head"] and p["state"] == "open" for p in emulator.pulls.values()):
             if emulator.kind == "github":
-                return JSONResponse({"message": "Validation Failed", "errors": [
-                    {"message": f"A pull request already exists for {owner}:{body['head']}."}]}, 422)
+                return JSONResponse(
+                    {
+                        "message": "Validation Failed",
+                        "errors": [{"message": f"A pull request already exists for {owner}:{body['head']}."}],
+                    },
+                    422,
+                )
             return JSONResponse({"message": "pull request already exists for these targets"}, 409)
         pull = emulator.add_pull(body["head"], body["base"])
         pull.update(title=body["title"], body=body["body"])
@@ -108,8 +120,15 @@ def _github_like(app: FastAPI, emulator: ForgeEmulator, prefix: str, web: str) -
 def _gitlab(app: FastAPI, emulator: ForgeEmulator, web: str) -> None:
     def shape(mr: dict) -> dict:
         state = "merged" if mr["merged"] else ("opened" if mr["state"] == "open" else "closed")
-        return {"id": 1000 + mr["number"], "iid": mr["number"], "web_url": f"{web}/-/merge_requests/{mr['number']}",
-                "state": state, "source_branch": mr["head"], "target_branch": mr["base"], "title": mr["title"]}
+        return {
+            "id": 1000 + mr["number"],
+            "iid": mr["number"],
+            "web_url": f"{web}/-/merge_requests/{mr['number']}",
+            "state": state,
+            "source_branch": mr["head"],
+            "target_branch": mr["base"],
+            "title": mr["title"],
+        }
 
     @app.get("/api/v4/projects/{project:path}/merge_requests/{iid}")
     def get_mr(project: str, iid: int):
@@ -120,8 +139,11 @@ def _gitlab(app: FastAPI, emulator: ForgeEmulator, web: str) -> None:
     @app.get("/api/v4/projects/{project:path}/merge_requests")
     def list_mrs(project: str, request: Request):
         query = request.query_params
-        mrs = [m for m in emulator.pulls.values() if shape(m)["state"] == query.get("state", "opened")
-               and m["head"] == query.get("source_branch", m["head"])]
+        mrs = [
+            m
+            for m in emulator.pulls.values()
+            if shape(m)["state"] == query.get("state", "opened") and m["head"] == query.get("source_branch", m["head"])
+        ]
         if emulator.hide_from_next_list:
             emulator.hide_from_next_list -= 1
             mrs = []
@@ -130,8 +152,10 @@ def _gitlab(app: FastAPI, emulator: ForgeEmulator, web: str) -> None:
     @app.post("/api/v4/projects/{project:path}/merge_requests")
     async def create_mr(project: str, request: Request):
         body = await request.json()
-        if any(m["head"] == body["source_branch"] and m["state"] == "open" and not m["merged"]
-               for m in emulator.pulls.values()):
+        if any(
+            m["head"] == body["source_branch"] and m["state"] == "open" and not m["merged"]
+            for m in emulator.pulls.values()
+        ):
             return JSONResponse({"message": ["Another open merge request already exists for this source branch"]}, 409)
         mr = emulator.add_pull(body["source_branch"], body["target_branch"])
         mr.update(title=body["title"], body=body["description"])
@@ -149,13 +173,15 @@ def build_app(emulator: ForgeEmulator) -> FastAPI:
     @app.middleware("http")
     async def record_and_authenticate(request: Request, call_next):
         body = await request.body()
-        emulator.requests.append(Recorded(
-            method=request.method,
-            raw_path=request.scope["raw_path"].decode(),
-            query=dict(request.query_params),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            json=json.loads(body) if body else None,
-        ))
+        emulator.requests.append(
+            Recorded(
+                method=request.method,
+                raw_path=request.scope["raw_path"].decode(),
+                query=dict(request.query_params),
+                headers={k.lower(): v for k, v in request.headers.items()},
+                json=json.loads(body) if body else None,
+            )
+        )
         if emulator.fail_next:
             status, payload, headers = emulator.fail_next.pop(0)
             return JSONResponse(payload, status, headers=headers)

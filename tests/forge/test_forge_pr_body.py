@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from control_api.adapters.forge import render_pr_body
 
-NEW = {"version": 3, "image": "127.0.0.1:5000/mlops/iris@sha256:aa", "run_id": "run-new",
-       "metrics": {"accuracy": 0.97, "f1": 0.9}}
-CURRENT = {"version": 2, "image": "127.0.0.1:5000/mlops/iris@sha256:bb", "run_id": "run-old",
-           "metrics": {"accuracy": 0.95, "loss": 0.3}}
+NEW = {
+    "version": 3,
+    "image": "127.0.0.1:5000/mlops/iris@sha256:aa",
+    "run_id": "run-new",
+    "metrics": {"accuracy": 0.97, "f1": 0.9},
+}
+CURRENT = {
+    "version": 2,
+    "image": "127.0.0.1:5000/mlops/iris@sha256:bb",
+    "run_id": "run-old",
+    "metrics": {"accuracy": 0.95, "loss": 0.3},
+}
 
 
 def table_rows(markdown: str) -> dict[str, list[str]]:

@@ -32,13 +32,30 @@ def forge_for(server, **overrides):
 
 
 EXPECTED_POST = {
-    "github": ("/repos/acme/gitops/pulls", "authorization", f"Bearer {TOKEN}",
-               {"title": "deploy iris v3", "head": "mlops/iris-v3", "base": "main", "body": "the body"}),
-    "gitea": ("/api/v1/repos/acme/gitops/pulls", "authorization", f"token {TOKEN}",
-              {"title": "deploy iris v3", "head": "mlops/iris-v3", "base": "main", "body": "the body"}),
-    "gitlab": ("/api/v4/projects/platform%2Fml%2Fgitops/merge_requests", "private-token", TOKEN,
-               {"source_branch": "mlops/iris-v3", "target_branch": "main", "title": "deploy iris v3",
-                "description": "the body", "remove_source_branch": True}),
+    "github": (
+        "/repos/acme/gitops/pulls",
+        "authorization",
+        f"Bearer {TOKEN}",
+        {"title": "deploy iris v3", "head": "mlops/iris-v3", "base": "main", "body": "the body"},
+    ),
+    "gitea": (
+        "/api/v1/repos/acme/gitops/pulls",
+        "authorization",
+        f"token {TOKEN}",
+        {"title": "deploy iris v3", "head": "mlops/iris-v3", "base": "main", "body": "the body"},
+    ),
+    "gitlab": (
+        "/api/v4/projects/platform%2Fml%2Fgitops/merge_requests",
+        "private-token",
+        TOKEN,
+        {
+            "source_branch": "mlops/iris-v3",
+            "target_branch": "main",
+            "title": "deploy iris v3",
+            "description": "the body",
+            "remove_source_branch": True,
+        },
+    ),
 }
 
 
@@ -101,8 +118,9 @@ def test_a_merged_pull_request_of_the_same_branch_does_not_block_a_new_one(forge
     assert (pull.number, pull.state) == (2, "open")
 
 
-@pytest.mark.parametrize(("state", "merged", "expected"), [("open", False, "open"), ("closed", True, "merged"),
-                                                            ("closed", False, "closed")])
+@pytest.mark.parametrize(
+    ("state", "merged", "expected"), [("open", False, "open"), ("closed", True, "merged"), ("closed", False, "closed")]
+)
 def test_get_pull_request_reports_open_merged_and_closed(forge_server, state, merged, expected):
     pull_record = forge_server.add_pull("mlops/wine-v2", state=state, merged=merged)
 
@@ -110,8 +128,11 @@ def test_get_pull_request_reports_open_merged_and_closed(forge_server, state, me
 
     assert (pull.state, pull.merged, pull.head_branch) == (expected, merged, "mlops/wine-v2")
     [get] = forge_server.sent("GET")
-    single = {"github": "/repos/acme/gitops/pulls/1", "gitea": "/api/v1/repos/acme/gitops/pulls/1",
-              "gitlab": "/api/v4/projects/platform%2Fml%2Fgitops/merge_requests/1"}
+    single = {
+        "github": "/repos/acme/gitops/pulls/1",
+        "gitea": "/api/v1/repos/acme/gitops/pulls/1",
+        "gitlab": "/api/v4/projects/platform%2Fml%2Fgitops/merge_requests/1",
+    }
     assert get.raw_path == single[forge_server.kind]
 
 

@@ -116,8 +116,13 @@ def test_delete_paths_removes_a_model_and_nothing_else(gitops, remote):
     gitops.commit(deploy_request(model="wine"))
 
     result = gitops.commit(
-        CommitRequest(files={}, replace_dirs=(), delete_paths=("apps/iris",), subject="undeploy iris",
-                      trailers={"Model-Name": "iris"})
+        CommitRequest(
+            files={},
+            replace_dirs=(),
+            delete_paths=("apps/iris",),
+            subject="undeploy iris",
+            trailers={"Model-Name": "iris"},
+        )
     )
 
     assert result.changed

@@ -13,7 +13,10 @@ from tests.gitops.git_helpers import run_git
 def model_request(model: str, version: str, extra: dict[str, bytes] | None = None) -> CommitRequest:
     files = {f"apps/{model}/deployment.yaml": f"model: {model}\nversion: {version}\n".encode(), **(extra or {})}
     return CommitRequest(
-        files=files, replace_dirs=(f"apps/{model}",), delete_paths=(), subject=f"deploy {model} v{version}",
+        files=files,
+        replace_dirs=(f"apps/{model}",),
+        delete_paths=(),
+        subject=f"deploy {model} v{version}",
         trailers={"Model-Name": model, "Model-Version": version},
     )
 
@@ -34,8 +37,16 @@ def test_message_cleanup_matches_git_stripspace(message):
 
 def test_commit_message_is_what_git_commit_cleanup_whitespace_would_store(gitops, remote):
     body = "Metrics:\n\n\n# accuracy  \n0.97   \n\n"
-    gitops.commit(CommitRequest(files={"apps/iris/a.yaml": b"a\n"}, replace_dirs=("apps/iris",), delete_paths=(),
-                                subject="deploy iris v1", body=body, trailers={"Model-Name": "iris"}))
+    gitops.commit(
+        CommitRequest(
+            files={"apps/iris/a.yaml": b"a\n"},
+            replace_dirs=("apps/iris",),
+            delete_paths=(),
+            subject="deploy iris v1",
+            body=body,
+            trailers={"Model-Name": "iris"},
+        )
+    )
 
     stored = remote.git("cat-file", "commit", "main").split("\n\n", 1)[1]
     assert stored == "deploy iris v1\n\nMetrics:\n\n# accuracy\n0.97\n\nModel-Name: iris\n"

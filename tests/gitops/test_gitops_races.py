@@ -45,7 +45,9 @@ def test_push_race_on_other_paths_is_rebased_and_both_commits_land(gitops, other
     gitops.commit(model_request("iris"))
     theirs = {}
     calls = push_interceptor(
-        lambda: theirs.setdefault("sha", other_clone.write_and_push({"apps/wine/deployment.yaml": "wine\n"}, "deploy wine"))
+        lambda: theirs.setdefault(
+            "sha", other_clone.write_and_push({"apps/wine/deployment.yaml": "wine\n"}, "deploy wine")
+        )
     )
 
     result = gitops.commit(model_request("iris", "v2"))

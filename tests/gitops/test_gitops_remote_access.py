@@ -108,7 +108,7 @@ def test_token_embedded_in_the_url_is_moved_out_of_it(tmp_path, credential_serve
     offered = [base64.b64decode(header.split(" ", 1)[1]).decode() for header in seen]
     assert offered[-1] == f"deployer:{TOKEN}"
     assert TOKEN not in str(caught.value)
-    repo_config = (tmp_path / "work" / ".git" / "config")
+    repo_config = tmp_path / "work" / ".git" / "config"
     assert not repo_config.exists() or TOKEN not in repo_config.read_text()
 
 

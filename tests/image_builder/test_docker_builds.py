@@ -29,8 +29,10 @@ def model_dirs(tmp_path_factory):
     from tests.serving.sample_models import log_iris_model
 
     workdir = tmp_path_factory.mktemp("image-builder-models")
-    return {"logistic": log_iris_model(workdir, "logistic", "iris-image"),
-            "forest": log_iris_model(workdir, "forest", "iris-image-forest")}
+    return {
+        "logistic": log_iris_model(workdir, "logistic", "iris-image"),
+        "forest": log_iris_model(workdir, "forest", "iris-image-forest"),
+    }
 
 
 @pytest.fixture
@@ -61,9 +63,15 @@ def free_port() -> int:
 
 
 def bundle(model_dir, name: str, version: str) -> ModelBundle:
-    return ModelBundle(model_name=name, model_version=version, run_id=f"run-{version}", model_dir=model_dir,
-                       model_uri=f"models:/{name}/{version}", mlflow_tracking_uri="http://127.0.0.1:5001",
-                       deployment_id=f"dep-{version}")
+    return ModelBundle(
+        model_name=name,
+        model_version=version,
+        run_id=f"run-{version}",
+        model_dir=model_dir,
+        model_uri=f"models:/{name}/{version}",
+        mlflow_tracking_uri="http://127.0.0.1:5001",
+        deployment_id=f"dep-{version}",
+    )
 
 
 def wait_ready(base_url: str, container, timeout: float = 120) -> None:
@@ -82,7 +90,8 @@ def wait_ready(base_url: str, container, timeout: float = 120) -> None:
 
 
 def test_image_serves_pyfunc_predictions_and_a_new_version_reuses_the_runtime(
-        builder, model_dirs, docker_client, cleanup):
+    builder, model_dirs, docker_client, cleanup
+):
     import mlflow.pyfunc
 
     containers, images = cleanup
@@ -110,17 +119,25 @@ def test_image_serves_pyfunc_predictions_and_a_new_version_reuses_the_runtime(
     base_url = f"http://127.0.0.1:{port}"
     wait_ready(base_url, container)
 
-    expected = mlflow.pyfunc.load_model(str(model_dirs["logistic"])).predict(pd.DataFrame(ROWS, columns=COLUMNS)).tolist()
+    expected = (
+        mlflow.pyfunc.load_model(str(model_dirs["logistic"])).predict(pd.DataFrame(ROWS, columns=COLUMNS)).tolist()
+    )
     answer = httpx.post(f"{base_url}/predict", json={"inputs": ROWS}, timeout=10)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"predictions": expected, "model_name": AWKWARD_NAME, "model_version": "1"}
     assert answer.headers["x-request-id"]
-    invocations = httpx.post(f"{base_url}/invocations", json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=10)
+    invocations = httpx.post(
+        f"{base_url}/invocations", json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=10
+    )
     assert invocations.json() == {"predictions": expected}
     refused = httpx.post(f"{base_url}/predict", json={"inputs": [[1, 2]]}, timeout=10)
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_shape"
     metadata = httpx.get(f"{base_url}/metadata", timeout=10).json()
-    assert (metadata["run_id"], metadata["mlflow_uri"], metadata["flavor"]) == ("run-1", "http://127.0.0.1:5001", "sklearn")
+    assert (metadata["run_id"], metadata["mlflow_uri"], metadata["flavor"]) == (
+        "run-1",
+        "http://127.0.0.1:5001",
+        "sklearn",
+    )
 
     # Version 2 (another estimator, same requirements): only the model layer is built.
     second_lines: list[str] = []

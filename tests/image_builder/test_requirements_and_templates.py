@@ -59,7 +59,7 @@ def test_server_fingerprint_covers_the_server_sources():
     assert not any("__pycache__" in name for name in names)
 
 
-@pytest.mark.parametrize("value", ['plain', 'with "quotes"', "dollar $HOME and ${X}", "back\\slash", "trailing\\"])
+@pytest.mark.parametrize("value", ["plain", 'with "quotes"', "dollar $HOME and ${X}", "back\\slash", "trailing\\"])
 def test_dockerfile_string_escapes(value):
     quoted = context.dockerfile_string(value)
     assert quoted.startswith('"') and quoted.endswith('"')
@@ -76,8 +76,9 @@ def test_dockerfile_string_escapes(value):
 
 
 def test_line_breaks_cannot_start_a_new_instruction():
-    rendered = context.render_dockerfile(context.MODEL_TEMPLATE, runtime_image="r:1",
-                                         labels={"io.mlops.model.name": "x\nRUN rm -rf /"}).decode()
+    rendered = context.render_dockerfile(
+        context.MODEL_TEMPLATE, runtime_image="r:1", labels={"io.mlops.model.name": "x\nRUN rm -rf /"}
+    ).decode()
     assert not any(line.startswith("RUN") for line in rendered.splitlines())
 
 
@@ -89,8 +90,15 @@ def test_templates_refuse_missing_values():
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_runtime_template_renders_for_both_installers(installer):
     text = context.render_dockerfile(
-        context.RUNTIME_TEMPLATE, base_image="python:3.11-slim", ca_bundle="/etc/ssl/certs/ca-certificates.crt",
-        index_url=None, installer=installer, uid=10001, runtime_key="k", server_version="1").decode()
+        context.RUNTIME_TEMPLATE,
+        base_image="python:3.11-slim",
+        ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+        index_url=None,
+        installer=installer,
+        uid=10001,
+        runtime_key="k",
+        server_version="1",
+    ).decode()
     assert ("COPY uv /usr/local/bin/uv" in text) == (installer == "uv")
     assert "USER 10001:10001" in text and "EXPOSE 8080" in text
     assert "PIP_INDEX_URL" not in text

@@ -74,7 +74,11 @@ def test_python_command_exists(image_facts):
 
 
 def test_debootstrapped_image_trusts_the_host_ca_bundle(image_facts, built_by_script):
-    require(built_by_script, "a base image built by make-base-image.sh (a pulled one carries no host CA bundle)", SCRIPT_HINT)
+    require(
+        built_by_script,
+        "a base image built by make-base-image.sh (a pulled one carries no host CA bundle)",
+        SCRIPT_HINT,
+    )
     assert HOST_CA_BUNDLE.is_file(), "the host CA bundle is what make-base-image.sh copies in"
     assert image_facts["ca_bundle_sha256"] == hashlib.sha256(HOST_CA_BUNDLE.read_bytes()).hexdigest()
 

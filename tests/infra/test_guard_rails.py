@@ -19,7 +19,12 @@ GOLDEN_DIR = REPO_ROOT / "tests" / "renderer" / "golden"
 def run_pytest(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
-        cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
     )
 
 
@@ -34,8 +39,16 @@ def test_a_hung_test_fails_with_its_name(tmp_path):
         "import threading\n\ndef test_waits_forever():\n    threading.Event().wait()\n"
     )
     # The project's configuration file, with its timeout shortened so the check is quick.
-    result = run_pytest("-c", str(REPO_ROOT / "pyproject.toml"), "--rootdir", str(tmp_path), "-o", "timeout=2",
-                        str(tmp_path), cwd=tmp_path)
+    result = run_pytest(
+        "-c",
+        str(REPO_ROOT / "pyproject.toml"),
+        "--rootdir",
+        str(tmp_path),
+        "-o",
+        "timeout=2",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, output
     assert "Timeout" in output and "test_waits_forever" in output, output
@@ -43,7 +56,9 @@ def test_a_hung_test_fails_with_its_name(tmp_path):
 
 def test_update_golden_is_refused_under_ci():
     before = {path: path.read_bytes() for path in GOLDEN_DIR.rglob("*") if path.is_file()}
-    result = run_pytest("tests/renderer/test_render_golden.py", env={"UPDATE_GOLDEN": "1", "CI": "true", "PYTHONPATH": str(REPO_ROOT)})
+    result = run_pytest(
+        "tests/renderer/test_render_golden.py", env={"UPDATE_GOLDEN": "1", "CI": "true", "PYTHONPATH": str(REPO_ROOT)}
+    )
     output = result.stdout + result.stderr
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, output
     assert "UPDATE_GOLDEN=1 is refused under CI=true" in output

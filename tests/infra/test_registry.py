@@ -37,9 +37,7 @@ def pushed_probe(docker_client, registry_url):
     """A one-file image with unique content, pushed to the registry; yields (repository, tag)."""
     repository = f"{registry_url}/mlops-infra-test/probe"
     tag = uuid.uuid4().hex[:12]
-    docker_client.api.import_image_from_data(
-        one_file_layer(tag.encode()), repository=repository, tag=tag
-    )
+    docker_client.api.import_image_from_data(one_file_layer(tag.encode()), repository=repository, tag=tag)
     try:
         events = list(docker_client.images.push(repository, tag=tag, stream=True, decode=True))
         errors = [event["error"] for event in events if "error" in event]

@@ -13,8 +13,14 @@ SERVICES = REPO_ROOT / "scripts" / "services.sh"
 
 
 def run_function(call: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", f'source "{SERVICES}" && {call}'], env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=120)
+    return subprocess.run(
+        ["bash", "-c", f'source "{SERVICES}" && {call}'],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
 
 
 def fake_server(root: Path, version: str, *tools: str) -> Path:

@@ -128,8 +128,17 @@ def _start(cluster: PostgresCluster) -> subprocess.CompletedProcess:
         ]
     )
     return cluster.run(
-        str(cluster.bin_dir / "pg_ctl"), "start", "-D", str(cluster.data_dir), "-l", str(cluster.log_file),
-        "-w", "-t", "30", "-o", server_options,
+        str(cluster.bin_dir / "pg_ctl"),
+        "start",
+        "-D",
+        str(cluster.data_dir),
+        "-l",
+        str(cluster.log_file),
+        "-w",
+        "-t",
+        "30",
+        "-o",
+        server_options,
     )
 
 
@@ -148,8 +157,16 @@ def postgres_cluster():
         os.chown(root / "sockets", UNPRIVILEGED_UID, UNPRIVILEGED_GID)
 
     initdb = cluster.run(
-        str(bin_dir / "initdb"), "-D", str(cluster.data_dir), "-U", "postgres", "--auth=trust",
-        "--no-locale", "-E", "UTF8", "--no-sync",
+        str(bin_dir / "initdb"),
+        "-D",
+        str(cluster.data_dir),
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "--no-locale",
+        "-E",
+        "UTF8",
+        "--no-sync",
     )
     if initdb.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)

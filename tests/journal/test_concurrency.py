@@ -30,8 +30,11 @@ def test_writers_each_running_their_own_deployments_lose_nothing(journal):
         ids = []
         for n in range(per_writer):
             deployment = journal.create(
-                kind="deploy", model_name=f"model-{writer}", namespace="models",
-                request={"writer": writer, "n": n}, step_names=STEPS,
+                kind="deploy",
+                model_name=f"model-{writer}",
+                namespace="models",
+                request={"writer": writer, "n": n},
+                step_names=STEPS,
             )
             for position, name in enumerate(STEPS):
                 journal.step_started(deployment.id, name)
@@ -75,7 +78,9 @@ def test_writers_updating_the_same_step_keep_every_output_and_attempt(journal):
 
     train = journal.get(deployment.id).step("train")
     assert train.attempts == WRITERS * rounds
-    expected = {f"{kind}-{w}-{n}": n for kind in ("progress", "finished") for w in range(WRITERS) for n in range(rounds)}
+    expected = {
+        f"{kind}-{w}-{n}": n for kind in ("progress", "finished") for w in range(WRITERS) for n in range(rounds)
+    }
     assert train.outputs == expected
     assert len(journal.events(deployment.id)) == 2 * WRITERS * rounds
 
@@ -84,7 +89,9 @@ def test_replicas_sharing_one_postgresql_lose_no_update(postgres_url):
     """Several service replicas on one database: the in-process lock cannot help, the database must."""
     replicas = [Journal(postgres_url) for _ in range(2)]
     try:
-        deployment = replicas[0].create(kind="deploy", model_name="iris", namespace="models", request={}, step_names=STEPS)
+        deployment = replicas[0].create(
+            kind="deploy", model_name="iris", namespace="models", request={}, step_names=STEPS
+        )
         rounds = 5
 
         def write_through_a_replica(writer: int) -> None:

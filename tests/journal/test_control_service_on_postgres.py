@@ -17,8 +17,12 @@ def write_history_as_another_replica(url: str) -> tuple[str, str]:
     replica = Journal(url)
     try:
         deployed = replica.create(
-            kind="deploy", model_name="iris", namespace="models", request={"model_name": "iris"},
-            step_names=["train", "register", "wait"], requested_by="alice",
+            kind="deploy",
+            model_name="iris",
+            namespace="models",
+            request={"model_name": "iris"},
+            step_names=["train", "register", "wait"],
+            requested_by="alice",
         )
         for name, outputs in (
             ("train", {"run_id": "run-1"}),
@@ -30,8 +34,12 @@ def write_history_as_another_replica(url: str) -> tuple[str, str]:
         replica.set_status(deployed.id, DeploymentStatus.DEPLOYED, finished=True)
 
         failed = replica.create(
-            kind="deploy", model_name="wine", namespace="models", request={"model_name": "wine"},
-            step_names=["train"], requested_by="bob",
+            kind="deploy",
+            model_name="wine",
+            namespace="models",
+            request={"model_name": "wine"},
+            step_names=["train"],
+            requested_by="bob",
         )
         replica.step_started(failed.id, "train")
         replica.step_finished(failed.id, "train", StepStatus.FAILED, message="script exited 1")

@@ -87,7 +87,9 @@ def test_list_filters_by_model_status_and_kind_newest_first(journal):
     rollbacks, rollback_total = journal.list(kind="rollback")
     assert (rollback_total, [r.id for r in rollbacks]) == (1, [iris_rollback.id])
 
-    deployed_iris_deploys, combined_total = journal.list(model_name="iris", status=DeploymentStatus.DEPLOYED, kind="deploy")
+    deployed_iris_deploys, combined_total = journal.list(
+        model_name="iris", status=DeploymentStatus.DEPLOYED, kind="deploy"
+    )
     assert (combined_total, [r.id for r in deployed_iris_deploys]) == (1, [first_iris.id])
 
     nothing, nothing_total = journal.list(model_name="absent")
@@ -122,18 +124,29 @@ def test_step_lifecycle_records_attempts_times_messages_and_merged_outputs(journ
     assert journal.get(deployment.id).step("train").outputs == {"run_id": "run-1", "experiment_id": "7"}
 
     journal.step_finished(
-        deployment.id, "train", StepStatus.SUCCEEDED, message="trained", outputs={"metrics": {"accuracy": 0.97}},
+        deployment.id,
+        "train",
+        StepStatus.SUCCEEDED,
+        message="trained",
+        outputs={"metrics": {"accuracy": 0.97}},
         log_tail="epoch 1\nepoch 2",
     )
     journal.step_started(deployment.id, "register")
-    journal.step_finished(deployment.id, "register", StepStatus.SUCCEEDED, outputs={"model_version": 3, "run_id": "run-1"})
+    journal.step_finished(
+        deployment.id, "register", StepStatus.SUCCEEDED, outputs={"model_version": 3, "run_id": "run-1"}
+    )
 
     record = journal.get(deployment.id)
     train = record.step("train")
     assert (train.status, train.message, train.log_tail) == (StepStatus.SUCCEEDED, "trained", "epoch 1\nepoch 2")
     assert train.outputs == {"run_id": "run-1", "experiment_id": "7", "metrics": {"accuracy": 0.97}}
     assert train.finished_at >= train.started_at
-    assert record.outputs == {"run_id": "run-1", "experiment_id": "7", "metrics": {"accuracy": 0.97}, "model_version": 3}
+    assert record.outputs == {
+        "run_id": "run-1",
+        "experiment_id": "7",
+        "metrics": {"accuracy": 0.97},
+        "model_version": 3,
+    }
     assert record.step("build").status == StepStatus.PENDING
 
 
@@ -160,7 +173,9 @@ def test_step_finished_without_outputs_keeps_earlier_ones(journal):
 def test_set_status_records_errors_and_the_finish(journal):
     deployment = create(journal)
 
-    journal.set_status(deployment.id, DeploymentStatus.FAILED, error={"code": "push_failed", "detail": {"attempts": 3}}, finished=True)
+    journal.set_status(
+        deployment.id, DeploymentStatus.FAILED, error={"code": "push_failed", "detail": {"attempts": 3}}, finished=True
+    )
     failed = journal.get(deployment.id)
     assert failed.error == {"code": "push_failed", "detail": {"attempts": 3}}
     assert failed.finished_at is not None and failed.is_final

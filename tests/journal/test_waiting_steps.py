@@ -54,9 +54,12 @@ class Quick:
 
 def _orchestrator(tmp_path, gate: MergeGate) -> tuple[Orchestrator, Journal]:
     journal = Journal(f"sqlite:///{tmp_path / 'journal.db'}")
-    services = SimpleNamespace(settings=SimpleNamespace(training=SimpleNamespace(log_tail_lines=10),
-                                                        faults=SimpleNamespace(halt_before_recording_step=None,
-                                                                               halt_after_step=None)))
+    services = SimpleNamespace(
+        settings=SimpleNamespace(
+            training=SimpleNamespace(log_tail_lines=10),
+            faults=SimpleNamespace(halt_before_recording_step=None, halt_after_step=None),
+        )
+    )
     pipelines = {
         "review": Pipeline("review", (AwaitMerge(gate),), DeploymentStatus.DEPLOYED),
         "quick": Pipeline("quick", (Quick(),), DeploymentStatus.DEPLOYED),
@@ -79,8 +82,9 @@ def test_ten_deploys_awaiting_review_leave_workers_for_an_ordinary_deploy(tmp_pa
     try:
         waiting = []
         for index in range(WAITING_DEPLOYS):
-            record = journal.create(kind="review", model_name=f"m{index}", namespace="ns", request={},
-                                    step_names=["review"])
+            record = journal.create(
+                kind="review", model_name=f"m{index}", namespace="ns", request={}, step_names=["review"]
+            )
             orchestrator.start(record.id)
             waiting.append(record.id)
         for deployment_id in waiting:

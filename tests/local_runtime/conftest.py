@@ -27,7 +27,7 @@ TEST_NAMESPACE_PREFIX = "rt-test-"
 TEST_LOOPBACK_FIRST = 200
 BASE_MANIFESTS = Path(__file__).resolve().parents[2] / "renderer" / "templates" / "base" / "model-server"
 
-SERVER_SOURCE = r'''
+SERVER_SOURCE = r"""
 import base64, http.server, json, os, pathlib, pickle, signal, socket, sys, threading, time, uuid
 
 INSTANCE = uuid.uuid4().hex  # replicas may share a hostname and pid 1
@@ -74,12 +74,15 @@ signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown
 print("test server: listening", flush=True)
 server.serve_forever()
 server.server_close()
-'''
+"""
 
 
 def base_manifest_spec(namespace: str) -> WorkloadSpec:
     """What the runtime is given for the renderer's base model-server Deployment and Service."""
-    objects = [yaml.safe_load(path.read_text()) for path in (BASE_MANIFESTS / "deployment.yaml", BASE_MANIFESTS / "service.yaml")]
+    objects = [
+        yaml.safe_load(path.read_text())
+        for path in (BASE_MANIFESTS / "deployment.yaml", BASE_MANIFESTS / "service.yaml")
+    ]
     [workload] = pair_workloads(objects, namespace)
     return workload.spec
 

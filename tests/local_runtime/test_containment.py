@@ -127,15 +127,19 @@ def control_api_canary():
 
 
 def test_a_hostile_model_reaches_nothing_and_cannot_take_another_models_address(
-        runtime, test_server_image, namespace, docker_client, control_api_canary, registry_url):
-    victim = runtime.apply(spec_for(test_server_image, namespace, name="victim", replicas=2, env={"VERSION": "victim"}),
-                           ready_timeout=60)
+    runtime, test_server_image, namespace, docker_client, control_api_canary, registry_url
+):
+    victim = runtime.apply(
+        spec_for(test_server_image, namespace, name="victim", replicas=2, env={"VERSION": "victim"}), ready_timeout=60
+    )
     victim_instances = {answer(victim.url)["instance"] for _ in range(30)}
     victim_holder = network_holder(docker_client, namespace, "victim")
     victim_container_ip = victim_holder.attrs["NetworkSettings"]["Networks"][MODEL_NETWORK]["IPAddress"]
     hostile_pickle = base64.b64encode(pickle.dumps(HostilePickle())).decode()
     hostile = runtime.apply(
-        spec_for(test_server_image, namespace, name="hostile", env={"VERSION": "hostile", "MODEL_PICKLE_B64": hostile_pickle}),
+        spec_for(
+            test_server_image, namespace, name="hostile", env={"VERSION": "hostile", "MODEL_PICKLE_B64": hostile_pickle}
+        ),
         ready_timeout=60,
     )
     registry_port = int(registry_url.rsplit(":", 1)[1])
@@ -157,7 +161,10 @@ def test_a_hostile_model_reaches_nothing_and_cannot_take_another_models_address(
 
     response = httpx.post(
         hostile.url + "/predict",
-        json={"connect": [[label, host, port] for label, (host, port) in targets.items()], "squat": [[victim.address, 80]]},
+        json={
+            "connect": [[label, host, port] for label, (host, port) in targets.items()],
+            "squat": [[victim.address, 80]],
+        },
         timeout=60,
     )
 
@@ -166,7 +173,9 @@ def test_a_hostile_model_reaches_nothing_and_cannot_take_another_models_address(
     assert report["gateway"].count(".") == 3
     # The attempts do work where something is reachable: the model's own server answers it.
     assert report.pop("own server").startswith("reached: HTTP/1.0 200")
-    reached = {label: outcome for label, outcome in report.items() if label in targets and not outcome.startswith("failed")}
+    reached = {
+        label: outcome for label, outcome in report.items() if label in targets and not outcome.startswith("failed")
+    }
     assert reached == {}
     assert set(report) >= set(targets) - {"own server"}
     # Binding the other model's address succeeds only inside the hostile model's own namespace: every

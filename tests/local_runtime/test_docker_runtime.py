@@ -95,8 +95,7 @@ def test_new_version_replaces_the_old_only_once_ready(runtime, test_server_image
             containers = workload_containers(docker_client, namespace, "iris")
             old_alive = any(c.id in old.container_ids and c.status == "running" for c in containers)
             new_unready = any(
-                c.id not in old.container_ids
-                and (c.attrs["State"].get("Health") or {}).get("Status") != "healthy"
+                c.id not in old.container_ids and (c.attrs["State"].get("Health") or {}).get("Status") != "healthy"
                 for c in containers
             )
             if old_alive and new_unready:
@@ -118,11 +117,15 @@ def test_new_version_replaces_the_old_only_once_ready(runtime, test_server_image
     assert answer(new.url)["version"] == "v2"
 
 
-def test_a_new_version_that_never_gets_ready_leaves_the_old_serving(runtime, test_server_image, namespace, docker_client):
+def test_a_new_version_that_never_gets_ready_leaves_the_old_serving(
+    runtime, test_server_image, namespace, docker_client
+):
     old = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
 
     with pytest.raises(DeploymentTimedOut) as raised:
-        runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2", "NEVER_READY": "1"}), ready_timeout=5)
+        runtime.apply(
+            spec_for(test_server_image, namespace, env={"VERSION": "v2", "NEVER_READY": "1"}), ready_timeout=5
+        )
 
     # The new replica's own probe saw its 503, though the old replica shares the port and answers 200.
     assert "readiness probe answered 503" in raised.value.message
@@ -132,7 +135,9 @@ def test_a_new_version_that_never_gets_ready_leaves_the_old_serving(runtime, tes
     assert runtime.get(namespace, "iris").image == test_server_image
 
 
-def test_a_new_version_that_crashes_is_a_sync_failure_with_its_logs(runtime, test_server_image, namespace, docker_client):
+def test_a_new_version_that_crashes_is_a_sync_failure_with_its_logs(
+    runtime, test_server_image, namespace, docker_client
+):
     old = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
 
     with pytest.raises(SyncFailed) as raised:
@@ -167,7 +172,9 @@ def test_another_runtime_instance_finds_workloads_from_labels(runtime, runtime_s
     assert other.address != first.address
     listed = {(s.namespace, s.name): s.address for s in restarted.list() if s.namespace == namespace}
     assert listed == {(namespace, "iris"): first.address, (namespace, "wine"): other.address}
-    assert restarted.apply(spec_for(test_server_image, namespace), ready_timeout=60).container_ids == first.container_ids
+    assert (
+        restarted.apply(spec_for(test_server_image, namespace), ready_timeout=60).container_ids == first.container_ids
+    )
 
 
 def test_delete_removes_the_workload(runtime, test_server_image, namespace, docker_client):
@@ -202,7 +209,8 @@ def test_spec_hash_changes_with_what_the_containers_run(test_server_image, names
 
 
 def test_replicas_run_non_root_read_only_without_capabilities_off_the_host_network(
-        runtime, test_server_image, namespace, docker_client):
+    runtime, test_server_image, namespace, docker_client
+):
     status = runtime.apply(spec_for(test_server_image, namespace), ready_timeout=60)
 
     [replica] = workload_containers(docker_client, namespace, "iris")
@@ -252,8 +260,10 @@ def test_an_update_keeps_serving_every_request(runtime, test_server_image, names
     asker = threading.Thread(target=keep_asking)
     asker.start()
     try:
-        new = runtime.apply(spec_for(test_server_image, namespace, replicas=2, env={"VERSION": "v2", "READY_DELAY": "2"}),
-                            ready_timeout=60)
+        new = runtime.apply(
+            spec_for(test_server_image, namespace, replicas=2, env={"VERSION": "v2", "READY_DELAY": "2"}),
+            ready_timeout=60,
+        )
         # Ask on a little after the old replicas are gone.
         seen_before = len(versions)
         while len(versions) < seen_before + 20 and not failures:
@@ -269,7 +279,8 @@ def test_an_update_keeps_serving_every_request(runtime, test_server_image, names
 
 
 def test_an_image_that_writes_to_its_read_only_root_fails_the_sync_saying_why(
-        runtime, test_server_image, namespace, docker_client):
+    runtime, test_server_image, namespace, docker_client
+):
     with pytest.raises(SyncFailed) as raised:
         runtime.apply(spec_for(test_server_image, namespace, env={"WRITE_TO": "/model-cache"}), ready_timeout=60)
 
@@ -281,7 +292,9 @@ def test_an_image_that_writes_to_its_read_only_root_fails_the_sync_saying_why(
     assert runtime.get(namespace, "iris") is None
 
 
-def test_run_as_non_root_refuses_a_root_user_before_starting_anything(runtime, test_server_image, namespace, docker_client):
+def test_run_as_non_root_refuses_a_root_user_before_starting_anything(
+    runtime, test_server_image, namespace, docker_client
+):
     spec = spec_for(test_server_image, namespace)
     as_root = replace(spec, security=replace(spec.security, run_as_user=0))
     image_user_spec = replace(spec, security=replace(spec.security, run_as_user=None))
@@ -296,13 +309,24 @@ def test_run_as_non_root_refuses_a_root_user_before_starting_anything(runtime, t
 
 
 def test_a_workload_left_on_the_host_network_moves_off_it_and_keeps_its_address(
-        runtime, test_server_image, namespace, docker_client):
+    runtime, test_server_image, namespace, docker_client
+):
     address = runtime._address_for(namespace, "iris")
     legacy = docker_client.containers.run(
-        test_server_image, detach=True, network_mode="host", user="0",
+        test_server_image,
+        detach=True,
+        network_mode="host",
+        user="0",
         environment={"HOST": address, "PORT": "80", "REUSE_PORT": "1", "VERSION": "legacy"},
-        labels={L_NAMESPACE: namespace, L_NAME: "iris", L_ADDRESS: address, L_PORT: "80", L_HASH: "legacy",
-                L_REPLICAS: "1", L_IMAGE: test_server_image},
+        labels={
+            L_NAMESPACE: namespace,
+            L_NAME: "iris",
+            L_ADDRESS: address,
+            L_PORT: "80",
+            L_HASH: "legacy",
+            L_REPLICAS: "1",
+            L_IMAGE: test_server_image,
+        },
     )
     assert runtime.get(namespace, "iris").address == address
 
@@ -311,5 +335,7 @@ def test_a_workload_left_on_the_host_network_moves_off_it_and_keeps_its_address(
     assert status.address == address
     assert answer(status.url)["version"] == "v1"
     assert legacy.id not in {c.id for c in all_containers(docker_client, namespace, "iris")}
-    assert {c.attrs["HostConfig"]["NetworkMode"] for c in all_containers(docker_client, namespace, "iris")} \
-        == {"mlops-models", f"container:{network_holder(docker_client, namespace, 'iris').id}"}
+    assert {c.attrs["HostConfig"]["NetworkMode"] for c in all_containers(docker_client, namespace, "iris")} == {
+        "mlops-models",
+        f"container:{network_holder(docker_client, namespace, 'iris').id}",
+    }

@@ -9,7 +9,14 @@ from control_api.adapters.local_runtime.docker_runtime import memory_bytes, nano
 
 @pytest.mark.parametrize(
     ("quantity", "expected"),
-    [("500m", 500_000_000), ("100m", 100_000_000), ("1", 1_000_000_000), ("2", 2_000_000_000), ("0.5", 500_000_000), (None, None)],
+    [
+        ("500m", 500_000_000),
+        ("100m", 100_000_000),
+        ("1", 1_000_000_000),
+        ("2", 2_000_000_000),
+        ("0.5", 500_000_000),
+        (None, None),
+    ],
 )
 def test_cpu(quantity, expected):
     assert nano_cpus(quantity) == expected

@@ -75,7 +75,9 @@ def test_mutable_tags_when_configured(moto_ecr):
     assert described["imageTagMutability"] == "MUTABLE"
 
 
-def test_existing_immutable_tag_with_the_same_image_is_a_success(moto_ecr, registry_url, make_tiny_image, docker_client):
+def test_existing_immutable_tag_with_the_same_image_is_a_success(
+    moto_ecr, registry_url, make_tiny_image, docker_client
+):
     repository = f"mlops-test/ecr-{uuid.uuid4().hex[:8]}"
     image = make_tiny_image(f"same {uuid.uuid4()}")
     registry = EcrRegistry(ecr_settings(moto_ecr), push_host=registry_url)
@@ -134,4 +136,8 @@ def test_login_names_the_host_of_the_stand_in_registry(ecr_naming_tls_registry):
 
     login = EcrRegistry(ecr_settings(endpoint)).login()
 
-    assert (login.registry_host, login.username, login.password) == (tls_registry.host, tls_registry.username, tls_registry.password)
+    assert (login.registry_host, login.username, login.password) == (
+        tls_registry.host,
+        tls_registry.username,
+        tls_registry.password,
+    )

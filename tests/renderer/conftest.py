@@ -16,7 +16,9 @@ _tree_numbers = itertools.count()
 
 
 @pytest.fixture
-def build_models(tmp_path, kustomize_cmd) -> Callable[[list[DeploymentSpec]], dict[tuple[str, str], list[dict[str, Any]]]]:
+def build_models(
+    tmp_path, kustomize_cmd
+) -> Callable[[list[DeploymentSpec]], dict[tuple[str, str], list[dict[str, Any]]]]:
     """Render many models into one tree and build them with ONE kustomize run (it is the slow part).
 
     Returns the built objects grouped by (namespace, name).

@@ -65,8 +65,6 @@ def load_documents(text: str) -> list[dict[str, Any]]:
     return [document for document in YAML(typ="safe", pure=True).load_all(text) if document is not None]
 
 
-
-
 def by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     kinds = [document["kind"] for document in documents]
     assert len(kinds) == len(set(kinds)), f"duplicate kinds in build output: {kinds}"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from renderer import ApplicationSpec, RenderError, application_file, application_manifest, application_name, render_application
+from renderer import (
+    ApplicationSpec,
+    RenderError,
+    application_file,
+    application_manifest,
+    application_name,
+    render_application,
+)
 
 BASE = {
     "name": "mlops-models--iris",

@@ -12,9 +12,7 @@ SKELETON = Path(__file__).resolve().parents[2] / "gitops-repo"
 def test_skeleton_base_is_byte_identical_to_render_base():
     rendered = render_base()
     on_disk = {
-        str(path.relative_to(SKELETON)): path.read_bytes()
-        for path in (SKELETON / "base").rglob("*")
-        if path.is_file()
+        str(path.relative_to(SKELETON)): path.read_bytes() for path in (SKELETON / "base").rglob("*") if path.is_file()
     }
     assert sorted(on_disk) == sorted(rendered)
     for path, content in rendered.items():

@@ -54,7 +54,9 @@ def test_version_bump_touches_only_the_kustomization_and_few_lines():
             **{
                 **current.model_dump(),
                 "model_version": str(int(current.model_version) + 1),
-                "image": current.image_repository + "@" + ("sha256:" + "9" * 64 if current.image_digest == DIGEST_V2 else DIGEST_V2),
+                "image": current.image_repository
+                + "@"
+                + ("sha256:" + "9" * 64 if current.image_digest == DIGEST_V2 else DIGEST_V2),
                 "run_id": "ffffffffffffffffffffffffffffffff",
                 "model_uri": f"models:/{current.model_name}/{int(current.model_version) + 1}",
                 "deployment_id": "dep-next",

@@ -22,7 +22,9 @@ UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 def _compare(case: str, files: dict[str, bytes]) -> None:
     case_dir = GOLDEN_DIR / case
     if UPDATE and IN_CI:
-        pytest.fail("UPDATE_GOLDEN=1 is refused under CI=true: golden files are rewritten locally and reviewed", pytrace=False)
+        pytest.fail(
+            "UPDATE_GOLDEN=1 is refused under CI=true: golden files are rewritten locally and reviewed", pytrace=False
+        )
     if UPDATE:
         for relative, content in files.items():
             target = case_dir / relative

@@ -31,7 +31,7 @@ ONE_LINE_PAYLOADS = [
     "%YAML 1.1",
     "? complex key",
     "| block > folded",
-    "back\\slash \\n not a newline \\\"",
+    'back\\slash \\n not a newline \\"',
     "unicode é 日本 🚀",
     "null",
     "true",
@@ -47,7 +47,11 @@ MULTI_LINE_PAYLOADS = [
 ]
 # go-yaml (inside kustomize) refuses these outright, so they are only checked up to our own output.
 CONTROL_CHARACTER_PAYLOADS = ["tab\there\x1bescape\x7fdel\x00nul"]
-ANNOTATION_FIELDS = {"run_id": "mlops.io/run-id", "model_uri": "mlops.io/model-uri", "deployment_id": "mlops.io/deployment-id"}
+ANNOTATION_FIELDS = {
+    "run_id": "mlops.io/run-id",
+    "model_uri": "mlops.io/model-uri",
+    "deployment_id": "mlops.io/deployment-id",
+}
 
 
 def _assert_only_expected_objects(documents, name="iris"):
@@ -82,7 +86,11 @@ def test_one_line_payloads_in_annotations_round_trip(build_models):
 
 @pytest.mark.kustomize
 def test_one_line_payloads_in_env_values_round_trip(build_model):
-    env = {f"VALUE_{index}": payload for index, payload in enumerate(ONE_LINE_PAYLOADS) if not payload.startswith(("---", "..."))}
+    env = {
+        f"VALUE_{index}": payload
+        for index, payload in enumerate(ONE_LINE_PAYLOADS)
+        if not payload.startswith(("---", "..."))
+    }
     objects = _assert_only_expected_objects(build_model(minimal_spec(env=env)))
     rendered_env = _env_of(objects)
     for key, payload in env.items():

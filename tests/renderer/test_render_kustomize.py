@@ -29,7 +29,10 @@ def test_minimal_build_is_schema_valid_and_complete(build_model):
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"127.0.0.1:5000/mlops/iris@{DIGEST_V1}"
     assert deployment["spec"]["replicas"] == 1
-    assert container["resources"] == {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "512Mi"}}
+    assert container["resources"] == {
+        "limits": {"cpu": "1", "memory": "1Gi"},
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+    }
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env == {"MODEL_NAME": "iris", "MODEL_VERSION": "3"}
 
@@ -63,7 +66,11 @@ def test_labels_annotations_and_immutable_selectors(build_model):
         "app.kubernetes.io/version": "3",
         "app.kubernetes.io/managed-by": "mlops-control",
     }
-    for labels in (deployment["metadata"]["labels"], deployment["spec"]["template"]["metadata"]["labels"], service["metadata"]["labels"]):
+    for labels in (
+        deployment["metadata"]["labels"],
+        deployment["spec"]["template"]["metadata"]["labels"],
+        service["metadata"]["labels"],
+    ):
         assert labels == expected_labels
     selector = {"app.kubernetes.io/name": "iris", "app.kubernetes.io/component": "inference"}
     assert deployment["spec"]["selector"]["matchLabels"] == selector
@@ -96,9 +103,15 @@ def test_full_build_is_schema_valid_with_hpa_pdb_and_secret_refs(build_model):
     assert container["image"] == f"registry.example.com:443/team/churn-model@{DIGEST_V2}"
     assert container["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
     assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9000"
-    assert container["resources"] == {"limits": {"cpu": "2", "memory": "3Gi"}, "requests": {"cpu": "750m", "memory": "1536Mi"}}
+    assert container["resources"] == {
+        "limits": {"cpu": "2", "memory": "3Gi"},
+        "requests": {"cpu": "750m", "memory": "1536Mi"},
+    }
     env = {item["name"]: item for item in container["env"]}
-    assert env["DB_PASSWORD"] == {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "churn-db", "key": "password"}}}
+    assert env["DB_PASSWORD"] == {
+        "name": "DB_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "churn-db", "key": "password"}},
+    }
     assert env["GREETING"]["value"] == 'say "hi": #1 & {all} [of] *them*'
     assert env["MODEL_VERSION"]["value"] == "12"
     assert sorted(env) == ["BATCH_SIZE", "DB_PASSWORD", "GREETING", "LOG_LEVEL", "MODEL_NAME", "MODEL_VERSION"]
@@ -120,7 +133,10 @@ def test_schema_validation_catches_a_broken_object():
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": "x"},
-        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": "http"}]}]}}},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {"spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": "http"}]}]}},
+        },
     }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)

@@ -122,7 +122,9 @@ def test_platform_env_cannot_be_overridden_or_doubled():
     with pytest.raises(RenderError, match="MODEL_NAME"):
         DeploymentSpec.validated(**spec_fields(secret_env={"MODEL_NAME": {"name": "s", "key": "k"}}))
     with pytest.raises(RenderError, match="both env and secret_env"):
-        DeploymentSpec.validated(**spec_fields(env={"DB_HOST": "db"}, secret_env={"DB_HOST": {"name": "s", "key": "k"}}))
+        DeploymentSpec.validated(
+            **spec_fields(env={"DB_HOST": "db"}, secret_env={"DB_HOST": {"name": "s", "key": "k"}})
+        )
 
 
 def test_secret_refs_are_checked():
@@ -148,7 +150,10 @@ CREDENTIALS = [
     ("REPO", "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"),
     ("REPO", "glpat-abcdefghij0123456789"),
     ("CERT", "-----BEGIN RSA PRIVATE KEY----- MIIEpAIBAAKCAQEA"),
-    ("SESSION", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+    (
+        "SESSION",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ),
     ("DATABASE_URL", "postgresql://app:s3cr3t@db.example.com:5432/app"),
     ("BLOB", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
     ("SLACK", "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOp"),

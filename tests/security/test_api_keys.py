@@ -26,9 +26,17 @@ def secured(make_client):
 
 def test_no_key_is_401_on_every_route_but_health(secured):
     assert secured.get("/health").status_code == 200
-    for method, path in [("get", "/mlops/deployments"), ("get", "/mlops/models"), ("get", "/mlops/status"),
-                         ("get", "/metrics"), ("get", "/ready"), ("get", "/openapi.json"), ("post", "/mlops/deploy"),
-                         ("post", "/mlops/models/x/rollback"), ("delete", "/mlops/models/x/deployment")]:
+    for method, path in [
+        ("get", "/mlops/deployments"),
+        ("get", "/mlops/models"),
+        ("get", "/mlops/status"),
+        ("get", "/metrics"),
+        ("get", "/ready"),
+        ("get", "/openapi.json"),
+        ("post", "/mlops/deploy"),
+        ("post", "/mlops/models/x/rollback"),
+        ("delete", "/mlops/models/x/deployment"),
+    ]:
         response = getattr(secured, method)(path)
         assert_error_format(response, 401, "unauthorized")
         assert response.headers["www-authenticate"] == "Bearer"
@@ -42,7 +50,9 @@ def test_wrong_key_is_401_and_both_headers_work(secured):
 
 def test_roles(secured):
     body = example_request(namespace="kube-system")  # refused by validation after auth: nothing runs
-    error = assert_error_format(secured.post("/mlops/deploy", json=body, headers={"X-API-Key": READER}), 403, "forbidden")
+    error = assert_error_format(
+        secured.post("/mlops/deploy", json=body, headers={"X-API-Key": READER}), 403, "forbidden"
+    )
     assert "deployer" in error["message"]
     assert secured.post("/mlops/deploy", json=body, headers={"X-API-Key": DEPLOYER}).status_code == 422
     assert secured.post("/mlops/deploy", json=body, headers={"X-API-Key": ADMIN}).status_code == 422
@@ -79,7 +89,9 @@ def test_openapi_declares_the_keys_and_each_operations_role(secured):
 
 def test_requester_is_the_key_name(secured):
     journal = secured.app.state.services.journal
-    secured.post("/mlops/deploy", params={"wait": "false"}, json=example_request("who"), headers={"X-API-Key": DEPLOYER})
+    secured.post(
+        "/mlops/deploy", params={"wait": "false"}, json=example_request("who"), headers={"X-API-Key": DEPLOYER}
+    )
     records, _ = journal.list(model_name="who")
     assert records[0].requested_by == "dora"
     secured.app.state.orchestrator.shutdown()
@@ -107,8 +119,12 @@ def test_body_size_limit_is_413(make_client):
 
 
 def test_idempotency_key_returns_the_first_deploy(client):
-    first = client.post("/mlops/deploy", params={"wait": "false"}, json=example_request("idem"), headers={"Idempotency-Key": "abc-1"})
-    again = client.post("/mlops/deploy", params={"wait": "false"}, json=example_request("idem"), headers={"Idempotency-Key": "abc-1"})
+    first = client.post(
+        "/mlops/deploy", params={"wait": "false"}, json=example_request("idem"), headers={"Idempotency-Key": "abc-1"}
+    )
+    again = client.post(
+        "/mlops/deploy", params={"wait": "false"}, json=example_request("idem"), headers={"Idempotency-Key": "abc-1"}
+    )
     assert first.json()["deployment_id"] == again.json()["deployment_id"]
     assert again.headers["idempotent-replayed"] == "true"
     assert client.get("/mlops/deployments", params={"model": "idem"}).json()["total"] == 1
@@ -117,8 +133,13 @@ def test_idempotency_key_returns_the_first_deploy(client):
 
 def test_create_key_command_stores_only_a_hash(tmp_path, make_client):
     env = {"MLOPS_DATA_DIR": str(tmp_path / "keys-data"), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "control_api", "create-key", "--name", "first", "--role", "admin"],
-                            capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "control_api", "create-key", "--name", "first", "--role", "admin"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     key = result.stdout.strip()
     assert key.startswith("mlk_") and len(key) > 40
     stored = (tmp_path / "keys-data" / "api-keys.json").read_text()
@@ -130,22 +151,30 @@ def test_create_key_command_stores_only_a_hash(tmp_path, make_client):
 
 def test_open_api_is_refused_on_a_non_loopback_address(tmp_path):
     env = {"MLOPS_DATA_DIR": str(tmp_path / "open-data"), "PATH": "/usr/bin:/bin"}
-    refused = subprocess.run([sys.executable, "-m", "control_api", "serve", "--host", "0.0.0.0", "--port", "1"],
-                             capture_output=True, text=True, env=env, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "control_api", "serve", "--host", "0.0.0.0", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert refused.returncode == 2
     assert "no API key exists yet" in refused.stderr and "create-key" in refused.stderr
 
 
-@pytest.mark.parametrize("host,mode,with_key,refused", [
-    ("0.0.0.0", "auto", False, True),
-    ("10.1.2.3", "auto", False, True),
-    ("127.0.0.1", "auto", False, False),
-    ("::1", "auto", False, False),
-    ("localhost", "auto", False, False),
-    ("0.0.0.0", "auto", True, False),
-    ("0.0.0.0", "required", False, False),
-    ("0.0.0.0", "disabled", False, False),
-])
+@pytest.mark.parametrize(
+    "host,mode,with_key,refused",
+    [
+        ("0.0.0.0", "auto", False, True),
+        ("10.1.2.3", "auto", False, True),
+        ("127.0.0.1", "auto", False, False),
+        ("::1", "auto", False, False),
+        ("localhost", "auto", False, False),
+        ("0.0.0.0", "auto", True, False),
+        ("0.0.0.0", "required", False, False),
+        ("0.0.0.0", "disabled", False, False),
+    ],
+)
 def test_open_api_refusal_rules(tmp_path, host, mode, with_key, refused):
     from control_api.api.security import add_key
     from control_api.cli import open_api_refusal

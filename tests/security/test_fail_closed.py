@@ -18,8 +18,14 @@ from control_api.api.security import add_key
 from control_api.journal.store import Journal
 from tests.control.conftest import assert_error_format, make_settings
 
-PROTECTED = [("get", "/mlops/deployments"), ("get", "/mlops/models"), ("get", "/mlops/status"), ("post", "/mlops/deploy"),
-             ("post", "/mlops/models/x/rollback"), ("delete", "/mlops/models/x/deployment")]
+PROTECTED = [
+    ("get", "/mlops/deployments"),
+    ("get", "/mlops/models"),
+    ("get", "/mlops/status"),
+    ("post", "/mlops/deploy"),
+    ("post", "/mlops/models/x/rollback"),
+    ("delete", "/mlops/models/x/deployment"),
+]
 
 
 @pytest.fixture
@@ -63,7 +69,9 @@ def test_keys_file_emptied_leaves_no_key_valid_and_the_api_closed(keyed):
     assert_refused_everywhere(keyed, 401, "unauthorized", {"X-API-Key": keyed.key})
 
 
-@pytest.mark.parametrize("corruption", ["{not json", '{"name": "x"}', '[{"name": "x", "role": "god", "key_hash": "y"}]', "directory"])
+@pytest.mark.parametrize(
+    "corruption", ["{not json", '{"name": "x"}', '[{"name": "x", "role": "god", "key_hash": "y"}]', "directory"]
+)
 def test_corrupt_keys_file_answers_503_not_500(keyed, corruption):
     keyed.keys_file.unlink()
     if corruption == "directory":

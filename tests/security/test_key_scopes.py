@@ -26,8 +26,14 @@ def scoped(make_client):
     # Finished deploy records in two namespaces (nothing runs: the records are what the routes read).
     client.records = {}
     for namespace in ("staging", "production"):
-        record = journal.create(kind=DEPLOY, model_name=f"m-{namespace}", namespace=namespace,
-                                request={"model_name": f"m-{namespace}"}, step_names=step_names, requested_by="gil")
+        record = journal.create(
+            kind=DEPLOY,
+            model_name=f"m-{namespace}",
+            namespace=namespace,
+            request={"model_name": f"m-{namespace}"},
+            step_names=step_names,
+            requested_by="gil",
+        )
         journal.set_status(record.id, "failed", error={"code": "x", "message": "x", "step": "train"})
         client.records[namespace] = record.id
     return client
@@ -41,8 +47,12 @@ def assert_out_of_scope(response, namespace: str = "production") -> None:
 def test_deploy_outside_the_scope_is_refused_and_creates_nothing(scoped):
     journal = scoped.app.state.services.journal
     before = journal.list(limit=500)[1]
-    assert_out_of_scope(scoped.post("/mlops/deploy", json=example_request("x", namespace="production"), headers=STAGING))
-    assert_out_of_scope(scoped.post("/mlops/deploy", json=example_request("x"), headers=STAGING), "mlops-models")  # the default
+    assert_out_of_scope(
+        scoped.post("/mlops/deploy", json=example_request("x", namespace="production"), headers=STAGING)
+    )
+    assert_out_of_scope(
+        scoped.post("/mlops/deploy", json=example_request("x"), headers=STAGING), "mlops-models"
+    )  # the default
     assert journal.list(limit=500)[1] == before
 
 
@@ -68,19 +78,28 @@ def test_retry_outside_the_scope_is_refused(scoped):
 
 
 def test_rollback_outside_the_scope_is_refused(scoped):
-    assert_out_of_scope(scoped.post("/mlops/models/m-production/rollback", json={"namespace": "production"}, headers=STAGING))
+    assert_out_of_scope(
+        scoped.post("/mlops/models/m-production/rollback", json={"namespace": "production"}, headers=STAGING)
+    )
 
 
 def test_undeploy_outside_the_scope_is_refused(scoped):
-    assert_out_of_scope(scoped.delete("/mlops/models/m-production/deployment", params={"namespace": "production"}, headers=STAGING))
+    assert_out_of_scope(
+        scoped.delete("/mlops/models/m-production/deployment", params={"namespace": "production"}, headers=STAGING)
+    )
 
 
 def test_history_outside_the_scope_is_refused(scoped):
-    assert_out_of_scope(scoped.get("/mlops/models/m-production/history", params={"namespace": "production"}, headers=STAGING))
+    assert_out_of_scope(
+        scoped.get("/mlops/models/m-production/history", params={"namespace": "production"}, headers=STAGING)
+    )
 
 
 def test_inside_the_scope_the_key_works_like_its_role(scoped):
     # Never deployed: the answer is the route's own (404), not a scope refusal.
     response = scoped.post("/mlops/models/m-staging/rollback", json={"namespace": "staging"}, headers=STAGING)
     assert_error_format(response, 404, "model_not_deployed")
-    assert scoped.get("/mlops/models/m-staging/history", params={"namespace": "staging"}, headers=STAGING).status_code == 200
+    assert (
+        scoped.get("/mlops/models/m-staging/history", params={"namespace": "staging"}, headers=STAGING).status_code
+        == 200
+    )

@@ -24,11 +24,19 @@ FAILED_AUTH_BURST = 5
 @pytest.fixture(scope="module")
 def keyed_service(tmp_path_factory):
     data = tmp_path_factory.mktemp("limits-keyed")
-    (data / "api-keys.json").write_text(json.dumps([{"name": "ops", "role": "admin", "key_hash": "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()}]))
-    service = ServiceProcess({
-        "MLOPS_DATA_DIR": str(data), "MLOPS_TARGET__KIND": "none", "MLOPS_API__MAX_BODY_BYTES": str(MAX_BODY),
-        "MLOPS_AUTH__FAILED_AUTH_PER_MINUTE": "1", "MLOPS_AUTH__FAILED_AUTH_BURST": str(FAILED_AUTH_BURST),
-    }, data / "service.log").start()
+    (data / "api-keys.json").write_text(
+        json.dumps([{"name": "ops", "role": "admin", "key_hash": "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()}])
+    )
+    service = ServiceProcess(
+        {
+            "MLOPS_DATA_DIR": str(data),
+            "MLOPS_TARGET__KIND": "none",
+            "MLOPS_API__MAX_BODY_BYTES": str(MAX_BODY),
+            "MLOPS_AUTH__FAILED_AUTH_PER_MINUTE": "1",
+            "MLOPS_AUTH__FAILED_AUTH_BURST": str(FAILED_AUTH_BURST),
+        },
+        data / "service.log",
+    ).start()
     yield service
     service.stop()
 
@@ -36,10 +44,15 @@ def keyed_service(tmp_path_factory):
 @pytest.fixture(scope="module")
 def open_service(tmp_path_factory):
     data = tmp_path_factory.mktemp("limits-open")
-    service = ServiceProcess({
-        "MLOPS_DATA_DIR": str(data), "MLOPS_TARGET__KIND": "none",
-        "MLOPS_AUTH__RATE_LIMIT_PER_MINUTE": "1", "MLOPS_AUTH__RATE_LIMIT_BURST": "5",
-    }, data / "service.log").start()
+    service = ServiceProcess(
+        {
+            "MLOPS_DATA_DIR": str(data),
+            "MLOPS_TARGET__KIND": "none",
+            "MLOPS_AUTH__RATE_LIMIT_PER_MINUTE": "1",
+            "MLOPS_AUTH__RATE_LIMIT_BURST": "5",
+        },
+        data / "service.log",
+    ).start()
     yield service
     service.stop()
 
@@ -57,10 +70,12 @@ def send_chunked(port: int, total: int, chunk: int = 2**20) -> tuple[bytes, int]
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
     sent = 0
     try:
-        sock.sendall((
-            "POST /mlops/deploy HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"X-API-Key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
-        ).encode())
+        sock.sendall(
+            (
+                "POST /mlops/deploy HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"X-API-Key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+        )
         piece = f"{chunk:x}\r\n".encode() + b"x" * chunk + b"\r\n"
         while sent < total:
             readable, _, _ = select.select([sock], [], [], 0)
@@ -89,16 +104,23 @@ def test_chunked_body_over_the_limit_is_413_without_buffering_it(keyed_service):
     answer, sent = send_chunked(keyed_service.port, 300 * 2**20)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     grown = peak_memory_bytes(keyed_service.proc.pid) - before
-    assert grown < 64 * 2**20, f"peak memory grew by {grown / 2**20:.0f} MiB for a {MAX_BODY} byte limit ({sent / 2**20:.0f} MiB sent)"
+    assert grown < 64 * 2**20, (
+        f"peak memory grew by {grown / 2**20:.0f} MiB for a {MAX_BODY} byte limit ({sent / 2**20:.0f} MiB sent)"
+    )
     assert httpx.get(f"{keyed_service.url}/mlops/deployments", headers={"X-API-Key": KEY}).json()["total"] == 0
 
 
 def test_key_guessing_is_rate_limited_per_address(keyed_service):
     statuses = [
-        httpx.get(f"{keyed_service.url}/mlops/deployments", headers={"X-API-Key": f"mlk_guess-{i}", "X-Forwarded-For": f"198.51.100.{i}"}).status_code
+        httpx.get(
+            f"{keyed_service.url}/mlops/deployments",
+            headers={"X-API-Key": f"mlk_guess-{i}", "X-Forwarded-For": f"198.51.100.{i}"},
+        ).status_code
         for i in range(FAILED_AUTH_BURST + 3)
     ]
-    assert statuses[:FAILED_AUTH_BURST].count(401) >= FAILED_AUTH_BURST - 1, statuses  # the chunked test may have used one
+    assert statuses[:FAILED_AUTH_BURST].count(401) >= FAILED_AUTH_BURST - 1, (
+        statuses
+    )  # the chunked test may have used one
     assert statuses[-3:] == [429, 429, 429], statuses
     missing = httpx.get(f"{keyed_service.url}/mlops/models")
     assert missing.status_code == 429 and int(missing.headers["retry-after"]) >= 1
@@ -116,17 +138,22 @@ def test_spoofed_forwarded_for_gets_no_bucket_of_its_own(open_service):
 
 def _request(peer: str, forwarded: str | None) -> Request:
     headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
-    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "client": (peer, 40000), "query_string": b""})
+    return Request(
+        {"type": "http", "method": "GET", "path": "/", "headers": headers, "client": (peer, 40000), "query_string": b""}
+    )
 
 
-@pytest.mark.parametrize("peer,forwarded,trusted,expected", [
-    ("127.0.0.1", "203.0.113.7", [], "127.0.0.1"),                       # no trusted proxy: the peer
-    ("10.0.0.5", "203.0.113.7", ["10.0.0.0/8"], "203.0.113.7"),          # through our proxy
-    ("10.0.0.5", "1.1.1.1, 203.0.113.7", ["10.0.0.0/8"], "203.0.113.7"),  # the client's own header is not believed
-    ("10.0.0.5", "203.0.113.7, 10.0.0.9", ["10.0.0.0/8"], "203.0.113.7"),  # two proxies of ours
-    ("192.0.2.1", "203.0.113.7", ["10.0.0.0/8"], "192.0.2.1"),           # an untrusted peer's header is ignored
-    ("10.0.0.5", None, ["10.0.0.0/8"], "10.0.0.5"),
-])
+@pytest.mark.parametrize(
+    "peer,forwarded,trusted,expected",
+    [
+        ("127.0.0.1", "203.0.113.7", [], "127.0.0.1"),  # no trusted proxy: the peer
+        ("10.0.0.5", "203.0.113.7", ["10.0.0.0/8"], "203.0.113.7"),  # through our proxy
+        ("10.0.0.5", "1.1.1.1, 203.0.113.7", ["10.0.0.0/8"], "203.0.113.7"),  # the client's own header is not believed
+        ("10.0.0.5", "203.0.113.7, 10.0.0.9", ["10.0.0.0/8"], "203.0.113.7"),  # two proxies of ours
+        ("192.0.2.1", "203.0.113.7", ["10.0.0.0/8"], "192.0.2.1"),  # an untrusted peer's header is ignored
+        ("10.0.0.5", None, ["10.0.0.0/8"], "10.0.0.5"),
+    ],
+)
 def test_client_address_believes_only_trusted_proxies(peer, forwarded, trusted, expected):
     from ipaddress import ip_network
 

@@ -51,8 +51,13 @@ from tests.journal.conftest import postgres_cluster, postgres_url  # noqa: F401 
 
 ADMIN = "mlk_fuzz-admin-key-0123456789"
 MAX_EXAMPLES = int(os.environ.get("MLOPS_FUZZ_EXAMPLES", "50"))
-CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance,
-          response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+]
 FUZZ_SETTINGS = settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
@@ -67,9 +72,13 @@ def _settings(data_dir: Path):
     return make_settings(
         data_dir,
         data_dir / "venvs",
-        auth={"keys": [{"name": "fuzz", "role": "admin", "key_hash": hash_key(ADMIN)}],
-              "rate_limit_per_minute": 1_000_000, "rate_limit_burst": 1_000_000,
-              "failed_auth_per_minute": 1_000_000, "failed_auth_burst": 1_000_000},
+        auth={
+            "keys": [{"name": "fuzz", "role": "admin", "key_hash": hash_key(ADMIN)}],
+            "rate_limit_per_minute": 1_000_000,
+            "rate_limit_burst": 1_000_000,
+            "failed_auth_per_minute": 1_000_000,
+            "failed_auth_burst": 1_000_000,
+        },
         api={"max_wait_seconds": 0},
         training={"timeout_seconds": 5, "install_timeout_seconds": 5},
     )
@@ -150,7 +159,11 @@ def test_document_declares_the_error_body_everywhere(api_schema):
     document = api_schema.raw_schema
     for method, path in OPERATIONS:
         responses = document["paths"][path][method.lower()]["responses"]
-        expected = {"413", "500"} if path == "/health" else {"401", "413", "429", "500"} | ({"403"} if method != "GET" else set())
+        expected = (
+            {"413", "500"}
+            if path == "/health"
+            else {"401", "413", "429", "500"} | ({"403"} if method != "GET" else set())
+        )
         assert expected <= set(responses), (method, path, sorted(responses))
         for status in expected:
             ref = responses[status]["content"]["application/json"]["schema"]["$ref"]
@@ -160,21 +173,43 @@ def test_document_declares_the_error_body_everywhere(api_schema):
 def test_accepted_deploys_and_their_views_match_the_document(api_schema, fuzz_app):
     """Bodies the fuzzer rarely reaches (a deploy that validates): 202, replay, 409, the deployment, the page."""
     journal = fuzz_app.state.services.journal
-    first = call(api_schema, "POST", "/mlops/deploy", body=example_request("fuzz-known"),
-                 headers={"Idempotency-Key": "fuzz-known-1"})
+    first = call(
+        api_schema,
+        "POST",
+        "/mlops/deploy",
+        body=example_request("fuzz-known"),
+        headers={"Idempotency-Key": "fuzz-known-1"},
+    )
     assert first.status_code == 202, first.text
     deployment_id = first.json()["deployment_id"]
     assert journal.get(deployment_id).status == DeploymentStatus.PENDING  # journaled, not run
     assert deployment_id in fuzz_app.state.orchestrator.start.started
-    replay = call(api_schema, "POST", "/mlops/deploy", body=example_request("fuzz-known"),
-                  headers={"Idempotency-Key": "fuzz-known-1"})
+    replay = call(
+        api_schema,
+        "POST",
+        "/mlops/deploy",
+        body=example_request("fuzz-known"),
+        headers={"Idempotency-Key": "fuzz-known-1"},
+    )
     assert replay.status_code == 202 and replay.json()["deployment_id"] == deployment_id
     assert replay.headers["idempotent-replayed"] == ["true"]  # schemathesis: lowercase names, lists of values
     busy = call(api_schema, "POST", "/mlops/deploy", body=example_request("fuzz-known"))
     assert busy.status_code == 409 and busy.json()["error"]["details"]["deployment_id"] == deployment_id
-    assert call(api_schema, "GET", "/mlops/deployments/{deployment_id}", path_parameters={"deployment_id": deployment_id}).status_code == 200
-    assert call(api_schema, "POST", "/mlops/deployments/{deployment_id}/retry",
-                path_parameters={"deployment_id": deployment_id}).status_code == 409  # pending: not retryable
+    assert (
+        call(
+            api_schema, "GET", "/mlops/deployments/{deployment_id}", path_parameters={"deployment_id": deployment_id}
+        ).status_code
+        == 200
+    )
+    assert (
+        call(
+            api_schema,
+            "POST",
+            "/mlops/deployments/{deployment_id}/retry",
+            path_parameters={"deployment_id": deployment_id},
+        ).status_code
+        == 409
+    )  # pending: not retryable
     page = call(api_schema, "GET", "/mlops/deployments", query={"model": "fuzz-known"})
     assert page.json()["total"] == 1
     assert call(api_schema, "GET", "/mlops/status").status_code == 200
@@ -187,12 +222,17 @@ def test_offsets_and_event_ids_past_their_columns_are_422(api_schema, fuzz_app):
     assert response.status_code == 422 and response.json()["error"]["details"][0]["field"] == "offset"
     assert call(api_schema, "GET", "/mlops/deployments", query={"offset": MAX_INT64}).json()["items"] == []
     journal = fuzz_app.state.services.journal
-    record = journal.create(kind="deploy", model_name="fuzz-events", namespace="mlops-models", request={}, step_names=[])
+    record = journal.create(
+        kind="deploy", model_name="fuzz-events", namespace="mlops-models", request={}, step_names=[]
+    )
     journal.set_status(record.id, DeploymentStatus.FAILED, finished=True)
     path, ids = "/mlops/deployments/{deployment_id}/events", {"deployment_id": record.id}
     for too_big in (MAX_EVENT_ID + 1, MAX_INT64 + 1):
         assert call(api_schema, "GET", path, path_parameters=ids, query={"after": too_big}).status_code == 422
-        assert call(api_schema, "GET", path, path_parameters=ids, headers={"Last-Event-ID": str(too_big)}).status_code == 422
+        assert (
+            call(api_schema, "GET", path, path_parameters=ids, headers={"Last-Event-ID": str(too_big)}).status_code
+            == 422
+        )
     ended = call(api_schema, "GET", path, path_parameters=ids, query={"after": MAX_EVENT_ID})
     assert ended.status_code == 200 and "event: end" in ended.text
 
@@ -212,17 +252,28 @@ def test_postgresql_journal_bounds_and_nul(make_client, postgres_url):
     assert ended.status_code == 200 and "event: end" in ended.text
     assert client.get("/mlops/deployments", params={"offset": MAX_INT64}).json()["items"] == []
     assert client.get("/mlops/deployments", params={"offset": MAX_INT64 + 1}).status_code == 422
-    for url in ("/mlops/deployments?status=%00", "/mlops/deployments?model=a%00b", "/mlops/deployments?kind=%00",
-                "/mlops/deployments/a%00b", f"/mlops/deployments/{record.id}%00/events", "/mlops/deployments/%00/retry"):
+    for url in (
+        "/mlops/deployments?status=%00",
+        "/mlops/deployments?model=a%00b",
+        "/mlops/deployments?kind=%00",
+        "/mlops/deployments/a%00b",
+        f"/mlops/deployments/{record.id}%00/events",
+        "/mlops/deployments/%00/retry",
+    ):
         response = client.post(url) if url.endswith("/retry") else client.get(url)
-        assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error", (url, response.text)
+        assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error", (
+            url,
+            response.text,
+        )
     assert client.get("/mlops/deployments", params={"status": "failed"}).json()["total"] == 1
 
 
 def test_a_body_that_is_not_text_is_a_documented_400(api_schema):
     """Found by the fuzzer: FastAPI answers 400 for a body it cannot decode; the document now says so."""
     for path, params in (("/mlops/deploy", {}), ("/mlops/models/{name}/rollback", {"name": "m"})):
-        response = call(api_schema, "POST", path, path_parameters=params, body=b"\xff\xfe{", media_type="application/json")
+        response = call(
+            api_schema, "POST", path, path_parameters=params, body=b"\xff\xfe{", media_type="application/json"
+        )
         assert response.status_code == 400 and response.json()["error"]["code"] == "bad_request"
 
 

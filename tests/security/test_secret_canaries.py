@@ -163,7 +163,7 @@ class CanaryScanner:
         for form, label in self.forms.items():
             index = text.find(form)
             if index >= 0:
-                excerpt = text[max(0, index - 120): index + len(form) + 40].replace("\n", "\\n")
+                excerpt = text[max(0, index - 120) : index + len(form) + 40].replace("\n", "\\n")
                 self.leaks.append(Leak(where, label, excerpt))
 
     def files(self, where: str, root: Path) -> None:
@@ -248,11 +248,19 @@ def _echo_401(handler: BaseHTTPRequestHandler, received: list[str], body: bytes)
     credentials = _credentials_of(handler)
     text = f"credentials [{credentials}] refused for {handler.command} {handler.path}; request body [{body[:400].decode('utf-8', 'replace')}]"
     received.append(text)
-    payload = json.dumps({
-        "message": text, "error": text, "error_code": "UNAUTHENTICATED",
-        "errors": [{"code": "UNAUTHORIZED", "message": text, "detail": credentials}],
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Unauthorized", "code": 401,
-    }).encode()
+    payload = json.dumps(
+        {
+            "message": text,
+            "error": text,
+            "error_code": "UNAUTHENTICATED",
+            "errors": [{"code": "UNAUTHORIZED", "message": text, "detail": credentials}],
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "reason": "Unauthorized",
+            "code": 401,
+        }
+    ).encode()
     handler.send_response(401)
     handler.send_header("WWW-Authenticate", 'Basic realm="echo"')
     handler.send_header("Content-Type", "application/json")
@@ -317,14 +325,21 @@ class GitHttpServer:
                 path, _, query = self.path.partition("?")
                 env = {
                     "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                    "GIT_PROJECT_ROOT": str(server.root), "GIT_HTTP_EXPORT_ALL": "1",
-                    "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
-                    "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+                    "GIT_PROJECT_ROOT": str(server.root),
+                    "GIT_HTTP_EXPORT_ALL": "1",
+                    "PATH_INFO": path,
+                    "QUERY_STRING": query,
+                    "REQUEST_METHOD": self.command,
+                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                    "CONTENT_LENGTH": str(len(body)),
                     "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
                     "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-                    "REMOTE_USER": "pusher" if push else "", "REMOTE_ADDR": "127.0.0.1",
+                    "REMOTE_USER": "pusher" if push else "",
+                    "REMOTE_ADDR": "127.0.0.1",
                 }
-                output = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60).stdout
+                output = subprocess.run(
+                    ["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60
+                ).stdout
                 separator = b"\r\n\r\n" if b"\r\n\r\n" in output else b"\n\n"
                 head, _, payload = output.partition(separator)
                 status, headers = 200, []
@@ -363,10 +378,25 @@ class MlflowServer:
         self.log = root / "mlflow-server.log"
         root.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--backend-store-uri",
+                f"sqlite:///{root / 'server.db'}",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            stdout=open(self.log, "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             # Tracking and registry only: no GenAI job runner (several more Python processes).
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
@@ -405,7 +435,9 @@ class RecordingClient:
 
         def keep(response: httpx.Response) -> None:
             response.read()
-            bodies.append((f"{response.request.method} {response.request.url.path} -> {response.status_code}", response.text))
+            bodies.append(
+                (f"{response.request.method} {response.request.url.path} -> {response.status_code}", response.text)
+            )
 
         self.client.event_hooks = {"request": [], "response": [keep]}
 
@@ -456,7 +488,8 @@ def deploy_request(model_name: str, namespace: str, **extra: Any) -> dict:
 def git_dirs(root: Path) -> list[Path]:
     """Every git directory under ``root``: clones' .git, bare repositories and mirrors."""
     return sorted(
-        path for path in [root, *root.rglob("*")]
+        path
+        for path in [root, *root.rglob("*")]
         if path.is_dir() and (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
     )
 
@@ -480,7 +513,14 @@ def scan_service(scanner: CanaryScanner, data_dir: Path, bodies: list[tuple[str,
 
 def test_every_secret_setting_is_enumerated():
     paths = secret_setting_paths()
-    for expected in ("registry.password", "git.token", "forge.token", "argocd.token", "argocd.password", "kubernetes.token"):
+    for expected in (
+        "registry.password",
+        "git.token",
+        "forge.token",
+        "argocd.token",
+        "argocd.password",
+        "kubernetes.token",
+    ):
         assert expected in paths
     # Each gets its own canary, and the overrides really land in SecretStr fields.
     canaries = {path: new_canary(path) for path in paths}
@@ -493,8 +533,22 @@ def test_every_secret_setting_is_enumerated():
 
 
 def test_the_scanner_finds_planted_canaries(tmp_path, caplog):
-    planted = {name: new_canary(name) for name in
-               ("log", "body", "journal", "file", "blob", "branch", "message", "loose", "config", "basic", "reflog")}
+    planted = {
+        name: new_canary(name)
+        for name in (
+            "log",
+            "body",
+            "journal",
+            "file",
+            "blob",
+            "branch",
+            "message",
+            "loose",
+            "config",
+            "basic",
+            "reflog",
+        )
+    }
     scanner = CanaryScanner(planted)
 
     caplog.set_level(logging.DEBUG)
@@ -509,7 +563,10 @@ def test_the_scanner_finds_planted_canaries(tmp_path, caplog):
     (tmp_path / "data" / "deep").mkdir(parents=True)
     (tmp_path / "data" / "deep" / "train.log").write_text(f"x\n{planted['file']}\n")
     scanner.files("data dir", tmp_path / "data")
-    scanner.text("basic header", "Authorization: Basic " + base64.b64encode(f"x-access-token:{planted['basic']}".encode()).decode())
+    scanner.text(
+        "basic header",
+        "Authorization: Basic " + base64.b64encode(f"x-access-token:{planted['basic']}".encode()).decode(),
+    )
 
     repo = tmp_path / "repo"
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -524,9 +581,13 @@ def test_the_scanner_finds_planted_canaries(tmp_path, caplog):
     subprocess.run([*git, "add", "b.yaml"], check=True)
     subprocess.run([*git, "commit", "--quiet", "-m", "side"], check=True)
     subprocess.run([*git, "checkout", "--quiet", "main"], check=True)
-    loose = subprocess.run([*git, "hash-object", "-w", "--stdin"], input=planted["loose"].encode(), capture_output=True, check=True)
+    loose = subprocess.run(
+        [*git, "hash-object", "-w", "--stdin"], input=planted["loose"].encode(), capture_output=True, check=True
+    )
     assert loose.stdout.strip()
-    subprocess.run([*git, "config", "remote.origin.url", f"https://u:{planted['config']}@example.invalid/r.git"], check=True)
+    subprocess.run(
+        [*git, "config", "remote.origin.url", f"https://u:{planted['config']}@example.invalid/r.git"], check=True
+    )
     subprocess.run([*git, "gc", "--quiet", "--prune=never"], check=True)  # packed: objects are compressed
     with (repo / ".git" / "logs" / "HEAD").open("a") as reflog:
         reflog.write(f"{'0' * 40} {'1' * 40} t <t@t> 0 +0000\tcheckout: {planted['reflog']}\n")
@@ -563,7 +624,9 @@ def test_the_redaction_helper_masks_urls_known_secrets_and_log_records(caplog):
     # uvicorn's access formatter unpacks record.args: a scrubbed record keeps them as a tuple.
     # Logged through a private logger: in a full run a uvicorn server started earlier in the worker may
     # have reconfigured "uvicorn.access" (level, propagation), and the record factory is the same for all.
-    logging.getLogger("control_api.test.access_format").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", f"/x?u=https://a:{token}@h", "1.1", 200)
+    logging.getLogger("control_api.test.access_format").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", f"/x?u=https://a:{token}@h", "1.1", 200
+    )
     access = caplog.records[-1]
     assert isinstance(access.args, tuple) and len(access.args) == 5 and access.args[2] == "/x?u=https://a:***@h"
     scanner = CanaryScanner({"helper": token})
@@ -613,10 +676,15 @@ def test_credentials_in_environment_vars_are_refused_without_echo(make_client, t
     bodies = []
     for name, value in cases.items():
         for extra in ({}, {"secret_env": {"OTHER": {"name": "s", "key": "k"}}}):
-            response = client.post("/mlops/deploy", json={
-                "script_content": b64("print(1)"), "model_name": "env-canary",
-                "environment_vars": {"GREETING": "hello", name: value}, **extra,
-            })
+            response = client.post(
+                "/mlops/deploy",
+                json={
+                    "script_content": b64("print(1)"),
+                    "model_name": "env-canary",
+                    "environment_vars": {"GREETING": "hello", name: value},
+                    **extra,
+                },
+            )
             error = assert_error_format(response, 422, "validation_error")
             assert any(d["field"] == "environment_vars" for d in error["details"]), error
             if name != "MULTI_LINE":
@@ -630,10 +698,14 @@ def test_credentials_in_environment_vars_are_refused_without_echo(make_client, t
     scanner.assert_clean()
     # The refusal cannot be dodged by the same name through secret_env's value side: a reference is
     # a name and a key, and anything else is refused.
-    response = client.post("/mlops/deploy", json={
-        "script_content": b64("print(1)"), "model_name": "env-canary",
-        "secret_env": {"DB_PASSWORD": {"name": "db", "key": "password", "value": cases["DB_PASSWORD"]}},
-    })
+    response = client.post(
+        "/mlops/deploy",
+        json={
+            "script_content": b64("print(1)"),
+            "model_name": "env-canary",
+            "secret_env": {"DB_PASSWORD": {"name": "db", "key": "password", "value": cases["DB_PASSWORD"]}},
+        },
+    )
     assert_error_format(response, 422, "validation_error")
     assert cases["DB_PASSWORD"] not in response.text
 
@@ -641,7 +713,9 @@ def test_credentials_in_environment_vars_are_refused_without_echo(make_client, t
 # ---- hostile remotes that echo whatever credentials they were sent ------------------------------------
 
 
-def test_hostile_remotes_echoing_credentials_leak_nothing(tmp_path, venv_cache, docker_client, caplog, capfd, monkeypatch):
+def test_hostile_remotes_echoing_credentials_leak_nothing(
+    tmp_path, venv_cache, docker_client, caplog, capfd, monkeypatch
+):
     """MLflow, the registry, git, Argo CD, Kubernetes and the forge all answer 401 and repeat the
     credentials they received in their error text. Status checks, a deploy and an undeploy go
     through every one of them; the echoed secrets must be masked everywhere."""
@@ -655,18 +729,24 @@ def test_hostile_remotes_echoing_credentials_leak_nothing(tmp_path, venv_cache, 
     scanner = CanaryScanner(canaries)
     bodies: list[tuple[str, str]] = []
     namespace = f"canary-{secrets.token_hex(4)}"
-    base = merge(canary_settings(canaries), {
-        "target": {"kind": "argocd", "ready_timeout_seconds": 10},
-        "mlflow": {"tracking_uri": f"http://mlflow-user:{canaries['mlflow.tracking_uri']}@{echo.host}"},
-        "registry": {"url": echo.host, "username": "canary-registry-user"},
-        "git": {"remote_url": f"http://x-access-token:{canaries['git.remote_url']}@{echo.host}/gitops.git"},
-        "forge": {"kind": "github", "api_url": echo.url, "repository": "o/r"},
-        "argocd": {"server_url": echo.url, "username": "admin"},
-        "kubernetes": {"api_url": echo.url},
-        "api": {"allowed_namespaces": [namespace], "default_namespace": namespace},
-        "auth": {"keys": [{"name": "canary-admin", "role": "admin", "key_hash": hash_key(canaries["api_key"])}],
-                 "rate_limit_per_minute": 6000, "rate_limit_burst": 1000},
-    })
+    base = merge(
+        canary_settings(canaries),
+        {
+            "target": {"kind": "argocd", "ready_timeout_seconds": 10},
+            "mlflow": {"tracking_uri": f"http://mlflow-user:{canaries['mlflow.tracking_uri']}@{echo.host}"},
+            "registry": {"url": echo.host, "username": "canary-registry-user"},
+            "git": {"remote_url": f"http://x-access-token:{canaries['git.remote_url']}@{echo.host}/gitops.git"},
+            "forge": {"kind": "github", "api_url": echo.url, "repository": "o/r"},
+            "argocd": {"server_url": echo.url, "username": "admin"},
+            "kubernetes": {"api_url": echo.url},
+            "api": {"allowed_namespaces": [namespace], "default_namespace": namespace},
+            "auth": {
+                "keys": [{"name": "canary-admin", "role": "admin", "key_hash": hash_key(canaries["api_key"])}],
+                "rate_limit_per_minute": 6000,
+                "rate_limit_burst": 1000,
+            },
+        },
+    )
     try:
         # Two apps on one data dir: Argo CD by static token, then by session login (the password).
         for mode, argocd in (("token", {}), ("session", {"token": None})):
@@ -678,12 +758,16 @@ def test_hostile_remotes_echoing_credentials_leak_nothing(tmp_path, venv_cache, 
                     assert status["components"][component]["status"] == "unhealthy", (mode, component, status)
                 assert "***" in json.dumps(status), status  # the echoes came back, masked
                 deployed = client.post("/mlops/deploy", json=deploy_request(f"echo-{mode}", namespace))
-                assert deployed.json()["status"] == "failed" and deployed.json()["error"]["step"] == "train", deployed.text
+                assert deployed.json()["status"] == "failed" and deployed.json()["error"]["step"] == "train", (
+                    deployed.text
+                )
                 # An undeploy reads the model's deploy history before it records anything, so the
                 # refusing remote answers the request itself.
                 undeploy = client.delete(f"/mlops/models/echo-{mode}/deployment", params={"namespace": namespace})
                 scanner.text("undeploy answer", undeploy.text)
-                assert undeploy.status_code >= 400 and undeploy.json()["error"]["code"] == "git_auth_failed", undeploy.text
+                assert undeploy.status_code >= 400 and undeploy.json()["error"]["code"] == "git_auth_failed", (
+                    undeploy.text
+                )
                 forge = client.app.state.services.forge
                 with pytest.raises(Exception) as refused:
                     forge.get_pull_request(1)
@@ -691,14 +775,19 @@ def test_hostile_remotes_echoing_credentials_leak_nothing(tmp_path, venv_cache, 
                 # A wrong key is refused without being repeated.
                 wrong = client.get("/mlops/deployments", headers={"X-API-Key": canaries["api_key"] + "-wrong"})
                 assert_error_format(wrong, 401)
-                client.read_everything(
-                    [deployed.json()["deployment_id"]], [f"echo-{mode}"], namespace
-                )
+                client.read_everything([deployed.json()["deployment_id"]], [f"echo-{mode}"], namespace)
             finally:
                 client.close()
         # The secrets really reached the hostile servers, so they had something to echo.
-        for label in ("registry.password", "git.token", "forge.token", "argocd.token", "argocd.password",
-                      "kubernetes.token", "mlflow.tracking_uri"):
+        for label in (
+            "registry.password",
+            "git.token",
+            "forge.token",
+            "argocd.token",
+            "argocd.password",
+            "kubernetes.token",
+            "mlflow.tracking_uri",
+        ):
             assert echo.saw(canaries[label]), f"{label} never reached the echo server"
     finally:
         echo.close()
@@ -722,26 +811,49 @@ def test_service_process_output_holds_no_canary(tmp_path, venv_cache, docker_cli
     namespace = "canary-process"
     data_dir = tmp_path / "data"
     env = {f"MLOPS_{path.replace('.', '__').upper()}": canaries[path] for path in secret_setting_paths()}
-    env.update({
-        "MLOPS_DATA_DIR": str(data_dir),
-        "MLOPS_TARGET__KIND": "argocd",
-        "MLOPS_TRAINING__VENV_CACHE_DIR": str(venv_cache),
-        "MLOPS_MLFLOW__TRACKING_URI": f"http://mlflow-user:{canaries['mlflow.tracking_uri']}@{echo.host}",
-        "MLOPS_REGISTRY__URL": echo.host, "MLOPS_REGISTRY__USERNAME": "canary-registry-user",
-        "MLOPS_GIT__REMOTE_URL": f"http://x-access-token:{canaries['git.remote_url']}@{echo.host}/gitops.git",
-        "MLOPS_FORGE__KIND": "github", "MLOPS_FORGE__API_URL": echo.url, "MLOPS_FORGE__REPOSITORY": "o/r",
-        "MLOPS_ARGOCD__SERVER_URL": echo.url, "MLOPS_ARGOCD__USERNAME": "admin",
-        "MLOPS_KUBERNETES__API_URL": echo.url,
-        "MLOPS_API__ALLOWED_NAMESPACES": json.dumps([namespace]), "MLOPS_API__DEFAULT_NAMESPACE": namespace,
-        "MLOPS_AUTH__KEYS": json.dumps([{"name": "canary-admin", "role": "admin", "key_hash": hash_key(canaries["api_key"])}]),
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    })
+    env.update(
+        {
+            "MLOPS_DATA_DIR": str(data_dir),
+            "MLOPS_TARGET__KIND": "argocd",
+            "MLOPS_TRAINING__VENV_CACHE_DIR": str(venv_cache),
+            "MLOPS_MLFLOW__TRACKING_URI": f"http://mlflow-user:{canaries['mlflow.tracking_uri']}@{echo.host}",
+            "MLOPS_REGISTRY__URL": echo.host,
+            "MLOPS_REGISTRY__USERNAME": "canary-registry-user",
+            "MLOPS_GIT__REMOTE_URL": f"http://x-access-token:{canaries['git.remote_url']}@{echo.host}/gitops.git",
+            "MLOPS_FORGE__KIND": "github",
+            "MLOPS_FORGE__API_URL": echo.url,
+            "MLOPS_FORGE__REPOSITORY": "o/r",
+            "MLOPS_ARGOCD__SERVER_URL": echo.url,
+            "MLOPS_ARGOCD__USERNAME": "admin",
+            "MLOPS_KUBERNETES__API_URL": echo.url,
+            "MLOPS_API__ALLOWED_NAMESPACES": json.dumps([namespace]),
+            "MLOPS_API__DEFAULT_NAMESPACE": namespace,
+            "MLOPS_AUTH__KEYS": json.dumps(
+                [{"name": "canary-admin", "role": "admin", "key_hash": hash_key(canaries["api_key"])}]
+            ),
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        }
+    )
     port = free_port()
     output = tmp_path / "service.log"
     with open(output, "wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "control_api", "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "debug"],
-            cwd=Path(__file__).resolve().parents[2], env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "control_api",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "debug",
+            ],
+            cwd=Path(__file__).resolve().parents[2],
+            env={**os.environ, **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     headers = {"X-API-Key": canaries["api_key"]}
@@ -801,7 +913,9 @@ def test_service_process_output_holds_no_canary(tmp_path, venv_cache, docker_cli
 # ---- the local target's own fetch of the GitOps repo ----------------------------------------------------
 
 
-def test_local_target_fetches_a_private_remote_without_keeping_its_credentials(tmp_path, venv_cache, kustomize_cmd, caplog, capfd):
+def test_local_target_fetches_a_private_remote_without_keeping_its_credentials(
+    tmp_path, venv_cache, kustomize_cmd, caplog, capfd
+):
     """The local target renders what the service committed by fetching the remote, like Argo CD's repo
     server. With a private https remote (token in the settings, another secret in the URL) neither
     may end up in its cache's git config nor in the error when the remote refuses."""
@@ -816,15 +930,28 @@ def test_local_target_fetches_a_private_remote_without_keeping_its_credentials(t
     git_server = GitHttpServer(tmp_path / "git-server", canaries["git.token"])
     git_server.mode = "private"
     data_dir = tmp_path / "data"
-    services = Services(make_settings(data_dir, venv_cache, target={"kind": "local"}, git={
-        "remote_url": git_server.url("x-access-token", canaries["git.remote_url"]), "token": canaries["git.token"],
-    }))
+    services = Services(
+        make_settings(
+            data_dir,
+            venv_cache,
+            target={"kind": "local"},
+            git={
+                "remote_url": git_server.url("x-access-token", canaries["git.remote_url"]),
+                "token": canaries["git.token"],
+            },
+        )
+    )
     try:
         app = app_ref("canary-ns", "canary-local")
-        commit = services.gitops.commit(CommitRequest(
-            files={f"{app.path}/kustomization.yaml": b"resources: []\n"}, replace_dirs=(app.path,), delete_paths=(),
-            subject="deploy canary-local v1", trailers={"Model-Name": "canary-local"},
-        ))
+        commit = services.gitops.commit(
+            CommitRequest(
+                files={f"{app.path}/kustomization.yaml": b"resources: []\n"},
+                replace_dirs=(app.path,),
+                delete_paths=(),
+                subject="deploy canary-local v1",
+                trailers={"Model-Name": "canary-local"},
+            )
+        )
         # Rendered (so fetched through the credential helper) and found to hold no Deployment.
         with pytest.raises(SyncFailed, match="describes no Deployment"):
             services.target.sync(app, commit.sha, lambda line: None)
@@ -852,13 +979,26 @@ def simulated_cluster(tmp_path, contracts_dir, kustomize_cmd, docker_client):
     def start(*, namespace: str, source_repo: str, secrets_data: dict[str, dict[str, str]], **credentials: str):
         """Argo CD (``token``, ``password``) and a Docker-kubelet cluster (``kubernetes_token``) with the
         namespace and the Secrets an operator would have created there."""
-        sim = Simulator(DockerKubelet(docker_client), work_dir=tmp_path / "simulator", kustomize_cmd=kustomize_cmd,
-                        contracts_dir=contracts_dir, namespaces=[namespace], source_repos=[source_repo], **credentials)
+        sim = Simulator(
+            DockerKubelet(docker_client),
+            work_dir=tmp_path / "simulator",
+            kustomize_cmd=kustomize_cmd,
+            contracts_dir=contracts_dir,
+            namespaces=[namespace],
+            source_repos=[source_repo],
+            **credentials,
+        )
         made["simulator"] = sim
         for name, data in secrets_data.items():
-            sim.cluster.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                               "metadata": {"name": name, "namespace": namespace},
-                               "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}})
+            sim.cluster.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "type": "Opaque",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+                }
+            )
         sim.start()
         return sim, sim
 
@@ -899,29 +1039,40 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
     mlflow_server = MlflowServer(tmp_path / "mlflow-server")
     # Argo CD takes the session route (password); the simulator's Kubernetes API wants the canary token.
     server, simulator = start_cluster(
-        namespace=namespace, source_repo=f"http://127.0.0.1:{git_server.port}/gitops.git",
+        namespace=namespace,
+        source_repo=f"http://127.0.0.1:{git_server.port}/gitops.git",
         secrets_data={"model-secrets": {"api-token": canaries["secret_env value"]}},
-        token=secrets.token_hex(8), password=canaries["argocd.password"], kubernetes_token=canaries["kubernetes.token"],
+        token=secrets.token_hex(8),
+        password=canaries["argocd.password"],
+        kubernetes_token=canaries["kubernetes.token"],
     )
-    settings_values = merge(canary_settings(canaries), {
-        "target": {"kind": "argocd", "ready_timeout_seconds": 120},
-        "mlflow": {"tracking_uri": mlflow_server.uri("mlflow-user", canaries["mlflow.tracking_uri"])},
-        "registry": {"url": echo.host, "repository_prefix": "mlops-canary", "username": "canary-registry-user"},
-        "build": {"base_image": base_image},
-        "git": {"remote_url": git_server.url("x-access-token", canaries["git.remote_url"])},
-        "argocd": {"server_url": server.argocd_url, "username": "admin", "token": None},
-        "kubernetes": {"api_url": server.kubernetes_url},
-        "api": {"allowed_namespaces": [namespace], "default_namespace": namespace},
-        "auth": {"keys": [{"name": "canary-admin", "role": "admin", "key_hash": hash_key(canaries["api_key"])}],
-                 "rate_limit_per_minute": 6000, "rate_limit_burst": 1000},
-    })
+    settings_values = merge(
+        canary_settings(canaries),
+        {
+            "target": {"kind": "argocd", "ready_timeout_seconds": 120},
+            "mlflow": {"tracking_uri": mlflow_server.uri("mlflow-user", canaries["mlflow.tracking_uri"])},
+            "registry": {"url": echo.host, "repository_prefix": "mlops-canary", "username": "canary-registry-user"},
+            "build": {"base_image": base_image},
+            "git": {"remote_url": git_server.url("x-access-token", canaries["git.remote_url"])},
+            "argocd": {"server_url": server.argocd_url, "username": "admin", "token": None},
+            "kubernetes": {"api_url": server.kubernetes_url},
+            "api": {"allowed_namespaces": [namespace], "default_namespace": namespace},
+            "auth": {
+                "keys": [{"name": "canary-admin", "role": "admin", "key_hash": hash_key(canaries["api_key"])}],
+                "rate_limit_per_minute": 6000,
+                "rate_limit_burst": 1000,
+            },
+        },
+    )
     clients: list[RecordingClient] = []
 
     def app(**overrides: Any) -> RecordingClient:
         for client in clients:
             client.close()
         clients.clear()
-        client = RecordingClient(make_settings(data_dir, venv_cache, **merge(settings_values, overrides)), canaries["api_key"], bodies)
+        client = RecordingClient(
+            make_settings(data_dir, venv_cache, **merge(settings_values, overrides)), canaries["api_key"], bodies
+        )
         clients.append(client)
         return client
 
@@ -955,13 +1106,22 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
         assert "env MLFLOW_TRACKING_URI=http://mlflow-user" not in events, events[-3000:]
         overlay = subprocess.run(
             ["git", "--git-dir", str(git_server.bare), "show", f"main:apps/{namespace}/{model}/deployment-patch.yaml"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         # secret_env is committed as a reference to the Secret, never as a value.
-        env = [entry for doc in YAML(typ="safe").load_all(overlay) if doc
-               for container in doc["spec"]["template"]["spec"]["containers"] for entry in container.get("env") or []]
+        env = [
+            entry
+            for doc in YAML(typ="safe").load_all(overlay)
+            if doc
+            for container in doc["spec"]["template"]["spec"]["containers"]
+            for entry in container.get("env") or []
+        ]
         token_env = [entry for entry in env if entry["name"] == "MODEL_API_TOKEN"]
-        assert token_env == [{"name": "MODEL_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "model-secrets", "key": "api-token"}}}], env
+        assert token_env == [
+            {"name": "MODEL_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "model-secrets", "key": "api-token"}}}
+        ], env
         repo_url = simulator.get_application(f"{namespace}--{model}")["spec"]["source"]["repoURL"]
         assert repo_url == f"http://127.0.0.1:{git_server.port}/gitops.git", repo_url  # no credentials in it
 
@@ -988,8 +1148,12 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
 
         outputs = client.app.state.services.journal.get(served["deployment_id"]).outputs
         for reference in (outputs["local_image"], outputs["image_uri"], outputs["runtime_image"]):
-            inspect = subprocess.run(["docker", "image", "inspect", reference], capture_output=True, text=True, check=True)
-            history = subprocess.run(["docker", "image", "history", "--no-trunc", reference], capture_output=True, text=True, check=True)
+            inspect = subprocess.run(
+                ["docker", "image", "inspect", reference], capture_output=True, text=True, check=True
+            )
+            history = subprocess.run(
+                ["docker", "image", "history", "--no-trunc", reference], capture_output=True, text=True, check=True
+            )
             scanner.text(f"docker image inspect {reference}", inspect.stdout)
             scanner.text(f"docker image history {reference}", history.stdout)
     finally:

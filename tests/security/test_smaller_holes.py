@@ -40,7 +40,10 @@ def test_default_experiment_lives_under_the_artifact_root(tmp_path):
     from mlflow.tracking import MlflowClient
 
     MlflowClient(tracking_uri=f"sqlite:///{old}").search_experiments()
-    assert sqlite3.connect(old).execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0").fetchone()[0] != f"{root}/0"
+    assert (
+        sqlite3.connect(old).execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0").fetchone()[0]
+        != f"{root}/0"
+    )
     opened = MlflowGateway(f"sqlite:///{old}", None, root)
     location = opened.client.get_experiment("0").artifact_location
     assert location == f"{root}/0" and Path(location.removeprefix("file://")).is_absolute()

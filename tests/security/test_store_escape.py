@@ -55,7 +55,9 @@ def snapshot(folder: Path) -> dict[str, tuple]:
     entries: dict[str, tuple] = {}
     for path in [folder, *sorted(folder.rglob("*"))]:
         st = os.lstat(path)
-        content = path.read_bytes() if stat.S_ISREG(st.st_mode) else os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        content = (
+            path.read_bytes() if stat.S_ISREG(st.st_mode) else os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        )
         entries[str(path.relative_to(folder))] = (st.st_mode, st.st_uid, st.st_gid, content)
     return entries
 
@@ -109,7 +111,8 @@ def test_artifact_location_edit_does_not_open_a_host_folder(service, canary):
     database, _ = store_paths(service)
     before = snapshot(canary)
     attack = deploy(
-        service, "victim-location",
+        service,
+        "victim-location",
         attack_script(
             "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
             f"({str(canary)!r}, os.environ['MLFLOW_EXPERIMENT_ID'])",
@@ -127,7 +130,8 @@ def test_dot_experiment_symlink_swap_does_not_open_a_host_folder(service, canary
     before = snapshot(canary)
     first = deploy(service, "victim-swap", ECHO_MODEL)
     assert first["status"] == "registered", first
-    swap = """
+    swap = (
+        """
 import os
 root, victim, canary = os.environ["ATTACK_ROOT"], os.environ["ATTACK_VICTIM"], os.environ["ATTACK_CANARY"]
 try:
@@ -136,13 +140,20 @@ try:
     print("STORE FOLDER SWAPPED", flush=True)
 except OSError as exc:
     print("store out of reach:", type(exc).__name__, exc, flush=True)
-""" + ECHO_MODEL
+"""
+        + ECHO_MODEL
+    )
     attack_env = {"ATTACK_ROOT": str(artifacts), "ATTACK_VICTIM": "victim-swap", "ATTACK_CANARY": str(canary)}
     for experiment in (".", "attacker"):
-        response = service.post("/mlops/deploy", json={
-            "model_name": "attacker", "experiment_name": experiment, "script_content": script(swap),
-            "environment_vars": attack_env,
-        })
+        response = service.post(
+            "/mlops/deploy",
+            json={
+                "model_name": "attacker",
+                "experiment_name": experiment,
+                "script_content": script(swap),
+                "environment_vars": attack_env,
+            },
+        )
         assert response.status_code in (200, 422), response.text
         if response.status_code == 200:
             assert_attack_ran(service, response.json())
@@ -155,8 +166,11 @@ def test_run_artifact_uri_edit_does_not_make_the_service_write_there(service, ca
     database, _ = store_paths(service)
     before = snapshot(canary)
     attack = deploy(
-        service, "victim-run",
-        attack_script("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", f"({str(canary)!r}, os.environ['MLFLOW_RUN_ID'])"),
+        service,
+        "victim-run",
+        attack_script(
+            "UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", f"({str(canary)!r}, os.environ['MLFLOW_RUN_ID'])"
+        ),
         environment_vars={"ATTACK_DB": str(database)},
     )
     assert_attack_ran(service, attack)
@@ -165,7 +179,9 @@ def test_run_artifact_uri_edit_does_not_make_the_service_write_there(service, ca
 
 @pytest.mark.parametrize("name", [".", "..", " . ", "./..", "a/../..", "/etc"])
 def test_experiment_names_that_are_paths_are_refused(client, name):
-    response = client.post("/mlops/deploy", json={"model_name": "named", "experiment_name": name, "script_content": script(ECHO_MODEL)})
+    response = client.post(
+        "/mlops/deploy", json={"model_name": "named", "experiment_name": name, "script_content": script(ECHO_MODEL)}
+    )
     error = assert_error_format(response, 422)
     assert "experiment_name" in str(error["details"]), error
     assert client.app.state.services.mlflow.client.get_experiment_by_name(name) is None

@@ -138,7 +138,9 @@ def test_the_socket_folder_is_fresh_and_removed(store):
     gateway, experiment_id, run_id, _, _ = store
     door = TrackingDoor(gateway, run_id, experiment_id, max_artifact_bytes=MAX_ARTIFACT_BYTES)
     folder = new_socket_dir()
-    with open_door(door, socket_dir=folder, owner=(os.getuid() + 1, os.getgid() + 1) if os.getuid() == 0 else None) as opened:
+    with open_door(
+        door, socket_dir=folder, owner=(os.getuid() + 1, os.getgid() + 1) if os.getuid() == 0 else None
+    ) as opened:
         assert opened.socket_path == folder / "tracking.sock"
         assert oct(folder.stat().st_mode & 0o777) == oct(0o711)
         assert oct(opened.socket_path.stat().st_mode & 0o777) == oct(0o600)

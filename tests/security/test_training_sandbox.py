@@ -46,8 +46,11 @@ FIRST_UID = Settings().training.sandbox_uid_first
 
 def require_sandbox() -> None:
     availability = sandboxing.probe()
-    require(availability.available, f"the training sandbox ({availability.reason})",
-            "run the tests as root on a machine where `unshare --pid --mount --net` works")
+    require(
+        availability.available,
+        f"the training sandbox ({availability.reason})",
+        "run the tests as root on a machine where `unshare --pid --mount --net` works",
+    )
 
 
 class FakeDockerSocket:
@@ -74,7 +77,7 @@ class FakeDockerSocket:
                     conn.recv(4096)
                 except OSError:
                     pass
-                conn.sendall(f"HTTP/1.0 200 OK\r\n\r\n{{\"ApiVersion\": \"1.45\", \"token\": \"{CANARY}\"}}".encode())
+                conn.sendall(f'HTTP/1.0 200 OK\r\n\r\n{{"ApiVersion": "1.45", "token": "{CANARY}"}}'.encode())
 
     def close(self) -> None:
         self.sock.close()
@@ -99,7 +102,9 @@ def box(tmp_path_factory, venv_cache):
     data = base / "data"
     data.mkdir()
     key_hash = hashlib.sha256(API_KEY.encode()).hexdigest()
-    (data / "api-keys.json").write_text(json.dumps([{"name": "sandbox-test", "role": "admin", "key_hash": f"sha256:{key_hash}"}]))
+    (data / "api-keys.json").write_text(
+        json.dumps([{"name": "sandbox-test", "role": "admin", "key_hash": f"sha256:{key_hash}"}])
+    )
     (data / "api-keys.json").chmod(0o600)
     docker = FakeDockerSocket(base / "docker.sock")
     env = {
@@ -130,7 +135,9 @@ def box(tmp_path_factory, venv_cache):
 
 def deploy(service: ServiceProcess, model_name: str, body: str) -> dict:
     response = httpx.post(
-        f"{service.url}/mlops/deploy", headers=HEADERS, timeout=600,
+        f"{service.url}/mlops/deploy",
+        headers=HEADERS,
+        timeout=600,
         json={"model_name": model_name, "script_content": script(body)},
     )
     assert response.status_code == 200, response.text
@@ -167,7 +174,10 @@ def test_status_reports_the_sandbox(box):
 
 
 def test_fork_bomb_meets_the_process_limit(box):
-    body = deploy(box, "fork-bomb", """
+    body = deploy(
+        box,
+        "fork-bomb",
+        """
         import os, sys, time
         children = 0
         try:
@@ -180,7 +190,8 @@ def test_fork_bomb_meets_the_process_limit(box):
             print(f"forked {children} children", flush=True)
         print("NO PROCESS LIMIT", flush=True)
         sys.exit(3)
-    """)
+    """,
+    )
     message = assert_failed_in_train(body, "training_failed")
     assert "process limit: at most 48 processes" in message, message
     assert "Resource temporarily unavailable" in message, message
@@ -191,14 +202,18 @@ def test_fork_bomb_meets_the_process_limit(box):
 
 
 def test_memory_hog_is_stopped_by_the_memory_limit(box):
-    body = deploy(box, "memory-hog", """
+    body = deploy(
+        box,
+        "memory-hog",
+        """
         import sys
         hog = []
         for _ in range(64):  # up to 4 GiB of (untouched) memory, 64 MiB at a time
             hog.append(bytes(64 * 2**20))
         print("NO MEMORY LIMIT", flush=True)
         sys.exit(3)
-    """)
+    """,
+    )
     message = assert_failed_in_train(body, "training_failed")
     assert "ran out of memory: the limit is 1.5 GiB of address space" in message, message
     assert "MemoryError" in message
@@ -206,7 +221,10 @@ def test_memory_hog_is_stopped_by_the_memory_limit(box):
 
 
 def test_huge_file_meets_the_file_size_limit(box):
-    body = deploy(box, "huge-file", """
+    body = deploy(
+        box,
+        "huge-file",
+        """
         import sys
         with open("huge.bin", "wb") as f:
             for _ in range(64):  # 64 MiB
@@ -214,7 +232,8 @@ def test_huge_file_meets_the_file_size_limit(box):
                 f.flush()
         print("NO FILE SIZE LIMIT", flush=True)
         sys.exit(3)
-    """)
+    """,
+    )
     message = assert_failed_in_train(body, "training_failed")
     assert "file size limit: no file may exceed 16 MiB" in message, message
     assert "File too large" in message
@@ -224,7 +243,10 @@ def test_huge_file_meets_the_file_size_limit(box):
 
 
 def test_many_files_fill_only_the_working_folder(box):
-    body = deploy(box, "many-files", """
+    body = deploy(
+        box,
+        "many-files",
+        """
         import os, sys
         written = 0
         try:
@@ -238,7 +260,8 @@ def test_many_files_fill_only_the_working_folder(box):
             print("wrote", written // 2**20, "MiB", flush=True)
         print("NO WORKING FOLDER LIMIT", flush=True)
         sys.exit(3)
-    """)
+    """,
+    )
     message = assert_failed_in_train(body, "training_failed")
     assert "filled its working folder: at most 40 MiB" in message, message
     stdout, _ = outputs(box, body)
@@ -258,7 +281,10 @@ def test_credentials_the_service_environment_and_network_are_out_of_reach(box):
         Path(f"/proc/{box.proc.pid}/environ"),
     ]
     sockets = [box.base / "docker.sock", Path("/var/run/docker.sock")]
-    body = deploy(box, "thief", f"""
+    body = deploy(
+        box,
+        "thief",
+        f"""
         import os, re, socket, sys
         pattern = re.compile(rb"CANARY-[0-9a-f]{{32}}")
         print("SCRIPT RAN as uid", os.getuid(), "in", os.getcwd(), flush=True)
@@ -297,7 +323,8 @@ def test_credentials_the_service_environment_and_network_are_out_of_reach(box):
                     pass
         for found in pattern.findall("\\n".join(f"{{k}}={{v}}" for k, v in os.environ.items()).encode()):
             print("FOUND in my environment", found, flush=True)
-    """)
+    """,
+    )
     message = assert_failed_in_train(body, "no_model_logged")
     stdout, stderr = outputs(box, body)
     # Control: the script ran, as a sandbox uid, and could read its own file.
@@ -342,7 +369,10 @@ def _gone(marker: str, grace: float = 10.0) -> bool:
 
 def test_detached_child_dies_with_the_script(box):
     marker = "detached-" + secrets.token_hex(8)
-    body = deploy(box, "detached", f"""
+    body = deploy(
+        box,
+        "detached",
+        f"""
         import os, sys, time
         if os.fork() == 0:
             os.setsid()  # a new session: out of the script's process group
@@ -355,7 +385,8 @@ def test_detached_child_dies_with_the_script(box):
             time.sleep(0.05)
         print("grandchild detached and alive", flush=True)
         sys.exit(1)
-    """)
+    """,
+    )
     try:
         assert_failed_in_train(body, "training_failed")
         stdout, _ = outputs(box, body)
@@ -368,7 +399,10 @@ def test_detached_child_dies_with_the_script(box):
 
 
 def test_after_the_hostile_scripts_a_normal_deploy_registers(box):
-    body = deploy(box, "normal-after-hostile", """
+    body = deploy(
+        box,
+        "normal-after-hostile",
+        """
         import mlflow
 
         class Echo(mlflow.pyfunc.PythonModel):
@@ -378,7 +412,8 @@ def test_after_the_hostile_scripts_a_normal_deploy_registers(box):
         with mlflow.start_run():
             mlflow.log_param("kind", "echo")
             mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
-    """)
+    """,
+    )
     assert body["status"] == "registered", body
     assert body["model_version"] == "1"
     # The script logged the model through its tracking door: the service wrote it into the store.
@@ -393,10 +428,16 @@ def test_after_the_hostile_scripts_a_normal_deploy_registers(box):
 def test_infinite_loop_times_out_and_is_killed(make_client):
     require_sandbox()
     client = make_client(training={"timeout_seconds": 2, "sandbox": "required"})
-    body = client.post("/mlops/deploy", json={"model_name": "spin", "script_content": script("""
+    body = client.post(
+        "/mlops/deploy",
+        json={
+            "model_name": "spin",
+            "script_content": script("""
         while True:
             pass
-    """)}).json()
+    """),
+        },
+    ).json()
     message = assert_failed_in_train(body, "training_timeout")
     assert "within 2 s" in message
     run_id = body["error"]["details"]["run_id"] if body["error"].get("details") else None
@@ -410,14 +451,20 @@ def test_infinite_loop_times_out_and_is_killed(make_client):
 def test_training_dies_with_the_service(box):
     """Last: SIGKILL the service in the middle of a training; nothing of the script may survive it."""
     response = httpx.post(
-        f"{box.url}/mlops/deploy", params={"wait": "false"}, headers=HEADERS, timeout=60,
-        json={"model_name": "orphan", "script_content": script("""
+        f"{box.url}/mlops/deploy",
+        params={"wait": "false"},
+        headers=HEADERS,
+        timeout=60,
+        json={
+            "model_name": "orphan",
+            "script_content": script("""
             import os, time
             if os.fork() == 0:
                 os.setsid()
                 time.sleep(600)
             time.sleep(600)
-        """)},
+        """),
+        },
     )
     assert response.status_code in (200, 202), response.text
     marker = f"/work/{response.json()['deployment_id']}/"
@@ -435,7 +482,9 @@ UNAVAILABLE = sandboxing.Availability(False, "test: namespaces refused")
 def test_required_sandbox_that_cannot_work_refuses_to_train(make_client, monkeypatch):
     monkeypatch.setattr(sandboxing, "_probe_result", UNAVAILABLE)
     client = make_client(training={"sandbox": "required"})
-    body = client.post("/mlops/deploy", json={"model_name": "no-sandbox", "script_content": script("print('ran')\n")}).json()
+    body = client.post(
+        "/mlops/deploy", json={"model_name": "no-sandbox", "script_content": script("print('ran')\n")}
+    ).json()
     message = assert_failed_in_train(body, "training_sandbox_unavailable")
     assert "test: namespaces refused" in message and "MLOPS_TRAINING__SANDBOX=auto" in message
     # Refused before anything was created: no experiment, no run, no working directory.
@@ -451,12 +500,20 @@ def test_required_sandbox_that_cannot_work_refuses_to_train(make_client, monkeyp
 def test_auto_without_a_sandbox_degrades_and_says_so(make_client, monkeypatch):
     monkeypatch.setattr(sandboxing, "_probe_result", UNAVAILABLE)
     client = make_client(training={"sandbox": "auto"})
-    body = client.post("/mlops/deploy", json={"model_name": "degraded", "script_content": script("""
+    body = client.post(
+        "/mlops/deploy",
+        json={
+            "model_name": "degraded",
+            "script_content": script("""
         import os
         print("ran as uid", os.getuid(), flush=True)
-    """)}).json()
+    """),
+        },
+    ).json()
     assert_failed_in_train(body, "no_model_logged")
-    lines = [e["data"]["line"] for e in client.app.state.services.journal.events(body["deployment_id"]) if e["type"] == "log"]
+    lines = [
+        e["data"]["line"] for e in client.app.state.services.journal.events(body["deployment_id"]) if e["type"] == "log"
+    ]
     assert any(line.startswith("training sandbox unavailable (test: namespaces refused)") for line in lines), lines
     assert f"ran as uid {os.getuid()}" in lines
     component = client.get("/mlops/status").json()["components"]["training_sandbox"]

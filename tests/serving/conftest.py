@@ -25,10 +25,17 @@ def iris_model_dirs(tmp_path_factory) -> dict[str, Path]:
         "pipeline": log_iris_model(workdir, "pipeline", "iris-pipeline"),
     }
     for kind, model_dir in dirs.items():
-        (model_dir / "mlops-model.json").write_text(json.dumps({
-            "model_name": f"iris-{kind}", "model_version": "1", "run_id": f"run-{kind}",
-            "model_uri": f"models:/iris-{kind}/1", "mlflow_uri": "sqlite:///test.db",
-        }))
+        (model_dir / "mlops-model.json").write_text(
+            json.dumps(
+                {
+                    "model_name": f"iris-{kind}",
+                    "model_version": "1",
+                    "run_id": f"run-{kind}",
+                    "model_uri": f"models:/iris-{kind}/1",
+                    "mlflow_uri": "sqlite:///test.db",
+                }
+            )
+        )
     return dirs
 
 

@@ -81,14 +81,18 @@ def log_custom_pyfunc_model(workdir: Path) -> Path:
         def predict(self, context, model_input, params=None):
             return (model_input["petal length (cm)"] / model_input["petal width (cm)"]).round(6)
 
-    example = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=["sepal length (cm)", "sepal width (cm)",
-                                                             "petal length (cm)", "petal width (cm)"])
+    example = pd.DataFrame(
+        [[5.1, 3.5, 1.4, 0.2]],
+        columns=["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
+    )
     use_store(workdir, "serving-tests-custom")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run():
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=PetalRatio(), input_example=example,
+                name="model",
+                python_model=PetalRatio(),
+                input_example=example,
                 signature=infer_signature(example, PetalRatio().predict(None, example)),
                 pip_requirements=pinned_requirements(),
             )

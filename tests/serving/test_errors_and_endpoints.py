@@ -22,10 +22,20 @@ BAD_BODIES = [
     ("boolean-value", b'{"inputs": [[1, 2, true, 4]]}', 422, "invalid_type"),
     ("null-value", b'{"inputs": [[1, 2, null, 4]]}', 422, "invalid_type"),
     ("nested-value", b'{"inputs": [[1, 2, [3], 4]]}', 422, "invalid_type"),
-    ("unknown-column", b'{"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": [[1, 2, 3, 4]]}}', 422, "invalid_columns"),
+    (
+        "unknown-column",
+        b'{"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": [[1, 2, 3, 4]]}}',
+        422,
+        "invalid_columns",
+    ),
     ("missing-record-key", b'{"dataframe_records": [{"sepal length (cm)": 1}]}', 422, "invalid_columns"),
-    ("uneven-columns", b'{"inputs": {"sepal length (cm)": [1, 2], "sepal width (cm)": [1], '
-                       b'"petal length (cm)": [1], "petal width (cm)": [1]}}', 422, "invalid_shape"),
+    (
+        "uneven-columns",
+        b'{"inputs": {"sepal length (cm)": [1, 2], "sepal width (cm)": [1], '
+        b'"petal length (cm)": [1], "petal width (cm)": [1]}}',
+        422,
+        "invalid_shape",
+    ),
     ("mixed-rows", b'{"inputs": [[1, 2, 3, 4], 5]}', 422, "invalid_shape"),
 ]
 

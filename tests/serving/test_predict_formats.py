@@ -27,8 +27,11 @@ def bodies(rows):
         ("instances-rows", "/predict", {"instances": rows}),
         ("instances-records", "/predict", {"instances": records(rows)}),
         ("dataframe_split", "/predict", {"dataframe_split": {"columns": COLUMNS, "data": rows}}),
-        ("dataframe_split-reordered", "/predict", {"dataframe_split": {
-            "columns": reversed_columns, "data": [list(reversed(r)) for r in rows]}}),
+        (
+            "dataframe_split-reordered",
+            "/predict",
+            {"dataframe_split": {"columns": reversed_columns, "data": [list(reversed(r)) for r in rows]}},
+        ),
         ("dataframe_records", "/predict", {"dataframe_records": records(rows)}),
         ("batch-inputs", "/predict/batch", {"inputs": rows}),
         ("batch-records", "/predict/batch", {"dataframe_records": records(rows)}),

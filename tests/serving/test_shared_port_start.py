@@ -22,9 +22,17 @@ def free_port() -> int:
 
 
 def start(model_dir, port: int) -> subprocess.Popen:
-    env = {**os.environ, "MODEL_DIR": str(model_dir), "HOST": "127.0.0.1", "PORT": str(port), "REUSE_PORT": "1",
-           "PYTHONPATH": str(SERVING_TEMPLATE)}
-    return subprocess.Popen([sys.executable, "-m", "model_server"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "MODEL_DIR": str(model_dir),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "REUSE_PORT": "1",
+        "PYTHONPATH": str(SERVING_TEMPLATE),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "model_server"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def test_the_first_answer_on_a_shared_port_is_from_a_loaded_model(iris_model_dirs):

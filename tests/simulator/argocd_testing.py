@@ -34,20 +34,37 @@ def model_files(image_ref: str, *, with_service: bool = True) -> dict[str, dict]
     labels = {"app.kubernetes.io/name": APP}
     files = {
         "deployment.yaml": {
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": APP, "labels": labels},
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                         {"name": "server", "image": image_ref, "ports": [{"name": "http", "containerPort": 8080}]}]}}},
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": APP, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {"name": "server", "image": image_ref, "ports": [{"name": "http", "containerPort": 8080}]}
+                        ]
+                    },
+                },
+            },
         },
         "service.yaml": {
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": APP, "labels": labels},
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": APP, "labels": labels},
             "spec": {"type": "LoadBalancer", "selector": labels, "ports": [{"port": 80, "targetPort": "http"}]},
         },
     }
     if not with_service:
         del files["service.yaml"]
-    files["kustomization.yaml"] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                                   "namespace": NAMESPACE, "resources": sorted(f for f in files if f != "kustomization.yaml")}
+    files["kustomization.yaml"] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": NAMESPACE,
+        "resources": sorted(f for f in files if f != "kustomization.yaml"),
+    }
     return files
 
 
@@ -83,8 +100,9 @@ class GitOpsRepo:
         return subprocess.run(["git", *args], cwd=self.work, check=True, capture_output=True, text=True).stdout
 
 
-def application(repo_url: str, *, automated: bool = False, project: str = PROJECT, namespace: str = NAMESPACE,
-                **metadata: Any) -> dict:
+def application(
+    repo_url: str, *, automated: bool = False, project: str = PROJECT, namespace: str = NAMESPACE, **metadata: Any
+) -> dict:
     spec: dict[str, Any] = {
         "project": project,
         "source": {"repoURL": repo_url, "path": APP_PATH, "targetRevision": "main"},
@@ -92,12 +110,17 @@ def application(repo_url: str, *, automated: bool = False, project: str = PROJEC
     }
     if automated:
         spec["syncPolicy"] = {"automated": {"prune": True, "selfHeal": True}}
-    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": {"name": APP, "namespace": "argocd", **metadata}, "spec": spec}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": APP, "namespace": "argocd", **metadata},
+        "spec": spec,
+    }
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0,
-             last_seen: Callable[[], Any] | None = None) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], what: str, timeout: float = 60.0, last_seen: Callable[[], Any] | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -120,8 +143,13 @@ class Sim:
 
     def client(self, token: str | None = DEFAULT_TOKEN, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.server.url, headers=headers, timeout=30,
-                            verify=ssl.create_default_context(cafile=str(self.server.ca_path)) if self.server.ca_path else True, **kwargs)
+        return httpx.Client(
+            base_url=self.server.url,
+            headers=headers,
+            timeout=30,
+            verify=ssl.create_default_context(cafile=str(self.server.ca_path)) if self.server.ca_path else True,
+            **kwargs,
+        )
 
     def app(self, **params: Any) -> httpx.Response:
         return self.api.get(f"/api/v1/applications/{APP}", params=params)
@@ -138,6 +166,7 @@ class Sim:
 
     def wait_operation(self, revision: str | None = None, timeout: float = 60.0) -> dict:
         """Until the last operation finished (and was for ``revision`` when given); returns the app."""
+
         def finished() -> dict | None:
             body = self.app().json()
             state = (body.get("status") or {}).get("operationState") or {}
@@ -146,10 +175,12 @@ class Sim:
             if revision and (state.get("syncResult") or {}).get("revision") != revision:
                 return None
             return body
+
         return wait_for(finished, f"the operation on {APP} to finish", timeout)
 
-    def wait_reconciled(self, revision: str, *, sync: str = "Synced", health: str | None = "Healthy",
-                        timeout: float = 60.0) -> dict:
+    def wait_reconciled(
+        self, revision: str, *, sync: str = "Synced", health: str | None = "Healthy", timeout: float = 60.0
+    ) -> dict:
         """Until status.sync (and health) describe ``revision``, as ``argocd app wait`` decides."""
         last: dict = {}
 
@@ -158,25 +189,41 @@ class Sim:
             last["status"] = body.get("status")
             status = body.get("status") or {}
             state = status.get("operationState") or {}
-            if body.get("operation") or not state.get("finishedAt") or status.get("reconciledAt", "") < state["finishedAt"]:
+            if (
+                body.get("operation")
+                or not state.get("finishedAt")
+                or status.get("reconciledAt", "") < state["finishedAt"]
+            ):
                 return None
             if (status.get("sync") or {}).get("revision") != revision or status["sync"].get("status") != sync:
                 return None
             if health and (status.get("health") or {}).get("status") != health:
                 return None
             return body
+
         return wait_for(done, f"{APP} to be {sync}/{health} at {revision[:8]}", timeout, lambda: last)
 
 
-def start_sim(tmp_path: Path, contracts_dir: Path, kustomize_cmd: list[str], *, tls: bool = False,
-              projects: list[dict] | None = None, **argocd_options: Any) -> Sim:
+def start_sim(
+    tmp_path: Path,
+    contracts_dir: Path,
+    kustomize_cmd: list[str],
+    *,
+    tls: bool = False,
+    projects: list[dict] | None = None,
+    **argocd_options: Any,
+) -> Sim:
     repo = GitOpsRepo(tmp_path)
     checker = ContractChecker(contracts_dir)
     cluster = Cluster(FakeKubelet(), checker=checker)
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    argocd = ArgoCD(cluster, work_dir=tmp_path / "argocd", kustomize_cmd=kustomize_cmd,
-                    projects=projects if projects is not None else projects_from_file(source_repos=[repo.url]),
-                    **argocd_options)
+    argocd = ArgoCD(
+        cluster,
+        work_dir=tmp_path / "argocd",
+        kustomize_cmd=kustomize_cmd,
+        projects=projects if projects is not None else projects_from_file(source_repos=[repo.url]),
+        **argocd_options,
+    )
     server = ArgoServer(argocd, checker, tls=tls).start()
     sim = Sim(repo, cluster, argocd, server, checker, api=None)  # type: ignore[arg-type]
     sim.api = sim.client()

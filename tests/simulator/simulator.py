@@ -39,15 +39,25 @@ class Simulator:
         self.argocd_token = argocd_options.get("token", ARGOCD_TOKEN)
         self.kubernetes_token = kubernetes_token
         self.checker = ContractChecker(contracts_dir)
-        self.cluster = Cluster(kubelet, checker=self.checker, controller_period=controller_period,
-                               progress_deadline_scale=progress_deadline_scale)
+        self.cluster = Cluster(
+            kubelet,
+            checker=self.checker,
+            controller_period=controller_period,
+            progress_deadline_scale=progress_deadline_scale,
+        )
         self.kube_server: KubeServer | None = None
         self.argo_server: ArgoServer | None = None
         try:
             for namespace in namespaces:
                 self.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-            self.argocd = ArgoCD(self.cluster, work_dir=Path(work_dir) / "argocd", kustomize_cmd=kustomize_cmd,
-                                 source_repos=source_repos, namespaces=list(namespaces), **argocd_options)
+            self.argocd = ArgoCD(
+                self.cluster,
+                work_dir=Path(work_dir) / "argocd",
+                kustomize_cmd=kustomize_cmd,
+                source_repos=source_repos,
+                namespaces=list(namespaces),
+                **argocd_options,
+            )
             self.kube_server = KubeServer(self.cluster, token=kubernetes_token)
             self.argo_server = ArgoServer(self.argocd, self.checker, tls=tls)
         except BaseException:

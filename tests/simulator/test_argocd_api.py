@@ -10,8 +10,13 @@ from tests.simulator.argocd_testing import APP, PROJECT, application, image, mod
 
 @pytest.fixture
 def sim(tmp_path, contracts_dir, kustomize_cmd):
-    sim = start_sim(tmp_path, contracts_dir, kustomize_cmd,
-                    tokens={"reader-token": "reader"}, policy_csv="g, reader, role:readonly\n")
+    sim = start_sim(
+        tmp_path,
+        contracts_dir,
+        kustomize_cmd,
+        tokens={"reader-token": "reader"},
+        policy_csv="g, reader, role:readonly\n",
+    )
     sim.repo.commit(model_files(image("a")))
     yield sim
     stop_sim(sim)
@@ -55,8 +60,14 @@ def test_create_is_idempotent_and_refuses_a_different_spec_without_upsert(sim):
 
 
 def test_upsert_merges_labels_and_replaces_finalizers_while_put_replaces_all_three(sim):
-    sim.create(application(sim.repo.url, labels={"owner": "argocd-ui"}, annotations={"notes": "kept"},
-                           finalizers=["resources-finalizer.argocd.argoproj.io"]))
+    sim.create(
+        application(
+            sim.repo.url,
+            labels={"owner": "argocd-ui"},
+            annotations={"notes": "kept"},
+            finalizers=["resources-finalizer.argocd.argoproj.io"],
+        )
+    )
     upserted = sim.create(application(sim.repo.url, labels={"mlops/model": APP}), upsert="true")
     # application.go updateApp(merge=true): labels and annotations merged, finalizers replaced.
     assert upserted["metadata"]["labels"] == {"owner": "argocd-ui", "mlops/model": APP}
@@ -86,14 +97,16 @@ def test_project_repo_and_destination_are_checked_with_argo_cds_messages(sim):
     assert refused.status_code == 400
     assert refused.json()["message"] == (
         f"error while validating and normalizing app: application spec for {APP} is invalid: InvalidSpecError: "
-        f"application repo https://git.example.com/other/repo.git is not permitted in project '{PROJECT}'")
+        f"application repo https://git.example.com/other/repo.git is not permitted in project '{PROJECT}'"
+    )
 
     elsewhere = application(sim.repo.url, namespace="kube-system")
     refused = sim.api.post("/api/v1/applications", json=elsewhere)
     assert refused.status_code == 400
     assert refused.json()["message"].endswith(
         "InvalidSpecError: application destination server 'https://kubernetes.default.svc' and namespace "
-        f"'kube-system' do not match any of the allowed destinations in project '{PROJECT}'")
+        f"'kube-system' do not match any of the allowed destinations in project '{PROJECT}'"
+    )
 
     unknown_project = application(sim.repo.url, project="nope")
     refused = sim.api.post("/api/v1/applications", json=unknown_project)
@@ -172,7 +185,10 @@ def test_tls_with_the_self_signed_certificate(tmp_path, contracts_dir, kustomize
     try:
         assert sim.server.url.startswith("https://127.0.0.1:")
         assert sim.api.get("/api/version").status_code == 200  # trusts sim.server.ca_path
-        with httpx.Client(base_url=sim.server.url) as without_ca, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        with (
+            httpx.Client(base_url=sim.server.url) as without_ca,
+            pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
+        ):
             without_ca.get("/api/version")
     finally:
         stop_sim(sim)

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from tests.simulator.argocd import projects_from_file
-from tests.simulator.argocd_testing import APP, NAMESPACE, PROJECT, application, image, model_files, start_sim, stop_sim, wait_for
+from tests.simulator.argocd_testing import (
+    APP,
+    NAMESPACE,
+    PROJECT,
+    application,
+    image,
+    model_files,
+    start_sim,
+    stop_sim,
+    wait_for,
+)
 
 TRACKING = "argocd.argoproj.io/tracking-id"
 
@@ -36,7 +46,9 @@ def test_sync_applies_with_tracking_succeeds_at_once_and_records_history(sim):
     state = app["status"]["operationState"]
     assert (state["phase"], state["message"]) == ("Succeeded", "successfully synced (all tasks run)")
     assert sorted((r["kind"], r["status"], r["message"]) for r in state["syncResult"]["resources"]) == [
-        ("Deployment", "Synced", f"deployment.apps/{APP} created"), ("Service", "Synced", f"service/{APP} created")]
+        ("Deployment", "Synced", f"deployment.apps/{APP} created"),
+        ("Service", "Synced", f"service/{APP} created"),
+    ]
     assert [(h["id"], h["revision"]) for h in app["status"]["history"]] == [(0, sha)]
 
     deployment = sim.cluster.get("Deployment", NAMESPACE, APP)
@@ -46,7 +58,9 @@ def test_sync_applies_with_tracking_succeeds_at_once_and_records_history(sim):
 
     app = sim.wait_reconciled(sha)
     assert {(r["kind"], r["status"], r["health"]["status"]) for r in app["status"]["resources"]} == {
-        ("Deployment", "Synced", "Healthy"), ("Service", "Synced", "Healthy")}
+        ("Deployment", "Synced", "Healthy"),
+        ("Service", "Synced", "Healthy"),
+    }
 
 
 def test_resource_tree_shows_deployment_replicaset_pod_and_service_ingress(sim):
@@ -90,7 +104,11 @@ def test_a_new_commit_is_unseen_until_a_refresh(sim):
     sim.wait_reconciled(first)
     second = sim.repo.commit(model_files(image("b")))
     sim.argocd.controller.reconcile(APP, force_resolve=False)  # an informer-driven compare uses the ref cache
-    assert sim.app().json()["status"]["sync"] == {**sim.app().json()["status"]["sync"], "revision": first, "status": "Synced"}
+    assert sim.app().json()["status"]["sync"] == {
+        **sim.app().json()["status"]["sync"],
+        "revision": first,
+        "status": "Synced",
+    }
     refreshed = sim.app(refresh="normal").json()
     assert (refreshed["status"]["sync"]["revision"], refreshed["status"]["sync"]["status"]) == (second, "OutOfSync")
 
@@ -161,8 +179,9 @@ def test_non_cascading_delete_removes_the_app_at_once_and_leaves_its_resources(s
 def test_sync_windows_from_the_project_and_the_fault(tmp_path, contracts_dir, kustomize_cmd):
     projects = projects_from_file(source_repos=[(tmp_path / "gitops.git").as_uri()])
     project = next(p for p in projects if p["metadata"]["name"] == PROJECT)
-    project["spec"]["syncWindows"] = [{"kind": "deny", "schedule": "* * * * *", "duration": "1h",
-                                       "applications": ["*"], "manualSync": True}]
+    project["spec"]["syncWindows"] = [
+        {"kind": "deny", "schedule": "* * * * *", "duration": "1h", "applications": ["*"], "manualSync": True}
+    ]
     sim = start_sim(tmp_path, contracts_dir, kustomize_cmd, projects=projects)
     try:
         sha = sim.repo.commit(model_files(image("a")))
@@ -215,11 +234,16 @@ def test_prune_only_when_asked(sim):
     assert skipped[0]["status"] == "PruneSkipped"
     assert sim.cluster.get("Service", NAMESPACE, APP) is not None
     app = sim.wait_reconciled(second, sync="OutOfSync", health=None)
-    assert {r["kind"]: r.get("requiresPruning", False) for r in app["status"]["resources"]} == {"Deployment": False, "Service": True}
+    assert {r["kind"]: r.get("requiresPruning", False) for r in app["status"]["resources"]} == {
+        "Deployment": False,
+        "Service": True,
+    }
     sim.sync(second, prune=True)
     app = sim.wait_operation(second)
     assert sim.cluster.get("Service", NAMESPACE, APP) is None
-    assert ("Service", "Pruned") in {(r["kind"], r["status"]) for r in app["status"]["operationState"]["syncResult"]["resources"]}
+    assert ("Service", "Pruned") in {
+        (r["kind"], r["status"]) for r in app["status"]["operationState"]["syncResult"]["resources"]
+    }
 
 
 def test_sync_error_fault_fails_the_deployment_apply(sim):
@@ -234,9 +258,17 @@ def test_sync_error_fault_fails_the_deployment_apply(sim):
 
 
 def test_create_namespace_option_and_a_missing_namespace(sim):
-    sha = sim.repo.commit({**model_files(image("a")), "kustomization.yaml": {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": "staging",
-        "resources": ["deployment.yaml", "service.yaml"]}})
+    sha = sim.repo.commit(
+        {
+            **model_files(image("a")),
+            "kustomization.yaml": {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "namespace": "staging",
+                "resources": ["deployment.yaml", "service.yaml"],
+            },
+        }
+    )
     manifest = application(sim.repo.url, namespace="staging")
     sim.create(manifest)
     sim.sync(sha)

@@ -40,16 +40,29 @@ def test_token_is_required(server: KubeServer, api: httpx.Client) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         answer = httpx.get(f"{server.url}/version", headers=headers)
         assert answer.status_code == 401
-        assert answer.json() == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                 "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
+        assert answer.json() == {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": "Unauthorized",
+            "reason": "Unauthorized",
+            "code": 401,
+        }
     assert api.get("/version").json()["gitVersion"].startswith("v1.")
 
 
 def test_read_endpoints(server: KubeServer, api: httpx.Client) -> None:
     cluster = server.cluster
     cluster.apply(deployment(replicas=2))
-    cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "iris", "namespace": "models"},
-                   "spec": {"type": "LoadBalancer", "selector": LABELS, "ports": [{"port": 18090, "targetPort": "http"}]}})
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "iris", "namespace": "models"},
+            "spec": {"type": "LoadBalancer", "selector": LABELS, "ports": [{"port": 18090, "targetPort": "http"}]},
+        }
+    )
     wait_for(lambda: cluster.get("Deployment", "models", "iris").get("status", {}).get("availableReplicas") == 2)
 
     service = api.get("/api/v1/namespaces/models/services/iris").json()
@@ -57,13 +70,21 @@ def test_read_endpoints(server: KubeServer, api: httpx.Client) -> None:
     wait_for(lambda: api.get("/api/v1/namespaces/models/services/iris").json()["status"]["loadBalancer"].get("ingress"))
     assert api.get("/apis/apps/v1/namespaces/models/deployments/iris").json()["status"]["availableReplicas"] == 2
 
-    replica_sets = api.get("/apis/apps/v1/namespaces/models/replicasets",
-                           params={"labelSelector": "app.kubernetes.io/name=iris"}).json()
+    replica_sets = api.get(
+        "/apis/apps/v1/namespaces/models/replicasets", params={"labelSelector": "app.kubernetes.io/name=iris"}
+    ).json()
     assert replica_sets["kind"] == "ReplicaSetList" and len(replica_sets["items"]) == 1
     assert "kind" not in replica_sets["items"][0]  # list items carry no kind, as the API server sends them
-    pod_list = api.get("/api/v1/namespaces/models/pods", params={"labelSelector": "app.kubernetes.io/name in (iris)"}).json()
+    pod_list = api.get(
+        "/api/v1/namespaces/models/pods", params={"labelSelector": "app.kubernetes.io/name in (iris)"}
+    ).json()
     assert len(pod_list["items"]) == 2
-    assert api.get("/api/v1/namespaces/models/pods", params={"labelSelector": "app.kubernetes.io/name=other"}).json()["items"] == []
+    assert (
+        api.get("/api/v1/namespaces/models/pods", params={"labelSelector": "app.kubernetes.io/name=other"}).json()[
+            "items"
+        ]
+        == []
+    )
     name = pod_list["items"][0]["metadata"]["name"]
     pod = api.get(f"/api/v1/namespaces/models/pods/{name}").json()
     assert pod["status"]["phase"] == "Running"
@@ -75,8 +96,10 @@ def test_read_endpoints(server: KubeServer, api: httpx.Client) -> None:
     assert previous.status_code == 400
     assert previous.json()["message"] == f'previous terminated container "server" in pod "{name}" not found'
 
-    events = api.get("/api/v1/namespaces/models/events",
-                     params={"fieldSelector": f"involvedObject.name={name},involvedObject.kind=Pod"}).json()["items"]
+    events = api.get(
+        "/api/v1/namespaces/models/events",
+        params={"fieldSelector": f"involvedObject.name={name},involvedObject.kind=Pod"},
+    ).json()["items"]
     assert {event["reason"] for event in events} >= {"Scheduled", "Pulled", "Created", "Started"}
     assert all(event["involvedObject"]["name"] == name for event in events)
 

@@ -27,8 +27,9 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str =
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def deployment(name: str = "iris", *, replicas: int = 1, image: str = DIGEST_IMAGE, env_value: str = "1",
-               **spec_extra: object) -> dict:
+def deployment(
+    name: str = "iris", *, replicas: int = 1, image: str = DIGEST_IMAGE, env_value: str = "1", **spec_extra: object
+) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -39,15 +40,19 @@ def deployment(name: str = "iris", *, replicas: int = 1, image: str = DIGEST_IMA
             "template": {
                 "metadata": {"labels": LABELS},
                 "spec": {
-                    "containers": [{
-                        "name": "server",
-                        "image": image,
-                        "ports": [{"name": "http", "containerPort": 8080}],
-                        "env": [{"name": "MODEL_VERSION", "value": env_value}],
-                        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
-                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
-                                      "limits": {"cpu": "500m", "memory": "256Mi"}},
-                    }],
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": image,
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "env": [{"name": "MODEL_VERSION", "value": env_value}],
+                            "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "64Mi"},
+                                "limits": {"cpu": "500m", "memory": "256Mi"},
+                            },
+                        }
+                    ],
                 },
             },
             **spec_extra,
@@ -65,8 +70,9 @@ def checker(contracts_dir) -> ContractChecker:
 
 @pytest.fixture
 def cluster(checker) -> Iterator[Cluster]:
-    with Cluster(FakeKubelet(probe_period_scale=0.05), checker=checker, controller_period=0.05,
-                 progress_deadline_scale=0.005) as cluster:
+    with Cluster(
+        FakeKubelet(probe_period_scale=0.05), checker=checker, controller_period=0.05, progress_deadline_scale=0.005
+    ) as cluster:
         cluster.apply(NAMESPACE)
         yield cluster
         assert cluster.errors == []
@@ -101,8 +107,10 @@ def test_apply_needs_the_namespace_and_fills_server_metadata(cluster: Cluster) -
     created = cluster.apply(deployment())
     assert created["metadata"]["uid"] and created["metadata"]["resourceVersion"]
     assert created["metadata"]["generation"] == 1
-    assert created["spec"]["strategy"] == {"type": "RollingUpdate",
-                                           "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+    assert created["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+    }
     assert created["spec"]["progressDeadlineSeconds"] == 600 and created["spec"]["revisionHistoryLimit"] == 10
     assert "status" not in created  # controllers write it later
 
@@ -147,8 +155,13 @@ def test_deployment_creates_replicaset_and_pods_with_kubernetes_status(cluster: 
     assert replica_set["metadata"]["name"] == f"iris-{template_hash}"
     assert replica_set["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
     assert replica_set["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
-    assert replica_set["status"] == {"replicas": 2, "fullyLabeledReplicas": 2, "readyReplicas": 2,
-                                     "availableReplicas": 2, "observedGeneration": 1}
+    assert replica_set["status"] == {
+        "replicas": 2,
+        "fullyLabeledReplicas": 2,
+        "readyReplicas": 2,
+        "availableReplicas": 2,
+        "observedGeneration": 1,
+    }
 
     live = pods(cluster)
     assert len(live) == 2
@@ -159,24 +172,43 @@ def test_deployment_creates_replicaset_and_pods_with_kubernetes_status(cluster: 
         assert pod["status"]["phase"] == "Running"
         assert pod["status"]["podIP"].startswith("10.244.") and pod["status"]["hostIP"] and pod["status"]["startTime"]
         assert {c["type"]: c["status"] for c in pod["status"]["conditions"]} == {
-            "PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True",
-            "ContainersReady": "True", "PodScheduled": "True"}
+            "PodReadyToStartContainers": "True",
+            "Initialized": "True",
+            "Ready": "True",
+            "ContainersReady": "True",
+            "PodScheduled": "True",
+        }
         status = container_status(pod)
         assert status["ready"] and status["started"] and status["restartCount"] == 0
         assert "running" in status["state"] and status["image"] == DIGEST_IMAGE and status["imageID"]
         assert pod["status"]["qosClass"] == "Burstable"
 
     status = cluster.get("Deployment", "models", "iris")["status"]
-    assert {key: status.get(key) for key in ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
-                                             "availableReplicas", "unavailableReplicas")} == {
-        "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2,
-        "unavailableReplicas": None}  # zero counts are omitted, as omitempty does
+    assert {
+        key: status.get(key)
+        for key in (
+            "observedGeneration",
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+        )
+    } == {
+        "observedGeneration": 1,
+        "replicas": 2,
+        "updatedReplicas": 2,
+        "readyReplicas": 2,
+        "availableReplicas": 2,
+        "unavailableReplicas": None,
+    }  # zero counts are omitted, as omitempty does
     assert condition({"status": status}, "Available")["reason"] == "MinimumReplicasAvailable"
     progressing = condition({"status": status}, "Progressing")
     assert (progressing["status"], progressing["reason"]) == ("True", "NewReplicaSetAvailable")
     assert progressing["message"] == f'ReplicaSet "iris-{template_hash}" has successfully progressed.'
     assert [e["message"] for e in events(cluster, "ScalingReplicaSet", "Deployment")] == [
-        f"Scaled up replica set iris-{template_hash} from 0 to 2"]
+        f"Scaled up replica set iris-{template_hash} from 0 to 2"
+    ]
 
 
 def test_rolling_update_keeps_the_old_pod_until_the_new_one_is_ready(cluster: Cluster) -> None:
@@ -186,8 +218,12 @@ def test_rolling_update_keeps_the_old_pod_until_the_new_one_is_ready(cluster: Cl
     cluster.set_faults(image_pull_failure=True)  # the new pod cannot become Ready
     cluster.apply(deployment(env_value="2"))
     wait_for(lambda: len(cluster.list("ReplicaSet", "models")) == 2, what="a second ReplicaSet")
-    wait_for(lambda: any(container_status(p)["state"].get("waiting", {}).get("reason") == "ImagePullBackOff"
-                         for p in pods(cluster)), what="the new pod in ImagePullBackOff")
+    wait_for(
+        lambda: any(
+            container_status(p)["state"].get("waiting", {}).get("reason") == "ImagePullBackOff" for p in pods(cluster)
+        ),
+        what="the new pod in ImagePullBackOff",
+    )
     names = {p["metadata"]["name"]: p for p in pods(cluster)}
     assert old_pod["metadata"]["name"] in names and len(names) == 2  # maxSurge 25% of 1 rounds up to 1
     assert container_status(names[old_pod["metadata"]["name"]])["ready"]
@@ -197,23 +233,39 @@ def test_rolling_update_keeps_the_old_pod_until_the_new_one_is_ready(cluster: Cl
     assert condition({"status": status}, "Progressing")["reason"] in ("NewReplicaSetCreated", "ReplicaSetUpdated")
 
     cluster.clear_faults()
-    wait_for(lambda: [p["metadata"]["name"] for p in pods(cluster)] != [old_pod["metadata"]["name"]]
-             and len(pods(cluster)) == 1 and container_status(pods(cluster)[0])["ready"], timeout=15,
-             what="the old pod replaced by a ready new pod")
-    final = wait_for(lambda: (d := cluster.get("Deployment", "models", "iris")).get("status", {}).get("updatedReplicas") == 1
-                     and condition(d, "Progressing").get("reason") == "NewReplicaSetAvailable" and d)
+    wait_for(
+        lambda: (
+            [p["metadata"]["name"] for p in pods(cluster)] != [old_pod["metadata"]["name"]]
+            and len(pods(cluster)) == 1
+            and container_status(pods(cluster)[0])["ready"]
+        ),
+        timeout=15,
+        what="the old pod replaced by a ready new pod",
+    )
+    final = wait_for(
+        lambda: (
+            (d := cluster.get("Deployment", "models", "iris")).get("status", {}).get("updatedReplicas") == 1
+            and condition(d, "Progressing").get("reason") == "NewReplicaSetAvailable"
+            and d
+        )
+    )
     assert final["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
     old_rs = [rs for rs in cluster.list("ReplicaSet", "models") if rs["spec"]["replicas"] == 0]
     assert len(old_rs) == 1  # kept for rollback (revisionHistoryLimit 10)
-    assert any(e["message"].startswith(f"Scaled down replica set {old_rs[0]['metadata']['name']} from 1 to 0")
-               for e in events(cluster, "ScalingReplicaSet"))
+    assert any(
+        e["message"].startswith(f"Scaled down replica set {old_rs[0]['metadata']['name']} from 1 to 0")
+        for e in events(cluster, "ScalingReplicaSet")
+    )
 
 
 def test_rolling_update_stays_within_max_surge_and_max_unavailable(cluster: Cluster) -> None:
     strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     cluster.apply(deployment(replicas=4, strategy=strategy, minReadySeconds=1))
-    wait_for(lambda: cluster.get("Deployment", "models", "iris").get("status", {}).get("availableReplicas") == 4,
-             timeout=15, what="four available replicas")
+    wait_for(
+        lambda: cluster.get("Deployment", "models", "iris").get("status", {}).get("availableReplicas") == 4,
+        timeout=15,
+        what="four available replicas",
+    )
     cluster.apply(deployment(replicas=4, env_value="2", strategy=strategy, minReadySeconds=1))
     samples = []
     deadline = time.monotonic() + 30
@@ -223,58 +275,86 @@ def test_rolling_update_stays_within_max_surge_and_max_unavailable(cluster: Clus
             current = cluster.get("Deployment", "models", "iris")
         status = current["status"]
         samples.append((len(live), sum(1 for p in live if condition(p, "Ready").get("status") == "True")))
-        if status.get("observedGeneration") == current["metadata"]["generation"] and status.get(
-                "updatedReplicas") == 4 and status.get("replicas") == 4 and status.get("availableReplicas") == 4:
+        if (
+            status.get("observedGeneration") == current["metadata"]["generation"]
+            and status.get("updatedReplicas") == 4
+            and status.get("replicas") == 4
+            and status.get("availableReplicas") == 4
+        ):
             break
         time.sleep(0.02)
     else:
         raise AssertionError("rollout did not finish")
     assert max(total for total, _ in samples) == 5  # one surge pod at a time
     assert min(ready for _, ready in samples) >= 4  # never below replicas - maxUnavailable
-    wait_for(lambda: all(p["spec"]["containers"][0]["env"][0]["value"] == "2" for p in pods(cluster)),
-             what="the old pods terminated")
+    wait_for(
+        lambda: all(p["spec"]["containers"][0]["env"][0]["value"] == "2" for p in pods(cluster)),
+        what="the old pods terminated",
+    )
 
 
 def test_min_ready_seconds_delays_availability(cluster: Cluster) -> None:
     cluster.apply(deployment(minReadySeconds=3))
     # Without minReadySeconds, ready and available are counted in the same controller pass.
-    at_first_ready = wait_for(lambda: (d := cluster.get("Deployment", "models", "iris")).get("status", {}).get(
-        "readyReplicas") == 1 and d["status"], what="the Deployment counting a ready replica")
+    at_first_ready = wait_for(
+        lambda: (
+            (d := cluster.get("Deployment", "models", "iris")).get("status", {}).get("readyReplicas") == 1
+            and d["status"]
+        ),
+        what="the Deployment counting a ready replica",
+    )
     assert not at_first_ready.get("availableReplicas")
     assert condition({"status": at_first_ready}, "Available").get("status") != "True"
-    final = wait_for(lambda: (d := cluster.get("Deployment", "models", "iris"))["status"].get("availableReplicas") == 1
-                     and d, timeout=15, what="available after minReadySeconds")
+    final = wait_for(
+        lambda: (d := cluster.get("Deployment", "models", "iris"))["status"].get("availableReplicas") == 1 and d,
+        timeout=15,
+        what="available after minReadySeconds",
+    )
     assert condition(final, "Available")["status"] == "True"
 
 
 def test_revision_history_limit_prunes_old_replicasets(cluster: Cluster) -> None:
     for version in range(1, 5):
         cluster.apply(deployment(env_value=str(version), revisionHistoryLimit=1))
-        wait_for(lambda: (d := cluster.get("Deployment", "models", "iris")).get("status", {}).get("observedGeneration")
-                 == d["metadata"]["generation"] and condition(d, "Progressing").get("reason") == "NewReplicaSetAvailable",
-                 what=f"version {version} rolled out")
+        wait_for(
+            lambda: (
+                (d := cluster.get("Deployment", "models", "iris")).get("status", {}).get("observedGeneration")
+                == d["metadata"]["generation"]
+                and condition(d, "Progressing").get("reason") == "NewReplicaSetAvailable"
+            ),
+            what=f"version {version} rolled out",
+        )
     cluster.wait_idle(10)
-    revisions = sorted(int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
-                       for rs in cluster.list("ReplicaSet", "models"))
+    revisions = sorted(
+        int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
+        for rs in cluster.list("ReplicaSet", "models")
+    )
     assert revisions == [3, 4]
 
 
 def test_rollback_to_an_earlier_template_reuses_its_replicaset(cluster: Cluster) -> None:
     def rolled_out(version: str) -> Callable[[], object]:
-        return lambda: ((d := cluster.get("Deployment", "models", "iris")).get("status", {}).get("observedGeneration")
-                        == d["metadata"]["generation"] and condition(d, "Progressing").get("reason") == "NewReplicaSetAvailable"
-                        and all(p["spec"]["containers"][0]["env"][0]["value"] == version for p in pods(cluster)))
+        return lambda: (
+            (d := cluster.get("Deployment", "models", "iris")).get("status", {}).get("observedGeneration")
+            == d["metadata"]["generation"]
+            and condition(d, "Progressing").get("reason") == "NewReplicaSetAvailable"
+            and all(p["spec"]["containers"][0]["env"][0]["value"] == version for p in pods(cluster))
+        )
 
     for version in ("1", "2", "1"):
         cluster.apply(deployment(env_value=version))
         wait_for(rolled_out(version), what=f"template {version} rolled out")
-    replica_sets = {rs["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"]: rs
-                    for rs in cluster.list("ReplicaSet", "models")}
+    replica_sets = {
+        rs["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"]: rs
+        for rs in cluster.list("ReplicaSet", "models")
+    }
     assert len(replica_sets) == 2
     assert replica_sets["1"]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
     assert replica_sets["1"]["spec"]["replicas"] == 1 and replica_sets["2"]["spec"]["replicas"] == 0
-    assert cluster.get("Deployment", "models", "iris")["metadata"]["annotations"][
-        "deployment.kubernetes.io/revision"] == "3"
+    assert (
+        cluster.get("Deployment", "models", "iris")["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+        == "3"
+    )
 
 
 def test_recreate_deletes_old_pods_before_creating_new_ones(cluster: Cluster) -> None:
@@ -297,28 +377,54 @@ def test_recreate_deletes_old_pods_before_creating_new_ones(cluster: Cluster) ->
 def test_crash_loop_reaches_progress_deadline_exceeded(cluster: Cluster) -> None:
     cluster.set_faults(crash_loop=True)
     cluster.apply(deployment())  # progressDeadlineSeconds 600, scaled by 0.005 -> 3 s
-    pod = wait_for(lambda: next((p for p in pods(cluster)
-                                 if container_status(p)["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"),
-                                None), what="CrashLoopBackOff")
+    pod = wait_for(
+        lambda: next(
+            (
+                p
+                for p in pods(cluster)
+                if container_status(p)["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
+            ),
+            None,
+        ),
+        what="CrashLoopBackOff",
+    )
     status = container_status(pod)
     assert status["lastState"]["terminated"]["reason"] == "Error"
     assert status["lastState"]["terminated"]["exitCode"] == 1
     assert status["restartCount"] >= 1 and not status["ready"]
     assert status["state"]["waiting"]["message"].startswith("back-off ")
-    assert f"restarting failed container=server pod={pod['metadata']['name']}_models(" in status["state"]["waiting"]["message"]
+    assert (
+        f"restarting failed container=server pod={pod['metadata']['name']}_models("
+        in status["state"]["waiting"]["message"]
+    )
     assert pod["status"]["phase"] == "Running"
     backoff = events(cluster, "BackOff", "Pod")
     assert backoff and backoff[0]["type"] == "Warning"
     assert backoff[0]["message"].startswith("Back-off restarting failed container server in pod ")
     assert "exits with status 1" in cluster.pod_log("models", pod["metadata"]["name"], previous=True)
     # The back-off doubles (10 s, 20 s, ... scaled by probe_period_scale); the message shows the unscaled delay.
-    doubled = wait_for(lambda: next((p for p in pods(cluster) if container_status(p)["state"].get("waiting", {}).get(
-        "message", "").startswith("back-off 20s ")), None), what="the second back-off")
+    doubled = wait_for(
+        lambda: next(
+            (
+                p
+                for p in pods(cluster)
+                if container_status(p)["state"].get("waiting", {}).get("message", "").startswith("back-off 20s ")
+            ),
+            None,
+        ),
+        what="the second back-off",
+    )
     assert container_status(doubled)["restartCount"] >= 2
 
-    final = wait_for(lambda: (d := cluster.get("Deployment", "models", "iris"))
-                     and condition(d, "Progressing").get("reason") == "ProgressDeadlineExceeded" and d,
-                     timeout=15, what="ProgressDeadlineExceeded")
+    final = wait_for(
+        lambda: (
+            (d := cluster.get("Deployment", "models", "iris"))
+            and condition(d, "Progressing").get("reason") == "ProgressDeadlineExceeded"
+            and d
+        ),
+        timeout=15,
+        what="ProgressDeadlineExceeded",
+    )
     progressing = condition(final, "Progressing")
     assert progressing["status"] == "False"
     assert progressing["message"].endswith("has timed out progressing.")
@@ -328,13 +434,29 @@ def test_crash_loop_reaches_progress_deadline_exceeded(cluster: Cluster) -> None
 def test_image_pull_failure(cluster: Cluster) -> None:
     cluster.set_faults(image_pull_failure=True)
     cluster.apply(deployment())
-    first = wait_for(lambda: next((p for p in pods(cluster)
-                                   if container_status(p)["state"].get("waiting", {}).get("reason") == "ErrImagePull"),
-                                  None), what="ErrImagePull")
+    first = wait_for(
+        lambda: next(
+            (
+                p
+                for p in pods(cluster)
+                if container_status(p)["state"].get("waiting", {}).get("reason") == "ErrImagePull"
+            ),
+            None,
+        ),
+        what="ErrImagePull",
+    )
     assert first["status"]["phase"] == "Pending"
-    pod = wait_for(lambda: next((p for p in pods(cluster)
-                                 if container_status(p)["state"].get("waiting", {}).get("reason") == "ImagePullBackOff"),
-                                None), what="ImagePullBackOff")
+    pod = wait_for(
+        lambda: next(
+            (
+                p
+                for p in pods(cluster)
+                if container_status(p)["state"].get("waiting", {}).get("reason") == "ImagePullBackOff"
+            ),
+            None,
+        ),
+        what="ImagePullBackOff",
+    )
     assert container_status(pod)["state"]["waiting"]["message"].startswith(f'Back-off pulling image "{DIGEST_IMAGE}"')
     failed = [e["message"] for e in events(cluster, "Failed", "Pod")]
     assert any(message.startswith(f'Failed to pull image "{DIGEST_IMAGE}": ') for message in failed)
@@ -346,21 +468,35 @@ def test_image_pull_failure(cluster: Cluster) -> None:
 def test_oom_kill(cluster: Cluster) -> None:
     cluster.set_faults(oom=True)
     cluster.apply(deployment())
-    pod = wait_for(lambda: next((p for p in pods(cluster)
-                                 if container_status(p)["lastState"].get("terminated", {}).get("reason") == "OOMKilled"),
-                                None), what="OOMKilled")
+    pod = wait_for(
+        lambda: next(
+            (
+                p
+                for p in pods(cluster)
+                if container_status(p)["lastState"].get("terminated", {}).get("reason") == "OOMKilled"
+            ),
+            None,
+        ),
+        what="OOMKilled",
+    )
     assert container_status(pod)["lastState"]["terminated"]["exitCode"] == 137
     node_events = [e for e in cluster.events("default", involved_kind="Node") if e["reason"] == "SystemOOM"]
     assert node_events and node_events[0]["type"] == "Warning"
     assert node_events[0]["message"].startswith("System OOM encountered, victim process: ")
-    wait_for(lambda: any(container_status(p)["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
-                         for p in pods(cluster)), what="CrashLoopBackOff after OOM")
+    wait_for(
+        lambda: any(
+            container_status(p)["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" for p in pods(cluster)
+        ),
+        what="CrashLoopBackOff after OOM",
+    )
 
 
 def test_unschedulable(cluster: Cluster) -> None:
     cluster.set_faults(unschedulable=True)
     cluster.apply(deployment())
-    pod = wait_for(lambda: next((p for p in pods(cluster) if p["status"].get("conditions")), None), what="pod conditions")
+    pod = wait_for(
+        lambda: next((p for p in pods(cluster) if p["status"].get("conditions")), None), what="pod conditions"
+    )
     assert pod["status"]["phase"] == "Pending" and "nodeName" not in pod["spec"]
     scheduled = condition(pod, "PodScheduled")
     assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
@@ -369,7 +505,9 @@ def test_unschedulable(cluster: Cluster) -> None:
     assert event["type"] == "Warning" and event["source"]["component"] == "default-scheduler"
     wait_for(lambda: events(cluster, "FailedScheduling")[0]["count"] >= 2, what="a counted retry")
     cluster.clear_faults()
-    wait_for(lambda: pods(cluster) and container_status(pods(cluster)[0])["ready"], what="scheduled once the fault clears")
+    wait_for(
+        lambda: pods(cluster) and container_status(pods(cluster)[0])["ready"], what="scheduled once the fault clears"
+    )
 
 
 def test_readiness_failing(cluster: Cluster) -> None:
@@ -389,14 +527,30 @@ def test_readiness_failing(cluster: Cluster) -> None:
 def test_missing_secret_and_run_as_non_root_are_config_errors(cluster: Cluster) -> None:
     secret_ref = deployment()
     secret_ref["spec"]["template"]["spec"]["containers"][0]["env"].append(
-        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}})
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}}
+    )
     cluster.apply(secret_ref)
-    pod = wait_for(lambda: next((p for p in pods(cluster) if container_status(p)["state"].get("waiting", {}).get(
-        "reason") == "CreateContainerConfigError"), None), what="CreateContainerConfigError")
+    pod = wait_for(
+        lambda: next(
+            (
+                p
+                for p in pods(cluster)
+                if container_status(p)["state"].get("waiting", {}).get("reason") == "CreateContainerConfigError"
+            ),
+            None,
+        ),
+        what="CreateContainerConfigError",
+    )
     assert container_status(pod)["state"]["waiting"]["message"] == 'secret "creds" not found'
-    assert "Error: secret \"creds\" not found" in [e["message"] for e in events(cluster, "Failed", "Pod")]
-    cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "models"},
-                   "stringData": {"token": "s3cret"}})
+    assert 'Error: secret "creds" not found' in [e["message"] for e in events(cluster, "Failed", "Pod")]
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": "models"},
+            "stringData": {"token": "s3cret"},
+        }
+    )
     assert cluster.get("Secret", "models", "creds")["data"] == {"token": "czNjcmV0"}
     wait_for(lambda: container_status(pods(cluster)[0])["ready"], what="the pod starting once the secret exists")
 
@@ -405,22 +559,38 @@ def test_missing_secret_and_run_as_non_root_are_config_errors(cluster: Cluster) 
     non_root["spec"]["template"]["metadata"]["labels"] = {"app": "strict"}
     non_root["spec"]["template"]["spec"]["securityContext"] = {"runAsNonRoot": True}
     cluster.apply(non_root)
-    pod = wait_for(lambda: next((p for p in cluster.list("Pod", "models", "app=strict")
-                                 if container_status(p)["state"].get("waiting", {}).get("reason")
-                                 == "CreateContainerConfigError"), None), what="runAsNonRoot refusal")
+    pod = wait_for(
+        lambda: next(
+            (
+                p
+                for p in cluster.list("Pod", "models", "app=strict")
+                if container_status(p)["state"].get("waiting", {}).get("reason") == "CreateContainerConfigError"
+            ),
+            None,
+        ),
+        what="runAsNonRoot refusal",
+    )
     message = container_status(pod)["state"]["waiting"]["message"]
-    assert message == (f'container has runAsNonRoot and image will run as root (pod: "{pod["metadata"]["name"]}_models('
-                       f'{pod["metadata"]["uid"]})", container: server)')
+    assert message == (
+        f'container has runAsNonRoot and image will run as root (pod: "{pod["metadata"]["name"]}_models('
+        f'{pod["metadata"]["uid"]})", container: server)'
+    )
 
 
 def test_services_load_balancer_ingress_and_faults(cluster: Cluster) -> None:
     def service(name: str, service_type: str) -> dict:
-        return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "models"},
-                "spec": {"type": service_type, "selector": LABELS, "ports": [{"port": 18080, "targetPort": "http"}]}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": "models"},
+            "spec": {"type": service_type, "selector": LABELS, "ports": [{"port": 18080, "targetPort": "http"}]},
+        }
 
     cluster.apply(service("internal", "ClusterIP"))
     cluster.apply(service("public", "LoadBalancer"))
-    public = wait_for(lambda: (s := cluster.get("Service", "models", "public"))["status"]["loadBalancer"].get("ingress") and s)
+    public = wait_for(
+        lambda: (s := cluster.get("Service", "models", "public"))["status"]["loadBalancer"].get("ingress") and s
+    )
     address = public["status"]["loadBalancer"]["ingress"][0]["ip"]
     assert address.startswith("127.0.1.")
     assert public["spec"]["ports"][0]["nodePort"] >= 30000 and public["spec"]["clusterIP"].startswith("10.")
@@ -439,7 +609,9 @@ def test_services_load_balancer_ingress_and_faults(cluster: Cluster) -> None:
     cluster.set_faults(no_ip=False, lb_late_seconds=1.0)
     created = time.monotonic()
     cluster.apply(service("late", "LoadBalancer"))
-    wait_for(lambda: cluster.get("Service", "models", "late")["status"]["loadBalancer"].get("ingress"), what="late ingress")
+    wait_for(
+        lambda: cluster.get("Service", "models", "late")["status"]["loadBalancer"].get("ingress"), what="late ingress"
+    )
     assert time.monotonic() - created >= 0.9
 
     assert cluster.delete("Service", "models", "public")
@@ -456,9 +628,17 @@ def _connects(address: str, port: int) -> bool:
 
 def test_lb_hostname_resolves_through_etc_hosts_after_the_delay(cluster: Cluster) -> None:
     cluster.set_faults(lb_hostname=True, hostname_unresolvable_seconds=1.5)
-    cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "named", "namespace": "models"},
-                   "spec": {"type": "LoadBalancer", "selector": LABELS, "ports": [{"port": 18081}]}})
-    service = wait_for(lambda: (s := cluster.get("Service", "models", "named"))["status"]["loadBalancer"].get("ingress") and s)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "named", "namespace": "models"},
+            "spec": {"type": "LoadBalancer", "selector": LABELS, "ports": [{"port": 18081}]},
+        }
+    )
+    service = wait_for(
+        lambda: (s := cluster.get("Service", "models", "named"))["status"]["loadBalancer"].get("ingress") and s
+    )
     published = time.monotonic()
     (ingress,) = service["status"]["loadBalancer"]["ingress"]
     hostname = ingress["hostname"]
@@ -485,15 +665,32 @@ def _resolve(hostname: str) -> str | None:
 
 def test_hpa_and_pdb_status(cluster: Cluster) -> None:
     cluster.apply(deployment(replicas=1))
-    cluster.apply({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-                   "metadata": {"name": "iris", "namespace": "models"},
-                   "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "iris"},
-                            "minReplicas": 2, "maxReplicas": 4,
-                            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                                "type": "Utilization", "averageUtilization": 70}}}]}})
-    cluster.apply({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                   "metadata": {"name": "iris", "namespace": "models"},
-                   "spec": {"minAvailable": 1, "selector": {"matchLabels": LABELS}}})
+    cluster.apply(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "iris", "namespace": "models"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "iris"},
+                "minReplicas": 2,
+                "maxReplicas": 4,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                    }
+                ],
+            },
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "iris", "namespace": "models"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": LABELS}},
+        }
+    )
     wait_for(lambda: len([p for p in pods(cluster) if container_status(p)["ready"]]) == 2, what="HPA scaling to 2")
     cluster.wait_idle(10)
     hpa = cluster.get("HorizontalPodAutoscaler", "models", "iris")
@@ -506,27 +703,59 @@ def test_hpa_and_pdb_status(cluster: Cluster) -> None:
     del owned_by_hpa["spec"]["replicas"]
     assert cluster.apply(owned_by_hpa)["spec"]["replicas"] == 2  # an apply without replicas leaves the HPA's
     pdb = cluster.get("PodDisruptionBudget", "models", "iris")["status"]
-    assert (pdb["expectedPods"], pdb["currentHealthy"], pdb["desiredHealthy"], pdb["disruptionsAllowed"]) == (2, 2, 1, 1)
+    assert (pdb["expectedPods"], pdb["currentHealthy"], pdb["desiredHealthy"], pdb["disruptionsAllowed"]) == (
+        2,
+        2,
+        1,
+        1,
+    )
     assert (pdb["conditions"][0]["type"], pdb["conditions"][0]["status"], pdb["conditions"][0]["reason"]) == (
-        "DisruptionAllowed", "True", "SufficientPods")
+        "DisruptionAllowed",
+        "True",
+        "SufficientPods",
+    )
 
     no_request = deployment(name="bare")
     no_request["metadata"]["labels"] = no_request["spec"]["selector"]["matchLabels"] = {"app": "bare"}
     no_request["spec"]["template"]["metadata"]["labels"] = {"app": "bare"}
     del no_request["spec"]["template"]["spec"]["containers"][0]["resources"]
     cluster.apply(no_request)
-    cluster.apply({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-                   "metadata": {"name": "bare", "namespace": "models"},
-                   "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bare"},
-                            "maxReplicas": 3,
-                            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                                "type": "Utilization", "averageUtilization": 70}}}]}})
-    legacy = cluster.apply({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
-                            "metadata": {"name": "legacy", "namespace": "models"},
-                            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "iris"},
-                                     "minReplicas": 2, "maxReplicas": 4, "targetCPUUtilizationPercentage": 70}})
-    legacy = wait_for(lambda: (h := cluster.get("HorizontalPodAutoscaler", "models", "legacy")).get("status", {}).get(
-        "currentReplicas") and h)
+    cluster.apply(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "bare", "namespace": "models"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bare"},
+                "maxReplicas": 3,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                    }
+                ],
+            },
+        }
+    )
+    legacy = cluster.apply(
+        {
+            "apiVersion": "autoscaling/v1",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "legacy", "namespace": "models"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "iris"},
+                "minReplicas": 2,
+                "maxReplicas": 4,
+                "targetCPUUtilizationPercentage": 70,
+            },
+        }
+    )
+    legacy = wait_for(
+        lambda: (
+            (h := cluster.get("HorizontalPodAutoscaler", "models", "legacy")).get("status", {}).get("currentReplicas")
+            and h
+        )
+    )
     # v1 has no status.conditions: they are in the annotation gitops-engine reads for v1.
     legacy_conditions = json.loads(legacy["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/conditions"])
     assert {c["type"]: c["status"] for c in legacy_conditions}["AbleToScale"] == "True"
@@ -557,15 +786,31 @@ def test_deleting_cascades_and_namespace_deletion_empties_it(cluster: Cluster) -
 
 def test_every_object_the_cluster_writes_passes_kubernetes_validation(cluster: Cluster) -> None:
     cluster.apply(deployment(replicas=2))
-    cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "iris", "namespace": "models"},
-                   "spec": {"type": "LoadBalancer", "selector": LABELS, "ports": [{"port": 18082, "targetPort": "http"}]}})
-    cluster.apply({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "iris", "namespace": "models"},
-                   "spec": {"maxUnavailable": 1, "selector": {"matchLabels": LABELS}}})
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "iris", "namespace": "models"},
+            "spec": {"type": "LoadBalancer", "selector": LABELS, "ports": [{"port": 18082, "targetPort": "http"}]},
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "iris", "namespace": "models"},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": LABELS}},
+        }
+    )
     cluster.wait_idle(10)
     cluster.set_faults(crash_loop=True, unschedulable=False)
     cluster.apply(deployment(replicas=2, env_value="2"))
-    wait_for(lambda: any(container_status(p)["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
-                         for p in pods(cluster)), what="a crash loop")
+    wait_for(
+        lambda: any(
+            container_status(p)["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" for p in pods(cluster)
+        ),
+        what="a crash loop",
+    )
     cluster.set_faults(crash_loop=False, unschedulable=True)
     cluster.apply(deployment(name="pending", replicas=1))
     wait_for(lambda: events(cluster, "FailedScheduling"), what="FailedScheduling")

@@ -22,15 +22,30 @@ from control_api.training.release_dates import SIMPLE_JSON, ReleaseDates
 def write_distribution(site_packages: Path, name: str, version: str, requires: list[str] = ()) -> None:
     dist_info = site_packages / f"{name.replace('-', '_')}-{version}.dist-info"
     dist_info.mkdir(parents=True)
-    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *[f"Requires-Dist: {r}" for r in requires]]
+    lines = [
+        "Metadata-Version: 2.1",
+        f"Name: {name}",
+        f"Version: {version}",
+        *[f"Requires-Dist: {r}" for r in requires],
+    ]
     (dist_info / "METADATA").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture
 def site_packages(tmp_path) -> Path:
     root = tmp_path / "site-packages"
-    write_distribution(root, "xgboost", "1.7.6", ["numpy", "scipy", 'scikit-learn ; extra == "scikit-learn"',
-                                                  'pandas ; extra == "pandas"', 'dask ; extra == "dask"'])
+    write_distribution(
+        root,
+        "xgboost",
+        "1.7.6",
+        [
+            "numpy",
+            "scipy",
+            'scikit-learn ; extra == "scikit-learn"',
+            'pandas ; extra == "pandas"',
+            'dask ; extra == "dask"',
+        ],
+    )
     write_distribution(root, "scipy", "1.16.0", ["numpy>=1.25"])
     write_distribution(root, "numpy", "2.3.0")
     write_distribution(root, "scikit-learn", "1.7.0", ["numpy", "scipy", "joblib", 'pytest ; extra == "tests"'])
@@ -44,7 +59,9 @@ def site_packages(tmp_path) -> Path:
 
 def test_exact_pins_are_single_equality_specifiers():
     assert exact_pins(["scikit-learn==1.3.0", "pandas>=1.5", "numpy==1.*", "xgboost===1.7.6", "scipy", "a==1,<2"]) == {
-        "scikit-learn": "1.3.0", "xgboost": "1.7.6"}
+        "scikit-learn": "1.3.0",
+        "xgboost": "1.7.6",
+    }
 
 
 def test_a_closure_follows_required_dependencies_and_takes_installed_optional_ones(site_packages):
@@ -80,14 +97,23 @@ class SimpleIndex(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def index_url():
-    SimpleIndex.pages = {"/simple/scikit-learn/": {"meta": {"api-version": "1.1"}, "files": [
-        {"filename": "scikit-learn-1.3.0.tar.gz", "upload-time": "2023-06-30T07:40:00.000000Z"},
-        {"filename": "scikit_learn-1.3.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-         "upload-time": "2023-06-30T07:56:11.725659Z"},
-        {"filename": "scikit_learn-1.3.1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-         "upload-time": "2023-09-18T00:00:00Z"},
-        {"filename": "scikit-learn-1.2.2.tar.gz"},
-    ]}}
+    SimpleIndex.pages = {
+        "/simple/scikit-learn/": {
+            "meta": {"api-version": "1.1"},
+            "files": [
+                {"filename": "scikit-learn-1.3.0.tar.gz", "upload-time": "2023-06-30T07:40:00.000000Z"},
+                {
+                    "filename": "scikit_learn-1.3.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+                    "upload-time": "2023-06-30T07:56:11.725659Z",
+                },
+                {
+                    "filename": "scikit_learn-1.3.1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+                    "upload-time": "2023-09-18T00:00:00Z",
+                },
+                {"filename": "scikit-learn-1.2.2.tar.gz"},
+            ],
+        }
+    }
     server = ThreadingHTTPServer(("127.0.0.1", 0), SimpleIndex)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -117,14 +143,29 @@ def test_every_fit_is_its_own_environment():
 def test_the_serving_image_takes_the_trained_versions():
     model = "mlflow==3.1.0\nscikit-learn==1.3.0\nnumpy==1.25.0\n"
     server = "fastapi==0.165.0\npyyaml==6.0.3\n"
-    trained = {"scikit-learn": "1.3.0", "numpy": "1.25.0", "scipy": "1.11.1", "joblib": "1.3.1", "PyYAML": "6.0.1", "mlflow": "3.1.0"}
+    trained = {
+        "scikit-learn": "1.3.0",
+        "numpy": "1.25.0",
+        "scipy": "1.11.1",
+        "joblib": "1.3.1",
+        "PyYAML": "6.0.1",
+        "mlflow": "3.1.0",
+    }
     merged = runtime_requirements(model, server, "3.1.0", trained)
     # Named by a requirement: pinned to the trained version (over the server's own pin too).
-    assert merged.lines == ["fastapi==0.165.0", "mlflow-skinny==3.1.0", "numpy==1.25.0", "pyyaml==6.0.1", "scikit-learn==1.3.0"]
+    assert merged.lines == [
+        "fastapi==0.165.0",
+        "mlflow-skinny==3.1.0",
+        "numpy==1.25.0",
+        "pyyaml==6.0.1",
+        "scikit-learn==1.3.0",
+    ]
     # Only pulled in as dependencies: constrained, so whatever installs them installs these.
     assert merged.constraints == ["joblib==1.3.1", "scipy==1.11.1"]
     untrained = runtime_requirements(model, server, "3.1.0")
     assert untrained.constraints == []
     key = runtime_key("sha256:b", "3.11.2", merged.lines, "s", merged.constraints)
     assert key != runtime_key("sha256:b", "3.11.2", merged.lines, "s")
-    assert runtime_key("sha256:b", "3.11.2", merged.lines, "s", []) == runtime_key("sha256:b", "3.11.2", merged.lines, "s")
+    assert runtime_key("sha256:b", "3.11.2", merged.lines, "s", []) == runtime_key(
+        "sha256:b", "3.11.2", merged.lines, "s"
+    )

@@ -14,11 +14,12 @@ MAX_PAGES = 20  # 1,000 open pull requests is far beyond a GitOps repo's review 
 
 
 class GiteaForge:
-    def __init__(self, api_url: str, repository: str, token: str,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, api_url: str, repository: str, token: str, transport: httpx.BaseTransport | None = None) -> None:
         owner, _, name = repository.strip("/").partition("/")
         if not owner or not name or "/" in name:
-            raise TerminalError(f"Gitea repository must be 'owner/name', got {repository!r}", code="forge_not_configured")
+            raise TerminalError(
+                f"Gitea repository must be 'owner/name', got {repository!r}", code="forge_not_configured"
+            )
         self._repo_path = f"/repos/{owner}/{name.removesuffix('.git')}"
         self._rest = ForgeRest("Gitea", api_url, {"Authorization": f"token {token}"}, token, transport=transport)
 
@@ -27,7 +28,9 @@ class GiteaForge:
         if existing is not None:
             return existing
         response = self._rest.request(
-            "POST", f"{self._repo_path}/pulls", json={"title": title, "head": head, "base": base, "body": body},
+            "POST",
+            f"{self._repo_path}/pulls",
+            json={"title": title, "head": head, "base": base, "body": body},
             accept=(409, 422),
         )
         if response.status_code in (409, 422):

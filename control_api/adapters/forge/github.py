@@ -14,14 +14,18 @@ API_VERSION = "2022-11-28"
 
 
 class GitHubForge:
-    def __init__(self, api_url: str | None, repository: str, token: str,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, api_url: str | None, repository: str, token: str, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self._owner, self._name = _owner_and_name(repository)
         self._rest = ForgeRest(
             "GitHub",
             api_url or DEFAULT_API_URL,
-            {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
-             "X-GitHub-Api-Version": API_VERSION},
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": API_VERSION,
+            },
             token,
             transport=transport,
         )
@@ -31,7 +35,9 @@ class GitHubForge:
         if existing is not None:
             return existing
         response = self._rest.request(
-            "POST", f"{self._repo_path}/pulls", json={"title": title, "head": head, "base": base, "body": body},
+            "POST",
+            f"{self._repo_path}/pulls",
+            json={"title": title, "head": head, "base": base, "body": body},
             accept=(422,),
         )
         if response.status_code == 422:

@@ -15,19 +15,26 @@ STATES = {"opened": "open", "merged": "merged", "closed": "closed", "locked": "c
 
 
 class GitLabForge:
-    def __init__(self, api_url: str | None, project: str, token: str,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, api_url: str | None, project: str, token: str, transport: httpx.BaseTransport | None = None
+    ) -> None:
         # A project is a numeric id or a "group/subgroup/name" path, which the API wants URL-encoded.
         self._project_path = f"/projects/{quote(project.strip('/'), safe='')}"
-        self._rest = ForgeRest("GitLab", api_url or DEFAULT_API_URL, {"PRIVATE-TOKEN": token}, token,
-                               transport=transport)
+        self._rest = ForgeRest(
+            "GitLab", api_url or DEFAULT_API_URL, {"PRIVATE-TOKEN": token}, token, transport=transport
+        )
 
     def open_pull_request(self, head: str, base: str, title: str, body: str) -> PullRequest:
         existing = self._find_open(head)
         if existing is not None:
             return existing
-        payload = {"source_branch": head, "target_branch": base, "title": title, "description": body,
-                   "remove_source_branch": True}
+        payload = {
+            "source_branch": head,
+            "target_branch": base,
+            "title": title,
+            "description": body,
+            "remove_source_branch": True,
+        }
         response = self._rest.request("POST", f"{self._project_path}/merge_requests", json=payload, accept=(409,))
         if response.status_code == 409:
             # "Another open merge request already exists for this source branch".

@@ -41,16 +41,21 @@ def render_pr_body(model_name: str, new: Mapping[str, Any], current: Mapping[str
     """
     current_values = current or {}
     rows = [
-        {"label": label, "new": _cell(new.get(key), code=key != "version"),
-         "current": _cell(current_values.get(key), code=key != "version")}
+        {
+            "label": label,
+            "new": _cell(new.get(key), code=key != "version"),
+            "current": _cell(current_values.get(key), code=key != "version"),
+        }
         for key, label in ROWS
     ]
     new_metrics = dict(new.get("metrics") or {})
     current_metrics = dict(current_values.get("metrics") or {})
     metric_rows = [
-        {"label": f"metric `{_escape(name)}`",
-         "new": _metric_with_change(new_metrics.get(name), current_metrics.get(name)),
-         "current": _metric(current_metrics.get(name))}
+        {
+            "label": f"metric `{_escape(name)}`",
+            "new": _metric_with_change(new_metrics.get(name), current_metrics.get(name)),
+            "current": _metric(current_metrics.get(name)),
+        }
         for name in sorted(set(new_metrics) | set(current_metrics))
     ]
     return _TEMPLATE.render(

@@ -38,8 +38,9 @@ class ForgeRest:
             timeout=timeout_seconds,
         )
 
-    def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
-                accept: tuple[int, ...] = ()) -> httpx.Response:
+    def request(
+        self, method: str, path: str, *, json: Any = None, params: dict | None = None, accept: tuple[int, ...] = ()
+    ) -> httpx.Response:
         """Send a request; statuses in ``accept`` come back to the caller instead of raising."""
         what = f"{self._forge_name} {method} {path}"
         try:

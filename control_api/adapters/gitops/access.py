@@ -41,7 +41,7 @@ class RemoteAccess:
     username_in_url: bool
 
     @classmethod
-    def from_settings(cls, remote_url: str, settings: GitSettings) -> "RemoteAccess":
+    def from_settings(cls, remote_url: str, settings: GitSettings) -> RemoteAccess:
         url, url_secret, username_in_url = _split_credentials(remote_url)
         configured = settings.token.get_secret_value() if settings.token else None
         return cls(url=url, token=configured or url_secret, username_in_url=username_in_url)

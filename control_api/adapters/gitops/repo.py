@@ -177,7 +177,9 @@ class GitOpsRepo:
                 self._fetch(repo)
                 sha = self._resolve_local(repo, revision)
             if sha is None:
-                raise NotFoundError(f"revision {revision!r} is not in the GitOps repository", code="git_revision_not_found")
+                raise NotFoundError(
+                    f"revision {revision!r} is not in the GitOps repository", code="git_revision_not_found"
+                )
             tree = repo.commit(sha).tree
             if directory is not None:
                 try:
@@ -336,7 +338,9 @@ class GitOpsRepo:
         """
         try:
             listing = repo.git.ls_remote(
-                "--heads", "origin", *(f"refs/heads/{branch}" for branch in branches),
+                "--heads",
+                "origin",
+                *(f"refs/heads/{branch}" for branch in branches),
                 kill_after_timeout=NETWORK_TIMEOUT_SECONDS,
             )
         except GitCommandError as error:

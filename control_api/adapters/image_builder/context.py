@@ -61,9 +61,7 @@ def server_fingerprint() -> str:
 
 def directory_entries(source: Path, prefix: str) -> dict[str, Path]:
     return {
-        f"{prefix}/{path.relative_to(source).as_posix()}": path
-        for path in sorted(source.rglob("*"))
-        if path.is_file()
+        f"{prefix}/{path.relative_to(source).as_posix()}": path for path in sorted(source.rglob("*")) if path.is_file()
     }
 
 

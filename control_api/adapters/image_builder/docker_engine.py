@@ -15,9 +15,10 @@ import json
 import platform
 import re
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import yaml
 
@@ -84,7 +85,9 @@ class DockerImageBuilder:
             emit(f"requirements.txt: ignoring option line {skipped!r} (not reproducible inside an image build)")
         python_version = self._python_version(base_id)
         self._warn_on_python_mismatch(mlmodel, python_version, emit)
-        key = runtime_key(base_id, python_version, requirements.lines, context.server_fingerprint(), requirements.constraints)
+        key = runtime_key(
+            base_id, python_version, requirements.lines, context.server_fingerprint(), requirements.constraints
+        )
         runtime_reference = f"{RUNTIME_REPOSITORY}:{key[:24]}"
 
         with self._runtime_locks[key]:
@@ -92,8 +95,10 @@ class DockerImageBuilder:
             if cache_hit:
                 emit(f"runtime image {runtime_reference} reused")
             else:
-                emit(f"runtime image {runtime_reference} not found; building (python {python_version}, "
-                     f"{len(requirements.lines)} requirements)")
+                emit(
+                    f"runtime image {runtime_reference} not found; building (python {python_version}, "
+                    f"{len(requirements.lines)} requirements)"
+                )
                 self._build_runtime(runtime_reference, key, requirements.lines, requirements.constraints, emit)
 
         reference = model_reference(bundle, key)
@@ -106,12 +111,19 @@ class DockerImageBuilder:
             emit(f"building model image {reference} on {runtime_reference}")
             image_id = self._build_model(bundle, reference, runtime_reference, key, emit)
             emit(f"model image {reference} built ({image_id[:19]})")
-        return BuiltImage(reference=reference, image_id=image_id, runtime_reference=runtime_reference,
-                          runtime_cache_hit=cache_hit, log=log)
+        return BuiltImage(
+            reference=reference,
+            image_id=image_id,
+            runtime_reference=runtime_reference,
+            runtime_cache_hit=cache_hit,
+            log=log,
+        )
 
     # ---- the two builds ---------------------------------------------------------------------
 
-    def _build_runtime(self, reference: str, key: str, requirements: list[str], constraints: list[str], emit: LogSink) -> None:
+    def _build_runtime(
+        self, reference: str, key: str, requirements: list[str], constraints: list[str], emit: LogSink
+    ) -> None:
         uv_binary = self._uv_binary()
         installer = "uv" if uv_binary else "pip"
         dockerfile = context.render_dockerfile(
@@ -146,7 +158,10 @@ class DockerImageBuilder:
         }
         entries: dict[str, context.ContextEntry] = {
             "Dockerfile": context.render_dockerfile(
-                context.MODEL_TEMPLATE, runtime_image=runtime_reference, labels=model_labels(bundle, runtime_reference, key)),
+                context.MODEL_TEMPLATE,
+                runtime_image=runtime_reference,
+                labels=model_labels(bundle, runtime_reference, key),
+            ),
             **context.directory_entries(bundle.model_dir, "model"),
             f"model/{IDENTITY_FILE}": json.dumps(identity, indent=2, sort_keys=True).encode(),
         }
@@ -158,8 +173,14 @@ class DockerImageBuilder:
         image_id: str | None = None
         try:
             stream = self.client.api.build(
-                fileobj=fileobj, custom_context=True, tag=tag, rm=True, forcerm=True,
-                pull=False, decode=True, network_mode=self.settings.network_mode,
+                fileobj=fileobj,
+                custom_context=True,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+                network_mode=self.settings.network_mode,
             )
             for chunk in stream:
                 for line in _lines(chunk):
@@ -214,8 +235,12 @@ class DockerImageBuilder:
         if base_id not in self._python_versions:
             try:
                 output = self.client.containers.run(
-                    base_id, ["python3", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-                    remove=True, network_mode="none", stdout=True, stderr=True,
+                    base_id,
+                    ["python3", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                    remove=True,
+                    network_mode="none",
+                    stdout=True,
+                    stderr=True,
                 )
             except Exception as exc:
                 raise ImageBuildFailed(
@@ -247,9 +272,18 @@ class DockerImageBuilder:
 
 
 def runtime_key(
-    base_image_id: str, python_version: str, requirements: Iterable[str], server_fingerprint: str, constraints: Iterable[str] = ()
+    base_image_id: str,
+    python_version: str,
+    requirements: Iterable[str],
+    server_fingerprint: str,
+    constraints: Iterable[str] = (),
 ) -> str:
-    inputs = {"base": base_image_id, "python": python_version, "requirements": sorted(requirements), "server": server_fingerprint}
+    inputs = {
+        "base": base_image_id,
+        "python": python_version,
+        "requirements": sorted(requirements),
+        "server": server_fingerprint,
+    }
     if constraints:  # absent rather than empty, so images built without constraints keep their keys
         inputs["constraints"] = sorted(constraints)
     payload = json.dumps(inputs, sort_keys=True)
@@ -266,8 +300,18 @@ def model_reference(bundle: ModelBundle, key: str) -> str:
     digest = hashlib.sha256(key.encode())
     for name, path in sorted(context.directory_entries(bundle.model_dir, "model").items()):
         digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    digest.update(json.dumps([bundle.model_name, str(bundle.model_version), bundle.run_id, bundle.model_uri,
-                              bundle.mlflow_tracking_uri, bundle.deployment_id]).encode())
+    digest.update(
+        json.dumps(
+            [
+                bundle.model_name,
+                str(bundle.model_version),
+                bundle.run_id,
+                bundle.model_uri,
+                bundle.mlflow_tracking_uri,
+                bundle.deployment_id,
+            ]
+        ).encode()
+    )
     repository = f"{MODEL_REPOSITORY_PREFIX}/{docker_name(bundle.model_name, 'model')}"
     return f"{repository}:{docker_name(str(bundle.model_version), 'v')}-{digest.hexdigest()[:12]}"
 
@@ -277,7 +321,7 @@ def model_labels(bundle: ModelBundle, runtime_reference: str, key: str) -> dict[
         "org.opencontainers.image.title": bundle.model_name,
         "org.opencontainers.image.version": str(bundle.model_version),
         "org.opencontainers.image.revision": bundle.run_id,
-        "org.opencontainers.image.created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.description": f"MLflow model {bundle.model_name} version {bundle.model_version}",
         "org.opencontainers.image.base.name": runtime_reference,
         "io.mlops.model.name": bundle.model_name,
@@ -310,16 +354,21 @@ def _translate(exc: Exception, tag: str, tail: list[str]) -> Exception:
     if isinstance(exc, (ImageBuildFailed, ServiceUnavailable)):
         return exc
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
-        return ServiceUnavailable(f"Docker Engine did not answer while building {tag}: {exc}", code="docker_unavailable")
+        return ServiceUnavailable(
+            f"Docker Engine did not answer while building {tag}: {exc}", code="docker_unavailable"
+        )
     if isinstance(exc, docker.errors.APIError) and not exc.is_server_error():
         message = exc.explanation or str(exc)
         return ImageBuildFailed(f"image build of {tag} refused: {message}", details={"image": tag, "log_tail": tail})
     if isinstance(exc, docker.errors.DockerException):
         return ServiceUnavailable(f"Docker Engine error while building {tag}: {exc}", code="docker_unavailable")
-    return ImageBuildFailed(f"image build of {tag} failed: {type(exc).__name__}: {exc}",
-                            details={"image": tag, "log_tail": tail})
+    return ImageBuildFailed(
+        f"image build of {tag} failed: {type(exc).__name__}: {exc}", details={"image": tag, "log_tail": tail}
+    )
 
 
 def _failed_without_image(tag: str, tail: collections.deque[str]) -> str:
-    raise ImageBuildFailed(f"image build of {tag} ended without an image\n" + "\n".join(tail),
-                           details={"image": tag, "log_tail": list(tail)})
+    raise ImageBuildFailed(
+        f"image build of {tag} ended without an image\n" + "\n".join(tail),
+        details={"image": tag, "log_tail": list(tail)},
+    )

@@ -44,7 +44,9 @@ def parse_requirement(line: str) -> Requirement:
 def _normalised(requirement: Requirement) -> Requirement:
     name = canonicalize_name(requirement.name)
     if name == FULL_MLFLOW:
-        requirement = Requirement(f"{SKINNY_MLFLOW}{requirement.specifier}" + (f"; {requirement.marker}" if requirement.marker else ""))
+        requirement = Requirement(
+            f"{SKINNY_MLFLOW}{requirement.specifier}" + (f"; {requirement.marker}" if requirement.marker else "")
+        )
     else:
         requirement.name = name
     return requirement

@@ -15,16 +15,23 @@ A readiness probe answered 503 is the model server saying it is still loading, s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from control_api.adapters.kubernetes.services import KubernetesReader
 from control_api.errors import SyncFailed, TransientError
 
 # Waiting reasons that end a rollout as soon as they are seen.
 FINAL_WAITING_REASONS = frozenset(
-    {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
-     "CreateContainerError", "RunContainerError"}
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
 )
 LOG_TAIL_LINES = 20
 
@@ -135,7 +142,9 @@ class RolloutDiagnosis:
         events = self._reader.list_events(
             self._namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}"
         )
-        failures = [e for e in events if e.get("reason") == "Unhealthy" and "Readiness probe" in (e.get("message") or "")]
+        failures = [
+            e for e in events if e.get("reason") == "Unhealthy" and "Readiness probe" in (e.get("message") or "")
+        ]
         if not failures:
             return None
         latest = max(failures, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
@@ -151,8 +160,11 @@ class RolloutDiagnosis:
         if problem.container:
             try:
                 logs = self._reader.pod_log(
-                    self._namespace, problem.pod, container=problem.container,
-                    tail_lines=LOG_TAIL_LINES, previous=problem.previous_logs,
+                    self._namespace,
+                    problem.pod,
+                    container=problem.container,
+                    tail_lines=LOG_TAIL_LINES,
+                    previous=problem.previous_logs,
                 )
             except TransientError:
                 logs = ""

@@ -34,10 +34,14 @@ def ensure_model_network(client: Any, name: str = MODEL_NETWORK) -> Any:
     network = next((n for n in found if n.name == name), None)
     if network is None:
         try:
-            network = client.networks.create(name, driver="bridge", options=NETWORK_OPTIONS, labels={NETWORK_LABEL: "models"})
+            network = client.networks.create(
+                name, driver="bridge", options=NETWORK_OPTIONS, labels={NETWORK_LABEL: "models"}
+            )
         except docker.errors.APIError as exc:
             if "already exists" not in str(exc):
-                raise ServiceUnavailable(f"cannot create the Docker network {name}: {exc}", code="docker_unavailable") from exc
+                raise ServiceUnavailable(
+                    f"cannot create the Docker network {name}: {exc}", code="docker_unavailable"
+                ) from exc
             network = client.networks.get(name)
     network.reload()
     options = network.attrs.get("Options") or {}
@@ -70,17 +74,26 @@ def check_runs_as_non_root(workload: str, security: SecurityContext, image_user:
         return
     uid, described = effective_user(security, image_user)
     if uid is None:
-        raise SyncFailed(f"{workload}: runAsNonRoot is set and the image runs as non-numeric {described}; set runAsUser", code="sync_failed")
+        raise SyncFailed(
+            f"{workload}: runAsNonRoot is set and the image runs as non-numeric {described}; set runAsUser",
+            code="sync_failed",
+        )
     if uid == 0:
-        raise SyncFailed(f"{workload}: runAsNonRoot is set but the container would run as {described}", code="sync_failed")
+        raise SyncFailed(
+            f"{workload}: runAsNonRoot is set but the container would run as {described}", code="sync_failed"
+        )
 
 
-def container_options(security: SecurityContext, scratch_volumes: tuple[ScratchVolume, ...], memory_limit: int | None) -> dict:
+def container_options(
+    security: SecurityContext, scratch_volumes: tuple[ScratchVolume, ...], memory_limit: int | None
+) -> dict:
     """docker run options for a replica: user and groups, root filesystem, capabilities, privilege
     escalation, and emptyDir volumes as tmpfs mounts (at most their sizeLimit, else the memory limit)."""
     options: dict[str, Any] = {}
     if security.run_as_user is not None:
-        options["user"] = f"{security.run_as_user}" + (f":{security.run_as_group}" if security.run_as_group is not None else "")
+        options["user"] = f"{security.run_as_user}" + (
+            f":{security.run_as_group}" if security.run_as_group is not None else ""
+        )
     if security.supplemental_groups:
         options["group_add"] = [str(g) for g in security.supplemental_groups]
     options["read_only"] = security.read_only_root_filesystem

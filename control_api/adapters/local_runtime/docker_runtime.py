@@ -58,6 +58,7 @@ ROLE_REPLICA = "replica"
 HOLDER_USER = "65534:65534"
 HOLDER_COMMAND = ["sleep", "infinity"]
 
+
 # Shared by every runtime in the process (the control service and, in tests, a simulator each hold
 # one): two instances allocating at once would otherwise hand out the same loopback address.
 class _MachineLock:
@@ -107,7 +108,9 @@ def spec_hash(spec: WorkloadSpec) -> str:
 
 
 class DockerLocalRuntime:
-    def __init__(self, settings: TargetSettings, client_factory=None, network_name: str = containment.MODEL_NETWORK) -> None:
+    def __init__(
+        self, settings: TargetSettings, client_factory=None, network_name: str = containment.MODEL_NETWORK
+    ) -> None:
         self.settings = settings
         self.network_name = network_name
         self._client_factory = client_factory
@@ -167,8 +170,12 @@ class DockerLocalRuntime:
             current = self._replicas(spec.namespace, spec.name)
             holder = self._holder(spec.namespace, spec.name)
             same = [c for c in current if c.labels.get(L_HASH) == digest and c.status == "running"]
-            if (holder is not None and len(same) == spec.replicas and all(self._healthy(c) for c in same)
-                    and len(current) == len(same)):
+            if (
+                holder is not None
+                and len(same) == spec.replicas
+                and all(self._healthy(c) for c in same)
+                and len(current) == len(same)
+            ):
                 return self._status(spec.namespace, spec.name)
             image_user = self._image_user(spec.image)
             workload = f"{spec.namespace}/{spec.name}"
@@ -238,9 +245,11 @@ class DockerLocalRuntime:
 
     @staticmethod
     def _holder_fits(holder, spec: WorkloadSpec) -> bool:
-        return (holder.labels.get(L_PORT) == str(spec.service_port)
-                and holder.labels.get(L_CONTAINER_PORT) == str(spec.container_port)
-                and holder.status == "running")
+        return (
+            holder.labels.get(L_PORT) == str(spec.service_port)
+            and holder.labels.get(L_CONTAINER_PORT) == str(spec.container_port)
+            and holder.status == "running"
+        )
 
     def _discard(self, started: list, holder, keep_holder: bool) -> None:
         for container in started:
@@ -288,10 +297,15 @@ class DockerLocalRuntime:
         except Exception as exc:
             self._remove_named(name[:120])
             if "executable file not found" in str(exc):
-                raise SyncFailed(f"{spec.namespace}/{spec.name}: image {spec.image} has no {HOLDER_COMMAND[0]}, which the "
-                                 f"container holding the network namespace runs: {str(exc)[:300]}", code="sync_failed") from exc
-            raise ServiceUnavailable(f"Docker could not publish {address}:{spec.service_port} for {spec.name}: {str(exc)[:300]}",
-                                     code="docker_unavailable") from exc
+                raise SyncFailed(
+                    f"{spec.namespace}/{spec.name}: image {spec.image} has no {HOLDER_COMMAND[0]}, which the "
+                    f"container holding the network namespace runs: {str(exc)[:300]}",
+                    code="sync_failed",
+                ) from exc
+            raise ServiceUnavailable(
+                f"Docker could not publish {address}:{spec.service_port} for {spec.name}: {str(exc)[:300]}",
+                code="docker_unavailable",
+            ) from exc
         holder.reload()
         if holder.status != "running":
             logs = holder.logs(tail=5).decode("utf-8", "replace").strip()
@@ -326,22 +340,27 @@ class DockerLocalRuntime:
                 restart_policy={"Name": "unless-stopped"},
                 nano_cpus=nano_cpus(spec.cpu_limit),
                 mem_limit=memory_limit,
-                healthcheck=readiness.healthcheck(spec.readiness_port or spec.container_port, spec.readiness_path,
-                                                  spec.readiness_failure_threshold),
+                healthcheck=readiness.healthcheck(
+                    spec.readiness_port or spec.container_port, spec.readiness_path, spec.readiness_failure_threshold
+                ),
                 **containment.container_options(spec.security, spec.scratch_volumes, memory_limit),
             )
         except Exception as exc:
             self._remove_named(name[:120])
             message = str(exc)
             if "No such image" in message or "not found" in message or "pull access denied" in message:
-                raise SyncFailed(f"image {spec.image} cannot be pulled: {message[:300]}", code="image_pull_failed") from exc
-            raise ServiceUnavailable(f"Docker could not start {spec.name}: {message[:300]}", code="docker_unavailable") from exc
+                raise SyncFailed(
+                    f"image {spec.image} cannot be pulled: {message[:300]}", code="image_pull_failed"
+                ) from exc
+            raise ServiceUnavailable(
+                f"Docker could not start {spec.name}: {message[:300]}", code="docker_unavailable"
+            ) from exc
 
     def _remove_named(self, name: str) -> None:
         """A container Docker created but could not start (docker run creates, then starts)."""
         try:
             _remove(self.client.containers.get(name))
-        except Exception:  # noqa: BLE001 - never created, or gone
+        except Exception:
             pass
 
     def _wait_ready(self, containers: list, timeout: float, spec: WorkloadSpec, image_user: str) -> None:
@@ -385,9 +404,15 @@ class DockerLocalRuntime:
         replicas = [c for c in containers if c.labels.get(L_ROLE) != ROLE_NETWORK]
         if not replicas:
             holder = containers[0]
-            return WorkloadStatus(namespace=namespace, name=name, image=holder.labels.get(L_IMAGE, ""),
-                                  address=holder.labels[L_ADDRESS], port=int(holder.labels.get(L_PORT, "80")),
-                                  replicas=0, ready_replicas=0)
+            return WorkloadStatus(
+                namespace=namespace,
+                name=name,
+                image=holder.labels.get(L_IMAGE, ""),
+                address=holder.labels[L_ADDRESS],
+                port=int(holder.labels.get(L_PORT, "80")),
+                replicas=0,
+                ready_replicas=0,
+            )
         newest = max(replicas, key=lambda c: c.attrs.get("Created", ""))
         digest = newest.labels[L_HASH]
         current = [c for c in replicas if c.labels[L_HASH] == digest]
@@ -415,7 +440,7 @@ def _retire(containers: list, grace_seconds: float) -> None:
     def stop(container: Any) -> None:
         try:
             container.stop(timeout=max(1, int(grace_seconds)))
-        except Exception:  # noqa: BLE001 - gone already, or will be forced just below
+        except Exception:
             pass
         _remove(container)
 

@@ -25,7 +25,9 @@ class SourceError(Exception):
 
 
 class GitSource:
-    def __init__(self, cache_dir: Path, kustomize_cmd: list[str] | None = None, git_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, cache_dir: Path, kustomize_cmd: list[str] | None = None, git_env: dict[str, str] | None = None
+    ) -> None:
         """``git_env``: extra environment of the git commands (the service's credential helper), so a
         private remote is fetched with a credential-free URL and no secret lands in the cache's config."""
         self._cache_dir = Path(cache_dir)
@@ -83,7 +85,9 @@ class GitSource:
         return mirror
 
 
-def _git(args: list[str], *, cwd: Path, check: bool = True, binary: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _git(
+    args: list[str], *, cwd: Path, check: bool = True, binary: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["git", *args], cwd=cwd, capture_output=True, text=not binary, check=check, timeout=120, env=env
     )

@@ -76,12 +76,16 @@ def _spec(deployment: dict, service: dict | None, namespace: str) -> WorkloadSpe
         memory_limit=_quantity(limits.get("memory")),
         labels=dict(pod["metadata"].get("labels") or {}),
         readiness_path=probe_get.get("path") or "/ready",
-        readiness_port=_named_port(container_ports, probe_port, container_port) if isinstance(probe_port, str) else probe_port,
+        readiness_port=_named_port(container_ports, probe_port, container_port)
+        if isinstance(probe_port, str)
+        else probe_port,
         readiness_period_seconds=int(readiness.get("periodSeconds", 10)),
         readiness_failure_threshold=int(readiness.get("failureThreshold", 3)),
         termination_grace_seconds=int(pod["spec"].get("terminationGracePeriodSeconds", 30)),
         security=_security(pod["spec"].get("securityContext") or {}, container.get("securityContext") or {}),
-        scratch_volumes=_scratch_volumes(pod["spec"].get("volumes") or [], container.get("volumeMounts") or [], f"{namespace}/{name}"),
+        scratch_volumes=_scratch_volumes(
+            pod["spec"].get("volumes") or [], container.get("volumeMounts") or [], f"{namespace}/{name}"
+        ),
     )
 
 

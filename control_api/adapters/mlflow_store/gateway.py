@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from control_api.errors import MlopsError, NotFoundError, ServiceUnavailable, TerminalError
@@ -30,7 +31,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 def iso_from_millis(millis: int | None) -> str | None:
     if millis is None:
         return None
-    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(millis / 1000, tz=UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,7 @@ def anchor_default_experiment(tracking_uri: str, artifact_root: str) -> None:
     if store.get_experiment("0").artifact_location == wanted:
         return
     with store.ManagedSessionMaker() as session:
-        session.query(SqlExperiment).filter(SqlExperiment.experiment_id == 0).update(
-            {"artifact_location": wanted}
-        )
+        session.query(SqlExperiment).filter(SqlExperiment.experiment_id == 0).update({"artifact_location": wanted})
 
 
 def _is_mlflow_or_network_error(exc: Exception) -> bool:
@@ -173,9 +172,7 @@ class MlflowGateway:
         def go() -> list[LoggedModelRef]:
             run = self.client.get_run(run_id)
             ids = sorted(set(experiment_ids) | {run.info.experiment_id})
-            found = self.client.search_logged_models(
-                experiment_ids=ids, filter_string=f"source_run_id = '{run_id}'"
-            )
+            found = self.client.search_logged_models(experiment_ids=ids, filter_string=f"source_run_id = '{run_id}'")
             return [
                 LoggedModelRef(m.model_id, m.name, m.artifact_location, m.source_run_id)
                 for m in found
@@ -308,7 +305,9 @@ class MlflowGateway:
             elif source.startswith("models:/m-"):
                 source = self.client.get_logged_model(source.removeprefix("models:/")).artifact_location
             dst.mkdir(parents=True, exist_ok=True)
-            path = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=self.tracking_uri)
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=str(dst), tracking_uri=self.tracking_uri
+            )
             return Path(path)
 
         return self._call(go)

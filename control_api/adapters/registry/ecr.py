@@ -184,7 +184,9 @@ class EcrRegistry:
         except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as exc:
             raise RegistryAuthFailed(f"no AWS credentials for ECR: {exc}") from exc
         except botocore.exceptions.NoRegionError as exc:
-            raise TerminalError("ECR needs a region: set MLOPS_REGISTRY__ECR_REGION", code="invalid_configuration") from exc
+            raise TerminalError(
+                "ECR needs a region: set MLOPS_REGISTRY__ECR_REGION", code="invalid_configuration"
+            ) from exc
         except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError) as exc:
             raise RegistryUnavailable(f"ECR API unreachable: {exc}") from exc
 

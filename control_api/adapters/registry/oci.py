@@ -7,7 +7,8 @@ progress stream, so every entry is inspected and translated into the project's e
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -74,7 +75,9 @@ class OciRegistry:
         if response.status_code == 401 and self.auth is None:
             return  # reachable; it wants credentials we will log in with at push time
         if response.status_code in (401, 403):
-            raise RegistryAuthFailed(f"registry {self.host} refused the configured credentials (HTTP {response.status_code})")
+            raise RegistryAuthFailed(
+                f"registry {self.host} refused the configured credentials (HTTP {response.status_code})"
+            )
         if response.status_code >= 500:
             raise RegistryUnavailable(f"registry {self.host} answered HTTP {response.status_code}")
 
@@ -97,7 +100,10 @@ class OciRegistry:
             raise self._classify(str(exc)) from exc
         confirmed = self.manifest_digest(repository_name, tag)
         if digest and confirmed and digest != confirmed:
-            raise TerminalError(f"registry reports digest {confirmed} for {repository}:{tag}, the push said {digest}", code="digest_mismatch")
+            raise TerminalError(
+                f"registry reports digest {confirmed} for {repository}:{tag}, the push said {digest}",
+                code="digest_mismatch",
+            )
         digest = confirmed or digest
         if not digest:
             raise RegistryUnavailable(f"push of {repository}:{tag} finished without a digest")
@@ -108,7 +114,9 @@ class OciRegistry:
         url = f"{self.scheme}://{self.host}/v2/{repository_name}/manifests/{tag}"
         try:
             response = httpx.head(url, headers={"Accept": MANIFEST_TYPES}, auth=self.auth, timeout=30)
-            if response.status_code == 401 and response.headers.get("WWW-Authenticate", "").lower().startswith("bearer"):
+            if response.status_code == 401 and response.headers.get("WWW-Authenticate", "").lower().startswith(
+                "bearer"
+            ):
                 response = self._head_with_bearer_token(url, response.headers["WWW-Authenticate"], repository_name)
         except httpx.HTTPError as exc:
             raise RegistryUnavailable(f"registry {self.host} is unreachable: {exc}") from exc
@@ -119,7 +127,9 @@ class OciRegistry:
                 return None  # token-auth registries want a bearer token dance; trust the push stream
             raise RegistryAuthFailed(f"registry {self.host} refused the credentials reading {repository_name}:{tag}")
         if response.status_code >= 400:
-            raise RegistryUnavailable(f"registry {self.host} answered HTTP {response.status_code} for {repository_name}:{tag}")
+            raise RegistryUnavailable(
+                f"registry {self.host} answered HTTP {response.status_code} for {repository_name}:{tag}"
+            )
         return response.headers.get("Docker-Content-Digest")
 
     def _head_with_bearer_token(self, url: str, challenge: str, repository_name: str) -> httpx.Response:

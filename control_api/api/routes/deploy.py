@@ -23,8 +23,10 @@ router = APIRouter(prefix="/mlops", tags=["deploy"])
 @router.post(
     "/deploy",
     response_model=DeploymentView,
-    responses={202: {"model": DeploymentView, "description": "Accepted; poll the Location"},
-               **error_responses(*CHANGE, 400, 409, 422, 503)},
+    responses={
+        202: {"model": DeploymentView, "description": "Accepted; poll the Location"},
+        **error_responses(*CHANGE, 400, 409, 422, 503),
+    },
     summary="Train a script, register its model and serve it behind a URL",
 )
 async def deploy(
@@ -65,7 +67,9 @@ async def deploy(
 def refuse_a_different_request(key: str, earlier: dict, now: dict) -> None:
     """An Idempotency-Key names one request: the same key with another body is a client bug, and
     answering with the first deploy would hide it."""
-    if json.loads(json.dumps(now, sort_keys=True, default=str)) != json.loads(json.dumps(earlier, sort_keys=True, default=str)):
+    if json.loads(json.dumps(now, sort_keys=True, default=str)) != json.loads(
+        json.dumps(earlier, sort_keys=True, default=str)
+    ):
         differing = sorted(k for k in set(now) | set(earlier) if now.get(k) != earlier.get(k))
         raise InvalidRequestError(
             f"Idempotency-Key {key!r} was used for a different request (fields differ: {', '.join(differing) or 'body'}); "

@@ -13,8 +13,12 @@ from control_api.api.schemas import CHANGE, MAX_INT64, NO_NUL, READ, DeploymentP
 router = APIRouter(prefix="/mlops/deployments", tags=["deployments"])
 
 
-@router.get("", response_model=DeploymentPage, summary="List deployments, newest first",
-            responses=error_responses(*READ, 422, 503))
+@router.get(
+    "",
+    response_model=DeploymentPage,
+    summary="List deployments, newest first",
+    responses=error_responses(*READ, 422, 503),
+)
 def list_deployments(
     request: Request,
     services: ServicesDep,
@@ -26,24 +30,40 @@ def list_deployments(
     offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ):
     records, total = services.journal.list(
-        model_name=model_name or model_name_alt, status=status, kind=kind, limit=limit, offset=offset,
+        model_name=model_name or model_name_alt,
+        status=status,
+        kind=kind,
+        limit=limit,
+        offset=offset,
         namespaces=key_namespaces(request),
     )
     return DeploymentPage(items=[deployment_view(r) for r in records], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{deployment_id}", response_model=DeploymentView, summary="One deployment with its steps",
-            responses=error_responses(*READ, 404, 422, 503))
+@router.get(
+    "/{deployment_id}",
+    response_model=DeploymentView,
+    summary="One deployment with its steps",
+    responses=error_responses(*READ, 404, 422, 503),
+)
 def get_deployment(deployment_id: Annotated[str, Path(pattern=NO_NUL)], request: Request, services: ServicesDep):
     record = services.journal.get(deployment_id)
     require_namespace_access(request, record.namespace)
     return deployment_view(record)
 
 
-@router.post("/{deployment_id}/retry", response_model=DeploymentView, status_code=202,
-             summary="Resume a failed or timed-out deployment from its failed step",
-             responses=error_responses(*CHANGE, 404, 409, 422, 503))
-def retry_deployment(deployment_id: Annotated[str, Path(pattern=NO_NUL)], request: Request, services: ServicesDep,
-                     orchestrator: OrchestratorDep):
+@router.post(
+    "/{deployment_id}/retry",
+    response_model=DeploymentView,
+    status_code=202,
+    summary="Resume a failed or timed-out deployment from its failed step",
+    responses=error_responses(*CHANGE, 404, 409, 422, 503),
+)
+def retry_deployment(
+    deployment_id: Annotated[str, Path(pattern=NO_NUL)],
+    request: Request,
+    services: ServicesDep,
+    orchestrator: OrchestratorDep,
+):
     require_namespace_access(request, services.journal.get(deployment_id).namespace)
     return deployment_view(orchestrator.retry(deployment_id))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Annotated, Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -66,11 +67,17 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
             details=[{"field": "Last-Event-ID", "rule": "integer", "message": "must be an integer"}],
         )
     if value < 0:
-        raise InvalidRequestError("Last-Event-ID must not be negative", code="validation_error",
-                                  details=[{"field": "Last-Event-ID", "rule": "non_negative", "message": "must be >= 0"}])
+        raise InvalidRequestError(
+            "Last-Event-ID must not be negative",
+            code="validation_error",
+            details=[{"field": "Last-Event-ID", "rule": "non_negative", "message": "must be >= 0"}],
+        )
     if value > MAX_EVENT_ID:
-        raise InvalidRequestError("Last-Event-ID is larger than any event id", code="validation_error",
-                                  details=[{"field": "Last-Event-ID", "rule": "max_event_id", "message": f"must be <= {MAX_EVENT_ID}"}])
+        raise InvalidRequestError(
+            "Last-Event-ID is larger than any event id",
+            code="validation_error",
+            details=[{"field": "Last-Event-ID", "rule": "max_event_id", "message": f"must be <= {MAX_EVENT_ID}"}],
+        )
     return value
 
 
@@ -107,15 +114,22 @@ async def follow_journal(
     "/{deployment_id}/events",
     summary="Server-Sent Events: step transitions, status changes and log lines, replayed then followed live",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "event: step | log | status, then end"},
-               **error_responses(*READ, 404, 422, 503)},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "event: step | log | status, then end"},
+        **error_responses(*READ, 404, 422, 503),
+    },
 )
 async def deployment_events(
     deployment_id: Annotated[str, Path(pattern=NO_NUL)],
     request: Request,
     services: ServicesDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
-    after: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id (for clients that cannot set Last-Event-ID)")] = None,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0, le=MAX_EVENT_ID, description="Resume after this event id (for clients that cannot set Last-Event-ID)"
+        ),
+    ] = None,
 ):
     journal = services.journal
     # Raises NotFoundError (404 in the standard error format) before any streaming starts.

@@ -19,11 +19,12 @@ async def list_models(services: ServicesDep):
     return {"models": models, "total": len(models)}
 
 
-@router.get("/{name}", summary="One registered model with its versions, their runs' metrics and params",
-            responses={200: {"model": ModelDetail}, **error_responses(*READ, 400, 404, 503)})
-async def get_model(
-    name: str, services: ServicesDep, namespace: Annotated[str | None, Query(max_length=63)] = None
-):
+@router.get(
+    "/{name}",
+    summary="One registered model with its versions, their runs' metrics and params",
+    responses={200: {"model": ModelDetail}, **error_responses(*READ, 400, 404, 503)},
+)
+async def get_model(name: str, services: ServicesDep, namespace: Annotated[str | None, Query(max_length=63)] = None):
     """``served`` and ``drift`` come from the target itself (Argo CD's history on the ``argocd``
     target), so a rollback made in the Argo CD UI shows here."""
     from control_api.api.routes.lifecycle import _namespace

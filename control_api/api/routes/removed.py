@@ -8,11 +8,15 @@ from control_api.api.errors import error_response
 
 router = APIRouter(include_in_schema=False)
 
-INFERENCE = ("inference is served by each deployed model's own URL: POST {inference_url} "
-             "(the deploy response's inference_url, e.g. http://<external-ip>/predict); "
-             "see GET /mlops/deployments/{id} for a model's endpoints")
-TRAINING = ("training and registration are done by POST /mlops/deploy, which trains the script, "
-            "registers the model and serves it; poll GET /mlops/deployments/{id} for progress")
+INFERENCE = (
+    "inference is served by each deployed model's own URL: POST {inference_url} "
+    "(the deploy response's inference_url, e.g. http://<external-ip>/predict); "
+    "see GET /mlops/deployments/{id} for a model's endpoints"
+)
+TRAINING = (
+    "training and registration are done by POST /mlops/deploy, which trains the script, "
+    "registers the model and serves it; poll GET /mlops/deployments/{id} for progress"
+)
 
 
 def _gone(message: str):

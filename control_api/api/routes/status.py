@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
-from typing import Callable
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -57,21 +57,29 @@ def _timed(check: Callable[[], None]) -> dict:
 def platform_status(services: Services) -> dict:
     checks = component_checks(services)
     # One deadline for the whole page; a check still running then is reported and keeps running.
-    done = services.status_checks.run({name: partial(_timed, check) for name, check in checks.items()}, CHECK_TIMEOUT_SECONDS)
+    done = services.status_checks.run(
+        {name: partial(_timed, check) for name, check in checks.items()}, CHECK_TIMEOUT_SECONDS
+    )
     timed_out = {"status": "unhealthy", "latency_ms": CHECK_TIMEOUT_SECONDS * 1000, "error": "check timed out"}
     components = {name: done.get(name, timed_out) for name in checks}
     overall = "healthy" if all(c["status"] == "healthy" for c in components.values()) else "unhealthy"
     return {
         "status": overall,
-        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "timestamp": datetime.now(UTC).isoformat(),
         "target": services.settings.target.kind,
         "components": components,
     }
 
 
-@router.get("/mlops/status", summary="Health of every component the platform depends on",
-            responses={200: {"model": PlatformStatus}, **error_responses(*READ),
-                       503: {"model": PlatformStatus, "description": "Some component is unhealthy (the body says which)"}})
+@router.get(
+    "/mlops/status",
+    summary="Health of every component the platform depends on",
+    responses={
+        200: {"model": PlatformStatus},
+        **error_responses(*READ),
+        503: {"model": PlatformStatus, "description": "Some component is unhealthy (the body says which)"},
+    },
+)
 async def get_status(services: ServicesDep):
     body = await run_in_threadpool(platform_status, services)
     return JSONResponse(body, status_code=200 if body["status"] == "healthy" else 503)

@@ -12,15 +12,24 @@ from control_api.api.schemas import ANY_ROUTE, READ, HealthBody, ReadyBody, erro
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health", summary="Liveness of the control service",
-            responses={200: {"model": HealthBody}, **error_responses(*ANY_ROUTE)})
+@router.get(
+    "/health",
+    summary="Liveness of the control service",
+    responses={200: {"model": HealthBody}, **error_responses(*ANY_ROUTE)},
+)
 def health():
     return {"status": "healthy", "version": __version__}
 
 
-@router.get("/ready", summary="Readiness: the journal answers and unfinished deploys were resumed",
-            responses={200: {"model": ReadyBody}, 503: {"model": ReadyBody, "description": "The journal does not answer"},
-                       **error_responses(*READ)})
+@router.get(
+    "/ready",
+    summary="Readiness: the journal answers and unfinished deploys were resumed",
+    responses={
+        200: {"model": ReadyBody},
+        503: {"model": ReadyBody, "description": "The journal does not answer"},
+        **error_responses(*READ),
+    },
+)
 def ready(request: Request):
     state = request.app.state
     try:
@@ -30,8 +39,14 @@ def ready(request: Request):
     return {"status": "ready"}
 
 
-@router.get("/metrics", summary="Prometheus metrics of the control service", response_class=Response,
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
-                       **error_responses(*READ)})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of the control service",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
+        **error_responses(*READ),
+    },
+)
 def metrics(request: Request):
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

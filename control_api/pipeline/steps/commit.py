@@ -42,7 +42,9 @@ def render_files(ctx: StepContext, app: AppRef) -> dict[str, bytes]:
     try:
         spec = DeploymentSpec.validated(**fields)
     except RenderError as exc:
-        raise InvalidRequestError(f"cannot render manifests: {exc.message}", code="render_failed", details={"field": exc.field}) from exc
+        raise InvalidRequestError(
+            f"cannot render manifests: {exc.message}", code="render_failed", details={"field": exc.field}
+        ) from exc
     files = {**render_base(), **render_model(spec)}
     from control_api.targets.argocd import ArgoCDTarget
 
@@ -73,7 +75,9 @@ class CommitStep:
         if not review:
             earlier = earlier_commit_of(ctx, self.name)
             if earlier is not None:
-                ctx.log(f"commit {earlier.sha[:12]} of this deployment is already on {ctx.settings.git.branch} (an interrupted attempt pushed it)")
+                ctx.log(
+                    f"commit {earlier.sha[:12]} of this deployment is already on {ctx.settings.git.branch} (an interrupted attempt pushed it)"
+                )
                 return {
                     "commit": earlier.sha,
                     "commit_changed": True,
@@ -112,7 +116,9 @@ class CommitStep:
 
         forge = ctx.services.forge
         if forge is None:
-            raise TerminalError("git.review_mode is on but no forge is configured (MLOPS_FORGE__KIND)", code="forge_not_configured")
+            raise TerminalError(
+                "git.review_mode is on but no forge is configured (MLOPS_FORGE__KIND)", code="forge_not_configured"
+            )
         new = {
             "version": ctx.outputs["model_version"],
             "image": ctx.outputs["image_uri"],
@@ -121,7 +127,9 @@ class CommitStep:
         }
         current = _currently_deployed(ctx, app)
         pr = forge.open_pull_request(
-            head=branch, base=ctx.settings.git.branch, title=subject,
+            head=branch,
+            base=ctx.settings.git.branch,
+            title=subject,
             body=render_pr_body(ctx.request["model_name"], new, current),
         )
         ctx.log(f"pull request {pr.url} opened for branch {branch}")

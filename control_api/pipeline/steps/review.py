@@ -38,7 +38,8 @@ class ReviewStep:
         if now >= deadline:
             raise DeploymentTimedOut(
                 f"the pull request was not merged within {settings.forge.review_timeout_seconds:g} s; "
-                "retry the deployment to keep waiting", code="review_timed_out",
+                "retry the deployment to keep waiting",
+                code="review_timed_out",
             )
         return NotYet(
             retry_after=min(settings.forge.merge_poll_seconds, max(0.0, deadline - now)),

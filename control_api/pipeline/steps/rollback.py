@@ -35,12 +35,25 @@ def rollback_target(history, model_name: str, namespace: str, wanted: str | None
     require_deployed(history, model_name, namespace)
     current_version = history[0].trailers.get("Model-Version")
     if wanted:
-        target = next((c for c in history if c.trailers.get("Model-Version") == str(wanted) and c.trailers.get("Action") != "undeploy"), None)
+        target = next(
+            (
+                c
+                for c in history
+                if c.trailers.get("Model-Version") == str(wanted) and c.trailers.get("Action") != "undeploy"
+            ),
+            None,
+        )
         if target is None:
-            raise NotFoundError(f"version {wanted} of {model_name} was never deployed to {namespace}", code="version_not_deployed")
+            raise NotFoundError(
+                f"version {wanted} of {model_name} was never deployed to {namespace}", code="version_not_deployed"
+            )
         return target
     target = next(
-        (c for c in history[1:] if c.trailers.get("Model-Version") not in (None, current_version) and c.trailers.get("Action") != "undeploy"),
+        (
+            c
+            for c in history[1:]
+            if c.trailers.get("Model-Version") not in (None, current_version) and c.trailers.get("Action") != "undeploy"
+        ),
         None,
     )
     if target is None:
@@ -123,8 +136,12 @@ class UndeployCommitStep:
         app = app_of(ctx)
         earlier = earlier_commit_of(ctx, self.name)
         if earlier is not None:
-            return {"commit": earlier.sha, "commit_changed": True, "target": ctx.settings.target.kind,
-                    "_message": f"removed {app.path} at {earlier.sha[:12]} (found after a restart)"}
+            return {
+                "commit": earlier.sha,
+                "commit_changed": True,
+                "target": ctx.settings.target.kind,
+                "_message": f"removed {app.path} at {earlier.sha[:12]} (found after a restart)",
+            }
         result = ctx.services.gitops.commit(
             CommitRequest(
                 files={},
@@ -140,8 +157,12 @@ class UndeployCommitStep:
                 },
             )
         )
-        return {"commit": result.sha, "commit_changed": result.changed, "target": ctx.settings.target.kind,
-                "_message": f"removed {app.path} at {result.sha[:12]}"}
+        return {
+            "commit": result.sha,
+            "commit_changed": result.changed,
+            "target": ctx.settings.target.kind,
+            "_message": f"removed {app.path} at {result.sha[:12]}",
+        }
 
 
 class PruneStep:

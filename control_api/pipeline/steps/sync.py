@@ -60,6 +60,10 @@ class WaitStep:
         return NotYet(
             retry_after=min(delay, max(0.0, deadline - now)),
             message=f"waiting: {answer.reason}",
-            progress={"poll_deadline": deadline, "poll_delay": delay, "poll_state": answer.state,
-                      "poll_reason": answer.reason},
+            progress={
+                "poll_deadline": deadline,
+                "poll_delay": delay,
+                "poll_state": answer.state,
+                "poll_reason": answer.reason,
+            },
         )

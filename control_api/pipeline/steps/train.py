@@ -11,14 +11,22 @@ import os
 import re
 import shutil
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from control_api.errors import MlopsError, NoModelLogged, SeveralModelsLogged, TrainingFailed, TrainingTimeout
 from control_api.pipeline.step import StepContext
 from control_api.training import sandbox as sandboxing
-from control_api.training.runner import ResourceLimits, ScriptRun, build_environment, kill_process_group, run_script, tail_lines
+from control_api.training.runner import (
+    ResourceLimits,
+    ScriptRun,
+    build_environment,
+    kill_process_group,
+    run_script,
+    tail_lines,
+)
 from control_api.training.sandbox import SandboxConfig
 from control_api.training.tracking_door import OpenDoor, TrackingDoor, new_socket_dir, open_door
 
@@ -58,8 +66,9 @@ class TrainStep:
         }
         run_id = gateway.create_run(experiment_id, f"{request['model_name']}-{ctx.deployment_id[:8]}", tags)
         # The serving image installs the same versions (build step), also after a resumed attempt.
-        ctx.save_progress(run_id=run_id, experiment_id=experiment_id, experiment_name=experiment_name,
-                          training_packages=env.packages)
+        ctx.save_progress(
+            run_id=run_id, experiment_id=experiment_id, experiment_name=experiment_name, training_packages=env.packages
+        )
         ctx.log(f"MLflow run {run_id} in experiment {experiment_name!r}")
 
         workdir = settings.data_path / "work" / ctx.deployment_id / run_id
@@ -94,7 +103,15 @@ class TrainStep:
                     user_env=request.get("environment_vars") or {},
                 )
                 outcome = run_script(
-                    ScriptRun(env.python, script_path, workdir, script_env, settings.training.timeout_seconds, limits=limits, sandbox=box),
+                    ScriptRun(
+                        env.python,
+                        script_path,
+                        workdir,
+                        script_env,
+                        settings.training.timeout_seconds,
+                        limits=limits,
+                        sandbox=box,
+                    ),
                     on_start=lambda pid: ctx.save_progress(train_pgid=pid),
                 )
         except TrainingTimeout as exc:
@@ -157,7 +174,9 @@ class TrainStep:
             # The attempt may have died (or lost MLflow) before keeping the script's output; it is
             # still on disk. Uploading again replaces the same two artifacts.
             workdir = ctx.settings.data_path / "work" / ctx.deployment_id / run_id
-            self._keep_logs(ctx, run_id, workdir.parent / f"{run_id}.stdout.log", workdir.parent / f"{run_id}.stderr.log")
+            self._keep_logs(
+                ctx, run_id, workdir.parent / f"{run_id}.stdout.log", workdir.parent / f"{run_id}.stderr.log"
+            )
             return {
                 "run_id": run_id,
                 "experiment_id": run.info.experiment_id,
@@ -189,16 +208,18 @@ class TrainStep:
         prefix = sandboxing.interpreter_prefix(venv)
         root = settings.data_path / "sandbox" / "root"
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with sandboxing.lease_uid(training.sandbox_uid_first, training.sandbox_uid_count, sandboxing.lock_dir(settings.data_path)) as uid:
-            with open_door(door, socket_dir=new_socket_dir(), owner=(uid, training.sandbox_gid)) as opened:
-                network = "loopback only" if isolate else "host network"
-                ctx.log(
-                    f"sandbox: uid {uid}, gid {training.sandbox_gid}, {network}, MLflow through the run's tracking door, "
-                    f"at most {training.max_processes} processes, "
-                    f"{_size(training.max_memory_bytes)} address space, {_size(training.max_file_bytes)} per file"
-                )
-                assert opened.socket_path is not None
-                yield SandboxConfig(
+        with sandboxing.lease_uid(
+            training.sandbox_uid_first, training.sandbox_uid_count, sandboxing.lock_dir(settings.data_path)
+        ) as uid, open_door(door, socket_dir=new_socket_dir(), owner=(uid, training.sandbox_gid)) as opened:
+            network = "loopback only" if isolate else "host network"
+            ctx.log(
+                f"sandbox: uid {uid}, gid {training.sandbox_gid}, {network}, MLflow through the run's tracking door, "
+                f"at most {training.max_processes} processes, "
+                f"{_size(training.max_memory_bytes)} address space, {_size(training.max_file_bytes)} per file"
+            )
+            assert opened.socket_path is not None
+            yield (
+                SandboxConfig(
                     uid=uid,
                     gid=training.sandbox_gid,
                     root=root,
@@ -208,11 +229,16 @@ class TrainStep:
                     max_processes=training.max_processes,
                     door_socket=opened.socket_path,
                     workdir_bytes=training.workdir_bytes,
-                ), opened
+                ),
+                opened,
+            )
 
     @staticmethod
     def _log_output(ctx: StepContext, workdir: Path) -> None:
-        for path, count in ((workdir.parent / f"{workdir.name}.stdout.log", 10), (workdir.parent / f"{workdir.name}.stderr.log", 20)):
+        for path, count in (
+            (workdir.parent / f"{workdir.name}.stdout.log", 10),
+            (workdir.parent / f"{workdir.name}.stderr.log", 20),
+        ):
             for line in tail_lines(path, count):
                 ctx.log(line)
 
@@ -231,7 +257,7 @@ class TrainStep:
             gateway.set_run_status(run_id, "FAILED")
             raise NoModelLogged(
                 "the script finished but logged no model. Log exactly one inside the run, for example "
-                "mlflow.sklearn.log_model(model, name=\"model\")",
+                'mlflow.sklearn.log_model(model, name="model")',
                 details={"run_id": run_id},
             )
         if len(models) > 1:
@@ -277,8 +303,12 @@ def _limit_reached(exit_code: int, stderr_lines: list[str], limits: ResourceLimi
     if re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|Unable to allocate", text):
         return f"it ran out of memory: the limit is {_size(limits.memory_bytes)} of address space (MLOPS_TRAINING__MAX_MEMORY_BYTES)"
     if re.search(r"Too many open files", text):
-        return f"it reached the open file limit: at most {limits.open_files} open files (MLOPS_TRAINING__MAX_OPEN_FILES)"
-    if limits.processes is not None and re.search(r"Resource temporarily unavailable|can't start new thread|fork: retry", text):
+        return (
+            f"it reached the open file limit: at most {limits.open_files} open files (MLOPS_TRAINING__MAX_OPEN_FILES)"
+        )
+    if limits.processes is not None and re.search(
+        r"Resource temporarily unavailable|can't start new thread|fork: retry", text
+    ):
         return f"it reached the process limit: at most {limits.processes} processes and threads (MLOPS_TRAINING__MAX_PROCESSES)"
     return None
 
@@ -290,5 +320,7 @@ def _signal_reason(exit_code: int) -> str:
         name = signal.Signals(-exit_code).name
     except ValueError:
         return f" (killed by signal {-exit_code})"
-    why = {"SIGXCPU": "CPU time limit", "SIGXFSZ": "file size limit", "SIGKILL": "killed", "SIGSEGV": "crashed"}.get(name)
+    why = {"SIGXCPU": "CPU time limit", "SIGXFSZ": "file size limit", "SIGKILL": "killed", "SIGSEGV": "crashed"}.get(
+        name
+    )
     return f" (killed by {name}{': ' + why if why else ''})"

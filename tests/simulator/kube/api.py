@@ -32,9 +32,17 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("autoscaling/v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler",
     ("policy/v1", "poddisruptionbudgets"): "PodDisruptionBudget",
 }
-SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0", "gitCommit": "sim", "gitTreeState": "clean",
-                  "buildDate": "2024-12-11T00:00:00Z", "goVersion": "go1.23.4", "compiler": "gc",
-                  "platform": "linux/amd64"}
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0",
+    "gitCommit": "sim",
+    "gitTreeState": "clean",
+    "buildDate": "2024-12-11T00:00:00Z",
+    "goVersion": "go1.23.4",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 
 
 def status_response(error: KubeError, details: dict | None = None) -> JSONResponse:
@@ -59,7 +67,9 @@ def create_app(cluster: Cluster, *, token: str) -> FastAPI:
         if faults.api_unauthorized or request.headers.get("authorization") != f"Bearer {token}":
             return status_response(KubeError(401, "Unauthorized", "Unauthorized"))
         if faults.api_flaky_5xx and next(counter) % 2 == 0:
-            return status_response(KubeError(503, "ServiceUnavailable", "the server is currently unable to handle the request"))
+            return status_response(
+                KubeError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+            )
         try:
             return await call_next(request)
         except KubeError as error:
@@ -85,8 +95,10 @@ def create_app(cluster: Cluster, *, token: str) -> FastAPI:
         obj = cluster.get(kind, namespace, name)
         if obj is None:
             error = KubeError(404, "NotFound", f'{plural_resource(kind)} "{name}" not found')
-            return status_response(error, {"name": name, "group": group_version.split("/")[0] if "/" in group_version else "",
-                                           "kind": resource})
+            return status_response(
+                error,
+                {"name": name, "group": group_version.split("/")[0] if "/" in group_version else "", "kind": resource},
+            )
         return JSONResponse(obj)
 
     def list_all(group_version: str, resource: str, namespace: str | None, request: Request) -> JSONResponse:
@@ -99,16 +111,25 @@ def create_app(cluster: Cluster, *, token: str) -> FastAPI:
             raise KubeError(400, "BadRequest", f"unable to parse requirement: {error}") from error
         for item in items:
             cluster.check_out(f"list {kind}", item)
-        stripped: list[dict[str, Any]] = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")}
-                                          for item in items]
-        return JSONResponse({"kind": f"{kind}List", "apiVersion": group_version,
-                             "metadata": {"resourceVersion": str(cluster.store.resource_version)}, "items": stripped})
+        stripped: list[dict[str, Any]] = [
+            {k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in items
+        ]
+        return JSONResponse(
+            {
+                "kind": f"{kind}List",
+                "apiVersion": group_version,
+                "metadata": {"resourceVersion": str(cluster.store.resource_version)},
+                "items": stripped,
+            }
+        )
 
     @app.get("/api/v1/namespaces/{namespace}/pods/{name}/log")
-    def pod_log(namespace: str, name: str, container: str | None = None, tailLines: int | None = None,
-                previous: bool = False) -> PlainTextResponse:
-        return PlainTextResponse(cluster.pod_log(namespace, name, container=container, tail_lines=tailLines,
-                                                 previous=previous))
+    def pod_log(
+        namespace: str, name: str, container: str | None = None, tailLines: int | None = None, previous: bool = False
+    ) -> PlainTextResponse:
+        return PlainTextResponse(
+            cluster.pod_log(namespace, name, container=container, tail_lines=tailLines, previous=previous)
+        )
 
     @app.get("/api/v1/namespaces/{namespace}/{resource}/{name}")
     def core_get(namespace: str, resource: str, name: str) -> JSONResponse:

@@ -60,15 +60,22 @@ def _validate(obj: dict) -> None:
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path) or "<root>"
         name = (obj.get("metadata") or {}).get("name", "")
-        raise KubeError(422, "Invalid", f'{kind}.{api_version.split("/")[0] if "/" in api_version else ""} "{name}" '
-                                        f"is invalid: {where}: {error.message}".replace('. "', ' "'))
+        raise KubeError(
+            422,
+            "Invalid",
+            f'{kind}.{api_version.split("/")[0] if "/" in api_version else ""} "{name}" '
+            f"is invalid: {where}: {error.message}".replace('. "', ' "'),
+        )
 
 
 def node_object(host_ip: str) -> dict:
     """The one node every pod is scheduled to."""
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"}},
-            "spec": {}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"}},
+        "spec": {},
+    }
 
 
 def node_status(host_ip: str) -> dict:
@@ -77,11 +84,21 @@ def node_status(host_ip: str) -> dict:
         "capacity": capacity,
         "allocatable": capacity,
         "addresses": [{"type": "InternalIP", "address": host_ip}, {"type": "Hostname", "address": NODE_NAME}],
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                        "message": "kubelet is posting ready status"}],
-        "nodeInfo": {"kubeletVersion": "v1.32.0", "containerRuntimeVersion": "docker://20.10", "architecture": "amd64",
-                     "operatingSystem": "linux", "osImage": "sim", "kernelVersion": "", "kubeProxyVersion": "v1.32.0",
-                     "machineID": "", "systemUUID": "", "bootID": ""},
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}
+        ],
+        "nodeInfo": {
+            "kubeletVersion": "v1.32.0",
+            "containerRuntimeVersion": "docker://20.10",
+            "architecture": "amd64",
+            "operatingSystem": "linux",
+            "osImage": "sim",
+            "kernelVersion": "",
+            "kubeProxyVersion": "v1.32.0",
+            "machineID": "",
+            "systemUUID": "",
+            "bootID": "",
+        },
     }
 
 
@@ -95,8 +112,14 @@ class _LoadBalancer:
 
 
 class Cluster:
-    def __init__(self, kubelet: Kubelet, *, checker: ContractChecker | None = None, controller_period: float = 0.2,
-                 progress_deadline_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        kubelet: Kubelet,
+        *,
+        checker: ContractChecker | None = None,
+        controller_period: float = 0.2,
+        progress_deadline_scale: float = 1.0,
+    ) -> None:
         """``progress_deadline_scale`` multiplies every Deployment's progressDeadlineSeconds (tests use
         e.g. 0.01 so that 600 s pass in 6 s); 1.0 is Kubernetes' timing."""
         self.id = str(uuid.uuid4())
@@ -108,8 +131,13 @@ class Cluster:
         self._faults_lock = threading.Lock()
         self.kubelet = kubelet
         kubelet.bind(self.store, self.events_recorder, lambda: self._faults, self.id)
-        self.controllers = Controllers(self.store, self.events_recorder, lambda: self._faults,
-                                       progress_deadline_scale=progress_deadline_scale, delete=self.delete)
+        self.controllers = Controllers(
+            self.store,
+            self.events_recorder,
+            lambda: self._faults,
+            progress_deadline_scale=progress_deadline_scale,
+            delete=self.delete,
+        )
         self.proxy = KubeProxy()
         self.pool = LoadBalancerPool(self.id)
         self.hosts = HostsFile(self.id)
@@ -123,10 +151,15 @@ class Cluster:
         self.store.put(node_object(kubelet.host_ip))
         self.store.write_status("Node", None, NODE_NAME, node_status(kubelet.host_ip))
         self._threads = [
-            threading.Thread(target=self._loop, args=("controllers", self._controllers_pass), daemon=True,
-                             name="sim-kube-controllers"),
-            threading.Thread(target=self._loop, args=("kubelet", self.kubelet.sync_once), daemon=True,
-                             name="sim-kube-kubelet"),
+            threading.Thread(
+                target=self._loop,
+                args=("controllers", self._controllers_pass),
+                daemon=True,
+                name="sim-kube-controllers",
+            ),
+            threading.Thread(
+                target=self._loop, args=("kubelet", self.kubelet.sync_once), daemon=True, name="sim-kube-kubelet"
+            ),
         ]
         for thread in self._threads:
             thread.start()
@@ -211,15 +244,19 @@ class Cluster:
         metadata = obj.setdefault("metadata", {})
         name = metadata.get("name")
         if not name:
-            raise KubeError(422, "Invalid", f"{kind} \"\" is invalid: metadata.name: Required value: name is required")
+            raise KubeError(422, "Invalid", f'{kind} "" is invalid: metadata.name: Required value: name is required')
         if is_namespaced(kind):
             namespace = metadata.setdefault("namespace", "default")
             namespace_obj = self.store.get("Namespace", None, namespace)
             if namespace_obj is None:
                 raise KubeError(404, "NotFound", f'namespaces "{namespace}" not found')
             if "deletionTimestamp" in namespace_obj["metadata"] and self.store.get(kind, namespace, name) is None:
-                raise KubeError(403, "Forbidden", f'{plural_resource(kind)} "{name}" is forbidden: unable to create new '
-                                                  f"content in namespace {namespace} because it is being terminated")
+                raise KubeError(
+                    403,
+                    "Forbidden",
+                    f'{plural_resource(kind)} "{name}" is forbidden: unable to create new '
+                    f"content in namespace {namespace} because it is being terminated",
+                )
         else:
             metadata.pop("namespace", None)
         if kind == "Deployment":
@@ -237,8 +274,11 @@ class Cluster:
                         merged_managers.append(entry)
                 metadata["managedFields"] = merged_managers
                 # An apply that leaves out spec.replicas leaves it to its owner (an HPA): kept as is.
-                if (kind in ("Deployment", "ReplicaSet", "StatefulSet") and "replicas" not in (obj.get("spec") or {})
-                        and "replicas" in (previous.get("spec") or {})):
+                if (
+                    kind in ("Deployment", "ReplicaSet", "StatefulSet")
+                    and "replicas" not in (obj.get("spec") or {})
+                    and "replicas" in (previous.get("spec") or {})
+                ):
                     obj.setdefault("spec", {})["replicas"] = previous["spec"]["replicas"]
                 # Server-side apply keeps fields other managers own; here: the controllers' annotations.
                 for key, value in (previous["metadata"].get("annotations") or {}).items():
@@ -256,19 +296,34 @@ class Cluster:
         template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         selector = spec.get("selector") or {}
         if not selector.get("matchLabels") and not selector.get("matchExpressions"):
-            raise KubeError(422, "Invalid", f'Deployment.apps "{name}" is invalid: spec.selector: Invalid value: '
-                                            f'{{}}: empty selector is invalid for deployment')
+            raise KubeError(
+                422,
+                "Invalid",
+                f'Deployment.apps "{name}" is invalid: spec.selector: Invalid value: '
+                f"{{}}: empty selector is invalid for deployment",
+            )
         if not selector_matches(selector, template_labels):
-            raise KubeError(422, "Invalid", f'Deployment.apps "{name}" is invalid: spec.template.metadata.labels: '
-                                            f"Invalid value: {template_labels}: `selector` does not match template `labels`")
+            raise KubeError(
+                422,
+                "Invalid",
+                f'Deployment.apps "{name}" is invalid: spec.template.metadata.labels: '
+                f"Invalid value: {template_labels}: `selector` does not match template `labels`",
+            )
         previous = self.store.get("Deployment", obj["metadata"].get("namespace"), name)
         if previous is not None and previous["spec"]["selector"] != selector:
-            raise KubeError(422, "Invalid", f'Deployment.apps "{name}" is invalid: spec.selector: Invalid value: '
-                                            f"{selector}: field is immutable")
+            raise KubeError(
+                422,
+                "Invalid",
+                f'Deployment.apps "{name}" is invalid: spec.selector: Invalid value: {selector}: field is immutable',
+            )
         rolling = (spec.get("strategy") or {}).get("rollingUpdate") or {}
         if rolling.get("maxSurge") in (0, "0%") and rolling.get("maxUnavailable") in (0, "0%"):
-            raise KubeError(422, "Invalid", f'Deployment.apps "{name}" is invalid: spec.strategy.rollingUpdate.maxUnavailable: '
-                                            f"Invalid value: 0: may not be 0 when `maxSurge` is 0")
+            raise KubeError(
+                422,
+                "Invalid",
+                f'Deployment.apps "{name}" is invalid: spec.strategy.rollingUpdate.maxUnavailable: '
+                f"Invalid value: 0: may not be 0 when `maxSurge` is 0",
+            )
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict | None:
         obj = self.store.get(kind, namespace, name)
@@ -312,8 +367,15 @@ class Cluster:
             found.append(self.check_out("list Event", event))
         return sorted(found, key=lambda event: (event["firstTimestamp"], event["metadata"]["name"]))
 
-    def pod_log(self, namespace: str, name: str, *, container: str | None = None, tail_lines: int | None = None,
-                previous: bool = False) -> str:
+    def pod_log(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container: str | None = None,
+        tail_lines: int | None = None,
+        previous: bool = False,
+    ) -> str:
         pod = self.store.get("Pod", namespace, name)
         if pod is None:
             raise KubeError(404, "NotFound", f'pods "{name}" not found')
@@ -323,12 +385,19 @@ class Cluster:
 
     def _endpoints(self, namespace: str, name: str, service_port: int) -> Callable[[], list[tuple[str, int]]]:
         """The ready pods' IP:targetPort behind one Service port, read afresh for every connection."""
+
         def ready_endpoints() -> list[tuple[str, int]]:
             service = self.store.get("Service", namespace, name)
             if service is None:
                 return []
-            target_port = next((port.get("targetPort", port["port"]) for port in service["spec"].get("ports") or []
-                                if port["port"] == service_port), None)
+            target_port = next(
+                (
+                    port.get("targetPort", port["port"])
+                    for port in service["spec"].get("ports") or []
+                    if port["port"] == service_port
+                ),
+                None,
+            )
             selector = service["spec"].get("selector") or {}
             if target_port is None or not selector:
                 return []
@@ -347,6 +416,7 @@ class Cluster:
                     endpoints.append((pod["status"]["podIP"], port))
                     break
             return sorted(endpoints)
+
         return ready_endpoints
 
     def _sync_load_balancers(self) -> None:
@@ -376,10 +446,12 @@ class Cluster:
                 status = copy.deepcopy(service.get("status") or {})
                 status["loadBalancer"] = {"ingress": [ingress]}
                 self.store.write_status("Service", namespace, name, status)
-                self.events_recorder.record(service, "Normal", "EnsuringLoadBalancer", "Ensuring load balancer",
-                                            component="service-controller")
-                self.events_recorder.record(service, "Normal", "EnsuredLoadBalancer", "Ensured load balancer",
-                                            component="service-controller")
+                self.events_recorder.record(
+                    service, "Normal", "EnsuringLoadBalancer", "Ensuring load balancer", component="service-controller"
+                )
+                self.events_recorder.record(
+                    service, "Normal", "EnsuredLoadBalancer", "Ensured load balancer", component="service-controller"
+                )
             elif balancer.ports != ports:
                 self.proxy.stop(uid)
                 sockets = self.pool.rebind(balancer.address, ports)
@@ -387,7 +459,11 @@ class Cluster:
                     balancer.ports = ports
                     self.proxy.serve(uid, sockets, functools.partial(self._endpoints, namespace, name))
             published_for = time.time() - balancer.created_at
-            if balancer.hostname and not balancer.host_line_added and published_for >= faults.hostname_unresolvable_seconds:
+            if (
+                balancer.hostname
+                and not balancer.host_line_added
+                and published_for >= faults.hostname_unresolvable_seconds
+            ):
                 self.hosts.add(balancer.address, balancer.hostname)
                 balancer.host_line_added = True
         for uid in [uid for uid in self._service_first_seen if uid not in seen]:
@@ -399,6 +475,9 @@ class Cluster:
             if balancer.hostname:
                 self.hosts.remove(balancer.hostname)
         for service in self.store.list("Service"):
-            if service["spec"].get("type") != "LoadBalancer" and (service.get("status") or {}).get("loadBalancer", {}).get("ingress"):
-                self.store.write_status("Service", service["metadata"]["namespace"], service["metadata"]["name"],
-                                        {"loadBalancer": {}})
+            if service["spec"].get("type") != "LoadBalancer" and (service.get("status") or {}).get(
+                "loadBalancer", {}
+            ).get("ingress"):
+                self.store.write_status(
+                    "Service", service["metadata"]["namespace"], service["metadata"]["name"], {"loadBalancer": {}}
+                )

@@ -75,7 +75,10 @@ def set_condition(conditions: list[dict], new: dict, *, keep_transition_if_same_
 
 
 def is_pod_active(pod: dict) -> bool:
-    return "deletionTimestamp" not in pod["metadata"] and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+    return "deletionTimestamp" not in pod["metadata"] and pod.get("status", {}).get("phase") not in (
+        "Succeeded",
+        "Failed",
+    )
 
 
 def is_pod_ready(pod: dict) -> bool:
@@ -124,8 +127,15 @@ def _revision(replica_set: dict) -> int:
 class Controllers:
     """One pass of every controller; the Cluster runs ``run_once`` every ``controller_period``."""
 
-    def __init__(self, store: Store, events: EventRecorder, faults: Callable[[], KubeFaults], *,
-                 progress_deadline_scale: float = 1.0, delete: Callable[[str, str | None, str], bool]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        events: EventRecorder,
+        faults: Callable[[], KubeFaults],
+        *,
+        progress_deadline_scale: float = 1.0,
+        delete: Callable[[str, str | None, str], bool],
+    ) -> None:
         self.store = store
         self.events = events
         self.faults = faults
@@ -183,8 +193,14 @@ class Controllers:
         current = condition(conditions, "Progressing")
         if current is not None and current["status"] == status and current["reason"] == reason:
             return
-        new = {"type": "Progressing", "status": status, "reason": reason, "message": message,
-               "lastUpdateTime": now, "lastTransitionTime": now}
+        new = {
+            "type": "Progressing",
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastUpdateTime": now,
+            "lastTransitionTime": now,
+        }
         deployment["status"]["conditions"] = set_condition(conditions, new)
 
     def _scale(self, replica_set: dict, replicas: int, deployment: dict) -> None:
@@ -195,8 +211,9 @@ class Controllers:
         desired = deployment["spec"]["replicas"]
         surge = 0
         if deployment["spec"]["strategy"]["type"] == "RollingUpdate":
-            surge = resolve_int_or_percent(deployment["spec"]["strategy"]["rollingUpdate"].get("maxSurge"), desired,
-                                           round_up=True)
+            surge = resolve_int_or_percent(
+                deployment["spec"]["strategy"]["rollingUpdate"].get("maxSurge"), desired, round_up=True
+            )
 
         def mutate(rs: dict) -> None:
             rs["spec"]["replicas"] = replicas
@@ -206,9 +223,13 @@ class Controllers:
 
         self.store.update("ReplicaSet", namespace, name, mutate)
         direction = "up" if replicas > old else "down"
-        self.events.record(deployment, "Normal", "ScalingReplicaSet",
-                           f"Scaled {direction} replica set {name} from {old} to {replicas}",
-                           component="deployment-controller")
+        self.events.record(
+            deployment,
+            "Normal",
+            "ScalingReplicaSet",
+            f"Scaled {direction} replica set {name} from {old} to {replicas}",
+            component="deployment-controller",
+        )
 
     def sync_deployment(self, namespace: str, name: str) -> None:
         deployment = self.store.get("Deployment", namespace, name)
@@ -225,20 +246,25 @@ class Controllers:
             if recreate:
                 for rs in old_sets:
                     self._scale(rs, 0, deployment)
-                if any(is_pod_active(pod) or "deletionTimestamp" in pod["metadata"]
-                       for rs in old_sets for pod in self._pods_of(rs)):
+                if any(
+                    is_pod_active(pod) or "deletionTimestamp" in pod["metadata"]
+                    for rs in old_sets
+                    for pod in self._pods_of(rs)
+                ):
                     return  # Recreate: the new ReplicaSet waits until every old pod is gone
             if recreate:
                 initial = spec["replicas"]
             else:  # NewRSNewReplicas: as many as maxSurge allows next to the old pods
-                surge = resolve_int_or_percent(spec["strategy"]["rollingUpdate"].get("maxSurge"), spec["replicas"],
-                                               round_up=True)
+                surge = resolve_int_or_percent(
+                    spec["strategy"]["rollingUpdate"].get("maxSurge"), spec["replicas"], round_up=True
+                )
                 old_total = sum(rs["spec"].get("replicas", 1) for rs in old_sets)
                 initial = max(0, min(spec["replicas"], spec["replicas"] + surge - old_total))
             new_rs = self._create_replica_set(deployment, max_revision + 1, initial)
             deployment = self.store.get("Deployment", namespace, name)
-            self._set_progressing(deployment, "True", "NewReplicaSetCreated",
-                                  f'Created new replica set "{new_rs["metadata"]["name"]}"')
+            self._set_progressing(
+                deployment, "True", "NewReplicaSetCreated", f'Created new replica set "{new_rs["metadata"]["name"]}"'
+            )
             self.store.write_status("Deployment", namespace, name, deployment["status"])
             if recreate:
                 return
@@ -246,13 +272,16 @@ class Controllers:
             # A rollback to an older template re-adopts its ReplicaSet with the next revision number.
             def bump_revision(rs: dict) -> None:
                 rs["metadata"].setdefault("annotations", {})[REVISION_ANNOTATION] = str(max_revision + 1)
+
             self.store.update("ReplicaSet", namespace, new_rs["metadata"]["name"], bump_revision)
             new_rs = self.store.get("ReplicaSet", namespace, new_rs["metadata"]["name"])
 
         revision = (new_rs["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION)
         if (deployment["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION) != revision:
+
             def annotate(obj: dict) -> None:
                 obj["metadata"].setdefault("annotations", {})[REVISION_ANNOTATION] = revision
+
             self.store.update("Deployment", namespace, name, annotate)
             deployment = self.store.get("Deployment", namespace, name)
 
@@ -268,8 +297,11 @@ class Controllers:
         self._cleanup_history(deployment)
 
     def _pods_of(self, replica_set: dict) -> list[dict]:
-        return [pod for pod in self.store.list_refs("Pod", replica_set["metadata"]["namespace"])
-                if controlled_by(pod, replica_set)]
+        return [
+            pod
+            for pod in self.store.list_refs("Pod", replica_set["metadata"]["namespace"])
+            if controlled_by(pod, replica_set)
+        ]
 
     def _pods_gone(self, replica_set: dict) -> bool:
         return not self._pods_of(replica_set)
@@ -283,8 +315,9 @@ class Controllers:
         desired = deployment["spec"]["replicas"]
         surge = 0
         if deployment["spec"]["strategy"]["type"] == "RollingUpdate":
-            surge = resolve_int_or_percent(deployment["spec"]["strategy"]["rollingUpdate"].get("maxSurge"), desired,
-                                           round_up=True)
+            surge = resolve_int_or_percent(
+                deployment["spec"]["strategy"]["rollingUpdate"].get("maxSurge"), desired, round_up=True
+            )
         name = f"{deployment['metadata']['name']}-{template_hash}"
         replica_set = {
             "apiVersion": "apps/v1",
@@ -312,8 +345,13 @@ class Controllers:
         stored = self.store.put(replica_set)
         self.store.write_status("ReplicaSet", stored["metadata"]["namespace"], name, {"replicas": 0})
         if replicas:
-            self.events.record(deployment, "Normal", "ScalingReplicaSet",
-                               f"Scaled up replica set {name} from 0 to {replicas}", component="deployment-controller")
+            self.events.record(
+                deployment,
+                "Normal",
+                "ScalingReplicaSet",
+                f"Scaled up replica set {name} from 0 to {replicas}",
+                component="deployment-controller",
+            )
         return self.store.get("ReplicaSet", stored["metadata"]["namespace"], name)
 
     def _rolling_update(self, deployment: dict, new_rs: dict, old_sets: list[dict]) -> None:
@@ -341,7 +379,9 @@ class Controllers:
         new_rs = self.store.get("ReplicaSet", new_rs["metadata"]["namespace"], new_rs["metadata"]["name"])
 
         # reconcileOldReplicaSets
-        old_sets = [self.store.get("ReplicaSet", rs["metadata"]["namespace"], rs["metadata"]["name"]) for rs in old_sets]
+        old_sets = [
+            self.store.get("ReplicaSet", rs["metadata"]["namespace"], rs["metadata"]["name"]) for rs in old_sets
+        ]
         old_sets = [rs for rs in old_sets if rs is not None]
         if sum(spec_replicas(rs) for rs in old_sets) == 0:
             return
@@ -367,7 +407,8 @@ class Controllers:
         max_scaled_down -= cleaned
         # scaleDownOldReplicaSetsForRollingUpdate
         available = sum(rs.get("status", {}).get("availableReplicas", 0) for rs in old_sets) + new_rs.get(
-            "status", {}).get("availableReplicas", 0)
+            "status", {}
+        ).get("availableReplicas", 0)
         if available <= min_available or max_scaled_down <= 0:
             return
         remaining = min(available - min_available, max_scaled_down)
@@ -384,9 +425,11 @@ class Controllers:
         replica_sets = self._replica_sets_of(deployment)
         new_rs = self._new_replica_set(deployment, replica_sets)
         idle_old = [
-            rs for rs in replica_sets
+            rs
+            for rs in replica_sets
             if (new_rs is None or rs["metadata"]["uid"] != new_rs["metadata"]["uid"])
-            and rs["spec"].get("replicas", 1) == 0 and rs.get("status", {}).get("replicas", 0) == 0
+            and rs["spec"].get("replicas", 1) == 0
+            and rs.get("status", {}).get("replicas", 0) == 0
             and not self._pods_of(rs)
         ]
         idle_old.sort(key=_revision)
@@ -423,55 +466,98 @@ class Controllers:
         now = now_rfc3339()
         max_unavailable = 0
         if spec["strategy"]["type"] == "RollingUpdate":
-            max_unavailable = resolve_int_or_percent(spec["strategy"]["rollingUpdate"].get("maxUnavailable"), desired,
-                                                     round_up=False)
+            max_unavailable = resolve_int_or_percent(
+                spec["strategy"]["rollingUpdate"].get("maxUnavailable"), desired, round_up=False
+            )
         if available >= desired - max_unavailable:
-            new = {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                   "message": "Deployment has minimum availability."}
+            new = {
+                "type": "Available",
+                "status": "True",
+                "reason": "MinimumReplicasAvailable",
+                "message": "Deployment has minimum availability.",
+            }
         else:
-            new = {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
-                   "message": "Deployment does not have minimum availability."}
+            new = {
+                "type": "Available",
+                "status": "False",
+                "reason": "MinimumReplicasUnavailable",
+                "message": "Deployment does not have minimum availability.",
+            }
         current = condition(conditions, "Available")
         if current is None or (current["status"], current["reason"]) != (new["status"], new["reason"]):
             conditions = set_condition(conditions, {**new, "lastUpdateTime": now, "lastTransitionTime": now})
 
         progressing = condition(conditions, "Progressing")
         rs_name = new_rs["metadata"]["name"] if new_rs else None
-        complete_already = (counts["replicas"] == counts["updatedReplicas"] and progressing is not None
-                            and progressing["reason"] == "NewReplicaSetAvailable")
+        complete_already = (
+            counts["replicas"] == counts["updatedReplicas"]
+            and progressing is not None
+            and progressing["reason"] == "NewReplicaSetAvailable"
+        )
         if new_rs is not None and progressing is None:
-            progressing_new = {"type": "Progressing", "status": "True", "reason": "FoundNewReplicaSet",
-                               "message": f'Found new replica set "{rs_name}"', "lastUpdateTime": now,
-                               "lastTransitionTime": now}
+            progressing_new = {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "FoundNewReplicaSet",
+                "message": f'Found new replica set "{rs_name}"',
+                "lastUpdateTime": now,
+                "lastTransitionTime": now,
+            }
             conditions = set_condition(conditions, progressing_new)
             progressing = progressing_new
         if not complete_already and progressing is not None:
-            complete = (counts["updatedReplicas"] == desired and counts["replicas"] == desired
-                        and available == desired and counts["observedGeneration"] >= deployment["metadata"].get("generation", 1))
+            complete = (
+                counts["updatedReplicas"] == desired
+                and counts["replicas"] == desired
+                and available == desired
+                and counts["observedGeneration"] >= deployment["metadata"].get("generation", 1)
+            )
             old_counts = {key: old_status.get(key, 0) for key in counts}
             old_replicas = old_counts["replicas"] - old_counts["updatedReplicas"]
             new_old_replicas = counts["replicas"] - counts["updatedReplicas"]
-            made_progress = (counts["updatedReplicas"] > old_counts["updatedReplicas"]
-                             or new_old_replicas < old_replicas
-                             or counts["readyReplicas"] > old_counts["readyReplicas"]
-                             or available > old_counts["availableReplicas"])
+            made_progress = (
+                counts["updatedReplicas"] > old_counts["updatedReplicas"]
+                or new_old_replicas < old_replicas
+                or counts["readyReplicas"] > old_counts["readyReplicas"]
+                or available > old_counts["availableReplicas"]
+            )
             deadline = spec.get("progressDeadlineSeconds", 600) * self.progress_deadline_scale
             if complete:
-                new = {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                       "message": f'ReplicaSet "{rs_name}" has successfully progressed.', "lastUpdateTime": now,
-                       "lastTransitionTime": now}
+                new = {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "NewReplicaSetAvailable",
+                    "message": f'ReplicaSet "{rs_name}" has successfully progressed.',
+                    "lastUpdateTime": now,
+                    "lastTransitionTime": now,
+                }
                 if (progressing["status"], progressing["reason"]) != ("True", "NewReplicaSetAvailable"):
                     conditions = set_condition(conditions, new)
             elif made_progress:
-                message = f'ReplicaSet "{rs_name}" is progressing.' if rs_name else f'Deployment "{name}" is progressing.'
-                new = {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": message,
-                       "lastUpdateTime": now, "lastTransitionTime": now}
+                message = (
+                    f'ReplicaSet "{rs_name}" is progressing.' if rs_name else f'Deployment "{name}" is progressing.'
+                )
+                new = {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "ReplicaSetUpdated",
+                    "message": message,
+                    "lastUpdateTime": now,
+                    "lastTransitionTime": now,
+                }
                 conditions = set_condition(conditions, new)
-            elif progressing["reason"] != "ProgressDeadlineExceeded" and parse_rfc3339(
-                    progressing["lastUpdateTime"]) + deadline < time.time():
-                new = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                       "message": f'ReplicaSet "{rs_name}" has timed out progressing.', "lastUpdateTime": now,
-                       "lastTransitionTime": now}
+            elif (
+                progressing["reason"] != "ProgressDeadlineExceeded"
+                and parse_rfc3339(progressing["lastUpdateTime"]) + deadline < time.time()
+            ):
+                new = {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": f'ReplicaSet "{rs_name}" has timed out progressing.',
+                    "lastUpdateTime": now,
+                    "lastTransitionTime": now,
+                }
                 conditions = set_condition(conditions, new, keep_transition_if_same_status=False)
         # The API orders conditions Available, Progressing as the controller appends them.
         order = {"Available": 0, "Progressing": 1, "ReplicaFailure": 2}
@@ -493,21 +579,35 @@ class Controllers:
             # getPodsToDelete: unscheduled, then pending, then not ready, then the newest first.
             def deletion_rank(pod: dict) -> tuple:
                 status = pod.get("status", {})
-                return (bool(pod["spec"].get("nodeName")), status.get("phase") == "Running", is_pod_ready(pod),
-                        -parse_rfc3339(pod["metadata"]["creationTimestamp"]))
+                return (
+                    bool(pod["spec"].get("nodeName")),
+                    status.get("phase") == "Running",
+                    is_pod_ready(pod),
+                    -parse_rfc3339(pod["metadata"]["creationTimestamp"]),
+                )
+
             for pod in sorted(pods, key=deletion_rank)[: len(pods) - wanted]:
                 self.delete("Pod", namespace, pod["metadata"]["name"])
-                self.events.record(replica_set, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}",
-                                   component="replicaset-controller")
+                self.events.record(
+                    replica_set,
+                    "Normal",
+                    "SuccessfulDelete",
+                    f"Deleted pod: {pod['metadata']['name']}",
+                    component="replicaset-controller",
+                )
         pods = [pod for pod in self._pods_of(replica_set) if is_pod_active(pod)]
         min_ready = replica_set["spec"].get("minReadySeconds", 0)
         now = time.time()
         status = {
             "replicas": len(pods),
             "fullyLabeledReplicas": sum(
-                1 for pod in pods
-                if all((pod["metadata"].get("labels") or {}).get(key) == value
-                       for key, value in (replica_set["spec"]["template"]["metadata"].get("labels") or {}).items())),
+                1
+                for pod in pods
+                if all(
+                    (pod["metadata"].get("labels") or {}).get(key) == value
+                    for key, value in (replica_set["spec"]["template"]["metadata"].get("labels") or {}).items()
+                )
+            ),
             "readyReplicas": sum(1 for pod in pods if is_pod_ready(pod)),
             "availableReplicas": sum(1 for pod in pods if is_pod_available(pod, min_ready, now)),
             "observedGeneration": replica_set["metadata"].get("generation", 1),
@@ -534,9 +634,12 @@ class Controllers:
         if metadata.get("annotations"):
             pod["metadata"]["annotations"] = metadata["annotations"]
         self.store.put(pod)
-        self.store.write_status("Pod", pod["metadata"]["namespace"], name, {"phase": "Pending", "qosClass": qos_class(pod["spec"])})
-        self.events.record(replica_set, "Normal", "SuccessfulCreate", f"Created pod: {name}",
-                           component="replicaset-controller")
+        self.store.write_status(
+            "Pod", pod["metadata"]["namespace"], name, {"phase": "Pending", "qosClass": qos_class(pod["spec"])}
+        )
+        self.events.record(
+            replica_set, "Normal", "SuccessfulCreate", f"Created pod: {name}", component="replicaset-controller"
+        )
 
     # ---- scheduler ----
 
@@ -550,16 +653,24 @@ class Controllers:
             if unschedulable:
                 status = copy.deepcopy(pod.get("status", {}))
                 status["phase"] = "Pending"
-                status["conditions"] = set_condition(status.get("conditions") or [], {
-                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                    "message": UNSCHEDULABLE_MESSAGE, "lastTransitionTime": now})
+                status["conditions"] = set_condition(
+                    status.get("conditions") or [],
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": UNSCHEDULABLE_MESSAGE,
+                        "lastTransitionTime": now,
+                    },
+                )
                 self.store.write_status("Pod", namespace, name, status)
                 # The scheduler retries with back-off (1 s doubling to 10 s); each retry reports again.
                 last = self._scheduling_reported.get(pod["metadata"]["uid"], 0.0)
                 if time.time() - last >= 1.0:
                     self._scheduling_reported[pod["metadata"]["uid"]] = time.time()
-                    self.events.record(pod, "Warning", "FailedScheduling", UNSCHEDULABLE_MESSAGE,
-                                       component="default-scheduler")
+                    self.events.record(
+                        pod, "Warning", "FailedScheduling", UNSCHEDULABLE_MESSAGE, component="default-scheduler"
+                    )
                 continue
 
             def bind(obj: dict) -> None:
@@ -567,11 +678,19 @@ class Controllers:
 
             self.store.update("Pod", namespace, name, bind)
             status = copy.deepcopy(self.store.get_ref("Pod", namespace, name).get("status", {}))
-            status["conditions"] = set_condition(status.get("conditions") or [], {
-                "type": "PodScheduled", "status": "True", "lastTransitionTime": now}, keep_transition_if_same_status=False)
+            status["conditions"] = set_condition(
+                status.get("conditions") or [],
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                keep_transition_if_same_status=False,
+            )
             self.store.write_status("Pod", namespace, name, status)
-            self.events.record(pod, "Normal", "Scheduled", f"Successfully assigned {namespace}/{name} to {NODE_NAME}",
-                               component="default-scheduler")
+            self.events.record(
+                pod,
+                "Normal",
+                "Scheduled",
+                f"Successfully assigned {namespace}/{name} to {NODE_NAME}",
+                component="default-scheduler",
+            )
 
     # ---- HorizontalPodAutoscaler (autoscaling/v2) ----
 
@@ -591,15 +710,31 @@ class Controllers:
             current = condition(conditions, condition_type)
             if current and (current["status"], current["reason"], current["message"]) == (status, reason, message):
                 return
-            conditions = set_condition(conditions, {"type": condition_type, "status": status, "reason": reason,
-                                                    "message": message, "lastTransitionTime": now})
+            conditions = set_condition(
+                conditions,
+                {
+                    "type": condition_type,
+                    "status": status,
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": now,
+                },
+            )
 
         if target is None:
-            put_condition("AbleToScale", "False", "FailedGetScale",
-                          f'the HPA controller was unable to get the target\'s current scale: '
-                          f'{target_ref["kind"].lower()}s.apps "{target_ref["name"]}" not found')
-            self.store.write_status("HorizontalPodAutoscaler", namespace, name,
-                                    {"currentReplicas": 0, "desiredReplicas": 0, "conditions": conditions})
+            put_condition(
+                "AbleToScale",
+                "False",
+                "FailedGetScale",
+                f"the HPA controller was unable to get the target's current scale: "
+                f'{target_ref["kind"].lower()}s.apps "{target_ref["name"]}" not found',
+            )
+            self.store.write_status(
+                "HorizontalPodAutoscaler",
+                namespace,
+                name,
+                {"currentReplicas": 0, "desiredReplicas": 0, "conditions": conditions},
+            )
             return
         current = target["spec"].get("replicas", 1)
         minimum, maximum = spec.get("minReplicas", 1), spec["maxReplicas"]
@@ -617,35 +752,66 @@ class Controllers:
                         missing_request = (resource, container["name"])
         if missing_request is not None:
             resource, container_name = missing_request
-            put_condition("AbleToScale", "True", "SucceededGetScale",
-                          "the HPA controller was able to get the target's current scale")
-            put_condition("ScalingActive", "False", "FailedGetResourceMetric",
-                          f"the HPA was unable to compute the replica count: failed to get {resource} utilization: "
-                          f"missing request for {resource} in container {container_name}")
+            put_condition(
+                "AbleToScale",
+                "True",
+                "SucceededGetScale",
+                "the HPA controller was able to get the target's current scale",
+            )
+            put_condition(
+                "ScalingActive",
+                "False",
+                "FailedGetResourceMetric",
+                f"the HPA was unable to compute the replica count: failed to get {resource} utilization: "
+                f"missing request for {resource} in container {container_name}",
+            )
             desired = current
         else:
             desired = min(max(current, minimum), maximum)
             put_condition("AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size")
-            put_condition("ScalingActive", "True", "ValidMetricFound",
-                          "the HPA was able to successfully calculate a replica count from cpu resource utilization "
-                          "(percentage of request)")
+            put_condition(
+                "ScalingActive",
+                "True",
+                "ValidMetricFound",
+                "the HPA was able to successfully calculate a replica count from cpu resource utilization "
+                "(percentage of request)",
+            )
             if current < minimum:
-                put_condition("ScalingLimited", "True", "TooFewReplicas",
-                              "the desired replica count is less than the minimum replica count")
+                put_condition(
+                    "ScalingLimited",
+                    "True",
+                    "TooFewReplicas",
+                    "the desired replica count is less than the minimum replica count",
+                )
             elif current > maximum:
-                put_condition("ScalingLimited", "True", "TooManyReplicas",
-                              "the desired replica count is more than the maximum replica count")
+                put_condition(
+                    "ScalingLimited",
+                    "True",
+                    "TooManyReplicas",
+                    "the desired replica count is more than the maximum replica count",
+                )
             else:
-                put_condition("ScalingLimited", "False", "DesiredWithinRange",
-                              "the desired count is within the acceptable range")
+                put_condition(
+                    "ScalingLimited", "False", "DesiredWithinRange", "the desired count is within the acceptable range"
+                )
         if desired != current:
+
             def scale(obj: dict) -> None:
                 obj["spec"]["replicas"] = desired
+
             self.store.update(target_ref["kind"], namespace, target_ref["name"], scale)
-            reason = "Current number of replicas below Spec.MinReplicas" if desired > current else \
-                "Current number of replicas above Spec.MaxReplicas"
-            self.events.record(hpa, "Normal", "SuccessfulRescale", f"New size: {desired}; reason: {reason}",
-                               component="horizontal-pod-autoscaler")
+            reason = (
+                "Current number of replicas below Spec.MinReplicas"
+                if desired > current
+                else "Current number of replicas above Spec.MaxReplicas"
+            )
+            self.events.record(
+                hpa,
+                "Normal",
+                "SuccessfulRescale",
+                f"New size: {desired}; reason: {reason}",
+                component="horizontal-pod-autoscaler",
+            )
         status = {"currentReplicas": current, "desiredReplicas": desired, "conditions": conditions}
         if desired != current:
             status["lastScaleTime"] = now
@@ -655,9 +821,15 @@ class Controllers:
             status["observedGeneration"] = hpa["metadata"]["generation"]
         if missing_request is None and metrics:
             status["currentMetrics"] = [
-                {"type": "Resource", "resource": {"name": metric["resource"]["name"],
-                                                  "current": {"averageUtilization": 0, "averageValue": "0"}}}
-                for metric in metrics if metric.get("type") == "Resource"
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": metric["resource"]["name"],
+                        "current": {"averageUtilization": 0, "averageValue": "0"},
+                    },
+                }
+                for metric in metrics
+                if metric.get("type") == "Resource"
             ]
         if hpa["apiVersion"] == "autoscaling/v1":
             self._present_hpa_v1(hpa, status)
@@ -670,11 +842,16 @@ class Controllers:
         namespace, name = hpa["metadata"]["namespace"], hpa["metadata"]["name"]
         annotation = json.dumps(status.get("conditions") or [], separators=(",", ":"))
         if (hpa["metadata"].get("annotations") or {}).get(HPA_V1_CONDITIONS_ANNOTATION) != annotation:
+
             def annotate(obj: dict) -> None:
                 obj["metadata"].setdefault("annotations", {})[HPA_V1_CONDITIONS_ANNOTATION] = annotation
+
             self.store.update("HorizontalPodAutoscaler", namespace, name, annotate)
-        v1_status = {key: status[key] for key in ("observedGeneration", "lastScaleTime", "currentReplicas",
-                                                  "desiredReplicas") if key in status}
+        v1_status = {
+            key: status[key]
+            for key in ("observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas")
+            if key in status
+        }
         if "targetCPUUtilizationPercentage" in hpa["spec"] and status.get("currentMetrics"):
             v1_status["currentCPUUtilizationPercentage"] = 0
         self.store.write_status("HorizontalPodAutoscaler", namespace, name, v1_status)
@@ -686,8 +863,11 @@ class Controllers:
         if pdb is None:
             return
         spec = pdb["spec"]
-        pods = [pod for pod in self.store.list_refs("Pod", namespace)
-                if is_pod_active(pod) and selector_matches(spec.get("selector"), pod["metadata"].get("labels") or {})]
+        pods = [
+            pod
+            for pod in self.store.list_refs("Pod", namespace)
+            if is_pod_active(pod) and selector_matches(spec.get("selector"), pod["metadata"].get("labels") or {})
+        ]
         expected = len(pods)
         healthy = sum(1 for pod in pods if is_pod_ready(pod))
         if "minAvailable" in spec:
@@ -707,7 +887,9 @@ class Controllers:
         if current and (current["status"], current["reason"]) == (new["status"], new["reason"]):
             conditions = old_conditions
         else:
-            conditions = [{**new, "lastTransitionTime": now, "observedGeneration": pdb["metadata"].get("generation", 1)}]
+            conditions = [
+                {**new, "lastTransitionTime": now, "observedGeneration": pdb["metadata"].get("generation", 1)}
+            ]
         status = {
             "observedGeneration": pdb["metadata"].get("generation", 1),
             "currentHealthy": healthy,

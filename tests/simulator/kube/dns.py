@@ -33,8 +33,9 @@ def pid_alive(pid: int) -> bool:
 
 
 class HostsFile:
-    def __init__(self, cluster_id: str, *, path: Path = Path("/etc/hosts"),
-                 lock_path: Path = Path("/tmp/mlops-sim-hosts.lock")) -> None:
+    def __init__(
+        self, cluster_id: str, *, path: Path = Path("/etc/hosts"), lock_path: Path = Path("/tmp/mlops-sim-hosts.lock")
+    ) -> None:
         self.cluster_id = cluster_id
         self.path = path
         self.lock_path = lock_path

@@ -55,7 +55,18 @@ KUBE_PROBE_USER_AGENT = "kube-probe/1.32"
 _network_lock = threading.Lock()
 
 _BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SUFFIXES = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_DECIMAL_SUFFIXES = {
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "": 1,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+}
 
 
 def parse_quantity(quantity: str | float) -> float:
@@ -77,8 +88,14 @@ def _docker_time(value: str) -> str:
 
 
 class DockerKubelet(Kubelet):
-    def __init__(self, client: docker.DockerClient | None = None, *, probe_period_scale: float = 0.1,
-                 network: str = NETWORK_NAME, sandbox_image: str = "python:3.11-slim") -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient | None = None,
+        *,
+        probe_period_scale: float = 0.1,
+        network: str = NETWORK_NAME,
+        sandbox_image: str = "python:3.11-slim",
+    ) -> None:
         """``probe_period_scale`` multiplies probe periods, initial delays, restart back-offs and
         termination grace periods (0.1: a 10 s period probes every second); probe timeouts stay as
         written."""
@@ -99,16 +116,23 @@ class DockerKubelet(Kubelet):
             if exact:
                 return exact[0]
             try:
-                return self.client.networks.create(self.network_name, driver="bridge",
-                                                   labels={"io.mlops.sim.network": "pods"})
+                return self.client.networks.create(
+                    self.network_name, driver="bridge", labels={"io.mlops.sim.network": "pods"}
+                )
             except docker.errors.APIError:  # another process created it meanwhile
-                return next(n for n in self.client.networks.list(names=[self.network_name]) if n.name == self.network_name)
+                return next(
+                    n for n in self.client.networks.list(names=[self.network_name]) if n.name == self.network_name
+                )
 
     def sweep_dead_owners(self) -> None:
         """Remove simulator containers whose owning process is gone (a crashed run)."""
         for container in self.client.containers.list(all=True, filters={"label": LABEL_CLUSTER}):
             pid = container.labels.get(LABEL_PID, "")
-            if pid.isdigit() and not pid_alive(int(pid)) and container.labels.get("io.mlops.sim.host") == socket.gethostname():
+            if (
+                pid.isdigit()
+                and not pid_alive(int(pid))
+                and container.labels.get("io.mlops.sim.host") == socket.gethostname()
+            ):
                 self._force_remove(container)
 
     def _labels(self, pod: dict, container_name: str) -> dict[str, str]:
@@ -237,7 +261,9 @@ class DockerKubelet(Kubelet):
         for mount in container.get("volumeMounts") or []:
             volume = volumes.get(mount["name"])
             if volume is None:
-                raise ContainerConfigError(f'cannot find volume "{mount["name"]}" to mount into container "{container["name"]}"')
+                raise ContainerConfigError(
+                    f'cannot find volume "{mount["name"]}" to mount into container "{container["name"]}"'
+                )
             if "emptyDir" not in volume:
                 kind = next((key for key in volume if key != "name"), "unknown")
                 raise ContainerConfigError(f"sim: volume type {kind} (volume {mount['name']!r}) is not modelled")
@@ -261,8 +287,9 @@ class DockerKubelet(Kubelet):
             options["working_dir"] = container["workingDir"]
         return options
 
-    def _runtime_start(self, pod: dict, record: PodRecord, container: dict, env: dict[str, str],
-                       command_override: list[str] | None) -> tuple[Any, str]:
+    def _runtime_start(
+        self, pod: dict, record: PodRecord, container: dict, env: dict[str, str], command_override: list[str] | None
+    ) -> tuple[Any, str]:
         options = self._run_options(pod, container)
         if command_override is not None:
             options["entrypoint"] = command_override
@@ -304,9 +331,13 @@ class DockerKubelet(Kubelet):
             return RuntimeState(running=False, exit_code=137, finished_at="")
         state = handle.attrs["State"]
         running = state.get("Status") in ("running", "paused", "restarting")
-        return RuntimeState(running=running, exit_code=int(state.get("ExitCode") or 0),
-                            oom_killed=bool(state.get("OOMKilled")), started_at=_docker_time(state.get("StartedAt", "")),
-                            finished_at=_docker_time(state.get("FinishedAt", "")))
+        return RuntimeState(
+            running=running,
+            exit_code=int(state.get("ExitCode") or 0),
+            oom_killed=bool(state.get("OOMKilled")),
+            started_at=_docker_time(state.get("StartedAt", "")),
+            finished_at=_docker_time(state.get("FinishedAt", "")),
+        )
 
     def _runtime_kill(self, handle: Any, grace_seconds: float) -> None:
         try:
@@ -320,7 +351,8 @@ class DockerKubelet(Kubelet):
     def _runtime_logs(self, handle: Any, tail_lines: int | None) -> str:
         try:
             return handle.logs(stdout=True, stderr=True, tail="all" if tail_lines is None else tail_lines).decode(
-                errors="replace")
+                errors="replace"
+            )
         except docker.errors.NotFound:
             return ""
 
@@ -353,7 +385,9 @@ class DockerKubelet(Kubelet):
     def close(self) -> None:
         super().close()
         if self.cluster_id:
-            for container in self.client.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={self.cluster_id}"}):
+            for container in self.client.containers.list(
+                all=True, filters={"label": f"{LABEL_CLUSTER}={self.cluster_id}"}
+            ):
                 self._force_remove(container)
         if self._owns_client:
             self.client.close()

@@ -157,8 +157,9 @@ class Kubelet:
     def _runtime_remove_sandbox(self, record: PodRecord) -> None:
         raise NotImplementedError
 
-    def _runtime_start(self, pod: dict, record: PodRecord, container: dict, env: dict[str, str],
-                       command_override: list[str] | None) -> tuple[Any, str]:
+    def _runtime_start(
+        self, pod: dict, record: PodRecord, container: dict, env: dict[str, str], command_override: list[str] | None
+    ) -> tuple[Any, str]:
         raise NotImplementedError
 
     def _runtime_state(self, handle: Any) -> RuntimeState:
@@ -188,7 +189,9 @@ class Kubelet:
     def sync_once(self) -> None:
         assert self.store is not None
         with self.store.lock:
-            pods = [copy.deepcopy(pod) for pod in self.store.list_refs("Pod") if pod["spec"].get("nodeName") == NODE_NAME]
+            pods = [
+                copy.deepcopy(pod) for pod in self.store.list_refs("Pod") if pod["spec"].get("nodeName") == NODE_NAME
+            ]
         live_uids = {pod["metadata"]["uid"] for pod in pods}
         for uid in [uid for uid in self._pods if uid not in live_uids]:
             self._teardown(self._pods.pop(uid))
@@ -198,9 +201,15 @@ class Kubelet:
                 if record is not None:
                     for container in record.containers.values():
                         if container.handle is not None:
-                            self._event(pod, "Normal", "Killing", f"Stopping container {container.name}", container.name)
-                    self._teardown(record, grace=pod["metadata"].get("deletionGracePeriodSeconds",
-                                                                     pod["spec"].get("terminationGracePeriodSeconds", 30)))
+                            self._event(
+                                pod, "Normal", "Killing", f"Stopping container {container.name}", container.name
+                            )
+                    self._teardown(
+                        record,
+                        grace=pod["metadata"].get(
+                            "deletionGracePeriodSeconds", pod["spec"].get("terminationGracePeriodSeconds", 30)
+                        ),
+                    )
                 self.store.remove("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
                 continue
             try:
@@ -265,18 +274,30 @@ class Kubelet:
         waiting = state.state.get("waiting", {})
         if state.pull_failed and waiting.get("reason") == "ErrImagePull":
             image = container["image"]
-            state.state = {"waiting": {"reason": "ImagePullBackOff",
-                                       "message": f'Back-off pulling image "{image}": ErrImagePull: {waiting.get("message", "")}'}}
+            state.state = {
+                "waiting": {
+                    "reason": "ImagePullBackOff",
+                    "message": f'Back-off pulling image "{image}": ErrImagePull: {waiting.get("message", "")}',
+                }
+            }
             self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', container["name"])
             self._event(pod, "Warning", "Failed", "Error: ImagePullBackOff", container["name"])
         elif "terminated" in state.state and pod["spec"].get("restartPolicy", "Always") != "Never":
             delay = round(state.crash_backoff / max(self.probe_period_scale, 1e-9))
-            state.state = {"waiting": {"reason": "CrashLoopBackOff",
-                                       "message": f"back-off {delay}s restarting failed container={container['name']} "
-                                                  f"pod={format_pod(pod)}"}}
-            self._event(pod, "Warning", "BackOff",
-                        f"Back-off restarting failed container {container['name']} in pod {format_pod(pod)}",
-                        container["name"])
+            state.state = {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off {delay}s restarting failed container={container['name']} "
+                    f"pod={format_pod(pod)}",
+                }
+            }
+            self._event(
+                pod,
+                "Warning",
+                "BackOff",
+                f"Back-off restarting failed container {container['name']} in pod {format_pod(pod)}",
+                container["name"],
+            )
 
     def _start_container(self, pod: dict, record: PodRecord, container: dict, state: ContainerRecord) -> None:
         image = container["image"]
@@ -285,8 +306,9 @@ class Kubelet:
         present_id = None if policy == "Always" or pull_fault else self._runtime_image_present(image)
         if present_id is not None:
             state.image_id = present_id
-            self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine',
-                        container["name"])
+            self._event(
+                pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', container["name"]
+            )
         elif policy == "Never":
             message = f'Container image "{image}" is not present with pull policy of Never'
             state.state = {"waiting": {"reason": "ErrImageNeverPull", "message": message}}
@@ -298,13 +320,16 @@ class Kubelet:
             pull_started = time.time()
             try:
                 if pull_fault:
-                    raise PullError(f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
-                                    f'failed to resolve reference "{image}": {image}: not found')
+                    raise PullError(
+                        f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+                        f'failed to resolve reference "{image}": {image}: not found'
+                    )
                 state.image_id = self._runtime_pull(image)
             except PullError as error:
                 state.pull_failed = True
-                state.pull_backoff = min(max(state.pull_backoff * 2, self.scaled(BACKOFF_INITIAL_SECONDS)),
-                                         self.scaled(BACKOFF_MAX_SECONDS))
+                state.pull_backoff = min(
+                    max(state.pull_backoff * 2, self.scaled(BACKOFF_INITIAL_SECONDS)), self.scaled(BACKOFF_MAX_SECONDS)
+                )
                 state.next_start_at = time.time() + state.pull_backoff
                 message = f'Failed to pull image "{image}": {error}'
                 state.state = {"waiting": {"reason": "ErrImagePull", "message": message}}
@@ -313,8 +338,13 @@ class Kubelet:
                 return
             state.pull_failed = False
             state.pull_backoff = 0.0
-            self._event(pod, "Normal", "Pulled",
-                        f'Successfully pulled image "{image}" in {time.time() - pull_started:.3f}s', container["name"])
+            self._event(
+                pod,
+                "Normal",
+                "Pulled",
+                f'Successfully pulled image "{image}" in {time.time() - pull_started:.3f}s',
+                container["name"],
+            )
         try:
             env = self._container_env(pod, container)
             self._check_non_root(pod, container)
@@ -329,14 +359,16 @@ class Kubelet:
         if state.started_once:
             state.restart_count += 1
         try:
-            state.handle, state.container_id = self._runtime_start(pod, record, container, env,
-                                                                   self._fault_command(container))
+            state.handle, state.container_id = self._runtime_start(
+                pod, record, container, env, self._fault_command(container)
+            )
         except StartError as error:
             # The runtime refused to create the container: CreateContainerError, retried with back-off.
             state.state = {"waiting": {"reason": "CreateContainerError", "message": str(error)}}
             self._event(pod, "Warning", "Failed", f"Error: {error}", container["name"])
-            state.crash_backoff = min(max(state.crash_backoff * 2, self.scaled(BACKOFF_INITIAL_SECONDS)),
-                                      self.scaled(BACKOFF_MAX_SECONDS))
+            state.crash_backoff = min(
+                max(state.crash_backoff * 2, self.scaled(BACKOFF_INITIAL_SECONDS)), self.scaled(BACKOFF_MAX_SECONDS)
+            )
             state.next_start_at = time.time() + state.crash_backoff
             return
         state.started_once = True
@@ -356,12 +388,22 @@ class Kubelet:
             node = self.store.get("Node", None, NODE_NAME)
             if node is not None:
                 victim = (container.get("command") or ["container"])[0].rsplit("/", 1)[-1]
-                self.events.record(node, "Warning", "SystemOOM",
-                                   f"System OOM encountered, victim process: {victim}", component="kubelet")
+                self.events.record(
+                    node,
+                    "Warning",
+                    "SystemOOM",
+                    f"System OOM encountered, victim process: {victim}",
+                    component="kubelet",
+                )
         else:
             reason = "Completed" if runtime.exit_code == 0 else "Error"
-        terminated = {"exitCode": runtime.exit_code, "reason": reason, "startedAt": runtime.started_at,
-                      "finishedAt": runtime.finished_at, "containerID": state.container_id}
+        terminated = {
+            "exitCode": runtime.exit_code,
+            "reason": reason,
+            "startedAt": runtime.started_at,
+            "finishedAt": runtime.finished_at,
+            "containerID": state.container_id,
+        }
         state.ready = False
         state.started = False
         if state.previous_handle is not None:
@@ -408,8 +450,9 @@ class Kubelet:
         if spec is None:
             return
         now = time.time()
-        tracker = state.probes.setdefault(kind, {"next": now + self.scaled(spec.get("initialDelaySeconds", 0)),
-                                                  "ok": 0, "fail": 0})
+        tracker = state.probes.setdefault(
+            kind, {"next": now + self.scaled(spec.get("initialDelaySeconds", 0)), "ok": 0, "fail": 0}
+        )
         if now < tracker["next"]:
             return
         tracker["next"] = now + self.scaled(spec.get("periodSeconds", 10))
@@ -446,8 +489,13 @@ class Kubelet:
         if kind == "readinessProbe":
             state.ready = False
             return
-        self._event(pod, "Normal", "Killing",
-                    f"Container {container['name']} failed {label.lower()} probe, will be restarted", container["name"])
+        self._event(
+            pod,
+            "Normal",
+            "Killing",
+            f"Container {container['name']} failed {label.lower()} probe, will be restarted",
+            container["name"],
+        )
         grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
         self._runtime_kill(state.handle, self.scaled(grace))
         state.probes = {}
@@ -490,19 +538,28 @@ class Kubelet:
                     if ref.get("optional"):
                         break
                     raise ContainerConfigError(f"couldn't find key {ref['key']} in {kind} {namespace}/{ref['name']}")
-                env[variable["name"]] = base64.b64decode(data[ref["key"]]).decode() if kind == "Secret" else data[ref["key"]]
+                env[variable["name"]] = (
+                    base64.b64decode(data[ref["key"]]).decode() if kind == "Secret" else data[ref["key"]]
+                )
             if "fieldRef" in value_from:
                 field_path = value_from["fieldRef"]["fieldPath"]
-                values = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": namespace,
-                          "metadata.uid": pod["metadata"]["uid"], "spec.nodeName": NODE_NAME}
+                values = {
+                    "metadata.name": pod["metadata"]["name"],
+                    "metadata.namespace": namespace,
+                    "metadata.uid": pod["metadata"]["uid"],
+                    "spec.nodeName": NODE_NAME,
+                }
                 env[variable["name"]] = values.get(field_path, "")
         return env
 
     def effective_security_context(self, pod: dict, container: dict) -> dict:
         """Pod-level securityContext fields overridden by the container's (container wins)."""
         pod_context = pod["spec"].get("securityContext") or {}
-        merged = {key: pod_context[key] for key in ("runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile")
-                  if key in pod_context}
+        merged = {
+            key: pod_context[key]
+            for key in ("runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile")
+            if key in pod_context
+        }
         merged.update(container.get("securityContext") or {})
         return merged
 
@@ -521,7 +578,8 @@ class Kubelet:
             raise ContainerConfigError(f"container has runAsNonRoot and image will run as root {where}")
         if not user.isdigit():
             raise ContainerConfigError(
-                f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root {where}")
+                f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root {where}"
+            )
 
     # ---- status ----
 
@@ -560,7 +618,11 @@ class Kubelet:
                 if not ok and message:
                     wanted["message"] = message
                 existing = condition(conditions, condition_type)
-                if existing is not None and {k: v for k, v in existing.items() if k not in ("lastTransitionTime", "lastProbeTime")} == wanted:
+                if (
+                    existing is not None
+                    and {k: v for k, v in existing.items() if k not in ("lastTransitionTime", "lastProbeTime")}
+                    == wanted
+                ):
                     return
                 wanted["lastTransitionTime"] = now
                 conditions = [item for item in conditions if item["type"] != condition_type] + [wanted]
@@ -571,7 +633,13 @@ class Kubelet:
             put("Initialized", True)
             put("Ready", not unready, "ContainersNotReady", unready_message)
             put("ContainersReady", not unready, "ContainersNotReady", unready_message)
-            order = {"PodReadyToStartContainers": 0, "Initialized": 1, "Ready": 2, "ContainersReady": 3, "PodScheduled": 4}
+            order = {
+                "PodReadyToStartContainers": 0,
+                "Initialized": 1,
+                "Ready": 2,
+                "ContainersReady": 3,
+                "PodScheduled": 4,
+            }
             conditions.sort(key=lambda item: order.get(item["type"], 9))
             status = {
                 "phase": self._phase(pod, statuses),
@@ -624,8 +692,11 @@ class Kubelet:
         containers = [item["name"] for item in pod["spec"]["containers"]]
         if container is None:
             if len(containers) > 1:
-                raise KubeError(400, "BadRequest", f"a container name must be specified for pod {name}, "
-                                                   f"choose one of: [{' '.join(containers)}]")
+                raise KubeError(
+                    400,
+                    "BadRequest",
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]",
+                )
             container = containers[0]
         if container not in containers:
             raise KubeError(400, "BadRequest", f"container {container} is not valid for pod {name}")
@@ -633,7 +704,9 @@ class Kubelet:
         state = record.containers[container] if record else None
         if previous:
             if state is None or state.previous_handle is None:
-                raise KubeError(400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" not found')
+                raise KubeError(
+                    400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" not found'
+                )
             return self._runtime_logs(state.previous_handle, tail_lines)
         if state is None or state.handle is None:
             # Between restarts (CrashLoopBackOff) the logs are those of the container that last ran.
@@ -653,6 +726,7 @@ class Kubelet:
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 class _FakeContainer:
     def __init__(self, name: str, exit_code: int | None, oom: bool, lines: list[str]) -> None:
@@ -681,7 +755,10 @@ class FakeKubelet(Kubelet):
     def _runtime_pull(self, image: str) -> str:
         if "@sha256:" in image:
             return image
-        return f"{image.rsplit(':', 1)[0] if ':' in image.rsplit('/', 1)[-1] else image}@sha256:" + hashlib.sha256(image.encode()).hexdigest()
+        return (
+            f"{image.rsplit(':', 1)[0] if ':' in image.rsplit('/', 1)[-1] else image}@sha256:"
+            + hashlib.sha256(image.encode()).hexdigest()
+        )
 
     def _runtime_image_user(self, image: str) -> str:
         return ""  # the fake "image" declares no USER, like most images: it runs as root
@@ -693,8 +770,9 @@ class FakeKubelet(Kubelet):
     def _runtime_remove_sandbox(self, record: PodRecord) -> None:
         record.sandbox = None
 
-    def _runtime_start(self, pod: dict, record: PodRecord, container: dict, env: dict[str, str],
-                       command_override: list[str] | None) -> tuple[Any, str]:
+    def _runtime_start(
+        self, pod: dict, record: PodRecord, container: dict, env: dict[str, str], command_override: list[str] | None
+    ) -> tuple[Any, str]:
         self._counter += 1
         faults = self.faults
         if faults.oom:
@@ -702,15 +780,24 @@ class FakeKubelet(Kubelet):
         elif faults.crash_loop:
             handle = _FakeContainer(container["name"], 1, False, [CRASH_LOOP_MESSAGE])
         else:
-            handle = _FakeContainer(container["name"], None, False,
-                                    [f"sim: container {container['name']} started from {container['image']}"])
+            handle = _FakeContainer(
+                container["name"],
+                None,
+                False,
+                [f"sim: container {container['name']} started from {container['image']}"],
+            )
         return handle, f"containerd://{self._counter:064x}"
 
     def _runtime_state(self, handle: _FakeContainer) -> RuntimeState:
         if handle.exit_code is None:
             return RuntimeState(running=True, started_at=handle.started_at)
-        return RuntimeState(running=False, exit_code=handle.exit_code, oom_killed=handle.oom,
-                            started_at=handle.started_at, finished_at=handle.finished_at)
+        return RuntimeState(
+            running=False,
+            exit_code=handle.exit_code,
+            oom_killed=handle.oom,
+            started_at=handle.started_at,
+            finished_at=handle.finished_at,
+        )
 
     def _runtime_kill(self, handle: _FakeContainer, grace_seconds: float) -> None:
         if handle.exit_code is None:

@@ -39,8 +39,13 @@ class PoolExhausted(Exception):
 
 
 class LoadBalancerPool:
-    def __init__(self, cluster_id: str, *, state_path: Path = Path("/tmp/mlops-sim-lb-pool.json"),
-                 lock_path: Path = Path("/tmp/mlops-sim-lb-pool.lock")) -> None:
+    def __init__(
+        self,
+        cluster_id: str,
+        *,
+        state_path: Path = Path("/tmp/mlops-sim-lb-pool.json"),
+        lock_path: Path = Path("/tmp/mlops-sim-lb-pool.lock"),
+    ) -> None:
         self.cluster_id = cluster_id
         self.state_path = state_path
         self.lock_path = lock_path
@@ -181,7 +186,9 @@ class KubeProxy:
         self._listeners: dict[str, list[_Listener]] = {}
         self._lock = threading.Lock()
 
-    def serve(self, key: str, sockets: dict[int, socket.socket], endpoints_for_port: Callable[[int], Endpoints]) -> None:
+    def serve(
+        self, key: str, sockets: dict[int, socket.socket], endpoints_for_port: Callable[[int], Endpoints]
+    ) -> None:
         """Forward each listening socket (by Service port) to that port's endpoints."""
         self.stop(key)
         with self._lock:

@@ -26,8 +26,9 @@ class KubeServer:
         self.host, self.port = self._socket.getsockname()
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        daemon=True, name="kube-apiserver")
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True, name="kube-apiserver"
+        )
 
     @property
     def url(self) -> str:

@@ -82,8 +82,13 @@ def random_suffix(length: int = 5) -> str:
 
 def plural_resource(kind: str) -> str:
     """The lower-case plural the API uses in messages (`deployments.apps "x" not found`)."""
-    groups = {"Deployment": ".apps", "ReplicaSet": ".apps", "HorizontalPodAutoscaler": ".autoscaling",
-              "PodDisruptionBudget": ".policy", "Job": ".batch"}
+    groups = {
+        "Deployment": ".apps",
+        "ReplicaSet": ".apps",
+        "HorizontalPodAutoscaler": ".autoscaling",
+        "PodDisruptionBudget": ".policy",
+        "Job": ".batch",
+    }
     lower = kind.lower()
     plural = lower + ("es" if lower.endswith("s") else "s")
     return plural + groups.get(kind, "")
@@ -183,6 +188,7 @@ def field_selector_matches(selector: str | None, obj: dict) -> bool:
 
 
 # ---- API server defaults ----
+
 
 def _default_container(container: dict) -> None:
     image = container.get("image", "")
@@ -315,8 +321,13 @@ class Store:
                 if obj_kind == kind and (namespace is None or obj_namespace == namespace)
             ]
 
-    def list(self, kind: str, namespace: str | None = None, label_selector: str | None = None,
-             field_selector: str | None = None) -> list[dict]:
+    def list(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict]:
         matches = parse_label_selector(label_selector)
         with self.lock:
             found = [
@@ -380,7 +391,10 @@ class Store:
                     obj["status"] = previous["status"]
                 else:
                     obj.pop("status", None)
-                if previous == {**obj, "metadata": {**metadata, "resourceVersion": old_metadata.get("resourceVersion")}}:
+                if previous == {
+                    **obj,
+                    "metadata": {**metadata, "resourceVersion": old_metadata.get("resourceVersion")},
+                }:
                     return previous  # a no-op update does not bump resourceVersion
             self._bump(obj)
             self._objects[key] = obj
@@ -392,7 +406,9 @@ class Store:
         with self.lock:
             stored = self.put({key: value for key, value in obj.items() if key != "status"})
             if status is not None:
-                self.write_status(stored["kind"], stored["metadata"].get("namespace"), stored["metadata"]["name"], status)
+                self.write_status(
+                    stored["kind"], stored["metadata"].get("namespace"), stored["metadata"]["name"], status
+                )
             return stored
 
     def write_status(self, kind: str, namespace: str | None, name: str, status: dict) -> bool:
