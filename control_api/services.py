@@ -84,15 +84,16 @@ class Services:
 
     @adapter
     def image_builder(self) -> ImageBuilder:
-        from control_api.adapters.image_builder.docker_engine import DockerImageBuilder
+        from control_api.adapters.image_builder import make_image_builder
 
-        return DockerImageBuilder(self.settings.build)
+        return make_image_builder(self.settings.build)
 
     @adapter
     def registry(self) -> ImageRegistry:
+        from control_api.adapters.image_builder import make_image_pusher
         from control_api.adapters.registry import make_registry
 
-        return make_registry(self.settings.registry)
+        return make_registry(self.settings.registry, make_image_pusher(self.settings.build))
 
     @adapter
     def local_runtime(self) -> LocalRuntime:

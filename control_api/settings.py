@@ -92,7 +92,53 @@ class TrainingSettings(BaseModel):
 
 
 class BuildSettings(BaseModel):
-    base_image: str = Field(default="python:3.11-slim", description="Base image of every runtime image.")
+    backend: Literal["docker", "buildah"] = Field(
+        default="docker",
+        description=(
+            "docker: build on a Docker Engine (docker_host). buildah: build and push with the buildah command, "
+            "daemonless, inside the control service's own container (docs/production.md says what the pod needs)."
+        ),
+    )
+    base_image: str = Field(
+        default="python:3.11-slim",
+        description=(
+            "Base image of every runtime image. docker: an image on the engine. buildah: pulled from its registry"
+            " when missing from buildah's storage (use a fully qualified name, e.g. "
+            "127.0.0.1:5000/python:3.11-slim)."
+        ),
+    )
+    base_image_tls_verify: bool = Field(
+        default=True,
+        description=(
+            "buildah: require HTTPS with a verified certificate when pulling the base image "
+            "(false for a plain-HTTP local registry)."
+        ),
+    )
+    buildah_executable: str = Field(default="buildah", description="buildah: the command to run.")
+    buildah_storage_driver: str = Field(
+        default="overlay",
+        description=(
+            "buildah: containers/storage driver. overlay needs a kernel overlay mount (root, or fuse-overlayfs "
+            "with /dev/fuse); vfs works anywhere but copies every layer in full."
+        ),
+    )
+    buildah_storage_root: Path | None = Field(
+        default=None,
+        description=(
+            "buildah: image storage directory (an emptyDir or volume in a pod). Default: buildah's own "
+            "(/var/lib/containers/storage as root)."
+        ),
+    )
+    buildah_run_root: Path | None = Field(
+        default=None, description="buildah: directory of its lock and state files. Default: buildah's own."
+    )
+    buildah_isolation: Literal["chroot", "oci", "rootless"] = Field(
+        default="chroot",
+        description=(
+            "buildah: how RUN steps are isolated. chroot needs no user namespace and no nested container "
+            "runtime, so it works inside a container (docs/production.md lists the capabilities it needs)."
+        ),
+    )
     docker_host: str | None = Field(
         default=None, description="Docker Engine address. Default: DOCKER_HOST or the local socket."
     )

@@ -6,7 +6,7 @@ import jinja2
 import pytest
 
 from control_api.adapters.image_builder import context
-from control_api.adapters.image_builder.docker_engine import docker_name, runtime_key
+from control_api.adapters.image_builder.layers import docker_name, runtime_key
 from control_api.adapters.image_builder.requirements import runtime_requirements
 from control_api.errors import ImageBuildFailed
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 import tempfile
 from pathlib import Path
@@ -84,3 +85,15 @@ def pack(entries: dict[str, ContextEntry], executables: frozenset[str] = frozens
                 archive.addfile(info, io.BytesIO(value))
     spool.seek(0)
     return spool
+
+
+def write_directory(entries: dict[str, ContextEntry], target: Path, executables: frozenset[str] = frozenset()) -> None:
+    """The same context as ``pack``, as files under ``target`` (for builders that read a directory):
+    same modes, mtime 0."""
+    for name in sorted(entries):
+        value = entries[name]
+        path = target / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(value.read_bytes() if isinstance(value, Path) else value)
+        path.chmod(0o755 if name in executables else 0o644)
+        os.utime(path, (0, 0))

@@ -30,3 +30,23 @@ class ImageRegistry(Protocol):
 
     def ping(self) -> None:
         """Raise RegistryUnavailable / RegistryAuthFailed when the registry cannot be used."""
+
+
+class ImagePusher(Protocol):
+    """Moves a locally built image to a registry: the image builder's counterpart for pushes (the
+    Docker Engine's is built into the registries; others, such as buildah, plug in here)."""
+
+    def image_id(self, local_reference: str) -> str | None:
+        """``sha256:`` digest of the local image's config (its image ID); None when there is none."""
+
+    def push(
+        self,
+        local_reference: str,
+        destination: str,
+        credentials: tuple[str, str] | None,
+        tls_verify: bool,
+        on_log: LogSink,
+    ) -> str | None:
+        """Push ``local_reference`` as ``destination`` (host/repository:tag); return the manifest digest
+        the push wrote, when the tool reports one. Raise TerminalError when the local image is missing,
+        any other exception with the tool's message when the push fails."""

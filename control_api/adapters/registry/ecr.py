@@ -19,7 +19,7 @@ import boto3
 import botocore.exceptions
 import docker.errors
 
-from control_api.adapters.registry.base import LogSink, PushedImage
+from control_api.adapters.registry.base import ImagePusher, LogSink, PushedImage
 from control_api.adapters.registry.oci import OciRegistry, docker_from_env
 from control_api.errors import MlopsError, RegistryAuthFailed, RegistryUnavailable, ServiceUnavailable, TerminalError
 from control_api.settings import RegistrySettings
@@ -57,12 +57,14 @@ class EcrRegistry:
         *,
         push_host: str | None = None,
         ecr_client_factory: Callable[[], Any] | None = None,
+        pusher: ImagePusher | None = None,
     ) -> None:
         """``push_host`` sends the image bytes to another registry than the one ECR names (tests point
         it at a local registry because moto has no registry); repositories and tags still go to ECR."""
         self.settings = settings
         self._docker_client_factory = docker_client_factory
         self._push_host = push_host
+        self._pusher = pusher
         self._ecr_client_factory = ecr_client_factory or self._default_ecr_client
 
     # ---- port --------------------------------------------------------------------------------
@@ -159,9 +161,16 @@ class EcrRegistry:
         else:
             # ECR speaks only HTTPS, whatever ``insecure`` says for a local registry.
             host, settings = login.registry_host, self.settings.model_copy(update={"insecure": False})
-        return OciRegistry(settings, self._docker_client_factory, host=host, auth=(login.username, login.password))
+        return OciRegistry(
+            settings, self._docker_client_factory, host=host, auth=(login.username, login.password), pusher=self._pusher
+        )
 
     def _local_image_id(self, local_reference: str) -> str:
+        if self._pusher is not None:
+            image_id = self._pusher.image_id(local_reference)
+            if image_id is None:
+                raise TerminalError(f"local image {local_reference} not found", code="image_not_found")
+            return image_id
         try:
             client = self._docker_client_factory()
         except docker.errors.DockerException as exc:

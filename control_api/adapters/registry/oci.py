@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from control_api.adapters.registry.base import LogSink, PushedImage
+from control_api.adapters.registry.base import ImagePusher, LogSink, PushedImage
 from control_api.errors import RegistryAuthFailed, RegistryUnavailable, ServiceUnavailable, TerminalError
 from control_api.settings import RegistrySettings
 
@@ -45,8 +45,11 @@ class OciRegistry:
         *,
         host: str | None = None,
         auth: tuple[str, str] | None = None,
+        pusher: ImagePusher | None = None,
     ) -> None:
+        """``pusher`` moves images built outside the Docker Engine (buildah); without one, the engine pushes."""
         self.settings = settings
+        self.pusher = pusher
         self.host = host or settings.url
         if auth is None and settings.username:
             auth = (settings.username, settings.password.get_secret_value() if settings.password else "")
@@ -83,6 +86,30 @@ class OciRegistry:
 
     def push(self, local_reference: str, repository_name: str, tag: str, on_log: LogSink) -> PushedImage:
         repository = f"{self.host}/{repository_name}"
+        if self.pusher is None:
+            digest = self._push_with_docker(local_reference, repository, tag, on_log)
+        else:
+            try:
+                digest = self.pusher.push(
+                    local_reference, f"{repository}:{tag}", self.auth, not self.settings.insecure, on_log
+                )
+            except (RegistryAuthFailed, RegistryUnavailable, TerminalError, ServiceUnavailable):
+                raise
+            except Exception as exc:
+                raise self._classify(str(exc)) from exc
+        confirmed = self.manifest_digest(repository_name, tag)
+        if digest and confirmed and digest != confirmed:
+            raise TerminalError(
+                f"registry reports digest {confirmed} for {repository}:{tag}, the push said {digest}",
+                code="digest_mismatch",
+            )
+        digest = confirmed or digest
+        if not digest:
+            raise RegistryUnavailable(f"push of {repository}:{tag} finished without a digest")
+        on_log(f"pushed {repository}:{tag} as {digest}")
+        return PushedImage(repository, tag, digest)
+
+    def _push_with_docker(self, local_reference: str, repository: str, tag: str, on_log: LogSink) -> str | None:
         try:
             image = self.docker.images.get(local_reference)
         except Exception as exc:
@@ -98,17 +125,7 @@ class OciRegistry:
             raise
         except Exception as exc:
             raise self._classify(str(exc)) from exc
-        confirmed = self.manifest_digest(repository_name, tag)
-        if digest and confirmed and digest != confirmed:
-            raise TerminalError(
-                f"registry reports digest {confirmed} for {repository}:{tag}, the push said {digest}",
-                code="digest_mismatch",
-            )
-        digest = confirmed or digest
-        if not digest:
-            raise RegistryUnavailable(f"push of {repository}:{tag} finished without a digest")
-        on_log(f"pushed {repository}:{tag} as {digest}")
-        return PushedImage(repository, tag, digest)
+        return digest
 
     def manifest_digest(self, repository_name: str, tag: str) -> str | None:
         url = f"{self.scheme}://{self.host}/v2/{repository_name}/manifests/{tag}"
