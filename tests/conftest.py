@@ -108,6 +108,30 @@ def base_image(docker_available) -> str:
 
 
 @pytest.fixture(scope="session")
+def buildah_base_image(registry_url) -> str:
+    """The base image as the buildah backend gets it in production: from a registry. scripts/services.sh
+    installs buildah and pushes the Docker Engine's base image to the local registry."""
+    require(shutil.which("buildah") is not None, "buildah")
+    import httpx
+
+    name = os.environ.get("MLOPS_BUILD__BASE_IMAGE", "python:3.11-slim").split("/")[-1]
+    repository, _, tag = name.partition(":")
+    try:
+        present = (
+            httpx.head(
+                f"http://{registry_url}/v2/{repository}/manifests/{tag or 'latest'}",
+                headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+                timeout=5,
+            ).status_code
+            == 200
+        )
+    except httpx.HTTPError:
+        present = False
+    require(present, f"base image {name} in the registry {registry_url}")
+    return f"{registry_url}/{name}"
+
+
+@pytest.fixture(scope="session")
 def contracts_dir() -> Path:
     if not CONTRACTS_DIR.is_dir():
         if IN_CI:
