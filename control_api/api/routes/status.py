@@ -30,7 +30,7 @@ def component_checks(services: Services) -> dict[str, Callable[[], None]]:
     }
     target = services.settings.target.kind
     if target != "none":
-        checks["docker"] = lambda: services.image_builder.ping()
+        checks[services.settings.build.backend] = lambda: services.image_builder.ping()  # docker or buildah
         checks["registry"] = lambda: services.registry.ping()
     checks.update(services.extra_checks())
     # Cached after the first call; unhealthy only when the sandbox is required and cannot work here.
