@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install and start what the tests and the embedded defaults need on one machine:
 #   Docker Engine, the base image of runtime images, a local OCI registry on 127.0.0.1:5000, kubectl,
-#   and the PostgreSQL server binaries (the journal tests start throwaway clusters with them).
+#   the PostgreSQL server binaries (the journal tests start throwaway clusters with them), and buildah
+#   with the base image in the local registry (where the buildah build backend pulls it from).
 # Idempotent: whatever already runs is reused (never a second dockerd or registry). Runs as root on a
 # fresh Debian bookworm machine without stdin. Prints one line per service; exits non-zero on failure.
 #
@@ -102,6 +103,7 @@ ensure_packages() {
     command -v docker >/dev/null || [[ " ${missing[*]-} " == *" docker.io "* ]] || missing+=(docker.io)
     command -v docker-registry >/dev/null || missing+=(docker-registry)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v buildah >/dev/null || missing+=(buildah)
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
     fi
@@ -237,6 +239,40 @@ verify_push() {
     docker image rm "$probe_ref" >/dev/null 2>&1 || true
 }
 
+# ---------------------------------------------------------------- buildah
+# The buildah build backend has no Docker Engine to take the base image from: it pulls it from a
+# registry, as in production. Copy the engine's base image into the local registry under the same
+# name (127.0.0.1:5000/python:3.11-slim), unless the registry already holds that very image.
+registry_digest() {
+    curl -fsS -o /dev/null -D - --max-time 10 \
+        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+        "http://$REGISTRY_ADDR/v2/$1/manifests/$2" 2>/dev/null \
+        | awk 'tolower($1) == "docker-content-digest:" {print $2}' | tr -d '\r'
+}
+
+ensure_buildah() {
+    local how=present name="${BASE_IMAGE##*/}" repository tag pushed_ref local_digests remote_digest
+    repository="${name%%:*}"
+    tag="${name#*:}"
+    [ "$tag" != "$name" ] || tag=latest
+    pushed_ref="$REGISTRY_ADDR/$repository:$tag"
+    local_digests="$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$BASE_IMAGE" 2>/dev/null)"
+    remote_digest="$(registry_digest "$repository" "$tag" || true)"
+    if [ -z "$remote_digest" ] || ! grep -qxF "$REGISTRY_ADDR/$repository@$remote_digest" <<<"$local_digests"; then
+        docker tag "$BASE_IMAGE" "$pushed_ref" || die "could not tag $BASE_IMAGE as $pushed_ref"
+        docker push -q "$pushed_ref" >/dev/null 2>"$RUN_DIR/base-push.err" || {
+            cat "$RUN_DIR/base-push.err" >&2
+            die "could not push $pushed_ref"
+        }
+        how=pushed
+    fi
+    buildah info >/dev/null 2>"$RUN_DIR/buildah-info.err" || {
+        cat "$RUN_DIR/buildah-info.err" >&2
+        die "buildah cannot open its storage"
+    }
+    report buildah "$(buildah --version | awk '{print $3}'), base image $pushed_ref $how"
+}
+
 # ---------------------------------------------------------------- kubectl
 ensure_kubectl() {
     local kubectl=kubectl
@@ -309,6 +345,7 @@ main() {
     ensure_docker
     ensure_base_image
     ensure_registry
+    ensure_buildah
     ensure_kubectl
     ensure_postgres
 }
