@@ -170,7 +170,7 @@ def test_both_backends_key_the_runtime_alike(build_settings, base_image):
     buildah = BuildahImageBuilder(build_settings)
     docker = DockerImageBuilder(BuildSettings(base_image=base_image))
     buildah_base = buildah.image_id(build_settings.base_image) or _pull_base(buildah)
-    assert buildah_base == docker.image_id(base_image)
+    assert buildah_base is not None and buildah_base == docker.image_id(base_image)
     assert buildah.python_version(buildah_base) == docker.python_version(buildah_base)
 
 

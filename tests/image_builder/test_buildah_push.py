@@ -7,6 +7,7 @@ import subprocess
 import uuid
 
 import pytest
+from pydantic import SecretStr
 
 from control_api.adapters.registry.buildah_push import BuildahImagePusher
 from control_api.adapters.registry.ecr import EcrRegistry
@@ -80,7 +81,10 @@ def test_a_wrong_password_is_refused_as_an_auth_failure(
 ):
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_auth_registry.ca_file))
     settings = RegistrySettings(
-        url=tls_auth_registry.host, insecure=False, username=tls_auth_registry.username, password="not-the-password"
+        url=tls_auth_registry.host,
+        insecure=False,
+        username=tls_auth_registry.username,
+        password=SecretStr("not-the-password"),
     )
     registry = OciRegistry(settings, pusher=BuildahImagePusher(buildah_settings))
     with pytest.raises(RegistryAuthFailed):
@@ -98,7 +102,7 @@ def test_the_right_password_pushes_over_https(
         url=tls_auth_registry.host,
         insecure=False,
         username=tls_auth_registry.username,
-        password=tls_auth_registry.password,
+        password=SecretStr(tls_auth_registry.password),
     )
     registry = OciRegistry(settings, pusher=BuildahImagePusher(buildah_settings))
     pushed = registry.push(tiny_buildah_image, "mlops-test/accepted", "v1", lambda line: None)
