@@ -124,6 +124,8 @@ def test_buildah_image_is_pushed_by_digest_and_serves_and_the_runtime_is_reused(
         f"http://{registry_url}/v2/{repository}/manifests/v1-test", headers={"Accept": MANIFEST_TYPES}, timeout=10
     )
     assert head.headers["Docker-Content-Digest"] == pushed.digest
+    # The same kind of manifest the Docker Engine pushes, so nothing downstream tells the backends apart.
+    assert head.headers["Content-Type"] == "application/vnd.docker.distribution.manifest.v2+json"
     assert push_log[-1] == f"pushed {registry_url}/{repository}:v1-test as {pushed.digest}"
     # The same content pushed again is a success with the same digest (a retried push step).
     assert registry.push(first.reference, repository, "v1-test", lambda line: None).digest == pushed.digest
