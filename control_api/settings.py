@@ -92,6 +92,7 @@ class TrainingSettings(BaseModel):
 
 
 class BuildSettings(BaseModel):
+    kind: Literal["docker"] = Field(default="docker", description="Image builder. docker: the Docker Engine.")
     base_image: str = Field(default="python:3.11-slim", description="Base image of every runtime image.")
     docker_host: str | None = Field(
         default=None, description="Docker Engine address. Default: DOCKER_HOST or the local socket."

@@ -21,14 +21,12 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from control_api.errors import ConflictError, DeploymentTimedOut, MlopsError, TransientError
+from control_api.errors import DeploymentTimedOut, MlopsError, TransientError
 from control_api.journal.store import DeploymentRecord, DeploymentStatus, Journal, StepStatus
 from control_api.pipeline.step import NotYet, Step, StepContext
-
-if TYPE_CHECKING:
-    from control_api.services import Services
+from control_api.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +46,9 @@ class Pipeline:
 
 
 class Orchestrator:
-    def __init__(
-        self, journal: Journal, services: Services, pipelines: dict[str, Pipeline], workers: int = 8
-    ) -> None:
+    def __init__(self, journal: Journal, settings: Settings, pipelines: dict[str, Pipeline], workers: int = 8) -> None:
         self.journal = journal
-        self.services = services
+        self.settings = settings
         self.pipelines = pipelines
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy")
         self._running: dict[str, Future] = {}
@@ -107,17 +103,9 @@ class Orchestrator:
                 resumed.append(record.id)
         return resumed
 
-    def retry(self, deployment_id: str) -> DeploymentRecord:
-        record = self.journal.get(deployment_id)
-        if record.status not in (DeploymentStatus.FAILED, DeploymentStatus.TIMED_OUT):
-            raise ConflictError(
-                f"deployment {deployment_id} is {record.status}; only failed or timed_out deployments can be retried",
-                code="not_retryable",
-            )
-        # The same rule as a new deploy: a newer deploy may have started since this one failed, and
-        # retrying now would run both against the same GitOps path.
-        self.journal.refuse_if_busy(record.model_name, record.namespace)
-        first_unfinished = next((s.name for s in record.steps if s.status != StepStatus.SUCCEEDED), None)
+    def resume(self, deployment_id: str, first_unfinished: str | None) -> DeploymentRecord:
+        """Run a finished deployment again from ``first_unfinished`` (admission decides whether it may).
+        Raises ``ActiveOperationExists`` when another operation on the model became active meanwhile."""
         if first_unfinished:
             self.journal.reset_steps_from(deployment_id, first_unfinished)
         self.journal.set_status(deployment_id, DeploymentStatus.PENDING, clear_error=True)
@@ -191,10 +179,10 @@ class Orchestrator:
             ctx = StepContext(
                 deployment=self.journal.get(deployment_id),
                 outputs=dict(outputs),
-                services=self.services,
+                settings=self.settings,
                 journal=self.journal,
                 step_name=step.name,
-                log_tail_lines=self.services.settings.training.log_tail_lines,
+                log_tail_lines=self.settings.training.log_tail_lines,
             )
             try:
                 result = step.run(ctx)
@@ -257,7 +245,7 @@ class Orchestrator:
 
     def _fault_halt(self, step_name: str, point: str) -> None:
         """Test-only fault injection (settings.faults, off by default): die like a crash, here."""
-        if getattr(self.services.settings.faults, point) == step_name:
+        if getattr(self.settings.faults, point) == step_name:
             log.warning("fault injection: %s=%s, the service kills itself now", point, step_name)
             os.kill(os.getpid(), signal.SIGKILL)
 

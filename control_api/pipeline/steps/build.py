@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from control_api.adapters.image_builder.base import ModelBundle
+from control_api.adapters.image_builder.base import ImageBuilder, ModelBundle
+from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.pipeline.step import StepContext
+from control_api.provider import Provider
 from control_api.redaction import url_without_credentials
 
 
@@ -15,8 +17,12 @@ class BuildStep:
     status_label = "building"
     max_attempts = 2
 
+    def __init__(self, mlflow: Provider[MlflowGateway], image_builder: Provider[ImageBuilder]) -> None:
+        self.mlflow = mlflow
+        self.image_builder = image_builder
+
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        gateway = ctx.services.mlflow
+        gateway = self.mlflow()
         model_name = ctx.request["model_name"]
         version = ctx.outputs["model_version"]
         model_dir = ctx.settings.data_path / "work" / ctx.deployment_id / "model"
@@ -34,7 +40,7 @@ class BuildStep:
             deployment_id=ctx.deployment_id,
             training_packages=ctx.outputs.get("training_packages"),
         )
-        built = ctx.services.image_builder.build(bundle, ctx.log)
+        built = self.image_builder().build(bundle, ctx.log)
         shutil.rmtree(model_dir, ignore_errors=True)
         reuse = "reused" if built.runtime_cache_hit else "built"
         return {

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from control_api.adapters.registry.base import ImageRegistry
 from control_api.pipeline.step import StepContext
+from control_api.provider import Provider
 
 
 class PushStep:
     name = "push"
     status_label = "pushing"
     max_attempts = 3
+
+    def __init__(self, registry: Provider[ImageRegistry]) -> None:
+        self.registry = registry
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         settings = ctx.settings.registry
@@ -19,7 +24,7 @@ class PushStep:
         # One tag per version and deployment: a retry of this deploy pushes the same content under
         # the same tag (a no-op even with immutable tags); another deploy never collides with it.
         tag = f"v{ctx.outputs['model_version']}-{ctx.deployment_id[:12]}"
-        pushed = ctx.services.registry.push(ctx.outputs["local_image"], repository, tag, ctx.log)
+        pushed = self.registry().push(ctx.outputs["local_image"], repository, tag, ctx.log)
         return {
             "image_uri": pushed.uri,
             "image_digest": pushed.digest,

@@ -8,8 +8,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.errors import TerminalError
 from control_api.pipeline.step import NotYet, StepContext
+from control_api.provider import Provider
 
 READY_TIMEOUT_SECONDS = 300.0
 
@@ -19,8 +21,11 @@ class RegisterStep:
     status_label = "registering"
     max_attempts = 3
 
+    def __init__(self, mlflow: Provider[MlflowGateway]) -> None:
+        self.mlflow = mlflow
+
     def run(self, ctx: StepContext) -> dict[str, Any] | NotYet:
-        gateway = ctx.services.mlflow
+        gateway = self.mlflow()
         model_name = ctx.request["model_name"]
         run_id = ctx.outputs["run_id"]
         version = gateway.find_version_for_run(model_name, run_id)

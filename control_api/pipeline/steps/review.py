@@ -8,10 +8,15 @@ holds no worker: each look is one call, then the step answers ``NotYet``.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from control_api.errors import DeploymentTimedOut, TerminalError
 from control_api.pipeline.step import NotYet, StepContext
+from control_api.provider import Provider
+
+if TYPE_CHECKING:
+    from control_api.adapters.forge.types import Forge
+    from control_api.adapters.gitops.repo import GitOpsRepo
 
 
 class ReviewStep:
@@ -19,11 +24,15 @@ class ReviewStep:
     status_label = "awaiting_review"
     max_attempts = 5
 
+    def __init__(self, gitops: Provider[GitOpsRepo], forge: Provider[Forge | None]) -> None:
+        self.gitops = gitops
+        self.forge = forge
+
     def run(self, ctx: StepContext) -> dict[str, Any] | NotYet:
         """One look at the target branch and the pull request; ``NotYet`` until it is merged."""
         settings = ctx.settings
-        gitops = ctx.services.gitops
-        forge = ctx.services.forge
+        gitops = self.gitops()
+        forge = self.forge()
         now = time.time()
         deadline = float(ctx.outputs.get("poll_deadline") or now + settings.forge.review_timeout_seconds)
         number = ctx.outputs.get("pull_request_number")

@@ -6,20 +6,28 @@ so the new commit's diff is the inverse of the change being undone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from control_api.adapters.gitops.types import CommitRequest
+from control_api.adapters.gitops.types import CommitInfo, CommitRequest
 from control_api.errors import ConflictError, NotFoundError
 from control_api.pipeline.step import StepContext
-from control_api.pipeline.steps.commit import app_of, app_ref, earlier_commit_of
+from control_api.pipeline.steps.commit import app_of, earlier_commit_of
+from control_api.provider import Provider
+from control_api.targets.base import AppRef, DeploymentTarget, app_ref
+
+if TYPE_CHECKING:
+    from control_api.adapters.gitops.repo import GitOpsRepo
 
 
-def deploy_history(services, namespace: str, model_name: str, limit: int = 200):
+def deploy_history(
+    gitops: GitOpsRepo, namespace: str, model_name: str, limit: int = 200
+) -> tuple[AppRef, list[CommitInfo]]:
+    """The model's app and its deploy, rollback and undeploy commits on the branch, newest first."""
     app = app_ref(namespace, model_name)
-    return app, services.gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": model_name}, limit=limit)
+    return app, gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": model_name}, limit=limit)
 
 
-def require_deployed(history, model_name: str, namespace: str) -> None:
+def require_deployed(history: list[CommitInfo], model_name: str, namespace: str) -> None:
     """Raise 404 unless the model's newest commit in ``history`` (newest first) leaves it deployed."""
     if not history:
         raise NotFoundError(f"{model_name} has never been deployed to {namespace}", code="model_not_deployed")
@@ -27,7 +35,7 @@ def require_deployed(history, model_name: str, namespace: str) -> None:
         raise NotFoundError(f"{model_name} is not deployed in {namespace}; deploy it first", code="model_not_deployed")
 
 
-def rollback_target(history, model_name: str, namespace: str, wanted: str | None):
+def rollback_target(history: list[CommitInfo], model_name: str, namespace: str, wanted: str | None) -> CommitInfo:
     """The commit whose overlay a rollback restores: version ``wanted``, or the one before the current.
 
     The API asks before it creates anything, and the commit step asks again on the branch as it is then.
@@ -66,10 +74,14 @@ class RollbackCommitStep:
     status_label = "committing"
     max_attempts = 3
 
+    def __init__(self, gitops: Provider[GitOpsRepo]) -> None:
+        self.gitops = gitops
+
     def run(self, ctx: StepContext) -> dict[str, Any]:
         model_name = ctx.deployment.model_name
         namespace = ctx.deployment.namespace
-        app, history = deploy_history(ctx.services, namespace, model_name)
+        gitops = self.gitops()
+        app, history = deploy_history(gitops, namespace, model_name)
         if not history:
             raise NotFoundError(f"{model_name} has never been deployed to {namespace}", code="model_not_deployed")
         index = next((i for i, c in enumerate(history) if c.trailers.get("Deployment-Id") == ctx.deployment_id), None)
@@ -87,19 +99,24 @@ class RollbackCommitStep:
                 "image_uri": mine.trailers.get("Image"),
                 "rolled_back_from": replaced,
                 "target": ctx.settings.target.kind,
-                "_message": f"rollback to v{mine.trailers.get('Model-Version')} at {mine.sha[:12]} (found after a restart)",
+                "_message": (
+                    f"rollback to v{mine.trailers.get('Model-Version')} at {mine.sha[:12]} (found after a restart)"
+                ),
             }
         current_version = history[0].trailers.get("Model-Version")
         target = rollback_target(history, model_name, namespace, ctx.request.get("version"))
-        files = ctx.services.gitops.read_files(target.sha, app.path)
+        files = gitops.read_files(target.sha, app.path)
         version = target.trailers["Model-Version"]
-        result = ctx.services.gitops.commit(
+        result = gitops.commit(
             CommitRequest(
                 files=files,
                 replace_dirs=(app.path,),
                 delete_paths=(),
                 subject=f"rollback {model_name} to v{version}",
-                body=f"Restore {app.path} as of {target.sha[:12]} ({target.subject}).\n\nThis reverts the deployed state from v{current_version} to v{version}.",
+                body=(
+                    f"Restore {app.path} as of {target.sha[:12]} ({target.subject}).\n\n"
+                    f"This reverts the deployed state from v{current_version} to v{version}."
+                ),
                 trailers={
                     "Model-Name": model_name,
                     "Model-Version": version,
@@ -129,12 +146,15 @@ class UndeployCommitStep:
     status_label = "committing"
     max_attempts = 3
 
+    def __init__(self, gitops: Provider[GitOpsRepo]) -> None:
+        self.gitops = gitops
+
     def run(self, ctx: StepContext) -> dict[str, Any]:
         from renderer import application_file
 
         model_name = ctx.deployment.model_name
         app = app_of(ctx)
-        earlier = earlier_commit_of(ctx, self.name)
+        earlier = earlier_commit_of(ctx, self.gitops(), self.name)
         if earlier is not None:
             return {
                 "commit": earlier.sha,
@@ -142,7 +162,7 @@ class UndeployCommitStep:
                 "target": ctx.settings.target.kind,
                 "_message": f"removed {app.path} at {earlier.sha[:12]} (found after a restart)",
             }
-        result = ctx.services.gitops.commit(
+        result = self.gitops().commit(
             CommitRequest(
                 files={},
                 replace_dirs=(),
@@ -170,7 +190,10 @@ class PruneStep:
     status_label = "syncing"
     max_attempts = 3
 
+    def __init__(self, target: Provider[DeploymentTarget]) -> None:
+        self.target = target
+
     def run(self, ctx: StepContext) -> dict[str, Any]:
         app = app_of(ctx)
-        ctx.services.target.remove(app, ctx.outputs["commit"], ctx.log)
+        self.target().remove(app, ctx.outputs["commit"], ctx.log)
         return {"external_ip": None, "deployment_url": None, "_message": f"{app.application} removed"}

@@ -8,7 +8,8 @@ from typing import Any
 from control_api.errors import DeploymentTimedOut
 from control_api.pipeline.step import NotYet, StepContext
 from control_api.pipeline.steps.commit import app_of
-from control_api.targets.base import Ready
+from control_api.provider import Provider
+from control_api.targets.base import DeploymentTarget, Ready
 
 FIRST_LOOK_SECONDS = 0.1
 MAX_LOOK_SECONDS = 1.0
@@ -19,10 +20,13 @@ class SyncStep:
     status_label = "syncing"
     max_attempts = 3
 
+    def __init__(self, target: Provider[DeploymentTarget]) -> None:
+        self.target = target
+
     def run(self, ctx: StepContext) -> dict[str, Any]:
         app = app_of(ctx)
         revision = ctx.outputs["commit"]
-        outputs = ctx.services.target.sync(app, revision, ctx.log)
+        outputs = self.target().sync(app, revision, ctx.log)
         outputs["_message"] = f"synced {app.application} to {revision[:12]}"
         return outputs
 
@@ -40,6 +44,9 @@ class WaitStep:
     status_label = "waiting"
     max_attempts = 2
 
+    def __init__(self, target: Provider[DeploymentTarget]) -> None:
+        self.target = target
+
     def run(self, ctx: StepContext) -> dict[str, Any] | NotYet:
         app = app_of(ctx)
         # The revision the target actually synced: the commit itself, or under automated sync the
@@ -48,7 +55,7 @@ class WaitStep:
         timeout = ctx.settings.target.ready_timeout_seconds
         now = time.time()
         deadline = float(ctx.outputs.get("poll_deadline") or now + timeout)
-        answer = ctx.services.target.look_ready(app, revision, ctx.outputs.get("poll_state") or {})
+        answer = self.target().look_ready(app, revision, ctx.outputs.get("poll_state") or {})
         if isinstance(answer, Ready):
             ctx.log(answer.message)
             return {**answer.outputs, "_message": f"serving at {answer.outputs['deployment_url']}"}

@@ -16,9 +16,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.errors import MlopsError, NoModelLogged, SeveralModelsLogged, TrainingFailed, TrainingTimeout
 from control_api.pipeline.step import StepContext
+from control_api.provider import Provider
 from control_api.training import sandbox as sandboxing
+from control_api.training.environments import EnvironmentCache
 from control_api.training.runner import (
     ResourceLimits,
     ScriptRun,
@@ -36,9 +39,13 @@ class TrainStep:
     status_label = "training"
     max_attempts = 3
 
+    def __init__(self, mlflow: Provider[MlflowGateway], environments: Provider[EnvironmentCache]) -> None:
+        self.mlflow = mlflow
+        self.environments = environments
+
     def run(self, ctx: StepContext) -> dict[str, Any]:
         request = ctx.request
-        gateway = ctx.services.mlflow
+        gateway = self.mlflow()
         settings = ctx.settings
 
         previous = self._resume(ctx)
@@ -50,7 +57,7 @@ class TrainStep:
         if box_plan.note:
             ctx.log(box_plan.note)
 
-        env = ctx.services.environments.ensure(
+        env = self.environments().ensure(
             request.get("requirements") or [], embedded_store=gateway.is_embedded, log=ctx.log
         )
         experiment_name = request.get("experiment_name") or request["model_name"]
@@ -163,7 +170,7 @@ class TrainStep:
         run_id = ctx.outputs.get("run_id")
         if not run_id:
             return None
-        gateway = ctx.services.mlflow
+        gateway = self.mlflow()
         pgid = ctx.outputs.get("train_pgid")
         if pgid and _is_our_training_process(int(pgid), run_id):
             kill_process_group(int(pgid))
@@ -208,9 +215,12 @@ class TrainStep:
         prefix = sandboxing.interpreter_prefix(venv)
         root = settings.data_path / "sandbox" / "root"
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with sandboxing.lease_uid(
-            training.sandbox_uid_first, training.sandbox_uid_count, sandboxing.lock_dir(settings.data_path)
-        ) as uid, open_door(door, socket_dir=new_socket_dir(), owner=(uid, training.sandbox_gid)) as opened:
+        with (
+            sandboxing.lease_uid(
+                training.sandbox_uid_first, training.sandbox_uid_count, sandboxing.lock_dir(settings.data_path)
+            ) as uid,
+            open_door(door, socket_dir=new_socket_dir(), owner=(uid, training.sandbox_gid)) as opened,
+        ):
             network = "loopback only" if isolate else "host network"
             ctx.log(
                 f"sandbox: uid {uid}, gid {training.sandbox_gid}, {network}, MLflow through the run's tracking door, "
@@ -242,17 +252,16 @@ class TrainStep:
             for line in tail_lines(path, count):
                 ctx.log(line)
 
-    @staticmethod
-    def _keep_logs(ctx: StepContext, run_id: str, *paths: Path) -> None:
+    def _keep_logs(self, ctx: StepContext, run_id: str, *paths: Path) -> None:
         from control_api.redaction import redact_file
 
         for path in paths:
             if path.exists():
                 redact_file(path)  # a script may print its environment: MLflow's URI can carry a password
-                ctx.services.mlflow.log_artifact(run_id, path, "logs")
+                self.mlflow().log_artifact(run_id, path, "logs")
 
     @staticmethod
-    def _check_models(gateway, run_id: str, models: list) -> None:
+    def _check_models(gateway: MlflowGateway, run_id: str, models: list[Any]) -> None:
         if not models:
             gateway.set_run_status(run_id, "FAILED")
             raise NoModelLogged(
@@ -297,11 +306,17 @@ def _limit_reached(exit_code: int, stderr_lines: list[str], limits: ResourceLimi
     if exit_code == -signal.SIGXCPU:
         return f"it reached the CPU time limit ({limits.cpu_seconds} CPU seconds)"
     if exit_code == -signal.SIGXFSZ or "File too large" in text:
-        return f"it reached the file size limit: no file may exceed {_size(limits.file_bytes)} (MLOPS_TRAINING__MAX_FILE_BYTES)"
+        return (
+            f"it reached the file size limit: no file may exceed {_size(limits.file_bytes)} "
+            "(MLOPS_TRAINING__MAX_FILE_BYTES)"
+        )
     if "No space left on device" in text and limits.workdir_bytes is not None:
         return f"it filled its working folder: at most {_size(limits.workdir_bytes)} (MLOPS_TRAINING__WORKDIR_BYTES)"
     if re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|Unable to allocate", text):
-        return f"it ran out of memory: the limit is {_size(limits.memory_bytes)} of address space (MLOPS_TRAINING__MAX_MEMORY_BYTES)"
+        return (
+            f"it ran out of memory: the limit is {_size(limits.memory_bytes)} of address space "
+            "(MLOPS_TRAINING__MAX_MEMORY_BYTES)"
+        )
     if re.search(r"Too many open files", text):
         return (
             f"it reached the open file limit: at most {limits.open_files} open files (MLOPS_TRAINING__MAX_OPEN_FILES)"
@@ -309,7 +324,10 @@ def _limit_reached(exit_code: int, stderr_lines: list[str], limits: ResourceLimi
     if limits.processes is not None and re.search(
         r"Resource temporarily unavailable|can't start new thread|fork: retry", text
     ):
-        return f"it reached the process limit: at most {limits.processes} processes and threads (MLOPS_TRAINING__MAX_PROCESSES)"
+        return (
+            f"it reached the process limit: at most {limits.processes} processes and threads "
+            "(MLOPS_TRAINING__MAX_PROCESSES)"
+        )
     return None
 
 
