@@ -79,9 +79,17 @@ class DeploymentRecord:
 
     @property
     def outputs(self) -> dict[str, Any]:
+        """Every step's outputs, merged in step order (a later step's value wins)."""
+        return self.outputs_through(None)
+
+    def outputs_through(self, step_name: str | None) -> dict[str, Any]:
+        """The outputs of the steps up to and including ``step_name`` (all steps for None), merged in
+        step order: what that step sees when it runs. This is the one place outputs are merged."""
         merged: dict[str, Any] = {}
         for step in self.steps:
             merged.update(step.outputs or {})
+            if step.name == step_name:
+                break
         return merged
 
     def step(self, name: str) -> StepRecord | None:

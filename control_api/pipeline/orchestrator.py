@@ -21,7 +21,6 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from control_api.errors import DeploymentTimedOut, MlopsError, TransientError
 from control_api.journal.store import DeploymentRecord, DeploymentStatus, Journal, StepStatus
@@ -146,18 +145,13 @@ class Orchestrator:
     def run(self, deployment_id: str) -> DeploymentRecord:
         record = self.journal.get(deployment_id)
         pipeline = self.pipelines[record.kind]
-        outputs: dict[str, Any] = {}
         for step in pipeline.steps:
             if self._stopping.is_set():
                 return self.journal.get(deployment_id)
             step_record = record.step(step.name)
             if step_record is not None and step_record.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
-                outputs.update(step_record.outputs)
                 continue
-            if step_record is not None:
-                # Partial progress of an interrupted attempt (e.g. the MLflow run it created).
-                outputs.update(step_record.outputs)
-            ok = self._run_step(record, step, outputs)
+            ok = self._run_step(record, step)
             record = self.journal.get(deployment_id)
             if ok is YIELDED or not ok:
                 return record
@@ -165,7 +159,7 @@ class Orchestrator:
         self._notify()
         return self.journal.get(deployment_id)
 
-    def _run_step(self, record: DeploymentRecord, step: Step, outputs: dict[str, Any]) -> bool | str:
+    def _run_step(self, record: DeploymentRecord, step: Step) -> bool | str:
         deployment_id = record.id
         attempt = 0
         while True:
@@ -176,9 +170,12 @@ class Orchestrator:
                 self.journal.set_status(deployment_id, step.status_label)
                 self.journal.step_started(deployment_id, step.name)
                 self._notify()
+            deployment = self.journal.get(deployment_id)
             ctx = StepContext(
-                deployment=self.journal.get(deployment_id),
-                outputs=dict(outputs),
+                deployment=deployment,
+                # The earlier steps' outputs and this step's saved progress (an interrupted attempt's
+                # MLflow run, a wait's deadline), as the journal holds them.
+                outputs=deployment.outputs_through(step.name),
                 settings=self.settings,
                 journal=self.journal,
                 step_name=step.name,
@@ -192,7 +189,6 @@ class Orchestrator:
                     self._polling.add(deployment_id)
                     self._look_again(deployment_id, result.retry_after)
                     return YIELDED
-                step_outputs = result or {}
             except MlopsError as exc:
                 ctx.flush_log()
                 transient = isinstance(exc, TransientError)
@@ -207,7 +203,6 @@ class Orchestrator:
                         message=f"attempt {attempt} failed, retrying: {exc.message}",
                         log_tail=ctx.log_tail(),
                     )
-                    outputs.update(ctx.outputs)
                     time.sleep(self.retry_base_delay * 2 ** (attempt - 1))
                     continue
                 if transient:
@@ -226,17 +221,12 @@ class Orchestrator:
                 return False
             ctx.flush_log()
             self._fault_halt(step.name, "halt_before_recording_step")
-            # Keys starting with "_" are for the step record only (its message), never outputs.
-            message = step_outputs.get("_message")
-            step_outputs = {k: v for k, v in step_outputs.items() if not k.startswith("_")}
-            outputs.update(ctx.outputs)
-            outputs.update(step_outputs)
             self.journal.step_finished(
                 deployment_id,
                 step.name,
                 StepStatus.SUCCEEDED,
-                message=message,
-                outputs=step_outputs,
+                message=result.message,
+                outputs=result.outputs,
                 log_tail=ctx.log_tail() or None,
             )
             self._fault_halt(step.name, "halt_after_step")

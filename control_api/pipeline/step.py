@@ -37,18 +37,27 @@ class NotYet:
     progress: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StepResult:
+    """A finished step's answer: the outputs the journal keeps (names in ``pipeline/outputs.py``)
+    and the message its step record shows."""
+
+    outputs: dict[str, Any]
+    message: str | None = None
+
+
 class Step(Protocol):
     name: str  # journal name: "train"
     status_label: str  # deployment status while it runs: "training"
     max_attempts: int  # attempts for transient errors before the deploy fails
 
-    def run(self, ctx: StepContext) -> dict[str, Any] | NotYet: ...
+    def run(self, ctx: StepContext) -> StepResult | NotYet: ...
 
 
 @dataclass
 class StepContext:
     deployment: DeploymentRecord
-    outputs: dict[str, Any]  # merged outputs of the earlier steps, plus this step's saved progress
+    outputs: dict[str, Any]  # outputs of the earlier steps, plus this step's saved progress (read-only view)
     settings: Settings
     journal: Journal
     step_name: str

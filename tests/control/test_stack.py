@@ -17,7 +17,7 @@ from control_api.cli import main as control_main
 from control_api.pipeline.factory import build_pipelines
 from control_api.pipeline.orchestrator import Pipeline
 from control_api.pipeline.pipelines import DEPLOY
-from control_api.pipeline.step import StepContext
+from control_api.pipeline.step import StepContext, StepResult
 from control_api.services import Services
 from control_api.settings import BuildSettings, Settings, TargetSettings
 from control_api.stack.builders import BUILDER_KINDS, BuilderKind
@@ -30,8 +30,8 @@ class Noop:
     status_label = "building"
     max_attempts = 1
 
-    def run(self, ctx: StepContext) -> dict:
-        return {}
+    def run(self, ctx: StepContext) -> StepResult:
+        return StepResult({}, "nothing to do")
 
 
 class ThrowawayTarget:

@@ -54,7 +54,7 @@ def attempt(world, step, deployment_id: str, outputs: dict | None = None) -> dic
         journal=world.journal,
         step_name=step.name,
     )
-    return step.run(ctx)
+    return step.run(ctx).outputs
 
 
 def no_mlflow():

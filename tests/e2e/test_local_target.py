@@ -142,4 +142,4 @@ def _rerun_commit(client, deployment_id: str) -> dict:
         mlflow=lambda: services.mlflow,
         application_files=partial(application_files, services.settings),
     )
-    return step.run(StepContext(record, dict(record.outputs), services.settings, services.journal, "commit"))
+    return step.run(StepContext(record, dict(record.outputs), services.settings, services.journal, "commit")).outputs

@@ -10,7 +10,7 @@ import threading
 import time
 from control_api.journal.store import DeploymentStatus, Journal, StepStatus
 from control_api.pipeline.orchestrator import Orchestrator, Pipeline
-from control_api.pipeline.step import NotYet
+from control_api.pipeline.step import NotYet, StepResult
 from control_api.settings import Settings
 
 WAITING_DEPLOYS = 10
@@ -36,7 +36,7 @@ class AwaitMerge:
         with self.gate._lock:
             self.gate.looks += 1
         if self.gate.merged.is_set():
-            return {"merged": True, "first_look": ctx.outputs.get("poll_first_look")}
+            return StepResult({"merged": True, "first_look": ctx.outputs.get("poll_first_look")})
         # What the step saves must come back on its next look.
         first = ctx.outputs.get("poll_first_look") or ctx.deployment_id
         return NotYet(retry_after=0.05, message="awaiting review", progress={"poll_first_look": first})
@@ -48,7 +48,7 @@ class Quick:
     max_attempts = 1
 
     def run(self, ctx):
-        return {"done": True}
+        return StepResult({"done": True})
 
 
 def _orchestrator(tmp_path, gate: MergeGate) -> tuple[Orchestrator, Journal]:

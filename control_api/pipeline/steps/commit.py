@@ -13,7 +13,21 @@ from control_api.adapters.gitops.types import CommitInfo, CommitRequest, CommitR
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.deployment_spec import spec_fields
 from control_api.errors import InvalidRequestError
-from control_api.pipeline.step import StepContext
+from control_api.pipeline.outputs import (
+    APPLICATION,
+    COMMIT,
+    COMMIT_CHANGED,
+    GITOPS_PATH,
+    IMAGE_URI,
+    MODEL_URI,
+    MODEL_VERSION,
+    PULL_REQUEST_NUMBER,
+    PULL_REQUEST_URL,
+    RUN_ID,
+    SOURCE_DEPLOYMENT_ID,
+    TARGET,
+)
+from control_api.pipeline.step import StepContext, StepResult
 from control_api.provider import Provider
 from control_api.targets.base import AppRef, app_ref
 
@@ -37,11 +51,11 @@ def render_files(ctx: StepContext, app: AppRef, application_files: ApplicationFi
     fields = spec_fields(
         request,
         app.namespace,
-        model_version=ctx.outputs["model_version"],
-        image=ctx.outputs["image_uri"],
-        run_id=ctx.outputs["run_id"],
-        model_uri=ctx.outputs.get("model_uri") or f"models:/{request['model_name']}/{ctx.outputs['model_version']}",
-        deployment_id=ctx.outputs.get("source_deployment_id") or ctx.deployment_id,
+        model_version=ctx.outputs[MODEL_VERSION],
+        image=ctx.outputs[IMAGE_URI],
+        run_id=ctx.outputs[RUN_ID],
+        model_uri=ctx.outputs.get(MODEL_URI) or f"models:/{request['model_name']}/{ctx.outputs['model_version']}",
+        deployment_id=ctx.outputs.get(SOURCE_DEPLOYMENT_ID) or ctx.deployment_id,
     )
     try:
         spec = DeploymentSpec.validated(**fields)
@@ -69,16 +83,16 @@ class CommitStep:
         self.mlflow = mlflow
         self.application_files = application_files
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def run(self, ctx: StepContext) -> StepResult:
         request = ctx.request
         app = app_of(ctx)
         files = render_files(ctx, app, self.application_files)
-        version = ctx.outputs["model_version"]
+        version = ctx.outputs[MODEL_VERSION]
         trailers = {
             "Model-Name": request["model_name"],
             "Model-Version": str(version),
-            "Run-Id": ctx.outputs["run_id"],
-            "Image": ctx.outputs["image_uri"],
+            "Run-Id": ctx.outputs[RUN_ID],
+            "Image": ctx.outputs[IMAGE_URI],
             "Deployment-Id": ctx.deployment_id,
             "Requested-By": ctx.deployment.requested_by,
         }
@@ -91,14 +105,16 @@ class CommitStep:
                     f"commit {earlier.sha[:12]} of this deployment is already on {ctx.settings.git.branch} "
                     "(an interrupted attempt pushed it)"
                 )
-                return {
-                    "commit": earlier.sha,
-                    "commit_changed": True,
-                    "gitops_path": app.path,
-                    "application": app.application,
-                    "target": ctx.settings.target.kind,
-                    "_message": f"committed {earlier.sha[:12]} (found after a restart)",
-                }
+                return StepResult(
+                    {
+                        COMMIT: earlier.sha,
+                        COMMIT_CHANGED: True,
+                        GITOPS_PATH: app.path,
+                        APPLICATION: app.application,
+                        TARGET: ctx.settings.target.kind,
+                    },
+                    f"committed {earlier.sha[:12]} (found after a restart)",
+                )
         branch = f"mlops/deploy-{request['model_name']}-v{version}-{ctx.deployment_id[:8]}" if review else None
         result = self.gitops().commit(
             CommitRequest(
@@ -114,18 +130,20 @@ class CommitStep:
         if branch is not None:
             return self._open_pull_request(ctx, app, subject, result, branch)
         ctx.log(f"commit {result.sha[:12]} on {result.branch} ({'new' if result.changed else 'no change'})")
-        return {
-            "commit": result.sha,
-            "commit_changed": result.changed,
-            "gitops_path": app.path,
-            "application": app.application,
-            "target": ctx.settings.target.kind,
-            "_message": f"{'committed' if result.changed else 'unchanged at'} {result.sha[:12]}",
-        }
+        return StepResult(
+            {
+                COMMIT: result.sha,
+                COMMIT_CHANGED: result.changed,
+                GITOPS_PATH: app.path,
+                APPLICATION: app.application,
+                TARGET: ctx.settings.target.kind,
+            },
+            f"{'committed' if result.changed else 'unchanged at'} {result.sha[:12]}",
+        )
 
     def _open_pull_request(
         self, ctx: StepContext, app: AppRef, subject: str, result: CommitResult, branch: str
-    ) -> dict[str, Any]:
+    ) -> StepResult:
         from control_api.adapters.forge import render_pr_body
         from control_api.errors import TerminalError
 
@@ -135,10 +153,10 @@ class CommitStep:
                 "git.review_mode is on but no forge is configured (MLOPS_FORGE__KIND)", code="forge_not_configured"
             )
         new = {
-            "version": ctx.outputs["model_version"],
-            "image": ctx.outputs["image_uri"],
-            "run_id": ctx.outputs["run_id"],
-            "metrics": self._run_metrics(ctx.outputs["run_id"]),
+            "version": ctx.outputs[MODEL_VERSION],
+            "image": ctx.outputs[IMAGE_URI],
+            RUN_ID: ctx.outputs[RUN_ID],
+            "metrics": self._run_metrics(ctx.outputs[RUN_ID]),
         }
         current = self._currently_deployed(app)
         pr = forge.open_pull_request(
@@ -148,16 +166,18 @@ class CommitStep:
             body=render_pr_body(ctx.request["model_name"], new, current),
         )
         ctx.log(f"pull request {pr.url} opened for branch {branch}")
-        return {
-            "review_branch": branch,
-            "review_commit": result.sha,
-            "pull_request_url": pr.url,
-            "pull_request_number": pr.number,
-            "gitops_path": app.path,
-            "application": app.application,
-            "target": ctx.settings.target.kind,
-            "_message": f"pull request {pr.url}",
-        }
+        return StepResult(
+            {
+                "review_branch": branch,
+                "review_commit": result.sha,
+                PULL_REQUEST_URL: pr.url,
+                PULL_REQUEST_NUMBER: pr.number,
+                GITOPS_PATH: app.path,
+                APPLICATION: app.application,
+                TARGET: ctx.settings.target.kind,
+            },
+            f"pull request {pr.url}",
+        )
 
     def _run_metrics(self, run_id: str | None) -> dict[str, float]:
         if not run_id:
@@ -175,7 +195,7 @@ class CommitStep:
         return {
             "version": current.trailers.get("Model-Version"),
             "image": current.trailers.get("Image"),
-            "run_id": current.trailers.get("Run-Id"),
+            RUN_ID: current.trailers.get("Run-Id"),
             "metrics": self._run_metrics(current.trailers.get("Run-Id")),
         }
 

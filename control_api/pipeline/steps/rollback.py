@@ -6,11 +6,21 @@ so the new commit's diff is the inverse of the change being undone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from control_api.adapters.gitops.types import CommitInfo, CommitRequest
 from control_api.errors import ConflictError, NotFoundError
-from control_api.pipeline.step import StepContext
+from control_api.pipeline.outputs import (
+    COMMIT,
+    COMMIT_CHANGED,
+    DEPLOYMENT_URL,
+    EXTERNAL_IP,
+    IMAGE_URI,
+    MODEL_VERSION,
+    RUN_ID,
+    TARGET,
+)
+from control_api.pipeline.step import StepContext, StepResult
 from control_api.pipeline.steps.commit import app_of, earlier_commit_of
 from control_api.provider import Provider
 from control_api.targets.base import AppRef, DeploymentTarget, app_ref
@@ -77,7 +87,7 @@ class RollbackCommitStep:
     def __init__(self, gitops: Provider[GitOpsRepo]) -> None:
         self.gitops = gitops
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def run(self, ctx: StepContext) -> StepResult:
         model_name = ctx.deployment.model_name
         namespace = ctx.deployment.namespace
         gitops = self.gitops()
@@ -91,18 +101,18 @@ class RollbackCommitStep:
             # A re-run after a crash that followed the push: choosing again would see this very commit
             # as the current state and roll "back" to the version it replaced.
             ctx.log(f"rollback commit {mine.sha[:12]} of this deployment is already on the branch")
-            return {
-                "commit": mine.sha,
-                "commit_changed": True,
-                "model_version": mine.trailers.get("Model-Version"),
-                "run_id": mine.trailers.get("Run-Id"),
-                "image_uri": mine.trailers.get("Image"),
-                "rolled_back_from": replaced,
-                "target": ctx.settings.target.kind,
-                "_message": (
-                    f"rollback to v{mine.trailers.get('Model-Version')} at {mine.sha[:12]} (found after a restart)"
-                ),
-            }
+            return StepResult(
+                {
+                    COMMIT: mine.sha,
+                    COMMIT_CHANGED: True,
+                    MODEL_VERSION: mine.trailers.get("Model-Version"),
+                    RUN_ID: mine.trailers.get("Run-Id"),
+                    IMAGE_URI: mine.trailers.get("Image"),
+                    "rolled_back_from": replaced,
+                    TARGET: ctx.settings.target.kind,
+                },
+                (f"rollback to v{mine.trailers.get('Model-Version')} at {mine.sha[:12]} (found after a restart)"),
+            )
         current_version = history[0].trailers.get("Model-Version")
         target = rollback_target(history, model_name, namespace, ctx.request.get("version"))
         files = gitops.read_files(target.sha, app.path)
@@ -129,16 +139,18 @@ class RollbackCommitStep:
                 },
             )
         )
-        return {
-            "commit": result.sha,
-            "commit_changed": result.changed,
-            "model_version": version,
-            "run_id": target.trailers.get("Run-Id"),
-            "image_uri": target.trailers.get("Image"),
-            "rolled_back_from": current_version,
-            "target": ctx.settings.target.kind,
-            "_message": f"rollback to v{version} at {result.sha[:12]}",
-        }
+        return StepResult(
+            {
+                COMMIT: result.sha,
+                COMMIT_CHANGED: result.changed,
+                MODEL_VERSION: version,
+                RUN_ID: target.trailers.get("Run-Id"),
+                IMAGE_URI: target.trailers.get("Image"),
+                "rolled_back_from": current_version,
+                TARGET: ctx.settings.target.kind,
+            },
+            f"rollback to v{version} at {result.sha[:12]}",
+        )
 
 
 class UndeployCommitStep:
@@ -149,19 +161,21 @@ class UndeployCommitStep:
     def __init__(self, gitops: Provider[GitOpsRepo]) -> None:
         self.gitops = gitops
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def run(self, ctx: StepContext) -> StepResult:
         from renderer import application_file
 
         model_name = ctx.deployment.model_name
         app = app_of(ctx)
         earlier = earlier_commit_of(ctx, self.gitops(), self.name)
         if earlier is not None:
-            return {
-                "commit": earlier.sha,
-                "commit_changed": True,
-                "target": ctx.settings.target.kind,
-                "_message": f"removed {app.path} at {earlier.sha[:12]} (found after a restart)",
-            }
+            return StepResult(
+                {
+                    COMMIT: earlier.sha,
+                    COMMIT_CHANGED: True,
+                    TARGET: ctx.settings.target.kind,
+                },
+                f"removed {app.path} at {earlier.sha[:12]} (found after a restart)",
+            )
         result = self.gitops().commit(
             CommitRequest(
                 files={},
@@ -177,12 +191,14 @@ class UndeployCommitStep:
                 },
             )
         )
-        return {
-            "commit": result.sha,
-            "commit_changed": result.changed,
-            "target": ctx.settings.target.kind,
-            "_message": f"removed {app.path} at {result.sha[:12]}",
-        }
+        return StepResult(
+            {
+                COMMIT: result.sha,
+                COMMIT_CHANGED: result.changed,
+                TARGET: ctx.settings.target.kind,
+            },
+            f"removed {app.path} at {result.sha[:12]}",
+        )
 
 
 class PruneStep:
@@ -193,7 +209,7 @@ class PruneStep:
     def __init__(self, target: Provider[DeploymentTarget]) -> None:
         self.target = target
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def run(self, ctx: StepContext) -> StepResult:
         app = app_of(ctx)
-        self.target().remove(app, ctx.outputs["commit"], ctx.log)
-        return {"external_ip": None, "deployment_url": None, "_message": f"{app.application} removed"}
+        self.target().remove(app, ctx.outputs[COMMIT], ctx.log)
+        return StepResult({EXTERNAL_IP: None, DEPLOYMENT_URL: None}, f"{app.application} removed")

@@ -18,7 +18,15 @@ from typing import Any
 
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.errors import MlopsError, NoModelLogged, SeveralModelsLogged, TrainingFailed, TrainingTimeout
-from control_api.pipeline.step import StepContext
+from control_api.pipeline.outputs import (
+    EXPERIMENT_ID,
+    EXPERIMENT_NAME,
+    MODEL_SOURCE,
+    RUN_ID,
+    TRAIN_PGID,
+    TRAINING_PACKAGES,
+)
+from control_api.pipeline.step import StepContext, StepResult
 from control_api.provider import Provider
 from control_api.training import sandbox as sandboxing
 from control_api.training.environments import EnvironmentCache
@@ -43,7 +51,7 @@ class TrainStep:
         self.mlflow = mlflow
         self.environments = environments
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def run(self, ctx: StepContext) -> StepResult:
         request = ctx.request
         gateway = self.mlflow()
         settings = ctx.settings
@@ -125,7 +133,7 @@ class TrainStep:
             self._log_output(ctx, workdir)
             with suppress(MlopsError):  # the timeout is the news, not MLflow being down
                 gateway.set_run_status(run_id, "FAILED")
-            exc.details = {"run_id": run_id}
+            exc.details = {RUN_ID: run_id}
             raise
         finally:
             # What the script wrote went to MLflow through the door; its output logs sit beside the folder.
@@ -145,37 +153,39 @@ class TrainStep:
             raise TrainingFailed(
                 f"the training script exited with code {outcome.exit_code}{reason}{': ' + limit if limit else ''}. "
                 f"Last lines of stderr:\n{stderr_tail}",
-                details={"run_id": run_id, "exit_code": outcome.exit_code, **({"limit": limit} if limit else {})},
+                details={RUN_ID: run_id, "exit_code": outcome.exit_code, **({"limit": limit} if limit else {})},
             )
         models = gateway.logged_models_of_run(run_id, [experiment_id])
         self._check_models(gateway, run_id, models)
         if gateway.get_run(run_id).info.status == "RUNNING":
             gateway.set_run_status(run_id, "FINISHED")
         model = models[0]
-        return {
-            "run_id": run_id,
-            "experiment_id": experiment_id,
-            "experiment_name": experiment_name,
-            "logged_model_id": model.model_id,
-            "logged_model_name": model.name,
-            "model_source": f"models:/{model.model_id}",
-            "training_seconds": round(outcome.duration_seconds, 3),
-            "training_environment_reused": env.reused,
-            "training_packages": env.packages,
-            "_message": f"run {run_id} logged model {model.name!r} in {outcome.duration_seconds:.1f} s",
-        }
+        return StepResult(
+            {
+                RUN_ID: run_id,
+                EXPERIMENT_ID: experiment_id,
+                EXPERIMENT_NAME: experiment_name,
+                "logged_model_id": model.model_id,
+                "logged_model_name": model.name,
+                MODEL_SOURCE: f"models:/{model.model_id}",
+                "training_seconds": round(outcome.duration_seconds, 3),
+                "training_environment_reused": env.reused,
+                TRAINING_PACKAGES: env.packages,
+            },
+            f"run {run_id} logged model {model.name!r} in {outcome.duration_seconds:.1f} s",
+        )
 
-    def _resume(self, ctx: StepContext) -> dict[str, Any] | None:
+    def _resume(self, ctx: StepContext) -> StepResult | None:
         """Pick up an attempt that a crash or restart interrupted."""
-        run_id = ctx.outputs.get("run_id")
+        run_id = ctx.outputs.get(RUN_ID)
         if not run_id:
             return None
         gateway = self.mlflow()
-        pgid = ctx.outputs.get("train_pgid")
+        pgid = ctx.outputs.get(TRAIN_PGID)
         if pgid and _is_our_training_process(int(pgid), run_id):
             kill_process_group(int(pgid))
         run = gateway.get_run(run_id)
-        models = gateway.logged_models_of_run(run_id, [ctx.outputs.get("experiment_id") or run.info.experiment_id])
+        models = gateway.logged_models_of_run(run_id, [ctx.outputs.get(EXPERIMENT_ID) or run.info.experiment_id])
         if run.info.status == "FINISHED" and len(models) == 1:
             ctx.log(f"resuming: run {run_id} had already finished and logged its model")
             # The attempt may have died (or lost MLflow) before keeping the script's output; it is
@@ -184,15 +194,17 @@ class TrainStep:
             self._keep_logs(
                 ctx, run_id, workdir.parent / f"{run_id}.stdout.log", workdir.parent / f"{run_id}.stderr.log"
             )
-            return {
-                "run_id": run_id,
-                "experiment_id": run.info.experiment_id,
-                "experiment_name": ctx.outputs.get("experiment_name"),
-                "logged_model_id": models[0].model_id,
-                "logged_model_name": models[0].name,
-                "model_source": f"models:/{models[0].model_id}",
-                "training_packages": ctx.outputs.get("training_packages"),
-            }
+            return StepResult(
+                {
+                    RUN_ID: run_id,
+                    EXPERIMENT_ID: run.info.experiment_id,
+                    EXPERIMENT_NAME: ctx.outputs.get(EXPERIMENT_NAME),
+                    "logged_model_id": models[0].model_id,
+                    "logged_model_name": models[0].name,
+                    MODEL_SOURCE: f"models:/{models[0].model_id}",
+                    TRAINING_PACKAGES: ctx.outputs.get(TRAINING_PACKAGES),
+                }
+            )
         if run.info.status == "RUNNING":
             gateway.set_run_status(run_id, "KILLED")
         ctx.log(f"resuming: run {run_id} was interrupted (status {run.info.status}); training again in a new run")
@@ -267,7 +279,7 @@ class TrainStep:
             raise NoModelLogged(
                 "the script finished but logged no model. Log exactly one inside the run, for example "
                 'mlflow.sklearn.log_model(model, name="model")',
-                details={"run_id": run_id},
+                details={RUN_ID: run_id},
             )
         if len(models) > 1:
             gateway.set_run_status(run_id, "FAILED")
@@ -275,7 +287,7 @@ class TrainStep:
             raise SeveralModelsLogged(
                 f"the script logged {len(models)} models ({', '.join(names)}); a deploy serves exactly one. "
                 "Log only the model to serve, or log the others as plain artifacts.",
-                details={"run_id": run_id, "models": names},
+                details={RUN_ID: run_id, "models": names},
             )
 
 
