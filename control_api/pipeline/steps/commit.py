@@ -54,7 +54,7 @@ def render_files(ctx: StepContext, app: AppRef, application_files: ApplicationFi
         model_version=ctx.outputs[MODEL_VERSION],
         image=ctx.outputs[IMAGE_URI],
         run_id=ctx.outputs[RUN_ID],
-        model_uri=ctx.outputs.get(MODEL_URI) or f"models:/{request['model_name']}/{ctx.outputs['model_version']}",
+        model_uri=ctx.outputs.get(MODEL_URI) or f"models:/{request['model_name']}/{ctx.outputs[MODEL_VERSION]}",
         deployment_id=ctx.outputs.get(SOURCE_DEPLOYMENT_ID) or ctx.deployment_id,
     )
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from control_api.adapters.registry.base import ImageRegistry
-from control_api.pipeline.outputs import IMAGE_URI, LOCAL_IMAGE
+from control_api.pipeline.outputs import IMAGE_URI, LOCAL_IMAGE, MODEL_VERSION
 from control_api.pipeline.step import StepContext, StepResult
 from control_api.provider import Provider
 
@@ -22,7 +22,7 @@ class PushStep:
         repository = f"{settings.repository_prefix}/{model_name}" if settings.repository_prefix else model_name
         # One tag per version and deployment: a retry of this deploy pushes the same content under
         # the same tag (a no-op even with immutable tags); another deploy never collides with it.
-        tag = f"v{ctx.outputs['model_version']}-{ctx.deployment_id[:12]}"
+        tag = f"v{ctx.outputs[MODEL_VERSION]}-{ctx.deployment_id[:12]}"
         pushed = self.registry().push(ctx.outputs[LOCAL_IMAGE], repository, tag, ctx.log)
         return StepResult(
             {

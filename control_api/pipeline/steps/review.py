@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from control_api.errors import DeploymentTimedOut, TerminalError
-from control_api.pipeline.outputs import COMMIT, COMMIT_CHANGED, POLL_DEADLINE, PULL_REQUEST_NUMBER
+from control_api.pipeline.outputs import COMMIT, COMMIT_CHANGED, POLL_DEADLINE, PULL_REQUEST_NUMBER, PULL_REQUEST_URL
 from control_api.pipeline.step import NotYet, StepContext, StepResult
 from control_api.provider import Provider
 
@@ -53,6 +53,6 @@ class ReviewStep:
             )
         return NotYet(
             retry_after=min(settings.forge.merge_poll_seconds, max(0.0, deadline - now)),
-            message=f"awaiting review of {ctx.outputs.get('pull_request_url') or 'the pull request'}",
+            message=f"awaiting review of {ctx.outputs.get(PULL_REQUEST_URL) or 'the pull request'}",
             progress={POLL_DEADLINE: deadline},
         )
