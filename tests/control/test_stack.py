@@ -227,3 +227,30 @@ def test_serve_refuses_to_start_and_names_the_settings(tmp_path, monkeypatch, ca
     assert "refusing to start" in err
     for name in ("git.review_mode", "forge.kind", "argocd.server_url", "argocd.token"):
         assert name in err, err
+
+
+def test_no_step_or_target_module_reaches_for_the_services_container():
+    """Steps and targets are handed the adapters they use; only the wiring knows the container."""
+    import ast
+    from pathlib import Path
+
+    import control_api
+
+    root = Path(control_api.__file__).parent
+    offenders = []
+    for path in [*root.glob("pipeline/steps/*.py"), *root.glob("targets/*.py")]:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            imported = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            names = {alias.name for alias in getattr(node, "names", [])}
+            if "control_api.services" in imported or "Services" in names:
+                offenders.append(path.relative_to(root).as_posix())
+            if isinstance(node, ast.Attribute) and node.attr == "services":
+                offenders.append(path.relative_to(root).as_posix())
+    assert offenders == []
