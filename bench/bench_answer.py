@@ -33,26 +33,27 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import renderer  # noqa: E402
-from control_api.adapters.argocd.client import ArgoCDClient  # noqa: E402
-from control_api.adapters.gitops import CommitRequest, GitOpsRepo  # noqa: E402
-from control_api.adapters.kubectl import kustomize_command  # noqa: E402
-from control_api.adapters.kubernetes.services import KubernetesReader  # noqa: E402
-from control_api.journal.store import DeploymentStatus, Journal  # noqa: E402
-from control_api.pipeline.orchestrator import Orchestrator, Pipeline  # noqa: E402
-from control_api.pipeline.step import StepContext  # noqa: E402
-from control_api.pipeline.steps.commit import app_ref  # noqa: E402
-from control_api.pipeline.steps.sync import SyncStep, WaitStep  # noqa: E402
-from control_api.settings import ArgoCDSettings, GitSettings, KubernetesSettings, Settings, TargetSettings  # noqa: E402
-from control_api.targets.argocd import ArgoCDTarget  # noqa: E402
-from tests.simulator import FakeKubelet, Simulator  # noqa: E402
-from tests.simulator.kube.kubelet import PodRecord, resolve_port  # noqa: E402
+import renderer
+from control_api.adapters.argocd.client import ArgoCDClient
+from control_api.adapters.gitops import CommitRequest, GitOpsRepo
+from control_api.adapters.kubectl import kustomize_command
+from control_api.adapters.kubernetes.services import KubernetesReader
+from control_api.journal.store import DeploymentStatus, Journal
+from control_api.pipeline.orchestrator import Orchestrator, Pipeline
+from control_api.pipeline.outputs import COMMIT
+from control_api.pipeline.step import StepContext, StepResult
+from control_api.pipeline.steps.sync import SyncStep, WaitStep
+from control_api.settings import ArgoCDSettings, GitSettings, KubernetesSettings, Settings, TargetSettings
+from control_api.targets.argocd import ArgoCDTarget
+from control_api.targets.base import app_ref
+from tests.simulator import FakeKubelet, Simulator
+from tests.simulator.kube.kubelet import PodRecord, resolve_port
 
 TARGET_SECONDS = 2.0  # issue 4: from "Healthy + IP" to the answer
 MODEL = "bench-answer"
@@ -67,7 +68,7 @@ class ModelServerStandIn(http.server.BaseHTTPRequestHandler):
     """The model server's probe endpoints: ``/health`` (liveness) answers at once, ``/ready`` only
     once the model has loaded (``server.loaded_at``), as serving_template/model_server does."""
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         if self.path == "/health":
             status, body = 200, b'{"status":"ok"}'
         elif self.path == "/ready":
@@ -180,7 +181,7 @@ class CommitVersion:
         self.gitops = gitops
         self.app_path = app_path
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def run(self, ctx: StepContext) -> StepResult:
         version = int(ctx.request["version"])
         commit = self.gitops.commit(
             CommitRequest(
@@ -190,7 +191,7 @@ class CommitVersion:
                 subject=f"deploy {MODEL} v{version}",
             )
         )
-        return {"commit": commit.sha}
+        return StepResult({COMMIT: commit.sha})
 
 
 def main() -> None:
@@ -232,15 +233,14 @@ def run(args: argparse.Namespace, root: Path) -> None:
         argocd = ArgoCDClient(settings.argocd)
         kubernetes = KubernetesReader(settings.kubernetes)
         journal = Journal(f"sqlite:///{root / 'journal.db'}")
-        services = SimpleNamespace(
-            settings=settings, argocd=argocd, kubernetes=kubernetes, gitops=gitops, journal=journal
-        )
-        services.target = ArgoCDTarget(services)
+        target = ArgoCDTarget(settings, argocd=lambda: argocd, kubernetes=lambda: kubernetes, gitops=lambda: gitops)
         app = app_ref(NAMESPACE, MODEL)
         pipeline = Pipeline(
-            "bench", (CommitVersion(gitops, app.path), SyncStep(), WaitStep()), DeploymentStatus.DEPLOYED
+            "bench",
+            (CommitVersion(gitops, app.path), SyncStep(target=lambda: target), WaitStep(target=lambda: target)),
+            DeploymentStatus.DEPLOYED,
         )
-        orchestrator = Orchestrator(journal, services, {"bench": pipeline}, workers=2)
+        orchestrator = Orchestrator(journal, settings, {"bench": pipeline}, workers=2)
 
         # The first moment a client's read of the Application shows it ready at the commit, with
         # the Service's address: right after the controller's write of that status.

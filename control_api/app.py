@@ -6,19 +6,22 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from control_api import __version__
 from control_api.api.errors import install_error_handlers
 from control_api.api.routes import deploy, deployments, events, lifecycle, models, removed, status, system
 from control_api.api.security import declare_security, install_security
+from control_api.pipeline.admission import Admission
+from control_api.pipeline.factory import build_pipelines
 from control_api.pipeline.orchestrator import Orchestrator
-from control_api.pipeline.pipelines import build_pipelines
 from control_api.services import Services
 from control_api.settings import Settings
+from control_api.stack.validation import validate_stack
 
 log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -26,13 +29,18 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 def create_app(settings: Settings | None = None, *, resume: bool = True) -> FastAPI:
     settings = settings or Settings()
+    # Contradictory settings stop here, before anything is built (StackMisconfigured names them).
+    validate_stack(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services(settings)
-        orchestrator = Orchestrator(services.journal, services, build_pipelines(settings))
+        orchestrator = Orchestrator(services.journal, settings, build_pipelines(services))
         app.state.services = services
         app.state.orchestrator = orchestrator
+        app.state.admission = Admission(
+            services.journal, orchestrator, settings.api, settings.target.kind, lambda: services.gitops
+        )
         if resume:
             resumed = orchestrator.resume_unfinished()
             if resumed:
@@ -61,7 +69,7 @@ def create_app(settings: Settings | None = None, *, resume: bool = True) -> Fast
     install_security(app, settings)
 
     @app.middleware("http")
-    async def request_context(request: Request, call_next):
+    async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         incoming = request.headers.get("x-request-id", "")
         request.state.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         started = time.perf_counter()

@@ -6,6 +6,10 @@ import argparse
 import ipaddress
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from control_api.settings import Settings
 
 
 def is_loopback_host(host: str) -> bool:
@@ -15,7 +19,7 @@ def is_loopback_host(host: str) -> bool:
         return host == "localhost"
 
 
-def open_api_refusal(settings, host: str) -> str | None:
+def open_api_refusal(settings: Settings, host: str) -> str | None:
     """Why serving on ``host`` would expose an API nobody has to authenticate to, or None.
 
     auth.mode=auto leaves the API open until the first key exists, which is meant for a first try on
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(key)
         print(
-            f"stored the hash of {args.role} key {args.name!r} in {settings.api_keys_file()}; the key is not shown again",
+            f"stored the hash of {args.role} key {args.name!r} in {settings.api_keys_file()}; "
+            "the key is not shown again",
             file=sys.stderr,
         )
         return 0
@@ -69,8 +74,15 @@ def main(argv: list[str] | None = None) -> int:
 
         from control_api.app import create_app
         from control_api.settings import Settings
+        from control_api.stack.validation import stack_problems
 
         settings = Settings()
+        problems = stack_problems(settings)
+        if problems:
+            print("mlops-control: refusing to start: the settings do not work together:", file=sys.stderr)
+            for problem in problems:
+                print(f"  - {problem}", file=sys.stderr)
+            return 2
         refusal = open_api_refusal(settings, args.host)
         if refusal:
             print(f"mlops-control: {refusal}", file=sys.stderr)

@@ -7,9 +7,10 @@ platform status check reports a missing system instead of failing at start.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cached_property, wraps
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.checks import CheckRunner
@@ -19,9 +20,17 @@ from control_api.settings import Settings
 from control_api.training.environments import EnvironmentCache
 
 if TYPE_CHECKING:
+    from control_api.adapters.argocd.client import ArgoCDClient
+    from control_api.adapters.forge.types import Forge
+    from control_api.adapters.gitops.repo import GitOpsRepo
     from control_api.adapters.image_builder.base import ImageBuilder
+    from control_api.adapters.kubernetes.services import KubernetesReader
     from control_api.adapters.local_runtime.base import LocalRuntime
     from control_api.adapters.registry.base import ImageRegistry
+    from control_api.stack.targets import Check
+    from control_api.targets.base import DeploymentTarget
+
+T = TypeVar("T")
 
 
 GITOPS_SKELETON = Path(__file__).resolve().parent.parent / "gitops-repo"
@@ -44,11 +53,11 @@ def skeleton_files() -> dict[str, bytes]:
 _FIRST_BUILD = threading.RLock()
 
 
-def adapter(build):
+def adapter(build: Callable[[Services], T]) -> cached_property[T]:
     """A cached_property whose first build runs under the process-wide build lock."""
 
     @wraps(build)
-    def build_in_turn(self):
+    def build_in_turn(self: Services) -> T:
         with _FIRST_BUILD:
             return build(self)
 
@@ -56,6 +65,10 @@ def adapter(build):
 
 
 class Services:
+    """The composition root: every adapter, built once when first used. Only the wiring (the pipeline
+    factory and the stack's kinds) and the HTTP routes reach into it; a step or a target is handed the
+    few adapters it uses."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # From here on every secret of these settings is masked in logs, the journal and error bodies.
@@ -84,16 +97,17 @@ class Services:
 
     @adapter
     def image_builder(self) -> ImageBuilder:
-        from control_api.adapters.image_builder import make_image_builder
+        from control_api.stack.builders import builder_kind
 
-        return make_image_builder(self.settings.build)
+        return builder_kind(self.settings.build.backend).make(self.settings.build)
 
     @adapter
     def registry(self) -> ImageRegistry:
-        from control_api.adapters.image_builder import make_image_pusher
         from control_api.adapters.registry import make_registry
+        from control_api.stack.builders import builder_kind
 
-        return make_registry(self.settings.registry, make_image_pusher(self.settings.build))
+        pusher = builder_kind(self.settings.build.backend).make_pusher(self.settings.build)
+        return make_registry(self.settings.registry, pusher)
 
     @adapter
     def local_runtime(self) -> LocalRuntime:
@@ -102,7 +116,7 @@ class Services:
         return DockerLocalRuntime(self.settings.target)
 
     @adapter
-    def gitops(self):
+    def gitops(self) -> GitOpsRepo:
         from control_api.adapters.gitops.repo import GitOpsRepo
         from renderer import render_base
 
@@ -117,39 +131,35 @@ class Services:
         return repo
 
     @adapter
-    def forge(self):
+    def forge(self) -> Forge | None:
         from control_api.adapters.forge import make_forge
 
         return make_forge(self.settings.forge)
 
     @adapter
-    def argocd(self):
+    def argocd(self) -> ArgoCDClient:
         from control_api.adapters.argocd import ArgoCDClient
 
         return ArgoCDClient(self.settings.argocd)
 
     @adapter
-    def kubernetes(self):
+    def kubernetes(self) -> KubernetesReader:
         from control_api.adapters.kubernetes import KubernetesReader
 
         return KubernetesReader(self.settings.kubernetes)
 
     @adapter
-    def target(self):
-        from control_api.targets import make_target
+    def target(self) -> DeploymentTarget | None:
+        """The target of the configured kind; None when the kind serves nothing (``none``)."""
+        from control_api.stack.targets import target_kind
 
-        return make_target(self)
+        return target_kind(self.settings.target.kind).make_target(self)
 
-    def extra_checks(self) -> dict:
-        """Component checks contributed by the configured target (git, Argo CD ...)."""
-        kind = self.settings.target.kind
-        if kind == "none":
-            return {}
-        checks = {"git": lambda: self.gitops.ping()}
-        if kind == "argocd":
-            checks["argocd"] = lambda: self.argocd.ping()
-            checks["kubernetes"] = lambda: self.kubernetes.ping()
-        return checks
+    def extra_checks(self) -> dict[str, Check]:
+        """Component checks contributed by the configured target kind (image builder, registry, git, Argo CD ...)."""
+        from control_api.stack.targets import target_kind
+
+        return target_kind(self.settings.target.kind).checks(self)
 
     @cached_property
     def status_checks(self) -> CheckRunner:

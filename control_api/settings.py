@@ -26,14 +26,20 @@ class MlflowSettings(BaseModel):
     registry_uri: str | None = Field(default=None, description="MLflow model registry URI. Default: the tracking URI.")
     artifact_root: str | None = Field(
         default=None,
-        description="Artifact root for experiments the service creates on the embedded store. Default: DATA_DIR/mlflow/artifacts.",
+        description=(
+            "Artifact root for experiments the service creates on the embedded store. Default: "
+            "DATA_DIR/mlflow/artifacts."
+        ),
     )
 
 
 class JournalSettings(BaseModel):
     url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL of the deployment journal. Default: SQLite at DATA_DIR/journal.db. Use postgresql+psycopg://... for several replicas.",
+        description=(
+            "SQLAlchemy URL of the deployment journal. Default: SQLite at DATA_DIR/journal.db. Use "
+            "postgresql+psycopg://... for several replicas."
+        ),
     )
 
 
@@ -56,7 +62,10 @@ class TrainingSettings(BaseModel):
     workdir_bytes: int = Field(
         default=2 * 2**30,
         ge=2**20,
-        description="Size of a sandboxed script's working folder: a tmpfs (RAM or swap, used only as written) that vanishes when the training ends. Without the sandbox the folder is on disk and removed after the training.",
+        description=(
+            "Size of a sandboxed script's working folder: a tmpfs (RAM or swap, used only as written) that vanishes "
+            "when the training ends. Without the sandbox the folder is on disk and removed after the training."
+        ),
     )
     max_open_files: int = Field(
         default=4096, ge=64, description="Open file limit (RLIMIT_NOFILE) of the training process."
@@ -64,21 +73,34 @@ class TrainingSettings(BaseModel):
     max_processes: int = Field(
         default=512,
         ge=16,
-        description="Processes and threads a sandboxed script may run at once (RLIMIT_NPROC, counted for its own uid). Not applied without the sandbox: the limit counts per uid and does not bind root.",
+        description=(
+            "Processes and threads a sandboxed script may run at once (RLIMIT_NPROC, counted for its own uid). Not "
+            "applied without the sandbox: the limit counts per uid and does not bind root."
+        ),
     )
     sandbox: Literal["auto", "required", "off"] = Field(
         default="auto",
-        description="auto: sandbox the script (own uid, PID/mount/IPC/network namespaces, no service files) when the service runs as root and unshare works, else fall back to rlimits and a process group and say so in the step log and /mlops/status. required: refuse to train without it. off: never.",
+        description=(
+            "auto: sandbox the script (own uid, PID/mount/IPC/network namespaces, no service files) when the service "
+            "runs as root and unshare works, else fall back to rlimits and a process group and say so in the step "
+            "log and /mlops/status. required: refuse to train without it. off: never."
+        ),
     )
     sandbox_network: Literal["auto", "none", "host"] = Field(
         default="auto",
-        description="Network of a sandboxed script. auto and none: loopback only (MLflow is reached through the run's tracking door, whatever the store). host: the host network (for scripts that download data).",
+        description=(
+            "Network of a sandboxed script. auto and none: loopback only (MLflow is reached through the run's "
+            "tracking door, whatever the store). host: the host network (for scripts that download data)."
+        ),
     )
     sandbox_uid_first: int = Field(
         default=1_700_000_000,
         ge=1000,
         le=2**31 - 2**17,
-        description="First uid of the range sandboxed scripts run as; each running training leases one uid of its own. Use uids no account or other service uses.",
+        description=(
+            "First uid of the range sandboxed scripts run as; each running training leases one uid of its own. Use "
+            "uids no account or other service uses."
+        ),
     )
     sandbox_uid_count: int = Field(
         default=256, ge=1, le=65536, description="How many uids the range has: the most trainings that run at once."
@@ -87,7 +109,10 @@ class TrainingSettings(BaseModel):
         default=1_700_000_000,
         ge=1000,
         le=2**31 - 1,
-        description="Group of every sandboxed script (it owns none of the service's files: the script reaches MLflow through its run's tracking door).",
+        description=(
+            "Group of every sandboxed script (it owns none of the service's files: the script reaches MLflow through "
+            "its run's tracking door)."
+        ),
     )
 
 
@@ -256,7 +281,10 @@ class ApiSettings(BaseModel):
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,
-        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names the client (for rate limits). Default: none, so the peer address counts.",
+        description=(
+            "Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names the client (for rate "
+            "limits). Default: none, so the peer address counts."
+        ),
     )
 
 
@@ -270,14 +298,20 @@ class ApiKeySpec(BaseModel):
     key_hash: str = Field(description="sha256:<hex> of the key; the key itself is never stored.")
     namespaces: list[str] | None = Field(
         default=None,
-        description="Namespaces the key may deploy into, read the deploys of, roll back and undeploy in. Default (none given): all, as its role allows.",
+        description=(
+            "Namespaces the key may deploy into, read the deploys of, roll back and undeploy in. Default (none "
+            "given): all, as its role allows."
+        ),
     )
 
 
 class AuthSettings(BaseModel):
     mode: Literal["auto", "required", "disabled"] = Field(
         default="auto",
-        description="auto: keys are required as soon as one is configured (settings or keys file), and for good once one has been (recorded in the journal). required: always. disabled: never.",
+        description=(
+            "auto: keys are required as soon as one is configured (settings or keys file), and for good once one has "
+            "been (recorded in the journal). required: always. disabled: never."
+        ),
     )
     keys: list[ApiKeySpec] = Field(default_factory=list, description="API keys (JSON list of {name, role, key_hash}).")
     keys_file: Path | None = Field(default=None, description="JSON file of API keys. Default: DATA_DIR/api-keys.json.")
@@ -304,11 +338,17 @@ class FaultSettings(BaseModel):
 
     halt_after_step: str | None = Field(
         default=None,
-        description="TEST ONLY (fault injection): the service kills itself with SIGKILL right after the journal records this step (train, register, build, push, commit, sync, wait, ...) as succeeded.",
+        description=(
+            "TEST ONLY (fault injection): the service kills itself with SIGKILL right after the journal records this "
+            "step (train, register, build, push, commit, sync, wait, ...) as succeeded."
+        ),
     )
     halt_before_recording_step: str | None = Field(
         default=None,
-        description="TEST ONLY (fault injection): the service kills itself with SIGKILL when this step has made its changes but before the journal records it.",
+        description=(
+            "TEST ONLY (fault injection): the service kills itself with SIGKILL when this step has made its changes "
+            "but before the journal records it."
+        ),
     )
 
 

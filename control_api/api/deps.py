@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from control_api.errors import ForbiddenError
+from control_api.pipeline.admission import Admission
 from control_api.pipeline.orchestrator import Orchestrator
 from control_api.services import Services
 from control_api.settings import Settings
@@ -22,6 +23,10 @@ def get_settings(request: Request) -> Settings:
 
 def get_orchestrator(request: Request) -> Orchestrator:
     return request.app.state.orchestrator
+
+
+def get_admission(request: Request) -> Admission:
+    return request.app.state.admission
 
 
 def get_requester(request: Request) -> str:
@@ -40,7 +45,8 @@ def require_namespace_access(request: Request, namespace: str) -> None:
     if scope is not None and namespace not in scope:
         name = request.state.api_key.name
         raise ForbiddenError(
-            f"key {name!r} is limited to the namespaces {', '.join(scope) or '(none)'}; {namespace!r} is not one of them",
+            f"key {name!r} is limited to the namespaces {', '.join(scope) or '(none)'}; "
+            f"{namespace!r} is not one of them",
             code="forbidden",
             details=[{"field": "namespace", "rule": "key_scope", "value": namespace}],
         )
@@ -49,4 +55,5 @@ def require_namespace_access(request: Request, namespace: str) -> None:
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+AdmissionDep = Annotated[Admission, Depends(get_admission)]
 RequesterDep = Annotated[str, Depends(get_requester)]

@@ -3,222 +3,70 @@
 SQLite under the data dir by default; PostgreSQL by URL for several replicas. The journal is what lets a
 restarted service resume unfinished deploys from their first unfinished step, and what the status API
 reads. Outputs are stored per step (run id, version, digest, commit SHA, URL ...) and merged on read.
+
+This module is the journal's API; its tables are in ``rows``, the records it hands out in ``records``
+and the database set-up in ``engine``. It keeps one rule of its own, because only the database can
+hold it across replicas: one active operation per model (``ONE_ACTIVE_PER_MODEL``), whose refusal
+it reports as ``ActiveOperationExists``.
 """
 
 from __future__ import annotations
 
-import os
+import builtins
 import threading
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    create_engine,
-    event,
-    func,
-    inspect,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
-from sqlalchemy.schema import CreateIndex
+from sqlalchemy.orm import Session, sessionmaker
 
 from control_api.errors import ConflictError, NotFoundError
+from control_api.journal.engine import CONCURRENT_OPERATION, SCHEMA_LOCK_KEY, open_engine
+from control_api.journal.records import (
+    POLL_PREFIX,
+    DeploymentRecord,
+    DeploymentStatus,
+    StepRecord,
+    StepStatus,
+    as_utc,
+    utcnow,
+)
+from control_api.journal.rows import (
+    ONE_ACTIVE_PER_MODEL,
+    DeploymentRow,
+    EventRow,
+    ServiceFlagRow,
+    StepRow,
+    active_status_predicate,
+)
 from control_api.redaction import redact, redact_value
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """Everything we store is UTC: SQLite hands it back naive, PostgreSQL in the server's own time zone."""
-    if value is None:
-        return None
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-class DeploymentStatus:
-    PENDING = "pending"
-    REGISTERED = "registered"
-    DEPLOYED = "deployed"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    AWAITING_REVIEW = "awaiting_review"
-    ROLLED_BACK = "rolled_back"
-    UNDEPLOYED = "undeployed"
-
-    # States in which nothing is running and nothing will run without a new request or a retry.
-    FINAL = frozenset({REGISTERED, DEPLOYED, FAILED, TIMED_OUT, ROLLED_BACK, UNDEPLOYED})
+__all__ = [
+    "CONCURRENT_OPERATION",
+    "ONE_ACTIVE_PER_MODEL",
+    "POLL_PREFIX",
+    "SCHEMA_LOCK_KEY",
+    "ActiveOperationExists",
+    "DeploymentRecord",
+    "DeploymentStatus",
+    "Journal",
+    "StepRecord",
+    "StepStatus",
+]
 
 
-POLL_PREFIX = "poll_"  # outputs that only a waiting step's next look needs
+class ActiveOperationExists(ConflictError):
+    """The model already has an active operation (``running``): the database refused a second one."""
 
-
-class StepStatus:
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-class NulSafeText(TypeDecorator):
-    """Text PostgreSQL accepts: its text type cannot hold NUL, which a training script's output or an
-    error message can contain. There NUL becomes U+FFFD; other databases store the text unchanged."""
-
-    impl = Text
-    cache_ok = True
-
-    def process_bind_param(self, value: str | None, dialect) -> str | None:
-        if value is not None and dialect.name == "postgresql":
-            return value.replace("\x00", "\ufffd")
-        return value
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON}
-
-
-class DeploymentRow(Base):
-    __tablename__ = "deployments"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), default="deploy")  # deploy | rollback | undeploy
-    model_name: Mapped[str] = mapped_column(String(63), index=True)
-    namespace: Mapped[str] = mapped_column(String(63))
-    status: Mapped[str] = mapped_column(String(32), index=True)
-    request: Mapped[dict[str, Any]] = mapped_column(JSON)
-    requested_by: Mapped[str] = mapped_column(String(128), default="anonymous")
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-    steps: Mapped[list[StepRow]] = relationship(
-        back_populates="deployment", order_by="StepRow.position", cascade="all, delete-orphan"
-    )
-
-
-def _active_status_predicate():
-    return DeploymentRow.status.not_in(sorted(DeploymentStatus.FINAL))
-
-
-# One deploy, rollback or undeploy per model at a time, enforced by the database itself so that it
-# holds across replicas sharing one journal: at most one row per (namespace, model_name) may be in a
-# status that is not final. PostgreSQL and SQLite both support partial unique indexes.
-ONE_ACTIVE_PER_MODEL = Index(
-    "uq_deployments_one_active_per_model",
-    DeploymentRow.namespace,
-    DeploymentRow.model_name,
-    unique=True,
-    postgresql_where=_active_status_predicate(),
-    sqlite_where=_active_status_predicate(),
-)
-
-
-class StepRow(Base):
-    __tablename__ = "deployment_steps"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
-    position: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    message: Mapped[str | None] = mapped_column(NulSafeText, nullable=True)
-    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    log_tail: Mapped[str | None] = mapped_column(NulSafeText, nullable=True)
-
-    deployment: Mapped[DeploymentRow] = relationship(back_populates="steps")
-
-
-class EventRow(Base):
-    """Step transitions and log lines, in order, for the event stream and for audit."""
-
-    __tablename__ = "deployment_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    type: Mapped[str] = mapped_column(String(16))  # step | log | status
-    step: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-
-class ServiceFlagRow(Base):
-    """Facts about the service that must outlive any file an attacker could delete, such as that API
-    keys were ever created (from then on ``auth.mode=auto`` means ``required``)."""
-
-    __tablename__ = "service_flags"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(256))
-    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-# ---- plain records handed to the rest of the service (no lazy loading outside a session) ---------
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    name: str
-    position: int
-    status: str
-    attempts: int
-    started_at: datetime | None
-    finished_at: datetime | None
-    message: str | None
-    outputs: dict[str, Any]
-    log_tail: str | None
-
-
-@dataclass(frozen=True)
-class DeploymentRecord:
-    id: str
-    kind: str
-    model_name: str
-    namespace: str
-    status: str
-    request: dict[str, Any]
-    requested_by: str
-    idempotency_key: str | None
-    error: dict[str, Any] | None
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-    steps: tuple[StepRecord, ...] = field(default_factory=tuple)
-
-    @property
-    def outputs(self) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for step in self.steps:
-            merged.update(step.outputs or {})
-        return merged
-
-    def step(self, name: str) -> StepRecord | None:
-        return next((s for s in self.steps if s.name == name), None)
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in DeploymentStatus.FINAL
+    def __init__(self, running: DeploymentRecord) -> None:
+        super().__init__(
+            f"model {running.model_name!r} in {running.namespace!r} is busy with {running.kind} {running.id}",
+            code="deploy_in_progress",
+            details={"deployment_id": running.id, "status": running.status},
+        )
+        self.running = running
 
 
 def _to_record(row: DeploymentRow) -> DeploymentRecord:
@@ -252,79 +100,6 @@ def _to_record(row: DeploymentRow) -> DeploymentRecord:
     )
 
 
-def _enable_sqlite_pragmas(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised implicitly
-        cursor = dbapi_connection.cursor()
-        # WAL lets the status API read while a deploy thread writes; busy_timeout avoids spurious
-        # "database is locked" errors under concurrent deploys.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-
-# Any fixed 64-bit number, the same in every replica: it names the lock, nothing else.
-SCHEMA_LOCK_KEY = 0x6D6C6F70735F6A6E  # "mlops_jn"
-
-
-def _create_schema_once(engine: Engine) -> None:
-    """Replicas starting together on an empty database would race their CREATE TABLEs (PostgreSQL
-    answers the loser with a unique violation in its catalog). A transaction-scoped advisory lock
-    makes them take turns; the later ones then find the tables and the index and create nothing."""
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-        Base.metadata.create_all(connection)
-        _add_one_active_per_model_index(connection)
-
-
-CONCURRENT_OPERATION = "concurrent_operation"
-
-
-def _add_one_active_per_model_index(connection: Connection) -> None:
-    """Give a journal made before the one-active-operation index that index (a new journal got it
-    from create_all). Such a journal can hold several active operations on one model, which the
-    index cannot accept: the oldest keeps running, and each later one ends ``failed`` with the
-    error ``concurrent_operation`` naming the one kept. Nothing of theirs is lost; each can be
-    resumed with a retry once the kept one has finished."""
-    existing = {index["name"] for index in inspect(connection).get_indexes(DeploymentRow.__tablename__)}
-    if ONE_ACTIVE_PER_MODEL.name in existing:
-        return
-    active = connection.execute(
-        select(DeploymentRow.id, DeploymentRow.namespace, DeploymentRow.model_name)
-        .where(_active_status_predicate())
-        .order_by(DeploymentRow.created_at, DeploymentRow.id)
-    ).all()
-    kept: dict[tuple[str, str], str] = {}
-    now = utcnow()
-    for deployment_id, namespace, model_name in active:
-        running = kept.setdefault((namespace, model_name), deployment_id)
-        if running == deployment_id:
-            continue
-        error = {
-            "code": CONCURRENT_OPERATION,
-            "message": (
-                f"deployment {running} of model {model_name!r} in {namespace!r} was already running; "
-                "only one operation per model may run at a time, so this one was stopped; retry it "
-                "once that one has finished"
-            ),
-            "step": None,
-            "details": {"deployment_id": running},
-        }
-        connection.execute(
-            update(DeploymentRow)
-            .where(DeploymentRow.id == deployment_id)
-            .values(status=DeploymentStatus.FAILED, error=error, updated_at=now, finished_at=now)
-        )
-        connection.execute(
-            EventRow.__table__.insert().values(
-                deployment_id=deployment_id, at=now, type="status", step=None, data={"status": DeploymentStatus.FAILED}
-            )
-        )
-    connection.execute(CreateIndex(ONE_ACTIVE_PER_MODEL, if_not_exists=True))
-
-
 # How often an insert or status change refused by ONE_ACTIVE_PER_MODEL is tried again when the
 # operation that caused the refusal has finished by the time we look for it.
 CONFLICT_ATTEMPTS = 3
@@ -350,19 +125,13 @@ def _copy_for_insert(row: DeploymentRow) -> DeploymentRow:
 
 class Journal:
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            database = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
-            database.parent.mkdir(parents=True, exist_ok=True)
-            # Owner-only from the first byte (SQLite gives its journal files the database's mode).
-            os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
-        self.engine = create_engine(url, future=True, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
-            _enable_sqlite_pragmas(self.engine)
-        _create_schema_once(self.engine)
+        self.engine = open_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite allows one writer; serialising writes in-process keeps concurrent deploys from
         # tripping over each other. PostgreSQL handles this itself.
-        self._write_lock = threading.RLock() if self.engine.dialect.name == "sqlite" else _NullLock()
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -383,7 +152,7 @@ class Journal:
         model_name: str,
         namespace: str,
         request: dict[str, Any],
-        step_names: list[str],
+        step_names: builtins.list[str],
         requested_by: str = "anonymous",
         idempotency_key: str | None = None,
         deployment_id: str | None = None,
@@ -408,10 +177,10 @@ class Journal:
                     session.add(row)
                 break
             except IntegrityError:
-                # Another replica started an operation on this model between our check and this
-                # insert, and the one-active-per-model index refused ours: 409 naming that one. If it
-                # has already finished, the model is free now and the insert is tried again.
-                self.refuse_if_busy(model_name, namespace)
+                # Another operation on this model started (in this replica or another) and the
+                # one-active-per-model index refused ours: name that one. If it has already
+                # finished, the model is free now and the insert is tried again.
+                self._refuse_if_active(model_name, namespace)
                 if attempt == CONFLICT_ATTEMPTS - 1:
                     raise
                 row = _copy_for_insert(row)
@@ -441,8 +210,8 @@ class Journal:
         kind: str | None = None,
         limit: int = 50,
         offset: int = 0,
-        namespaces: list[str] | None = None,
-    ) -> tuple[list[DeploymentRecord], int]:
+        namespaces: builtins.list[str] | None = None,
+    ) -> tuple[builtins.list[DeploymentRecord], int]:
         with self._session() as session:
             query = select(DeploymentRow)
             count_query = select(func.count()).select_from(DeploymentRow)
@@ -463,10 +232,10 @@ class Journal:
             ).all()
             return [_to_record(r) for r in rows], total
 
-    def unfinished(self) -> list[DeploymentRecord]:
+    def unfinished(self) -> builtins.list[DeploymentRecord]:
         with self._session() as session:
             rows = session.scalars(
-                select(DeploymentRow).where(_active_status_predicate()).order_by(DeploymentRow.created_at)
+                select(DeploymentRow).where(active_status_predicate()).order_by(DeploymentRow.created_at)
             ).all()
             return [_to_record(r) for r in rows]
 
@@ -477,24 +246,16 @@ class Journal:
                 .where(
                     DeploymentRow.model_name == model_name,
                     DeploymentRow.namespace == namespace,
-                    _active_status_predicate(),
+                    active_status_predicate(),
                 )
                 .order_by(DeploymentRow.created_at)
             ).first()
             return _to_record(row) if row else None
 
-    def refuse_if_busy(self, model_name: str, namespace: str) -> None:
-        """One deploy, rollback or undeploy per model at a time: 409 naming the running one. This
-        check gives the early, friendly answer; the ONE_ACTIVE_PER_MODEL index is what makes the rule
-        hold across replicas, and ``create`` and ``set_status`` turn its refusal into this same 409."""
+    def _refuse_if_active(self, model_name: str, namespace: str) -> None:
         running = self.active_for_model(model_name, namespace)
         if running is not None:
-            raise ConflictError(
-                f"model {model_name!r} in {namespace!r} is busy with {running.kind} {running.id}; "
-                "wait for it to finish (GET /mlops/deployments/{id}) and try again",
-                code="deploy_in_progress",
-                details={"deployment_id": running.id, "status": running.status},
-            )
+            raise ActiveOperationExists(running)
 
     def set_status(
         self,
@@ -513,7 +274,7 @@ class Journal:
                 # A retry makes a final deployment active again: refused while another operation on
                 # the same model runs, in this replica or another.
                 record = self.get(deployment_id)
-                self.refuse_if_busy(record.model_name, record.namespace)
+                self._refuse_if_active(record.model_name, record.namespace)
                 if attempt == CONFLICT_ATTEMPTS - 1:
                     raise
 
@@ -645,14 +406,14 @@ class Journal:
 
     # ---- events --------------------------------------------------------------------------------
 
-    def add_log(self, deployment_id: str, step: str, lines: list[str]) -> None:
+    def add_log(self, deployment_id: str, step: str, lines: builtins.list[str]) -> None:
         if not lines:
             return
         with self._write_lock, self._session() as session, session.begin():
             for line in lines:
                 session.add(EventRow(deployment_id=deployment_id, type="log", step=step, data={"line": redact(line)}))
 
-    def events(self, deployment_id: str, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    def events(self, deployment_id: str, after_id: int = 0, limit: int = 1000) -> builtins.list[dict[str, Any]]:
         with self._session() as session:
             rows = session.scalars(
                 select(EventRow)
@@ -664,11 +425,3 @@ class Journal:
                 {"id": r.id, "at": as_utc(r.at).isoformat(), "type": r.type, "step": r.step, "data": r.data}
                 for r in rows
             ]
-
-
-class _NullLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

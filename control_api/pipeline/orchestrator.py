@@ -21,14 +21,11 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from control_api.errors import ConflictError, DeploymentTimedOut, MlopsError, TransientError
+from control_api.errors import DeploymentTimedOut, MlopsError, TransientError
 from control_api.journal.store import DeploymentRecord, DeploymentStatus, Journal, StepStatus
 from control_api.pipeline.step import NotYet, Step, StepContext
-
-if TYPE_CHECKING:
-    from control_api.services import Services
+from control_api.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +45,9 @@ class Pipeline:
 
 
 class Orchestrator:
-    def __init__(
-        self, journal: Journal, services: Services, pipelines: dict[str, Pipeline], workers: int = 8
-    ) -> None:
+    def __init__(self, journal: Journal, settings: Settings, pipelines: dict[str, Pipeline], workers: int = 8) -> None:
         self.journal = journal
-        self.services = services
+        self.settings = settings
         self.pipelines = pipelines
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy")
         self._running: dict[str, Future] = {}
@@ -107,17 +102,9 @@ class Orchestrator:
                 resumed.append(record.id)
         return resumed
 
-    def retry(self, deployment_id: str) -> DeploymentRecord:
-        record = self.journal.get(deployment_id)
-        if record.status not in (DeploymentStatus.FAILED, DeploymentStatus.TIMED_OUT):
-            raise ConflictError(
-                f"deployment {deployment_id} is {record.status}; only failed or timed_out deployments can be retried",
-                code="not_retryable",
-            )
-        # The same rule as a new deploy: a newer deploy may have started since this one failed, and
-        # retrying now would run both against the same GitOps path.
-        self.journal.refuse_if_busy(record.model_name, record.namespace)
-        first_unfinished = next((s.name for s in record.steps if s.status != StepStatus.SUCCEEDED), None)
+    def resume(self, deployment_id: str, first_unfinished: str | None) -> DeploymentRecord:
+        """Run a finished deployment again from ``first_unfinished`` (admission decides whether it may).
+        Raises ``ActiveOperationExists`` when another operation on the model became active meanwhile."""
         if first_unfinished:
             self.journal.reset_steps_from(deployment_id, first_unfinished)
         self.journal.set_status(deployment_id, DeploymentStatus.PENDING, clear_error=True)
@@ -158,18 +145,13 @@ class Orchestrator:
     def run(self, deployment_id: str) -> DeploymentRecord:
         record = self.journal.get(deployment_id)
         pipeline = self.pipelines[record.kind]
-        outputs: dict[str, Any] = {}
         for step in pipeline.steps:
             if self._stopping.is_set():
                 return self.journal.get(deployment_id)
             step_record = record.step(step.name)
             if step_record is not None and step_record.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
-                outputs.update(step_record.outputs)
                 continue
-            if step_record is not None:
-                # Partial progress of an interrupted attempt (e.g. the MLflow run it created).
-                outputs.update(step_record.outputs)
-            ok = self._run_step(record, step, outputs)
+            ok = self._run_step(record, step)
             record = self.journal.get(deployment_id)
             if ok is YIELDED or not ok:
                 return record
@@ -177,7 +159,7 @@ class Orchestrator:
         self._notify()
         return self.journal.get(deployment_id)
 
-    def _run_step(self, record: DeploymentRecord, step: Step, outputs: dict[str, Any]) -> bool | str:
+    def _run_step(self, record: DeploymentRecord, step: Step) -> bool | str:
         deployment_id = record.id
         attempt = 0
         while True:
@@ -188,13 +170,16 @@ class Orchestrator:
                 self.journal.set_status(deployment_id, step.status_label)
                 self.journal.step_started(deployment_id, step.name)
                 self._notify()
+            deployment = self.journal.get(deployment_id)
             ctx = StepContext(
-                deployment=self.journal.get(deployment_id),
-                outputs=dict(outputs),
-                services=self.services,
+                deployment=deployment,
+                # The earlier steps' outputs and this step's saved progress (an interrupted attempt's
+                # MLflow run, a wait's deadline), as the journal holds them.
+                outputs=deployment.outputs_through(step.name),
+                settings=self.settings,
                 journal=self.journal,
                 step_name=step.name,
-                log_tail_lines=self.services.settings.training.log_tail_lines,
+                log_tail_lines=self.settings.training.log_tail_lines,
             )
             try:
                 result = step.run(ctx)
@@ -204,7 +189,6 @@ class Orchestrator:
                     self._polling.add(deployment_id)
                     self._look_again(deployment_id, result.retry_after)
                     return YIELDED
-                step_outputs = result or {}
             except MlopsError as exc:
                 ctx.flush_log()
                 transient = isinstance(exc, TransientError)
@@ -219,7 +203,6 @@ class Orchestrator:
                         message=f"attempt {attempt} failed, retrying: {exc.message}",
                         log_tail=ctx.log_tail(),
                     )
-                    outputs.update(ctx.outputs)
                     time.sleep(self.retry_base_delay * 2 ** (attempt - 1))
                     continue
                 if transient:
@@ -238,17 +221,12 @@ class Orchestrator:
                 return False
             ctx.flush_log()
             self._fault_halt(step.name, "halt_before_recording_step")
-            # Keys starting with "_" are for the step record only (its message), never outputs.
-            message = step_outputs.get("_message")
-            step_outputs = {k: v for k, v in step_outputs.items() if not k.startswith("_")}
-            outputs.update(ctx.outputs)
-            outputs.update(step_outputs)
             self.journal.step_finished(
                 deployment_id,
                 step.name,
                 StepStatus.SUCCEEDED,
-                message=message,
-                outputs=step_outputs,
+                message=result.message,
+                outputs=result.outputs,
                 log_tail=ctx.log_tail() or None,
             )
             self._fault_halt(step.name, "halt_after_step")
@@ -257,7 +235,7 @@ class Orchestrator:
 
     def _fault_halt(self, step_name: str, point: str) -> None:
         """Test-only fault injection (settings.faults, off by default): die like a crash, here."""
-        if getattr(self.services.settings.faults, point) == step_name:
+        if getattr(self.settings.faults, point) == step_name:
             log.warning("fault injection: %s=%s, the service kills itself now", point, step_name)
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -10,11 +10,14 @@ the next deploy or an API rollback (both commits plus a sync) brings git and the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from control_api.pipeline.steps.commit import app_ref
+from control_api.adapters.gitops.types import CommitInfo
 from control_api.pipeline.steps.rollback import deploy_history
-from control_api.targets.base import ServedState
+from control_api.targets.base import AppRef, DeploymentTarget, ServedState, app_ref
+
+if TYPE_CHECKING:
+    from control_api.adapters.gitops.repo import GitOpsRepo
 
 HISTORY_DEPTH = 200  # deploy commits read to place the target's syncs in order
 
@@ -36,14 +39,16 @@ class DeployCommit:
         )
 
 
-def served_and_drift(services: Any, namespace: str, model_name: str) -> tuple[dict | None, dict | None]:
+def served_and_drift(
+    target: DeploymentTarget, gitops: GitOpsRepo, branch_name: str, namespace: str, model_name: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """``served`` (version, commit, image, how it got there) and ``drift`` (None when in agreement)."""
-    app, commits = deploy_history(services, namespace, model_name, limit=HISTORY_DEPTH)
-    state: ServedState | None = services.target.served(app)
+    app, commits = deploy_history(gitops, namespace, model_name, limit=HISTORY_DEPTH)
+    state: ServedState | None = target.served(app)
     if state is None:
         return None, None
     branch = DeployCommit.from_info(commits[0]) if commits else None
-    served_commit = _served_commit(services, app, state, commits)
+    served_commit = _served_commit(gitops, app, state, commits)
     last_sync = state.syncs[-1] if state.syncs else None
     served = {
         "namespace": namespace,
@@ -59,33 +64,39 @@ def served_and_drift(services: Any, namespace: str, model_name: str) -> tuple[di
     drift = None
     if branch is not None and served_commit is not None and served_commit.sha != branch.sha:
         drift = {
-            "branch": services.settings.git.branch,
+            "branch": branch_name,
             "branch_commit": branch.sha,
             "branch_version": branch.version,
             "message": (
                 f"the cluster serves version {served_commit.version} (commit {served_commit.sha[:12]}) while "
-                f"{services.settings.git.branch} says version {branch.version} (commit {branch.sha[:12]}); "
+                f"{branch_name} says version {branch.version} (commit {branch.sha[:12]}); "
                 "the next deploy, or POST /mlops/models/{name}/rollback, brings them together"
             ).replace("{name}", model_name),
         }
     return served, drift
 
 
-def target_syncs(services: Any, namespace: str, model_name: str, commits: list | None = None) -> list[dict]:
+def target_syncs(
+    target: DeploymentTarget,
+    gitops: GitOpsRepo,
+    namespace: str,
+    model_name: str,
+    commits: list[CommitInfo] | None = None,
+) -> list[dict[str, Any]]:
     """The target's own record of what it applied (Argo CD's history), newest first, each with the
     model version it ran and whether it went back to an older deploy commit (a rollback).
     ``commits``: the model's deploy history, newest first, when the caller has already read it."""
     app = app_ref(namespace, model_name)
     if commits is None:
-        _, commits = deploy_history(services, namespace, model_name, limit=HISTORY_DEPTH)
-    state: ServedState | None = services.target.served(app)
+        _, commits = deploy_history(gitops, namespace, model_name, limit=HISTORY_DEPTH)
+    state: ServedState | None = target.served(app)
     if state is None or not state.syncs:
         return []
     order = {commit.sha: position for position, commit in enumerate(commits)}  # 0 = newest
     entries = []
     previous_position: int | None = None
     for record in state.syncs:
-        info = services.gitops.last_change(record.revision, app.path)
+        info = gitops.last_change(record.revision, app.path)
         commit = DeployCommit.from_info(info) if info is not None else None
         position = order.get(commit.sha) if commit else None
         went_back = position is not None and previous_position is not None and position > previous_position
@@ -106,9 +117,11 @@ def target_syncs(services: Any, namespace: str, model_name: str, commits: list |
     return list(reversed(entries))
 
 
-def _served_commit(services: Any, app: Any, state: ServedState, commits: list) -> DeployCommit | None:
+def _served_commit(
+    gitops: GitOpsRepo, app: AppRef, state: ServedState, commits: list[CommitInfo]
+) -> DeployCommit | None:
     if state.revision:
-        info = services.gitops.last_change(state.revision, app.path)
+        info = gitops.last_change(state.revision, app.path)
         return DeployCommit.from_info(info) if info is not None else None
     if state.image:
         # The local target reports the running image; the newest deploy commit of that image made it.
@@ -117,7 +130,9 @@ def _served_commit(services: Any, app: Any, state: ServedState, commits: list) -
     return None
 
 
-def _how(state: ServedState, served: DeployCommit | None, branch: DeployCommit | None, commits: list) -> str:
+def _how(
+    state: ServedState, served: DeployCommit | None, branch: DeployCommit | None, commits: list[CommitInfo]
+) -> str:
     if served is None:
         return "unknown: the running revision is not a deploy commit of this model"
     if branch is not None and served.sha == branch.sha:

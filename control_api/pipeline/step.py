@@ -3,10 +3,13 @@
 A step reads the request and the outputs of earlier steps from its context and returns its own outputs,
 which the orchestrator persists in the journal, or ``NotYet`` when it waits for something outside
 (a merge, a rollout): the orchestrator then runs it again later without holding a worker meanwhile.
-Waiting steps keep their state in outputs named ``poll_*``, which a retry of the deploy clears. Steps must be safe to re-run: after a crash the step
-that was running is run again, so each one first looks for the result of an earlier attempt (an MLflow
-version tagged with this deployment, an image already in the registry, a commit with this deployment's
-trailer) before creating anything.
+Waiting steps keep their state in outputs named ``poll_*``, which a retry of the deploy clears. Steps
+must be safe to re-run: after a crash the step that was running is run again, so each one first looks
+for the result of an earlier attempt (an MLflow version tagged with this deployment, an image already
+in the registry, a commit with this deployment's trailer) before creating anything.
+
+A step is constructed with the adapters it uses (see ``pipeline/factory.py``); its context carries
+the deployment, the earlier outputs, the settings and the journal, nothing else.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from control_api.journal.store import DeploymentRecord, Journal
-    from control_api.services import Services
     from control_api.settings import Settings
 
 
@@ -35,19 +37,28 @@ class NotYet:
     progress: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StepResult:
+    """A finished step's answer: the outputs the journal keeps (names in ``pipeline/outputs.py``)
+    and the message its step record shows."""
+
+    outputs: dict[str, Any]
+    message: str | None = None
+
+
 class Step(Protocol):
     name: str  # journal name: "train"
     status_label: str  # deployment status while it runs: "training"
     max_attempts: int  # attempts for transient errors before the deploy fails
 
-    def run(self, ctx: StepContext) -> dict[str, Any] | NotYet: ...
+    def run(self, ctx: StepContext) -> StepResult | NotYet: ...
 
 
 @dataclass
 class StepContext:
     deployment: DeploymentRecord
-    outputs: dict[str, Any]  # merged outputs of the earlier steps, plus this step's saved progress
-    services: Services
+    outputs: dict[str, Any]  # outputs of the earlier steps, plus this step's saved progress (read-only view)
+    settings: Settings
     journal: Journal
     step_name: str
     log_tail_lines: int = 40
@@ -57,10 +68,6 @@ class StepContext:
     @property
     def request(self) -> dict[str, Any]:
         return self.deployment.request
-
-    @property
-    def settings(self) -> Settings:
-        return self.services.settings
 
     @property
     def deployment_id(self) -> str:

@@ -2,21 +2,10 @@
 
 ``local``: this machine's Docker Engine, realised from a real ``kustomize build`` of the commit.
 ``argocd``: a cluster, through the Argo CD API (sync to the commit) and the Kubernetes API (the
-Service's external address). Both end with the model's own ``/health`` answering.
+Service's external address). Both end with the model's own ``/health`` answering. Which kind runs is
+chosen in ``control_api.stack.targets``.
 """
 
-from control_api.targets.base import AppRef, DeploymentTarget, NotReady, Ready
+from control_api.targets.base import AppRef, DeploymentTarget, NotReady, Ready, app_ref
 
-
-def make_target(services) -> "DeploymentTarget":
-    kind = services.settings.target.kind
-    if kind == "argocd":
-        from control_api.targets.argocd import ArgoCDTarget
-
-        return ArgoCDTarget(services)
-    from control_api.targets.local import LocalTarget
-
-    return LocalTarget(services)
-
-
-__all__ = ["AppRef", "DeploymentTarget", "NotReady", "Ready", "make_target"]
+__all__ = ["AppRef", "DeploymentTarget", "NotReady", "Ready", "app_ref"]

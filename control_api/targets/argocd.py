@@ -8,69 +8,63 @@ finalizer so that deleting it deletes the model's Deployment and load balancer t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from control_api.errors import SyncFailed, TransientError
-from control_api.redaction import url_without_credentials
+from control_api.provider import Provider
+from control_api.settings import Settings
+from control_api.targets.application import application_manifest
 from control_api.targets.base import AppRef, NotReady, Ready, ServedState, SyncRecord, health_answer, url_for
+
+if TYPE_CHECKING:
+    from control_api.adapters.argocd.client import ArgoCDClient
+    from control_api.adapters.argocd.wait import AppState
+    from control_api.adapters.gitops.repo import GitOpsRepo
+    from control_api.adapters.kubernetes.services import KubernetesReader
 
 
 class ArgoCDTarget:
     kind = "argocd"
 
-    def __init__(self, services) -> None:
-        self.services = services
-        self.settings = services.settings
-
-    def application_manifest(self, app: AppRef) -> dict:
-        from renderer import application_manifest
-
-        return application_manifest(self.application_spec(app))
-
-    def application_spec(self, app: AppRef):
-        from renderer import ApplicationSpec
-
-        argo = self.settings.argocd
-        return ApplicationSpec.validated(
-            name=app.application,
-            namespace=argo.namespace,
-            project=argo.project,
-            # Committed to git and readable in Argo CD: never the credentials a remote URL may carry.
-            repo_url=url_without_credentials(argo.repo_url or self.settings.git_remote_url()),
-            path=app.path,
-            target_revision=self.settings.git.branch,
-            destination_server=argo.destination_server,
-            destination_namespace=app.namespace,
-            automated_sync=argo.automated_sync,
-            labels={"app.kubernetes.io/managed-by": "mlops-control"},
-        )
+    def __init__(
+        self,
+        settings: Settings,
+        argocd: Provider[ArgoCDClient],
+        kubernetes: Provider[KubernetesReader],
+        gitops: Provider[GitOpsRepo],
+    ) -> None:
+        self.settings = settings
+        self._argocd = argocd
+        self._kubernetes = kubernetes
+        self._gitops = gitops
 
     # ---- sync --------------------------------------------------------------------------------
 
-    def sync(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict:
+    def sync(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict[str, Any]:
         from control_api.adapters.argocd.wait import AppState
 
         current = AppState.from_application(self._upsert(app, log))
-        if self._already_requested(current, app, revision):
+        requested = current.operation_revision
+        if requested is not None and self._already_requested(current, app, revision):
             # A re-run after a crash: the sync was already requested (and may still be running);
             # asking again would be refused as "another operation is already in progress" or add a
             # second sync to the app's history.
             log(
-                f"Application {app.application}: the sync to {current.operation_revision[:12]} was already requested "
+                f"Application {app.application}: the sync to {requested[:12]} was already requested "
                 f"(operation {current.operation_phase or 'pending'}); not syncing again"
             )
-            return {"synced_revision": current.operation_revision, "application": app.application}
+            return {"synced_revision": requested, "application": app.application}
         if self.settings.argocd.automated_sync:
             return self._sync_branch_head(app, revision, log)
         log(f"Application {app.application} upserted; syncing to {revision[:12]}")
-        self.services.argocd.sync(app.application, revision)
+        self._argocd().sync(app.application, revision)
         return {"synced_revision": revision, "application": app.application}
 
     def _upsert(self, app: AppRef, log: Callable[[str], None]) -> dict:
         from control_api.adapters.argocd.client import ArgoCDApplicationDeleting
 
-        client = self.services.argocd
-        manifest = self.application_manifest(app)
+        client = self._argocd()
+        manifest = application_manifest(self.settings, app)
         try:
             return client.upsert_application(manifest) or {}
         except ArgoCDApplicationDeleting:
@@ -80,7 +74,7 @@ class ArgoCDTarget:
             client.wait_deleted(app.application, self.settings.argocd.deletion_timeout_seconds)
             return client.upsert_application(manifest) or {}
 
-    def _already_requested(self, current, app: AppRef, revision: str) -> bool:
+    def _already_requested(self, current: AppState, app: AppRef, revision: str) -> bool:
         if current.operation_revision is None:
             return False
         same = current.operation_revision == revision or (
@@ -92,22 +86,22 @@ class ArgoCDTarget:
             or (current.operation_phase == "Succeeded" and current.sync_status == "Synced")
         )
 
-    def _sync_branch_head(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict:
+    def _sync_branch_head(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict[str, Any]:
         """Under automated sync Argo CD refuses a sync to any revision but ``targetRevision``
         (application.go: resolveSourceRevisions), so sync the branch once the head is confirmed to
         hold this deploy's manifests for the app; Argo CD resolves the head itself."""
         from control_api.adapters.argocd.errors import ArgoCDOperationInProgress
         from control_api.adapters.argocd.wait import AppState
 
-        head = self.services.gitops.head()
+        head = self._gitops().head()
         if not self._same_manifests(app, head, revision):
             raise SyncFailed(
-                f"the head of {self.settings.git.branch} ({head[:12]}) no longer holds the manifests of {revision[:12]} "
-                f"for {app.path}; with automated sync only the branch head can be synced",
+                f"the head of {self.settings.git.branch} ({head[:12]}) no longer holds the manifests of "
+                f"{revision[:12]} for {app.path}; with automated sync only the branch head can be synced",
                 details={"application": app.application, "revision": revision, "head": head},
             )
         log(f"Application {app.application} (automated sync): syncing {self.settings.git.branch} at {head[:12]}")
-        client = self.services.argocd
+        client = self._argocd()
         try:
             answer = client.sync(app.application, None)
         except ArgoCDOperationInProgress:
@@ -123,7 +117,7 @@ class ArgoCDTarget:
     def _same_manifests(self, app: AppRef, one: str, other: str) -> bool:
         if one == other:
             return True
-        gitops = self.services.gitops
+        gitops = self._gitops()
         return gitops.read_files(one, app.path) == gitops.read_files(other, app.path)
 
     # ---- wait --------------------------------------------------------------------------------
@@ -132,9 +126,9 @@ class ArgoCDTarget:
         from control_api.adapters.argocd.wait import applied, look
         from control_api.adapters.kubernetes.rollout import RolloutDiagnosis
 
-        kubernetes = self.services.kubernetes
+        kubernetes = self._kubernetes()
         try:
-            app_state, synced = look(self.services.argocd, app.application, revision)
+            app_state, synced = look(self._argocd(), app.application, revision)
         except TransientError as exc:  # an API server restarting must not fail the deploy
             return NotReady(f"Argo CD did not answer ({exc.message})", state)
         if not synced:
@@ -174,7 +168,7 @@ class ArgoCDTarget:
 
     def _address(self, app: AppRef) -> str | None:
         try:
-            return self.services.kubernetes.service_external_address(app.namespace, app.model_name)
+            return self._kubernetes().service_external_address(app.namespace, app.model_name)
         except TransientError:
             return None
 
@@ -182,7 +176,7 @@ class ArgoCDTarget:
 
     def remove(self, app: AppRef, revision: str, log: Callable[[str], None]) -> None:
         """Delete the Application with cascade: Argo CD deletes its resources, then the Application."""
-        client = self.services.argocd
+        client = self._argocd()
         if not client.delete_application(app.application, cascade=True):
             return
         log(f"Application {app.application} deletion requested (cascade); waiting for Argo CD to remove it")
@@ -192,7 +186,7 @@ class ArgoCDTarget:
     def served(self, app: AppRef) -> ServedState | None:
         """The revision Argo CD last applied (``status.history``, which rollbacks from the UI add
         to as well), not the branch head: after a rollback in Argo CD the two differ."""
-        application = self.services.argocd.get_application(app.application)
+        application = self._argocd().get_application(app.application)
         if application is None:
             return None
         status = application.get("status") or {}
@@ -214,4 +208,4 @@ class ArgoCDTarget:
         )
 
     def ping(self) -> None:
-        self.services.argocd.ping()
+        self._argocd().ping()

@@ -17,6 +17,13 @@ class AppRef:
     application: str  # Argo CD Application name
 
 
+def app_ref(namespace: str, model_name: str) -> AppRef:
+    """The app of ``model_name`` in ``namespace``: its overlay folder and its Application's name."""
+    from renderer import application_name, model_dir
+
+    return AppRef(namespace, model_name, model_dir(namespace, model_name), application_name(namespace, model_name))
+
+
 @dataclass(frozen=True)
 class SyncRecord:
     """One entry of what the target applied, oldest first (Argo CD's ``status.history``)."""
@@ -41,7 +48,7 @@ class ServedState:
 class DeploymentTarget(Protocol):
     kind: str
 
-    def sync(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict:
+    def sync(self, app: AppRef, revision: str, log: Callable[[str], None]) -> dict[str, Any]:
         """Make the cluster (or this machine) run what ``revision`` describes for ``app``."""
 
     def look_ready(self, app: AppRef, revision: str, state: dict[str, Any]) -> Ready | NotReady:

@@ -76,8 +76,8 @@ def test_deploy_trains_and_registers_two_versions(client):
 
     services = client.app.state.services
     record = services.journal.get(second["deployment_id"])
-    ctx = StepContext(record, dict(record.outputs), services, services.journal, "register")
-    assert RegisterStep().run(ctx)["model_version"] == "2"
+    ctx = StepContext(record, dict(record.outputs), services.settings, services.journal, "register")
+    assert RegisterStep(mlflow=lambda: services.mlflow).run(ctx).outputs["model_version"] == "2"
     assert len(mlflow.search_model_versions("name = 'iris-rf'")) == 2
 
 

@@ -13,6 +13,7 @@ journal; the steps run in-process, as the orchestrator runs them (step_started, 
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -23,6 +24,7 @@ from control_api.pipeline.step import StepContext
 from control_api.pipeline.steps.commit import CommitStep
 from control_api.pipeline.steps.rollback import RollbackCommitStep, UndeployCommitStep
 from control_api.settings import Settings
+from control_api.targets.application import application_files
 from tests.gitops.git_helpers import OtherClone, Remote
 
 NAMESPACE = "mlops-models"
@@ -37,9 +39,8 @@ def world(tmp_path):
     gitops = GitOpsRepo(settings.git, remote.url, tmp_path / "work", initial_files={"README.md": b"GitOps\n"})
     gitops.ensure_remote()
     journal = Journal(f"sqlite:///{tmp_path / 'journal.db'}")
-    services = SimpleNamespace(gitops=gitops, settings=settings)
     other = OtherClone(remote.url, tmp_path / "other")
-    yield SimpleNamespace(remote=remote, journal=journal, services=services, other=other)
+    yield SimpleNamespace(remote=remote, journal=journal, gitops=gitops, settings=settings, other=other)
     journal.engine.dispose()
 
 
@@ -49,11 +50,24 @@ def attempt(world, step, deployment_id: str, outputs: dict | None = None) -> dic
     ctx = StepContext(
         deployment=world.journal.get(deployment_id),
         outputs=dict(outputs or {}),
-        services=world.services,
+        settings=world.settings,
         journal=world.journal,
         step_name=step.name,
     )
-    return step.run(ctx)
+    return step.run(ctx).outputs
+
+
+def no_mlflow():
+    raise AssertionError("a direct commit reads nothing from MLflow")
+
+
+def commit_step(world) -> CommitStep:
+    return CommitStep(
+        gitops=lambda: world.gitops,
+        forge=lambda: None,
+        mlflow=no_mlflow,
+        application_files=partial(application_files, world.settings),
+    )
 
 
 def deploy(world, version: str) -> tuple[str, dict]:
@@ -66,12 +80,12 @@ def deploy(world, version: str) -> tuple[str, dict]:
 
 def test_deploy_commit_rerun_returns_its_commit_although_the_head_moved(world):
     deployment_id, outputs = deploy(world, "1")
-    first = attempt(world, CommitStep(), deployment_id, outputs)
+    first = attempt(world, commit_step(world), deployment_id, outputs)
     assert first["commit_changed"] is True
     unrelated = world.other.write_and_push({"NOTES.md": "another writer\n"}, "unrelated change")
     count = world.remote.commit_count()
 
-    again = attempt(world, CommitStep(), deployment_id, outputs)  # the crash came before the journal write
+    again = attempt(world, commit_step(world), deployment_id, outputs)  # the crash came before the journal write
     assert again["commit"] == first["commit"] != unrelated
     assert world.remote.commit_count() == count
 
@@ -79,16 +93,16 @@ def test_deploy_commit_rerun_returns_its_commit_although_the_head_moved(world):
 def test_rollback_rerun_returns_its_commit_and_does_not_roll_back_again(world):
     for version in ("1", "2"):
         deployment_id, outputs = deploy(world, version)
-        attempt(world, CommitStep(), deployment_id, outputs)
+        attempt(world, commit_step(world), deployment_id, outputs)
         world.journal.set_status(deployment_id, DeploymentStatus.DEPLOYED, finished=True)
     rollback = world.journal.create(
         kind="rollback", model_name=MODEL, namespace=NAMESPACE, request={}, step_names=["commit", "sync", "wait"]
     )
-    first = attempt(world, RollbackCommitStep(), rollback.id)
+    first = attempt(world, RollbackCommitStep(gitops=lambda: world.gitops), rollback.id)
     assert (first["model_version"], first["rolled_back_from"], first["commit_changed"]) == ("1", "2", True)
     count = world.remote.commit_count()
 
-    again = attempt(world, RollbackCommitStep(), rollback.id)
+    again = attempt(world, RollbackCommitStep(gitops=lambda: world.gitops), rollback.id)
     assert again["commit"] == first["commit"]
     assert (again["model_version"], again["rolled_back_from"]) == ("1", "2")
     assert again["image_uri"] == first["image_uri"] and again["run_id"] == "run-1"
@@ -98,15 +112,15 @@ def test_rollback_rerun_returns_its_commit_and_does_not_roll_back_again(world):
 
 def test_undeploy_rerun_returns_its_commit_although_the_head_moved(world):
     deployment_id, outputs = deploy(world, "1")
-    attempt(world, CommitStep(), deployment_id, outputs)
+    attempt(world, commit_step(world), deployment_id, outputs)
     world.journal.set_status(deployment_id, DeploymentStatus.DEPLOYED, finished=True)
     undeploy = world.journal.create(
         kind="undeploy", model_name=MODEL, namespace=NAMESPACE, request={}, step_names=["commit", "prune"]
     )
-    first = attempt(world, UndeployCommitStep(), undeploy.id)
+    first = attempt(world, UndeployCommitStep(gitops=lambda: world.gitops), undeploy.id)
     unrelated = world.other.write_and_push({"NOTES.md": "another writer\n"}, "unrelated change")
     count = world.remote.commit_count()
 
-    again = attempt(world, UndeployCommitStep(), undeploy.id)
+    again = attempt(world, UndeployCommitStep(gitops=lambda: world.gitops), undeploy.id)
     assert again["commit"] == first["commit"] != unrelated
     assert world.remote.commit_count() == count

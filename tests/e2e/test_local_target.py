@@ -128,9 +128,18 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(
 
 
 def _rerun_commit(client, deployment_id: str) -> dict:
+    from functools import partial
+
     from control_api.pipeline.step import StepContext
     from control_api.pipeline.steps.commit import CommitStep
+    from control_api.targets.application import application_files
 
     services = client.app.state.services
     record = services.journal.get(deployment_id)
-    return CommitStep().run(StepContext(record, dict(record.outputs), services, services.journal, "commit"))
+    step = CommitStep(
+        gitops=lambda: services.gitops,
+        forge=lambda: services.forge,
+        mlflow=lambda: services.mlflow,
+        application_files=partial(application_files, services.settings),
+    )
+    return step.run(StepContext(record, dict(record.outputs), services.settings, services.journal, "commit")).outputs

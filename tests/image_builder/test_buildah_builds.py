@@ -16,7 +16,6 @@ import httpx
 import pandas as pd
 import pytest
 
-from control_api.adapters.image_builder import make_image_builder, make_image_pusher
 from control_api.adapters.image_builder.base import ModelBundle
 from control_api.adapters.image_builder.buildah import BuildahImageBuilder
 from control_api.adapters.image_builder.docker_engine import DockerImageBuilder
@@ -24,6 +23,7 @@ from control_api.adapters.registry.buildah_push import BuildahImagePusher, _writ
 from control_api.adapters.registry.oci import MANIFEST_TYPES, OciRegistry
 from control_api.errors import ImageBuildFailed, ServiceUnavailable, TerminalError
 from control_api.settings import BuildSettings, RegistrySettings
+from control_api.stack.builders import builder_kind
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -50,7 +50,7 @@ def build_settings(buildah_base_image) -> BuildSettings:
 
 @pytest.fixture
 def builder(build_settings) -> BuildahImageBuilder:
-    built = make_image_builder(build_settings)
+    built = builder_kind(build_settings.backend).make(build_settings)
     assert isinstance(built, BuildahImageBuilder)
     return built
 
@@ -112,7 +112,7 @@ def test_buildah_image_is_pushed_by_digest_and_serves_and_the_runtime_is_reused(
     assert any(line.startswith(f"runtime image {first.runtime_reference}") for line in lines)
     assert not docker_client.images.list(name=first.reference.split(":")[0]), "built outside the Docker Engine"
 
-    pusher = make_image_pusher(build_settings)
+    pusher = builder_kind(build_settings.backend).make_pusher(build_settings)
     assert isinstance(pusher, BuildahImagePusher)
     registry = OciRegistry(RegistrySettings(url=registry_url, insecure=True), pusher=pusher)
     repository = f"mlops-buildah-test/{uuid.uuid4().hex[:8]}/iris"
@@ -238,5 +238,5 @@ def test_registry_credentials_reach_buildah_in_a_private_auth_file(tmp_path):
 
 def test_the_docker_backend_keeps_the_engine_push():
     settings = BuildSettings()
-    assert isinstance(make_image_builder(settings), DockerImageBuilder)
-    assert make_image_pusher(settings) is None
+    assert isinstance(builder_kind(settings.backend).make(settings), DockerImageBuilder)
+    assert builder_kind(settings.backend).make_pusher(settings) is None

@@ -122,15 +122,15 @@ def test_an_older_journal_gets_the_rule_and_its_later_duplicates_end_failed(jour
 def test_a_model_freed_between_the_refusal_and_the_lookup_is_taken(journal, monkeypatch):
     running = create(journal)
     looked_up = []
-    original_refuse = journal.refuse_if_busy
+    original_lookup = journal.active_for_model
 
-    def finish_first_then_refuse(model_name: str, namespace: str) -> None:
+    def finish_first_then_look(model_name: str, namespace: str):
         # The operation the index refused us for ends just before we look for it.
         journal.set_status(running.id, DeploymentStatus.DEPLOYED, finished=True)
         looked_up.append(model_name)
-        original_refuse(model_name, namespace)
+        return original_lookup(model_name, namespace)
 
-    monkeypatch.setattr(journal, "refuse_if_busy", finish_first_then_refuse)
+    monkeypatch.setattr(journal, "active_for_model", finish_first_then_look)
     second = create(journal)
 
     assert looked_up == ["iris"]

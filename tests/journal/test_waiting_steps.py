@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from types import SimpleNamespace
-
 from control_api.journal.store import DeploymentStatus, Journal, StepStatus
 from control_api.pipeline.orchestrator import Orchestrator, Pipeline
-from control_api.pipeline.step import NotYet
+from control_api.pipeline.step import NotYet, StepResult
+from control_api.settings import Settings
 
 WAITING_DEPLOYS = 10
 WORKERS = 2  # fewer than the waiting deploys: a blocking wait would hold every worker
@@ -37,7 +36,7 @@ class AwaitMerge:
         with self.gate._lock:
             self.gate.looks += 1
         if self.gate.merged.is_set():
-            return {"merged": True, "first_look": ctx.outputs.get("poll_first_look")}
+            return StepResult({"merged": True, "first_look": ctx.outputs.get("poll_first_look")})
         # What the step saves must come back on its next look.
         first = ctx.outputs.get("poll_first_look") or ctx.deployment_id
         return NotYet(retry_after=0.05, message="awaiting review", progress={"poll_first_look": first})
@@ -49,22 +48,17 @@ class Quick:
     max_attempts = 1
 
     def run(self, ctx):
-        return {"done": True}
+        return StepResult({"done": True})
 
 
 def _orchestrator(tmp_path, gate: MergeGate) -> tuple[Orchestrator, Journal]:
     journal = Journal(f"sqlite:///{tmp_path / 'journal.db'}")
-    services = SimpleNamespace(
-        settings=SimpleNamespace(
-            training=SimpleNamespace(log_tail_lines=10),
-            faults=SimpleNamespace(halt_before_recording_step=None, halt_after_step=None),
-        )
-    )
+    settings = Settings(data_dir=tmp_path / "data", training={"log_tail_lines": 10})
     pipelines = {
         "review": Pipeline("review", (AwaitMerge(gate),), DeploymentStatus.DEPLOYED),
         "quick": Pipeline("quick", (Quick(),), DeploymentStatus.DEPLOYED),
     }
-    return Orchestrator(journal, services, pipelines, workers=WORKERS), journal
+    return Orchestrator(journal, settings, pipelines, workers=WORKERS), journal
 
 
 def _wait_final(journal: Journal, deployment_id: str, timeout: float):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from control_api.api.deps import OrchestratorDep, ServicesDep, key_namespaces, require_namespace_access
+from control_api.api.deps import AdmissionDep, ServicesDep, key_namespaces, require_namespace_access
 from control_api.api.routes.views import deployment_view
 from control_api.api.schemas import CHANGE, MAX_INT64, NO_NUL, READ, DeploymentPage, DeploymentView, error_responses
 
@@ -28,7 +28,7 @@ def list_deployments(
     kind: Annotated[str | None, Query(max_length=16, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
-):
+) -> DeploymentPage:
     records, total = services.journal.list(
         model_name=model_name or model_name_alt,
         status=status,
@@ -46,7 +46,9 @@ def list_deployments(
     summary="One deployment with its steps",
     responses=error_responses(*READ, 404, 422, 503),
 )
-def get_deployment(deployment_id: Annotated[str, Path(pattern=NO_NUL)], request: Request, services: ServicesDep):
+def get_deployment(
+    deployment_id: Annotated[str, Path(pattern=NO_NUL)], request: Request, services: ServicesDep
+) -> DeploymentView:
     record = services.journal.get(deployment_id)
     require_namespace_access(request, record.namespace)
     return deployment_view(record)
@@ -63,7 +65,7 @@ def retry_deployment(
     deployment_id: Annotated[str, Path(pattern=NO_NUL)],
     request: Request,
     services: ServicesDep,
-    orchestrator: OrchestratorDep,
-):
+    admission: AdmissionDep,
+) -> DeploymentView:
     require_namespace_access(request, services.journal.get(deployment_id).namespace)
-    return deployment_view(orchestrator.retry(deployment_id))
+    return deployment_view(admission.retry(deployment_id))

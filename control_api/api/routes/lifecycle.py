@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_api.api.admission import allowed_namespace
-from control_api.api.deps import OrchestratorDep, RequesterDep, ServicesDep, require_namespace_access
-from control_api.api.routes.deploy import _answer_async
+from control_api.api.deps import (
+    AdmissionDep,
+    OrchestratorDep,
+    RequesterDep,
+    ServicesDep,
+    SettingsDep,
+    require_namespace_access,
+)
+from control_api.api.routes.deploy import answer
 from control_api.api.schemas import CHANGE, READ, DeploymentView, ModelHistory, dns1123_label, error_responses
-from control_api.errors import ConflictError
-from control_api.pipeline.pipelines import ROLLBACK, UNDEPLOY
+from control_api.pipeline.admission import Admission
+from control_api.pipeline.served import HISTORY_DEPTH, target_syncs
+from control_api.pipeline.steps.rollback import deploy_history
+from control_api.services import Services
+from control_api.targets.base import DeploymentTarget
 
 router = APIRouter(prefix="/mlops/models", tags=["lifecycle"])
 
@@ -27,41 +36,12 @@ class RollbackRequest(BaseModel):
     namespace: str | None = Field(default=None, max_length=63)
 
 
-def _namespace(services, namespace: str | None) -> str:
-    return allowed_namespace(services.settings, namespace)
-
-
-def _require_gitops_target(services) -> None:
-    if services.settings.target.kind == "none":
-        raise ConflictError(
-            "the service runs with target 'none': nothing is deployed, so nothing can be rolled back or removed",
-            code="no_target",
-        )
-
-
-async def _history_if_idle(services, name: str, namespace: str) -> list:
-    """The model's deploy history, read only when no operation on it runs (409 then, as _start says)."""
-    from control_api.pipeline.steps.rollback import deploy_history
-
-    dns1123_label(name, "model name")
-    services.journal.refuse_if_busy(name, namespace)
-    _, history = await run_in_threadpool(deploy_history, services, namespace, name)
-    return history
-
-
-def _start(services, orchestrator, kind: str, name: str, namespace: str, request: dict, requester: str):
-    dns1123_label(name, "model name")
-    services.journal.refuse_if_busy(name, namespace)
-    record = services.journal.create(
-        kind=kind,
-        model_name=name,
-        namespace=namespace,
-        request=request,
-        step_names=orchestrator.pipelines[kind].step_names,
-        requested_by=requester,
-    )
-    orchestrator.start(record.id)
-    return record
+def _gitops_target(services: Services, admission: Admission) -> DeploymentTarget:
+    admission.require_target()
+    target = services.target
+    if target is None:
+        raise RuntimeError(f"target kind {services.settings.target.kind!r} has a rollback pipeline but no target")
+    return target
 
 
 @router.post(
@@ -76,30 +56,22 @@ def _start(services, orchestrator, kind: str, name: str, namespace: str, request
 async def rollback(
     name: str,
     request: Request,
-    services: ServicesDep,
+    settings: SettingsDep,
+    admission: AdmissionDep,
     orchestrator: OrchestratorDep,
     requester: RequesterDep,
     body: RollbackRequest | None = None,
     wait: Annotated[bool, Query()] = True,
     prefer: Annotated[str | None, Header()] = None,
-):
+) -> Response:
     body = body or RollbackRequest()
-    _require_gitops_target(services)
-    namespace = _namespace(services, body.namespace)
+    admission.require_target()
+    namespace = admission.namespace(body.namespace)
     require_namespace_access(request, namespace)
-    from control_api.pipeline.steps.rollback import rollback_target
-
-    rollback_target(await _history_if_idle(services, name, namespace), name, namespace, body.version)
-    record = _start(
-        services,
-        orchestrator,
-        ROLLBACK,
-        name,
-        namespace,
-        {"model_name": name, "namespace": namespace, "version": body.version},
-        requester,
-    )
-    return await _answer_async(record, orchestrator, wait, prefer, services.settings.api.max_wait_seconds)
+    dns1123_label(name, "model name")
+    version = body.version
+    record = await run_in_threadpool(lambda: admission.rollback(name, namespace, version, requester))
+    return await answer(record, orchestrator, wait, prefer, settings.api.max_wait_seconds)
 
 
 @router.delete(
@@ -114,23 +86,20 @@ async def rollback(
 async def undeploy(
     name: str,
     request: Request,
-    services: ServicesDep,
+    settings: SettingsDep,
+    admission: AdmissionDep,
     orchestrator: OrchestratorDep,
     requester: RequesterDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
     wait: Annotated[bool, Query()] = True,
     prefer: Annotated[str | None, Header()] = None,
-):
-    _require_gitops_target(services)
-    namespace = _namespace(services, namespace)
-    require_namespace_access(request, namespace)
-    from control_api.pipeline.steps.rollback import require_deployed
-
-    require_deployed(await _history_if_idle(services, name, namespace), name, namespace)
-    record = _start(
-        services, orchestrator, UNDEPLOY, name, namespace, {"model_name": name, "namespace": namespace}, requester
-    )
-    return await _answer_async(record, orchestrator, wait, prefer, services.settings.api.max_wait_seconds)
+) -> Response:
+    admission.require_target()
+    allowed = admission.namespace(namespace)
+    require_namespace_access(request, allowed)
+    dns1123_label(name, "model name")
+    record = await run_in_threadpool(lambda: admission.undeploy(name, allowed, requester))
+    return await answer(record, orchestrator, wait, prefer, settings.api.max_wait_seconds)
 
 
 @router.get(
@@ -142,23 +111,23 @@ async def history(
     name: str,
     request: Request,
     services: ServicesDep,
+    admission: AdmissionDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-):
-    _require_gitops_target(services)
+) -> dict[str, Any]:
+    target = _gitops_target(services, admission)
     dns1123_label(name, "model name")
-    namespace = _namespace(services, namespace)
-    require_namespace_access(request, namespace)
-    from control_api.pipeline.served import HISTORY_DEPTH, target_syncs
-    from control_api.pipeline.steps.rollback import deploy_history
-
+    allowed = admission.namespace(namespace)
+    require_namespace_access(request, allowed)
     # One read of the history serves both lists: the syncs need enough of it to order them.
-    _, history = await run_in_threadpool(deploy_history, services, namespace, name, max(limit, HISTORY_DEPTH))
-    syncs = await run_in_threadpool(target_syncs, services, namespace, name, history)
+    _, history = await run_in_threadpool(
+        lambda: deploy_history(services.gitops, allowed, name, max(limit, HISTORY_DEPTH))
+    )
+    syncs = await run_in_threadpool(target_syncs, target, services.gitops, allowed, name, history)
     commits = history[:limit]
     return {
         "model_name": name,
-        "namespace": namespace,
+        "namespace": allowed,
         "target_syncs": syncs,
         "commits": [
             {

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from control_api.api.deps import ServicesDep
+from control_api.api.deps import AdmissionDep, ServicesDep
 from control_api.api.schemas import READ, ModelDetail, ModelList, error_responses
 
 router = APIRouter(prefix="/mlops/models", tags=["models"])
 
 
 @router.get("", summary="Registered models", responses={200: {"model": ModelList}, **error_responses(*READ, 400, 503)})
-async def list_models(services: ServicesDep):
+async def list_models(services: ServicesDep) -> dict[str, Any]:
     models = await run_in_threadpool(services.mlflow.list_models)
     return {"models": models, "total": len(models)}
 
@@ -24,14 +24,22 @@ async def list_models(services: ServicesDep):
     summary="One registered model with its versions, their runs' metrics and params",
     responses={200: {"model": ModelDetail}, **error_responses(*READ, 400, 404, 503)},
 )
-async def get_model(name: str, services: ServicesDep, namespace: Annotated[str | None, Query(max_length=63)] = None):
+async def get_model(
+    name: str,
+    services: ServicesDep,
+    admission: AdmissionDep,
+    namespace: Annotated[str | None, Query(max_length=63)] = None,
+) -> dict[str, Any]:
     """``served`` and ``drift`` come from the target itself (Argo CD's history on the ``argocd``
     target), so a rollback made in the Argo CD UI shows here."""
-    from control_api.api.routes.lifecycle import _namespace
     from control_api.pipeline.served import served_and_drift
 
     model = await run_in_threadpool(services.mlflow.get_model, name)
-    if services.settings.target.kind == "none":
+    target = services.target
+    if target is None:
         return model
-    served, drift = await run_in_threadpool(served_and_drift, services, _namespace(services, namespace), name)
+    allowed = admission.namespace(namespace)
+    served, drift = await run_in_threadpool(
+        lambda: served_and_drift(target, services.gitops, services.settings.git.branch, allowed, name)
+    )
     return {**model, "served": served, "drift": drift}

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -22,23 +23,19 @@ router = APIRouter(tags=["status"])
 CHECK_TIMEOUT_SECONDS = 10
 
 
-def component_checks(services: Services) -> dict[str, Callable[[], None]]:
-    checks: dict[str, Callable[[], None]] = {
+def component_checks(services: Services) -> dict[str, Callable[[], object]]:
+    checks: dict[str, Callable[[], object]] = {
         # Lambdas, so that building an adapter (not just pinging it) fails inside the timed check.
         "mlflow": lambda: services.mlflow.ping(),
         "journal": lambda: services.journal.ping(),
     }
-    target = services.settings.target.kind
-    if target != "none":
-        checks[services.settings.build.backend] = lambda: services.image_builder.ping()  # docker or buildah
-        checks["registry"] = lambda: services.registry.ping()
     checks.update(services.extra_checks())
     # Cached after the first call; unhealthy only when the sandbox is required and cannot work here.
     checks["training_sandbox"] = lambda: training_sandbox.status(services.settings.training.sandbox)
     return checks
 
 
-def _timed(check: Callable[[], None]) -> dict:
+def _timed(check: Callable[[], object]) -> dict[str, Any]:
     started = time.perf_counter()
     info = None
     try:
@@ -46,7 +43,7 @@ def _timed(check: Callable[[], None]) -> dict:
         status, error = "healthy", None
     except Exception as exc:  # a status page reports failures, it does not raise them
         status, error = "unhealthy", redact(str(getattr(exc, "message", exc)))[:500]
-    result = {"status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    result: dict[str, Any] = {"status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     if error:
         result["error"] = error
     if isinstance(info, dict):  # a check may describe what it found, e.g. {"detail": "..."}
@@ -54,7 +51,7 @@ def _timed(check: Callable[[], None]) -> dict:
     return result
 
 
-def platform_status(services: Services) -> dict:
+def platform_status(services: Services) -> dict[str, Any]:
     checks = component_checks(services)
     # One deadline for the whole page; a check still running then is reported and keeps running.
     done = services.status_checks.run(
@@ -80,6 +77,6 @@ def platform_status(services: Services) -> dict:
         503: {"model": PlatformStatus, "description": "Some component is unhealthy (the body says which)"},
     },
 )
-async def get_status(services: ServicesDep):
+async def get_status(services: ServicesDep) -> JSONResponse:
     body = await run_in_threadpool(platform_status, services)
     return JSONResponse(body, status_code=200 if body["status"] == "healthy" else 503)

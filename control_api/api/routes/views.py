@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from control_api.api.schemas import DeploymentView, Endpoints, StepView
 from control_api.journal.store import DeploymentRecord
+from control_api.pipeline.outputs import (
+    COMMIT,
+    DEPLOYMENT_URL,
+    EXPERIMENT_NAME,
+    EXTERNAL_IP,
+    IMAGE_URI,
+    MODEL_VERSION,
+    PULL_REQUEST_URL,
+    RUN_ID,
+    TARGET,
+)
 
 
-def _iso(value):
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
@@ -14,7 +27,7 @@ def deployment_view(record: DeploymentRecord) -> DeploymentView:
     out = record.outputs
     end = record.finished_at
     duration = (end - record.created_at).total_seconds() if end else None
-    base_url = out.get("deployment_url")
+    base_url = out.get(DEPLOYMENT_URL)
     endpoints = Endpoints(
         predict=f"{base_url}/predict" if base_url else None,
         health=f"{base_url}/health" if base_url else None,
@@ -39,8 +52,8 @@ def deployment_view(record: DeploymentRecord) -> DeploymentView:
         job_id=record.id,
         kind=record.kind,
         model_name=record.model_name,
-        model_version=out.get("model_version"),
-        run_id=out.get("run_id"),
+        model_version=out.get(MODEL_VERSION),
+        run_id=out.get(RUN_ID),
         status=record.status,
         namespace=record.namespace,
         created_at=record.created_at.isoformat(),
@@ -49,16 +62,16 @@ def deployment_view(record: DeploymentRecord) -> DeploymentView:
         deployment_time_seconds=round(duration, 3) if duration is not None else None,
         duration_seconds=round(duration, 3) if duration is not None else None,
         requested_by=record.requested_by,
-        experiment_name=out.get("experiment_name"),
+        experiment_name=out.get(EXPERIMENT_NAME),
         steps=steps,
         error=record.error,
-        image_uri=out.get("image_uri"),
-        ecr_image=out.get("image_uri"),
+        image_uri=out.get(IMAGE_URI),
+        ecr_image=out.get(IMAGE_URI),
         inference_url=endpoints.predict,
         endpoints=endpoints,
         deployment_url=base_url,
-        external_ip=out.get("external_ip"),
-        commit=out.get("commit"),
-        pull_request_url=out.get("pull_request_url"),
-        target=out.get("target"),
+        external_ip=out.get(EXTERNAL_IP),
+        commit=out.get(COMMIT),
+        pull_request_url=out.get(PULL_REQUEST_URL),
+        target=out.get(TARGET),
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from typing import Any
 
-from control_api.adapters.image_builder.base import ModelBundle
-from control_api.pipeline.step import StepContext
+from control_api.adapters.image_builder.base import ImageBuilder, ModelBundle
+from control_api.adapters.mlflow_store.gateway import MlflowGateway
+from control_api.pipeline.outputs import LOCAL_IMAGE, MODEL_VERSION, RUN_ID, TRAINING_PACKAGES
+from control_api.pipeline.step import StepContext, StepResult
+from control_api.provider import Provider
 from control_api.redaction import url_without_credentials
 
 
@@ -15,10 +17,14 @@ class BuildStep:
     status_label = "building"
     max_attempts = 2
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
-        gateway = ctx.services.mlflow
+    def __init__(self, mlflow: Provider[MlflowGateway], image_builder: Provider[ImageBuilder]) -> None:
+        self.mlflow = mlflow
+        self.image_builder = image_builder
+
+    def run(self, ctx: StepContext) -> StepResult:
+        gateway = self.mlflow()
         model_name = ctx.request["model_name"]
-        version = ctx.outputs["model_version"]
+        version = ctx.outputs[MODEL_VERSION]
         model_dir = ctx.settings.data_path / "work" / ctx.deployment_id / "model"
         shutil.rmtree(model_dir, ignore_errors=True)
         local_dir = gateway.download_version(model_name, version, model_dir)
@@ -26,21 +32,23 @@ class BuildStep:
         bundle = ModelBundle(
             model_name=model_name,
             model_version=version,
-            run_id=ctx.outputs["run_id"],
+            run_id=ctx.outputs[RUN_ID],
             model_dir=local_dir,
             model_uri=f"models:/{model_name}/{version}",
             # Image labels are readable by everyone who can pull the image.
             mlflow_tracking_uri=url_without_credentials(gateway.tracking_uri),
             deployment_id=ctx.deployment_id,
-            training_packages=ctx.outputs.get("training_packages"),
+            training_packages=ctx.outputs.get(TRAINING_PACKAGES),
         )
-        built = ctx.services.image_builder.build(bundle, ctx.log)
+        built = self.image_builder().build(bundle, ctx.log)
         shutil.rmtree(model_dir, ignore_errors=True)
         reuse = "reused" if built.runtime_cache_hit else "built"
-        return {
-            "local_image": built.reference,
-            "local_image_id": built.image_id,
-            "runtime_image": built.runtime_reference,
-            "runtime_cache_hit": built.runtime_cache_hit,
-            "_message": f"image {built.reference}; runtime layer {built.runtime_reference} {reuse}",
-        }
+        return StepResult(
+            {
+                LOCAL_IMAGE: built.reference,
+                "local_image_id": built.image_id,
+                "runtime_image": built.runtime_reference,
+                "runtime_cache_hit": built.runtime_cache_hit,
+            },
+            f"image {built.reference}; runtime layer {built.runtime_reference} {reuse}",
+        )

@@ -6,19 +6,37 @@ no commit, so a retried deploy never adds a second one.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from control_api.adapters.gitops.types import CommitRequest
+from control_api.adapters.gitops.types import CommitInfo, CommitRequest, CommitResult
+from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.deployment_spec import spec_fields
 from control_api.errors import InvalidRequestError
-from control_api.pipeline.step import StepContext
-from control_api.targets import AppRef
+from control_api.pipeline.outputs import (
+    APPLICATION,
+    COMMIT,
+    COMMIT_CHANGED,
+    GITOPS_PATH,
+    IMAGE_URI,
+    MODEL_URI,
+    MODEL_VERSION,
+    PULL_REQUEST_NUMBER,
+    PULL_REQUEST_URL,
+    RUN_ID,
+    SOURCE_DEPLOYMENT_ID,
+    TARGET,
+)
+from control_api.pipeline.step import StepContext, StepResult
+from control_api.provider import Provider
+from control_api.targets.base import AppRef, app_ref
 
+if TYPE_CHECKING:
+    from control_api.adapters.forge.types import Forge
+    from control_api.adapters.gitops.repo import GitOpsRepo
 
-def app_ref(namespace: str, model_name: str) -> AppRef:
-    from renderer import application_name, model_dir
-
-    return AppRef(namespace, model_name, model_dir(namespace, model_name), application_name(namespace, model_name))
+# The files of a model's Application in the GitOps repo (path -> bytes), committed with its overlay.
+ApplicationFiles = Callable[[AppRef], dict[str, bytes]]
 
 
 def app_of(ctx: StepContext) -> AppRef:
@@ -26,18 +44,18 @@ def app_of(ctx: StepContext) -> AppRef:
     return app_ref(ctx.deployment.namespace, ctx.deployment.model_name)
 
 
-def render_files(ctx: StepContext, app: AppRef) -> dict[str, bytes]:
-    from renderer import DeploymentSpec, RenderError, render_application, render_base, render_model
+def render_files(ctx: StepContext, app: AppRef, application_files: ApplicationFiles) -> dict[str, bytes]:
+    from renderer import DeploymentSpec, RenderError, render_base, render_model
 
     request = ctx.request
     fields = spec_fields(
         request,
         app.namespace,
-        model_version=ctx.outputs["model_version"],
-        image=ctx.outputs["image_uri"],
-        run_id=ctx.outputs["run_id"],
-        model_uri=ctx.outputs.get("model_uri") or f"models:/{request['model_name']}/{ctx.outputs['model_version']}",
-        deployment_id=ctx.outputs.get("source_deployment_id") or ctx.deployment_id,
+        model_version=ctx.outputs[MODEL_VERSION],
+        image=ctx.outputs[IMAGE_URI],
+        run_id=ctx.outputs[RUN_ID],
+        model_uri=ctx.outputs.get(MODEL_URI) or f"models:/{request['model_name']}/{ctx.outputs[MODEL_VERSION]}",
+        deployment_id=ctx.outputs.get(SOURCE_DEPLOYMENT_ID) or ctx.deployment_id,
     )
     try:
         spec = DeploymentSpec.validated(**fields)
@@ -45,11 +63,7 @@ def render_files(ctx: StepContext, app: AppRef) -> dict[str, bytes]:
         raise InvalidRequestError(
             f"cannot render manifests: {exc.message}", code="render_failed", details={"field": exc.field}
         ) from exc
-    files = {**render_base(), **render_model(spec)}
-    from control_api.targets.argocd import ArgoCDTarget
-
-    files.update(render_application(ArgoCDTarget(ctx.services).application_spec(app)))
-    return files
+    return {**render_base(), **render_model(spec), **application_files(app)}
 
 
 class CommitStep:
@@ -57,37 +71,52 @@ class CommitStep:
     status_label = "committing"
     max_attempts = 3
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def __init__(
+        self,
+        gitops: Provider[GitOpsRepo],
+        forge: Provider[Forge | None],
+        mlflow: Provider[MlflowGateway],
+        application_files: ApplicationFiles,
+    ) -> None:
+        self.gitops = gitops
+        self.forge = forge
+        self.mlflow = mlflow
+        self.application_files = application_files
+
+    def run(self, ctx: StepContext) -> StepResult:
         request = ctx.request
         app = app_of(ctx)
-        files = render_files(ctx, app)
-        version = ctx.outputs["model_version"]
+        files = render_files(ctx, app, self.application_files)
+        version = ctx.outputs[MODEL_VERSION]
         trailers = {
             "Model-Name": request["model_name"],
             "Model-Version": str(version),
-            "Run-Id": ctx.outputs["run_id"],
-            "Image": ctx.outputs["image_uri"],
+            "Run-Id": ctx.outputs[RUN_ID],
+            "Image": ctx.outputs[IMAGE_URI],
             "Deployment-Id": ctx.deployment_id,
             "Requested-By": ctx.deployment.requested_by,
         }
         subject = f"deploy {request['model_name']} v{version}"
         review = ctx.settings.git.review_mode
         if not review:
-            earlier = earlier_commit_of(ctx, self.name)
+            earlier = earlier_commit_of(ctx, self.gitops(), self.name)
             if earlier is not None:
                 ctx.log(
-                    f"commit {earlier.sha[:12]} of this deployment is already on {ctx.settings.git.branch} (an interrupted attempt pushed it)"
+                    f"commit {earlier.sha[:12]} of this deployment is already on {ctx.settings.git.branch} "
+                    "(an interrupted attempt pushed it)"
                 )
-                return {
-                    "commit": earlier.sha,
-                    "commit_changed": True,
-                    "gitops_path": app.path,
-                    "application": app.application,
-                    "target": ctx.settings.target.kind,
-                    "_message": f"committed {earlier.sha[:12]} (found after a restart)",
-                }
+                return StepResult(
+                    {
+                        COMMIT: earlier.sha,
+                        COMMIT_CHANGED: True,
+                        GITOPS_PATH: app.path,
+                        APPLICATION: app.application,
+                        TARGET: ctx.settings.target.kind,
+                    },
+                    f"committed {earlier.sha[:12]} (found after a restart)",
+                )
         branch = f"mlops/deploy-{request['model_name']}-v{version}-{ctx.deployment_id[:8]}" if review else None
-        result = ctx.services.gitops.commit(
+        result = self.gitops().commit(
             CommitRequest(
                 files=files,
                 replace_dirs=(app.path,),
@@ -98,34 +127,38 @@ class CommitStep:
                 branch=branch,
             )
         )
-        if review:
+        if branch is not None:
             return self._open_pull_request(ctx, app, subject, result, branch)
         ctx.log(f"commit {result.sha[:12]} on {result.branch} ({'new' if result.changed else 'no change'})")
-        return {
-            "commit": result.sha,
-            "commit_changed": result.changed,
-            "gitops_path": app.path,
-            "application": app.application,
-            "target": ctx.settings.target.kind,
-            "_message": f"{'committed' if result.changed else 'unchanged at'} {result.sha[:12]}",
-        }
+        return StepResult(
+            {
+                COMMIT: result.sha,
+                COMMIT_CHANGED: result.changed,
+                GITOPS_PATH: app.path,
+                APPLICATION: app.application,
+                TARGET: ctx.settings.target.kind,
+            },
+            f"{'committed' if result.changed else 'unchanged at'} {result.sha[:12]}",
+        )
 
-    def _open_pull_request(self, ctx: StepContext, app, subject: str, result, branch: str) -> dict[str, Any]:
+    def _open_pull_request(
+        self, ctx: StepContext, app: AppRef, subject: str, result: CommitResult, branch: str
+    ) -> StepResult:
         from control_api.adapters.forge import render_pr_body
         from control_api.errors import TerminalError
 
-        forge = ctx.services.forge
+        forge = self.forge()
         if forge is None:
             raise TerminalError(
                 "git.review_mode is on but no forge is configured (MLOPS_FORGE__KIND)", code="forge_not_configured"
             )
         new = {
-            "version": ctx.outputs["model_version"],
-            "image": ctx.outputs["image_uri"],
-            "run_id": ctx.outputs["run_id"],
-            "metrics": _run_metrics(ctx, ctx.outputs["run_id"]),
+            "version": ctx.outputs[MODEL_VERSION],
+            "image": ctx.outputs[IMAGE_URI],
+            RUN_ID: ctx.outputs[RUN_ID],
+            "metrics": self._run_metrics(ctx.outputs[RUN_ID]),
         }
-        current = _currently_deployed(ctx, app)
+        current = self._currently_deployed(app)
         pr = forge.open_pull_request(
             head=branch,
             base=ctx.settings.git.branch,
@@ -133,19 +166,41 @@ class CommitStep:
             body=render_pr_body(ctx.request["model_name"], new, current),
         )
         ctx.log(f"pull request {pr.url} opened for branch {branch}")
+        return StepResult(
+            {
+                "review_branch": branch,
+                "review_commit": result.sha,
+                PULL_REQUEST_URL: pr.url,
+                PULL_REQUEST_NUMBER: pr.number,
+                GITOPS_PATH: app.path,
+                APPLICATION: app.application,
+                TARGET: ctx.settings.target.kind,
+            },
+            f"pull request {pr.url}",
+        )
+
+    def _run_metrics(self, run_id: str | None) -> dict[str, float]:
+        if not run_id:
+            return {}
+        try:
+            return dict(self.mlflow().get_run(run_id).data.metrics)
+        except Exception:  # a missing run only removes a column from the PR body
+            return {}
+
+    def _currently_deployed(self, app: AppRef) -> dict[str, Any] | None:
+        history = self.gitops().history(path_prefix=app.path, trailer_filter={"Model-Name": app.model_name}, limit=20)
+        current = next((c for c in history if c.trailers.get("Action", "deploy") != "undeploy"), None)
+        if current is None or (history and history[0].trailers.get("Action") == "undeploy"):
+            return None
         return {
-            "review_branch": branch,
-            "review_commit": result.sha,
-            "pull_request_url": pr.url,
-            "pull_request_number": pr.number,
-            "gitops_path": app.path,
-            "application": app.application,
-            "target": ctx.settings.target.kind,
-            "_message": f"pull request {pr.url}",
+            "version": current.trailers.get("Model-Version"),
+            "image": current.trailers.get("Image"),
+            RUN_ID: current.trailers.get("Run-Id"),
+            "metrics": self._run_metrics(current.trailers.get("Run-Id")),
         }
 
 
-def earlier_commit_of(ctx: StepContext, step_name: str):
+def earlier_commit_of(ctx: StepContext, gitops: GitOpsRepo, step_name: str) -> CommitInfo | None:
     """On a re-run of a commit step (a crash or a failed attempt after the push), the commit that an
     earlier attempt already pushed for this deployment, found by its Deployment-Id trailer. Without
     this, identical bytes would make no new commit and the step would record whatever commit is the
@@ -153,26 +208,4 @@ def earlier_commit_of(ctx: StepContext, step_name: str):
     record = ctx.deployment.step(step_name)
     if record is None or record.attempts <= 1:
         return None  # first attempt: nothing can be there yet, and the search costs a log walk
-    return ctx.services.gitops.find_by_trailer("Deployment-Id", ctx.deployment_id)
-
-
-def _run_metrics(ctx: StepContext, run_id: str | None) -> dict[str, float]:
-    if not run_id:
-        return {}
-    try:
-        return dict(ctx.services.mlflow.get_run(run_id).data.metrics)
-    except Exception:  # a missing run only removes a column from the PR body
-        return {}
-
-
-def _currently_deployed(ctx: StepContext, app) -> dict[str, Any] | None:
-    history = ctx.services.gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": app.model_name}, limit=20)
-    current = next((c for c in history if c.trailers.get("Action", "deploy") != "undeploy"), None)
-    if current is None or (history and history[0].trailers.get("Action") == "undeploy"):
-        return None
-    return {
-        "version": current.trailers.get("Model-Version"),
-        "image": current.trailers.get("Image"),
-        "run_id": current.trailers.get("Run-Id"),
-        "metrics": _run_metrics(ctx, current.trailers.get("Run-Id")),
-    }
+    return gitops.find_by_trailer("Deployment-Id", ctx.deployment_id)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from control_api.pipeline.step import StepContext
+from control_api.adapters.registry.base import ImageRegistry
+from control_api.pipeline.outputs import IMAGE_URI, LOCAL_IMAGE, MODEL_VERSION
+from control_api.pipeline.step import StepContext, StepResult
+from control_api.provider import Provider
 
 
 class PushStep:
@@ -12,17 +13,22 @@ class PushStep:
     status_label = "pushing"
     max_attempts = 3
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def __init__(self, registry: Provider[ImageRegistry]) -> None:
+        self.registry = registry
+
+    def run(self, ctx: StepContext) -> StepResult:
         settings = ctx.settings.registry
         model_name = ctx.request["model_name"]
         repository = f"{settings.repository_prefix}/{model_name}" if settings.repository_prefix else model_name
         # One tag per version and deployment: a retry of this deploy pushes the same content under
         # the same tag (a no-op even with immutable tags); another deploy never collides with it.
-        tag = f"v{ctx.outputs['model_version']}-{ctx.deployment_id[:12]}"
-        pushed = ctx.services.registry.push(ctx.outputs["local_image"], repository, tag, ctx.log)
-        return {
-            "image_uri": pushed.uri,
-            "image_digest": pushed.digest,
-            "image_tag": f"{pushed.repository}:{pushed.tag}",
-            "_message": f"pushed {pushed.uri}",
-        }
+        tag = f"v{ctx.outputs[MODEL_VERSION]}-{ctx.deployment_id[:12]}"
+        pushed = self.registry().push(ctx.outputs[LOCAL_IMAGE], repository, tag, ctx.log)
+        return StepResult(
+            {
+                IMAGE_URI: pushed.uri,
+                "image_digest": pushed.digest,
+                "image_tag": f"{pushed.repository}:{pushed.tag}",
+            },
+            f"pushed {pushed.uri}",
+        )

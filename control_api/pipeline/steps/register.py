@@ -6,10 +6,12 @@ Re-running it for the same run finds the version created earlier (by run id) ins
 from __future__ import annotations
 
 import time
-from typing import Any
 
+from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.errors import TerminalError
-from control_api.pipeline.step import NotYet, StepContext
+from control_api.pipeline.outputs import MODEL_SOURCE, MODEL_URI, MODEL_VERSION, POLL_DEADLINE, RUN_ID
+from control_api.pipeline.step import NotYet, StepContext, StepResult
+from control_api.provider import Provider
 
 READY_TIMEOUT_SECONDS = 300.0
 
@@ -19,10 +21,13 @@ class RegisterStep:
     status_label = "registering"
     max_attempts = 3
 
-    def run(self, ctx: StepContext) -> dict[str, Any] | NotYet:
-        gateway = ctx.services.mlflow
+    def __init__(self, mlflow: Provider[MlflowGateway]) -> None:
+        self.mlflow = mlflow
+
+    def run(self, ctx: StepContext) -> StepResult | NotYet:
+        gateway = self.mlflow()
         model_name = ctx.request["model_name"]
-        run_id = ctx.outputs["run_id"]
+        run_id = ctx.outputs[RUN_ID]
         version = gateway.find_version_for_run(model_name, run_id)
         if version is not None:
             if "poll_deadline" not in ctx.outputs:
@@ -30,7 +35,7 @@ class RegisterStep:
         else:
             version = gateway.register(
                 model_name,
-                ctx.outputs["model_source"],
+                ctx.outputs[MODEL_SOURCE],
                 run_id,
                 tags={"mlops.deployment_id": ctx.deployment_id},
                 description=f"registered by deployment {ctx.deployment_id}",
@@ -46,16 +51,18 @@ class RegisterStep:
             )
         if current.status != "READY":
             now = time.time()
-            deadline = float(ctx.outputs.get("poll_deadline") or now + READY_TIMEOUT_SECONDS)
+            deadline = float(ctx.outputs.get(POLL_DEADLINE) or now + READY_TIMEOUT_SECONDS)
             if now >= deadline:
                 raise TerminalError(
                     f"{model_name} version {number} is still {current.status} after {READY_TIMEOUT_SECONDS:.0f} s",
                     code="registration_timeout",
                 )
-            return NotYet(1.0, f"{model_name} version {number} is {current.status}", {"poll_deadline": deadline})
+            return NotYet(1.0, f"{model_name} version {number} is {current.status}", {POLL_DEADLINE: deadline})
         gateway.set_version_tag(model_name, number, "mlops.deployment_id", ctx.deployment_id)
-        return {
-            "model_version": number,
-            "model_uri": f"models:/{model_name}/{number}",
-            "_message": f"registered {model_name} version {number}",
-        }
+        return StepResult(
+            {
+                MODEL_VERSION: number,
+                MODEL_URI: f"models:/{model_name}/{number}",
+            },
+            f"registered {model_name} version {number}",
+        )

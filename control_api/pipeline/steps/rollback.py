@@ -6,20 +6,38 @@ so the new commit's diff is the inverse of the change being undone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from control_api.adapters.gitops.types import CommitRequest
+from control_api.adapters.gitops.types import CommitInfo, CommitRequest
 from control_api.errors import ConflictError, NotFoundError
-from control_api.pipeline.step import StepContext
-from control_api.pipeline.steps.commit import app_of, app_ref, earlier_commit_of
+from control_api.pipeline.outputs import (
+    COMMIT,
+    COMMIT_CHANGED,
+    DEPLOYMENT_URL,
+    EXTERNAL_IP,
+    IMAGE_URI,
+    MODEL_VERSION,
+    RUN_ID,
+    TARGET,
+)
+from control_api.pipeline.step import StepContext, StepResult
+from control_api.pipeline.steps.commit import app_of, earlier_commit_of
+from control_api.provider import Provider
+from control_api.targets.base import AppRef, DeploymentTarget, app_ref
+
+if TYPE_CHECKING:
+    from control_api.adapters.gitops.repo import GitOpsRepo
 
 
-def deploy_history(services, namespace: str, model_name: str, limit: int = 200):
+def deploy_history(
+    gitops: GitOpsRepo, namespace: str, model_name: str, limit: int = 200
+) -> tuple[AppRef, list[CommitInfo]]:
+    """The model's app and its deploy, rollback and undeploy commits on the branch, newest first."""
     app = app_ref(namespace, model_name)
-    return app, services.gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": model_name}, limit=limit)
+    return app, gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": model_name}, limit=limit)
 
 
-def require_deployed(history, model_name: str, namespace: str) -> None:
+def require_deployed(history: list[CommitInfo], model_name: str, namespace: str) -> None:
     """Raise 404 unless the model's newest commit in ``history`` (newest first) leaves it deployed."""
     if not history:
         raise NotFoundError(f"{model_name} has never been deployed to {namespace}", code="model_not_deployed")
@@ -27,7 +45,7 @@ def require_deployed(history, model_name: str, namespace: str) -> None:
         raise NotFoundError(f"{model_name} is not deployed in {namespace}; deploy it first", code="model_not_deployed")
 
 
-def rollback_target(history, model_name: str, namespace: str, wanted: str | None):
+def rollback_target(history: list[CommitInfo], model_name: str, namespace: str, wanted: str | None) -> CommitInfo:
     """The commit whose overlay a rollback restores: version ``wanted``, or the one before the current.
 
     The API asks before it creates anything, and the commit step asks again on the branch as it is then.
@@ -66,10 +84,14 @@ class RollbackCommitStep:
     status_label = "committing"
     max_attempts = 3
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def __init__(self, gitops: Provider[GitOpsRepo]) -> None:
+        self.gitops = gitops
+
+    def run(self, ctx: StepContext) -> StepResult:
         model_name = ctx.deployment.model_name
         namespace = ctx.deployment.namespace
-        app, history = deploy_history(ctx.services, namespace, model_name)
+        gitops = self.gitops()
+        app, history = deploy_history(gitops, namespace, model_name)
         if not history:
             raise NotFoundError(f"{model_name} has never been deployed to {namespace}", code="model_not_deployed")
         index = next((i for i, c in enumerate(history) if c.trailers.get("Deployment-Id") == ctx.deployment_id), None)
@@ -79,27 +101,32 @@ class RollbackCommitStep:
             # A re-run after a crash that followed the push: choosing again would see this very commit
             # as the current state and roll "back" to the version it replaced.
             ctx.log(f"rollback commit {mine.sha[:12]} of this deployment is already on the branch")
-            return {
-                "commit": mine.sha,
-                "commit_changed": True,
-                "model_version": mine.trailers.get("Model-Version"),
-                "run_id": mine.trailers.get("Run-Id"),
-                "image_uri": mine.trailers.get("Image"),
-                "rolled_back_from": replaced,
-                "target": ctx.settings.target.kind,
-                "_message": f"rollback to v{mine.trailers.get('Model-Version')} at {mine.sha[:12]} (found after a restart)",
-            }
+            return StepResult(
+                {
+                    COMMIT: mine.sha,
+                    COMMIT_CHANGED: True,
+                    MODEL_VERSION: mine.trailers.get("Model-Version"),
+                    RUN_ID: mine.trailers.get("Run-Id"),
+                    IMAGE_URI: mine.trailers.get("Image"),
+                    "rolled_back_from": replaced,
+                    TARGET: ctx.settings.target.kind,
+                },
+                (f"rollback to v{mine.trailers.get('Model-Version')} at {mine.sha[:12]} (found after a restart)"),
+            )
         current_version = history[0].trailers.get("Model-Version")
         target = rollback_target(history, model_name, namespace, ctx.request.get("version"))
-        files = ctx.services.gitops.read_files(target.sha, app.path)
+        files = gitops.read_files(target.sha, app.path)
         version = target.trailers["Model-Version"]
-        result = ctx.services.gitops.commit(
+        result = gitops.commit(
             CommitRequest(
                 files=files,
                 replace_dirs=(app.path,),
                 delete_paths=(),
                 subject=f"rollback {model_name} to v{version}",
-                body=f"Restore {app.path} as of {target.sha[:12]} ({target.subject}).\n\nThis reverts the deployed state from v{current_version} to v{version}.",
+                body=(
+                    f"Restore {app.path} as of {target.sha[:12]} ({target.subject}).\n\n"
+                    f"This reverts the deployed state from v{current_version} to v{version}."
+                ),
                 trailers={
                     "Model-Name": model_name,
                     "Model-Version": version,
@@ -112,16 +139,18 @@ class RollbackCommitStep:
                 },
             )
         )
-        return {
-            "commit": result.sha,
-            "commit_changed": result.changed,
-            "model_version": version,
-            "run_id": target.trailers.get("Run-Id"),
-            "image_uri": target.trailers.get("Image"),
-            "rolled_back_from": current_version,
-            "target": ctx.settings.target.kind,
-            "_message": f"rollback to v{version} at {result.sha[:12]}",
-        }
+        return StepResult(
+            {
+                COMMIT: result.sha,
+                COMMIT_CHANGED: result.changed,
+                MODEL_VERSION: version,
+                RUN_ID: target.trailers.get("Run-Id"),
+                IMAGE_URI: target.trailers.get("Image"),
+                "rolled_back_from": current_version,
+                TARGET: ctx.settings.target.kind,
+            },
+            f"rollback to v{version} at {result.sha[:12]}",
+        )
 
 
 class UndeployCommitStep:
@@ -129,20 +158,25 @@ class UndeployCommitStep:
     status_label = "committing"
     max_attempts = 3
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def __init__(self, gitops: Provider[GitOpsRepo]) -> None:
+        self.gitops = gitops
+
+    def run(self, ctx: StepContext) -> StepResult:
         from renderer import application_file
 
         model_name = ctx.deployment.model_name
         app = app_of(ctx)
-        earlier = earlier_commit_of(ctx, self.name)
+        earlier = earlier_commit_of(ctx, self.gitops(), self.name)
         if earlier is not None:
-            return {
-                "commit": earlier.sha,
-                "commit_changed": True,
-                "target": ctx.settings.target.kind,
-                "_message": f"removed {app.path} at {earlier.sha[:12]} (found after a restart)",
-            }
-        result = ctx.services.gitops.commit(
+            return StepResult(
+                {
+                    COMMIT: earlier.sha,
+                    COMMIT_CHANGED: True,
+                    TARGET: ctx.settings.target.kind,
+                },
+                f"removed {app.path} at {earlier.sha[:12]} (found after a restart)",
+            )
+        result = self.gitops().commit(
             CommitRequest(
                 files={},
                 replace_dirs=(),
@@ -157,12 +191,14 @@ class UndeployCommitStep:
                 },
             )
         )
-        return {
-            "commit": result.sha,
-            "commit_changed": result.changed,
-            "target": ctx.settings.target.kind,
-            "_message": f"removed {app.path} at {result.sha[:12]}",
-        }
+        return StepResult(
+            {
+                COMMIT: result.sha,
+                COMMIT_CHANGED: result.changed,
+                TARGET: ctx.settings.target.kind,
+            },
+            f"removed {app.path} at {result.sha[:12]}",
+        )
 
 
 class PruneStep:
@@ -170,7 +206,10 @@ class PruneStep:
     status_label = "syncing"
     max_attempts = 3
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def __init__(self, target: Provider[DeploymentTarget]) -> None:
+        self.target = target
+
+    def run(self, ctx: StepContext) -> StepResult:
         app = app_of(ctx)
-        ctx.services.target.remove(app, ctx.outputs["commit"], ctx.log)
-        return {"external_ip": None, "deployment_url": None, "_message": f"{app.application} removed"}
+        self.target().remove(app, ctx.outputs[COMMIT], ctx.log)
+        return StepResult({EXTERNAL_IP: None, DEPLOYMENT_URL: None}, f"{app.application} removed")

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from control_api.errors import DeploymentTimedOut
-from control_api.pipeline.step import NotYet, StepContext
+from control_api.pipeline.outputs import (
+    COMMIT,
+    DEPLOYMENT_URL,
+    POLL_DEADLINE,
+    POLL_DELAY,
+    POLL_REASON,
+    POLL_STATE,
+    SYNCED_REVISION,
+)
+from control_api.pipeline.step import NotYet, StepContext, StepResult
 from control_api.pipeline.steps.commit import app_of
-from control_api.targets.base import Ready
+from control_api.provider import Provider
+from control_api.targets.base import DeploymentTarget, Ready
 
 FIRST_LOOK_SECONDS = 0.1
 MAX_LOOK_SECONDS = 1.0
@@ -19,12 +28,14 @@ class SyncStep:
     status_label = "syncing"
     max_attempts = 3
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def __init__(self, target: Provider[DeploymentTarget]) -> None:
+        self.target = target
+
+    def run(self, ctx: StepContext) -> StepResult:
         app = app_of(ctx)
-        revision = ctx.outputs["commit"]
-        outputs = ctx.services.target.sync(app, revision, ctx.log)
-        outputs["_message"] = f"synced {app.application} to {revision[:12]}"
-        return outputs
+        revision = ctx.outputs[COMMIT]
+        outputs = self.target().sync(app, revision, ctx.log)
+        return StepResult(outputs, f"synced {app.application} to {revision[:12]}")
 
 
 class WaitStep:
@@ -40,30 +51,33 @@ class WaitStep:
     status_label = "waiting"
     max_attempts = 2
 
-    def run(self, ctx: StepContext) -> dict[str, Any] | NotYet:
+    def __init__(self, target: Provider[DeploymentTarget]) -> None:
+        self.target = target
+
+    def run(self, ctx: StepContext) -> StepResult | NotYet:
         app = app_of(ctx)
         # The revision the target actually synced: the commit itself, or under automated sync the
         # branch head that holds it.
-        revision = ctx.outputs.get("synced_revision") or ctx.outputs["commit"]
+        revision = ctx.outputs.get(SYNCED_REVISION) or ctx.outputs[COMMIT]
         timeout = ctx.settings.target.ready_timeout_seconds
         now = time.time()
-        deadline = float(ctx.outputs.get("poll_deadline") or now + timeout)
-        answer = ctx.services.target.look_ready(app, revision, ctx.outputs.get("poll_state") or {})
+        deadline = float(ctx.outputs.get(POLL_DEADLINE) or now + timeout)
+        answer = self.target().look_ready(app, revision, ctx.outputs.get(POLL_STATE) or {})
         if isinstance(answer, Ready):
             ctx.log(answer.message)
-            return {**answer.outputs, "_message": f"serving at {answer.outputs['deployment_url']}"}
+            return StepResult(answer.outputs, f"serving at {answer.outputs[DEPLOYMENT_URL]}")
         if now >= deadline:
             raise DeploymentTimedOut(f"{answer.reason}, after {timeout:.0f} s", details=answer.details)
-        if answer.reason != ctx.outputs.get("poll_reason"):
+        if answer.reason != ctx.outputs.get(POLL_REASON):
             ctx.log(answer.reason)
-        delay = min(MAX_LOOK_SECONDS, float(ctx.outputs.get("poll_delay") or FIRST_LOOK_SECONDS / 2) * 2)
+        delay = min(MAX_LOOK_SECONDS, float(ctx.outputs.get(POLL_DELAY) or FIRST_LOOK_SECONDS / 2) * 2)
         return NotYet(
             retry_after=min(delay, max(0.0, deadline - now)),
             message=f"waiting: {answer.reason}",
             progress={
-                "poll_deadline": deadline,
-                "poll_delay": delay,
-                "poll_state": answer.state,
-                "poll_reason": answer.reason,
+                POLL_DEADLINE: deadline,
+                POLL_DELAY: delay,
+                POLL_STATE: answer.state,
+                POLL_REASON: answer.reason,
             },
         )

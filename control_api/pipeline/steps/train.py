@@ -16,9 +16,20 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.errors import MlopsError, NoModelLogged, SeveralModelsLogged, TrainingFailed, TrainingTimeout
-from control_api.pipeline.step import StepContext
+from control_api.pipeline.outputs import (
+    EXPERIMENT_ID,
+    EXPERIMENT_NAME,
+    MODEL_SOURCE,
+    RUN_ID,
+    TRAIN_PGID,
+    TRAINING_PACKAGES,
+)
+from control_api.pipeline.step import StepContext, StepResult
+from control_api.provider import Provider
 from control_api.training import sandbox as sandboxing
+from control_api.training.environments import EnvironmentCache
 from control_api.training.runner import (
     ResourceLimits,
     ScriptRun,
@@ -36,9 +47,13 @@ class TrainStep:
     status_label = "training"
     max_attempts = 3
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def __init__(self, mlflow: Provider[MlflowGateway], environments: Provider[EnvironmentCache]) -> None:
+        self.mlflow = mlflow
+        self.environments = environments
+
+    def run(self, ctx: StepContext) -> StepResult:
         request = ctx.request
-        gateway = ctx.services.mlflow
+        gateway = self.mlflow()
         settings = ctx.settings
 
         previous = self._resume(ctx)
@@ -50,7 +65,7 @@ class TrainStep:
         if box_plan.note:
             ctx.log(box_plan.note)
 
-        env = ctx.services.environments.ensure(
+        env = self.environments().ensure(
             request.get("requirements") or [], embedded_store=gateway.is_embedded, log=ctx.log
         )
         experiment_name = request.get("experiment_name") or request["model_name"]
@@ -118,7 +133,7 @@ class TrainStep:
             self._log_output(ctx, workdir)
             with suppress(MlopsError):  # the timeout is the news, not MLflow being down
                 gateway.set_run_status(run_id, "FAILED")
-            exc.details = {"run_id": run_id}
+            exc.details = {RUN_ID: run_id}
             raise
         finally:
             # What the script wrote went to MLflow through the door; its output logs sit beside the folder.
@@ -138,37 +153,39 @@ class TrainStep:
             raise TrainingFailed(
                 f"the training script exited with code {outcome.exit_code}{reason}{': ' + limit if limit else ''}. "
                 f"Last lines of stderr:\n{stderr_tail}",
-                details={"run_id": run_id, "exit_code": outcome.exit_code, **({"limit": limit} if limit else {})},
+                details={RUN_ID: run_id, "exit_code": outcome.exit_code, **({"limit": limit} if limit else {})},
             )
         models = gateway.logged_models_of_run(run_id, [experiment_id])
         self._check_models(gateway, run_id, models)
         if gateway.get_run(run_id).info.status == "RUNNING":
             gateway.set_run_status(run_id, "FINISHED")
         model = models[0]
-        return {
-            "run_id": run_id,
-            "experiment_id": experiment_id,
-            "experiment_name": experiment_name,
-            "logged_model_id": model.model_id,
-            "logged_model_name": model.name,
-            "model_source": f"models:/{model.model_id}",
-            "training_seconds": round(outcome.duration_seconds, 3),
-            "training_environment_reused": env.reused,
-            "training_packages": env.packages,
-            "_message": f"run {run_id} logged model {model.name!r} in {outcome.duration_seconds:.1f} s",
-        }
+        return StepResult(
+            {
+                RUN_ID: run_id,
+                EXPERIMENT_ID: experiment_id,
+                EXPERIMENT_NAME: experiment_name,
+                "logged_model_id": model.model_id,
+                "logged_model_name": model.name,
+                MODEL_SOURCE: f"models:/{model.model_id}",
+                "training_seconds": round(outcome.duration_seconds, 3),
+                "training_environment_reused": env.reused,
+                TRAINING_PACKAGES: env.packages,
+            },
+            f"run {run_id} logged model {model.name!r} in {outcome.duration_seconds:.1f} s",
+        )
 
-    def _resume(self, ctx: StepContext) -> dict[str, Any] | None:
+    def _resume(self, ctx: StepContext) -> StepResult | None:
         """Pick up an attempt that a crash or restart interrupted."""
-        run_id = ctx.outputs.get("run_id")
+        run_id = ctx.outputs.get(RUN_ID)
         if not run_id:
             return None
-        gateway = ctx.services.mlflow
-        pgid = ctx.outputs.get("train_pgid")
+        gateway = self.mlflow()
+        pgid = ctx.outputs.get(TRAIN_PGID)
         if pgid and _is_our_training_process(int(pgid), run_id):
             kill_process_group(int(pgid))
         run = gateway.get_run(run_id)
-        models = gateway.logged_models_of_run(run_id, [ctx.outputs.get("experiment_id") or run.info.experiment_id])
+        models = gateway.logged_models_of_run(run_id, [ctx.outputs.get(EXPERIMENT_ID) or run.info.experiment_id])
         if run.info.status == "FINISHED" and len(models) == 1:
             ctx.log(f"resuming: run {run_id} had already finished and logged its model")
             # The attempt may have died (or lost MLflow) before keeping the script's output; it is
@@ -177,15 +194,17 @@ class TrainStep:
             self._keep_logs(
                 ctx, run_id, workdir.parent / f"{run_id}.stdout.log", workdir.parent / f"{run_id}.stderr.log"
             )
-            return {
-                "run_id": run_id,
-                "experiment_id": run.info.experiment_id,
-                "experiment_name": ctx.outputs.get("experiment_name"),
-                "logged_model_id": models[0].model_id,
-                "logged_model_name": models[0].name,
-                "model_source": f"models:/{models[0].model_id}",
-                "training_packages": ctx.outputs.get("training_packages"),
-            }
+            return StepResult(
+                {
+                    RUN_ID: run_id,
+                    EXPERIMENT_ID: run.info.experiment_id,
+                    EXPERIMENT_NAME: ctx.outputs.get(EXPERIMENT_NAME),
+                    "logged_model_id": models[0].model_id,
+                    "logged_model_name": models[0].name,
+                    MODEL_SOURCE: f"models:/{models[0].model_id}",
+                    TRAINING_PACKAGES: ctx.outputs.get(TRAINING_PACKAGES),
+                }
+            )
         if run.info.status == "RUNNING":
             gateway.set_run_status(run_id, "KILLED")
         ctx.log(f"resuming: run {run_id} was interrupted (status {run.info.status}); training again in a new run")
@@ -208,9 +227,12 @@ class TrainStep:
         prefix = sandboxing.interpreter_prefix(venv)
         root = settings.data_path / "sandbox" / "root"
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with sandboxing.lease_uid(
-            training.sandbox_uid_first, training.sandbox_uid_count, sandboxing.lock_dir(settings.data_path)
-        ) as uid, open_door(door, socket_dir=new_socket_dir(), owner=(uid, training.sandbox_gid)) as opened:
+        with (
+            sandboxing.lease_uid(
+                training.sandbox_uid_first, training.sandbox_uid_count, sandboxing.lock_dir(settings.data_path)
+            ) as uid,
+            open_door(door, socket_dir=new_socket_dir(), owner=(uid, training.sandbox_gid)) as opened,
+        ):
             network = "loopback only" if isolate else "host network"
             ctx.log(
                 f"sandbox: uid {uid}, gid {training.sandbox_gid}, {network}, MLflow through the run's tracking door, "
@@ -242,23 +264,22 @@ class TrainStep:
             for line in tail_lines(path, count):
                 ctx.log(line)
 
-    @staticmethod
-    def _keep_logs(ctx: StepContext, run_id: str, *paths: Path) -> None:
+    def _keep_logs(self, ctx: StepContext, run_id: str, *paths: Path) -> None:
         from control_api.redaction import redact_file
 
         for path in paths:
             if path.exists():
                 redact_file(path)  # a script may print its environment: MLflow's URI can carry a password
-                ctx.services.mlflow.log_artifact(run_id, path, "logs")
+                self.mlflow().log_artifact(run_id, path, "logs")
 
     @staticmethod
-    def _check_models(gateway, run_id: str, models: list) -> None:
+    def _check_models(gateway: MlflowGateway, run_id: str, models: list[Any]) -> None:
         if not models:
             gateway.set_run_status(run_id, "FAILED")
             raise NoModelLogged(
                 "the script finished but logged no model. Log exactly one inside the run, for example "
                 'mlflow.sklearn.log_model(model, name="model")',
-                details={"run_id": run_id},
+                details={RUN_ID: run_id},
             )
         if len(models) > 1:
             gateway.set_run_status(run_id, "FAILED")
@@ -266,7 +287,7 @@ class TrainStep:
             raise SeveralModelsLogged(
                 f"the script logged {len(models)} models ({', '.join(names)}); a deploy serves exactly one. "
                 "Log only the model to serve, or log the others as plain artifacts.",
-                details={"run_id": run_id, "models": names},
+                details={RUN_ID: run_id, "models": names},
             )
 
 
@@ -297,11 +318,17 @@ def _limit_reached(exit_code: int, stderr_lines: list[str], limits: ResourceLimi
     if exit_code == -signal.SIGXCPU:
         return f"it reached the CPU time limit ({limits.cpu_seconds} CPU seconds)"
     if exit_code == -signal.SIGXFSZ or "File too large" in text:
-        return f"it reached the file size limit: no file may exceed {_size(limits.file_bytes)} (MLOPS_TRAINING__MAX_FILE_BYTES)"
+        return (
+            f"it reached the file size limit: no file may exceed {_size(limits.file_bytes)} "
+            "(MLOPS_TRAINING__MAX_FILE_BYTES)"
+        )
     if "No space left on device" in text and limits.workdir_bytes is not None:
         return f"it filled its working folder: at most {_size(limits.workdir_bytes)} (MLOPS_TRAINING__WORKDIR_BYTES)"
     if re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|Unable to allocate", text):
-        return f"it ran out of memory: the limit is {_size(limits.memory_bytes)} of address space (MLOPS_TRAINING__MAX_MEMORY_BYTES)"
+        return (
+            f"it ran out of memory: the limit is {_size(limits.memory_bytes)} of address space "
+            "(MLOPS_TRAINING__MAX_MEMORY_BYTES)"
+        )
     if re.search(r"Too many open files", text):
         return (
             f"it reached the open file limit: at most {limits.open_files} open files (MLOPS_TRAINING__MAX_OPEN_FILES)"
@@ -309,7 +336,10 @@ def _limit_reached(exit_code: int, stderr_lines: list[str], limits: ResourceLimi
     if limits.processes is not None and re.search(
         r"Resource temporarily unavailable|can't start new thread|fork: retry", text
     ):
-        return f"it reached the process limit: at most {limits.processes} processes and threads (MLOPS_TRAINING__MAX_PROCESSES)"
+        return (
+            f"it reached the process limit: at most {limits.processes} processes and threads "
+            "(MLOPS_TRAINING__MAX_PROCESSES)"
+        )
     return None
 
 

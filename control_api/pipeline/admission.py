@@ -1,0 +1,192 @@
+"""Admission: what must hold before an operation on a model is created and started.
+
+It owns the namespace allowlist, the Idempotency-Key (one key names one deploy request), the rule of
+one active operation per model, and the creation and start of the deployment record. The HTTP routes
+parse the request, ask admission, and shape its answer; the journal only stores (its unique index
+refuses a second active operation, and admission turns that refusal into the answer a client reads).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from control_api.errors import ConflictError, InvalidRequestError
+from control_api.journal.store import ActiveOperationExists, DeploymentRecord, DeploymentStatus, Journal, StepStatus
+from control_api.pipeline.orchestrator import Orchestrator
+from control_api.pipeline.pipelines import DEPLOY, ROLLBACK, UNDEPLOY
+from control_api.pipeline.steps.rollback import deploy_history, require_deployed, rollback_target
+from control_api.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from control_api.adapters.gitops.repo import GitOpsRepo
+    from control_api.provider import Provider
+
+
+def allowed_namespace(api: ApiSettings, requested: str | None) -> str:
+    """The namespace a request is about (the default when it names none), if the allowlist has it."""
+    namespace = requested or api.default_namespace
+    if namespace not in api.allowed_namespaces:
+        raise InvalidRequestError(
+            f"namespace {namespace!r} is not allowed; allowed: {', '.join(api.allowed_namespaces)}",
+            code="validation_error",
+            details=[{"field": "namespace", "rule": "allowlist", "message": "namespace is not on the allowlist"}],
+        )
+    return namespace
+
+
+def busy(running: DeploymentRecord) -> ConflictError:
+    """The answer to an operation on a model that already has one running."""
+    return ConflictError(
+        f"model {running.model_name!r} in {running.namespace!r} is busy with {running.kind} {running.id}; "
+        "wait for it to finish (GET /mlops/deployments/{id}) and try again",
+        code="deploy_in_progress",
+        details={"deployment_id": running.id, "status": running.status},
+    )
+
+
+def refuse_a_different_request(key: str, earlier: dict[str, Any], now: dict[str, Any]) -> None:
+    """An Idempotency-Key names one request: the same key with another body is a client bug, and
+    answering with the first deploy would hide it."""
+    if _canonical(now) != _canonical(earlier):
+        differing = sorted(k for k in set(now) | set(earlier) if now.get(k) != earlier.get(k))
+        raise InvalidRequestError(
+            f"Idempotency-Key {key!r} was used for a different request (fields differ: "
+            f"{', '.join(differing) or 'body'}); use a new key for a new request",
+            code="idempotency_key_conflict",
+            details=[{"field": "Idempotency-Key", "rule": "same_request", "differing": differing}],
+        )
+
+
+def _canonical(request: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(request, sort_keys=True, default=str))
+
+
+@dataclass(frozen=True)
+class Admitted:
+    record: DeploymentRecord
+    replayed: bool  # an earlier deploy with the same Idempotency-Key, answered again
+
+
+class Admission:
+    def __init__(
+        self,
+        journal: Journal,
+        orchestrator: Orchestrator,
+        api: ApiSettings,
+        target_kind: str,
+        gitops: Provider[GitOpsRepo],
+    ) -> None:
+        self.journal = journal
+        self.orchestrator = orchestrator
+        self.api = api
+        self.target_kind = target_kind
+        self.gitops = gitops
+
+    def namespace(self, requested: str | None) -> str:
+        return allowed_namespace(self.api, requested)
+
+    def refuse_if_busy(self, model_name: str, namespace: str) -> None:
+        """One deploy, rollback or undeploy per model at a time. This look gives the early answer; the
+        journal's unique index is what makes the rule hold across replicas (see ``start``)."""
+        running = self.journal.active_for_model(model_name, namespace)
+        if running is not None:
+            raise busy(running)
+
+    # ---- operations ----------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        *,
+        model_name: str,
+        namespace: str,
+        request: dict[str, Any],
+        requested_by: str,
+        idempotency_key: str | None = None,
+    ) -> Admitted:
+        if idempotency_key:
+            earlier = self.journal.find_by_idempotency_key(idempotency_key, requested_by)
+            if earlier is not None:
+                refuse_a_different_request(idempotency_key, earlier.request, request)
+                return Admitted(earlier, replayed=True)
+        record = self.start(DEPLOY, model_name, namespace, request, requested_by, idempotency_key=idempotency_key)
+        return Admitted(record, replayed=False)
+
+    def rollback(self, model_name: str, namespace: str, version: str | None, requested_by: str) -> DeploymentRecord:
+        """Checked against the branch before anything is created: the model is deployed and has the
+        version (or an earlier one) to go back to. The commit step checks again as the branch is then."""
+        self.require_target()
+        rollback_target(self.history_if_idle(model_name, namespace), model_name, namespace, version)
+        request = {"model_name": model_name, "namespace": namespace, "version": version}
+        return self.start(ROLLBACK, model_name, namespace, request, requested_by)
+
+    def undeploy(self, model_name: str, namespace: str, requested_by: str) -> DeploymentRecord:
+        self.require_target()
+        require_deployed(self.history_if_idle(model_name, namespace), model_name, namespace)
+        request = {"model_name": model_name, "namespace": namespace}
+        return self.start(UNDEPLOY, model_name, namespace, request, requested_by)
+
+    def retry(self, deployment_id: str) -> DeploymentRecord:
+        """Resume a failed or timed-out deployment from its first unfinished step."""
+        record = self.journal.get(deployment_id)
+        if record.status not in (DeploymentStatus.FAILED, DeploymentStatus.TIMED_OUT):
+            raise ConflictError(
+                f"deployment {deployment_id} is {record.status}; only failed or timed_out deployments can be retried",
+                code="not_retryable",
+            )
+        # The same rule as a new deploy: a newer deploy may have started since this one failed, and
+        # retrying now would run both against the same GitOps path.
+        self.refuse_if_busy(record.model_name, record.namespace)
+        first_unfinished = next((s.name for s in record.steps if s.status != StepStatus.SUCCEEDED), None)
+        return self._translating_busy(lambda: self.orchestrator.resume(deployment_id, first_unfinished))
+
+    def start(
+        self,
+        kind: str,
+        model_name: str,
+        namespace: str,
+        request: dict[str, Any],
+        requested_by: str,
+        idempotency_key: str | None = None,
+    ) -> DeploymentRecord:
+        """Create the deployment record and start it, if no other operation on the model is active."""
+        self.refuse_if_busy(model_name, namespace)
+        record = self._translating_busy(
+            lambda: self.journal.create(
+                kind=kind,
+                model_name=model_name,
+                namespace=namespace,
+                request=request,
+                step_names=self.orchestrator.pipelines[kind].step_names,
+                requested_by=requested_by,
+                idempotency_key=idempotency_key,
+            )
+        )
+        self.orchestrator.start(record.id)
+        return record
+
+    # ---- checks --------------------------------------------------------------------------------
+
+    def require_target(self) -> None:
+        """Rollback, undeploy and history need a target that serves: ``none`` only registers."""
+        if ROLLBACK not in self.orchestrator.pipelines:
+            raise ConflictError(
+                f"the service runs with target {self.target_kind!r}: nothing is deployed, "
+                "so nothing can be rolled back or removed",
+                code="no_target",
+            )
+
+    def history_if_idle(self, model_name: str, namespace: str) -> list[Any]:
+        """The model's deploy history, read only when no operation on it runs (else the busy answer)."""
+        self.refuse_if_busy(model_name, namespace)
+        _, history = deploy_history(self.gitops(), namespace, model_name)
+        return history
+
+    @staticmethod
+    def _translating_busy(operation: Callable[[], DeploymentRecord]) -> DeploymentRecord:
+        try:
+            return operation()
+        except ActiveOperationExists as refused:
+            raise busy(refused.running) from None
