@@ -16,24 +16,10 @@ from pathlib import Path
 import pytest
 
 from control_api.adapters.kubectl import kustomize_command
+from tests.support.availability import IN_CI, require
+from tests.support.paths import CONTRACTS_DIR
 
-pytest_plugins = ["tests.fixtures_control"]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = REPO_ROOT.parent / "shared"
-CONTRACTS_DIR = SHARED_DIR / "contracts"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-ENABLE_HINT = "run `scripts/services.sh` to install and start it"
-
-
-def require(available: bool, what: str, hint: str = ENABLE_HINT) -> None:
-    """Skip (locally) or fail (in CI) when an external system the test needs is missing."""
-    if available:
-        return
-    message = f"{what} is not available; {hint}"
-    if IN_CI:
-        pytest.fail(f"CI=true: {message}", pytrace=False)
-    pytest.skip(message)
+pytest_plugins = ["tests.fixtures_control", "tests.fixtures_postgres", "tests.fixtures_registry"]
 
 
 def _docker_ping() -> bool:

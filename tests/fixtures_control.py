@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from control_api.app import create_app
-from tests.control.conftest import make_settings
+from tests.support.control import make_settings
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ from control_api.adapters.argocd.wait import wait_for_sync
 from control_api.adapters.kubernetes.rollout import RolloutDiagnosis
 from control_api.errors import SyncFailed
 from control_api.settings import ArgoCDSettings
-from tests.argocd.conftest import APP_NAME, NAMESPACE, application_manifest
 from tests.simulator import FakeKubelet, Simulator
+from tests.support.argocd_apps import APP_NAME, NAMESPACE, application_manifest
 
 IMAGE = "registry.local/iris@sha256:" + "a" * 64
 FINALIZER = "resources-finalizer.argocd.argoproj.io"
@@ -43,8 +43,10 @@ def test_a_missing_application_is_absent_not_forbidden(argocd, sim_server):
     # The rule itself: without the project the same question is refused.
     import httpx
 
-    response = httpx.get(f"{sim_server.url}/api/v1/applications/{APP_NAME}",
-                         headers={"Authorization": f"Bearer {argocd_token(sim_server)}"})
+    response = httpx.get(
+        f"{sim_server.url}/api/v1/applications/{APP_NAME}",
+        headers={"Authorization": f"Bearer {argocd_token(sim_server)}"},
+    )
     assert response.status_code == 403
 
 
@@ -57,10 +59,9 @@ def argocd_token(sim_server) -> str:
 def test_a_token_that_may_not_touch_the_project_is_an_auth_failure(simulator, gitops_repo):
     simulator.argocd.rbac.tokens["viewer-token"] = "viewer"
     settings = ArgoCDSettings(server_url=simulator.argocd_url, token="viewer-token")
-    with ArgoCDClient(settings, retry_backoff_seconds=0.01) as viewer:
-        # role:readonly is not configured for "viewer": with the project named, Argo CD refuses.
-        with pytest.raises(ArgoCDAuthFailed):
-            viewer.get_application(APP_NAME)
+    # role:readonly is not configured for "viewer": with the project named, Argo CD refuses.
+    with ArgoCDClient(settings, retry_backoff_seconds=0.01) as viewer, pytest.raises(ArgoCDAuthFailed):
+        viewer.get_application(APP_NAME)
 
 
 # ---- util/argo/argo.go SetAppOperation, application.go Sync under automated sync -----------------
@@ -115,7 +116,9 @@ def test_the_wait_ignores_status_written_before_the_reconcile(argocd, gitops_rep
     ],
     ids=["crash-loop", "image-pull", "oom", "unschedulable", "readiness"],
 )
-def test_a_failing_rollout_fails_fast_naming_the_pod_and_reason(argocd, kubernetes, gitops_repo, simulator, fault, reason):
+def test_a_failing_rollout_fails_fast_naming_the_pod_and_reason(
+    argocd, kubernetes, gitops_repo, simulator, fault, reason
+):
     import re
 
     simulator.set_faults(**fault)
@@ -189,9 +192,17 @@ def test_deletion_is_asynchronous_and_a_deleting_app_cannot_be_upserted(argocd, 
 
 @pytest.fixture
 def tls_simulator(gitops_repo, tmp_path, kustomize_cmd, contracts_dir):
-    sim = Simulator(FakeKubelet(), work_dir=tmp_path / "tls-simulator", kustomize_cmd=kustomize_cmd,
-                    contracts_dir=contracts_dir, namespaces=[NAMESPACE], source_repos=[gitops_repo.url], tls=True,
-                    tokens={"viewer-token": "viewer"}, policy_csv="g, viewer, role:readonly")
+    sim = Simulator(
+        FakeKubelet(),
+        work_dir=tmp_path / "tls-simulator",
+        kustomize_cmd=kustomize_cmd,
+        contracts_dir=contracts_dir,
+        namespaces=[NAMESPACE],
+        source_repos=[gitops_repo.url],
+        tls=True,
+        tokens={"viewer-token": "viewer"},
+        policy_csv="g, viewer, role:readonly",
+    )
     with sim:
         yield sim
     assert sim.checker.violations == []
@@ -200,19 +211,23 @@ def tls_simulator(gitops_repo, tmp_path, kustomize_cmd, contracts_dir):
 def test_tls_needs_the_ca_bundle_and_says_so(tls_simulator):
     assert tls_simulator.argocd_url.startswith("https://")
     without_ca = ArgoCDSettings(server_url=tls_simulator.argocd_url, token=tls_simulator.argocd_token)
-    with ArgoCDClient(without_ca, retry_backoff_seconds=0.01) as client:
-        with pytest.raises(ArgoCDTLSFailed, match="ca_bundle"):
-            client.ping()
-    with_ca = ArgoCDSettings(server_url=tls_simulator.argocd_url, token=tls_simulator.argocd_token,
-                             ca_bundle=tls_simulator.ca_path)
+    with (
+        ArgoCDClient(without_ca, retry_backoff_seconds=0.01) as client,
+        pytest.raises(ArgoCDTLSFailed, match="ca_bundle"),
+    ):
+        client.ping()
+    with_ca = ArgoCDSettings(
+        server_url=tls_simulator.argocd_url, token=tls_simulator.argocd_token, ca_bundle=tls_simulator.ca_path
+    )
     with ArgoCDClient(with_ca, retry_backoff_seconds=0.01) as client:
         client.ping()
         assert client.get_application(APP_NAME) is None
 
 
 def test_the_status_check_proves_the_token_may_sync(tls_simulator):
-    settings = ArgoCDSettings(server_url=tls_simulator.argocd_url, token="viewer-token",
-                              ca_bundle=tls_simulator.ca_path)
+    settings = ArgoCDSettings(
+        server_url=tls_simulator.argocd_url, token="viewer-token", ca_bundle=tls_simulator.ca_path
+    )
     with ArgoCDClient(settings, retry_backoff_seconds=0.01) as viewer:
         assert viewer.can_i("applications", "get", "mlops-models/*") is True
         with pytest.raises(ArgoCDAuthFailed, match="may not sync"):

@@ -6,8 +6,8 @@ import pytest
 
 from control_api.adapters.argocd.errors import ArgoCDRequestRejected
 from control_api.adapters.argocd.wait import wait_for_sync
-from tests.argocd.conftest import APP_NAME, NAMESPACE, application_manifest, model_objects
 from tests.simulator.argocd import DEFAULT_TOKEN as ARGOCD_TOKEN
+from tests.support.argocd_apps import APP_NAME, NAMESPACE, application_manifest, model_objects
 
 
 def test_upsert_creates_then_leaves_an_identical_application_alone(argocd, gitops_repo, sim_server):
@@ -159,8 +159,11 @@ def _wait_operation_done(argocd, timeout: float = 20) -> dict:
         status = app["status"]
         state = status.get("operationState") or {}
         # As `argocd app wait` decides: the operation finished and a comparison ran after it.
-        if "operation" not in app and state.get("phase") not in (None, "Running") \
-                and status.get("reconciledAt", "") >= state.get("finishedAt", ""):
+        if (
+            "operation" not in app
+            and state.get("phase") not in (None, "Running")
+            and status.get("reconciledAt", "") >= state.get("finishedAt", "")
+        ):
             return app
         time.sleep(0.05)
     raise AssertionError("operation did not finish")
@@ -183,7 +186,9 @@ def _put(sim_server, application: dict) -> None:
 
     body = {k: v for k, v in application.items() if k != "status"}
     response = httpx.put(
-        f"{sim_server.url}/api/v1/applications/{APP_NAME}", json=body,
-        headers={"Authorization": f"Bearer {ARGOCD_TOKEN}"}, verify=False,
+        f"{sim_server.url}/api/v1/applications/{APP_NAME}",
+        json=body,
+        headers={"Authorization": f"Bearer {ARGOCD_TOKEN}"},
+        verify=False,
     )
     assert response.status_code == 200, response.text

@@ -9,7 +9,7 @@ from control_api.adapters.argocd.errors import ArgoCDAuthFailed
 from control_api.adapters.argocd.wait import wait_for_sync
 from control_api.errors import DeploymentTimedOut, ServiceUnavailable, SyncFailed
 from control_api.settings import ArgoCDSettings
-from tests.argocd.conftest import APP_NAME, application_manifest, model_objects
+from tests.support.argocd_apps import APP_NAME, application_manifest, model_objects
 
 
 def _deploy(argocd, gitops_repo, digest_char: str = "a") -> str:
@@ -26,7 +26,7 @@ def test_sync_error_fails_the_wait_naming_the_resource(argocd, gitops_repo, simu
     with pytest.raises(SyncFailed) as failure:
         wait_for_sync(argocd, APP_NAME, sha, timeout=20, poll=0.05)
 
-    assert "image \"x\" is not signed" in failure.value.message
+    assert 'image "x" is not signed' in failure.value.message
     assert failure.value.details["resource"]["kind"] == "Deployment"
     assert failure.value.details["resource"]["name"] == APP_NAME
 
@@ -101,9 +101,11 @@ def test_persistent_5xx_is_service_unavailable_after_bounded_retries(argocd_sett
 
 def test_unreachable_server_is_service_unavailable():
     settings = ArgoCDSettings(server_url="http://127.0.0.1:9", token="t")
-    with ArgoCDClient(settings, max_attempts=2, retry_backoff_seconds=0.01) as client:
-        with pytest.raises(ServiceUnavailable, match="unreachable"):
-            client.ping()
+    with (
+        ArgoCDClient(settings, max_attempts=2, retry_backoff_seconds=0.01) as client,
+        pytest.raises(ServiceUnavailable, match="unreachable"),
+    ):
+        client.ping()
 
 
 def test_session_login_and_relogin_after_expiry(sim_server, simulator):

@@ -15,7 +15,7 @@ from control_api.adapters.kubernetes.services import (
 )
 from control_api.errors import DeploymentTimedOut, ServiceUnavailable
 from control_api.settings import KubernetesSettings
-from tests.argocd.conftest import APP_NAME, NAMESPACE, application_manifest
+from tests.support.argocd_apps import APP_NAME, NAMESPACE, application_manifest
 
 LABELS = "app.kubernetes.io/name=iris"
 
@@ -65,8 +65,11 @@ def test_degraded_shows_in_status_pods_and_warning_events(kubernetes, argocd, gi
 
     def crash_looping() -> list[dict]:
         pods = kubernetes.list_pods(NAMESPACE, LABELS)
-        waiting = [((c.get("state") or {}).get("waiting") or {}).get("reason")
-                   for p in pods for c in p["status"].get("containerStatuses") or []]
+        waiting = [
+            ((c.get("state") or {}).get("waiting") or {}).get("reason")
+            for p in pods
+            for c in p["status"].get("containerStatuses") or []
+        ]
         return pods if "CrashLoopBackOff" in waiting else []
 
     pods = _wait(crash_looping, "a pod in CrashLoopBackOff")
@@ -106,7 +109,7 @@ def test_wait_for_external_address_times_out_without_ingress(kubernetes, argocd,
     argocd.sync(APP_NAME, sha)
     _wait(lambda: kubernetes.get_service(NAMESPACE, APP_NAME), "the Service")
 
-    with pytest.raises(DeploymentTimedOut, match="has no external IP or hostname after 0.3 s"):
+    with pytest.raises(DeploymentTimedOut, match=r"has no external IP or hostname after 0\.3 s"):
         wait_for_external_address(kubernetes, NAMESPACE, APP_NAME, timeout=0.3, poll=0.05)
 
 

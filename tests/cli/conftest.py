@@ -7,9 +7,8 @@ import json
 import pytest
 
 from control_api.api.security import hash_key
-from tests.control.process import ServiceProcess
-
-API_KEY = "mlk_cli-tests-key"
+from tests.support.cli import API_KEY
+from tests.support.service_process import ServiceProcess
 
 
 @pytest.fixture(scope="module")

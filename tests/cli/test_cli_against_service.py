@@ -7,9 +7,8 @@ import textwrap
 
 import pytest
 
-from tests.cli.conftest import API_KEY
-from tests.cli.runner import json_out, run_mlops
-from tests.control.process import free_port
+from tests.support.cli import API_KEY, json_out, run_mlops
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -60,7 +59,7 @@ def test_deploy_shows_each_step_then_the_model_and_the_other_commands_see_it(ser
     assert events.returncode == 0, events.stderr
     lines = [json.loads(line) for line in events.stdout.splitlines()]
     assert lines[-1]["event"] == "end" and lines[-1]["data"]["status"] == "registered"
-    steps = [(l["data"]["step"], l["data"]["status"]) for l in lines if l["event"] == "step"]
+    steps = [(line["data"]["step"], line["data"]["status"]) for line in lines if line["event"] == "step"]
     assert steps == [("train", "running"), ("train", "succeeded"), ("register", "running"), ("register", "succeeded")]
 
     model = json_out(run_mlops(["models", "iris-cli", "--json"], home, cli_env))

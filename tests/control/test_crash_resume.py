@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from control_api.journal.store import Journal
-from tests.control.conftest import example_request
-from tests.control.process import ServiceProcess
+from tests.support.control import example_request
+from tests.support.service_process import ServiceProcess
 
 FINAL = ("registered", "deployed", "failed", "timed_out")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.control.conftest import assert_error_format
+from tests.support.control import assert_error_format
 
 
 @pytest.mark.parametrize(

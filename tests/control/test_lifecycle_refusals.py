@@ -9,7 +9,7 @@ import pytest
 
 from control_api.adapters.gitops.types import CommitRequest
 from control_api.pipeline.pipelines import DEPLOY
-from tests.control.conftest import assert_error_format
+from tests.support.control import assert_error_format
 
 NAMESPACE = "mlops-models"  # the service's default namespace
 

@@ -2,57 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-
-import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.control.conftest import example_request
-from tests.control.process import free_port, stop_process_group
+from tests.support.control import example_request
+from tests.support.mlflow_server import MlflowServer
 
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=open(tmp_path / "mlflow-server.log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail("mlflow server exited: " + (tmp_path / "mlflow-server.log").read_text()[-2000:])
-        time.sleep(0.5)
-    else:
-        pytest.fail("mlflow server did not start")
-    yield url
-    stop_process_group(proc)
+    server = MlflowServer(tmp_path / "mlflow-server").start()
+    yield server.url
+    server.stop()
 
 
 def test_deploy_against_a_real_tracking_server(make_client, mlflow_server, tmp_path):

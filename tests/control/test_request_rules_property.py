@@ -14,7 +14,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from control_api.api.admission import admit_deploy
@@ -23,7 +24,7 @@ from control_api.deployment_spec import spec_fields
 from control_api.errors import InvalidRequestError
 from control_api.settings import Settings
 from renderer import DeploymentSpec, model_dir, render_base, render_model
-from tests.control.conftest import b64
+from tests.support.control import b64
 
 pytestmark = pytest.mark.kustomize
 

@@ -7,7 +7,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.control.conftest import assert_error_format, example_request, script
+from tests.support.control import assert_error_format, example_request, script
 
 
 def _mlflow(client) -> MlflowClient:
@@ -209,7 +209,11 @@ def test_timeout_kills_the_unsandboxed_script_and_its_children(make_client, tmp_
                 f"""
                 import subprocess, sys, time
                 # a grandchild that would outlive a kill of the script's own pid
-                subprocess.Popen([sys.executable, "-c", "import time, pathlib\\nwhile True:\\n    pathlib.Path({str(marker)!r}).touch(); time.sleep(0.2)"], start_new_session=False)
+                toucher = (
+                    "import time, pathlib\\nwhile True:\\n"
+                    "    pathlib.Path({str(marker)!r}).touch(); time.sleep(0.2)"
+                )
+                subprocess.Popen([sys.executable, "-c", toucher], start_new_session=False)
                 time.sleep(600)
                 """
             ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.control.conftest import assert_error_format, b64, example_request
+from tests.support.control import assert_error_format, b64, example_request
 
 
 def _mlflow_state(client) -> tuple[list[str], list[str]]:

@@ -25,7 +25,7 @@ from control_api.pipeline.steps.commit import CommitStep
 from control_api.pipeline.steps.rollback import RollbackCommitStep, UndeployCommitStep
 from control_api.settings import Settings
 from control_api.targets.application import application_files
-from tests.gitops.git_helpers import OtherClone, Remote
+from tests.support.git import OtherClone, Remote
 
 NAMESPACE = "mlops-models"
 MODEL = "iris"

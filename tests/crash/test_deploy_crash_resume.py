@@ -1,4 +1,4 @@
-"""Crash and resume (issue 5, item 5): the control service runs as a real process
+"""Crash and resume: the control service runs as a real process
 (``python -m control_api serve``) and is killed with SIGKILL at every step boundary of a deploy on the
 ``argocd`` target, then started again. The deploy completes once: one MLflow run and model version,
 one image tag and digest in the registry, one deploy commit in the GitOps remote, one Argo CD sync.
@@ -37,9 +37,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.control.conftest import example_request
-from tests.control.process import REPO_ROOT, free_port
 from tests.simulator import DockerKubelet, Simulator
+from tests.support.control import example_request
+from tests.support.paths import REPO_ROOT
+from tests.support.ports import free_port
 
 STEPS = ["train", "register", "build", "push", "commit", "sync", "wait"]
 FINAL = ("deployed", "failed", "timed_out")
@@ -98,15 +99,14 @@ class Service:
         # Where this life's part of the shared log starts.
         self.log_start = log_path.stat().st_size if log_path.exists() else 0
         base = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_FAULTS__")}
-        log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "control_api", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO_ROOT,
-            env={**base, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "control_api", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=REPO_ROOT,
+                env={**base, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -308,7 +308,7 @@ def test_sigkill_at_every_step_boundary_then_restart_deploys_once(
                 assert response.status_code == 202, response.text
                 deployment_id = response.json()["deployment_id"]
 
-            def ended():
+            def ended(deployment_id: str = deployment_id) -> str | None:
                 record = journal.get(deployment_id)
                 return record.status if record.is_final else None
 

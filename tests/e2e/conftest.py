@@ -3,15 +3,13 @@ kustomize, MLflow; the cluster is either this machine (``local``) or the Argo CD
 
 from __future__ import annotations
 
-import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from control_api.app import create_app
-from tests.control.conftest import make_settings
+from tests.support.control import make_settings, merged
 
 
 @pytest.fixture
@@ -36,9 +34,7 @@ def make_e2e_client(tmp_path, venv_cache, e2e_env, e2e_namespace):
             "build": {"base_image": e2e_env["base_image"]},
             "api": {"allowed_namespaces": [e2e_namespace], "default_namespace": e2e_namespace},
         }
-        for key, value in overrides.items():
-            values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
-        settings = make_settings(tmp_path / "data", venv_cache, **values)
+        settings = make_settings(tmp_path / "data", venv_cache, **merged(values, overrides))
         client = TestClient(create_app(settings))
         client.__enter__()
         made.append(client)
@@ -54,20 +50,3 @@ def make_e2e_client(tmp_path, venv_cache, e2e_env, e2e_namespace):
                     runtime.delete(workload.namespace, workload.name)
         finally:
             client.__exit__(None, None, None)
-
-
-def git_log(bare_repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "--git-dir", str(bare_repo), "log", *args], capture_output=True, text=True, check=True
-    ).stdout
-
-
-def commit_count(bare_repo: Path) -> int:
-    return int(
-        subprocess.run(
-            ["git", "--git-dir", str(bare_repo), "rev-list", "--count", "main"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.forge.forge_emulator import ForgeEmulator
+from tests.support.forge_emulator import ForgeEmulator
 
 REVIEWER = ("-c", "user.name=reviewer", "-c", "user.email=reviewer@localhost")
 FINAL = ("deployed", "failed", "timed_out")

@@ -13,10 +13,11 @@ import time
 import httpx
 import pytest
 
-from tests.control.conftest import example_request
-from tests.e2e.conftest import commit_count, git_log
-from tests.e2e.test_local_target import COLUMNS, ROWS
 from tests.simulator import DockerKubelet, Simulator
+from tests.support.control import example_request
+from tests.support.git import commit_count, git_log
+from tests.support.iris import COLUMNS
+from tests.support.iris import SAMPLE_ROWS as ROWS
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def simulated_cluster(tmp_path, contracts_dir, kustomize_cmd, e2e_env, e2e_names
 
 @pytest.fixture
 def argocd_client(make_e2e_client, simulated_cluster):
-    server, simulator, runtime = simulated_cluster
+    server, _simulator, _runtime = simulated_cluster
 
     def factory(argocd: dict | None = None, **target):
         return make_e2e_client(
@@ -87,7 +88,7 @@ def _eventually(condition, timeout: float = 120.0):
 def test_deploy_through_argocd_roll_back_from_its_side_and_agree_again(
     argocd_client, simulated_cluster, tmp_path, e2e_namespace
 ):
-    server, simulator, cluster = simulated_cluster
+    _server, _simulator, cluster = simulated_cluster
     client = argocd_client()
     bare = tmp_path / "data" / "gitops.git"
     # The first status call also builds every client and the embedded MLflow store; a check that
@@ -159,7 +160,7 @@ def test_deploy_through_argocd_roll_back_from_its_side_and_agree_again(
 def test_automated_sync_mode_deploys(argocd_client, simulated_cluster, e2e_namespace):
     """Argo CD refuses a sync to a SHA under automated sync; the service syncs the branch head once it
     holds the commit's manifests, and waits for the revision Argo CD resolved."""
-    server, simulator, cluster = simulated_cluster
+    _server, _simulator, _cluster = simulated_cluster
     client = argocd_client(argocd={"automated_sync": True})
     body = client.post("/mlops/deploy", json=example_request("iris-auto")).json()
     assert body["status"] == "deployed", body.get("error")
@@ -185,7 +186,7 @@ def test_automated_sync_mode_deploys(argocd_client, simulated_cluster, e2e_names
     ids=["sync-error", "degraded", "no-ip", "unauthorized"],
 )
 def test_faults_give_the_documented_status(argocd_client, simulated_cluster, fault, status, code, fragment):
-    server, simulator, runtime = simulated_cluster
+    _server, simulator, _runtime = simulated_cluster
     # Only no-ip has to run out the clock, and its retry gets the same clock to see the container ready;
     # the others end as soon as the fault shows. A container start on a loaded machine can take 10 s+.
     client = argocd_client(ready_timeout_seconds=30 if status == "timed_out" else 90)
@@ -215,7 +216,7 @@ def test_faults_give_the_documented_status(argocd_client, simulated_cluster, fau
 @pytest.mark.parametrize("fault", [{"lb_hostname": True}, {"flaky_5xx": True}], ids=["hostname", "flaky-5xx"])
 def test_faults_the_service_rides_out(argocd_client, simulated_cluster, fault):
     """A hostname instead of an IP (AWS) is used as the address; flaky 5xx answers are retried."""
-    server, simulator, runtime = simulated_cluster
+    _server, simulator, _runtime = simulated_cluster
     client = argocd_client()
     simulator.set_faults(**fault)
     body = client.post("/mlops/deploy", json=example_request("iris-ride")).json()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.control.conftest import example_request
 from tests.e2e.test_local_target import COLUMNS, ROWS, _pyfunc_predictions
+from tests.support.control import example_request
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

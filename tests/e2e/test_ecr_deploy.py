@@ -11,8 +11,7 @@ import uuid
 import boto3
 import httpx
 
-from tests.control.conftest import example_request
-from tests.registry.conftest import ecr_naming_tls_registry, moto_ecr, tls_auth_registry  # noqa: F401 (fixtures)
+from tests.support.control import example_request
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]

@@ -1,4 +1,4 @@
-"""Deploy -> real URL on the local target, driven from the committed manifests (DESIGN.md)."""
+"""Deploy -> real URL on the local target, driven from the committed manifests."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import httpx
 import mlflow.pyfunc
 import pandas as pd
 
-from tests.control.conftest import example_request
-from tests.e2e.conftest import commit_count, git_log
-
-ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
-COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+from tests.support.control import example_request
+from tests.support.git import commit_count, git_log
+from tests.support.iris import COLUMNS
+from tests.support.iris import SAMPLE_ROWS as ROWS
 
 
 def _pyfunc_predictions(client, name: str, version: str) -> list:
@@ -63,7 +62,7 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(
     message = git_log(bare, "-1", "--format=%B")
     assert message.startswith("deploy iris-e2e v1\n")
     for trailer in (
-        f"Model-Name: iris-e2e",
+        "Model-Name: iris-e2e",
         "Model-Version: 1",
         f"Run-Id: {first['run_id']}",
         f"Image: {first['image_uri']}",

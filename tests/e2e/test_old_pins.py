@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from control_api.app import create_app
-from tests.control.conftest import b64, make_settings
+from tests.support.control import b64, make_settings
 
 pytestmark = pytest.mark.timeout(1800)  # each case builds a training environment and a runtime image
 
@@ -74,7 +74,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def old_pins_service(tmp_path_factory, docker_available, registry_url, base_image, kustomize_cmd):
-    from tests.conftest import require
+    from tests.support.availability import require
 
     require(docker_available, "Docker Engine")
     root = tmp_path_factory.mktemp("old-pins")

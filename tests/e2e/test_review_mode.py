@@ -14,7 +14,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.control.conftest import example_request
 from tests.e2e.review_helpers import (
     API_ROOTS,
     FINAL,
@@ -26,7 +25,8 @@ from tests.e2e.review_helpers import (
     reviewer_clone,
     wait_for_status,
 )
-from tests.forge.forge_emulator import TOKEN, ForgeEmulator, ServerThread, build_app
+from tests.support.control import example_request
+from tests.support.forge_emulator import TOKEN, ForgeEmulator, ServerThread, build_app
 
 PULL_PATHS = {
     "gitlab": "/api/v4/projects/acme%2Fgitops/merge_requests/{number}",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.control.conftest import example_request, script
 from tests.events.wire import read_stream, stream_text
+from tests.support.control import example_request, script
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -76,7 +76,7 @@ def test_failing_script_streams_the_failed_step_message_and_error(client):
     )
     _, events = _deploy_and_stream(client, body)
     assert _step_transitions(events) == [("train", "running"), ("train", "failed")]
-    failed = [e for e in events if e.event == "step" and e.data["status"] == "failed"][0]
+    failed = next(e for e in events if e.event == "step" and e.data["status"] == "failed")
     assert "no data to train on" in failed.data["message"]
     assert [e.data["status"] for e in events if e.event == "status"][-1] == "failed"
     end = events[-1]

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tests.control.conftest import assert_error_format
 from tests.events.wire import read_stream, stream_text
+from tests.support.control import assert_error_format
 
 pytestmark = pytest.mark.timeout(60)  # a stream that never ends must fail, not hang
 
@@ -144,7 +144,7 @@ def test_unknown_deployment_is_a_404_in_the_standard_format(client):
 
 @pytest.mark.parametrize("bad", ["abc", "-3"])
 def test_malformed_last_event_id_is_refused(client, bad):
-    journal, deployment_id = _new_deployment(client, f"bad-id-{len(bad)}")
+    _journal, deployment_id = _new_deployment(client, f"bad-id-{len(bad)}")
     response = client.get(f"/mlops/deployments/{deployment_id}/events", headers={"Last-Event-ID": bad})
     error = assert_error_format(response, 422, "validation_error")
     assert error["details"][0]["field"] == "Last-Event-ID"

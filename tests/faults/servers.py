@@ -3,26 +3,21 @@
 * ``GitDaemon``: ``git daemon`` serving a bare GitOps repo over git://. Armed, it dies (its whole
   process group, SIGKILL) at an exact moment of a push: when the push connects (``at-push``), or
   right after the pushed ref was written but before the client heard so (``after-update``).
-* ``MlflowServer``: a real ``mlflow server`` process on a fixed port and a fixed backend store, so a
-  restart brings back the same runs and registry.
 * ``RegistryProcess``: a ``docker-registry`` on a fixed loopback port, optionally with htpasswd auth.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.control.process import free_port, stop_process_group
-
-REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+from tests.support.ports import free_port
+from tests.support.processes import stop_process_group
+from tests.support.registry import REGISTRY_BINARY
 
 
 def _kill_group(proc: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:
@@ -55,7 +50,8 @@ class GitDaemon:
         # Only once the branch exists: the first push of a new remote is the service seeding it.
         self._write_hook(
             self.access_hook,
-            f"test \"$1\" = receive-pack && git --git-dir='{self.repo}' rev-parse -q --verify refs/heads/main >/dev/null",
+            f'test "$1" = receive-pack'
+            f" && git --git-dir='{self.repo}' rev-parse -q --verify refs/heads/main >/dev/null",
             "at-push",
         )
         # reference-transaction "committed": the ref moved on disk, the client's report is not sent yet.
@@ -79,26 +75,26 @@ class GitDaemon:
         )
         path.chmod(0o755)
 
-    def start(self, timeout: float = 30) -> "GitDaemon":
-        log = open(self.root / "daemon.log", "ab")
-        self.proc = subprocess.Popen(
-            [
-                "git",
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--enable=receive-pack",
-                "--informative-errors",
-                f"--base-path={self.base}",
-                "--listen=127.0.0.1",
-                f"--port={self.port}",
-                f"--access-hook={self.access_hook}",
-                str(self.base),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    def start(self, timeout: float = 30) -> GitDaemon:
+        with open(self.root / "daemon.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    "git",
+                    "daemon",
+                    "--reuseaddr",
+                    "--export-all",
+                    "--enable=receive-pack",
+                    "--informative-errors",
+                    f"--base-path={self.base}",
+                    "--listen=127.0.0.1",
+                    f"--port={self.port}",
+                    f"--access-hook={self.access_hook}",
+                    str(self.base),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         (self.ctl / "pgid").write_text(str(self.proc.pid))
         deadline = time.monotonic() + timeout
         while True:
@@ -124,64 +120,6 @@ class GitDaemon:
         _kill_group(self.proc)
 
 
-class MlflowServer:
-    """``mlflow server`` with a SQLite backend and proxied artifacts; restarts keep both."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 180) -> "MlflowServer":
-        log_path = self.root / "mlflow-server.log"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--backend-store-uri",
-                f"sqlite:///{self.root / 'server.db'}",
-                "--artifacts-destination",
-                str(self.root / "artifacts"),
-                "--workers",
-                "1",
-            ],
-            stdout=open(log_path, "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # Tracking and the model registry only: without this the server also starts a job runner
-            # and several huey consumers (GenAI jobs), each a Python process that imports MLflow.
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not start: " + log_path.read_text()[-2000:])
-            time.sleep(0.3)
-
-    def kill(self) -> None:
-        """SIGKILL to the whole process group: a crash, not a shutdown."""
-        _kill_group(self.proc)
-
-    def is_up(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-
 class RegistryProcess:
     """``docker-registry serve`` on 127.0.0.1:<port> with its own storage; ``htpasswd`` turns on basic auth."""
 
@@ -193,7 +131,7 @@ class RegistryProcess:
         self.htpasswd_line = htpasswd_line
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20) -> "RegistryProcess":
+    def start(self, timeout: float = 20) -> RegistryProcess:
         auth = ""
         if self.htpasswd_line:
             (self.root / "htpasswd").write_text(self.htpasswd_line + "\n")
@@ -205,12 +143,10 @@ class RegistryProcess:
             f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: {self.host}\n" + auth
         )
-        self.proc = subprocess.Popen(
-            [REGISTRY_BINARY, "serve", str(config)],
-            stdout=open(self.root / "registry.log", "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.root / "registry.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while True:
             try:

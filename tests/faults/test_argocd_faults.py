@@ -1,14 +1,15 @@
 """Argo CD faults through the control service, from the simulator's fault switches: the application
-never turns ready (its readiness probe fails), and the LoadBalancer Service never gets an address. Everything before the sync landed
-and must stay exactly once; a retry after the fault clears resumes at the failed step."""
+never turns ready (its readiness probe fails), and the LoadBalancer Service never gets an address.
+Everything before the sync landed and must stay exactly once; a retry after the fault clears resumes at
+the failed step."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from tests.faults.conftest import deploy, retry, step_attempts, tiny_request
 from tests.faults.consistency import check_consistency
+from tests.support.deploys import deploy, retry, step_attempts, tiny_request
 
 CASES = {
     # fault switches, ready timeout, (status, step, code), what the message must say

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.control.conftest import assert_error_format
-from tests.faults.conftest import deploy, tiny_request, wait_final
 from tests.faults.consistency import check_consistency
+from tests.support.control import assert_error_format
+from tests.support.deploys import deploy, tiny_request, wait_final
 
 FLEET = 20
 
@@ -20,7 +20,7 @@ FLEET = 20
 def test_twenty_concurrent_deploys_of_different_models_all_land(start_service, cluster, kustomize_cmd):
     client = start_service()
     names = [f"fleet-{n:02d}" for n in range(FLEET)]
-    client.app.state.services.gitops  # the remote exists before the rush, as on a running installation
+    _ = client.app.state.services.gitops  # the remote exists before the rush, as on a running installation
 
     with ThreadPoolExecutor(FLEET) as pool:
         answers = list(pool.map(lambda name: client.post("/mlops/deploy?wait=false", json=tiny_request(name)), names))
@@ -96,9 +96,12 @@ def assert_checker_notices_strays(client, kustomize_cmd, cluster, model: str, de
     services.mlflow.client.delete_model_version(model, orphan.version)
 
     git_dir = client.app.state.services.gitops._access.local_path
-    git = lambda *args: subprocess.run(
-        ["git", "--git-dir", str(git_dir), *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(git_dir), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     head = git("rev-parse", "main")
     again = git(
         "commit-tree", "main^{tree}", "-p", "main", "-m", f"deploy again\n\nDeployment-Id: {deployed['deployment_id']}"

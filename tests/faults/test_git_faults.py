@@ -12,11 +12,11 @@ import subprocess
 
 import pytest
 
-from tests.conftest import require
-from tests.faults.conftest import deploy, retry, step_attempts, tiny_request, wait_until
 from tests.faults.consistency import check_consistency
 from tests.faults.servers import GitDaemon
-from tests.gitops.git_helpers import OTHER_WRITER_ENV, OtherClone
+from tests.support.availability import require
+from tests.support.deploys import deploy, retry, step_attempts, tiny_request, wait_until
+from tests.support.git import OTHER_WRITER_ENV, OtherClone
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.faults.conftest import deploy, retry, step_attempts, tiny_request, wait_final, wait_until
 from tests.faults.consistency import check_consistency
-from tests.faults.servers import MlflowServer
+from tests.support.deploys import deploy, retry, step_attempts, tiny_request, wait_final, wait_until
+from tests.support.mlflow_server import MlflowServer
 
 
 def all_runs(url: str) -> list:

@@ -8,10 +8,11 @@ import os
 
 import pytest
 
-from tests.conftest import require
-from tests.faults.conftest import deploy, retry, step_attempts, tiny_request
 from tests.faults.consistency import check_consistency
-from tests.faults.servers import REGISTRY_BINARY, RegistryProcess
+from tests.faults.servers import RegistryProcess
+from tests.support.availability import require
+from tests.support.deploys import deploy, retry, step_attempts, tiny_request
+from tests.support.registry import REGISTRY_BINARY
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_registry_unreachable_then_back(start_service, registries, cluster, kust
 
 
 def test_registry_refuses_the_credentials(start_service, registries, cluster, kustomize_cmd, tmp_path):
-    from tests.registry.conftest import _bcrypt_line
+    from tests.support.registry import bcrypt_line as _bcrypt_line
 
     registry = registries("auth-registry", htpasswd_line=_bcrypt_line("mlops", "s3cret")).start()
     auth = ("mlops", "s3cret")

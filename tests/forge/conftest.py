@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.forge.forge_emulator import ForgeEmulator, ServerThread, build_app
+from tests.support.forge_emulator import ForgeEmulator, ServerThread, build_app
 
 API_ROOTS = {"github": "", "gitea": "/api/v1", "gitlab": "/api/v4"}
 

@@ -16,7 +16,7 @@ from control_api.adapters.forge import (
 )
 from control_api.errors import NotFoundError, TerminalError
 from control_api.settings import ForgeSettings
-from tests.forge.forge_emulator import TOKEN, closed_port_url
+from tests.support.forge_emulator import TOKEN, closed_port_url
 
 REPOSITORY = {"github": "acme/gitops", "gitea": "acme/gitops", "gitlab": "platform/ml/gitops"}
 
@@ -190,9 +190,9 @@ def test_make_forge_picks_the_implementation_and_checks_configuration():
         make_forge(ForgeSettings(kind="gitea", repository="a/b", token=token, api_url="http://127.0.0.1:1/api/v1")),
         GiteaForge,
     )
-    with pytest.raises(TerminalError, match="forge.token"):
+    with pytest.raises(TerminalError, match=r"forge\.token"):
         make_forge(ForgeSettings(kind="github", repository="a/b"))
-    with pytest.raises(TerminalError, match="forge.api_url"):
+    with pytest.raises(TerminalError, match=r"forge\.api_url"):
         make_forge(ForgeSettings(kind="gitea", repository="a/b", token=token))
     with pytest.raises(TerminalError, match="owner/name"):
         make_forge(ForgeSettings(kind="github", repository="just-a-name", token=token))

@@ -8,7 +8,7 @@ import pytest
 
 from control_api.adapters.gitops import GitOpsRepo
 from control_api.settings import GitSettings
-from tests.gitops.git_helpers import OtherClone, Remote
+from tests.support.git import OtherClone, Remote
 
 
 @pytest.fixture

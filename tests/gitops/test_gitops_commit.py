@@ -6,7 +6,7 @@ import pytest
 
 from control_api.adapters.gitops import CommitRequest
 from control_api.errors import InvalidRequestError
-from tests.gitops.git_helpers import run_git
+from tests.support.git import run_git
 
 TRAILERS = {
     "Model-Name": "iris",

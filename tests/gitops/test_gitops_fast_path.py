@@ -7,7 +7,7 @@ import pytest
 from control_api.adapters.gitops import CommitRequest, GitOpsRepo
 from control_api.adapters.gitops.maintenance import LOOSE_OBJECT_LIMIT, estimated_loose_objects, pack_count
 from control_api.adapters.gitops.messages import clean_whitespace
-from tests.gitops.git_helpers import run_git
+from tests.support.git import run_git
 
 
 def model_request(model: str, version: str, extra: dict[str, bytes] | None = None) -> CommitRequest:

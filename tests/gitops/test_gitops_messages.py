@@ -6,7 +6,7 @@ import pytest
 
 from control_api.adapters.gitops.messages import format_commit_message, message_has_trailer, trailer_paragraphs
 from control_api.errors import InvalidRequestError
-from tests.gitops.git_helpers import run_git
+from tests.support.git import run_git
 
 
 def git_parse(message: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from control_api.adapters.gitops import CommitRequest, GitConflict, GitOpsRepo, GitUnavailable
-from tests.gitops.git_helpers import run_git
+from tests.support.git import run_git
 
 
 def model_request(model: str, content: str = "v1") -> CommitRequest:

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import base64
-import socket
 import threading
+import typing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from control_api.adapters.gitops import CommitRequest, GitAuthFailed, GitOpsRepo, GitUnavailable
 from control_api.settings import GitSettings
+from tests.support.ports import free_port
 
 TOKEN = "ghp_S3cretT0kenValue1234567890"
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def a_request() -> CommitRequest:
@@ -32,9 +27,9 @@ def all_text_under(path) -> str:
 class CredentialRecorder(BaseHTTPRequestHandler):
     """A git smart-HTTP endpoint that asks for credentials and refuses whatever it gets."""
 
-    seen_authorization: list[str] = []
+    seen_authorization: typing.ClassVar[list[str]] = []
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         header = self.headers.get("Authorization")
         if header:
             self.seen_authorization.append(header)
@@ -60,7 +55,7 @@ def credential_server():
 
 def test_unreachable_https_remote_is_transient_and_the_token_is_nowhere(tmp_path):
     settings = GitSettings(token=TOKEN)
-    repo = GitOpsRepo(settings, f"https://127.0.0.1:{closed_port()}/org/gitops.git", tmp_path / "work")
+    repo = GitOpsRepo(settings, f"https://127.0.0.1:{free_port()}/org/gitops.git", tmp_path / "work")
 
     with pytest.raises(GitUnavailable) as on_commit:
         repo.commit(a_request())

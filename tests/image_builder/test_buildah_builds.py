@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 import uuid
@@ -24,6 +23,7 @@ from control_api.adapters.registry.oci import MANIFEST_TYPES, OciRegistry
 from control_api.errors import ImageBuildFailed, ServiceUnavailable, TerminalError
 from control_api.settings import BuildSettings, RegistrySettings
 from control_api.stack.builders import builder_kind
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -34,7 +34,7 @@ DIGEST_URI = re.compile(r"^127\.0\.0\.1:\d+/mlops-buildah-test/[0-9a-f]+/iris@sh
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    from tests.serving.sample_models import log_iris_model
+    from tests.support.sample_models import log_iris_model
 
     workdir = tmp_path_factory.mktemp("buildah-models")
     return {
@@ -74,12 +74,6 @@ def bundle(model_dir, name: str, version: str) -> ModelBundle:
         mlflow_tracking_uri="http://127.0.0.1:5001",
         deployment_id=f"dep-buildah-{version}",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ok(url: str, container, timeout: float = 120) -> None:

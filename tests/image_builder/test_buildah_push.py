@@ -14,7 +14,6 @@ from control_api.adapters.registry.ecr import EcrRegistry
 from control_api.adapters.registry.oci import OciRegistry
 from control_api.errors import RegistryAuthFailed
 from control_api.settings import BuildSettings, RegistrySettings
-from tests.registry.conftest import ecr_naming_tls_registry, moto_ecr, tls_auth_registry  # noqa: F401 (fixtures)
 from tests.registry.test_ecr_registry import put_manifest
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
@@ -46,7 +45,7 @@ def tiny_buildah_image(buildah_settings, tmp_path):
 
 
 def test_ecr_push_through_buildah_uses_the_login_and_recognises_its_own_image(
-    ecr_naming_tls_registry,  # noqa: F811 (fixture)
+    ecr_naming_tls_registry,
     buildah_settings,
     tiny_buildah_image,
     monkeypatch,
@@ -74,7 +73,7 @@ def test_ecr_push_through_buildah_uses_the_login_and_recognises_its_own_image(
 
 
 def test_a_wrong_password_is_refused_as_an_auth_failure(
-    tls_auth_registry,  # noqa: F811 (fixture)
+    tls_auth_registry,
     buildah_settings,
     tiny_buildah_image,
     monkeypatch,
@@ -92,7 +91,7 @@ def test_a_wrong_password_is_refused_as_an_auth_failure(
 
 
 def test_the_right_password_pushes_over_https(
-    tls_auth_registry,  # noqa: F811 (fixture)
+    tls_auth_registry,
     buildah_settings,
     tiny_buildah_image,
     monkeypatch,

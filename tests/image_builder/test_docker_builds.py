@@ -3,8 +3,7 @@ the same requirements reuses the runtime, and failures say why."""
 
 from __future__ import annotations
 
-import json
-import socket
+import contextlib
 import time
 
 import httpx
@@ -15,6 +14,7 @@ from control_api.adapters.image_builder.base import ModelBundle
 from control_api.adapters.image_builder.docker_engine import DockerImageBuilder
 from control_api.errors import ImageBuildFailed, ServiceUnavailable
 from control_api.settings import BuildSettings
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -26,7 +26,7 @@ AWKWARD_NAME = 'Iris "demo" $HOME\\x'
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    from tests.serving.sample_models import log_iris_model
+    from tests.support.sample_models import log_iris_model
 
     workdir = tmp_path_factory.mktemp("image-builder-models")
     return {
@@ -45,21 +45,11 @@ def cleanup(docker_client):
     containers, images = [], []
     yield containers, images
     for container in containers:
-        try:
+        with contextlib.suppress(Exception):
             container.remove(force=True)
-        except Exception:
-            pass
     for image_id in images:
-        try:
+        with contextlib.suppress(Exception):
             docker_client.images.remove(image_id, force=True)
-        except Exception:
-            pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bundle(model_dir, name: str, version: str) -> ModelBundle:

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import require
+from tests.support.availability import require
 
 pytestmark = pytest.mark.docker
 

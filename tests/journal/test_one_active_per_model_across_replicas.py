@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from tests.control.process import ServiceProcess
+from tests.support.service_process import ServiceProcess
 
 MODEL = "contended"
 REPLICAS = 2

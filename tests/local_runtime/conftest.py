@@ -8,24 +8,16 @@ loads at start as the model server loads a pickled estimator; POST /predict call
 ``predict(body)`` and answers what that returns.
 """
 
+import contextlib
 import io
 import tarfile
 import uuid
-from pathlib import Path
 
 import pytest
-import yaml
 
-from control_api.adapters.local_runtime.base import WorkloadSpec
-from control_api.adapters.local_runtime.manifests import pair_workloads
 from control_api.adapters.local_runtime.docker_runtime import L_NAMESPACE, DockerLocalRuntime
 from control_api.settings import TargetSettings
-
-TEST_NAMESPACE_PREFIX = "rt-test-"
-# Far from the service's default first address (10) and the in-memory runtime's (100), so these tests
-# do not take the addresses other test folders expect.
-TEST_LOOPBACK_FIRST = 200
-BASE_MANIFESTS = Path(__file__).resolve().parents[2] / "renderer" / "templates" / "base" / "model-server"
+from tests.support.local_runtime import TEST_LOOPBACK_FIRST, TEST_NAMESPACE_PREFIX
 
 SERVER_SOURCE = r"""
 import base64, http.server, json, os, pathlib, pickle, signal, socket, sys, threading, time, uuid
@@ -77,16 +69,6 @@ server.server_close()
 """
 
 
-def base_manifest_spec(namespace: str) -> WorkloadSpec:
-    """What the runtime is given for the renderer's base model-server Deployment and Service."""
-    objects = [
-        yaml.safe_load(path.read_text())
-        for path in (BASE_MANIFESTS / "deployment.yaml", BASE_MANIFESTS / "service.yaml")
-    ]
-    [workload] = pair_workloads(objects, namespace)
-    return workload.spec
-
-
 @pytest.fixture(scope="session")
 def test_server_image(base_image):
     import docker
@@ -104,10 +86,9 @@ def test_server_image(base_image):
     tag = f"mlops-test/runtime-server:{uuid.uuid4().hex[:8]}"
     image, _ = client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, pull=False)
     yield tag
-    try:
+    # The image may still be used by a container another test leaked; the cleanup below reports it.
+    with contextlib.suppress(docker.errors.APIError):
         client.images.remove(image.id, force=True)
-    except docker.errors.APIError:
-        pass  # still used by a container another test leaked; the cleanup below reports it
     client.close()
 
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import base64
 import http.server
 import pickle
-import socket
 import threading
 
 import httpx
 import pytest
 
 from control_api.adapters.local_runtime.containment import MODEL_NETWORK
-from tests.local_runtime.test_docker_runtime import answer, network_holder, spec_for
+from tests.support.local_runtime import answer, network_holder, spec_for
 
 HOSTILE_SOURCE = r'''
 import socket, struct, threading
@@ -66,7 +65,8 @@ def squat(address, port):
             client, _ = sock.accept()
             client.recv(1024)
             body = b'{"version": "hijacked", "instance": "hostile"}'
-            client.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            head = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            client.sendall(head + body)
             client.close()
 
     threading.Thread(target=serve, daemon=True).start()

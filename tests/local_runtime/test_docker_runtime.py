@@ -8,7 +8,6 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from control_api.adapters.local_runtime.base import WorkloadSpec
 from control_api.adapters.local_runtime.docker_runtime import (
     L_ADDRESS,
     L_HASH,
@@ -17,41 +16,17 @@ from control_api.adapters.local_runtime.docker_runtime import (
     L_NAMESPACE,
     L_PORT,
     L_REPLICAS,
-    L_ROLE,
-    ROLE_NETWORK,
-    ROLE_REPLICA,
     DockerLocalRuntime,
 )
 from control_api.errors import DeploymentTimedOut, SyncFailed
-from tests.local_runtime.conftest import TEST_LOOPBACK_FIRST, base_manifest_spec
-
-
-def all_containers(docker_client, namespace: str, name: str) -> list:
-    return docker_client.containers.list(
-        all=True, filters={"label": [f"{L_NAMESPACE}={namespace}", f"{L_NAME}={name}"]}
-    )
-
-
-def workload_containers(docker_client, namespace: str, name: str) -> list:
-    """The replicas (not the container holding their network namespace)."""
-    return [c for c in all_containers(docker_client, namespace, name) if c.labels[L_ROLE] == ROLE_REPLICA]
-
-
-def network_holder(docker_client, namespace: str, name: str):
-    [holder] = [c for c in all_containers(docker_client, namespace, name) if c.labels[L_ROLE] == ROLE_NETWORK]
-    return holder
-
-
-def answer(url: str) -> dict:
-    response = httpx.get(url + "/health", timeout=5)
-    assert response.status_code == 200
-    return response.json()
-
-
-def spec_for(image: str, namespace: str, name: str = "iris", **overrides) -> WorkloadSpec:
-    """The spec the shared base manifest gives (its security context, ports, probe and volumes)."""
-    base = base_manifest_spec(namespace)
-    return replace(base, name=name, image=image, env={"VERSION": "v1", **overrides.pop("env", {})}, **overrides)
+from tests.support.local_runtime import (
+    TEST_LOOPBACK_FIRST,
+    all_containers,
+    answer,
+    network_holder,
+    spec_for,
+    workload_containers,
+)
 
 
 def test_apply_serves_on_its_own_loopback_address_with_limits(runtime, test_server_image, namespace, docker_client):

@@ -9,7 +9,7 @@ import pytest
 from control_api.adapters.local_runtime.base import ScratchVolume, SecurityContext
 from control_api.adapters.local_runtime.manifests import pair_workloads
 from control_api.errors import SyncFailed
-from tests.local_runtime.conftest import base_manifest_spec
+from tests.support.local_runtime import base_manifest_spec
 
 
 def test_the_base_manifest_gives_its_security_context_volumes_and_probe():

@@ -16,7 +16,7 @@ import pytest
 from control_api.adapters.registry.ecr import EcrRegistry, ImmutableTagRejected
 from control_api.errors import RegistryAuthFailed, RegistryUnavailable
 from control_api.settings import RegistrySettings
-from tests.registry.conftest import free_port
+from tests.support.ports import free_port
 
 
 def ecr_settings(endpoint: str, **overrides) -> RegistrySettings:

@@ -11,7 +11,7 @@ from control_api.adapters.registry import make_registry
 from control_api.adapters.registry.oci import MANIFEST_TYPES, OciRegistry
 from control_api.errors import RegistryAuthFailed, RegistryUnavailable, TerminalError
 from control_api.settings import RegistrySettings
-from tests.registry.conftest import free_port
+from tests.support.ports import free_port
 
 
 def served_digest(url: str, repository: str, tag: str, auth=None) -> str:

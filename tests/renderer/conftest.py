@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import subprocess
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from render_helpers import load_documents, write_tree

@@ -13,7 +13,7 @@ import pytest
 from render_helpers import full_spec, minimal_spec
 
 from renderer import ApplicationSpec, application_name, model_dir, render_application, render_model
-from tests.conftest import IN_CI
+from tests.support.availability import IN_CI
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"

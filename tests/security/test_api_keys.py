@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from control_api.api.security import hash_key
-from tests.control.conftest import assert_error_format, example_request
+from tests.support.control import assert_error_format, example_request
 
 READER, DEPLOYER, ADMIN = "mlk_reader-key-0123456789", "mlk_deployer-key-0123456789", "mlk_admin-key-0123456789"
 KEYS = [

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
 from control_api.api import security
 from control_api.api.security import add_key
 from control_api.journal.store import Journal
-from tests.control.conftest import assert_error_format, make_settings
+from tests.support.control import assert_error_format, make_settings
 
 PROTECTED = [
     ("get", "/mlops/deployments"),
@@ -120,7 +121,7 @@ def test_keys_file_is_written_atomically_and_private_from_the_first_byte(tmp_pat
 
     def observing_replace(source, target, *args, **kwargs):
         st = os.stat(source)
-        seen.append((stat.S_IMODE(st.st_mode), json.loads(open(source).read()), json.loads(path.read_text())))
+        seen.append((stat.S_IMODE(st.st_mode), json.loads(Path(source).read_text()), json.loads(path.read_text())))
         return real_replace(source, target, *args, **kwargs)
 
     monkeypatch.setattr(security.os, "replace", observing_replace)
@@ -142,7 +143,7 @@ def test_data_files_are_private_when_created(make_client, tmp_path):
         services = client.app.state.services
         services.journal.ping()
         services.mlflow.ping()
-        services.gitops  # creates the embedded bare repository
+        _ = services.gitops  # creates the embedded bare repository
     finally:
         os.umask(previous)
     data = services.settings.data_path

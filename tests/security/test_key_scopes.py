@@ -7,7 +7,7 @@ import pytest
 
 from control_api.api.security import hash_key
 from control_api.pipeline.pipelines import DEPLOY
-from tests.control.conftest import assert_error_format, example_request
+from tests.support.control import assert_error_format, example_request
 
 STAGING_KEY, GLOBAL_KEY = "mlk_staging-deployer-0123456789", "mlk_global-deployer-0123456789"
 KEYS = [

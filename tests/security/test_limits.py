@@ -8,13 +8,14 @@ import json
 import secrets
 import select
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
 from starlette.requests import Request
 
 from control_api.api.security import client_address
-from tests.control.process import ServiceProcess
+from tests.support.service_process import ServiceProcess
 
 KEY = "mlk_" + secrets.token_urlsafe(24)
 MAX_BODY = 2**20
@@ -58,7 +59,7 @@ def open_service(tmp_path_factory):
 
 
 def peak_memory_bytes(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM in /proc/<pid>/status")

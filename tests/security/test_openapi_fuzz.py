@@ -1,4 +1,4 @@
-"""Fuzzing the control service's OpenAPI document with schemathesis (issue 5, item 7).
+"""Fuzzing the control service's OpenAPI document with schemathesis.
 
 Every operation in ``/openapi.json`` is called with generated requests, valid and invalid, against the real
 app in-process (its real journal and embedded MLflow on a throwaway data dir):
@@ -12,8 +12,8 @@ Side effects: the service runs with target ``none`` and the orchestrator's ``sta
 test only) by a recorder, so a fuzzed deploy that passes validation is journaled and stays ``pending``
 instead of installing generated requirement names and running a generated script. ``max_wait_seconds``
 is 0, so a synchronous deploy answers 202 at once. ``script_content`` (format ``byte``) is generated as
-small valid scripts half the time, so generated deploys get past validation. The Hypothesis example database is off (nothing is
-written into the repository) and generation is derandomized so CI runs are reproducible; set
+small valid scripts half the time, so generated deploys get past validation. The Hypothesis example database
+is off (nothing is written into the repository) and generation is derandomized so CI runs are reproducible; set
 ``MLOPS_FUZZ_EXAMPLES`` (per operation and run, default 50) and ``MLOPS_FUZZ_RANDOM=1`` for a deeper, random
 local run.
 
@@ -46,8 +46,7 @@ from control_api.api.schemas import MAX_EVENT_ID, MAX_INT64
 from control_api.api.security import hash_key
 from control_api.app import create_app
 from control_api.journal.store import DeploymentStatus
-from tests.control.conftest import example_request, make_settings
-from tests.journal.conftest import postgres_cluster, postgres_url  # noqa: F401 (fixtures)
+from tests.support.control import example_request, make_settings
 
 ADMIN = "mlk_fuzz-admin-key-0123456789"
 MAX_EXAMPLES = int(os.environ.get("MLOPS_FUZZ_EXAMPLES", "50"))

@@ -57,8 +57,9 @@ from ruamel.yaml import YAML
 from control_api.api.security import hash_key
 from control_api.app import create_app
 from control_api.settings import Settings
-from tests.control.conftest import assert_error_format, b64, make_settings
-from tests.control.process import free_port, stop_process_group
+from tests.support.control import assert_error_format, b64, make_settings
+from tests.support.mlflow_server import MlflowServer
+from tests.support.ports import free_port
 
 FINAL = {"deployed", "failed", "timed_out", "registered", "undeployed"}
 # Users under which a canary could travel inside an HTTP Basic credential.
@@ -239,14 +240,15 @@ def _credentials_of(handler: BaseHTTPRequestHandler) -> str:
 
 
 class _QuietHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 def _echo_401(handler: BaseHTTPRequestHandler, received: list[str], body: bytes) -> None:
     """What a careless server does: refuse, and repeat in the error what it was sent."""
     credentials = _credentials_of(handler)
-    text = f"credentials [{credentials}] refused for {handler.command} {handler.path}; request body [{body[:400].decode('utf-8', 'replace')}]"
+    sent = body[:400].decode("utf-8", "replace")
+    text = f"credentials [{credentials}] refused for {handler.command} {handler.path}; request body [{sent}]"
     received.append(text)
     payload = json.dumps(
         {
@@ -369,55 +371,6 @@ class GitHttpServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-class MlflowServer:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.log = root / "mlflow-server.log"
-        root.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--backend-store-uri",
-                f"sqlite:///{root / 'server.db'}",
-                "--artifacts-destination",
-                str(root / "artifacts"),
-                "--workers",
-                "1",
-            ],
-            stdout=open(self.log, "wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # Tracking and registry only: no GenAI job runner (several more Python processes).
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        )
-        deadline = time.monotonic() + 300  # it imports a lot: slow on a busy machine
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                pytest.fail("mlflow server exited: " + self.log.read_text()[-2000:])
-            time.sleep(0.5)
-        self.stop()
-        pytest.fail("mlflow server did not start")
-
-    def uri(self, user: str, password: str) -> str:
-        return f"http://{user}:{password}@127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        stop_process_group(self.proc)
 
 
 # ---- driving the service ---------------------------------------------------------------------------
@@ -1036,7 +989,7 @@ def test_canaries_stay_secret_through_real_deploys_and_their_failures(
 
     echo = EchoServer()
     git_server = GitHttpServer(tmp_path / "git-server", canaries["git.token"])
-    mlflow_server = MlflowServer(tmp_path / "mlflow-server")
+    mlflow_server = MlflowServer(tmp_path / "mlflow-server").start()
     # Argo CD takes the session route (password); the simulator's Kubernetes API wants the canary token.
     server, simulator = start_cluster(
         namespace=namespace,

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
-from tests.control.conftest import assert_error_format, example_request
+from tests.support.control import assert_error_format, example_request
 
 
 def test_idempotency_key_with_a_different_body_is_422_naming_the_conflict(client):

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.control.conftest import assert_error_format, script
-from tests.security.test_training_sandbox import require_sandbox
+from tests.support.control import assert_error_format, script
+from tests.support.sandbox import require_sandbox
 
 ECHO_MODEL = """
 import mlflow
@@ -89,7 +89,7 @@ def script_output(client, deployment: dict) -> str:
     """What the attacking script printed (and the step log around it), to show how far it got."""
     events = client.app.state.services.journal.events(deployment["deployment_id"])
     lines = [e["data"]["line"] for e in events if e["type"] == "log" and not e["data"]["line"].startswith(" + ")]
-    return "\n".join(lines + [f"deployment: {deployment['status']} {deployment.get('error')}"])
+    return "\n".join([*lines, f"deployment: {deployment['status']} {deployment.get('error')}"])
 
 
 def store_paths(client) -> tuple[Path, Path]:
@@ -126,7 +126,7 @@ def test_artifact_location_edit_does_not_open_a_host_folder(service, canary):
 
 
 def test_dot_experiment_symlink_swap_does_not_open_a_host_folder(service, canary):
-    database, artifacts = store_paths(service)
+    _database, artifacts = store_paths(service)
     before = snapshot(canary)
     first = deploy(service, "victim-swap", ECHO_MODEL)
     assert first["status"] == "registered", first

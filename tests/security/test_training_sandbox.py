@@ -1,4 +1,4 @@
-"""Hostile training scripts against the training sandbox (issue 5, item 2).
+"""Hostile training scripts against the training sandbox.
 
 One real control service process (``python -m control_api serve``, sandbox required, low limits set
 through settings) receives a fork bomb, a memory hog, a huge file, a credential thief and a script that
@@ -15,6 +15,7 @@ machine. The scripts are stdlib only (the environment holds just MLflow) to keep
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,9 +31,9 @@ import pytest
 
 from control_api.settings import Settings
 from control_api.training import sandbox as sandboxing
-from tests.conftest import require
-from tests.control.conftest import script
-from tests.control.process import ServiceProcess
+from tests.support.control import script
+from tests.support.sandbox import require_sandbox
+from tests.support.service_process import ServiceProcess
 
 CANARY = "CANARY-" + secrets.token_hex(16)
 API_KEY = "mlk_" + secrets.token_urlsafe(24)
@@ -42,15 +43,6 @@ MAX_FILE_BYTES = 16 * 2**20
 MAX_MEMORY_BYTES = 1536 * 2**20
 WORKDIR_BYTES = 40 * 2**20
 FIRST_UID = Settings().training.sandbox_uid_first
-
-
-def require_sandbox() -> None:
-    availability = sandboxing.probe()
-    require(
-        availability.available,
-        f"the training sandbox ({availability.reason})",
-        "run the tests as root on a machine where `unshare --pid --mount --net` works",
-    )
 
 
 class FakeDockerSocket:
@@ -73,10 +65,8 @@ class FakeDockerSocket:
                 return
             with conn:
                 conn.settimeout(5)
-                try:
+                with contextlib.suppress(OSError):
                     conn.recv(4096)
-                except OSError:
-                    pass
                 conn.sendall(f'HTTP/1.0 200 OK\r\n\r\n{{"ApiVersion": "1.45", "token": "{CANARY}"}}'.encode())
 
     def close(self) -> None:

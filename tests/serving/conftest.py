@@ -1,22 +1,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-SERVING_TEMPLATE = Path(__file__).resolve().parents[2] / "serving_template"
-# Inside the image the server is the top-level package ``model_server``; import it the same way here.
-if str(SERVING_TEMPLATE) not in sys.path:
-    sys.path.insert(0, str(SERVING_TEMPLATE))
+# Importing tests.support.serving puts serving_template on sys.path, as the image has model_server.
+from tests.support.serving import make_client
 
 
 @pytest.fixture(scope="session")
 def iris_model_dirs(tmp_path_factory) -> dict[str, Path]:
     """Downloaded model dirs of a LogisticRegression and a RandomForest on iris, with the identity file the
     image builder writes."""
-    from tests.serving.sample_models import log_iris_model
+    from tests.support.sample_models import log_iris_model
 
     workdir = tmp_path_factory.mktemp("serving-models")
     dirs = {
@@ -44,13 +41,6 @@ def pyfunc_models(iris_model_dirs):
     import mlflow.pyfunc
 
     return {kind: mlflow.pyfunc.load_model(str(path)) for kind, path in iris_model_dirs.items()}
-
-
-def make_client(model_dir: Path):
-    from fastapi.testclient import TestClient
-    from model_server.app import create_app
-
-    return TestClient(create_app(model_dir, load_in_background=False))
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import make_client
-from tests.serving.test_predict_formats import COLUMNS, ROWS
+from tests.support.iris import COLUMNS
+from tests.support.serving import ROWS, make_client
 
 BAD_BODIES = [
     ("not-json", b"{not json", 400, "invalid_json"),

@@ -6,40 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
-# One row of each class plus a borderline one, so a wrong column order changes the answer.
-ROWS = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.3, 3.3, 6.0, 2.5], [5.9, 3.0, 4.2, 1.5]]
+from tests.support.iris import COLUMNS
+from tests.support.serving import ROWS, bodies
+
 KINDS = ["logistic", "forest", "pipeline"]
-
-
-def records(rows):
-    return [dict(zip(COLUMNS, row)) for row in rows]
-
-
-def bodies(rows):
-    """(shape name, endpoint, body) for every supported request shape carrying ``rows``."""
-    reversed_columns = list(reversed(COLUMNS))
-    return [
-        ("inputs-columns", "/predict", {"inputs": {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)}}),
-        ("inputs-rows", "/predict", {"inputs": rows}),
-        ("data", "/predict", {"data": rows}),
-        ("features", "/predict", {"features": rows}),
-        ("instances-rows", "/predict", {"instances": rows}),
-        ("instances-records", "/predict", {"instances": records(rows)}),
-        ("dataframe_split", "/predict", {"dataframe_split": {"columns": COLUMNS, "data": rows}}),
-        (
-            "dataframe_split-reordered",
-            "/predict",
-            {"dataframe_split": {"columns": reversed_columns, "data": [list(reversed(r)) for r in rows]}},
-        ),
-        ("dataframe_records", "/predict", {"dataframe_records": records(rows)}),
-        ("batch-inputs", "/predict/batch", {"inputs": rows}),
-        ("batch-records", "/predict/batch", {"dataframe_records": records(rows)}),
-        ("invocations-split", "/invocations", {"dataframe_split": {"columns": COLUMNS, "data": rows}}),
-        ("invocations-records", "/invocations", {"dataframe_records": records(rows)}),
-        ("invocations-instances", "/invocations", {"instances": records(rows)}),
-        ("invocations-inputs", "/invocations", {"inputs": rows}),
-    ]
 
 
 def expected(pyfunc_models, kind, rows):

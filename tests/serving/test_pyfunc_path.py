@@ -5,15 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.serving.conftest import make_client
-from tests.serving.test_predict_formats import COLUMNS, ROWS, bodies
+from tests.support.iris import COLUMNS
+from tests.support.serving import ROWS, bodies, make_client
 
 
 @pytest.fixture(scope="module")
 def custom(tmp_path_factory):
     import mlflow.pyfunc
 
-    from tests.serving.sample_models import log_custom_pyfunc_model
+    from tests.support.sample_models import log_custom_pyfunc_model
 
     model_dir = log_custom_pyfunc_model(tmp_path_factory.mktemp("custom-pyfunc"))
     return make_client(model_dir), mlflow.pyfunc.load_model(str(model_dir))

@@ -12,13 +12,8 @@ import time
 
 import httpx
 
-from tests.serving.conftest import SERVING_TEMPLATE
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.ports import free_port
+from tests.support.serving import SERVING_TEMPLATE
 
 
 def start(model_dir, port: int) -> subprocess.Popen:

@@ -2,67 +2,55 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from control_api.adapters.forge.errors import ForgeRequestRejected
+from control_api.adapters.forge.flow import PullRequestFlow
 from control_api.adapters.forge.rest import ForgeRest
-from control_api.adapters.forge.types import PullRequest
+from control_api.adapters.forge.types import PullRequest, PullRequestState
 
 DEFAULT_API_URL = "https://gitlab.com/api/v4"
-STATES = {"opened": "open", "merged": "merged", "closed": "closed", "locked": "closed"}
+STATES: dict[str, PullRequestState] = {"opened": "open", "merged": "merged", "closed": "closed", "locked": "closed"}
 
 
-class GitLabForge:
+class GitLabForge(PullRequestFlow):
+    forge_name = "GitLab"
+    request_noun = "merge request"
+    conflict_statuses = (409,)  # "Another open merge request already exists for this source branch"
+
     def __init__(
         self, api_url: str | None, project: str, token: str, transport: httpx.BaseTransport | None = None
     ) -> None:
         # A project is a numeric id or a "group/subgroup/name" path, which the API wants URL-encoded.
-        self._project_path = f"/projects/{quote(project.strip('/'), safe='')}"
-        self._rest = ForgeRest(
-            "GitLab", api_url or DEFAULT_API_URL, {"PRIVATE-TOKEN": token}, token, transport=transport
+        rest = ForgeRest(
+            self.forge_name, api_url or DEFAULT_API_URL, {"PRIVATE-TOKEN": token}, token, transport=transport
         )
+        super().__init__(rest, f"/projects/{quote(project.strip('/'), safe='')}/merge_requests")
 
-    def open_pull_request(self, head: str, base: str, title: str, body: str) -> PullRequest:
-        existing = self._find_open(head)
-        if existing is not None:
-            return existing
-        payload = {
+    def _open_query(self, head: str, page: int) -> dict[str, Any]:
+        return {"source_branch": head, "state": "opened", "per_page": self.page_size}
+
+    def _head_branch_of(self, payload: dict[str, Any]) -> str | None:
+        branch: str | None = payload.get("source_branch")
+        return branch
+
+    def _create_payload(self, head: str, base: str, title: str, body: str) -> dict[str, Any]:
+        return {
             "source_branch": head,
             "target_branch": base,
             "title": title,
             "description": body,
             "remove_source_branch": True,
         }
-        response = self._rest.request("POST", f"{self._project_path}/merge_requests", json=payload, accept=(409,))
-        if response.status_code == 409:
-            # "Another open merge request already exists for this source branch".
-            existing = self._find_open(head)
-            if existing is None:
-                raise ForgeRequestRejected(f"GitLab refused the merge request {head} -> {base}: {response.text[:300]}")
-            return existing
-        return _merge_request(response.json())
 
-    def get_pull_request(self, number: int) -> PullRequest:
-        return _merge_request(self._rest.request("GET", f"{self._project_path}/merge_requests/{int(number)}").json())
-
-    def close(self) -> None:
-        self._rest.close()
-
-    def _find_open(self, head: str) -> PullRequest | None:
-        params = {"source_branch": head, "state": "opened", "per_page": 10}
-        requests = self._rest.request("GET", f"{self._project_path}/merge_requests", params=params).json()
-        matching = [mr for mr in requests if mr.get("source_branch") == head]
-        return _merge_request(matching[0]) if matching else None
-
-
-def _merge_request(payload: dict) -> PullRequest:
-    state = STATES.get(payload["state"], "closed")
-    return PullRequest(
-        number=int(payload["iid"]),
-        url=payload["web_url"],
-        state=state,
-        merged=state == "merged",
-        head_branch=payload["source_branch"],
-    )
+    def _pull_request(self, payload: dict[str, Any]) -> PullRequest:
+        state = STATES.get(payload["state"], "closed")
+        return PullRequest(
+            number=int(payload["iid"]),
+            url=payload["web_url"],
+            state=state,
+            merged=state == "merged",
+            head_branch=payload["source_branch"],
+        )

@@ -1,32 +1,21 @@
-"""Kubernetes resource quantities as Docker limits."""
+"""Kubernetes resource quantities as Docker limits, parsed by the renderer's quantity parser."""
 
 from __future__ import annotations
 
-_CPU_SUFFIX_MILLI = "m"
-_MEMORY_FACTORS = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
+from renderer import quantities
+
+NANO_CPUS_PER_MILLICORE = 10**6
 
 
 def nano_cpus(quantity: str | None) -> int | None:
+    """``"500m"`` -> 500000000 (Docker's NanoCpus); None when no limit is set."""
     if not quantity:
         return None
-    if quantity.endswith(_CPU_SUFFIX_MILLI):
-        return int(quantity[:-1]) * 10**6
-    return int(float(quantity) * 10**9)
+    return quantities.cpu_millicores(quantity) * NANO_CPUS_PER_MILLICORE
 
 
 def memory_bytes(quantity: str | None) -> int | None:
+    """``"512Mi"`` -> 536870912; None when no limit is set."""
     if not quantity:
         return None
-    digits = quantity.rstrip("kKMGTi")
-    suffix = quantity[len(digits) :]
-    return int(float(digits) * _MEMORY_FACTORS[suffix])
+    return quantities.memory_bytes(quantity)

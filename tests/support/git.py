@@ -1,4 +1,4 @@
-"""Plain-git helpers for the GitOps tests: the bare remote seen from outside, and other writers' clones."""
+"""Plain-git helpers: the bare remote seen from outside, other writers' clones, and a bare repo's log."""
 
 from __future__ import annotations
 
@@ -72,3 +72,20 @@ class Remote:
 
     def message(self, ref: str = "main") -> str:
         return self.git("log", "-1", "--format=%B", ref)
+
+
+def git_log(bare_repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(bare_repo), "log", *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def commit_count(bare_repo: Path) -> int:
+    return int(
+        subprocess.run(
+            ["git", "--git-dir", str(bare_repo), "rev-list", "--count", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )

@@ -1,10 +1,9 @@
-"""Run the control service as a real process (``python -m control_api serve``) for crash tests."""
+"""Run the control service as a real process (``python -m control_api serve``)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,30 +11,8 @@ from pathlib import Path
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, grace: float = 30) -> None:
-    """Stop a process started with ``start_new_session=True`` and everything in its group. The group
-    gets SIGKILL at the end even when the leader is already gone: ``mlflow server`` runs uvicorn as a
-    child, which outlived its parent's SIGTERM in CI and stayed behind as an orphan."""
-    if proc is None:
-        return
-    for signal_number in (sig, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, signal_number)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
+from tests.support.paths import REPO_ROOT
+from tests.support.ports import free_port
 
 
 class ServiceProcess:
@@ -46,15 +23,15 @@ class ServiceProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> "ServiceProcess":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "control_api", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    def start(self, timeout: float = 60) -> ServiceProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "control_api", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

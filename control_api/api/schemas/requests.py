@@ -1,9 +1,8 @@
-"""Request and response models of the management API.
+"""Request bodies of the management API: what clients send to ``POST /mlops/deploy``.
 
-Validation errors carry a rule name (``PydanticCustomError`` type) so a client sees which field broke
-which rule, for example ``{"field": "model_name", "rule": "dns1123_label"}``. What the manifests are
-made of (names, quantities, environment values, replicas) is checked by the renderer's own rules
-(renderer.names, renderer.quantities, renderer.spec); the limits here are the API's policy on top.
+Refusals name the rule that broke (see ``rules``). CPU and memory quantities are parsed by the
+renderer's parser (renderer.quantities), the one the manifests are checked with; the bounds here are
+the API's policy on top.
 """
 
 from __future__ import annotations
@@ -17,14 +16,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from renderer import names as render_names
+from control_api.api.schemas.rules import LABEL_DOC, dns1123_label, env_key
 from renderer import quantities as render_quantities
 from renderer.credentials import check_env_value
-from renderer.spec import MAX_REPLICAS, RESERVED_ENV, check_env_key, check_env_value_text
+from renderer.spec import MAX_REPLICAS, check_env_value_text
 
-# What the validators below accept, stated in the OpenAPI document (json_schema_extra: documented only, so
-# a refusal still names the rule that broke, e.g. dns1035_label).
-LABEL_DOC = {"pattern": r"^[a-z]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
 SCRIPT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.py$")
 
 MAX_SCRIPT_BYTES = 1024 * 1024
@@ -32,43 +28,6 @@ MAX_ENV_VALUE_CHARS = 4096
 MAX_CPU_MILLICORES = 16000
 MIN_MEMORY_BYTES = 64 * 2**20
 MAX_MEMORY_BYTES = 64 * 2**30
-# Numbers that reach the journal's queries are bounded by their column types, so larger ones are a 422 and
-# never reach the database (SQLite's driver raises OverflowError past 64 bits; PostgreSQL refuses a bigint
-# beyond its INTEGER event ids): offsets are 64-bit, event ids 32-bit.
-MAX_INT64 = 2**63 - 1
-MAX_EVENT_ID = 2**31 - 1
-# PostgreSQL text cannot hold NUL, so no stored id, name or status has one; a lookup with one failed there
-# (DataError, a 500). Path and query strings that reach the journal refuse it (422).
-NO_NUL = r"^[^\x00]*$"
-
-
-def dns1123_label(value: str, what: str) -> str:
-    if value[:1].isdigit():
-        raise PydanticCustomError(
-            "dns1035_label", "{what} must start with a letter (it names a Kubernetes Service)", {"what": what}
-        )
-    if len(value) > 63:
-        raise PydanticCustomError(
-            "max_length_63", "{what} must be at most 63 characters (got {n})", {"what": what, "n": len(value)}
-        )
-    try:
-        render_names.check_dns_label(value, what)
-    except ValueError as error:
-        raise PydanticCustomError("dns1123_label", "{why}", {"why": str(error)}) from None
-    return value
-
-
-def _env_key(key: str) -> None:
-    if len(key) > 128:
-        raise PydanticCustomError(
-            "env_key", "environment variable name {key!r} is longer than 128 characters", {"key": key[:40]}
-        )
-    try:
-        check_env_key(key)
-    except ValueError as error:
-        raise PydanticCustomError("env_key", "{why}", {"why": str(error)}) from None
-    if key in RESERVED_ENV:
-        raise PydanticCustomError("env_reserved", "{key} is set by the platform and cannot be overridden", {"key": key})
 
 
 class SecretKeyRef(BaseModel):
@@ -155,7 +114,9 @@ class DeployRequest(BaseModel):
     environment_vars: dict[str, str] = Field(default_factory=dict)
     secret_env: dict[str, SecretKeyRef] = Field(
         default_factory=dict,
-        description="Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values.",
+        description=(
+            "Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values."
+        ),
     )
     tags: dict[str, str] = Field(default_factory=dict)
     deployment_config: DeploymentConfig | None = None
@@ -190,7 +151,7 @@ class DeployRequest(BaseModel):
         try:
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise PydanticCustomError("base64", "must be valid base64 (standard alphabet, with padding)")
+            raise PydanticCustomError("base64", "must be valid base64 (standard alphabet, with padding)") from None
         if len(raw) > MAX_SCRIPT_BYTES:
             raise PydanticCustomError(
                 "max_size", "the decoded script must be at most {max} bytes", {"max": MAX_SCRIPT_BYTES}
@@ -200,7 +161,7 @@ class DeployRequest(BaseModel):
         try:
             source = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise PydanticCustomError("utf8", "the decoded script must be UTF-8 text")
+            raise PydanticCustomError("utf8", "the decoded script must be UTF-8 text") from None
         try:
             compile(source, "train.py", "exec")
         except SyntaxError as exc:
@@ -208,7 +169,7 @@ class DeployRequest(BaseModel):
                 "python_syntax",
                 "the script is not valid Python: {msg} (line {line})",
                 {"msg": exc.msg, "line": exc.lineno},
-            )
+            ) from None
         return value
 
     @field_validator("requirements")
@@ -222,7 +183,8 @@ class DeployRequest(BaseModel):
             if text.startswith("-") or "://" in text or text.startswith((".", "/", "~")):
                 raise PydanticCustomError(
                     "requirement_specifier",
-                    "{item!r} is not allowed: only requirement specifiers such as 'scikit-learn==1.5.2' (no pip options, URLs or paths)",
+                    "{item!r} is not allowed: only requirement specifiers such as 'scikit-learn==1.5.2' "
+                    "(no pip options, URLs or paths)",
                     {"item": text},
                 )
             try:
@@ -232,7 +194,7 @@ class DeployRequest(BaseModel):
                     "requirement_specifier",
                     "{item!r} is not a requirement specifier: {why}",
                     {"item": text, "why": str(exc)},
-                )
+                ) from None
             if parsed.url:
                 raise PydanticCustomError(
                     "requirement_specifier", "{item!r}: direct URL references are not allowed", {"item": text}
@@ -244,7 +206,7 @@ class DeployRequest(BaseModel):
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for key, item in value.items():
-            _env_key(key)
+            env_key(key)
             if len(item) > MAX_ENV_VALUE_CHARS:
                 raise PydanticCustomError(
                     "env_value",
@@ -265,7 +227,7 @@ class DeployRequest(BaseModel):
     @classmethod
     def _secret_env(cls, value: dict[str, SecretKeyRef]) -> dict[str, SecretKeyRef]:
         for key in value:
-            _env_key(key)
+            env_key(key)
         return value
 
     @field_validator("experiment_name")
@@ -330,234 +292,3 @@ class DeployRequest(BaseModel):
                 **autoscaling,
             },
         }
-
-
-class StepView(BaseModel):
-    name: str
-    status: str
-    started_at: str | None
-    finished_at: str | None
-    attempts: int
-    message: str | None
-    duration_seconds: float | None = None
-
-
-class Endpoints(BaseModel):
-    predict: str | None = None
-    health: str | None = None
-    metadata: str | None = None
-
-
-class DeploymentView(BaseModel):
-    deployment_id: str
-    job_id: str
-    kind: str
-    model_name: str
-    model_version: str | None
-    run_id: str | None
-    status: str
-    namespace: str
-    created_at: str
-    updated_at: str
-    finished_at: str | None
-    deployment_time_seconds: float | None
-    duration_seconds: float | None
-    requested_by: str
-    experiment_name: str | None
-    steps: list[StepView]
-    error: dict[str, Any] | None
-    image_uri: str | None
-    ecr_image: str | None
-    inference_url: str | None
-    endpoints: Endpoints
-    deployment_url: str | None
-    external_ip: str | None
-    commit: str | None
-    pull_request_url: str | None = None
-    target: str | None = None
-
-
-class DeploymentPage(BaseModel):
-    items: list[DeploymentView]
-    total: int
-    limit: int
-    offset: int
-
-
-# ---- documented answers other than the happy path -----------------------------------------------
-# Every 4xx and 5xx the service gives has the body of control_api.api.errors.error_response. Routes
-# declare which of them they can give, so the OpenAPI document is a truthful contract
-# (tests/security/test_openapi_fuzz.py checks every answer against it).
-
-
-class ErrorInfo(BaseModel):
-    code: str = Field(description="Stable machine-readable error code (see docs/troubleshooting.md).")
-    message: str
-    details: Any = Field(
-        default=None, description="Which fields broke which rules, or the id of a conflicting deployment."
-    )
-    request_id: str = Field(description="Also in the X-Request-ID header; quote it when reporting a problem.")
-
-
-class ErrorBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    error: ErrorInfo
-
-
-_ERROR_DESCRIPTIONS = {
-    400: "The request cannot be carried out as given: a body that is not UTF-8 JSON text, or a request MLflow refused",
-    401: "No API key, or one that is not valid",
-    403: "The API key's role does not allow this call",
-    404: "No such resource",
-    409: "Conflicts with the current state (a deploy of this model is running, nothing to retry, no target)",
-    413: "The request body is larger than api.max_body_bytes",
-    422: "The request does not validate: details lists each field and rule",
-    429: "The API key's rate limit is spent: wait Retry-After seconds",
-    500: "Unexpected error (a bug): the service log has the request id",
-    503: "A system the service depends on (journal, MLflow, ...) did not answer; retry later",
-}
-_ERROR_HEADERS = {
-    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
-    429: {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds until a request would be allowed"}},
-}
-# Any route: a body over the limit is refused before anything else; a bug is a 500 in the same format.
-ANY_ROUTE = (413, 500)
-# Every protected route: no or a wrong key (401), a key scoped to other namespaces (403), rate limits
-# (429), and keys that cannot be checked (503 auth_unavailable).
-READ = (*ANY_ROUTE, 401, 403, 429, 503)
-CHANGE = (*READ, 403)
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    out: dict[int | str, dict[str, Any]] = {}
-    for status in sorted(set(statuses)):
-        out[status] = {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]}
-        if status in _ERROR_HEADERS:
-            out[status]["headers"] = _ERROR_HEADERS[status]
-    return out
-
-
-# ---- bodies of routes without a typed response_model (declared, not enforced) --------------------
-
-
-class HealthBody(BaseModel):
-    status: str
-    version: str
-
-
-class ReadyBody(BaseModel):
-    status: str = Field(description="ready | not_ready")
-    reason: str | None = None
-
-
-class ComponentHealth(BaseModel):
-    status: str = Field(description="healthy | unhealthy")
-    latency_ms: float
-    error: str | None = None
-    detail: str | None = Field(default=None, description="What a check found, for example how training is sandboxed")
-
-
-class PlatformStatus(BaseModel):
-    status: str = Field(description="healthy when every component is")
-    timestamp: str
-    target: str
-    components: dict[str, ComponentHealth]
-
-
-class _RegisteredModelFields(BaseModel):
-    name: str
-    description: str
-    creation_timestamp: str | None
-    last_updated_timestamp: str | None
-    latest_version: str | None
-    tags: dict[str, str]
-
-
-class ModelSummary(_RegisteredModelFields):
-    aliases: dict[str, str]
-
-
-class ModelList(BaseModel):
-    models: list[ModelSummary]
-    total: int
-
-
-class ModelVersionView(BaseModel):
-    version: str
-    run_id: str | None
-    status: str | None
-    current_stage: str | None
-    creation_timestamp: str | None
-    last_updated_timestamp: str | None
-    aliases: list[str]
-    description: str
-    source: str | None
-    tags: dict[str, str]
-    metrics: dict[str, float]
-    params: dict[str, str]
-
-
-class ServedView(BaseModel):
-    """What the target really runs for the model in one namespace."""
-
-    namespace: str
-    version: str | None
-    commit: str | None = Field(description="The deploy commit whose manifests run.")
-    image: str | None
-    revision: str | None = Field(description="The git revision the target applied last (Argo CD's history).")
-    healthy: bool | None
-    how: str = Field(description="How it got there: a deploy at the branch head, or a rollback outside git.")
-    synced_at: str | None
-    initiated_by: str | None
-
-
-class DriftView(BaseModel):
-    """Present when the target serves something other than the branch's newest deploy commit."""
-
-    branch: str
-    branch_commit: str
-    branch_version: str | None
-    message: str
-
-
-class ModelDetail(_RegisteredModelFields):
-    versions: list[ModelVersionView]
-    served: ServedView | None = None
-    drift: DriftView | None = None
-
-
-class HistoryCommit(BaseModel):
-    sha: str
-    subject: str
-    action: str
-    version: str | None
-    image: str | None
-    run_id: str | None
-    deployment_id: str | None
-    requested_by: str | None
-    author: str
-    date: str
-
-
-class TargetSync(BaseModel):
-    """One entry of what the target applied (Argo CD's status.history), with the version it ran."""
-
-    id: int
-    revision: str
-    commit: str | None
-    version: str | None
-    deployed_at: str | None
-    initiated_by: str | None
-    automated: bool
-    kind: str = Field(description="'rollback' when it went back to an older deploy commit, else 'sync'.")
-
-
-class ModelHistory(BaseModel):
-    model_name: str
-    namespace: str
-    commits: list[HistoryCommit]
-    target_syncs: list[TargetSync] = Field(
-        default_factory=list,
-        description="What the target applied, newest first; shows rollbacks made outside git (the Argo CD UI).",
-    )

@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO_ROOT
+
 MLOPS = Path(sys.executable).parent / "mlops"
+# The admin key the CLI tests' service accepts.
+API_KEY = "mlk_cli-tests-key"
 
 
 def run_mlops(
@@ -31,4 +34,4 @@ def json_out(result: subprocess.CompletedProcess):
     try:
         return json.loads(result.stdout)
     except ValueError as exc:
-        raise AssertionError(f"stdout is not JSON ({exc}):\n{result.stdout}\nstderr:\n{result.stderr}")
+        raise AssertionError(f"stdout is not JSON ({exc}):\n{result.stdout}\nstderr:\n{result.stderr}") from None

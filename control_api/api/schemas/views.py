@@ -1,0 +1,86 @@
+"""Response bodies of the deployment and system routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class StepView(BaseModel):
+    name: str
+    status: str
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    message: str | None
+    duration_seconds: float | None = None
+
+
+class Endpoints(BaseModel):
+    predict: str | None = None
+    health: str | None = None
+    metadata: str | None = None
+
+
+class DeploymentView(BaseModel):
+    deployment_id: str
+    job_id: str
+    kind: str
+    model_name: str
+    model_version: str | None
+    run_id: str | None
+    status: str
+    namespace: str
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+    deployment_time_seconds: float | None
+    duration_seconds: float | None
+    requested_by: str
+    experiment_name: str | None
+    steps: list[StepView]
+    error: dict[str, Any] | None
+    image_uri: str | None
+    ecr_image: str | None
+    inference_url: str | None
+    endpoints: Endpoints
+    deployment_url: str | None
+    external_ip: str | None
+    commit: str | None
+    pull_request_url: str | None = None
+    target: str | None = None
+
+
+class DeploymentPage(BaseModel):
+    items: list[DeploymentView]
+    total: int
+    limit: int
+    offset: int
+
+
+# Bodies of routes without a typed response_model: declared in the OpenAPI document, not enforced.
+
+
+class HealthBody(BaseModel):
+    status: str
+    version: str
+
+
+class ReadyBody(BaseModel):
+    status: str = Field(description="ready | not_ready")
+    reason: str | None = None
+
+
+class ComponentHealth(BaseModel):
+    status: str = Field(description="healthy | unhealthy")
+    latency_ms: float
+    error: str | None = None
+    detail: str | None = Field(default=None, description="What a check found, for example how training is sandboxed")
+
+
+class PlatformStatus(BaseModel):
+    status: str = Field(description="healthy when every component is")
+    timestamp: str
+    target: str
+    components: dict[str, ComponentHealth]
