@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
@@ -29,6 +29,9 @@ from control_api.errors import ImageBuildFailed, ServiceUnavailable
 from control_api.settings import BuildSettings
 from serving_template import MODEL_SERVER_DIR
 from serving_template.model_server import __version__ as SERVER_VERSION
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 RUNTIME_REPOSITORY = "mlops/runtime"
 MODEL_REPOSITORY_PREFIX = "mlops"
@@ -41,13 +44,13 @@ _DOCKER_NAME = re.compile(r"[^a-z0-9._-]+")
 
 class DockerImageBuilder:
     # Shared by every builder in the process: two deploys needing the same runtime build it once.
-    _runtime_locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
-    _python_versions: dict[str, str] = {}
+    _runtime_locks: ClassVar[dict[str, threading.Lock]] = collections.defaultdict(threading.Lock)
+    _python_versions: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, settings: BuildSettings, client_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(self, settings: BuildSettings, client_factory: Callable[[], DockerClient] | None = None) -> None:
         self.settings = settings
         self._client_factory = client_factory
-        self._client = None
+        self._client: DockerClient | None = None
 
     # ---- port -------------------------------------------------------------------------------
 
@@ -167,7 +170,7 @@ class DockerImageBuilder:
         }
         return self._run_build(context.pack(entries), reference, emit)
 
-    def _run_build(self, fileobj, tag: str, emit: LogSink) -> str:
+    def _run_build(self, fileobj: IO[bytes], tag: str, emit: LogSink) -> str:
         tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         error: str | None = None
         image_id: str | None = None
@@ -205,7 +208,7 @@ class DockerImageBuilder:
     # ---- engine helpers ---------------------------------------------------------------------
 
     @property
-    def client(self):
+    def client(self) -> DockerClient:
         if self._client is None:
             try:
                 import docker
