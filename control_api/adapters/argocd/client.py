@@ -34,7 +34,7 @@ from control_api.settings import ArgoCDSettings
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 OPERATION_IN_PROGRESS = "another operation is already in progress"
 # Argo CD deletes an Application's resources before the Application itself only while this
-# finalizer is on it (docs/user-guide/app_deletion.md); without it a prune orphans them.
+# finalizer is on it (its documented cascading deletion); without it a prune orphans them.
 RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
 
 
