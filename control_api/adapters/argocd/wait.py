@@ -16,8 +16,9 @@ the caller sees *which* object broke, not only that something did.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from control_api.adapters.argocd.client import ArgoCDClient
 from control_api.errors import DeploymentTimedOut, NotFoundError, SyncFailed, TransientError
@@ -82,7 +83,9 @@ class AppState:
         the branch after ``revision`` (another model's deploy, or while this service was down), the
         app is at ``revision`` if our sync of it succeeded: Synced then says the head's manifests
         for this app are the ones that sync applied."""
-        return self.revision == revision or (self.operation_revision == revision and self.operation_phase == "Succeeded")
+        return self.revision == revision or (
+            self.operation_revision == revision and self.operation_phase == "Succeeded"
+        )
 
     @property
     def done(self) -> bool:
