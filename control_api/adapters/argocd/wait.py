@@ -3,8 +3,7 @@
 An operation turns Succeeded as soon as its resources are applied (gitops-engine does not wait for
 health), and ``status.sync``/``status.health`` are written by the controller's next reconcile. Until
 ``status.reconciledAt`` reaches the operation's ``finishedAt`` they still describe the previous
-revision, so nothing is judged before that: the rule ``argocd app wait`` follows
-(cmd/argocd/commands/app.go, checkAppWaitConditions).
+revision, so nothing is judged before that: the rule ``argocd app wait`` follows.
 
 Argo CD reports a failed rollout in three places: the sync operation (``operationState.phase``
 Failed/Error, per-resource results in ``syncResult.resources``), the application health (Degraded,
