@@ -7,6 +7,7 @@ Two signals: the variable's name, and the shape of its value. Messages never rep
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -64,7 +65,7 @@ def _credential_word_in_name(key: str) -> str | None:
         if word in segments:
             return word
     for first, second in _SECRET_SEGMENT_PAIRS:
-        for left, right in zip(segments, segments[1:]):
+        for left, right in itertools.pairwise(segments):
             if (left, right) == (first, second):
                 return f"{first}_{second}"
     return None

@@ -11,7 +11,10 @@ from pydantic import ValidationError
 
 
 class RenderError(ValueError):
-    """A spec cannot be rendered. ``field`` is a dotted path into the spec (``image``, ``autoscaling.min_replicas``, ``env``)."""
+    """A spec cannot be rendered.
+
+    ``field`` is a dotted path into the spec (``image``, ``autoscaling.min_replicas``, ``env``).
+    """
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}" if field else message)
@@ -28,7 +31,7 @@ class RenderError(ValueError):
         messages = [_strip_pydantic_prefix(problem["msg"]) for problem in problems]
         if len(problems) == 1:
             return cls(fields[0], messages[0])
-        summary = "; ".join(f"{field}: {message}" for field, message in zip(fields, messages))
+        summary = "; ".join(f"{field}: {message}" for field, message in zip(fields, messages, strict=True))
         return cls(fields[0], summary)
 
 

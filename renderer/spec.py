@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -120,16 +121,12 @@ class DeploymentSpec(_Frozen):
         data = dict(data)
         if data.get("cpu_request") is None:
             data.pop("cpu_request", None)
-            try:
+            with contextlib.suppress(ValueError, TypeError):
                 data["cpu_request"] = quantities.half_cpu(data.get("cpu_limit", "1"))
-            except (ValueError, TypeError):
-                pass
         if data.get("memory_request") is None:
             data.pop("memory_request", None)
-            try:
+            with contextlib.suppress(ValueError, TypeError):
                 data["memory_request"] = quantities.half_memory(data.get("memory_limit", "1Gi"))
-            except (ValueError, TypeError):
-                pass
         return data
 
     # ---- field checks --------------------------------------------------------------------------

@@ -44,9 +44,8 @@ def main() -> int:
             break
         time.sleep(1)
     for step in deployment["steps"]:
-        print(
-            f"    {step['name']:<9} {step['status']:<10} {step.get('duration_seconds') or 0:7.2f}s  {step.get('message') or ''}"
-        )
+        timing = f"{step['name']:<9} {step['status']:<10} {step.get('duration_seconds') or 0:7.2f}s"
+        print(f"    {timing}  {step.get('message') or ''}")
     if deployment["status"] != "deployed":
         print(json.dumps(deployment["error"], indent=2), file=sys.stderr)
         return 1

@@ -3,7 +3,11 @@
 # Exits with pytest's code, except that "no tests collected" (5) is reported as a failure: a suite that
 # silently shrank to nothing must not look green.
 #
+# Before pytest it runs the static checks (scripts/lint.sh: ruff format, ruff check, mypy); a failed check
+# fails the run at once, before any service is started or test collected.
+#
 # MLOPS_TEST_SKIP_SETUP=1 skips the two set-up scripts (for re-runs on a machine known to be ready).
+# MLOPS_TEST_SKIP_LINT=1 skips the static checks (for quick re-runs of a few tests).
 # MLOPS_TEST_WORKERS=N sets the number of pytest-xdist workers (default 2; 0 = one process).
 set -euo pipefail
 
@@ -12,14 +16,23 @@ cd "$REPO_ROOT"
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
+# Runs a command and logs how long it took; returns the command's status, so `timed x || ...` sees a failure.
 timed() {
-    local started=$SECONDS
-    "$@"
+    local started=$SECONDS status=0
+    "$@" || status=$?
     log "$(basename "$1") finished in $((SECONDS - started))s"
+    return "$status"
 }
 
 if [ "${MLOPS_TEST_SKIP_SETUP:-0}" != 1 ]; then
     timed scripts/python-env.sh
+fi
+
+if [ "${MLOPS_TEST_SKIP_LINT:-0}" != 1 ]; then
+    timed scripts/lint.sh || { log "FAILED: static checks (scripts/lint.sh) failed; see its log above"; exit 1; }
+fi
+
+if [ "${MLOPS_TEST_SKIP_SETUP:-0}" != 1 ]; then
     timed scripts/services.sh
 fi
 

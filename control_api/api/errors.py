@@ -80,14 +80,14 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.MlopsError)
-    async def _mlops_error(request: Request, exc: errors.MlopsError):
+    async def _mlops_error(request: Request, exc: errors.MlopsError) -> JSONResponse:
         status = status_for(exc)
         if status >= 500:
             log.warning("%s %s -> %s %s", request.method, request.url.path, status, exc.message)
         return error_response(request, status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError):
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = []
         for err in exc.errors():
             field = _field_path(tuple(err.get("loc", ())))
@@ -100,12 +100,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 422, "validation_error", f"invalid request: {summary}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException):
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code
         return error_response(request, exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "internal_error", "internal error; see the service log for this request id")

@@ -26,10 +26,13 @@ from contextlib import suppress
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.middleware.base import RequestResponseEndpoint
 
 from control_api.api.errors import error_response
 from control_api.journal.store import Journal
@@ -101,7 +104,9 @@ def add_key(settings: Settings, name: str, role: str, journal: Journal | None = 
     if any(item["name"] == name for item in existing):
         raise ValueError(f"a key named {name!r} exists already in {path}")
     key = new_key()
-    existing.append(ApiKeySpec(name=name, role=role, key_hash=hash_key(key)).model_dump())
+    # Validated by the model, as every entry of the keys file is: an unknown role is a ValueError.
+    spec = ApiKeySpec.model_validate({"name": name, "role": role, "key_hash": hash_key(key)})
+    existing.append(spec.model_dump())
     write_keys_file(path, existing)
     own = journal is None
     journal = journal or Journal(settings.journal_url())
@@ -274,7 +279,7 @@ def declare_security(app: FastAPI) -> None:
     and API explorers send the key."""
     build_document = app.openapi
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = build_document()
@@ -301,7 +306,8 @@ def declare_security(app: FastAPI) -> None:
         app.openapi_schema = document
         return document
 
-    app.openapi = openapi
+    # Replacing the method is FastAPI's documented way to extend the generated document.
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class BodyTooLarge(Exception):
@@ -328,10 +334,10 @@ def install_security(app: FastAPI, settings: Settings) -> None:
     max_body = settings.api.max_body_bytes
     app.state.key_ring = ring
 
-    def too_large(request: Request):
+    def too_large(request: Request) -> JSONResponse:
         return error_response(request, 413, "payload_too_large", f"request body is larger than {max_body} bytes")
 
-    def slow_down(request: Request, wait: float):
+    def slow_down(request: Request, wait: float) -> JSONResponse:
         return error_response(
             request,
             429,
@@ -341,7 +347,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
         )
 
     @app.middleware("http")
-    async def security(request: Request, call_next):
+    async def security(request: Request, call_next: RequestResponseEndpoint) -> Response:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body:
             return too_large(request)

@@ -118,9 +118,10 @@ def follow(client: MlopsClient, accepted: dict[str, Any], *, as_json: bool, show
                     progress.update(event)
     except KeyboardInterrupt:
         errors.print(
-            f"\nstopped following; the deployment goes on on the server. Follow it again with: mlops events {deployment_id}"
+            "\nstopped following; the deployment goes on on the server. "
+            f"Follow it again with: mlops events {deployment_id}"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     return board.final_view or client.deployment(deployment_id)
 
 
@@ -137,7 +138,8 @@ def summarise(client: MlopsClient, view: dict[str, Any]) -> None:
         )
         if error.get("code"):
             errors.print(
-                f"  error code {error['code']} (see docs/troubleshooting.md); details: mlops deployments {view['deployment_id']}"
+                f"  error code {error['code']} (see docs/troubleshooting.md); "
+                f"details: mlops deployments {view['deployment_id']}"
             )
         return
     if status == "awaiting_review":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def read_requirements_file(path: Path, _seen: frozenset[Path] = frozenset()) -> 
     return requirements
 
 
-def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
+def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
@@ -54,9 +55,9 @@ def build_deploy_body(
     script: Path,
     *,
     model_name: str,
-    requirement_files: list[Path] = (),
-    requirements: list[str] = (),
-    env: list[str] = (),
+    requirement_files: Sequence[Path] = (),
+    requirements: Sequence[str] = (),
+    env: Sequence[str] = (),
     replicas: int | None = None,
     cpu: str | None = None,
     memory: str | None = None,

@@ -33,7 +33,8 @@ def _from_example(example: Any) -> dict[str, Any] | None:
             return {"dataframe_split": {"columns": example["columns"], "data": example["data"]}}
         if example and all(isinstance(v, list) for v in example.values()):
             columns = list(example)
-            rows = [list(row) for row in zip(*example.values())]
+            # Columns of unequal length give as many rows as the shortest has values.
+            rows = [list(row) for row in zip(*example.values(), strict=False)]
             return {"dataframe_split": {"columns": columns, "data": rows}} if rows else None
     if isinstance(example, list) and example and all(isinstance(row, dict) for row in example):
         return {"dataframe_records": example}
@@ -62,9 +63,11 @@ def _from_signature(signature: Any) -> dict[str, Any] | None:
 
 def example_body(metadata: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
     """(body, came_from_the_model). Looks at the top level and under ``model`` of the metadata."""
-    places = [metadata] if isinstance(metadata, dict) else []
-    if places and isinstance(metadata.get("model"), dict):
-        places.append(metadata["model"])
+    places: list[dict[str, Any]] = []
+    if isinstance(metadata, dict):
+        places.append(metadata)
+        if isinstance(metadata.get("model"), dict):
+            places.append(metadata["model"])
     for place in places:
         body = _from_example(place.get("input_example"))
         if body:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import TracebackType
 from typing import Any, Protocol
 
 from rich.console import Console, Group
@@ -90,7 +91,12 @@ class StepBoard:
 
 class Progress(Protocol):
     def __enter__(self) -> Progress: ...
-    def __exit__(self, *exc) -> None: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
     def update(self, event: ServerSentEvent) -> None: ...
 
 
@@ -107,7 +113,12 @@ class LineProgress:
     def __enter__(self) -> LineProgress:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         return None
 
     def update(self, event: ServerSentEvent) -> None:
@@ -141,8 +152,13 @@ class LiveProgress:
         self._live.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._live.__exit__(*exc)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._live.__exit__(exc_type, exc, traceback)
 
     def update(self, event: ServerSentEvent) -> None:
         self.board.apply(event)
@@ -150,7 +166,7 @@ class LiveProgress:
             data = event.json() or {}
             self._live.console.print(Text(f"  {data.get('step')} | {data.get('line', '')}", style="dim"))
 
-    def _icon(self, step: StepState):
+    def _icon(self, step: StepState) -> Spinner | Text:
         if step.status == "running":
             return self._spinners.setdefault(step.name, Spinner("dots", style="cyan"))
         return {
@@ -159,7 +175,7 @@ class LiveProgress:
             "skipped": Text("-", style="dim"),
         }.get(step.status, Text("·", style="dim"))
 
-    def render(self):
+    def render(self) -> Group:
         table = Table.grid(padding=(0, 1))
         table.add_column(width=2)
         table.add_column(min_width=9)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -64,18 +65,23 @@ class MlopsClient:
     def __enter__(self) -> MlopsClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     # ---- plumbing ------------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise ServerUnreachable(self.server, str(exc) or type(exc).__name__) from exc
 
-    def _json(self, method: str, path: str, **kwargs) -> Any:
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise api_error_from(response)

@@ -20,7 +20,9 @@ class ServerSentEvent:
 
 def parse_sse(lines: Iterable[str]) -> Iterator[ServerSentEvent]:
     """Turn text lines (without their line endings) into events; comments and ``retry:`` are skipped."""
-    event, data, event_id = "message", [], None
+    event = "message"
+    data: list[str] = []
+    event_id: str | None = None
     for raw in lines:
         line = raw.rstrip("\r")
         if not line:

@@ -13,9 +13,10 @@ TEST_SCRIPT = REPO_ROOT / "scripts" / "test.sh"
 
 
 def run_test_script(*pytest_args: str) -> subprocess.CompletedProcess:
-    # Setup is skipped: this test is about the exit-code contract, and the machine is already set up
-    # (or the outer run would not have got here).
-    env = {**os.environ, "MLOPS_TEST_SKIP_SETUP": "1"}
+    # Setup and the static checks are skipped: this test is about the exit-code contract, the machine is
+    # already set up (or the outer run would not have got here), and tests/infra/test_lint_script.py covers
+    # how a failed static check fails the run.
+    env = {**os.environ, "MLOPS_TEST_SKIP_SETUP": "1", "MLOPS_TEST_SKIP_LINT": "1"}
     return subprocess.run(
         [str(TEST_SCRIPT), "-p", "no:cacheprovider", "-q", *pytest_args],
         cwd=REPO_ROOT,
@@ -56,6 +57,7 @@ def test_failing_suite_keeps_pytest_exit_code(suite_dir):
 SHELL_ENTRY_POINTS = [
     ".ci/run",
     "scripts/test.sh",
+    "scripts/lint.sh",
     "scripts/python-env.sh",
     "scripts/services.sh",
     "scripts/make-base-image.sh",

@@ -8,8 +8,8 @@ few bounded retries, a certificate the client cannot verify -> ``ArgoCDTLSFailed
 -> ``ArgoCDRequestRejected`` or ``NotFoundError``.
 
 Every per-application request names the AppProject: argocd-server answers 403, not 404, for a
-missing Application unless the request names its project (server/application/application.go,
-getAppEnforceRBAC), so without it a first deploy could not tell "missing" from "forbidden".
+missing Application unless the request names its project (it checks permissions before it reveals
+whether an Application exists), so without it a first deploy could not tell "missing" from "forbidden".
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from control_api.settings import ArgoCDSettings
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 OPERATION_IN_PROGRESS = "another operation is already in progress"
 # Argo CD deletes an Application's resources before the Application itself only while this
-# finalizer is on it (docs/user-guide/app_deletion.md); without it a prune orphans them.
+# finalizer is on it (its documented cascading deletion); without it a prune orphans them.
 RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
 
 
@@ -85,8 +85,8 @@ class ArgoCDClient:
     def upsert_application(self, manifest: dict) -> dict:
         """Create the Application, or update it when its spec, labels, annotations or finalizers differ.
 
-        Updates go through ``POST ?upsert=true``, which merges labels and annotations into the stored
-        ones (application.go: Create -> updateApp with merge), so metadata that Argo CD or an operator
+        Updates go through ``POST ?upsert=true``: argocd-server then updates the stored Application by
+        merging labels and annotations into the stored ones, so metadata that Argo CD or an operator
         put on the Application survives; a PUT would replace it. Finalizers are replaced by what is
         sent, so the ones already there are sent back with ours.
         """

@@ -3,8 +3,7 @@
 An operation turns Succeeded as soon as its resources are applied (gitops-engine does not wait for
 health), and ``status.sync``/``status.health`` are written by the controller's next reconcile. Until
 ``status.reconciledAt`` reaches the operation's ``finishedAt`` they still describe the previous
-revision, so nothing is judged before that: the rule ``argocd app wait`` follows
-(cmd/argocd/commands/app.go, checkAppWaitConditions).
+revision, so nothing is judged before that: the rule ``argocd app wait`` follows.
 
 Argo CD reports a failed rollout in three places: the sync operation (``operationState.phase``
 Failed/Error, per-resource results in ``syncResult.resources``), the application health (Degraded,
@@ -16,8 +15,9 @@ the caller sees *which* object broke, not only that something did.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from control_api.adapters.argocd.client import ArgoCDClient
 from control_api.errors import DeploymentTimedOut, NotFoundError, SyncFailed, TransientError
@@ -82,7 +82,9 @@ class AppState:
         the branch after ``revision`` (another model's deploy, or while this service was down), the
         app is at ``revision`` if our sync of it succeeded: Synced then says the head's manifests
         for this app are the ones that sync applied."""
-        return self.revision == revision or (self.operation_revision == revision and self.operation_phase == "Succeeded")
+        return self.revision == revision or (
+            self.operation_revision == revision and self.operation_phase == "Succeeded"
+        )
 
     @property
     def done(self) -> bool:

@@ -53,8 +53,8 @@ def trailer_paragraphs(message: str) -> dict[str, str]:
     paragraphs = message.split("\n\n")[1:]  # the subject is never a trailer
     for paragraph in paragraphs:
         lines = [line for line in paragraph.splitlines() if line.strip()]
-        matches = [TRAILER_LINE.match(line) for line in lines]
-        if lines and all(matches):
+        matches = [match for match in map(TRAILER_LINE.match, lines) if match]
+        if lines and len(matches) == len(lines):
             for match in matches:
                 found.setdefault(match.group(1), match.group(2))
     return found

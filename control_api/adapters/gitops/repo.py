@@ -6,9 +6,10 @@ something changed, push. With 1,000 models in the repo the whole-tree commands d
 so the common case is narrowed without changing its result: ``ls-remote`` first and fetch only a
 branch that moved, skip the reset when the clone is known to be exactly the start commit (see
 ``clone_state``), stage only the paths the request touches, and commit the index with
-``write-tree`` + ``commit-tree`` (the tree comparison is the no-change check). GitPython reports a rejected push in ``PushInfo`` flags instead of
-raising, so every push result is inspected; a non-fast-forward rejection means another writer got
-there first and is answered with fetch + rebase + push again, a bounded number of times.
+``write-tree`` + ``commit-tree`` (the tree comparison is the no-change check). GitPython reports a
+rejected push in ``PushInfo`` flags instead of raising, so every push result is inspected; a
+non-fast-forward rejection means another writer got there first and is answered with fetch +
+rebase + push again, a bounded number of times.
 
 One deploy is one commit whose trailers (``Model-Name: iris`` ...) say what it is, so a deploy
 that crashed after pushing is recognised on the next attempt: the same request writes the same
@@ -17,6 +18,7 @@ bytes, git sees no change, and the existing head is returned.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import shutil
@@ -26,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import git
-from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
+from git import Blob, GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo, Submodule, Tree
 from git.remote import PushInfo
 
 from control_api.adapters.gitops.access import RemoteAccess
@@ -180,15 +182,17 @@ class GitOpsRepo:
                 raise NotFoundError(
                     f"revision {revision!r} is not in the GitOps repository", code="git_revision_not_found"
                 )
-            tree = repo.commit(sha).tree
+            found: Tree | Blob | Submodule = repo.commit(sha).tree
             if directory is not None:
                 try:
-                    tree = tree / directory
+                    found = found / directory
                 except KeyError:
                     return {}
-            if tree.type == "blob":
-                return {tree.path: tree.data_stream.read()}
-            return {item.path: item.data_stream.read() for item in tree.traverse() if item.type == "blob"}
+            if isinstance(found, Blob):
+                return {str(found.path): found.data_stream.read()}
+            if not isinstance(found, Tree):
+                return {}  # a submodule holds no files of this repository
+            return {str(item.path): item.data_stream.read() for item in found.traverse() if isinstance(item, Blob)}
 
     def last_change(self, revision: str, path: str) -> CommitInfo | None:
         """The newest commit at or before ``revision`` (a sha) that changed ``path``: the commit whose
@@ -228,7 +232,7 @@ class GitOpsRepo:
     def _commit_direct(self, repo: Repo, request: CommitRequest, message: str) -> CommitResult:
         target = self.branch
         upstream = f"refs/remotes/origin/{target}"
-        base = self._remote_sha(repo, target)
+        base = self._existing_sha(repo, upstream)
         base_tree = self._start_from(repo, base, upstream)
         self._apply_and_stage(repo, request)
         tree = self._commit_index(repo, message, base, base_tree)
@@ -246,7 +250,7 @@ class GitOpsRepo:
             self._fetch_branches(repo, target)
             self._rebase(repo, upstream)
             tree = repo.git.rev_parse("HEAD^{tree}")
-            head = ref_sha(repo, "HEAD")
+            head = self._existing_sha(repo, "HEAD")
             if head == self._remote_sha(repo, target):
                 # The other writer pushed exactly our change; rebase dropped our now-empty commit.
                 mark_clean(repo, head, tree)
@@ -260,8 +264,9 @@ class GitOpsRepo:
         existing = self._remote_sha(repo, branch)
         # A re-run after a crash continues the deploy's own branch, so identical bytes mean no new commit.
         start_branch = branch if existing else self.branch
-        start = self._remote_sha(repo, start_branch)
-        start_tree = self._start_from(repo, start, f"refs/remotes/origin/{start_branch}")
+        start_ref = f"refs/remotes/origin/{start_branch}"
+        start = self._existing_sha(repo, start_ref)
+        start_tree = self._start_from(repo, start, start_ref)
         self._apply_and_stage(repo, request)
         tree = self._commit_index(repo, message, start, start_tree)
         if tree is None:
@@ -272,7 +277,7 @@ class GitOpsRepo:
         return self._pushed(repo, tree, branch)
 
     def _pushed(self, repo: Repo, tree: str, branch: str) -> CommitResult:
-        head = ref_sha(repo, "HEAD")
+        head = self._existing_sha(repo, "HEAD")
         mark_clean(repo, head, tree)
         pack_loose_objects_if_many(repo)
         return CommitResult(sha=head, changed=True, branch=branch, pushed=True)
@@ -281,10 +286,8 @@ class GitOpsRepo:
         """First commit of an empty remote: the configured ``initial_files`` (possibly none)."""
         mark_dirty(repo)
         self._clear_interrupted_state(repo)
-        try:
+        with contextlib.suppress(GitCommandError):  # fails when there is no leftover seed branch
             repo.git.update_ref("-d", f"refs/heads/{SEED_BRANCH}")
-        except GitCommandError:
-            pass  # no leftover seed branch
         repo.git.symbolic_ref("HEAD", f"refs/heads/{SEED_BRANCH}")
         repo.git.read_tree("--empty")
         repo.git.clean("-ffdx")
@@ -337,11 +340,14 @@ class GitOpsRepo:
         tracking ref is already current, so most deploys fetch nothing.
         """
         try:
-            listing = repo.git.ls_remote(
-                "--heads",
-                "origin",
-                *(f"refs/heads/{branch}" for branch in branches),
-                kill_after_timeout=NETWORK_TIMEOUT_SECONDS,
+            # GitPython types ls_remote's result as a union of its process modes; called plainly it is git's text.
+            listing = str(
+                repo.git.ls_remote(
+                    "--heads",
+                    "origin",
+                    *(f"refs/heads/{branch}" for branch in branches),
+                    kill_after_timeout=NETWORK_TIMEOUT_SECONDS,
+                )
             )
         except GitCommandError as error:
             raise self._translate(error, "fetch from") from None
@@ -461,7 +467,7 @@ class GitOpsRepo:
                 raise GitPushRejected(
                     f"{self.remote_url} refused the push to {branch}: {self._access.redact(result.summary.strip())}"
                 )
-        if results.error is not None:
+        if isinstance(results.error, GitCommandError):
             raise self._translate(results.error, "push to")
         detail = "; ".join(self._access.redact(result.summary.strip()) for result in failed) or "no result reported"
         raise GitUnavailable(f"push to {branch} of {self.remote_url} failed: {detail}")
@@ -471,10 +477,8 @@ class GitOpsRepo:
             repo.git.rebase(upstream)
         except GitCommandError:
             conflicted = repo.git.diff("--name-only", "--diff-filter=U").split()
-            try:
+            with contextlib.suppress(GitCommandError):  # the rebase stopped before it had state to abort
                 repo.git.rebase("--abort")
-            except GitCommandError:
-                pass  # the rebase stopped before it had state to abort
             self._checkout(repo, upstream)
             listed = ", ".join(conflicted) or "(unknown paths)"
             raise GitConflict(
@@ -484,6 +488,13 @@ class GitOpsRepo:
 
     def _remote_sha(self, repo: Repo, branch: str) -> str | None:
         return ref_sha(repo, f"refs/remotes/origin/{branch}")
+
+    def _existing_sha(self, repo: Repo, ref: str) -> str:
+        """The commit of a ref the flow has made sure of: HEAD of the clone, or a branch fetched or seeded."""
+        sha = ref_sha(repo, ref)
+        if sha is None:
+            raise GitUnavailable(f"{ref} is missing from the working clone {self._workdir}")
+        return sha
 
     def _remote_ref(self, repo: Repo, branch: str) -> str | None:
         return f"refs/remotes/origin/{branch}" if self._remote_sha(repo, branch) else None

@@ -85,7 +85,8 @@ def touched_paths(root: Path, request: CommitRequest) -> tuple[list[str], list[s
     covered = tuple(checked_path(directory) for directory in request.replace_dirs)
     paths = {checked_path(path) for path in request.delete_paths} | set(covered)
     paths |= {path for path in map(checked_path, request.files) if not _is_under(path, covered)}
-    present, gone = [], []
+    present: list[str] = []
+    gone: list[str] = []
     for path in sorted(paths):
         (present if _holds_a_file(root / path) else gone).append(path)
     return present, gone

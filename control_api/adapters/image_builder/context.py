@@ -9,7 +9,7 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 import jinja2
 
@@ -25,7 +25,7 @@ _environment = jinja2.Environment(
     autoescape=False,  # Dockerfiles, not HTML
 )
 
-ContextEntry = Union[bytes, Path]
+ContextEntry = bytes | Path
 
 
 def dockerfile_string(value: object) -> str:
@@ -68,7 +68,8 @@ def directory_entries(source: Path, prefix: str) -> dict[str, Path]:
 
 def pack(entries: dict[str, ContextEntry], executables: frozenset[str] = frozenset()) -> IO[bytes]:
     """A tar of ``entries`` (archive name -> bytes or file), spooled to disk when large."""
-    spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
+    # Returned open: the caller streams it to the engine and closes it.
+    spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115
     with tarfile.open(fileobj=spool, mode="w") as archive:
         for name in sorted(entries):
             value = entries[name]

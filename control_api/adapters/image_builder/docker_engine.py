@@ -7,7 +7,7 @@ import collections
 import platform
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from control_api.adapters.image_builder import context, layers
 from control_api.adapters.image_builder.base import BuiltImage, LogSink, ModelBundle
@@ -15,16 +15,19 @@ from control_api.adapters.image_builder.layers import LOG_TAIL_LINES, docker_nam
 from control_api.errors import ImageBuildFailed, ServiceUnavailable
 from control_api.settings import BuildSettings
 
+if TYPE_CHECKING:
+    from docker import DockerClient
+
 __all__ = ["DockerImageBuilder", "docker_name", "runtime_key"]
 
 
 class DockerImageBuilder:
     _python_versions: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, settings: BuildSettings, client_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(self, settings: BuildSettings, client_factory: Callable[[], DockerClient] | None = None) -> None:
         self.settings = settings
         self._client_factory = client_factory
-        self._client = None
+        self._client: DockerClient | None = None
 
     # ---- port -------------------------------------------------------------------------------
 
@@ -46,7 +49,7 @@ class DockerImageBuilder:
     ) -> str:
         return self._run_build(context.pack(entries, executables=executables), tag, emit)
 
-    def _run_build(self, fileobj, tag: str, emit: LogSink) -> str:
+    def _run_build(self, fileobj: IO[bytes], tag: str, emit: LogSink) -> str:
         tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         error: str | None = None
         image_id: str | None = None
@@ -84,7 +87,7 @@ class DockerImageBuilder:
     # ---- engine helpers ---------------------------------------------------------------------
 
     @property
-    def client(self):
+    def client(self) -> DockerClient:
         if self._client is None:
             try:
                 import docker

@@ -53,7 +53,8 @@ def _normalised(requirement: Requirement) -> Requirement:
 
 
 def _meaningful_lines(text: str) -> tuple[list[str], list[str]]:
-    requirements, skipped = [], []
+    requirements: list[str] = []
+    skipped: list[str] = []
     for raw in text.splitlines():
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
@@ -72,7 +73,7 @@ def runtime_requirements(
     because its pickles were made with that version and the server only needs a compatible one. The
     training environment's versions win over both, for the same reason."""
     model_lines, skipped = _meaningful_lines(model_requirements)
-    model = {}
+    model: dict[str, Requirement] = {}
     for line in model_lines:
         requirement = _normalised(parse_requirement(line))
         model[canonicalize_name(requirement.name)] = requirement
@@ -80,7 +81,9 @@ def runtime_requirements(
         # Non-sklearn flavors load through mlflow.pyfunc; pin the version that saved the model.
         model[SKINNY_MLFLOW] = Requirement(f"{SKINNY_MLFLOW}=={mlflow_version}")
     server_lines, _ = _meaningful_lines(server_requirements)
-    server = {canonicalize_name(r.name): r for r in (_normalised(parse_requirement(line)) for line in server_lines)}
+    server: dict[str, Requirement] = {
+        canonicalize_name(r.name): r for r in (_normalised(parse_requirement(line)) for line in server_lines)
+    }
     merged = {**server, **model}
     constraints = []
     for raw_name, version in sorted((training_packages or {}).items()):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import urllib3
 from kubernetes import client as k8s_client
@@ -113,8 +113,12 @@ class KubernetesReader:
         if container:
             kwargs["container"] = container
         try:
-            response = self._core.read_namespaced_pod_log(
-                name, namespace, _preload_content=False, _request_timeout=self._timeout, **kwargs
+            # Without preloading, the client returns the raw urllib3 response, not the str it is annotated with.
+            response = cast(
+                urllib3.HTTPResponse,
+                self._core.read_namespaced_pod_log(
+                    name, namespace, _preload_content=False, _request_timeout=self._timeout, **kwargs
+                ),
             )
         except ApiException as exc:
             if exc.status in (400, 404):  # no such pod, or no (previous) container to read from
@@ -189,7 +193,7 @@ def _translate_api_exception(what: str, exc: ApiException) -> Exception:
 
 def _api_message(exc: ApiException) -> str:
     try:
-        return json.loads(exc.body).get("message") or exc.reason or ""
+        return json.loads(exc.body or "").get("message") or exc.reason or ""
     except (TypeError, ValueError, AttributeError):
         return exc.reason or ""
 

@@ -14,10 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from control_api.errors import MlopsError, NotFoundError, ServiceUnavailable, TerminalError
+
+if TYPE_CHECKING:
+    # Imported for annotations only: importing MLflow takes seconds, so it is imported where it is used.
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
 
 T = TypeVar("T")
 
@@ -69,6 +74,7 @@ def anchor_default_experiment(tracking_uri: str, artifact_root: str) -> None:
 def _is_mlflow_or_network_error(exc: Exception) -> bool:
     from mlflow.exceptions import MlflowException
 
+    network: tuple[type[Exception], ...]
     try:
         import requests
 
@@ -156,7 +162,7 @@ class MlflowGateway:
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
         return self._call(lambda: self.client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id)
 
-    def get_run(self, run_id: str):
+    def get_run(self, run_id: str) -> Run:
         return self._call(lambda: self.client.get_run(run_id))
 
     def set_run_status(self, run_id: str, status: str) -> None:
@@ -183,21 +189,23 @@ class MlflowGateway:
 
     # ---- registry ------------------------------------------------------------------------------
 
-    def find_version_for_run(self, name: str, run_id: str):
-        def go():
+    def find_version_for_run(self, name: str, run_id: str) -> ModelVersion | None:
+        def go() -> ModelVersion | None:
             try:
-                versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+                found = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
             except Exception as exc:  # no such registered model yet
                 if "RESOURCE_DOES_NOT_EXIST" in str(exc):
                     return None
                 raise
-            versions = sorted(versions, key=lambda v: int(v.version))
+            versions = sorted(found, key=lambda v: int(v.version))
             return versions[0] if versions else None
 
         return self._call(go)
 
-    def register(self, name: str, source: str, run_id: str, tags: dict[str, str], description: str | None = None):
-        def go():
+    def register(
+        self, name: str, source: str, run_id: str, tags: dict[str, str], description: str | None = None
+    ) -> ModelVersion:
+        def go() -> ModelVersion:
             try:
                 self.client.create_registered_model(name)
             except Exception as exc:
@@ -219,8 +227,8 @@ class MlflowGateway:
         self._call(lambda: self.client.set_model_version_tag(name, version, key, value))
 
     def list_models(self) -> list[dict[str, Any]]:
-        def go():
-            out = []
+        def go() -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
             for model in self.client.search_registered_models(max_results=1000):
                 latest = max((int(v.version) for v in (model.latest_versions or [])), default=None)
                 out.append(
@@ -239,7 +247,7 @@ class MlflowGateway:
         return self._call(go)
 
     def get_model(self, name: str) -> dict[str, Any]:
-        def go():
+        def go() -> dict[str, Any]:
             model = self.client.get_registered_model(name)
             versions = sorted(
                 self.client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version), reverse=True
@@ -247,7 +255,7 @@ class MlflowGateway:
             aliases_by_version: dict[str, list[str]] = {}
             for alias, version in (getattr(model, "aliases", {}) or {}).items():
                 aliases_by_version.setdefault(str(version), []).append(alias)
-            version_dicts = []
+            version_dicts: list[dict[str, Any]] = []
             for v in versions:
                 metrics: dict[str, float] = {}
                 params: dict[str, str] = {}
@@ -287,9 +295,9 @@ class MlflowGateway:
         try:
             return self._call(go)
         except NotFoundError:
-            raise NotFoundError(f"registered model {name!r} not found", code="model_not_found")
+            raise NotFoundError(f"registered model {name!r} not found", code="model_not_found") from None
 
-    def get_version(self, name: str, version: str):
+    def get_version(self, name: str, version: str) -> ModelVersion:
         return self._call(lambda: self.client.get_model_version(name, version))
 
     def download_version(self, name: str, version: str, dst: Path) -> Path:
@@ -299,9 +307,12 @@ class MlflowGateway:
             import mlflow.artifacts
 
             mv = self.client.get_model_version(name, version)
+            model_id: str | None = getattr(mv, "model_id", None)
             source = mv.source
-            if getattr(mv, "model_id", None):
-                source = self.client.get_logged_model(mv.model_id).artifact_location
+            if model_id:
+                source = self.client.get_logged_model(model_id).artifact_location
+            elif source is None:
+                raise TerminalError(f"model {name!r} version {version} has no source", code="mlflow_error")
             elif source.startswith("models:/m-"):
                 source = self.client.get_logged_model(source.removeprefix("models:/")).artifact_location
             dst.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,11 @@ success when its manifest describes the same image (same config digest = same im
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import boto3
 import botocore.exceptions
@@ -23,6 +24,12 @@ from control_api.adapters.registry.base import ImagePusher, LogSink, PushedImage
 from control_api.adapters.registry.oci import OciRegistry, docker_from_env
 from control_api.errors import MlopsError, RegistryAuthFailed, RegistryUnavailable, ServiceUnavailable, TerminalError
 from control_api.settings import RegistrySettings
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from mypy_boto3_ecr import ECRClient
+
+T = TypeVar("T")
 
 _AUTH_ERROR_CODES = {
     "AccessDenied",
@@ -53,10 +60,10 @@ class EcrRegistry:
     def __init__(
         self,
         settings: RegistrySettings,
-        docker_client_factory: Callable[[], Any] = docker_from_env,
+        docker_client_factory: Callable[[], DockerClient] = docker_from_env,
         *,
         push_host: str | None = None,
-        ecr_client_factory: Callable[[], Any] | None = None,
+        ecr_client_factory: Callable[[], ECRClient] | None = None,
         pusher: ImagePusher | None = None,
     ) -> None:
         """``push_host`` sends the image bytes to another registry than the one ECR names (tests point
@@ -94,7 +101,7 @@ class EcrRegistry:
     # ---- ECR control plane -------------------------------------------------------------------
 
     def login(self) -> EcrLogin:
-        data = self._call("get_authorization_token")["authorizationData"][0]
+        data = self._call("get_authorization_token", lambda ecr: ecr.get_authorization_token())["authorizationData"][0]
         decoded = base64.b64decode(data["authorizationToken"]).decode()
         username, _, password = decoded.partition(":")
         if not password:
@@ -104,16 +111,19 @@ class EcrRegistry:
 
     def ensure_repository(self, repository_name: str, on_log: LogSink) -> None:
         try:
-            self._call("describe_repositories", repositoryNames=[repository_name])
+            self._call(
+                "describe_repositories", lambda ecr: ecr.describe_repositories(repositoryNames=[repository_name])
+            )
             return
         except _RepositoryMissing:
             pass
-        mutability = "IMMUTABLE" if self.settings.ecr_immutable_tags else "MUTABLE"
+        mutability: Literal["IMMUTABLE", "MUTABLE"] = "IMMUTABLE" if self.settings.ecr_immutable_tags else "MUTABLE"
         on_log(f"creating ECR repository {repository_name} ({mutability} tags)")
-        try:
-            self._call("create_repository", repositoryName=repository_name, imageTagMutability=mutability)
-        except _RepositoryExists:
-            pass  # created concurrently by another deploy of the same model
+        with contextlib.suppress(_RepositoryExists):  # created concurrently by another deploy of the same model
+            self._call(
+                "create_repository",
+                lambda ecr: ecr.create_repository(repositoryName=repository_name, imageTagMutability=mutability),
+            )
 
     def existing_image(self, repository_name: str, tag: str, local_reference: str) -> str | None:
         """Digest under ``tag`` when it holds the local image; None when the tag is free.
@@ -124,12 +134,14 @@ class EcrRegistry:
         try:
             found = self._call(
                 "batch_get_image",
-                repositoryName=repository_name,
-                imageIds=[{"imageTag": tag}],
-                acceptedMediaTypes=[
-                    "application/vnd.docker.distribution.manifest.v2+json",
-                    "application/vnd.oci.image.manifest.v1+json",
-                ],
+                lambda ecr: ecr.batch_get_image(
+                    repositoryName=repository_name,
+                    imageIds=[{"imageTag": tag}],
+                    acceptedMediaTypes=[
+                        "application/vnd.docker.distribution.manifest.v2+json",
+                        "application/vnd.oci.image.manifest.v1+json",
+                    ],
+                ),
             )
         except _ImageMissing:
             return None
@@ -150,7 +162,10 @@ class EcrRegistry:
         )
 
     def _describe_digest(self, repository_name: str, tag: str) -> str:
-        described = self._call("describe_images", repositoryName=repository_name, imageIds=[{"imageTag": tag}])
+        described = self._call(
+            "describe_images",
+            lambda ecr: ecr.describe_images(repositoryName=repository_name, imageIds=[{"imageTag": tag}]),
+        )
         return described["imageDetails"][0]["imageDigest"]
 
     # ---- plumbing ----------------------------------------------------------------------------
@@ -176,18 +191,22 @@ class EcrRegistry:
         except docker.errors.DockerException as exc:
             raise ServiceUnavailable(f"Docker Engine unavailable: {exc}", code="docker_unavailable") from exc
         try:
-            return client.images.get(local_reference).id
+            image_id = client.images.get(local_reference).id
         except docker.errors.ImageNotFound as exc:
             raise TerminalError(f"local image {local_reference} not found", code="image_not_found") from exc
         finally:
             client.close()
+        if image_id is None:
+            raise TerminalError(f"local image {local_reference} has no id", code="image_not_found")
+        return image_id
 
-    def _default_ecr_client(self):
+    def _default_ecr_client(self) -> ECRClient:
         return boto3.client("ecr", region_name=self.settings.ecr_region, endpoint_url=self.settings.ecr_endpoint_url)
 
-    def _call(self, operation: str, **kwargs) -> dict:
+    def _call(self, operation: str, request: Callable[[ECRClient], T]) -> T:
+        """``request`` run on a fresh ECR client, with botocore's errors translated; ``operation`` names it."""
         try:
-            return getattr(self._ecr_client_factory(), operation)(**kwargs)
+            return request(self._ecr_client_factory())
         except botocore.exceptions.ClientError as exc:
             raise _translate(exc, operation) from exc
         except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as exc:
@@ -213,10 +232,10 @@ class _ImageMissing(TerminalError):
 
 
 def _translate(exc: botocore.exceptions.ClientError, operation: str) -> Exception:
-    error = exc.response.get("Error") or {}
+    error = exc.response.get("Error", {})
     code = error.get("Code", "")
     message = f"ECR {operation}: {code}: {error.get('Message', exc)}"
-    status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
     if code == "RepositoryNotFoundException":
         return _RepositoryMissing(message)
     if code == "RepositoryAlreadyExistsException":

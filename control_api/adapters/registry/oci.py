@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from control_api.adapters.registry.base import ImagePusher, LogSink, PushedImage
 from control_api.errors import RegistryAuthFailed, RegistryUnavailable, ServiceUnavailable, TerminalError
 from control_api.settings import RegistrySettings
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -31,7 +34,7 @@ AUTH_PATTERN = re.compile(
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
-def docker_from_env():
+def docker_from_env() -> DockerClient:
     import docker
 
     return docker.from_env(timeout=600)
@@ -41,7 +44,7 @@ class OciRegistry:
     def __init__(
         self,
         settings: RegistrySettings,
-        docker_client_factory: Callable[[], Any] = docker_from_env,
+        docker_client_factory: Callable[[], DockerClient] = docker_from_env,
         *,
         host: str | None = None,
         auth: tuple[str, str] | None = None,
@@ -55,10 +58,10 @@ class OciRegistry:
             auth = (settings.username, settings.password.get_secret_value() if settings.password else "")
         self.auth = auth
         self._docker_factory = docker_client_factory
-        self._docker = None
+        self._docker: DockerClient | None = None
 
     @property
-    def docker(self):
+    def docker(self) -> DockerClient:
         if self._docker is None:
             try:
                 self._docker = self._docker_factory()
@@ -162,7 +165,7 @@ class OciRegistry:
         token = body.get("token") or body.get("access_token") or ""
         return httpx.head(url, headers={"Accept": MANIFEST_TYPES, "Authorization": f"Bearer {token}"}, timeout=30)
 
-    def _inspect(self, entry: dict, on_log: LogSink) -> str | None:
+    def _inspect(self, entry: dict[str, Any], on_log: LogSink) -> str | None:
         if "error" in entry or "errorDetail" in entry:
             message = entry.get("error") or (entry.get("errorDetail") or {}).get("message", "push failed")
             raise self._classify(message)
