@@ -95,7 +95,7 @@ def test_a_registered_builder_kind_builds_the_images_and_names_the_status_check(
     monkeypatch.setitem(BUILDER_KINDS, kind.name, kind)
     settings = Settings(data_dir=tmp_path / "data", target={"kind": "local"})
     settings = settings.model_copy(
-        update={"build": BuildSettings.model_construct(**{**settings.build.__dict__, "kind": "throwaway-builder"})}
+        update={"build": BuildSettings.model_construct(**{**settings.build.__dict__, "backend": "throwaway-builder"})}
     )
     services = Services(settings)
     try:
