@@ -25,7 +25,8 @@ RANDOM_FOREST_WITH_OWN_REQUIREMENTS = """
     X, y = load_iris(return_X_y=True, as_frame=True)
     with mlflow.start_run():
         model = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
-        mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn", "mlflow", "chosen-by-script==1.0"])
+        chosen = ["scikit-learn", "mlflow", "chosen-by-script==1.0"]
+        mlflow.sklearn.log_model(model, name="model", pip_requirements=chosen)
 """
 
 
@@ -83,6 +84,6 @@ def test_a_model_is_logged_with_the_environments_exact_versions(service: TestCli
 
 def test_requirements_a_script_chooses_are_kept(service: TestClient, tmp_path: Path) -> None:
     body = example_request("own-requirements-rf", script_content=script(RANDOM_FOREST_WITH_OWN_REQUIREMENTS))
-    lines, venv = logged_requirements(service, body, tmp_path)
+    lines, _ = logged_requirements(service, body, tmp_path)
     assert "chosen-by-script==1.0" in lines
     assert not any(line.startswith(("threadpoolctl", "joblib")) for line in lines), lines
