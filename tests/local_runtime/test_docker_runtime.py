@@ -119,7 +119,9 @@ def test_new_version_replaces_the_old_only_once_ready(runtime, test_server_image
     assert answer(new.url)["version"] == "v2"
 
 
-def test_apply_returns_while_the_old_replica_is_still_terminating(runtime, test_server_image, namespace, docker_client):
+def test_apply_returns_while_the_old_replica_is_still_terminating(
+    runtime, runtime_settings, test_server_image, namespace, docker_client
+):
     # SLOW_STOP: the old replica takes 3 s to exit after SIGTERM (a server finishing its requests).
     old = runtime.apply(spec_for(test_server_image, namespace, env={"SLOW_STOP": "3"}), ready_timeout=60)
     new = runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2"}), ready_timeout=60)
@@ -128,6 +130,8 @@ def test_apply_returns_while_the_old_replica_is_still_terminating(runtime, test_
     assert new.ready_replicas == 1 and set(new.container_ids).isdisjoint(old.container_ids)
     # Terminating replicas are no longer part of the workload: the same spec again changes nothing.
     assert runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2"}), ready_timeout=60) == new
+    # So does a restarted service: the terminating replica is marked in Docker, not only in memory.
+    assert DockerLocalRuntime(runtime_settings).get(namespace, "iris") == new
     assert runtime.wait_retired(timeout=60)
     assert {c.id for c in workload_containers(docker_client, namespace, "iris")} == set(new.container_ids)
 

@@ -117,9 +117,6 @@ class DockerLocalRuntime:
         self._client_factory = client_factory
         self._client = None
         self._lock = _ALLOCATION_LOCK
-        # Replaced replicas that got SIGTERM and are not removed yet: no longer part of their workload.
-        self._retiring: set[str] = set()
-        self._retiring_lock = threading.Lock()
         self._reapers: list[threading.Thread] = []
 
     # ---- docker plumbing -----------------------------------------------------------------------
@@ -149,16 +146,9 @@ class DockerLocalRuntime:
             raise ServiceUnavailable(f"Docker Engine error: {exc}", code="docker_unavailable") from exc
 
     def _replicas(self, namespace: str, name: str) -> list:
-        retiring = self._retiring_ids()
         return [
-            c
-            for c in self._containers(namespace, name)
-            if c.labels.get(L_ROLE) != ROLE_NETWORK and c.id not in retiring
+            c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) != ROLE_NETWORK and not _terminating(c)
         ]
-
-    def _retiring_ids(self) -> set[str]:
-        with self._retiring_lock:
-            return set(self._retiring)
 
     def _holder(self, namespace: str, name: str):
         return next((c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) == ROLE_NETWORK), None)
@@ -181,6 +171,7 @@ class DockerLocalRuntime:
     def apply(self, spec: WorkloadSpec, ready_timeout: float) -> WorkloadStatus:
         with self._lock:
             digest = spec_hash(spec)
+            self._remove_exited_leftovers(spec.namespace, spec.name)
             current = self._replicas(spec.namespace, spec.name)
             holder = self._holder(spec.namespace, spec.name)
             same = [c for c in current if c.labels.get(L_HASH) == digest and c.status == "running"]
@@ -232,19 +223,15 @@ class DockerLocalRuntime:
         signalled = _terminate(containers)
         if not signalled:
             return
-        with self._retiring_lock:
-            self._retiring.update(c.id for c in signalled)
-
-        def reap() -> None:
-            try:
-                _reap(signalled, grace_seconds)
-            finally:
-                with self._retiring_lock:
-                    self._retiring.difference_update(c.id for c in signalled)
-
-        thread = threading.Thread(target=reap, name="retire-replicas", daemon=True)
+        thread = threading.Thread(target=_reap, args=(signalled, grace_seconds), name="retire-replicas", daemon=True)
         self._reapers.append(thread)
         thread.start()
+
+    def _remove_exited_leftovers(self, namespace: str, name: str) -> None:
+        """Replicas terminated by a service process that stopped before removing them."""
+        for container in self._containers(namespace, name):
+            if _terminating(container) and container.status in ("exited", "dead", "created"):
+                _remove_quietly(container)
 
     def wait_retired(self, timeout: float) -> bool:
         """Wait until the replicas replaced so far are removed; False if some are still there."""
@@ -441,8 +428,7 @@ class DockerLocalRuntime:
         return container.status == "running" and health.get("Status") == "healthy"
 
     def _status(self, namespace: str, name: str) -> WorkloadStatus | None:
-        retiring = self._retiring_ids()
-        containers = [c for c in self._containers(namespace, name) if c.status != "removing" and c.id not in retiring]
+        containers = [c for c in self._containers(namespace, name) if c.status != "removing" and not _terminating(c)]
         if not containers:
             return None
         replicas = [c for c in containers if c.labels.get(L_ROLE) != ROLE_NETWORK]
@@ -475,6 +461,14 @@ class DockerLocalRuntime:
 def _last_probe_output(container: Any) -> str:
     log = ((container.attrs.get("State") or {}).get("Health") or {}).get("Log") or []
     return (log[-1].get("Output") or "").strip()[:300] if log else "not run yet"
+
+
+def _terminating(container: Any) -> bool:
+    """A replica ``_terminate`` signalled: replicas run with a restart policy, and it drops it. Kept
+    by Docker, so a restarted service also sees that the replica is no longer part of its workload
+    (and ``delete`` removes one that a previous service process left behind)."""
+    policy = ((container.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+    return container.labels.get(L_ROLE) == ROLE_REPLICA and policy == "no"
 
 
 def _terminate(containers: list) -> list:
