@@ -131,6 +131,17 @@ def plain_run(python: Path, workdir: Path, store: Path, argv: list[str]) -> tupl
     return wall, result.stderr
 
 
+def remove_model_images(model: str) -> None:
+    """The model images this bench built (local and registry tags); runtime images stay cached."""
+    import docker
+
+    client = docker.from_env()
+    for image in client.images.list():
+        if any(tag.rsplit(":", 1)[0].endswith(f"/{model}") for tag in image.tags):
+            for tag in image.tags:
+                client.images.remove(tag, force=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3, help="timed deploys and plain runs (alternating)")
@@ -173,6 +184,7 @@ def main() -> int:
                 for workload in runtime.list():
                     if workload.namespace == namespace:
                         runtime.delete(workload.namespace, workload.name)
+                remove_model_images(model)
         report(first, deploys, plains, interpreter, harness_err)
     return 0
 
