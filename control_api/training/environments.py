@@ -41,7 +41,7 @@ from control_api.training.release_dates import ReleaseDates
 
 HOOK_DIR = Path(__file__).parent / "hook"
 # Bump when the way environments are built changes, so old cached ones are not reused.
-ENV_LAYOUT_VERSION = "4"
+ENV_LAYOUT_VERSION = "5"
 # The last resort when a pinned package does not import: most such failures of old binary wheels
 # are NumPy 2's ABI break.
 ABI_FALLBACK_CONSTRAINT = "numpy<2"
