@@ -26,6 +26,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import threading
 from dataclasses import dataclass, replace
 from datetime import UTC
 from importlib import metadata
@@ -40,13 +41,16 @@ from control_api.training.release_dates import ReleaseDates
 
 HOOK_DIR = Path(__file__).parent / "hook"
 # Bump when the way environments are built changes, so old cached ones are not reused.
-ENV_LAYOUT_VERSION = "4"
+ENV_LAYOUT_VERSION = "5"
 # The last resort when a pinned package does not import: most such failures of old binary wheels
 # are NumPy 2's ABI break.
 ABI_FALLBACK_CONSTRAINT = "numpy<2"
 # The MLflow client is the service's own version (resolve_requirements), never dated back with a pin.
 MLFLOW_DISTRIBUTIONS = frozenset({"mlflow", "mlflow-skinny", "mlflow-tracing"})
 FIT_FILE = ".fit.json"
+# The environment's exact versions of what a model trained in it needs (see ``write_lock``); the
+# training hook hands them to MLflow's log_model instead of letting it infer requirements.
+LOCK_FILE = "mlops-lock.txt"
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,7 @@ class EnvironmentCache:
         wanted = set(requested).union(*dependency_closure(site_packages, requested).values()) - MLFLOW_DISTRIBUTIONS
         versions = installed_versions(site_packages)
         packages = {name: versions[name] for name in sorted(wanted) if name in versions}
+        write_lock(env.path, packages, versions)
         return replace(env, packages=packages)
 
     def _ensure(self, requirements: list[str], fit: EnvironmentFit, log) -> TrainingEnvironment:
@@ -353,6 +358,34 @@ class EnvironmentCache:
 
     def _lock(self, key: str):
         return _FileLock(self.root / f".{key}.lock")
+
+
+def lock_lines(packages: dict[str, str], installed: dict[str, str]) -> list[str]:
+    """``name==version`` of the requested packages and their dependencies, plus the MLflow client that
+    saves the model (the serving image installs its pyfunc of the same version)."""
+    pinned = dict(packages)
+    for name in ("mlflow", "mlflow-skinny"):
+        if name in installed:
+            pinned[name] = installed[name]
+            break
+    return [f"{name}=={version}" for name, version in sorted(pinned.items())]
+
+
+def write_lock(venv: Path, packages: dict[str, str], installed: dict[str, str]) -> None:
+    """Keep the lock in the environment, readable by sandboxed scripts (the environment is mounted
+    read-only there). An environment never changes once built, so an existing lock with the same
+    text is left alone; otherwise it is replaced atomically, since deploys share environments."""
+    text = "\n".join(lock_lines(packages, installed)) + "\n"
+    path = venv / LOCK_FILE
+    try:
+        if path.read_text() == text:
+            return
+    except FileNotFoundError:
+        pass
+    partial = venv / f".{LOCK_FILE}.{os.getpid()}.{threading.get_ident()}.partial"
+    partial.write_text(text)
+    partial.chmod(0o444)
+    os.replace(partial, path)
 
 
 def _readable_by_all(root: Path) -> None:

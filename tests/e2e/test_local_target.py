@@ -88,6 +88,8 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(
     assert "reused" in build["message"], build  # warm deploy: only the model layer was built
     metadata = httpx.get(second["endpoints"]["metadata"], timeout=10).json()
     assert metadata["model_version"] == "2" and metadata["run_id"] == second["run_id"]
+    # Version 1's replica got SIGTERM during the sync and is removed once it has exited.
+    assert client.app.state.services.local_runtime.wait_retired(timeout=60)
     remaining = {c.id for c in _containers(docker_client, e2e_namespace)}
     assert not (old_containers & remaining), "version 1's container is still there"
     assert commit_count(bare) == 3

@@ -2,8 +2,8 @@
 
 The server follows the model server's contract with the runtime: listen on HOST:PORT (with
 SO_REUSEPORT when REUSE_PORT=1) once ready, answer /ready and /health. Extra env switches make it slow
-(READY_DELAY, before it binds), never ready (NEVER_READY: /ready answers 503), crash (EXIT_CODE) or
-write a file where it is told (WRITE_TO, before it binds). MODEL_PICKLE_B64 is a pickled model it
+(READY_DELAY, before it binds), slow to stop (SLOW_STOP, after SIGTERM), never ready (NEVER_READY:
+/ready answers 503), crash (EXIT_CODE) or write a file where it is told (WRITE_TO, before it binds). MODEL_PICKLE_B64 is a pickled model it
 loads at start as the model server loads a pickled estimator; POST /predict calls its
 ``predict(body)`` and answers what that returns.
 """
@@ -61,8 +61,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 server = Server((os.environ["HOST"], int(os.environ["PORT"])), Handler)
 if not os.environ.get("NEVER_READY") and os.environ.get("READY_FILE"):
     pathlib.Path(os.environ["READY_FILE"]).touch()
-# SIGTERM: stop accepting, finish the requests in flight, exit (as the model server's uvicorn does).
-signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+# SIGTERM: stop accepting, finish the requests in flight, exit (as the model server's uvicorn does);
+# SLOW_STOP seconds later, like a server whose requests in flight take that long.
+def stop(*_):
+    time.sleep(float(os.environ.get("SLOW_STOP", "0")))
+    server.shutdown()
+signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=stop).start())
 print("test server: listening", flush=True)
 server.serve_forever()
 server.server_close()

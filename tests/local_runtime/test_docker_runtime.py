@@ -88,8 +88,27 @@ def test_new_version_replaces_the_old_only_once_ready(runtime, test_server_image
     assert observed_overlap.is_set()
     assert new.address == old.address
     assert set(new.container_ids).isdisjoint(old.container_ids)
+    # The old replica got SIGTERM before apply returned; it is removed once it has exited.
+    assert runtime.wait_retired(timeout=60)
     assert {c.id for c in workload_containers(docker_client, namespace, "iris")} == set(new.container_ids)
     assert answer(new.url)["version"] == "v2"
+
+
+def test_apply_returns_while_the_old_replica_is_still_terminating(
+    runtime, runtime_settings, test_server_image, namespace, docker_client
+):
+    # SLOW_STOP: the old replica takes 3 s to exit after SIGTERM (a server finishing its requests).
+    old = runtime.apply(spec_for(test_server_image, namespace, env={"SLOW_STOP": "3"}), ready_timeout=60)
+    new = runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2"}), ready_timeout=60)
+    [old_container] = [c for c in workload_containers(docker_client, namespace, "iris") if c.id in old.container_ids]
+    assert old_container.status == "running"  # terminating, not waited for
+    assert new.ready_replicas == 1 and set(new.container_ids).isdisjoint(old.container_ids)
+    # Terminating replicas are no longer part of the workload: the same spec again changes nothing.
+    assert runtime.apply(spec_for(test_server_image, namespace, env={"VERSION": "v2"}), ready_timeout=60) == new
+    # So does a restarted service: the terminating replica is marked in Docker, not only in memory.
+    assert DockerLocalRuntime(runtime_settings).get(namespace, "iris") == new
+    assert runtime.wait_retired(timeout=60)
+    assert {c.id for c in workload_containers(docker_client, namespace, "iris")} == set(new.container_ids)
 
 
 def test_a_new_version_that_never_gets_ready_leaves_the_old_serving(
@@ -239,7 +258,8 @@ def test_an_update_keeps_serving_every_request(runtime, test_server_image, names
             spec_for(test_server_image, namespace, replicas=2, env={"VERSION": "v2", "READY_DELAY": "2"}),
             ready_timeout=60,
         )
-        # Ask on a little after the old replicas are gone.
+        # Ask on a little after the old replicas are gone (they got SIGTERM before apply returned).
+        assert runtime.wait_retired(timeout=60)
         seen_before = len(versions)
         while len(versions) < seen_before + 20 and not failures:
             done.wait(0.05)

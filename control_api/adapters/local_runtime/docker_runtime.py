@@ -26,6 +26,7 @@ running workloads again with no state file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -116,6 +117,7 @@ class DockerLocalRuntime:
         self._client_factory = client_factory
         self._client = None
         self._lock = _ALLOCATION_LOCK
+        self._reapers: list[threading.Thread] = []
 
     # ---- docker plumbing -----------------------------------------------------------------------
 
@@ -144,7 +146,9 @@ class DockerLocalRuntime:
             raise ServiceUnavailable(f"Docker Engine error: {exc}", code="docker_unavailable") from exc
 
     def _replicas(self, namespace: str, name: str) -> list:
-        return [c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) != ROLE_NETWORK]
+        return [
+            c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) != ROLE_NETWORK and not _terminating(c)
+        ]
 
     def _holder(self, namespace: str, name: str):
         return next((c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) == ROLE_NETWORK), None)
@@ -167,6 +171,7 @@ class DockerLocalRuntime:
     def apply(self, spec: WorkloadSpec, ready_timeout: float) -> WorkloadStatus:
         with self._lock:
             digest = spec_hash(spec)
+            self._remove_exited_leftovers(spec.namespace, spec.name)
             current = self._replicas(spec.namespace, spec.name)
             holder = self._holder(spec.namespace, spec.name)
             same = [c for c in current if c.labels.get(L_HASH) == digest and c.status == "running"]
@@ -207,9 +212,34 @@ class DockerLocalRuntime:
             with self._lock:
                 self._discard(started, holder, keep_holder=bool(current))
             raise
-        # Outside the machine-wide lock: a replica may take its whole grace period to stop.
-        _retire([c for c in current if c.id not in {s.id for s in started}], spec.termination_grace_seconds)
+        self._retire([c for c in current if c.id not in {s.id for s in started}], spec.termination_grace_seconds)
         return self._status(spec.namespace, spec.name)
+
+    def _retire(self, containers: list, grace_seconds: float) -> None:
+        """Terminate the replaced replicas and return: like a Deployment's rollout, the update is
+        complete once the new replicas are ready, while the old ones are still terminating. Waiting for
+        them to exit and removing them (seconds: the grace period of a server finishing its requests,
+        then the engine's cleanup) goes on in a thread, outside the machine-wide lock."""
+        signalled = _terminate(containers)
+        if not signalled:
+            return
+        thread = threading.Thread(target=_reap, args=(signalled, grace_seconds), name="retire-replicas", daemon=True)
+        self._reapers.append(thread)
+        thread.start()
+
+    def _remove_exited_leftovers(self, namespace: str, name: str) -> None:
+        """Replicas terminated by a service process that stopped before removing them."""
+        for container in self._containers(namespace, name):
+            if _terminating(container) and container.status in ("exited", "dead", "created"):
+                _remove_quietly(container)
+
+    def wait_retired(self, timeout: float) -> bool:
+        """Wait until the replicas replaced so far are removed; False if some are still there."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._reapers):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._reapers = [t for t in self._reapers if t.is_alive()]
+        return not self._reapers
 
     def get(self, namespace: str, name: str) -> WorkloadStatus | None:
         return self._status(namespace, name)
@@ -390,7 +420,7 @@ class DockerLocalRuntime:
                     f"{spec.namespace}/{spec.name}: {len(pending)} of {len(containers)} new containers not ready after {timeout:.0f} s "
                     f"(readiness probe: {probe}); the previous version keeps serving. Last log lines:\n{logs}"
                 )
-            time.sleep(0.3)
+            time.sleep(0.1)
 
     @staticmethod
     def _healthy(container) -> bool:
@@ -398,7 +428,7 @@ class DockerLocalRuntime:
         return container.status == "running" and health.get("Status") == "healthy"
 
     def _status(self, namespace: str, name: str) -> WorkloadStatus | None:
-        containers = [c for c in self._containers(namespace, name) if c.status != "removing"]
+        containers = [c for c in self._containers(namespace, name) if c.status != "removing" and not _terminating(c)]
         if not containers:
             return None
         replicas = [c for c in containers if c.labels.get(L_ROLE) != ROLE_NETWORK]
@@ -433,20 +463,51 @@ def _last_probe_output(container: Any) -> str:
     return (log[-1].get("Output") or "").strip()[:300] if log else "not run yet"
 
 
-def _retire(containers: list, grace_seconds: float) -> None:
-    """Stop replicas as the kubelet does (SIGTERM, then SIGKILL after the grace period), all at once, so
-    the requests they are serving finish; then remove them."""
+def _terminating(container: Any) -> bool:
+    """A replica ``_terminate`` signalled: replicas run with a restart policy, and it drops it. Kept
+    by Docker, so a restarted service also sees that the replica is no longer part of its workload
+    (and ``delete`` removes one that a previous service process left behind)."""
+    policy = ((container.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+    return container.labels.get(L_ROLE) == ROLE_REPLICA and policy == "no"
 
-    def stop(container: Any) -> None:
+
+def _terminate(containers: list) -> list:
+    """Send the old replicas SIGTERM now, as the kubelet does when a pod starts terminating: their
+    servers close their listeners at once, so new connections go to the new replicas (and those queued
+    on a leaving listener migrate to them, see the holder's sysctl). Their restart policy is dropped
+    first, or Docker would start a replica again when it exits. Returns those that got the signal."""
+    signalled = []
+    for container in containers:
         try:
-            container.stop(timeout=max(1, int(grace_seconds)))
-        except Exception:
-            pass
-        _remove(container)
+            container.update(restart_policy={"Name": "no"})
+            container.kill(signal="SIGTERM")
+            signalled.append(container)
+        except Exception:  # already exited or gone: nothing left to terminate, only to remove
+            _remove_quietly(container)
+    return signalled
+
+
+def _reap(containers: list, grace_seconds: float) -> None:
+    """Wait for terminating replicas to exit (SIGKILL after the grace period, as the kubelet does),
+    all at once, so the requests they are serving finish; then remove them."""
+
+    def reap(container: Any) -> None:
+        try:
+            container.wait(timeout=max(1, int(grace_seconds)))
+        except Exception:  # still running after the grace period, or the engine did not answer
+            with contextlib.suppress(Exception):
+                container.kill()
+        _remove_quietly(container)
 
     if containers:
         with ThreadPoolExecutor(max_workers=len(containers)) as pool:
-            list(pool.map(stop, containers))
+            list(pool.map(reap, containers))
+
+
+def _remove_quietly(container: Any) -> None:
+    # On failure the next apply or delete, which see the container again, removes it.
+    with contextlib.suppress(Exception):
+        _remove(container)
 
 
 def _remove(container: Any) -> None:
