@@ -25,8 +25,12 @@ from __future__ import annotations
 import http.client
 import math
 import os
+import shutil
 import socket
+import tempfile
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -42,6 +46,7 @@ from tests.simulator.kube.kubelet import (
     RuntimeState,
     StartError,
 )
+from tests.simulator.kube.store import parse_quantity
 
 NETWORK_NAME = "mlops-sim-pods"
 LABEL_CLUSTER = "io.mlops.sim.cluster"
@@ -53,31 +58,6 @@ OOM_FAULT_DEFAULT_LIMIT = 64 * 1024 * 1024
 KUBE_PROBE_USER_AGENT = "kube-probe/1.32"
 
 _network_lock = threading.Lock()
-
-_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SUFFIXES = {
-    "n": 1e-9,
-    "u": 1e-6,
-    "m": 1e-3,
-    "": 1,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-}
-
-
-def parse_quantity(quantity: str | float) -> float:
-    """A Kubernetes resource.Quantity ("500m", "1Gi", "2", "1e3") as a number."""
-    text = str(quantity).strip()
-    for suffix, factor in _BINARY_SUFFIXES.items():
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * factor
-    if text and text[-1] in _DECIMAL_SUFFIXES and not text[-1].isdigit():
-        return float(text[:-1]) * _DECIMAL_SUFFIXES[text[-1]]
-    return float(text)
 
 
 def _docker_time(value: str) -> str:
@@ -108,6 +88,8 @@ class DockerKubelet(Kubelet):
         gateway = (self.network.attrs.get("IPAM", {}).get("Config") or [{}])[0].get("Gateway")
         self.host_ip = gateway or "127.0.0.1"
         self.sweep_dead_owners()
+        self._volume_root = Path(tempfile.mkdtemp(prefix="mlops-sim-volumes-"))
+        self._volume_root.chmod(0o755)
 
     def _ensure_network(self):
         with _network_lock:
@@ -221,6 +203,34 @@ class DockerKubelet(Kubelet):
     def _runtime_remove_sandbox(self, record: PodRecord) -> None:
         self._force_remove(record.sandbox)
         record.sandbox = None
+        shutil.rmtree(self._volume_root / record.uid, ignore_errors=True)
+
+    def _config_map_dir(self, pod: dict, volume: dict) -> str:
+        """A configMap volume: its keys (or ``items``) as files in a host directory, bind-mounted
+        read-only (the kubelet's atomic writer keeps them read-only too), mode ``defaultMode`` (0644).
+        A missing ConfigMap keeps the container from being created, as a failed mount does."""
+        assert self.store is not None
+        source = volume["configMap"]
+        config_map = self.store.get("ConfigMap", pod["metadata"]["namespace"], source["name"])
+        if config_map is None:
+            if source.get("optional"):
+                data: dict[str, str] = {}
+            else:
+                raise ContainerConfigError(f'configmap "{source["name"]}" not found')
+        else:
+            data = config_map.get("data") or {}
+        items = source.get("items") or [{"key": key, "path": key} for key in data]
+        directory = self._volume_root / pod["metadata"]["uid"] / volume["name"]
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+        for item in items:
+            if item["key"] not in data:
+                raise ContainerConfigError(f"configmap references non-existent config key: {item['key']}")
+            target = directory / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]])
+            target.chmod(item.get("mode", source.get("defaultMode", 0o644)))
+        return str(directory)
 
     def _check_config(self, pod: dict, container: dict) -> None:
         self._run_options(pod, container)
@@ -258,12 +268,16 @@ class DockerKubelet(Kubelet):
             options["privileged"] = True
         volumes = {volume["name"]: volume for volume in pod["spec"].get("volumes") or []}
         tmpfs: dict[str, str] = {}
+        binds: dict[str, dict[str, str]] = {}
         for mount in container.get("volumeMounts") or []:
             volume = volumes.get(mount["name"])
             if volume is None:
                 raise ContainerConfigError(
                     f'cannot find volume "{mount["name"]}" to mount into container "{container["name"]}"'
                 )
+            if "configMap" in volume:
+                binds[self._config_map_dir(pod, volume)] = {"bind": mount["mountPath"], "mode": "ro"}
+                continue
             if "emptyDir" not in volume:
                 kind = next((key for key in volume if key != "name"), "unknown")
                 raise ContainerConfigError(f"sim: volume type {kind} (volume {mount['name']!r}) is not modelled")
@@ -274,6 +288,8 @@ class DockerKubelet(Kubelet):
             tmpfs[mount["mountPath"]] = ",".join(settings)
         if tmpfs:
             options["tmpfs"] = tmpfs
+        if binds:
+            options["volumes"] = binds
         resources = container.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         if "cpu" in limits:
@@ -356,6 +372,14 @@ class DockerKubelet(Kubelet):
         except docker.errors.NotFound:
             return ""
 
+    def _runtime_follow_logs(self, handle: Any) -> Iterator[str]:
+        """Docker's own follow stream: it ends when the container exits, as the kubelet's does."""
+        try:
+            for chunk in handle.logs(stdout=True, stderr=True, stream=True, follow=True):
+                yield chunk.decode(errors="replace")
+        except docker.errors.NotFound:
+            return
+
     def _runtime_http_get(self, record: PodRecord, port: int, path: str, timeout: float) -> str | None:
         url = f"http://{record.pod_ip}:{port}{path}"
         connection = http.client.HTTPConnection(record.pod_ip, port, timeout=timeout)
@@ -389,5 +413,6 @@ class DockerKubelet(Kubelet):
                 all=True, filters={"label": f"{LABEL_CLUSTER}={self.cluster_id}"}
             ):
                 self._force_remove(container)
+        shutil.rmtree(self._volume_root, ignore_errors=True)
         if self._owns_client:
             self.client.close()
