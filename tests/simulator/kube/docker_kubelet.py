@@ -13,7 +13,7 @@ false as ``no-new-privileges``, privileged, seccompProfile Unconfined; emptyDir 
 (mode 1777 like emptyDir's 0777 directory, ``sizeLimit`` as the tmpfs size); env as resolved by the
 kubelet; resources.limits cpu/memory as nano_cpus / mem_limit (no swap), requests.cpu as CPU shares;
 command/args as entrypoint/cmd (a command replaces the image's CMD too); workingDir. Volume types other
-than emptyDir are not modelled: a pod that mounts one gets CreateContainerConfigError saying so.
+than emptyDir and configMap (files in a host directory, bind-mounted read-only) are not modelled: a pod that mounts one gets CreateContainerConfigError saying so.
 
 Every container is labelled ``io.mlops.sim.cluster=<cluster uuid>`` plus the pod's namespace and name and
 the owning process id: ``close()`` removes exactly this cluster's containers, and a new DockerKubelet
