@@ -5,16 +5,22 @@ image pull, unschedulable), re-attaching after a restart, cancel, and the bounds
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from pydantic import SecretStr
 
+from control_api.adapters.image_builder import make_image_builder, make_image_pusher
+from control_api.adapters.image_builder.buildah import BuildahImageBuilder
+from control_api.adapters.registry.buildah_push import BuildahImagePusher
 from control_api.errors import InvalidRequestError
-from control_api.settings import KubernetesSettings, KubernetesTrainingSettings
+from control_api.settings import BuildSettings, KubernetesSettings, KubernetesTrainingSettings, RegistrySettings
 from control_api.training.backends.base import TrainingRequest, TrainingResources, TrainingState
 from control_api.training.backends.kubernetes import KubernetesTrainingBackend
 from control_api.training.backends.kubernetes_api import KubernetesApi
+from control_api.training.backends.training_image import build_training_image, training_image_key
+from control_api.training.environments import environment_key, service_mlflow_version
 from tests.simulator.contracts import ContractChecker
 from tests.simulator.kube_testing import RunningCluster, docker_cluster, wait_until
 
@@ -189,3 +195,38 @@ def test_resources_beyond_the_bounds_are_refused_before_anything_is_created(
     fields = [problem["field"] for problem in refused.value.details]
     assert fields == ["training.cpu", "training.gpu", "training.timeout_seconds"]
     assert jobs_of(sim, "dep-big") == []
+
+
+@pytest.mark.timeout(900)
+def test_the_training_image_is_built_with_buildah_pushed_and_run_by_a_job(
+    backend: KubernetesTrainingBackend, sim: RunningCluster, buildah_base_image: str, registry_url: str
+) -> None:
+    build = BuildSettings(backend="buildah", base_image=buildah_base_image, base_image_tls_verify=False)
+    builder = make_image_builder(build)
+    assert isinstance(builder, BuildahImageBuilder)
+    builder._ensure_base_image(lambda line: None)  # what BuildahImageBuilder.build does first
+    pusher = make_image_pusher(build)
+    assert isinstance(pusher, BuildahImagePusher)
+    registry = RegistrySettings(url=registry_url, repository_prefix=f"mlops-kjobs-test/{uuid.uuid4().hex[:8]}")
+    build_log: list[str] = []
+    image = build_training_image(
+        builder, pusher, build, registry, python="3.11", user_requirements=[], on_log=build_log.append
+    )
+    key, requirements = training_image_key("3.11", [])
+    assert image.environment_key == key == environment_key("3.11", requirements)
+    assert image.reference.startswith(f"{registry_url}/{registry.repository_prefix}/training@sha256:")
+    again = build_training_image(
+        builder, pusher, build, registry, python="3.11", user_requirements=[], on_log=build_log.append
+    )
+    assert again.reused and again.reference == image.reference
+
+    script = (
+        "import sys, mlflow\n"
+        "print('mlflow', mlflow.__version__, 'hook', 'mlops_training_hook' in sys.modules, flush=True)\n"
+    )
+    lines = Lines()
+    backend.start(request("dep-image", image.reference, script), lines)
+    outcome = backend.wait("dep-image", timeout=300)
+    assert outcome.state is TrainingState.SUCCEEDED, outcome
+    assert lines.lines == [f"mlflow {service_mlflow_version()} hook True"]
+    backend.cancel("dep-image")
