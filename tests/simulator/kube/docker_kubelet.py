@@ -12,8 +12,9 @@ groups, readOnlyRootFilesystem as a read-only rootfs, capabilities drop/add, all
 false as ``no-new-privileges``, privileged, seccompProfile Unconfined; emptyDir volumes as tmpfs mounts
 (mode 1777 like emptyDir's 0777 directory, ``sizeLimit`` as the tmpfs size); env as resolved by the
 kubelet; resources.limits cpu/memory as nano_cpus / mem_limit (no swap), requests.cpu as CPU shares;
-command/args as entrypoint/cmd (a command replaces the image's CMD too); workingDir. Volume types other
-than emptyDir and configMap (files in a host directory, bind-mounted read-only) are not modelled: a pod that mounts one gets CreateContainerConfigError saying so.
+command/args as entrypoint/cmd (a command replaces the image's CMD too); workingDir. configMap volumes are
+files in a host directory, bind-mounted read-only. Volume types other than emptyDir and configMap are
+not modelled: a pod that mounts one gets CreateContainerConfigError saying so.
 
 Every container is labelled ``io.mlops.sim.cluster=<cluster uuid>`` plus the pod's namespace and name and
 the owning process id: ``close()`` removes exactly this cluster's containers, and a new DockerKubelet
@@ -22,6 +23,7 @@ removes those of simulator processes that no longer exist (a crashed test run).
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import math
 import os
@@ -29,6 +31,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,11 @@ OOM_FAULT_DEFAULT_LIMIT = 64 * 1024 * 1024
 KUBE_PROBE_USER_AGENT = "kube-probe/1.32"
 
 _network_lock = threading.Lock()
+
+
+def _parse_docker_time(value: str) -> float:
+    """Docker's RFC 3339 with nanoseconds as a Unix time (whole seconds are enough here)."""
+    return datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.UTC).timestamp()
 
 
 def _docker_time(value: str) -> str:
@@ -347,13 +355,37 @@ class DockerKubelet(Kubelet):
             return RuntimeState(running=False, exit_code=137, finished_at="")
         state = handle.attrs["State"]
         running = state.get("Status") in ("running", "paused", "restarting")
+        exit_code = int(state.get("ExitCode") or 0)
+        oom_killed = bool(state.get("OOMKilled"))
+        if not running and exit_code == 137 and not oom_killed:
+            oom_killed = self._had_oom_event(handle, state)
         return RuntimeState(
             running=running,
-            exit_code=int(state.get("ExitCode") or 0),
-            oom_killed=bool(state.get("OOMKilled")),
+            exit_code=exit_code,
+            oom_killed=oom_killed,
             started_at=_docker_time(state.get("StartedAt", "")),
             finished_at=_docker_time(state.get("FinishedAt", "")),
         )
+
+    def _had_oom_event(self, handle: Any, state: dict[str, Any]) -> bool:
+        """Docker 20.10 on cgroup v1 sets ``OOMKilled`` only when the cgroup's OOM notification arrives
+        before the exit is processed; when the exit wins, the flag stays false although the kernel
+        killed the process for its memory limit. The engine's ``oom`` event for the container is the
+        authority then (the CRI runtime of a cluster reads the cgroup's OOM counter instead)."""
+        if "Memory" not in handle.attrs.get("HostConfig", {}) or not handle.attrs["HostConfig"]["Memory"]:
+            return False
+        started, finished = state.get("StartedAt", ""), state.get("FinishedAt", "")
+        if not started or not finished:
+            return False
+        since = int(_parse_docker_time(started)) - 1
+        until = min(int(_parse_docker_time(finished)) + 2, int(time.time()))  # a future bound would block
+        events = self.client.events(
+            since=since, until=until, decode=True, filters={"container": handle.id, "event": "oom"}
+        )
+        try:
+            return any(event.get("status") == "oom" or event.get("Action") == "oom" for event in events)
+        finally:
+            events.close()
 
     def _runtime_kill(self, handle: Any, grace_seconds: float) -> None:
         try:
