@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.simulator.contracts import ContractChecker
+from tests.simulator.kube import KubeError
 from tests.simulator.kube_testing import RunningCluster, docker_cluster, wait_until
 
 NAMESPACE = "training"
@@ -271,3 +272,24 @@ def test_invalid_jobs_are_refused_with_422_and_the_schema_violation_is_recorded(
     recorded = sim.checker.violations[before:]
     assert [violation.schema for violation in recorded] == ["Job"]
     del sim.checker.violations[before:]  # the module fixture asserts no other violation happened
+
+
+def test_a_job_applied_in_process_gets_the_same_defaults_and_keeps_them_on_reapply(
+    sim: RunningCluster, base_image: str
+) -> None:
+    manifest = {
+        **job("applied", base_image, ["true"], suspend=True),
+        "metadata": {"name": "applied", "namespace": NAMESPACE},
+    }
+    first = sim.cluster.apply(manifest)
+    uid = first["metadata"]["uid"]
+    assert first["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    again = sim.cluster.apply(manifest)
+    assert again["spec"]["selector"] == first["spec"]["selector"]
+    assert again["metadata"]["generation"] == 1
+    always = job("applied-always", base_image, ["true"])
+    always["spec"]["template"]["spec"]["restartPolicy"] = "Always"
+    with pytest.raises(KubeError) as refused:
+        sim.cluster.apply({**always, "metadata": {"name": "applied-always", "namespace": NAMESPACE}})
+    assert refused.value.status == 422
+    sim.cluster.delete("Job", NAMESPACE, "applied", propagation_policy="Background")

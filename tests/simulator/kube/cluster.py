@@ -265,6 +265,8 @@ class Cluster:
             metadata.pop("namespace", None)
         if kind == "Deployment":
             self._validate_deployment(obj)
+        if kind == "Job":
+            validate_job(obj)
         obj.pop("status", None)
         managed = metadata.setdefault("managedFields", [])
         if not any(entry.get("manager") == manager for entry in managed):
@@ -288,7 +290,12 @@ class Cluster:
                 for key, value in (previous["metadata"].get("annotations") or {}).items():
                     if key.startswith(CONTROLLER_ANNOTATION_PREFIXES):
                         metadata.setdefault("annotations", {}).setdefault(key, value)
+            if kind == "Job" and previous is not None:
+                default_job(obj, previous["metadata"]["uid"])  # the generated selector and labels stay
             stored = self.store.put(obj)
+            if kind == "Job" and previous is None:
+                # The job strategy generates the selector from the uid the store has just assigned.
+                default_job(stored, stored["metadata"]["uid"])
             if kind == "Service" and "status" not in stored:
                 self.store.write_status(kind, stored["metadata"]["namespace"], name, {"loadBalancer": {}})
                 stored = self.store.get_ref(kind, stored["metadata"]["namespace"], name)
@@ -306,22 +313,15 @@ class Cluster:
         for server_field in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation"):
             metadata.pop(server_field, None)
         kind = obj.get("kind", "")
+        _validate(obj)  # validation comes before the name conflict, as in the API server's create
+        if kind == "Job":
+            validate_job(obj)
         with self.store.lock:
             name = metadata.get("name", "")
             namespace = metadata.get("namespace", "default") if is_namespaced(kind) else None
             if name and self.store.get_ref(kind, namespace, name) is not None:
                 raise KubeError(409, "AlreadyExists", f'{plural_resource(kind)} "{name}" already exists')
-            if kind == "Job":
-                _validate(obj)
-                validate_job(obj)
-            stored = self.apply(obj, manager=manager)
-            if kind == "Job":
-                # The job strategy generates the selector from the uid the store just assigned.
-                ref = self.store.get_ref(kind, stored["metadata"]["namespace"], name)
-                assert ref is not None
-                default_job(ref, ref["metadata"]["uid"])
-                stored = self.check_out("create Job", copy.deepcopy(ref))
-            return stored
+            return self.apply(obj, manager=manager)
 
     def _validate_deployment(self, obj: dict) -> None:
         spec = obj.get("spec") or {}
