@@ -6,9 +6,14 @@ token) and the script's ConfigMap (owned by the Job, so it goes with it), or re-
 a previous process created. ``look`` reads the Job and its pod once and names the cause of a
 failure: the Job's ``DeadlineExceeded``/``BackoffLimitExceeded``, the container's termination reason
 (``OOMKilled``), an image that cannot be pulled, a pod nobody can schedule. The pod's log is followed
-in a thread and handed line by line to the caller's sink. A deadline, a pull failure, an
+in a thread and handed line by line to the caller's sink (from its first line, also after a
+re-attach: the sink sees the lines a previous process saw again). A deadline, a pull failure, an
 unschedulable pod and ``cancel`` delete the Job with its pods (background propagation; batch/v1's
 default would orphan them).
+
+A restarted service calls ``start`` again for a deploy it resumes: that re-attaches (or creates the
+Job when the previous process stopped before creating it). ``look`` on a deployment whose Job is
+gone reports ``Deleted`` unless this process already saw the training end.
 """
 
 from __future__ import annotations
