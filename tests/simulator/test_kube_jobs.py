@@ -191,6 +191,9 @@ def test_an_image_that_cannot_be_pulled_keeps_the_pod_pending(api: httpx.Client,
     )
     assert reason in ("ErrImagePull", "ImagePullBackOff")
     assert pods_of(api, "nopull")[0]["status"]["phase"] == "Pending"
+    waiting_log = api.get(f"{PODS}/{pods_of(api, 'nopull')[0]['metadata']['name']}/log", params={"follow": "true"})
+    assert waiting_log.status_code == 400
+    assert "is waiting to start: trying and failing to pull image" in waiting_log.json()["message"]
     assert get_job(api, "nopull")["status"]["active"] == 1  # type: ignore[index]
     api.delete(f"{JOBS}/nopull", params={"propagationPolicy": "Background"})
 
@@ -293,3 +296,18 @@ def test_a_job_applied_in_process_gets_the_same_defaults_and_keeps_them_on_reapp
         sim.cluster.apply({**always, "metadata": {"name": "applied-always", "namespace": NAMESPACE}})
     assert refused.value.status == 422
     sim.cluster.delete("Job", NAMESPACE, "applied", propagation_policy="Background")
+
+
+def test_foreground_deletion_keeps_the_job_until_its_pods_are_gone(api: httpx.Client, base_image: str) -> None:
+    assert api.post(JOBS, json=job("fg", base_image, ["sleep", "120"])).status_code == 201
+    wait_until(lambda: pods_of(api, "fg"), timeout=30, what="the pod")
+    answer = api.request(
+        "DELETE", f"{JOBS}/fg", json={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}
+    )
+    assert answer.status_code == 200
+    deleting = answer.json()
+    assert "deletionTimestamp" in deleting["metadata"] and "foregroundDeletion" in deleting["metadata"]["finalizers"]
+    wait_until(lambda: get_job(api, "fg") is None, timeout=90, what="the job gone after its pod")
+    assert pods_of(api, "fg") == []
+    assert api.delete(f"{JOBS}/fg").status_code == 404
+    assert api.delete(f"{JOBS}/x", params={"propagationPolicy": "Sideways"}).status_code == 400

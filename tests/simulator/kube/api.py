@@ -168,6 +168,13 @@ def create_app(cluster: Cluster, *, token: str) -> FastAPI:
             except ValueError as error:
                 raise KubeError(400, "BadRequest", f"invalid DeleteOptions: {error}") from error
             policy = options.get("propagationPolicy", policy)
+        if policy not in (None, "Background", "Foreground", "Orphan"):  # DeleteOptions are validated first
+            raise KubeError(
+                400,
+                "BadRequest",
+                f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "{policy}": '
+                'supported values: "Foreground", "Background", "Orphan"',
+            )
         obj = cluster.get(kind, namespace, name)
         if obj is None or not cluster.delete(kind, namespace, name, propagation_policy=policy):
             return status_response(
