@@ -16,9 +16,9 @@ from control_api.adapters.image_builder.buildah import BuildahImageBuilder
 from control_api.adapters.registry.buildah_push import BuildahImagePusher
 from control_api.errors import InvalidRequestError
 from control_api.settings import BuildSettings, KubernetesSettings, KubernetesTrainingSettings, RegistrySettings
-from control_api.training.backends.base import TrainingRequest, TrainingResources, TrainingState
+from control_api.training.backends.base import TrainingBackend, TrainingRequest, TrainingResources, TrainingState
 from control_api.training.backends.kubernetes import KubernetesTrainingBackend
-from control_api.training.backends.kubernetes_api import KubernetesApi
+from control_api.training.backends.kubernetes_api import KubernetesApi, KubernetesApiError, KubernetesApiUnavailable
 from control_api.training.backends.training_image import build_training_image, training_image_key
 from control_api.training.environments import environment_key, service_mlflow_version
 from tests.simulator.contracts import ContractChecker
@@ -230,3 +230,26 @@ def test_the_training_image_is_built_with_buildah_pushed_and_run_by_a_job(
     assert outcome.state is TrainingState.SUCCEEDED, outcome
     assert lines.lines == [f"mlflow {service_mlflow_version()} hook True"]
     backend.cancel("dep-image")
+
+
+def test_api_refusals_and_outages_are_told_apart(sim: RunningCluster, base_image: str) -> None:
+    wrong_token = KubernetesTrainingBackend(
+        KubernetesTrainingSettings(namespace=NAMESPACE, default_cpu="500m", default_memory="256Mi"),
+        KubernetesApi.from_settings(KubernetesSettings(api_url=sim.url, token=SecretStr("wrong")), timeout_seconds=30),
+        default_timeout_seconds=60,
+        work_bytes=2**20,
+    )
+    with pytest.raises(KubernetesApiError) as refused:
+        wrong_token.start(request("dep-auth", base_image, "print(1)"))
+    assert "HTTP 401" in str(refused.value)
+    sim.cluster.set_faults(api_flaky_5xx=True)
+    try:
+        backend = make_backend(sim)
+        as_port: TrainingBackend = backend  # the backend satisfies the interface a pipeline step uses
+        assert as_port is backend
+        with pytest.raises(KubernetesApiUnavailable):
+            for _ in range(2):  # every other request answers 503
+                backend.find_job("dep-auth")
+    finally:
+        sim.cluster.clear_faults()
+    assert jobs_of(sim, "dep-auth") == []
