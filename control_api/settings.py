@@ -43,7 +43,56 @@ class JournalSettings(BaseModel):
     )
 
 
+class KubernetesTrainingSettings(BaseModel):
+    namespace: str = Field(default="mlops-training", description="kubernetes backend: namespace of the training Jobs.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="kubernetes backend: imagePullPolicy of the training container."
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list, description="kubernetes backend: Secrets the pod pulls the training image with."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="kubernetes backend: nodeSelector of training pods (e.g. a GPU pool)."
+    )
+    tolerations: list[dict[str, str | int]] = Field(
+        default_factory=list,
+        description="kubernetes backend: tolerations of training pods, as in a pod spec (key, operator, value, effect, tolerationSeconds).",
+    )
+    kueue_queue: str | None = Field(
+        default=None, description="kubernetes backend: Kueue LocalQueue (label kueue.x-k8s.io/queue-name) of the Jobs."
+    )
+    run_as_user: int = Field(default=65534, ge=1, description="kubernetes backend: non-root uid of the training pod.")
+    default_cpu: str = Field(default="1", description="kubernetes backend: CPU of a training that asks for none.")
+    default_memory: str = Field(
+        default="2Gi", description="kubernetes backend: memory of a training that asks for none."
+    )
+    max_cpu: str = Field(default="8", description="kubernetes backend: most CPU one training may ask for.")
+    max_memory: str = Field(default="32Gi", description="kubernetes backend: most memory one training may ask for.")
+    max_gpu: int = Field(
+        default=1, ge=0, description="kubernetes backend: most GPUs (nvidia.com/gpu) one training may ask for."
+    )
+    max_timeout_seconds: int = Field(
+        default=6 * 3600,
+        ge=1,
+        description="kubernetes backend: longest timeout (activeDeadlineSeconds) one training may ask for.",
+    )
+    ttl_seconds_after_finished: int = Field(
+        default=3600, ge=0, description="kubernetes backend: finished Jobs are deleted by Kubernetes this long after."
+    )
+    unschedulable_grace_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="kubernetes backend: how long a training pod may stay unschedulable (e.g. while a cluster autoscaler adds a node) before the training fails.",
+    )
+    request_timeout_seconds: float = Field(default=30, gt=0, description="kubernetes backend: timeout of one API call.")
+
+
 class TrainingSettings(BaseModel):
+    backend: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="local: a sandboxed subprocess of the control service. kubernetes: a Job per training (needs a remote MLflow server).",
+    )
+    kubernetes: KubernetesTrainingSettings = Field(default_factory=KubernetesTrainingSettings)
     timeout_seconds: float = Field(default=1800, gt=0, description="Wall-clock limit of one training run.")
     install_timeout_seconds: float = Field(
         default=900, gt=0, description="Limit for installing a script's requirements into its virtual environment."

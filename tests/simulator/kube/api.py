@@ -11,10 +11,11 @@ token is 401. Test controls under /_sim/kube need no token.
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from tests.simulator.kube.cluster import Cluster
 from tests.simulator.kube.store import KubeError, plural_resource
@@ -31,7 +32,10 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("apps/v1", "replicasets"): "ReplicaSet",
     ("autoscaling/v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler",
     ("policy/v1", "poddisruptionbudgets"): "PodDisruptionBudget",
+    ("batch/v1", "jobs"): "Job",
 }
+# Kinds a client may create and delete over HTTP (the others are written by Argo CD in process).
+WRITABLE_KINDS = frozenset({"Job", "ConfigMap"})
 SERVER_VERSION = {
     "major": "1",
     "minor": "32",
@@ -123,13 +127,112 @@ def create_app(cluster: Cluster, *, token: str) -> FastAPI:
             }
         )
 
-    @app.get("/api/v1/namespaces/{namespace}/pods/{name}/log")
+    async def create(group_version: str, resource: str, namespace: str, request: Request) -> JSONResponse:
+        kind = kind_of(group_version, resource)
+        if kind not in WRITABLE_KINDS:
+            raise KubeError(405, "MethodNotAllowed", f"the simulator does not serve POST for {resource}")
+        try:
+            body = await request.json()
+        except ValueError as error:
+            raise KubeError(400, "BadRequest", f"the body of the request was in an unknown format: {error}") from error
+        if not isinstance(body, dict):
+            raise KubeError(400, "BadRequest", "the body of the request was in an unknown format")
+        if body.get("kind") != kind or body.get("apiVersion") != group_version:
+            raise KubeError(
+                400,
+                "BadRequest",
+                f"the API version in the data ({body.get('apiVersion')}) does not match the expected API version "
+                f"({group_version})"
+                if body.get("apiVersion") != group_version
+                else f"kind {body.get('kind')} does not match {kind}",
+            )
+        metadata = body.setdefault("metadata", {})
+        if metadata.get("namespace", namespace) != namespace:
+            raise KubeError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
+        metadata["namespace"] = namespace
+        return JSONResponse(cluster.create(body), status_code=201)
+
+    async def delete(group_version: str, resource: str, namespace: str, name: str, request: Request) -> JSONResponse:
+        kind = kind_of(group_version, resource)
+        if kind not in WRITABLE_KINDS:
+            raise KubeError(405, "MethodNotAllowed", f"the simulator does not serve DELETE for {resource}")
+        policy = request.query_params.get("propagationPolicy")
+        raw = await request.body()
+        if raw:  # DeleteOptions in the body, as client libraries send it
+            try:
+                options = json.loads(raw)
+            except ValueError as error:
+                raise KubeError(400, "BadRequest", f"invalid DeleteOptions: {error}") from error
+            policy = options.get("propagationPolicy", policy)
+        if policy not in (None, "Background", "Foreground", "Orphan"):  # DeleteOptions are validated first
+            raise KubeError(
+                400,
+                "BadRequest",
+                f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "{policy}": '
+                'supported values: "Foreground", "Background", "Orphan"',
+            )
+        obj = cluster.get(kind, namespace, name)
+        if obj is None or not cluster.delete(kind, namespace, name, propagation_policy=policy):
+            return status_response(
+                KubeError(404, "NotFound", f'{plural_resource(kind)} "{name}" not found'),
+                {"name": name, "group": group_version.split("/")[0] if "/" in group_version else "", "kind": resource},
+            )
+        remaining = cluster.get(kind, namespace, name)
+        if remaining is not None:  # foreground deletion: the object stays until its dependents are gone
+            return JSONResponse(remaining, status_code=200)
+        return JSONResponse(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    "name": name,
+                    "group": group_version.split("/")[0] if "/" in group_version else "",
+                    "kind": resource,
+                    "uid": obj["metadata"]["uid"],
+                },
+            }
+        )
+
+    @app.get("/api/v1/namespaces/{namespace}/pods/{name}/log", response_model=None)
     def pod_log(
-        namespace: str, name: str, container: str | None = None, tailLines: int | None = None, previous: bool = False
-    ) -> PlainTextResponse:
+        namespace: str,
+        name: str,
+        container: str | None = None,
+        tailLines: int | None = None,
+        previous: bool = False,
+        follow: bool = False,
+    ) -> PlainTextResponse | StreamingResponse:
+        if follow and not previous:
+            return StreamingResponse(
+                cluster.follow_pod_log(namespace, name, container=container), media_type="text/plain"
+            )
         return PlainTextResponse(
             cluster.pod_log(namespace, name, container=container, tail_lines=tailLines, previous=previous)
         )
+
+    @app.post("/api/v1/namespaces/{namespace}/{resource}")
+    async def core_create(namespace: str, resource: str, request: Request) -> JSONResponse:
+        return await create("v1", resource, namespace, request)
+
+    @app.delete("/api/v1/namespaces/{namespace}/{resource}/{name}")
+    async def core_delete(namespace: str, resource: str, name: str, request: Request) -> JSONResponse:
+        return await delete("v1", resource, namespace, name, request)
+
+    @app.post("/apis/{group}/{version}/namespaces/{namespace}/{resource}")
+    async def group_create(group: str, version: str, namespace: str, resource: str, request: Request) -> JSONResponse:
+        return await create(f"{group}/{version}", resource, namespace, request)
+
+    @app.delete("/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}")
+    async def group_delete(
+        group: str, version: str, namespace: str, resource: str, name: str, request: Request
+    ) -> JSONResponse:
+        return await delete(f"{group}/{version}", resource, namespace, name, request)
 
     @app.get("/api/v1/namespaces/{namespace}/{resource}/{name}")
     def core_get(namespace: str, resource: str, name: str) -> JSONResponse:

@@ -11,6 +11,7 @@ kubelet stops their containers first), a Namespace's deletion deletes what is in
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -18,16 +19,17 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Self
 
 import kubernetes_validate
 
-from tests.simulator.contracts import ContractChecker, _kubernetes_validator
+from tests.simulator.contracts import ContractChecker, ContractViolation, _kubernetes_validator
 from tests.simulator.kube.controllers import Controllers, is_pod_ready
 from tests.simulator.kube.dns import HostsFile
 from tests.simulator.kube.events import NODE_NAME, EventRecorder
 from tests.simulator.kube.faults import KubeFaults
+from tests.simulator.kube.jobs import JobController, default_job, validate_job
 from tests.simulator.kube.kubelet import Kubelet, resolve_port
 from tests.simulator.kube.proxy import KubeProxy, LoadBalancerPool
 from tests.simulator.kube.store import (
@@ -138,6 +140,7 @@ class Cluster:
             progress_deadline_scale=progress_deadline_scale,
             delete=self.delete,
         )
+        self.jobs = JobController(self.store, self.events_recorder, delete=self.delete)
         self.proxy = KubeProxy()
         self.pool = LoadBalancerPool(self.id)
         self.hosts = HostsFile(self.id)
@@ -195,6 +198,7 @@ class Cluster:
 
     def _controllers_pass(self) -> None:
         self.controllers.run_once()
+        self.jobs.run_once()
         self._sync_load_balancers()
 
     def wait_idle(self, timeout: float) -> None:
@@ -261,6 +265,8 @@ class Cluster:
             metadata.pop("namespace", None)
         if kind == "Deployment":
             self._validate_deployment(obj)
+        if kind == "Job":
+            validate_job(obj)
         obj.pop("status", None)
         managed = metadata.setdefault("managedFields", [])
         if not any(entry.get("manager") == manager for entry in managed):
@@ -284,11 +290,38 @@ class Cluster:
                 for key, value in (previous["metadata"].get("annotations") or {}).items():
                     if key.startswith(CONTROLLER_ANNOTATION_PREFIXES):
                         metadata.setdefault("annotations", {}).setdefault(key, value)
+            if kind == "Job" and previous is not None:
+                default_job(obj, previous["metadata"]["uid"])  # the generated selector and labels stay
             stored = self.store.put(obj)
+            if kind == "Job" and previous is None:
+                # The job strategy generates the selector from the uid the store has just assigned.
+                default_job(stored, stored["metadata"]["uid"])
             if kind == "Service" and "status" not in stored:
                 self.store.write_status(kind, stored["metadata"]["namespace"], name, {"loadBalancer": {}})
                 stored = self.store.get_ref(kind, stored["metadata"]["namespace"], name)
             return self.check_out(f"apply {kind}", copy.deepcopy(stored))
+
+    def create(self, obj: dict, *, manager: str = "kubectl-client") -> dict:
+        """POST: a new object (409 AlreadyExists when the name is taken). The request body is recorded
+        in the checker first, so a schema violation shows there as well as in the 422 answer."""
+        if self.checker is not None:
+            # Recorded; the client gets the API server's 422 from _validate below.
+            with contextlib.suppress(ContractViolation):
+                self.checker.kubernetes(f"create {obj.get('kind', '?')}", obj)
+        obj = copy.deepcopy(obj)
+        metadata = obj.get("metadata") or {}
+        for server_field in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation"):
+            metadata.pop(server_field, None)
+        kind = obj.get("kind", "")
+        _validate(obj)  # validation comes before the name conflict, as in the API server's create
+        if kind == "Job":
+            validate_job(obj)
+        with self.store.lock:
+            name = metadata.get("name", "")
+            namespace = metadata.get("namespace", "default") if is_namespaced(kind) else None
+            if name and self.store.get_ref(kind, namespace, name) is not None:
+                raise KubeError(409, "AlreadyExists", f'{plural_resource(kind)} "{name}" already exists')
+            return self.apply(obj, manager=manager)
 
     def _validate_deployment(self, obj: dict) -> None:
         spec = obj.get("spec") or {}
@@ -336,12 +369,53 @@ class Cluster:
             raise KubeError(400, "BadRequest", f"unable to parse requirement: {error}") from error
         return [self.check_out(f"list {kind}", obj) for obj in found]
 
-    def delete(self, kind: str, namespace: str | None, name: str) -> bool:
+    def delete(self, kind: str, namespace: str | None, name: str, *, propagation_policy: str | None = None) -> bool:
+        """Delete with the garbage collector's propagation: ``Background`` (the object goes at once,
+        its dependents after), ``Foreground`` (dependents first, the object carries the
+        ``foregroundDeletion`` finalizer until they are gone), ``Orphan`` (dependents lose their
+        ownerReference and stay). Without a policy the kind's default applies: ``Orphan`` for
+        batch/v1 Jobs (the job strategy's DefaultGarbageCollectionPolicy keeps it for compatibility),
+        ``Background`` for the other kinds."""
+        if propagation_policy not in (None, "Background", "Foreground", "Orphan"):
+            raise KubeError(
+                400,
+                "BadRequest",
+                f'Unsupported value: "{propagation_policy}": supported values: "Foreground", "Background", "Orphan"',
+            )
+        if propagation_policy is None:
+            propagation_policy = "Orphan" if kind == "Job" else "Background"
         with self.store.lock:
             obj = self.store.get_ref(kind, namespace, name)
             if obj is None:
                 return False
             uid = obj["metadata"]["uid"]
+            if propagation_policy == "Orphan" and kind not in ("Pod", "Namespace"):
+                for dependent in self.store.owned_by(uid):
+
+                    def orphan(item: dict, owner_uid: str = uid) -> None:
+                        item["metadata"]["ownerReferences"] = [
+                            ref for ref in item["metadata"].get("ownerReferences") or [] if ref.get("uid") != owner_uid
+                        ]
+                        if not item["metadata"]["ownerReferences"]:
+                            del item["metadata"]["ownerReferences"]
+
+                    self.store.update(
+                        dependent["kind"], dependent["metadata"].get("namespace"), dependent["metadata"]["name"], orphan
+                    )
+                self.store.remove(kind, namespace, name)
+                return True
+            if propagation_policy == "Foreground" and kind == "Job":
+                dependents = self.store.owned_by(uid)
+                if dependents:
+                    self.store.mark_deleting(kind, namespace, name)
+                    finalizers = obj["metadata"].setdefault("finalizers", [])
+                    if "foregroundDeletion" not in finalizers:
+                        finalizers.append("foregroundDeletion")
+                    for dependent in dependents:
+                        self.delete(
+                            dependent["kind"], dependent["metadata"].get("namespace"), dependent["metadata"]["name"]
+                        )
+                    return True
             if kind == "Pod":
                 grace = obj["spec"].get("terminationGracePeriodSeconds", 30)
                 self.store.mark_deleting(kind, namespace, name, grace)
@@ -380,6 +454,12 @@ class Cluster:
         if pod is None:
             raise KubeError(404, "NotFound", f'pods "{name}" not found')
         return self.kubelet.pod_log(pod, container, tail_lines, previous)
+
+    def follow_pod_log(self, namespace: str, name: str, *, container: str | None = None) -> Iterator[str]:
+        pod = self.store.get("Pod", namespace, name)
+        if pod is None:
+            raise KubeError(404, "NotFound", f'pods "{name}" not found')
+        return self.kubelet.follow_pod_log(pod, container)
 
     # ---- Service load balancers (the cloud controller) and kube-proxy ----
 

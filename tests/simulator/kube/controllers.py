@@ -32,6 +32,7 @@ from tests.simulator.kube.store import (
     POD_NAME_ALPHABET,
     Store,
     now_rfc3339,
+    parse_quantity,
     parse_rfc3339,
     random_suffix,
     selector_matches,
@@ -650,7 +651,8 @@ class Controllers:
                 continue
             namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
             now = now_rfc3339()
-            if unschedulable:
+            reason_message = UNSCHEDULABLE_MESSAGE if unschedulable else self._node_misfit(pod)
+            if reason_message is not None:
                 status = copy.deepcopy(pod.get("status", {}))
                 status["phase"] = "Pending"
                 status["conditions"] = set_condition(
@@ -659,7 +661,7 @@ class Controllers:
                         "type": "PodScheduled",
                         "status": "False",
                         "reason": "Unschedulable",
-                        "message": UNSCHEDULABLE_MESSAGE,
+                        "message": reason_message,
                         "lastTransitionTime": now,
                     },
                 )
@@ -669,7 +671,7 @@ class Controllers:
                 if time.time() - last >= 1.0:
                     self._scheduling_reported[pod["metadata"]["uid"]] = time.time()
                     self.events.record(
-                        pod, "Warning", "FailedScheduling", UNSCHEDULABLE_MESSAGE, component="default-scheduler"
+                        pod, "Warning", "FailedScheduling", reason_message, component="default-scheduler"
                     )
                 continue
 
@@ -691,6 +693,35 @@ class Controllers:
                 f"Successfully assigned {namespace}/{name} to {NODE_NAME}",
                 component="default-scheduler",
             )
+
+    def _node_misfit(self, pod: dict) -> str | None:
+        """The scheduler's filter plugins against the one node: NodeAffinity (``nodeSelector``),
+        TaintToleration (the node has no taints: every pod tolerates it) and NodeResourcesFit (the
+        pod's requests, init containers' maximum included, against the node's allocatable; other
+        pods' requests are not summed). None when the pod fits, else the FailedScheduling message."""
+        node = self.store.get_ref("Node", None, NODE_NAME)
+        if node is None:
+            return "0/0 nodes are available."
+        node_labels = node["metadata"].get("labels") or {}
+        selector = pod["spec"].get("nodeSelector") or {}
+        if any(node_labels.get(key) != value for key, value in selector.items()):
+            return "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        wanted: dict[str, float] = {}
+        for container in pod["spec"].get("containers") or []:
+            for resource, quantity in ((container.get("resources") or {}).get("requests") or {}).items():
+                wanted[resource] = wanted.get(resource, 0.0) + parse_quantity(quantity)
+        for container in pod["spec"].get("initContainers") or []:
+            for resource, quantity in ((container.get("resources") or {}).get("requests") or {}).items():
+                wanted[resource] = max(wanted.get(resource, 0.0), parse_quantity(quantity))
+        short = sorted(
+            resource
+            for resource, amount in wanted.items()
+            if amount > 0 and amount > parse_quantity(allocatable.get(resource, "0"))
+        )
+        if short:
+            return "0/1 nodes are available: " + ", ".join(f"1 Insufficient {resource}" for resource in short) + "."
+        return None
 
     # ---- HorizontalPodAutoscaler (autoscaling/v2) ----
 

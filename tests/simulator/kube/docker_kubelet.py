@@ -12,8 +12,9 @@ groups, readOnlyRootFilesystem as a read-only rootfs, capabilities drop/add, all
 false as ``no-new-privileges``, privileged, seccompProfile Unconfined; emptyDir volumes as tmpfs mounts
 (mode 1777 like emptyDir's 0777 directory, ``sizeLimit`` as the tmpfs size); env as resolved by the
 kubelet; resources.limits cpu/memory as nano_cpus / mem_limit (no swap), requests.cpu as CPU shares;
-command/args as entrypoint/cmd (a command replaces the image's CMD too); workingDir. Volume types other
-than emptyDir are not modelled: a pod that mounts one gets CreateContainerConfigError saying so.
+command/args as entrypoint/cmd (a command replaces the image's CMD too); workingDir. configMap volumes are
+files in a host directory, bind-mounted read-only. Volume types other than emptyDir and configMap are
+not modelled: a pod that mounts one gets CreateContainerConfigError saying so.
 
 Every container is labelled ``io.mlops.sim.cluster=<cluster uuid>`` plus the pod's namespace and name and
 the owning process id: ``close()`` removes exactly this cluster's containers, and a new DockerKubelet
@@ -22,11 +23,17 @@ removes those of simulator processes that no longer exist (a crashed test run).
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import math
 import os
+import shutil
 import socket
+import tempfile
 import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -42,6 +49,7 @@ from tests.simulator.kube.kubelet import (
     RuntimeState,
     StartError,
 )
+from tests.simulator.kube.store import parse_quantity
 
 NETWORK_NAME = "mlops-sim-pods"
 LABEL_CLUSTER = "io.mlops.sim.cluster"
@@ -54,30 +62,10 @@ KUBE_PROBE_USER_AGENT = "kube-probe/1.32"
 
 _network_lock = threading.Lock()
 
-_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SUFFIXES = {
-    "n": 1e-9,
-    "u": 1e-6,
-    "m": 1e-3,
-    "": 1,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-}
 
-
-def parse_quantity(quantity: str | float) -> float:
-    """A Kubernetes resource.Quantity ("500m", "1Gi", "2", "1e3") as a number."""
-    text = str(quantity).strip()
-    for suffix, factor in _BINARY_SUFFIXES.items():
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * factor
-    if text and text[-1] in _DECIMAL_SUFFIXES and not text[-1].isdigit():
-        return float(text[:-1]) * _DECIMAL_SUFFIXES[text[-1]]
-    return float(text)
+def _parse_docker_time(value: str) -> float:
+    """Docker's RFC 3339 with nanoseconds as a Unix time (whole seconds are enough here)."""
+    return datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.UTC).timestamp()
 
 
 def _docker_time(value: str) -> str:
@@ -108,6 +96,8 @@ class DockerKubelet(Kubelet):
         gateway = (self.network.attrs.get("IPAM", {}).get("Config") or [{}])[0].get("Gateway")
         self.host_ip = gateway or "127.0.0.1"
         self.sweep_dead_owners()
+        self._volume_root = Path(tempfile.mkdtemp(prefix="mlops-sim-volumes-"))
+        self._volume_root.chmod(0o755)
 
     def _ensure_network(self):
         with _network_lock:
@@ -221,6 +211,34 @@ class DockerKubelet(Kubelet):
     def _runtime_remove_sandbox(self, record: PodRecord) -> None:
         self._force_remove(record.sandbox)
         record.sandbox = None
+        shutil.rmtree(self._volume_root / record.uid, ignore_errors=True)
+
+    def _config_map_dir(self, pod: dict, volume: dict) -> str:
+        """A configMap volume: its keys (or ``items``) as files in a host directory, bind-mounted
+        read-only (the kubelet's atomic writer keeps them read-only too), mode ``defaultMode`` (0644).
+        A missing ConfigMap keeps the container from being created, as a failed mount does."""
+        assert self.store is not None
+        source = volume["configMap"]
+        config_map = self.store.get("ConfigMap", pod["metadata"]["namespace"], source["name"])
+        if config_map is None:
+            if source.get("optional"):
+                data: dict[str, str] = {}
+            else:
+                raise ContainerConfigError(f'configmap "{source["name"]}" not found')
+        else:
+            data = config_map.get("data") or {}
+        items = source.get("items") or [{"key": key, "path": key} for key in data]
+        directory = self._volume_root / pod["metadata"]["uid"] / volume["name"]
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+        for item in items:
+            if item["key"] not in data:
+                raise ContainerConfigError(f"configmap references non-existent config key: {item['key']}")
+            target = directory / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]])
+            target.chmod(item.get("mode", source.get("defaultMode", 0o644)))
+        return str(directory)
 
     def _check_config(self, pod: dict, container: dict) -> None:
         self._run_options(pod, container)
@@ -258,12 +276,16 @@ class DockerKubelet(Kubelet):
             options["privileged"] = True
         volumes = {volume["name"]: volume for volume in pod["spec"].get("volumes") or []}
         tmpfs: dict[str, str] = {}
+        binds: dict[str, dict[str, str]] = {}
         for mount in container.get("volumeMounts") or []:
             volume = volumes.get(mount["name"])
             if volume is None:
                 raise ContainerConfigError(
                     f'cannot find volume "{mount["name"]}" to mount into container "{container["name"]}"'
                 )
+            if "configMap" in volume:
+                binds[self._config_map_dir(pod, volume)] = {"bind": mount["mountPath"], "mode": "ro"}
+                continue
             if "emptyDir" not in volume:
                 kind = next((key for key in volume if key != "name"), "unknown")
                 raise ContainerConfigError(f"sim: volume type {kind} (volume {mount['name']!r}) is not modelled")
@@ -274,6 +296,8 @@ class DockerKubelet(Kubelet):
             tmpfs[mount["mountPath"]] = ",".join(settings)
         if tmpfs:
             options["tmpfs"] = tmpfs
+        if binds:
+            options["volumes"] = binds
         resources = container.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         if "cpu" in limits:
@@ -331,13 +355,37 @@ class DockerKubelet(Kubelet):
             return RuntimeState(running=False, exit_code=137, finished_at="")
         state = handle.attrs["State"]
         running = state.get("Status") in ("running", "paused", "restarting")
+        exit_code = int(state.get("ExitCode") or 0)
+        oom_killed = bool(state.get("OOMKilled"))
+        if not running and exit_code == 137 and not oom_killed:
+            oom_killed = self._had_oom_event(handle, state)
         return RuntimeState(
             running=running,
-            exit_code=int(state.get("ExitCode") or 0),
-            oom_killed=bool(state.get("OOMKilled")),
+            exit_code=exit_code,
+            oom_killed=oom_killed,
             started_at=_docker_time(state.get("StartedAt", "")),
             finished_at=_docker_time(state.get("FinishedAt", "")),
         )
+
+    def _had_oom_event(self, handle: Any, state: dict[str, Any]) -> bool:
+        """Docker 20.10 on cgroup v1 sets ``OOMKilled`` only when the cgroup's OOM notification arrives
+        before the exit is processed; when the exit wins, the flag stays false although the kernel
+        killed the process for its memory limit. The engine's ``oom`` event for the container is the
+        authority then (the CRI runtime of a cluster reads the cgroup's OOM counter instead)."""
+        if "Memory" not in handle.attrs.get("HostConfig", {}) or not handle.attrs["HostConfig"]["Memory"]:
+            return False
+        started, finished = state.get("StartedAt", ""), state.get("FinishedAt", "")
+        if not started or not finished:
+            return False
+        since = int(_parse_docker_time(started)) - 1
+        until = min(int(_parse_docker_time(finished)) + 2, int(time.time()))  # a future bound would block
+        events = self.client.events(
+            since=since, until=until, decode=True, filters={"container": handle.id, "event": "oom"}
+        )
+        try:
+            return any(event.get("status") == "oom" or event.get("Action") == "oom" for event in events)
+        finally:
+            events.close()
 
     def _runtime_kill(self, handle: Any, grace_seconds: float) -> None:
         try:
@@ -355,6 +403,14 @@ class DockerKubelet(Kubelet):
             )
         except docker.errors.NotFound:
             return ""
+
+    def _runtime_follow_logs(self, handle: Any) -> Iterator[str]:
+        """Docker's own follow stream: it ends when the container exits, as the kubelet's does."""
+        try:
+            for chunk in handle.logs(stdout=True, stderr=True, stream=True, follow=True):
+                yield chunk.decode(errors="replace")
+        except docker.errors.NotFound:
+            return
 
     def _runtime_http_get(self, record: PodRecord, port: int, path: str, timeout: float) -> str | None:
         url = f"http://{record.pod_ip}:{port}{path}"
@@ -389,5 +445,6 @@ class DockerKubelet(Kubelet):
                 all=True, filters={"label": f"{LABEL_CLUSTER}={self.cluster_id}"}
             ):
                 self._force_remove(container)
+        shutil.rmtree(self._volume_root, ignore_errors=True)
         if self._owns_client:
             self.client.close()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -720,6 +721,21 @@ class Kubelet:
             raise KubeError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: {detail}')
         return self._runtime_logs(state.handle, tail_lines)
 
+    def follow_pod_log(self, pod: dict, container: str | None) -> Iterator[str]:
+        """``log?follow=true``: the log so far, then new output as it is written, ending when the
+        container terminates. Refused like a plain read while the container waits to start."""
+        self.pod_log(pod, container, 0, False)
+        name = container or pod["spec"]["containers"][0]["name"]
+        record = self._pods.get(pod["metadata"]["uid"])
+        state = record.containers[name] if record else None
+        handle = None if state is None else state.handle or state.previous_handle
+        if handle is None:
+            return iter(())
+        return self._runtime_follow_logs(handle)
+
+    def _runtime_follow_logs(self, handle: Any) -> Iterator[str]:
+        raise NotImplementedError
+
     def ready_endpoints(self) -> dict[str, str]:
         """pod uid -> pod IP of pods the kubelet runs (used by nothing but diagnostics)."""
         return {uid: record.pod_ip for uid, record in self._pods.items()}
@@ -811,6 +827,18 @@ class FakeKubelet(Kubelet):
     def _runtime_logs(self, handle: _FakeContainer, tail_lines: int | None) -> str:
         lines = handle.lines if tail_lines is None else handle.lines[-tail_lines:] if tail_lines else []
         return "".join(line + "\n" for line in lines)
+
+    def _runtime_follow_logs(self, handle: _FakeContainer) -> Iterator[str]:
+        sent = 0
+        while True:
+            finished = handle.exit_code is not None
+            lines = list(handle.lines)
+            for line in lines[sent:]:
+                yield line + "\n"
+            sent = len(lines)
+            if finished:
+                return
+            time.sleep(0.05)
 
     def _runtime_http_get(self, record: PodRecord, port: int, path: str, timeout: float) -> str | None:
         if path == FAILING_READINESS_PATH:

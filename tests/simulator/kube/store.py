@@ -98,6 +98,32 @@ def is_namespaced(kind: str) -> bool:
     return kind not in CLUSTER_SCOPED_KINDS
 
 
+_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL_SUFFIXES = {
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "": 1,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+}
+
+
+def parse_quantity(quantity: str | float) -> float:
+    """A Kubernetes resource.Quantity ("500m", "1Gi", "2", "1e3") as a number."""
+    text = str(quantity).strip()
+    for suffix, factor in _BINARY_SUFFIXES.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    if text and text[-1] in _DECIMAL_SUFFIXES and not text[-1].isdigit():
+        return float(text[:-1]) * _DECIMAL_SUFFIXES[text[-1]]
+    return float(text)
+
+
 # ---- label selectors (k8s.io/apimachinery/pkg/labels) ----
 
 _REQUIREMENT = re.compile(r"^\s*(!?)([A-Za-z0-9./_-]+)\s*(?:(==|=|!=|\s+in\s+|\s+notin\s+)\s*(.*?))?\s*$")
