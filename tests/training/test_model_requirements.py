@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from control_api.training.environments import LOCK_FILE, lock_lines, write_lock
 from control_api.training.hook import mlops_training_hook as hook
-from tests.control.conftest import example_request, script
+from tests.support.control import example_request, script
 
 RANDOM_FOREST_WITH_OWN_REQUIREMENTS = """
     import mlflow, mlflow.sklearn
