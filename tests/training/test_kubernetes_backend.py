@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from control_api.adapters.image_builder import make_image_builder, make_image_pusher
 from control_api.adapters.image_builder.buildah import BuildahImageBuilder
 from control_api.adapters.registry.buildah_push import BuildahImagePusher
 from control_api.errors import InvalidRequestError
 from control_api.settings import BuildSettings, KubernetesSettings, KubernetesTrainingSettings, RegistrySettings
+from control_api.stack.builders import builder_kind
 from control_api.training.backends.base import TrainingBackend, TrainingRequest, TrainingResources, TrainingState
 from control_api.training.backends.kubernetes import KubernetesTrainingBackend
 from control_api.training.backends.kubernetes_api import KubernetesApi, KubernetesApiError, KubernetesApiUnavailable
@@ -202,10 +202,10 @@ def test_the_training_image_is_built_with_buildah_pushed_and_run_by_a_job(
     backend: KubernetesTrainingBackend, sim: RunningCluster, buildah_base_image: str, registry_url: str
 ) -> None:
     build = BuildSettings(backend="buildah", base_image=buildah_base_image, base_image_tls_verify=False)
-    builder = make_image_builder(build)
+    builder = builder_kind(build.backend).make(build)
     assert isinstance(builder, BuildahImageBuilder)
     builder._ensure_base_image(lambda line: None)  # what BuildahImageBuilder.build does first
-    pusher = make_image_pusher(build)
+    pusher = builder_kind(build.backend).make_pusher(build)
     assert isinstance(pusher, BuildahImagePusher)
     registry = RegistrySettings(url=registry_url, repository_prefix=f"mlops-kjobs-test/{uuid.uuid4().hex[:8]}")
     build_log: list[str] = []
