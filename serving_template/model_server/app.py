@@ -1,4 +1,5 @@
-"""HTTP surface of a served model: /predict, /predict/batch, /invocations, /health, /ready, /metadata, /metrics.
+"""HTTP surface of a served model: /predict, /predict/batch, /invocations, /health, /ready, /metadata, /metrics,
+and the Open Inference Protocol (V2) under /v2 (model_server.v2).
 
 The request path is kept lean on purpose (raw JSON in, pre-serialised JSON out, a pure ASGI wrapper for
 the request id): per-request overhead is what decides p50 latency for small models.
@@ -6,7 +7,6 @@ the request id): per-request overhead is what decides p50 latency for small mode
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -19,24 +19,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from model_server import __version__
+from model_server import __version__, v2
+from model_server.batching import BatchObserver, BatchSettings, MicroBatcher
+from model_server.codec import dumps, loads
 from model_server.inputs import InputError, extract_rows, to_matrix
-from model_server.model import LoadedModel, ModelInfo, read_model_info
+from model_server.model import LoadedModel, ModelInfo, example_rows, read_model_info
+from model_server.v2 import V2Error
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-
-try:  # faster when the image has it; plain json otherwise
-    import orjson
-
-    def dumps(value: Any) -> bytes:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-
-    loads = orjson.loads
-except ImportError:  # pragma: no cover - depends on the image
-
-    def dumps(value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":")).encode()
-
-    loads = json.loads
 
 MAX_ROWS = int(os.environ.get("MAX_ROWS", "1000"))
 MAX_BATCH_ROWS = int(os.environ.get("MAX_BATCH_ROWS", "100000"))
@@ -49,6 +38,43 @@ class State:
         self.model: LoadedModel | None = None
         self.loaded_at: str | None = None
         self.load_error: str | None = None
+        self.batcher: MicroBatcher | None = None
+
+    async def predict_matrix(self, matrix: Any) -> Any:
+        """The fast path's predictions, through the micro-batcher once the model is loaded."""
+        if self.batcher is not None:
+            return await self.batcher.predict(matrix)
+        assert self.model is not None
+        return self.model.predict_matrix(matrix)
+
+
+class PrometheusBatchObserver(BatchObserver):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = Histogram(
+            "model_batch_rows",
+            "Rows per batched predict call",
+            registry=registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
+        self.requests = Histogram(
+            "model_batch_requests",
+            "Requests per batched predict call",
+            registry=registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
+        self.wait = Histogram(
+            "model_batch_queue_wait_seconds",
+            "Time a request waited in a batch before the predict call",
+            registry=registry,
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01),
+        )
+
+    def batch(self, rows: int, requests: int) -> None:
+        self.rows.observe(rows)
+        self.requests.observe(requests)
+
+    def queue_wait(self, seconds: float) -> None:
+        self.wait.observe(seconds)
 
 
 def _json(status: int, payload: Any) -> Response:
@@ -75,7 +101,7 @@ def _example_body(info: ModelInfo) -> dict:
 def installed_packages() -> dict[str, str]:
     """Every distribution this server's Python can import, by normalised name: the versions the model
     runs with (the build installs the training environment's)."""
-    found = {}
+    found: dict[str, str] = {}
     for distribution in distribution_metadata.distributions():
         name = distribution.metadata["Name"]
         if name:
@@ -83,7 +109,7 @@ def installed_packages() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def create_app(model_dir: Path | None = None, *, load_in_background: bool = True) -> FastAPI:
+def create_app(model_dir: Path | None = None, *, load_in_background: bool = True) -> RequestIdMiddleware:
     model_dir = Path(model_dir or os.environ.get("MODEL_DIR", "/opt/model"))
     info = read_model_info(model_dir)
     state = State(model_dir, info)
@@ -102,10 +128,21 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
     )
     predictions_total = Counter("model_predictions_total", "Rows predicted", registry=registry)
     errors_total = Counter("model_errors_total", "Errors by code", ["code"], registry=registry)
+    batch_settings = BatchSettings.from_env()
+    batch_observer = PrometheusBatchObserver(registry)
 
     def load() -> None:
         try:
-            state.model = LoadedModel(model_dir, info)
+            model = LoadedModel(model_dir, info)
+            if model.fast_path:
+                batcher = MicroBatcher(model.predict_matrix, batch_settings, batch_observer)
+                sample = example_rows(info)
+                if sample or info.inputs:
+                    import numpy as np
+
+                    batcher.calibrate(np.asarray((sample or [[0.0] * len(info.inputs)])[0], dtype=np.float64))
+                state.batcher = batcher
+            state.model = model
             state.loaded_at = datetime.now(UTC).isoformat()
             if ready_file:
                 Path(ready_file).write_text(state.loaded_at)
@@ -135,7 +172,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         }
     }
 
-    def score(body: Any, request_id: str, max_rows: int, mlflow_protocol: bool = False) -> Response:
+    async def score(body: Any, request_id: str, max_rows: int, mlflow_protocol: bool = False) -> Response:
         model = state.model
         if model is None:
             return _error(503, "model_not_loaded", state.load_error or "the model is still loading", None, request_id)
@@ -144,7 +181,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         if model.fast_path:
             matrix = to_matrix(rows, info.inputs)
             try:
-                predictions = model.predict_matrix(matrix)
+                predictions = await state.predict_matrix(matrix)
             except ValueError as exc:  # e.g. a feature count the estimator refuses
                 raise InputError("invalid_input", f"the model refused the input: {exc}") from exc
             result: dict[str, Any] = {"predictions": predictions.tolist()}
@@ -188,8 +225,8 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
                 try:
                     body = loads(raw)
                 except ValueError:
-                    raise InputError("invalid_json", "the body is not valid JSON")
-            response = score(body, request_id, max_rows, mlflow_protocol)
+                    raise InputError("invalid_json", "the body is not valid JSON") from None
+            response = await score(body, request_id, max_rows, mlflow_protocol)
         except InputError as exc:
             errors_total.labels(exc.code).inc()
             response = _error(
@@ -249,16 +286,108 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             },
         )
 
+    # --- Open Inference Protocol (V2) ---
+    def v2_error(status: int, message: str) -> Response:
+        return _json(status, {"error": message})
+
+    @app.get("/v2/health/live", summary="V2 server live", tags=["v2"])
+    async def v2_live():
+        return _json(200, {"live": True})
+
+    @app.get("/v2/health/ready", summary="V2 server ready: 503 until the model is loaded", tags=["v2"])
+    async def v2_ready():
+        ready = state.model is not None
+        return _json(200 if ready else 503, {"live": True, "ready": ready})
+
+    @app.get("/v2", summary="V2 server metadata", tags=["v2"])
+    async def v2_server_metadata():
+        return _json(200, v2.server_metadata())
+
+    async def v2_model_metadata(name: str, version: str | None = None) -> Response:
+        try:
+            v2.check_model(info, name, version)
+        except V2Error as exc:
+            return v2_error(exc.status, exc.message)
+        return _json(200, v2.model_metadata(info, state.model))
+
+    async def v2_model_ready(name: str, version: str | None = None) -> Response:
+        try:
+            v2.check_model(info, name, version)
+        except V2Error as exc:
+            return v2_error(exc.status, exc.message)
+        ready = state.model is not None
+        return _json(200 if ready else 503, {"name": info.name, "ready": ready})
+
+    async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
+        started = time.perf_counter()
+        raw = await request.body()
+        try:
+            v2.check_model(info, name, version)
+            model = state.model
+            if model is None:
+                raise V2Error(503, state.load_error or "the model is still loading")
+            parsed = v2.parse_infer_request(raw, request.headers.get(v2.HEADER_LENGTH))
+            results = await v2.infer(parsed, info, model, state.predict_matrix, MAX_BATCH_ROWS)
+            body, header_length = v2.encode_response(parsed, info, results)
+            predictions_total.inc(len(next(iter(results.values()))) if results else 0)
+            if header_length is None:
+                response = Response(body, status_code=200, media_type="application/json")
+            else:
+                response = Response(
+                    body,
+                    status_code=200,
+                    media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(header_length)},
+                )
+        except V2Error as exc:
+            errors_total.labels("v2_" + str(exc.status)).inc()
+            response = v2_error(exc.status, exc.message)
+        except Exception as exc:  # a model bug: still the protocol's error format, and counted
+            errors_total.labels("prediction_failed").inc()
+            response = v2_error(500, f"{type(exc).__name__}: {str(exc)[:300]}")
+        requests_total.labels("/v2/infer", str(response.status_code)).inc()
+        latency.labels("/v2/infer").observe(time.perf_counter() - started)
+        return response
+
+    app.add_api_route("/v2/models/{name}", v2_model_metadata, methods=["GET"], summary="V2 model metadata", tags=["v2"])
+    app.add_api_route(
+        "/v2/models/{name}/versions/{version}",
+        v2_model_metadata,
+        methods=["GET"],
+        summary="V2 model metadata (one version)",
+        tags=["v2"],
+    )
+    app.add_api_route("/v2/models/{name}/ready", v2_model_ready, methods=["GET"], summary="V2 model ready", tags=["v2"])
+    app.add_api_route(
+        "/v2/models/{name}/versions/{version}/ready",
+        v2_model_ready,
+        methods=["GET"],
+        summary="V2 model ready (one version)",
+        tags=["v2"],
+    )
+    app.add_api_route("/v2/models/{name}/infer", v2_infer, methods=["POST"], summary="V2 inference", tags=["v2"])
+    app.add_api_route(
+        "/v2/models/{name}/versions/{version}/infer",
+        v2_infer,
+        methods=["POST"],
+        summary="V2 inference (one version)",
+        tags=["v2"],
+    )
+
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics():
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc):
+        if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+            return _json(404, {"error": f"no route {request.url.path}"})
         return _error(404, "not_found", f"no route {request.url.path}", None, _request_id(request))
 
     @app.exception_handler(405)
     async def not_allowed(request: Request, exc):
+        if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+            return _json(405, {"error": f"{request.method} is not allowed on {request.url.path}"})
         return _error(
             405,
             "method_not_allowed",
@@ -283,7 +412,7 @@ def _csv_body(raw: bytes) -> dict:
         try:
             rows.append([float(v) for v in row])
         except ValueError:
-            raise InputError("invalid_type", "CSV values must be numbers")
+            raise InputError("invalid_type", "CSV values must be numbers") from None
     return {"dataframe_split": {"columns": header, "data": rows}}
 
 

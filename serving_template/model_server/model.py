@@ -78,8 +78,8 @@ class LoadedModel:
 
     def __init__(self, model_dir: Path, info: ModelInfo) -> None:
         self.info = info
-        self.native = None
-        self.pyfunc = None
+        self.native: Any = None
+        self.pyfunc: Any = None
         sklearn_conf = info.flavors.get("sklearn")
         all_numeric = all(c.type in NUMERIC_TYPES for c in info.inputs)
         self.needs_frame = False
@@ -122,7 +122,7 @@ class LoadedModel:
 
         if not self.info.inputs or not all(c.name for c in self.info.inputs):
             return True
-        probe = np.asarray(_example_rows(self.info) or [[0.0] * len(self.info.inputs)], dtype=np.float64)
+        probe = np.asarray(example_rows(self.info) or [[0.0] * len(self.info.inputs)], dtype=np.float64)
         try:
             self.native.predict(probe)
             return True
@@ -134,7 +134,7 @@ class LoadedModel:
         return self.pyfunc.predict(frame, params=params) if params else self.pyfunc.predict(frame)
 
 
-def _example_rows(info: ModelInfo) -> list[list[Any]] | None:
+def example_rows(info: ModelInfo) -> list[list[Any]] | None:
     from model_server.inputs import InputError, extract_rows
 
     if info.input_example is None:
