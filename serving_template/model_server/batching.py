@@ -79,8 +79,15 @@ class _Batch:
 
 
 class MicroBatcher:
-    def __init__(self, predict: Predict, settings: BatchSettings, observer: BatchObserver | None = None) -> None:
+    def __init__(
+        self,
+        predict: Predict,
+        settings: BatchSettings,
+        observer: BatchObserver | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._predict = predict
+        self._clock = clock
         self.settings = settings
         self._observer = observer or BatchObserver()
         self._open: _Batch | None = None
@@ -99,8 +106,8 @@ class MicroBatcher:
         try:
             self._predict(single)  # first calls warm caches
             self._predict(many)
-            one = _best_time(lambda: self._predict(single), repeats)
-            batch = _best_time(lambda: self._predict(many), repeats)
+            one = self._best_time(lambda: self._predict(single), repeats)
+            batch = self._best_time(lambda: self._predict(many), repeats)
         except Exception:  # a model that cannot score the sample still gets batching's chance
             return
         self.pays = batch < 0.5 * one * self.settings.max_size
@@ -132,7 +139,7 @@ class MicroBatcher:
         if batch is None:
             batch = self._open = _Batch()
             loop.call_soon(self._after_first_turn, batch)
-        item = _Item(matrix, loop.create_future(), time.perf_counter())
+        item = _Item(matrix, loop.create_future(), self._clock())
         batch.items.append(item)
         batch.rows += rows
         if batch.rows >= self.settings.max_size or (batch.timer is not None and self._enough(batch)):
@@ -162,7 +169,7 @@ class MicroBatcher:
         self.recent_requests = 0.7 * self.recent_requests + 0.3 * max(1, len(items))
         if not items:
             return
-        started = time.perf_counter()
+        started = self._clock()
         for item in items:
             self._observer.queue_wait(started - item.queued_at)
         self._observer.batch(sum(item.matrix.shape[0] for item in items), len(items))
@@ -192,11 +199,10 @@ class MicroBatcher:
         if not item.future.done():
             item.future.set_result(result)
 
-
-def _best_time(call: Callable[[], Any], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - started)
-    return best
+    def _best_time(self, call: Callable[[], Any], repeats: int) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            started = self._clock()
+            call()
+            best = min(best, self._clock() - started)
+        return best
