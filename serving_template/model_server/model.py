@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from model_server.forest import CompiledForest, compile_forest
 
 NUMERIC_TYPES = {"double", "float", "long", "integer", "boolean"}
+# Above this many rows scikit-learn's own compiled loops beat walking all trees at once in numpy.
+COMPILED_MAX_ROWS = 256
 
 
 @dataclass
@@ -79,6 +82,8 @@ class LoadedModel:
     def __init__(self, model_dir: Path, info: ModelInfo) -> None:
         self.info = info
         self.native: Any = None
+        # Tree ensembles scored by model_server.forest for small batches, when it matches scikit-learn exactly.
+        self.compiled: CompiledForest | None = None
         self.pyfunc: Any = None
         sklearn_conf = info.flavors.get("sklearn")
         all_numeric = all(c.type in NUMERIC_TYPES for c in info.inputs)
@@ -88,6 +93,8 @@ class LoadedModel:
             # Models fit on DataFrames warn on every numpy call; the column order is checked here instead.
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             self.needs_frame = not self._accepts_numpy()
+            if not self.needs_frame:
+                self.compiled = compile_forest(self.native, self._sample_matrix())
         else:
             import mlflow.pyfunc
 
@@ -103,10 +110,19 @@ class LoadedModel:
         return self.native is not None and hasattr(self.native, "predict_proba")
 
     def predict_matrix(self, matrix):
+        if self.compiled is not None and matrix.shape[0] <= COMPILED_MAX_ROWS:
+            return self.compiled.predict(matrix)
         return self.native.predict(self._native_input(matrix))
 
     def predict_proba_matrix(self, matrix):
+        if self.compiled is not None and self.compiled.is_classifier and matrix.shape[0] <= COMPILED_MAX_ROWS:
+            return self.compiled.predict_proba(matrix)
         return self.native.predict_proba(self._native_input(matrix))
+
+    def _sample_matrix(self):
+        import numpy as np
+
+        return np.asarray(example_rows(self.info) or [[0.0] * len(self.info.inputs)], dtype=np.float64)
 
     def _native_input(self, matrix):
         if not self.needs_frame:
@@ -118,11 +134,10 @@ class LoadedModel:
     def _accepts_numpy(self) -> bool:
         """Some pipelines select columns by name (a ColumnTransformer on DataFrame columns) and refuse a
         bare array: found once at load time, they get a DataFrame per request, still without pyfunc."""
-        import numpy as np
 
         if not self.info.inputs or not all(c.name for c in self.info.inputs):
             return True
-        probe = np.asarray(example_rows(self.info) or [[0.0] * len(self.info.inputs)], dtype=np.float64)
+        probe = self._sample_matrix()
         try:
             self.native.predict(probe)
             return True
