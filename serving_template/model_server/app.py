@@ -301,6 +301,8 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         )
 
     # --- Open Inference Protocol (V2) ---
+    v2_outputs = [spec["name"] for spec in v2.output_metadata(info)]
+
     def v2_error(status: int, message: str) -> Response:
         return _json(status, {"error": message})
 
@@ -340,7 +342,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             if model is None:
                 raise V2Error(503, state.load_error or "the model is still loading")
             parsed = v2.parse_infer_request(raw, headers.get(v2.HEADER_LENGTH))
-            results = await v2.infer(parsed, info, model, state.predict_matrix, MAX_BATCH_ROWS)
+            results = await v2.infer(parsed, info, model, state.predict_matrix, MAX_BATCH_ROWS, v2_outputs)
             body, header_length = v2.encode_response(parsed, info, results)
             predictions_total.inc(len(next(iter(results.values()))) if results else 0)
             if header_length is None:

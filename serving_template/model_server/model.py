@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from model_server.forest import CompiledForest, compile_forest
+from model_server.linear import CompiledLinear, compile_linear
 
 NUMERIC_TYPES = {"double", "float", "long", "integer", "boolean"}
 # Above this many rows scikit-learn's own compiled loops beat walking all trees at once in numpy.
@@ -82,8 +83,9 @@ class LoadedModel:
     def __init__(self, model_dir: Path, info: ModelInfo) -> None:
         self.info = info
         self.native: Any = None
-        # Tree ensembles scored by model_server.forest for small batches, when it matches scikit-learn exactly.
-        self.compiled: CompiledForest | None = None
+        # Tree ensembles (model_server.forest) and linear models (model_server.linear) scored without
+        # scikit-learn's per-call overhead, when that gives exactly scikit-learn's answers.
+        self.compiled: CompiledForest | CompiledLinear | None = None
         self.pyfunc: Any = None
         sklearn_conf = info.flavors.get("sklearn")
         all_numeric = all(c.type in NUMERIC_TYPES for c in info.inputs)
@@ -94,7 +96,8 @@ class LoadedModel:
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             self.needs_frame = not self._accepts_numpy()
             if not self.needs_frame:
-                self.compiled = compile_forest(self.native, self._sample_matrix())
+                samples = self._sample_matrix()
+                self.compiled = compile_forest(self.native, samples) or compile_linear(self.native, samples)
         else:
             import mlflow.pyfunc
 
@@ -115,7 +118,11 @@ class LoadedModel:
         return self.native.predict(self._native_input(matrix))
 
     def predict_proba_matrix(self, matrix):
-        if self.compiled is not None and self.compiled.is_classifier and matrix.shape[0] <= COMPILED_MAX_ROWS:
+        if (
+            isinstance(self.compiled, CompiledForest)
+            and self.compiled.is_classifier
+            and len(matrix) <= COMPILED_MAX_ROWS
+        ):
             return self.compiled.predict_proba(matrix)
         return self.native.predict_proba(self._native_input(matrix))
 

@@ -231,11 +231,18 @@ PredictMatrix = Callable[[np.ndarray], Awaitable[np.ndarray]]
 
 
 async def infer(
-    request: InferRequest, info: ModelInfo, model: LoadedModel, predict_matrix: PredictMatrix, max_rows: int
+    request: InferRequest,
+    info: ModelInfo,
+    model: LoadedModel,
+    predict_matrix: PredictMatrix,
+    max_rows: int,
+    default_names: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every output the request asks for (all default outputs when it names none), as arrays."""
+    """Every output the request asks for (all default outputs when it names none), as arrays.
+    ``default_names``: the names ``output_metadata(info)`` lists, when the caller has them already."""
     names, table = tensors_to_columns(request.tensors, info, max_rows)
-    default_names = [spec["name"] for spec in output_metadata(info)]
+    if default_names is None:
+        default_names = [spec["name"] for spec in output_metadata(info)]
     wanted = [output.name for output in request.outputs] if request.outputs is not None else default_names
     available = set(default_names) | ({PROBABILITY_OUTPUT} if model.can_predict_proba else set())
     unknown = [name for name in wanted if name not in available]

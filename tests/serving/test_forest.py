@@ -62,5 +62,3 @@ def test_the_server_scores_the_iris_forest_compiled(iris_model_dirs):
     assert loaded.compiled is not None
     rows = np.random.default_rng(0).normal(5, 2, (50, 4))
     assert np.array_equal(loaded.predict_matrix(rows), loaded.native.predict(rows))
-    logistic = LoadedModel(iris_model_dirs["logistic"], read_model_info(iris_model_dirs["logistic"]))
-    assert logistic.compiled is None
