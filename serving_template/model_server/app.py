@@ -128,6 +128,17 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     )
     predictions_total = Counter("model_predictions_total", "Rows predicted", registry=registry)
+    labelled: dict[tuple[str, str], Any] = {}
+
+    def count_request(endpoint: str, status: int, seconds: float) -> None:
+        """Counter and histogram children looked up once per (endpoint, status): labels() takes a lock."""
+        key = (endpoint, str(status))
+        if key not in labelled:
+            labelled[key] = (requests_total.labels(*key), latency.labels(endpoint))
+        counter, histogram = labelled[key]
+        counter.inc()
+        histogram.observe(seconds)
+
     errors_total = Counter("model_errors_total", "Errors by code", ["code"], registry=registry)
     batch_settings = BatchSettings.from_env()
     batch_observer = PrometheusBatchObserver(registry)
@@ -236,8 +247,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         except Exception as exc:  # a model bug: still the error format, and counted
             errors_total.labels("prediction_failed").inc()
             response = _error(500, "prediction_failed", f"{type(exc).__name__}: {str(exc)[:300]}", None, request_id)
-        requests_total.labels(endpoint, str(response.status_code)).inc()
-        latency.labels(endpoint).observe(time.perf_counter() - started)
+        count_request(endpoint, response.status_code, time.perf_counter() - started)
         return response
 
     async def predict_raw(raw: bytes, headers: dict[str, str], request_id: str) -> Response:
@@ -360,8 +370,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         except Exception as exc:  # a model bug: still the protocol's error format, and counted
             errors_total.labels("prediction_failed").inc()
             response = v2_error(500, f"{type(exc).__name__}: {str(exc)[:300]}")
-        requests_total.labels("/v2/infer", str(response.status_code)).inc()
-        latency.labels("/v2/infer").observe(time.perf_counter() - started)
+        count_request("/v2/infer", response.status_code, time.perf_counter() - started)
         return response
 
     async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:

@@ -42,6 +42,7 @@ class ModelInfo:
     input_schema: list[dict] | None = None
     output_schema: list[dict] | None = None
     input_example: Any = None
+    column_types: dict[str, str] = field(default_factory=dict)  # named input columns -> MLflow type
 
 
 def read_model_info(model_dir: Path) -> ModelInfo:
@@ -74,6 +75,7 @@ def read_model_info(model_dir: Path) -> ModelInfo:
         input_schema=inputs,
         output_schema=outputs,
         input_example=example,
+        column_types={column.name: column.type for column in columns if column.name},
     )
 
 

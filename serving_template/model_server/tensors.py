@@ -61,13 +61,16 @@ class Tensor:
     array: np.ndarray  # already reshaped to ``shape``
 
 
+V2_OF_NUMPY = {dtype: name for name, dtype in NUMPY_DTYPES.items() if name != "BYTES"}
+
+
 def v2_datatype_of_numpy(dtype: np.dtype) -> str:
     if dtype.kind in "OSU":
         return "BYTES"
-    for name, candidate in NUMPY_DTYPES.items():
-        if name != "BYTES" and candidate == dtype.newbyteorder("<"):
-            return name
-    raise TensorError(f"no V2 datatype for numpy dtype {dtype}")
+    found = V2_OF_NUMPY.get(dtype) or V2_OF_NUMPY.get(dtype.newbyteorder("<"))
+    if found is None:
+        raise TensorError(f"no V2 datatype for numpy dtype {dtype}")
+    return found
 
 
 def v2_datatype_of_mlflow(type_name: str) -> str:

@@ -158,10 +158,6 @@ def parse_infer_request(raw: bytes, header_length: str | None) -> InferRequest:
     return InferRequest(request_id, tensors, outputs, binary_default, parameters)
 
 
-def _column_types(info: ModelInfo) -> dict[str, str]:
-    return {column.name: column.type for column in info.inputs if column.name}
-
-
 def _check_datatype(tensor: Tensor, mlflow_type: str | None) -> None:
     expected = v2_datatype_of_mlflow(mlflow_type) if mlflow_type else None
     if expected is None:
@@ -175,7 +171,7 @@ def _check_datatype(tensor: Tensor, mlflow_type: str | None) -> None:
 
 def tensors_to_columns(tensors: list[Tensor], info: ModelInfo, max_rows: int) -> tuple[list[str] | None, np.ndarray]:
     """(column names, 2-D array rows x columns) from per-column tensors or one 2-D tensor."""
-    types = _column_types(info)
+    types = info.column_types
     names = list(types)
     given = [tensor.name for tensor in tensors]
     if names and set(given) == set(names) and (len(names) > 1 or tensors[0].array.ndim <= 1):
