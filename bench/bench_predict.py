@@ -216,7 +216,15 @@ def ensure_wrk() -> str:
 def run_wrk(wrk: str, script: Path, port: int, path: str, body: bytes, concurrency: int, seconds: float) -> dict:
     threads = 1 if concurrency == 1 else 2
     completed = subprocess.run(
-        [wrk, f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{path}",
+        ],
         env={**os.environ, "BENCH_BODY": body.decode()},
         capture_output=True,
         text=True,
@@ -226,10 +234,11 @@ def run_wrk(wrk: str, script: Path, port: int, path: str, body: bytes, concurren
         raise RuntimeError(f"wrk failed: {completed.stderr[-1500:]} {completed.stdout[-1500:]}")
     line = next(line for line in completed.stdout.splitlines() if line.startswith("BENCH-JSON "))
     result = json.loads(line.removeprefix("BENCH-JSON "))
-    if result["errors"] or result["non2xx"]:
-        raise RuntimeError(f"wrk saw errors on {path}: {completed.stdout[-1500:]}")
+    # A failed answer (e.g. mlflow's 504 when overloaded) is reported and not counted as served.
+    failed = result["errors"] + result["non2xx"]
     return {
-        "rps": result["requests"] / (result["duration_us"] / 1e6),
+        "errors": failed,
+        "rps": (result["requests"] - failed) / (result["duration_us"] / 1e6),
         "p50_ms": result["p50_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
     }
@@ -250,7 +259,7 @@ def run_python(port: int, raw: bytes, expected: bytes, concurrency: int, seconds
                 mine.append(time.perf_counter() - started)
                 if status != 200 or expected not in body:
                     failures.append(f"{status} {body[:200]!r}")
-                    return
+                    mine.pop()  # reported, not counted as served
         finally:
             client.sock.close()
             with lock:
@@ -263,10 +272,11 @@ def run_python(port: int, raw: bytes, expected: bytes, concurrency: int, seconds
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    if failures:
-        raise RuntimeError(f"unexpected answer: {failures[0]}")
+    if not latencies:
+        raise RuntimeError(f"no successful answer: {failures[:1]}")
     latencies.sort()
     return {
+        "errors": len(failures),
         "rps": len(latencies) / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
@@ -339,7 +349,8 @@ def main() -> None:
                                 print(
                                     f"{model_name:20} {endpoint:20} {generator:6} c={concurrency}  "
                                     f"{result['rps']:8.0f} rps  p50 {result['p50_ms']:7.2f} ms  "
-                                    f"p99 {result['p99_ms']:7.2f} ms",
+                                    f"p99 {result['p99_ms']:7.2f} ms"
+                                    + (f"  ({result['errors']} failed answers)" if result["errors"] else ""),
                                     flush=True,
                                 )
                 finally:
