@@ -1,4 +1,5 @@
-"""HTTP surface of a served model: /predict, /predict/batch, /invocations, /health, /ready, /metadata, /metrics.
+"""HTTP surface of a served model: /predict, /predict/batch, /invocations, /health, /ready, /metadata, /metrics,
+and the Open Inference Protocol (V2) under /v2 (model_server.v2).
 
 The request path is kept lean on purpose (raw JSON in, pre-serialised JSON out, a pure ASGI wrapper for
 the request id): per-request overhead is what decides p50 latency for small models.
@@ -6,12 +7,12 @@ the request id): per-request overhead is what decides p50 latency for small mode
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import metadata as distribution_metadata
 from pathlib import Path
@@ -19,24 +20,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from model_server import __version__
+from model_server import __version__, v2
+from model_server.batching import BatchObserver, BatchSettings, MicroBatcher
+from model_server.codec import dumps, loads
 from model_server.inputs import InputError, extract_rows, to_matrix
-from model_server.model import LoadedModel, ModelInfo, read_model_info
+from model_server.model import LoadedModel, ModelInfo, example_rows, read_model_info
+from model_server.v2 import V2Error
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-
-try:  # faster when the image has it; plain json otherwise
-    import orjson
-
-    def dumps(value: Any) -> bytes:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-
-    loads = orjson.loads
-except ImportError:  # pragma: no cover - depends on the image
-
-    def dumps(value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":")).encode()
-
-    loads = json.loads
 
 MAX_ROWS = int(os.environ.get("MAX_ROWS", "1000"))
 MAX_BATCH_ROWS = int(os.environ.get("MAX_BATCH_ROWS", "100000"))
@@ -49,6 +39,43 @@ class State:
         self.model: LoadedModel | None = None
         self.loaded_at: str | None = None
         self.load_error: str | None = None
+        self.batcher: MicroBatcher | None = None
+
+    async def predict_matrix(self, matrix: Any) -> Any:
+        """The fast path's predictions, through the micro-batcher once the model is loaded."""
+        if self.batcher is not None:
+            return await self.batcher.predict(matrix)
+        assert self.model is not None
+        return self.model.predict_matrix(matrix)
+
+
+class PrometheusBatchObserver(BatchObserver):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = Histogram(
+            "model_batch_rows",
+            "Rows per batched predict call",
+            registry=registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
+        self.requests = Histogram(
+            "model_batch_requests",
+            "Requests per batched predict call",
+            registry=registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
+        self.wait = Histogram(
+            "model_batch_queue_wait_seconds",
+            "Time a request waited in a batch before the predict call",
+            registry=registry,
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01),
+        )
+
+    def batch(self, rows: int, requests: int) -> None:
+        self.rows.observe(rows)
+        self.requests.observe(requests)
+
+    def queue_wait(self, seconds: float) -> None:
+        self.wait.observe(seconds)
 
 
 def _json(status: int, payload: Any) -> Response:
@@ -75,7 +102,7 @@ def _example_body(info: ModelInfo) -> dict:
 def installed_packages() -> dict[str, str]:
     """Every distribution this server's Python can import, by normalised name: the versions the model
     runs with (the build installs the training environment's)."""
-    found = {}
+    found: dict[str, str] = {}
     for distribution in distribution_metadata.distributions():
         name = distribution.metadata["Name"]
         if name:
@@ -83,7 +110,7 @@ def installed_packages() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def create_app(model_dir: Path | None = None, *, load_in_background: bool = True) -> FastAPI:
+def create_app(model_dir: Path | None = None, *, load_in_background: bool = True) -> RequestIdMiddleware:
     model_dir = Path(model_dir or os.environ.get("MODEL_DIR", "/opt/model"))
     info = read_model_info(model_dir)
     state = State(model_dir, info)
@@ -101,11 +128,33 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     )
     predictions_total = Counter("model_predictions_total", "Rows predicted", registry=registry)
+    labelled: dict[tuple[str, str], Any] = {}
+
+    def count_request(endpoint: str, status: int, seconds: float) -> None:
+        """Counter and histogram children looked up once per (endpoint, status): labels() takes a lock."""
+        key = (endpoint, str(status))
+        if key not in labelled:
+            labelled[key] = (requests_total.labels(*key), latency.labels(endpoint))
+        counter, histogram = labelled[key]
+        counter.inc()
+        histogram.observe(seconds)
+
     errors_total = Counter("model_errors_total", "Errors by code", ["code"], registry=registry)
+    batch_settings = BatchSettings.from_env()
+    batch_observer = PrometheusBatchObserver(registry)
 
     def load() -> None:
         try:
-            state.model = LoadedModel(model_dir, info)
+            model = LoadedModel(model_dir, info)
+            if model.fast_path:
+                batcher = MicroBatcher(model.predict_matrix, batch_settings, batch_observer)
+                sample = example_rows(info)
+                if sample or info.inputs:
+                    import numpy as np
+
+                    batcher.calibrate(np.asarray((sample or [[0.0] * len(info.inputs)])[0], dtype=np.float64))
+                state.batcher = batcher
+            state.model = model
             state.loaded_at = datetime.now(UTC).isoformat()
             if ready_file:
                 Path(ready_file).write_text(state.loaded_at)
@@ -135,7 +184,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         }
     }
 
-    def score(body: Any, request_id: str, max_rows: int, mlflow_protocol: bool = False) -> Response:
+    async def score(body: Any, request_id: str, max_rows: int, mlflow_protocol: bool = False) -> Response:
         model = state.model
         if model is None:
             return _error(503, "model_not_loaded", state.load_error or "the model is still loading", None, request_id)
@@ -144,7 +193,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         if model.fast_path:
             matrix = to_matrix(rows, info.inputs)
             try:
-                predictions = model.predict_matrix(matrix)
+                predictions = await state.predict_matrix(matrix)
             except ValueError as exc:  # e.g. a feature count the estimator refuses
                 raise InputError("invalid_input", f"the model refused the input: {exc}") from exc
             result: dict[str, Any] = {"predictions": predictions.tolist()}
@@ -177,19 +226,19 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             result["model_version"] = info.version
         return _json(200, result)
 
-    async def handle(request: Request, endpoint: str, max_rows: int, mlflow_protocol: bool = False) -> Response:
+    async def handle(
+        raw: bytes, content_type: str, request_id: str, endpoint: str, max_rows: int, mlflow_protocol: bool = False
+    ) -> Response:
         started = time.perf_counter()
-        request_id = _request_id(request)
-        raw = await request.body()
         try:
-            if mlflow_protocol and request.headers.get("content-type", "").startswith("text/csv"):
+            if mlflow_protocol and content_type.startswith("text/csv"):
                 body = _csv_body(raw)
             else:
                 try:
                     body = loads(raw)
                 except ValueError:
-                    raise InputError("invalid_json", "the body is not valid JSON")
-            response = score(body, request_id, max_rows, mlflow_protocol)
+                    raise InputError("invalid_json", "the body is not valid JSON") from None
+            response = await score(body, request_id, max_rows, mlflow_protocol)
         except InputError as exc:
             errors_total.labels(exc.code).inc()
             response = _error(
@@ -198,21 +247,33 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         except Exception as exc:  # a model bug: still the error format, and counted
             errors_total.labels("prediction_failed").inc()
             response = _error(500, "prediction_failed", f"{type(exc).__name__}: {str(exc)[:300]}", None, request_id)
-        requests_total.labels(endpoint, str(response.status_code)).inc()
-        latency.labels(endpoint).observe(time.perf_counter() - started)
+        count_request(endpoint, response.status_code, time.perf_counter() - started)
         return response
 
+    async def predict_raw(raw: bytes, headers: dict[str, str], request_id: str) -> Response:
+        return await handle(raw, headers.get("content-type", ""), request_id, "/predict", MAX_ROWS)
+
+    async def predict_batch_raw(raw: bytes, headers: dict[str, str], request_id: str) -> Response:
+        return await handle(raw, headers.get("content-type", ""), request_id, "/predict/batch", MAX_BATCH_ROWS)
+
+    async def invocations_raw(raw: bytes, headers: dict[str, str], request_id: str) -> Response:
+        content_type = headers.get("content-type", "")
+        return await handle(raw, content_type, request_id, "/invocations", MAX_BATCH_ROWS, mlflow_protocol=True)
+
+    # The scoring routes are served by RequestIdMiddleware's direct dispatch (below), which skips the
+    # framework's routing; these declarations give them their OpenAPI documentation and serve as the
+    # same handlers when the app is mounted without the middleware.
     @app.post("/predict", openapi_extra=predict_doc, summary="Predict for a few rows")
     async def predict(request: Request):
-        return await handle(request, "/predict", MAX_ROWS)
+        return await predict_raw(await request.body(), dict(request.headers), _request_id(request))
 
     @app.post("/predict/batch", openapi_extra=predict_doc, summary="Predict for many rows (same shapes, larger limit)")
     async def predict_batch(request: Request):
-        return await handle(request, "/predict/batch", MAX_BATCH_ROWS)
+        return await predict_batch_raw(await request.body(), dict(request.headers), _request_id(request))
 
     @app.post("/invocations", openapi_extra=predict_doc, summary="MLflow scoring protocol")
     async def invocations(request: Request):
-        return await handle(request, "/invocations", MAX_BATCH_ROWS, mlflow_protocol=True)
+        return await invocations_raw(await request.body(), dict(request.headers), _request_id(request))
 
     @app.get("/health", summary="Liveness")
     async def health():
@@ -249,16 +310,111 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             },
         )
 
+    # --- Open Inference Protocol (V2) ---
+    v2_outputs = [spec["name"] for spec in v2.output_metadata(info)]
+
+    def v2_error(status: int, message: str) -> Response:
+        return _json(status, {"error": message})
+
+    @app.get("/v2/health/live", summary="V2 server live", tags=["v2"])
+    async def v2_live():
+        return _json(200, {"live": True})
+
+    @app.get("/v2/health/ready", summary="V2 server ready: 503 until the model is loaded", tags=["v2"])
+    async def v2_ready():
+        ready = state.model is not None
+        return _json(200 if ready else 503, {"live": True, "ready": ready})
+
+    @app.get("/v2", summary="V2 server metadata", tags=["v2"])
+    async def v2_server_metadata():
+        return _json(200, v2.server_metadata())
+
+    async def v2_model_metadata(name: str, version: str | None = None) -> Response:
+        try:
+            v2.check_model(info, name, version)
+        except V2Error as exc:
+            return v2_error(exc.status, exc.message)
+        return _json(200, v2.model_metadata(info, state.model))
+
+    async def v2_model_ready(name: str, version: str | None = None) -> Response:
+        try:
+            v2.check_model(info, name, version)
+        except V2Error as exc:
+            return v2_error(exc.status, exc.message)
+        ready = state.model is not None
+        return _json(200 if ready else 503, {"name": info.name, "ready": ready})
+
+    async def v2_infer_raw(raw: bytes, headers: dict[str, str], name: str, version: str | None) -> Response:
+        started = time.perf_counter()
+        try:
+            v2.check_model(info, name, version)
+            model = state.model
+            if model is None:
+                raise V2Error(503, state.load_error or "the model is still loading")
+            parsed = v2.parse_infer_request(raw, headers.get(v2.HEADER_LENGTH))
+            results = await v2.infer(parsed, info, model, state.predict_matrix, MAX_BATCH_ROWS, v2_outputs)
+            body, header_length = v2.encode_response(parsed, info, results)
+            predictions_total.inc(len(next(iter(results.values()))) if results else 0)
+            if header_length is None:
+                response = Response(body, status_code=200, media_type="application/json")
+            else:
+                response = Response(
+                    body,
+                    status_code=200,
+                    media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(header_length)},
+                )
+        except V2Error as exc:
+            errors_total.labels("v2_" + str(exc.status)).inc()
+            response = v2_error(exc.status, exc.message)
+        except Exception as exc:  # a model bug: still the protocol's error format, and counted
+            errors_total.labels("prediction_failed").inc()
+            response = v2_error(500, f"{type(exc).__name__}: {str(exc)[:300]}")
+        count_request("/v2/infer", response.status_code, time.perf_counter() - started)
+        return response
+
+    async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
+        return await v2_infer_raw(await request.body(), dict(request.headers), name, version)
+
+    app.add_api_route("/v2/models/{name}", v2_model_metadata, methods=["GET"], summary="V2 model metadata", tags=["v2"])
+    app.add_api_route(
+        "/v2/models/{name}/versions/{version}",
+        v2_model_metadata,
+        methods=["GET"],
+        summary="V2 model metadata (one version)",
+        tags=["v2"],
+    )
+    app.add_api_route("/v2/models/{name}/ready", v2_model_ready, methods=["GET"], summary="V2 model ready", tags=["v2"])
+    app.add_api_route(
+        "/v2/models/{name}/versions/{version}/ready",
+        v2_model_ready,
+        methods=["GET"],
+        summary="V2 model ready (one version)",
+        tags=["v2"],
+    )
+    app.add_api_route("/v2/models/{name}/infer", v2_infer, methods=["POST"], summary="V2 inference", tags=["v2"])
+    app.add_api_route(
+        "/v2/models/{name}/versions/{version}/infer",
+        v2_infer,
+        methods=["POST"],
+        summary="V2 inference (one version)",
+        tags=["v2"],
+    )
+
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics():
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc):
+        if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+            return _json(404, {"error": f"no route {request.url.path}"})
         return _error(404, "not_found", f"no route {request.url.path}", None, _request_id(request))
 
     @app.exception_handler(405)
     async def not_allowed(request: Request, exc):
+        if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+            return _json(405, {"error": f"{request.method} is not allowed on {request.url.path}"})
         return _error(
             405,
             "method_not_allowed",
@@ -267,7 +423,12 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             _request_id(request),
         )
 
-    return RequestIdMiddleware(app)
+    direct_posts: dict[str, DirectHandler] = {
+        "/predict": predict_raw,
+        "/predict/batch": predict_batch_raw,
+        "/invocations": invocations_raw,
+    }
+    return RequestIdMiddleware(app, direct_posts, v2_infer_raw)
 
 
 def _csv_body(raw: bytes) -> dict:
@@ -283,16 +444,40 @@ def _csv_body(raw: bytes) -> dict:
         try:
             rows.append([float(v) for v in row])
         except ValueError:
-            raise InputError("invalid_type", "CSV values must be numbers")
+            raise InputError("invalid_type", "CSV values must be numbers") from None
     return {"dataframe_split": {"columns": header, "data": rows}}
 
 
-class RequestIdMiddleware:
-    """Pure ASGI: adds X-Request-ID to every response at a fraction of BaseHTTPMiddleware's cost."""
+DirectHandler = Callable[[bytes, dict[str, str], str], Awaitable[Response]]
+V2InferHandler = Callable[[bytes, dict[str, str], str, str | None], Awaitable[Response]]
 
-    def __init__(self, app: FastAPI) -> None:
+
+def v2_infer_target(path: str) -> tuple[str, str | None] | None:
+    """(model name, version or None) of a ``/v2/models/<name>[/versions/<v>]/infer`` path."""
+    parts = path.split("/")
+    if len(parts) == 5 and parts[1:3] == ["v2", "models"] and parts[4] == "infer" and parts[3]:
+        return parts[3], None
+    if len(parts) == 7 and parts[1:3] == ["v2", "models"] and parts[4] == "versions" and parts[6] == "infer":
+        return (parts[3], parts[5]) if parts[3] and parts[5] else None
+    return None
+
+
+class RequestIdMiddleware:
+    """Pure ASGI: adds X-Request-ID to every response at a fraction of BaseHTTPMiddleware's cost, and
+    dispatches the scoring POSTs straight to their handlers: routing, dependency solving and the
+    framework's request object cost about as much as scoring a small model, and p50 latency is
+    decided by per-request overhead."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        direct_posts: dict[str, DirectHandler] | None = None,
+        v2_infer: V2InferHandler | None = None,
+    ) -> None:
         self.app = app
         self.state = app.state
+        self.direct_posts = direct_posts or {}
+        self.v2_infer = v2_infer
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -309,4 +494,31 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
+        if scope["method"] == "POST":
+            path = scope["path"]
+            handler = self.direct_posts.get(path)
+            target = v2_infer_target(path) if handler is None and self.v2_infer is not None else None
+            if handler is not None or target is not None:
+                raw = await _read_body(receive)
+                if raw is None:  # the client went away before sending its body
+                    return
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+                if handler is not None:
+                    response = await handler(raw, headers, request_id)
+                else:
+                    assert self.v2_infer is not None and target is not None
+                    response = await self.v2_infer(raw, headers, *target)
+                await response(scope, receive, send_with_id)
+                return
         await self.app(scope, receive, send_with_id)
+
+
+async def _read_body(receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -155,14 +155,14 @@ def _columns(columns: dict, names: list[str], max_rows: int) -> list[list[Any]]:
         raise InputError(
             "invalid_shape",
             "every column must hold the same number of values",
-            {"lengths": {n: len(v) for n, v in zip(names, values)}},
+            {"lengths": {n: len(v) for n, v in zip(names, values, strict=True)}},
         )
     count = lengths.pop()
     if count == 0 or count > max_rows:
         raise InputError(
             "invalid_shape" if count == 0 else "too_many_rows", f"{count} rows is not between 1 and {max_rows}"
         )
-    return [list(row) for row in zip(*values)]
+    return [list(row) for row in zip(*values, strict=True)]
 
 
 def _check_columns(what: str, expected: list[str], given: list[str]) -> None:
@@ -171,6 +171,7 @@ def _check_columns(what: str, expected: list[str], given: list[str]) -> None:
     if missing or unknown:
         raise InputError(
             "invalid_columns",
-            f"{what} {'does' if what.startswith('record') else 'do'} not match the model's signature (missing: {missing or 'none'}; unexpected: {unknown or 'none'})",
+            f"{what} {'does' if what.startswith('record') else 'do'} not match the model's signature "
+            f"(missing: {missing or 'none'}; unexpected: {unknown or 'none'})",
             {"expected_columns": expected, "missing": missing, "unexpected": unknown},
         )

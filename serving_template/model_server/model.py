@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from model_server.forest import CompiledForest, compile_forest
+from model_server.linear import CompiledLinear, compile_linear
 
 NUMERIC_TYPES = {"double", "float", "long", "integer", "boolean"}
+# Above this many rows scikit-learn's own compiled loops beat walking all trees at once in numpy.
+COMPILED_MAX_ROWS = 256
 
 
 @dataclass
@@ -38,6 +42,7 @@ class ModelInfo:
     input_schema: list[dict] | None = None
     output_schema: list[dict] | None = None
     input_example: Any = None
+    column_types: dict[str, str] = field(default_factory=dict)  # named input columns -> MLflow type
 
 
 def read_model_info(model_dir: Path) -> ModelInfo:
@@ -70,6 +75,7 @@ def read_model_info(model_dir: Path) -> ModelInfo:
         input_schema=inputs,
         output_schema=outputs,
         input_example=example,
+        column_types={column.name: column.type for column in columns if column.name},
     )
 
 
@@ -78,8 +84,11 @@ class LoadedModel:
 
     def __init__(self, model_dir: Path, info: ModelInfo) -> None:
         self.info = info
-        self.native = None
-        self.pyfunc = None
+        self.native: Any = None
+        # Tree ensembles (model_server.forest) and linear models (model_server.linear) scored without
+        # scikit-learn's per-call overhead, when that gives exactly scikit-learn's answers.
+        self.compiled: CompiledForest | CompiledLinear | None = None
+        self.pyfunc: Any = None
         sklearn_conf = info.flavors.get("sklearn")
         all_numeric = all(c.type in NUMERIC_TYPES for c in info.inputs)
         self.needs_frame = False
@@ -88,6 +97,9 @@ class LoadedModel:
             # Models fit on DataFrames warn on every numpy call; the column order is checked here instead.
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             self.needs_frame = not self._accepts_numpy()
+            if not self.needs_frame:
+                samples = self._sample_matrix()
+                self.compiled = compile_forest(self.native, samples) or compile_linear(self.native, samples)
         else:
             import mlflow.pyfunc
 
@@ -103,10 +115,23 @@ class LoadedModel:
         return self.native is not None and hasattr(self.native, "predict_proba")
 
     def predict_matrix(self, matrix):
+        if self.compiled is not None and matrix.shape[0] <= COMPILED_MAX_ROWS:
+            return self.compiled.predict(matrix)
         return self.native.predict(self._native_input(matrix))
 
     def predict_proba_matrix(self, matrix):
+        if (
+            isinstance(self.compiled, CompiledForest)
+            and self.compiled.is_classifier
+            and len(matrix) <= COMPILED_MAX_ROWS
+        ):
+            return self.compiled.predict_proba(matrix)
         return self.native.predict_proba(self._native_input(matrix))
+
+    def _sample_matrix(self):
+        import numpy as np
+
+        return np.asarray(example_rows(self.info) or [[0.0] * len(self.info.inputs)], dtype=np.float64)
 
     def _native_input(self, matrix):
         if not self.needs_frame:
@@ -118,11 +143,10 @@ class LoadedModel:
     def _accepts_numpy(self) -> bool:
         """Some pipelines select columns by name (a ColumnTransformer on DataFrame columns) and refuse a
         bare array: found once at load time, they get a DataFrame per request, still without pyfunc."""
-        import numpy as np
 
         if not self.info.inputs or not all(c.name for c in self.info.inputs):
             return True
-        probe = np.asarray(_example_rows(self.info) or [[0.0] * len(self.info.inputs)], dtype=np.float64)
+        probe = self._sample_matrix()
         try:
             self.native.predict(probe)
             return True
@@ -134,7 +158,7 @@ class LoadedModel:
         return self.pyfunc.predict(frame, params=params) if params else self.pyfunc.predict(frame)
 
 
-def _example_rows(info: ModelInfo) -> list[list[Any]] | None:
+def example_rows(info: ModelInfo) -> list[list[Any]] | None:
     from model_server.inputs import InputError, extract_rows
 
     if info.input_example is None:

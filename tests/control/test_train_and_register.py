@@ -42,7 +42,7 @@ def test_deploy_trains_and_registers_two_versions(client):
     assert all(s["status"] == "succeeded" and s["attempts"] == 1 and s["started_at"] for s in body["steps"])
     for later_field in ("image_uri", "ecr_image", "inference_url", "deployment_url", "external_ip", "commit"):
         assert later_field in body and body[later_field] is None
-    assert set(body["endpoints"]) == {"predict", "health", "metadata"}
+    assert set(body["endpoints"]) == {"predict", "health", "metadata", "v2_infer", "v2_model", "v2_ready"}
 
     mlflow = _mlflow(client)
     run = mlflow.get_run(body["run_id"])

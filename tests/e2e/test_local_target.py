@@ -24,6 +24,21 @@ def _pyfunc_predictions(client, name: str, version: str) -> list:
         mlflow.set_registry_uri(None)
 
 
+def _check_open_inference_protocol(deployed: dict, want: list) -> None:
+    """The deployed image answers V2 clients under the name and version the deploy registered."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    assert httpx.get(deployed["endpoints"]["v2_ready"], timeout=10).status_code == 200
+    metadata = httpx.get(deployed["endpoints"]["v2_model"], timeout=10).json()
+    assert metadata["name"] == deployed["model_name"] and metadata["versions"] == [deployed["model_version"]]
+    client = httpclient.InferenceServerClient(url=deployed["external_ip"])
+    tensor = httpclient.InferInput("input-0", [len(ROWS), len(COLUMNS)], "FP64")
+    tensor.set_data_from_numpy(np.asarray(ROWS, dtype=np.float64))  # binary, tritonclient's default
+    result = client.infer(deployed["model_name"], [tensor], model_version=deployed["model_version"])
+    assert result.as_numpy("predict").tolist() == want
+
+
 def _containers(docker_client, namespace: str) -> list:
     return docker_client.containers.list(all=True, filters={"label": f"io.mlops.workload.namespace={namespace}"})
 
@@ -46,6 +61,9 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(
         "predict": f"{base}/predict",
         "health": f"{base}/health",
         "metadata": f"{base}/metadata",
+        "v2_infer": f"{base}/v2/models/iris-e2e/infer",
+        "v2_model": f"{base}/v2/models/iris-e2e",
+        "v2_ready": f"{base}/v2/models/iris-e2e/ready",
     }
 
     health = httpx.get(first["endpoints"]["health"], timeout=10)
@@ -56,6 +74,7 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(
     assert predicted.status_code == 200, predicted.text
     assert predicted.json()["predictions"] == _pyfunc_predictions(client, "iris-e2e", "1")
     assert predicted.json()["model_version"] == "1"
+    _check_open_inference_protocol(first, _pyfunc_predictions(client, "iris-e2e", "1"))
 
     # Exactly one deploy commit, with the trailers a machine can parse.
     assert commit_count(bare) == 2  # seed + deploy

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from tests.support.iris import COLUMNS
 from tests.support.paths import REPO_ROOT
+from tests.support.ports import free_port
 
 SERVING_TEMPLATE = REPO_ROOT / "serving_template"
 # Inside the image the server is the top-level package ``model_server``; import it the same way here.
@@ -54,3 +57,49 @@ def bodies(rows):
         ("invocations-instances", "/invocations", {"instances": records(rows)}),
         ("invocations-inputs", "/invocations", {"inputs": rows}),
     ]
+
+
+@contextlib.contextmanager
+def served_process(model_dir: Path, **env: str) -> Iterator[str]:
+    """``python -m model_server`` on a free loopback port, as the image runs it; yields its base URL once
+    the model is loaded (REUSE_PORT=1 loads before binding, so the first connection is served)."""
+    import os
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "model_server"],
+        env={
+            **os.environ,
+            "MODEL_DIR": str(model_dir),
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "REUSE_PORT": "1",
+            "PYTHONPATH": str(SERVING_TEMPLATE),
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            assert time.monotonic() < deadline, "the model server never answered"
+            try:
+                if httpx.get(f"{url}/ready", timeout=10).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote
 
 from control_api.api.schemas import DeploymentView, Endpoints, StepView
 from control_api.journal.store import DeploymentRecord
@@ -28,10 +29,14 @@ def deployment_view(record: DeploymentRecord) -> DeploymentView:
     end = record.finished_at
     duration = (end - record.created_at).total_seconds() if end else None
     base_url = out.get(DEPLOYMENT_URL)
+    v2_model = f"{base_url}/v2/models/{quote(record.model_name, safe='')}" if base_url else None
     endpoints = Endpoints(
         predict=f"{base_url}/predict" if base_url else None,
         health=f"{base_url}/health" if base_url else None,
         metadata=f"{base_url}/metadata" if base_url else None,
+        v2_infer=f"{v2_model}/infer" if v2_model else None,
+        v2_model=v2_model,
+        v2_ready=f"{v2_model}/ready" if v2_model else None,
     )
     steps = [
         StepView(

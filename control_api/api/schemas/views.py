@@ -21,6 +21,10 @@ class Endpoints(BaseModel):
     predict: str | None = None
     health: str | None = None
     metadata: str | None = None
+    # Open Inference Protocol (V2) routes of the same model server, for tritonclient/kserve clients.
+    v2_infer: str | None = None
+    v2_model: str | None = None
+    v2_ready: str | None = None
 
 
 class DeploymentView(BaseModel):
