@@ -65,7 +65,7 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
             "Last-Event-ID must be the integer id of an event from this stream",
             code="validation_error",
             details=[{"field": "Last-Event-ID", "rule": "integer", "message": "must be an integer"}],
-        )
+        ) from None
     if value < 0:
         raise InvalidRequestError(
             "Last-Event-ID must not be negative",
@@ -130,7 +130,7 @@ async def deployment_events(
             ge=0, le=MAX_EVENT_ID, description="Resume after this event id (for clients that cannot set Last-Event-ID)"
         ),
     ] = None,
-):
+) -> StreamingResponse:
     journal = services.journal
     # Raises NotFoundError (404 in the standard error format) before any streaming starts.
     record = await run_in_threadpool(journal.get, deployment_id)

@@ -105,6 +105,7 @@ async def undeploy(
 @router.get(
     "/{name}/history",
     summary="Deploy, rollback and undeploy commits of a model, newest first",
+    response_model=None,  # documented through ``responses``; the return annotation is for mypy
     responses={200: {"model": ModelHistory}, **error_responses(*READ, 409, 422, 503)},
 )
 async def history(

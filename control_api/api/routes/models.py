@@ -13,7 +13,14 @@ from control_api.api.schemas import READ, ModelDetail, ModelList, error_response
 router = APIRouter(prefix="/mlops/models", tags=["models"])
 
 
-@router.get("", summary="Registered models", responses={200: {"model": ModelList}, **error_responses(*READ, 400, 503)})
+# The 200 bodies are documented through ``responses``; response_model=None keeps the return
+# annotations out of the OpenAPI document.
+@router.get(
+    "",
+    summary="Registered models",
+    response_model=None,
+    responses={200: {"model": ModelList}, **error_responses(*READ, 400, 503)},
+)
 async def list_models(services: ServicesDep) -> dict[str, Any]:
     models = await run_in_threadpool(services.mlflow.list_models)
     return {"models": models, "total": len(models)}
@@ -22,6 +29,7 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
 @router.get(
     "/{name}",
     summary="One registered model with its versions, their runs' metrics and params",
+    response_model=None,
     responses={200: {"model": ModelDetail}, **error_responses(*READ, 400, 404, 503)},
 )
 async def get_model(

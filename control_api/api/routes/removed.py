@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from control_api.api.errors import error_response
 
@@ -19,8 +22,8 @@ TRAINING = (
 )
 
 
-def _gone(message: str):
-    async def handler(request: Request, rest: str = ""):
+def _gone(message: str) -> Callable[..., Awaitable[JSONResponse]]:
+    async def handler(request: Request, rest: str = "") -> JSONResponse:
         return error_response(request, 404, "endpoint_removed", message, {"path": request.url.path})
 
     return handler

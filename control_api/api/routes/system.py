@@ -15,22 +15,24 @@ router = APIRouter(tags=["system"])
 @router.get(
     "/health",
     summary="Liveness of the control service",
+    response_model=None,  # documented through ``responses``
     responses={200: {"model": HealthBody}, **error_responses(*ANY_ROUTE)},
 )
-def health():
+def health() -> dict[str, str]:
     return {"status": "healthy", "version": __version__}
 
 
 @router.get(
     "/ready",
     summary="Readiness: the journal answers and unfinished deploys were resumed",
+    response_model=None,  # documented through ``responses``
     responses={
         200: {"model": ReadyBody},
         503: {"model": ReadyBody, "description": "The journal does not answer"},
         **error_responses(*READ),
     },
 )
-def ready(request: Request):
+def ready(request: Request) -> dict[str, str] | JSONResponse:
     state = request.app.state
     try:
         state.services.journal.ping()
@@ -48,5 +50,5 @@ def ready(request: Request):
         **error_responses(*READ),
     },
 )
-def metrics(request: Request):
+def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
