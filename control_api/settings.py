@@ -56,7 +56,10 @@ class KubernetesTrainingSettings(BaseModel):
     )
     tolerations: list[dict[str, str | int]] = Field(
         default_factory=list,
-        description="kubernetes backend: tolerations of training pods, as in a pod spec (key, operator, value, effect, tolerationSeconds).",
+        description=(
+            "kubernetes backend: tolerations of training pods, as in a pod spec "
+            "(key, operator, value, effect, tolerationSeconds)."
+        ),
     )
     kueue_queue: str | None = Field(
         default=None, description="kubernetes backend: Kueue LocalQueue (label kueue.x-k8s.io/queue-name) of the Jobs."
@@ -82,7 +85,10 @@ class KubernetesTrainingSettings(BaseModel):
     unschedulable_grace_seconds: float = Field(
         default=300,
         ge=0,
-        description="kubernetes backend: how long a training pod may stay unschedulable (e.g. while a cluster autoscaler adds a node) before the training fails.",
+        description=(
+            "kubernetes backend: how long a training pod may stay unschedulable (e.g. while a cluster "
+            "autoscaler adds a node) before the training fails."
+        ),
     )
     request_timeout_seconds: float = Field(default=30, gt=0, description="kubernetes backend: timeout of one API call.")
 
@@ -90,7 +96,10 @@ class KubernetesTrainingSettings(BaseModel):
 class TrainingSettings(BaseModel):
     backend: Literal["local", "kubernetes"] = Field(
         default="local",
-        description="local: a sandboxed subprocess of the control service. kubernetes: a Job per training (needs a remote MLflow server).",
+        description=(
+            "local: a sandboxed subprocess of the control service. "
+            "kubernetes: a Job per training (needs a remote MLflow server)."
+        ),
     )
     kubernetes: KubernetesTrainingSettings = Field(default_factory=KubernetesTrainingSettings)
     timeout_seconds: float = Field(default=1800, gt=0, description="Wall-clock limit of one training run.")
