@@ -7,6 +7,7 @@ environments with the same Python minor version by default.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def _is_optional(marker: Marker | None) -> bool:
 
 
 def _requirements(distribution: metadata.Distribution) -> list[Requirement]:
-    parsed = []
+    parsed: list[Requirement] = []
     for line in distribution.requires or []:
         try:
             parsed.append(Requirement(line))
@@ -42,7 +43,7 @@ def _requirements(distribution: metadata.Distribution) -> list[Requirement]:
     return parsed
 
 
-def dependency_closure(site_packages: Path, roots: list[str]) -> dict[str, set[str]]:
+def dependency_closure(site_packages: Path, roots: Iterable[str]) -> dict[str, set[str]]:
     """For each installed root: the installed packages it needs, directly or through others, plus its
     installed optional dependencies themselves (an extra's package that the environment has for another
     reason is still what the root's code imports when it is there; what that package needs in turn is
@@ -50,7 +51,7 @@ def dependency_closure(site_packages: Path, roots: list[str]) -> dict[str, set[s
     installed = _distributions(site_packages)
 
     def required(name: str) -> set[str]:
-        needed = set()
+        needed: set[str] = set()
         for requirement in _requirements(installed[name]):
             dependency = canonicalize_name(requirement.name)
             if dependency not in installed or _is_optional(requirement.marker):

@@ -16,6 +16,7 @@ the known ABI constraint ``numpy<2``, and only then is the failure reported.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -27,10 +28,13 @@ import subprocess
 import sys
 import sysconfig
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self, TextIO, TypedDict
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -52,6 +56,20 @@ FIT_FILE = ".fit.json"
 # training hook hands them to MLflow's log_model instead of letting it infer requirements.
 LOCK_FILE = "mlops-lock.txt"
 
+# Receives the build's progress, one line at a time (the step log).
+LogLine = Callable[[str], None]
+
+
+def _ignore_line(line: str) -> None:
+    pass
+
+
+class FitJson(TypedDict):
+    """An ``EnvironmentFit`` as stored in ``FIT_FILE`` and hashed into the environment's key."""
+
+    constraints: list[str]
+    exclude_newer: list[list[str]]
+
 
 @dataclass(frozen=True)
 class EnvironmentFit:
@@ -65,14 +83,14 @@ class EnvironmentFit:
         return EnvironmentFit(tuple(sorted({*self.constraints, constraint})), self.exclude_newer)
 
     def describe(self) -> str:
-        parts = list(self.constraints) + [f"{name} as of {when}" for name, when in self.exclude_newer]
+        parts = [*self.constraints, *(f"{name} as of {when}" for name, when in self.exclude_newer)]
         return ", ".join(parts) or "newest dependencies"
 
-    def as_json(self) -> dict:
+    def as_json(self) -> FitJson:
         return {"constraints": list(self.constraints), "exclude_newer": [list(pair) for pair in self.exclude_newer]}
 
     @classmethod
-    def from_json(cls, data: dict) -> EnvironmentFit:
+    def from_json(cls, data: FitJson) -> EnvironmentFit:
         return cls(
             tuple(data.get("constraints", [])), tuple((name, when) for name, when in data.get("exclude_newer", []))
         )
@@ -106,7 +124,7 @@ def find_uv() -> str:
 
 
 def parse_requirements(lines: list[str]) -> list[Requirement]:
-    parsed = []
+    parsed: list[Requirement] = []
     for line in lines:
         text = line.strip()
         if not text or text.startswith("#"):
@@ -158,7 +176,7 @@ def environment_key(python: str, requirements: list[str], fit: EnvironmentFit = 
 
 def exact_pins(user_requirements: list[str]) -> dict[str, str]:
     """Package -> version for each requirement pinned to one exact version (``==1.3.0``)."""
-    pins = {}
+    pins: dict[str, str] = {}
     for requirement in parse_requirements(user_requirements):
         specifiers = list(requirement.specifier)
         if len(specifiers) == 1 and specifiers[0].operator in ("==", "===") and "*" not in specifiers[0].version:
@@ -166,7 +184,7 @@ def exact_pins(user_requirements: list[str]) -> dict[str, str]:
     return pins
 
 
-def _rfc3339(moment) -> str:
+def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -181,7 +199,7 @@ class EnvironmentCache:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def ensure(
-        self, user_requirements: list[str], *, embedded_store: bool, log=lambda line: None
+        self, user_requirements: list[str], *, embedded_store: bool, log: LogLine = _ignore_line
     ) -> TrainingEnvironment:
         requirements = resolve_requirements(user_requirements, embedded_store=embedded_store)
         env = self._ensure(requirements, EnvironmentFit(), log)
@@ -197,7 +215,8 @@ class EnvironmentCache:
         if problem:
             fallback = env.fit.with_constraint(ABI_FALLBACK_CONSTRAINT)
             log(
-                f"a pinned package cannot be imported ({problem}); rebuilding the environment with {fallback.describe()}"
+                f"a pinned package cannot be imported ({problem}); "
+                f"rebuilding the environment with {fallback.describe()}"
             )
             env = self._ensure(requirements, fallback, log)
             problem = self._import_check(env, user_requirements)
@@ -208,7 +227,7 @@ class EnvironmentCache:
             )
         return self._with_package_versions(env, user_requirements)
 
-    def _fit_to_pins(self, plain: TrainingEnvironment, user_requirements: list[str], log) -> EnvironmentFit:
+    def _fit_to_pins(self, plain: TrainingEnvironment, user_requirements: list[str], log: LogLine) -> EnvironmentFit:
         """Each exactly pinned package's dependencies (those the user gave no version) as of its upload date.
 
         Worked out once per plain environment (from its installed metadata and the index's dates) and
@@ -249,7 +268,7 @@ class EnvironmentCache:
         write_lock(env.path, packages, versions)
         return replace(env, packages=packages)
 
-    def _ensure(self, requirements: list[str], fit: EnvironmentFit, log) -> TrainingEnvironment:
+    def _ensure(self, requirements: list[str], fit: EnvironmentFit, log: LogLine) -> TrainingEnvironment:
         key = environment_key(self.python, requirements, fit)
         final = self.root / key
         python = final / "bin" / "python"
@@ -313,7 +332,8 @@ class EnvironmentCache:
             "dists = md.packages_distributions()\n"
             "wanted = set(json.loads(sys.argv[1]))\n"
             "canon = lambda n: n.lower().replace('_', '-').replace('.', '-')\n"
-            "mods = sorted({m for m, ds in dists.items() for d in ds if canon(d) in wanted and m.isidentifier() and not m.startswith('_')})\n"
+            "mods = sorted({m for m, ds in dists.items() for d in ds\n"
+            "               if canon(d) in wanted and m.isidentifier() and not m.startswith('_')})\n"
             "for m in mods:\n"
             # A distribution's files outside site-packages (xgboost's lib/libxgboost.so) also look like
             # top-level names; only what the interpreter can find is a module to import.
@@ -343,7 +363,7 @@ class EnvironmentCache:
             raise RequirementsInstallFailed(f"no site-packages in {venv}", code="requirements_install_failed")
         return found[0]
 
-    def _run(self, cmd: list[str], what: str, log=lambda line: None) -> None:
+    def _run(self, cmd: list[str], what: str, log: LogLine = _ignore_line) -> None:
         try:
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=self.install_timeout)
         except subprocess.TimeoutExpired as exc:
@@ -356,7 +376,7 @@ class EnvironmentCache:
             detail = _uv_error_summary(result.stderr or result.stdout)
             raise RequirementsInstallFailed(f"could not {what}: {detail}", code="requirements_install_failed")
 
-    def _lock(self, key: str):
+    def _lock(self, key: str) -> _FileLock:
         return _FileLock(self.root / f".{key}.lock")
 
 
@@ -377,11 +397,9 @@ def write_lock(venv: Path, packages: dict[str, str], installed: dict[str, str]) 
     text is left alone; otherwise it is replaced atomically, since deploys share environments."""
     text = "\n".join(lock_lines(packages, installed)) + "\n"
     path = venv / LOCK_FILE
-    try:
+    with contextlib.suppress(FileNotFoundError):
         if path.read_text() == text:
             return
-    except FileNotFoundError:
-        pass
     partial = venv / f".{LOCK_FILE}.{os.getpid()}.{threading.get_ident()}.partial"
     partial.write_text(text)
     partial.chmod(0o444)
@@ -391,8 +409,8 @@ def write_lock(venv: Path, packages: dict[str, str], installed: dict[str, str]) 
 def _readable_by_all(root: Path) -> None:
     """Sandboxed scripts run as other uids and must read (never write) the environment, whatever the
     service's umask was when it was built."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        for path, wanted in [(dirpath, 0o555)] + [(os.path.join(dirpath, f), 0o444) for f in filenames]:
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for path, wanted in [(dirpath, 0o555), *((os.path.join(dirpath, f), 0o444) for f in filenames)]:
             st = os.lstat(path)
             if not stat.S_ISLNK(st.st_mode):
                 extra = wanted & (0o555 if st.st_mode & 0o111 else 0o444)
@@ -401,26 +419,33 @@ def _readable_by_all(root: Path) -> None:
 
 
 def _uv_error_summary(text: str) -> str:
-    lines = [l.rstrip() for l in text.splitlines() if l.strip()]
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
     # uv explains resolution failures in a few "Because ..." lines; keep them whole.
     interesting = [
-        l for l in lines if re.search(r"(error|because|no solution|not found|failed|unsatisfiable|requires)", l, re.I)
+        line
+        for line in lines
+        if re.search(r"(error|because|no solution|not found|failed|unsatisfiable|requires)", line, re.I)
     ]
     chosen = (interesting or lines)[-12:]
     return "\n".join(chosen)[:3000] or "uv failed without output"
 
 
 class _FileLock:
+    """An exclusive ``flock`` on a file, held for the ``with`` block (one build of one key at a time)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh = None
+        self._fh: TextIO | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self._fh = open(self.path, "w")
         fcntl.flock(self._fh, fcntl.LOCK_EX)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> Literal[False]:
+        assert self._fh is not None, "__exit__ without __enter__"
         fcntl.flock(self._fh, fcntl.LOCK_UN)
         self._fh.close()
         return False

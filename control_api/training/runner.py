@@ -10,6 +10,7 @@ kills that process group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from control_api.errors import TrainingFailed, TrainingTimeout
 from control_api.training import sandbox as sandboxing
@@ -116,10 +118,8 @@ def build_environment(
 
 
 def kill_process_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_script(run: ScriptRun, on_start: Callable[[int], None] = lambda pid: None) -> TrainingOutcome:
@@ -142,7 +142,7 @@ def _timed_out(run: ScriptRun) -> TrainingTimeout:
     )
 
 
-def _run_in_process_group(run: ScriptRun, out, err, on_start: Callable[[int], None]) -> int:
+def _run_in_process_group(run: ScriptRun, out: BinaryIO, err: BinaryIO, on_start: Callable[[int], None]) -> int:
     try:
         proc = subprocess.Popen(
             [str(run.python), "-u", str(run.script_path)],
@@ -159,16 +159,16 @@ def _run_in_process_group(run: ScriptRun, out, err, on_start: Callable[[int], No
     on_start(proc.pid)
     try:
         return proc.wait(timeout=run.timeout_seconds)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as exc:
         kill_process_group(proc.pid)
         proc.wait()
-        raise _timed_out(run)
+        raise _timed_out(run) from exc
     finally:
         # Children the script started (daemons, background jobs) die with its process group.
         kill_process_group(proc.pid)
 
 
-def _run_sandboxed(run: ScriptRun, out, err, on_start: Callable[[int], None]) -> int:
+def _run_sandboxed(run: ScriptRun, out: BinaryIO, err: BinaryIO, on_start: Callable[[int], None]) -> int:
     box = run.sandbox
     assert box is not None
     sandboxing.hand_over_workdir(run.workdir, box.uid, box.gid)
@@ -191,7 +191,7 @@ def _run_sandboxed(run: ScriptRun, out, err, on_start: Callable[[int], None]) ->
         write_fd = -1
         try:
             on_start(proc.pid)
-            limits = dict(run.limits.as_dict()) if run.limits else {}
+            limits: dict[str, int | tuple[int, int]] = dict(run.limits.as_dict()) if run.limits else {}
             limits["RLIMIT_NPROC"] = box.max_processes
             config = sandboxing.init_config(
                 box,
@@ -201,15 +201,16 @@ def _run_sandboxed(run: ScriptRun, out, err, on_start: Callable[[int], None]) ->
                 limits=limits,
                 status_fd=status_fd,
             )
+            assert proc.stdin is not None  # Popen was given stdin=PIPE
             try:
                 proc.stdin.write(config)
                 proc.stdin.close()
             except BrokenPipeError:
                 pass  # the init died before reading; its status (or its absence) tells below
             proc.wait(timeout=run.timeout_seconds)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             _kill_sandbox(proc)
-            raise _timed_out(run)
+            raise _timed_out(run) from exc
         except BaseException:
             _kill_sandbox(proc)  # whatever went wrong here, the sandbox must not outlive this call
             raise
@@ -226,22 +227,19 @@ def _run_sandboxed(run: ScriptRun, out, err, on_start: Callable[[int], None]) ->
         raise TrainingSandboxFailed(f"could not set up the training sandbox: {report.removeprefix('error ')}")
     tail = " ".join(tail_lines(Path(err.name), 5))
     raise TrainingSandboxFailed(
-        f"the training sandbox ended without reporting the script's exit (unshare exit code {proc.returncode}): {tail or 'no output'}"
+        "the training sandbox ended without reporting the script's exit "
+        f"(unshare exit code {proc.returncode}): {tail or 'no output'}"
     )
 
 
-def _kill_sandbox(proc: subprocess.Popen) -> None:
+def _kill_sandbox(proc: subprocess.Popen[bytes]) -> None:
     """Kill the namespace's init first: the kernel then kills everything in the namespace before the
     init is gone, and unshare (which waits for it) returns only after that."""
     for pid in _children(proc.pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
     kill_process_group(proc.pid)
     proc.wait()
 

@@ -115,12 +115,19 @@ def command(isolate_network: bool) -> list[str]:
     ]
     if isolate_network:
         cmd.append("--net")
-    return cmd + ["--", sys.executable, "-I", "-S", str(INIT_SCRIPT)]
+    return [*cmd, "--", sys.executable, "-I", "-S", str(INIT_SCRIPT)]
 
 
 def init_config(
-    sandbox: SandboxConfig, *, argv: list[str], env: dict[str, str], cwd: Path, limits: dict[str, int], status_fd: int
+    sandbox: SandboxConfig,
+    *,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    limits: dict[str, int | tuple[int, int]],
+    status_fd: int,
 ) -> bytes:
+    """The JSON ``sandbox_init.py`` reads on stdin (its ``InitConfig``)."""
     return json.dumps(
         {
             "root": str(sandbox.root),
@@ -215,7 +222,7 @@ def _probe() -> Availability:
 
 
 def read_all(fd: int) -> str:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         data = os.read(fd, 4096)
         if not data:
@@ -273,7 +280,7 @@ def interpreter_prefix(venv: Path) -> Path | None:
 
 
 def hand_over_workdir(workdir: Path, uid: int, gid: int) -> None:
-    for dirpath, dirnames, filenames in os.walk(workdir):
+    for dirpath, _dirnames, filenames in os.walk(workdir):
         os.chown(dirpath, uid, gid)
         for name in filenames:
             os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)

@@ -36,8 +36,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:  # MLflow is imported when a request needs it, not with this module
+    from email.message import Message
+    from io import BufferedIOBase
+
+    from mlflow.entities import LoggedModel
+    from mlflow.protos.service_pb2 import Run as RunProto
+    from mlflow.store.artifact.artifact_repo import ArtifactRepository
+
+    from control_api.adapters.mlflow_store.gateway import MlflowGateway
 
 log = logging.getLogger(__name__)
 API = "/api/2.0/mlflow"
@@ -46,6 +56,9 @@ SERVICE_TAG_PREFIX = "mlops."
 SCRIPT_TAGS = frozenset({"mlops.script_experiment"})  # set by the training hook on the script's behalf
 PLAIN_PART = re.compile(r"^[^/\\\x00]+$")
 CHUNK = 1 << 16
+# The query string's parameters, each with its last value.
+Query = dict[str, str]
+ProtoMessage = TypeVar("ProtoMessage")
 
 
 class DoorError(Exception):
@@ -70,13 +83,13 @@ def _json(payload: dict[str, Any], status: int = 200) -> Reply:
     return Reply(status, json.dumps(payload).encode())
 
 
-def _proto_json(message) -> dict[str, Any]:
+def _proto_json(message: Any) -> dict[str, Any]:
     from mlflow.utils.proto_json_utils import message_to_json
 
     return json.loads(message_to_json(message))
 
 
-def _parse(proto_class, payload: dict[str, Any]):
+def _parse(proto_class: type[ProtoMessage], payload: dict[str, Any]) -> ProtoMessage:
     from mlflow.utils.proto_json_utils import parse_dict
 
     message = proto_class()
@@ -101,7 +114,13 @@ class TrackingDoor:
     """Answers one run's MLflow REST calls with the service's own store (the handler of the server below)."""
 
     def __init__(
-        self, gateway, run_id: str, experiment_id: str, *, max_artifact_bytes: int, token: str | None = None
+        self,
+        gateway: MlflowGateway,
+        run_id: str,
+        experiment_id: str,
+        *,
+        max_artifact_bytes: int,
+        token: str | None = None,
     ) -> None:
         self.gateway = gateway
         self.run_id = run_id
@@ -181,7 +200,7 @@ class TrackingDoor:
             raise _denied(f"run {run_id!r} is not this training's run ({self.run_id})")
         return run_id
 
-    def _own_model(self, model_id: str):
+    def _own_model(self, model_id: str) -> LoggedModel:
         model = self.store.get_logged_model(model_id)
         if model.source_run_id != self.run_id or str(model.experiment_id) != self.experiment_id:
             raise _denied(f"logged model {model_id!r} was not created by this training's run")
@@ -194,17 +213,17 @@ class TrackingDoor:
 
     # ---- runs ----------------------------------------------------------------------------------
 
-    def _run_proto(self):
+    def _run_proto(self) -> RunProto:
         run = self.store.get_run(self.run_id)
         proto = run.to_proto()
         proto.info.artifact_uri = f"mlflow-artifacts:/runs/{self.run_id}"
         return proto
 
-    def get_run(self, query, body) -> Reply:
+    def get_run(self, query: Query, body: BodyReader) -> Reply:
         self._own_run(query)
         return _json({"run": _proto_json(self._run_proto())})
 
-    def update_run(self, query, body) -> Reply:
+    def update_run(self, query: Query, body: BodyReader) -> Reply:
         from mlflow.entities import RunStatus
         from mlflow.protos.service_pb2 import UpdateRun
 
@@ -226,7 +245,7 @@ class TrackingDoor:
         proto.artifact_uri = f"mlflow-artifacts:/runs/{self.run_id}"
         return _json({"run_info": _proto_json(proto)})
 
-    def log_metric(self, query, body) -> Reply:
+    def log_metric(self, query: Query, body: BodyReader) -> Reply:
         from mlflow.entities import Metric
 
         payload = body.json()
@@ -246,7 +265,7 @@ class TrackingDoor:
         self.store.log_metric(self.run_id, metric)
         return _json({})
 
-    def log_param(self, query, body) -> Reply:
+    def log_param(self, query: Query, body: BodyReader) -> Reply:
         from mlflow.entities import Param
 
         payload = body.json()
@@ -254,7 +273,7 @@ class TrackingDoor:
         self.store.log_param(self.run_id, Param(payload["key"], str(payload.get("value", ""))))
         return _json({})
 
-    def set_tag(self, query, body) -> Reply:
+    def set_tag(self, query: Query, body: BodyReader) -> Reply:
         from mlflow.entities import RunTag
 
         payload = body.json()
@@ -263,14 +282,14 @@ class TrackingDoor:
         self.store.set_tag(self.run_id, RunTag(payload["key"], str(payload.get("value", ""))))
         return _json({})
 
-    def delete_tag(self, query, body) -> Reply:
+    def delete_tag(self, query: Query, body: BodyReader) -> Reply:
         payload = body.json()
         self._own_run(payload)
         self._script_tag(payload["key"])
         self.store.delete_tag(self.run_id, payload["key"])
         return _json({})
 
-    def log_batch(self, query, body) -> Reply:
+    def log_batch(self, query: Query, body: BodyReader) -> Reply:
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.protos.service_pb2 import LogBatch
 
@@ -289,7 +308,7 @@ class TrackingDoor:
         )
         return _json({})
 
-    def log_model(self, query, body) -> Reply:
+    def log_model(self, query: Query, body: BodyReader) -> Reply:
         from mlflow.models import Model
 
         payload = body.json()
@@ -298,7 +317,7 @@ class TrackingDoor:
         self.store.record_logged_model(self.run_id, model)
         return _json({})
 
-    def log_inputs(self, query, body) -> Reply:
+    def log_inputs(self, query: Query, body: BodyReader) -> Reply:
         from mlflow.entities import DatasetInput, LoggedModelInput
         from mlflow.protos.service_pb2 import LogInputs
 
@@ -313,7 +332,7 @@ class TrackingDoor:
         )
         return _json({})
 
-    def log_outputs(self, query, body) -> Reply:
+    def log_outputs(self, query: Query, body: BodyReader) -> Reply:
         from mlflow.entities import LoggedModelOutput
         from mlflow.protos.service_pb2 import LogOutputs
 
@@ -325,7 +344,7 @@ class TrackingDoor:
         self.store.log_outputs(self.run_id, models)
         return _json({})
 
-    def metric_history(self, query, body) -> Reply:
+    def metric_history(self, query: Query, body: BodyReader) -> Reply:
         self._own_run(query)
         history = self.store.get_metric_history(self.run_id, query["metric_key"])
         return _json({"metrics": [_proto_json(m.to_proto()) for m in history]})
@@ -337,26 +356,26 @@ class TrackingDoor:
         proto.artifact_location = f"mlflow-artifacts:/experiments/{self.experiment_id}"
         return _json({"experiment": _proto_json(proto)})
 
-    def get_experiment(self, query, body) -> Reply:
+    def get_experiment(self, query: Query, body: BodyReader) -> Reply:
         if query.get("experiment_id") != self.experiment_id:
             raise _denied(
                 f"experiment {query.get('experiment_id')!r} is not this training's experiment ({self.experiment_id})"
             )
         return self._experiment_reply()
 
-    def get_experiment_by_name(self, query, body) -> Reply:
+    def get_experiment_by_name(self, query: Query, body: BodyReader) -> Reply:
         if query.get("experiment_name") != self.store.get_experiment(self.experiment_id).name:
             raise _denied("a training script sees only its own experiment")
         return self._experiment_reply()
 
     # ---- logged models -------------------------------------------------------------------------
 
-    def _model_reply(self, model) -> Reply:
+    def _model_reply(self, model: LoggedModel) -> Reply:
         proto = model.to_proto()
         proto.info.artifact_uri = f"mlflow-artifacts:/models/{model.model_id}"
         return _json({"model": _proto_json(proto)})
 
-    def create_logged_model(self, query, body) -> Reply:
+    def create_logged_model(self, query: Query, body: BodyReader) -> Reply:
         from mlflow.entities import LoggedModelParameter, LoggedModelTag
         from mlflow.protos.service_pb2 import CreateLoggedModel
 
@@ -379,10 +398,10 @@ class TrackingDoor:
         )
         return self._model_reply(model)
 
-    def get_logged_model(self, query, body, model_id: str) -> Reply:
+    def get_logged_model(self, query: Query, body: BodyReader, model_id: str) -> Reply:
         return self._model_reply(self._own_model(model_id))
 
-    def finalize_logged_model(self, query, body, model_id: str) -> Reply:
+    def finalize_logged_model(self, query: Query, body: BodyReader, model_id: str) -> Reply:
         from mlflow.entities import LoggedModelStatus
         from mlflow.protos.service_pb2 import FinalizeLoggedModel
 
@@ -390,7 +409,7 @@ class TrackingDoor:
         request = _parse(FinalizeLoggedModel, body.json())
         return self._model_reply(self.store.finalize_logged_model(model_id, LoggedModelStatus.from_int(request.status)))
 
-    def set_logged_model_tags(self, query, body, model_id: str) -> Reply:
+    def set_logged_model_tags(self, query: Query, body: BodyReader, model_id: str) -> Reply:
         from mlflow.entities import LoggedModelTag
         from mlflow.protos.service_pb2 import SetLoggedModelTags
 
@@ -401,7 +420,7 @@ class TrackingDoor:
         self.store.set_logged_model_tags(model_id, tags)
         return _json({})
 
-    def log_logged_model_params(self, query, body, model_id: str) -> Reply:
+    def log_logged_model_params(self, query: Query, body: BodyReader, model_id: str) -> Reply:
         from mlflow.entities import LoggedModelParameter
         from mlflow.protos.service_pb2 import LogLoggedModelParamsRequest
 
@@ -410,7 +429,7 @@ class TrackingDoor:
         self.store.log_logged_model_params(model_id, params)
         return _json({})
 
-    def search_logged_models(self, query, body) -> Reply:
+    def search_logged_models(self, query: Query, body: BodyReader) -> Reply:
         payload = body.json()
         if [str(e) for e in payload.get("experiment_ids") or []] != [self.experiment_id]:
             raise _denied(f"a training script searches its own experiment ({self.experiment_id}) only")
@@ -431,12 +450,12 @@ class TrackingDoor:
             return self._own_model(owner).artifact_location, inner
         raise _denied(f"artifact path {path!r} is outside this training's run and models")
 
-    def _repository(self, uri: str):
+    def _repository(self, uri: str) -> ArtifactRepository:
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         return get_artifact_repository(uri, tracking_uri=self.gateway.tracking_uri)
 
-    def upload_artifact(self, query, body, path: str) -> Reply:
+    def upload_artifact(self, query: Query, body: BodyReader, path: str) -> Reply:
         root, inner = self._artifact_target(path)
         if not inner:
             raise DoorError(400, "INVALID_PARAMETER_VALUE", "an artifact upload names a file")
@@ -450,7 +469,7 @@ class TrackingDoor:
             shutil.rmtree(staging, ignore_errors=True)
         return _json({})
 
-    def download_artifact(self, query, body, path: str) -> Reply:
+    def download_artifact(self, query: Query, body: BodyReader, path: str) -> Reply:
         root, inner = self._artifact_target(path)
         staging = Path(tempfile.mkdtemp(prefix="mlops-door-"))
         local = Path(self._repository(root).download_artifacts(inner, dst_path=str(staging)))
@@ -459,7 +478,7 @@ class TrackingDoor:
             raise DoorError(404, "RESOURCE_DOES_NOT_EXIST", f"no artifact file at {path!r}")
         return Reply(200, b"", "application/octet-stream", file=local)
 
-    def list_artifacts(self, query, body) -> Reply:
+    def list_artifacts(self, query: Query, body: BodyReader) -> Reply:
         path = query.get("path", "")
         root, inner = self._artifact_target(path)
         files = self._repository(root).list_artifacts(inner or None)
@@ -475,7 +494,7 @@ class TrackingDoor:
 class BodyReader:
     """A request body read in chunks (Content-Length or chunked), never more than asked for."""
 
-    def __init__(self, stream, headers) -> None:
+    def __init__(self, stream: BufferedIOBase, headers: Message) -> None:
         self.stream = stream
         self.length = int(headers["Content-Length"]) if headers.get("Content-Length") else None
         self.chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()

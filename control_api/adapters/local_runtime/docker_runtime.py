@@ -32,14 +32,24 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, Self, TextIO, TypeAlias
 
 from control_api.adapters.local_runtime import containment, readiness
 from control_api.adapters.local_runtime.base import WorkloadSpec, WorkloadStatus
 from control_api.adapters.local_runtime.quantities import memory_bytes, nano_cpus
 from control_api.errors import DeploymentTimedOut, ServiceUnavailable, SyncFailed
 from control_api.settings import TargetSettings
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.api.container import _RestartPolicy
+    from docker.models.containers import Container
+
+    # Spelled out because ``DockerLocalRuntime.list`` shadows the builtin inside the class.
+    Containers: TypeAlias = list[Container]
 
 __all__ = ["DockerLocalRuntime", "memory_bytes", "nano_cpus", "spec_hash"]
 
@@ -58,6 +68,10 @@ ROLE_REPLICA = "replica"
 # The holder only sleeps; it runs as nobody whatever the manifest says, since nothing of the model runs in it.
 HOLDER_USER = "65534:65534"
 HOLDER_COMMAND = ["sleep", "infinity"]
+# docker's type stubs allow only "always" and "on-failure" as a restart policy's name; the Engine API also
+# takes "no" and "unless-stopped", which these are.
+RESTART_UNLESS_STOPPED: _RestartPolicy = {"Name": "unless-stopped"}  # type: ignore[typeddict-item]
+RESTART_NEVER: _RestartPolicy = {"Name": "no"}  # type: ignore[typeddict-item]
 
 
 # Shared by every runtime in the process (the control service and, in tests, a simulator each hold
@@ -72,9 +86,9 @@ class _MachineLock:
     def __init__(self) -> None:
         self._thread_lock = threading.RLock()
         self._depth = 0
-        self._handle = None
+        self._handle: TextIO | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         import fcntl
 
         self._thread_lock.acquire()
@@ -84,7 +98,9 @@ class _MachineLock:
         self._depth += 1
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> Literal[False]:
         import fcntl
 
         self._depth -= 1
@@ -110,31 +126,34 @@ def spec_hash(spec: WorkloadSpec) -> str:
 
 class DockerLocalRuntime:
     def __init__(
-        self, settings: TargetSettings, client_factory=None, network_name: str = containment.MODEL_NETWORK
+        self,
+        settings: TargetSettings,
+        client_factory: Callable[[], DockerClient] | None = None,
+        network_name: str = containment.MODEL_NETWORK,
     ) -> None:
         self.settings = settings
         self.network_name = network_name
         self._client_factory = client_factory
-        self._client = None
+        self._client: DockerClient | None = None
         self._lock = _ALLOCATION_LOCK
         self._reapers: list[threading.Thread] = []
 
     # ---- docker plumbing -----------------------------------------------------------------------
 
     @property
-    def client(self):
+    def client(self) -> DockerClient:
         if self._client is None:
             try:
                 import docker
 
-                self._client = self._client_factory() if self._client_factory else docker.from_env(timeout=120)
-                self._client.ping()
+                client = self._client_factory() if self._client_factory else docker.from_env(timeout=120)
+                client.ping()
             except Exception as exc:
-                self._client = None
                 raise ServiceUnavailable(f"Docker Engine is not reachable: {exc}", code="docker_unavailable") from exc
+            self._client = client
         return self._client
 
-    def _containers(self, namespace: str | None = None, name: str | None = None) -> list:
+    def _containers(self, namespace: str | None = None, name: str | None = None) -> Containers:
         filters = [f"{L_NAMESPACE}"]
         if namespace:
             filters = [f"{L_NAMESPACE}={namespace}"]
@@ -145,12 +164,12 @@ class DockerLocalRuntime:
         except Exception as exc:
             raise ServiceUnavailable(f"Docker Engine error: {exc}", code="docker_unavailable") from exc
 
-    def _replicas(self, namespace: str, name: str) -> list:
+    def _replicas(self, namespace: str, name: str) -> Containers:
         return [
             c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) != ROLE_NETWORK and not _terminating(c)
         ]
 
-    def _holder(self, namespace: str, name: str):
+    def _holder(self, namespace: str, name: str) -> Container | None:
         return next((c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) == ROLE_NETWORK), None)
 
     # ---- addresses -----------------------------------------------------------------------------
@@ -181,7 +200,7 @@ class DockerLocalRuntime:
                 and all(self._healthy(c) for c in same)
                 and len(current) == len(same)
             ):
-                return self._status(spec.namespace, spec.name)
+                return self._applied_status(spec)
             image_user = self._image_user(spec.image)
             workload = f"{spec.namespace}/{spec.name}"
             containment.check_runs_as_non_root(workload, spec.security, image_user)
@@ -213,9 +232,15 @@ class DockerLocalRuntime:
                 self._discard(started, holder, keep_holder=bool(current))
             raise
         self._retire([c for c in current if c.id not in {s.id for s in started}], spec.termination_grace_seconds)
-        return self._status(spec.namespace, spec.name)
+        return self._applied_status(spec)
 
-    def _retire(self, containers: list, grace_seconds: float) -> None:
+    def _applied_status(self, spec: WorkloadSpec) -> WorkloadStatus:
+        status = self._status(spec.namespace, spec.name)
+        if status is None:  # another process deleted the workload while it was being applied
+            raise SyncFailed(f"{spec.namespace}/{spec.name}: its containers vanished once applied", code="sync_failed")
+        return status
+
+    def _retire(self, containers: Containers, grace_seconds: float) -> None:
         """Terminate the replaced replicas and return: like a Deployment's rollout, the update is
         complete once the new replicas are ready, while the old ones are still terminating. Waiting for
         them to exit and removing them (seconds: the grace period of a server finishing its requests,
@@ -274,14 +299,14 @@ class DockerLocalRuntime:
             raise ServiceUnavailable(f"Docker Engine error: {exc}", code="docker_unavailable") from exc
 
     @staticmethod
-    def _holder_fits(holder, spec: WorkloadSpec) -> bool:
+    def _holder_fits(holder: Container, spec: WorkloadSpec) -> bool:
         return (
             holder.labels.get(L_PORT) == str(spec.service_port)
             and holder.labels.get(L_CONTAINER_PORT) == str(spec.container_port)
             and holder.status == "running"
         )
 
-    def _discard(self, started: list, holder, keep_holder: bool) -> None:
+    def _discard(self, started: Containers, holder: Container, keep_holder: bool) -> None:
         for container in started:
             _remove(container)
         if not keep_holder:
@@ -299,7 +324,7 @@ class DockerLocalRuntime:
             L_ROLE: role,
         }
 
-    def _start_holder(self, spec: WorkloadSpec, address: str):
+    def _start_holder(self, spec: WorkloadSpec, address: str) -> Container:
         network = containment.ensure_model_network(self.client, self.network_name)
         name = f"mlops-{spec.namespace}-{spec.name}-net-{int(time.time() * 1000) % 100000}"
         try:
@@ -312,7 +337,7 @@ class DockerLocalRuntime:
                 labels=self._identity_labels(spec, address, ROLE_NETWORK),
                 network=network.name,
                 ports={f"{spec.container_port}/tcp": (address, spec.service_port)},
-                restart_policy={"Name": "unless-stopped"},
+                restart_policy=RESTART_UNLESS_STOPPED,
                 user=HOLDER_USER,
                 read_only=True,
                 cap_drop=["ALL"],
@@ -347,7 +372,7 @@ class DockerLocalRuntime:
             )
         return holder
 
-    def _start(self, spec: WorkloadSpec, digest: str, address: str, index: int, holder):
+    def _start(self, spec: WorkloadSpec, digest: str, address: str, index: int, holder: Container) -> Container:
         labels = {**self._identity_labels(spec, address, ROLE_REPLICA), L_HASH: digest, L_REPLICAS: str(spec.replicas)}
         env = {
             **spec.env,
@@ -367,7 +392,7 @@ class DockerLocalRuntime:
                 labels=labels,
                 environment=env,
                 network_mode=f"container:{holder.id}",
-                restart_policy={"Name": "unless-stopped"},
+                restart_policy=RESTART_UNLESS_STOPPED,
                 nano_cpus=nano_cpus(spec.cpu_limit),
                 mem_limit=memory_limit,
                 healthcheck=readiness.healthcheck(
@@ -388,12 +413,10 @@ class DockerLocalRuntime:
 
     def _remove_named(self, name: str) -> None:
         """A container Docker created but could not start (docker run creates, then starts)."""
-        try:
+        with contextlib.suppress(Exception):
             _remove(self.client.containers.get(name))
-        except Exception:
-            pass
 
-    def _wait_ready(self, containers: list, timeout: float, spec: WorkloadSpec, image_user: str) -> None:
+    def _wait_ready(self, containers: Containers, timeout: float, spec: WorkloadSpec, image_user: str) -> None:
         deadline = time.monotonic() + timeout
         pending = list(containers)
         while pending:
@@ -403,8 +426,9 @@ class DockerLocalRuntime:
                 crashed = container.attrs["State"].get("Restarting") or container.attrs.get("RestartCount", 0) > 0
                 if container.status in ("exited", "dead") or crashed:
                     logs = container.logs(tail=20).decode("utf-8", "replace").strip()
+                    exit_code = container.attrs["State"].get("ExitCode")
                     raise SyncFailed(
-                        f"container for {spec.namespace}/{spec.name} exited (code {container.attrs['State'].get('ExitCode')}) "
+                        f"container for {spec.namespace}/{spec.name} exited (code {exit_code}) "
                         f"running as {containment.describe(spec.security, image_user)}; last log lines:\n{logs}",
                         code="sync_failed",
                         details={"resource": {"kind": "Deployment", "namespace": spec.namespace, "name": spec.name}},
@@ -417,13 +441,14 @@ class DockerLocalRuntime:
                 logs = pending[0].logs(tail=10).decode("utf-8", "replace").strip()
                 probe = _last_probe_output(pending[0])
                 raise DeploymentTimedOut(
-                    f"{spec.namespace}/{spec.name}: {len(pending)} of {len(containers)} new containers not ready after {timeout:.0f} s "
+                    f"{spec.namespace}/{spec.name}: {len(pending)} of {len(containers)} new containers "
+                    f"not ready after {timeout:.0f} s "
                     f"(readiness probe: {probe}); the previous version keeps serving. Last log lines:\n{logs}"
                 )
             time.sleep(0.1)
 
     @staticmethod
-    def _healthy(container) -> bool:
+    def _healthy(container: Container) -> bool:
         health = (container.attrs.get("State") or {}).get("Health") or {}
         return container.status == "running" and health.get("Status") == "healthy"
 
@@ -454,16 +479,16 @@ class DockerLocalRuntime:
             port=int(newest.labels.get(L_PORT, "80")),
             replicas=int(newest.labels.get(L_REPLICAS, "1")),
             ready_replicas=sum(1 for c in current if self._healthy(c)),
-            container_ids=tuple(sorted(c.id for c in current)),
+            container_ids=tuple(sorted(c.id for c in current if c.id is not None)),
         )
 
 
-def _last_probe_output(container: Any) -> str:
+def _last_probe_output(container: Container) -> str:
     log = ((container.attrs.get("State") or {}).get("Health") or {}).get("Log") or []
     return (log[-1].get("Output") or "").strip()[:300] if log else "not run yet"
 
 
-def _terminating(container: Any) -> bool:
+def _terminating(container: Container) -> bool:
     """A replica ``_terminate`` signalled: replicas run with a restart policy, and it drops it. Kept
     by Docker, so a restarted service also sees that the replica is no longer part of its workload
     (and ``delete`` removes one that a previous service process left behind)."""
@@ -471,15 +496,15 @@ def _terminating(container: Any) -> bool:
     return container.labels.get(L_ROLE) == ROLE_REPLICA and policy == "no"
 
 
-def _terminate(containers: list) -> list:
+def _terminate(containers: Containers) -> Containers:
     """Send the old replicas SIGTERM now, as the kubelet does when a pod starts terminating: their
     servers close their listeners at once, so new connections go to the new replicas (and those queued
     on a leaving listener migrate to them, see the holder's sysctl). Their restart policy is dropped
     first, or Docker would start a replica again when it exits. Returns those that got the signal."""
-    signalled = []
+    signalled: Containers = []
     for container in containers:
         try:
-            container.update(restart_policy={"Name": "no"})
+            container.update(restart_policy=RESTART_NEVER)
             container.kill(signal="SIGTERM")
             signalled.append(container)
         except Exception:  # already exited or gone: nothing left to terminate, only to remove
@@ -487,11 +512,11 @@ def _terminate(containers: list) -> list:
     return signalled
 
 
-def _reap(containers: list, grace_seconds: float) -> None:
+def _reap(containers: Containers, grace_seconds: float) -> None:
     """Wait for terminating replicas to exit (SIGKILL after the grace period, as the kubelet does),
     all at once, so the requests they are serving finish; then remove them."""
 
-    def reap(container: Any) -> None:
+    def reap(container: Container) -> None:
         try:
             container.wait(timeout=max(1, int(grace_seconds)))
         except Exception:  # still running after the grace period, or the engine did not answer
@@ -504,13 +529,13 @@ def _reap(containers: list, grace_seconds: float) -> None:
             list(pool.map(reap, containers))
 
 
-def _remove_quietly(container: Any) -> None:
+def _remove_quietly(container: Container) -> None:
     # On failure the next apply or delete, which see the container again, removes it.
     with contextlib.suppress(Exception):
         _remove(container)
 
 
-def _remove(container: Any) -> None:
+def _remove(container: Container | None) -> None:
     if container is None:
         return
     try:

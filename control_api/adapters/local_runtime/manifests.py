@@ -8,6 +8,7 @@ selector matches. A volume the runtime cannot provide is refused here rather tha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from control_api.adapters.local_runtime.base import ScratchVolume, SecurityContext, WorkloadSpec
 from control_api.errors import SyncFailed
@@ -94,7 +95,7 @@ def _named_port(container_ports: list[dict], port_name: str, default: int) -> in
 
 
 def _security(pod_context: dict, container_context: dict) -> SecurityContext:
-    def merged(key: str):
+    def merged(key: str) -> Any:  # a manifest value, as YAML gave it
         return container_context.get(key, pod_context.get(key))
 
     capabilities = container_context.get("capabilities") or {}

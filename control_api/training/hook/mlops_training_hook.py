@@ -30,7 +30,11 @@ import re
 import sys
 import types
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only for the type checker: the environment's interpreter imports nothing more here
+    from collections.abc import Callable, Sequence
+    from importlib.machinery import ModuleSpec
 
 LOCK_FILE = "mlops-lock.txt"
 # mlflow.pyfunc imports these to load every model; mlflow-skinny, which serving images install, does
@@ -40,48 +44,49 @@ PYFUNC_IMPORTS = ("numpy", "pandas")
 INFERRED_FLAVORS = frozenset({"python_function"})
 
 
-def _notice(message):
+def _notice(message: str) -> None:
     sys.stderr.write("[mlops] " + message + "\n")
 
 
-def _patch_mlflow(mlflow):
+def _patch_mlflow(mlflow: types.ModuleType) -> None:
     service_uri = os.environ.get("MLFLOW_TRACKING_URI")
     service_experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
     service_run_id = os.environ.get("MLFLOW_RUN_ID")
     original_set_tracking_uri = mlflow.set_tracking_uri
     original_set_experiment = mlflow.set_experiment
 
-    def set_tracking_uri(uri):
+    def set_tracking_uri(uri: Any) -> Any:
         if service_uri and str(uri) != service_uri:
-            _notice("ignoring mlflow.set_tracking_uri(%r): this run is tracked by the deploy service" % (uri,))
+            _notice(f"ignoring mlflow.set_tracking_uri({uri!r}): this run is tracked by the deploy service")
             return original_set_tracking_uri(service_uri)
         return original_set_tracking_uri(uri)
 
-    def set_experiment(experiment_name=None, experiment_id=None):
+    def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> Any:
         if service_experiment_id and service_run_id and str(experiment_id or "") != service_experiment_id:
             _notice(
-                "mlflow.set_experiment(%r) noted as tag 'mlops.script_experiment'; the run stays in the "
-                "deploy's experiment (id %s)" % (experiment_name or experiment_id, service_experiment_id)
+                f"mlflow.set_experiment({experiment_name or experiment_id!r}) noted as tag 'mlops.script_experiment'; "
+                f"the run stays in the deploy's experiment (id {service_experiment_id})"
             )
             try:
                 from mlflow.tracking import MlflowClient
 
                 MlflowClient().set_tag(service_run_id, "mlops.script_experiment", str(experiment_name or experiment_id))
             except Exception as exc:  # the tag is informational only
-                _notice("could not record the script's experiment: %s" % (exc,))
+                _notice(f"could not record the script's experiment: {exc}")
             return original_set_experiment(experiment_id=service_experiment_id)
         return original_set_experiment(experiment_name=experiment_name, experiment_id=experiment_id)
 
-    mlflow.set_tracking_uri = set_tracking_uri
-    mlflow.set_experiment = set_experiment
+    # setattr: the type checker does not know MLflow's module attributes.
+    setattr(mlflow, "set_tracking_uri", set_tracking_uri)  # noqa: B010
+    setattr(mlflow, "set_experiment", set_experiment)  # noqa: B010
 
 
-def _patch_mlflow_sklearn(module):
-    def default_format():
+def _patch_mlflow_sklearn(module: types.ModuleType) -> None:
+    def default_format() -> str:
         return getattr(module, "SERIALIZATION_FORMAT_CLOUDPICKLE", "cloudpickle")
 
     if hasattr(module, "_get_default_serialization_format"):
-        module._get_default_serialization_format = default_format
+        setattr(module, "_get_default_serialization_format", default_format)  # noqa: B010
 
 
 def _canonical(name: str) -> str:
@@ -135,7 +140,7 @@ def _patch_mlflow_environment(module: types.ModuleType) -> None:
     setattr(module, "infer_pip_requirements", infer_pip_requirements)  # noqa: B010
 
 
-_HOOKS = {
+_HOOKS: dict[str, Callable[[types.ModuleType], None]] = {
     "mlflow": _patch_mlflow,
     "mlflow.sklearn": _patch_mlflow_sklearn,
     # Flavors call mlflow.models.infer_pip_requirements, which mlflow.models imports from here after
@@ -145,26 +150,28 @@ _HOOKS = {
 
 
 class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader, hook):
+    def __init__(self, loader: importlib.abc.Loader, hook: Callable[[types.ModuleType], None]) -> None:
         self._loader = loader
         self._hook = hook
 
-    def create_module(self, spec):
+    def create_module(self, spec: ModuleSpec) -> types.ModuleType | None:
         return self._loader.create_module(spec)
 
-    def exec_module(self, module):
+    def exec_module(self, module: types.ModuleType) -> None:
         self._loader.exec_module(module)
         try:
             self._hook(module)
         except Exception as exc:  # never break the user's import
-            _notice("training hook for %s failed: %s" % (module.__name__, exc))
+            _notice(f"training hook for {module.__name__} failed: {exc}")
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
 
 
 class _PostImportFinder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path, target=None):
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> ModuleSpec | None:
         hook = _HOOKS.get(fullname)
         if hook is None:
             return None
@@ -179,7 +186,7 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
         return None
 
 
-def install():
+def install() -> None:
     if os.environ.get("MLOPS_SERVICE_RUN") != "1":
         return
     if not any(isinstance(f, _PostImportFinder) for f in sys.meta_path):
