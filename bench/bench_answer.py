@@ -55,7 +55,7 @@ from control_api.targets.base import app_ref
 from tests.simulator import FakeKubelet, Simulator
 from tests.simulator.kube.kubelet import PodRecord, resolve_port
 
-TARGET_SECONDS = 2.0  # issue 4: from "Healthy + IP" to the answer
+TARGET_SECONDS = 2.0  # from "Healthy + IP" to the journal recording the deploy as finished
 MODEL = "bench-answer"
 NAMESPACE = "mlops-models"
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "shared" / "contracts"

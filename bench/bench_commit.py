@@ -29,7 +29,7 @@ except ImportError:  # the renderer package is optional for this benchmark
     renderer = None
 
 NAMESPACE = "mlops-models"
-TARGET_MS = 200.0  # issue 4: render + commit + push with 1,000 models in the repo
+TARGET_MS = 200.0  # render + commit + push with 1,000 models already in the repo
 
 
 def model_files(name: str, version: int) -> tuple[dict[str, bytes], str]:
