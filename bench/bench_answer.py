@@ -16,7 +16,7 @@ balancer and kube-proxy to the ready pod. The clock starts when Argo CD's contro
 that a client reads as Synced+Healthy at the commit (reconciled after the sync operation, the rule of
 ``argocd app wait``) while the Service has its address, and stops when the journal records the
 deployment as deployed: pure polling, scheduling and request latency, which the service controls.
-Issue 4 asks for at most 2 s. Everything stays on loopback addresses.
+The target is at most 2 s. Everything stays on loopback addresses.
 """
 
 from __future__ import annotations

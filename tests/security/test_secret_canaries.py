@@ -1,4 +1,4 @@
-"""Issue 5, item 4: canary secrets appear in no git commit, no log line and no error body.
+"""Canary secrets appear in no git commit, no log line and no error body.
 
 Every secret-typed setting (every ``SecretStr`` field of ``Settings``, found by walking the model, so
 a new one is covered without touching this file) and every credential a URL setting can carry gets
