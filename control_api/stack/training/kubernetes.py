@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from control_api.errors import InvalidRequestError
 from control_api.stack.training.kind import TrainingKind
 from control_api.training.backends.validation import validate_training_backend
 
@@ -16,15 +17,24 @@ if TYPE_CHECKING:
 
 
 def admit(settings: Settings, request: dict[str, Any]) -> None:
-    """Resources beyond the settings' bounds are refused before the deploy is created."""
+    """Resources beyond the settings' bounds are refused (a 422 naming each field) before the deploy is
+    created, with the same rule the backend applies again when it starts the Job."""
     from control_api.pipeline.steps.train_kubernetes import requested_resources
     from control_api.training.backends.job_manifest import bound_resources
 
-    bound_resources(
-        requested_resources(request),
-        settings.training.kubernetes,
-        default_timeout_seconds=int(settings.training.timeout_seconds),
-    )
+    try:
+        bound_resources(
+            requested_resources(request),
+            settings.training.kubernetes,
+            default_timeout_seconds=int(settings.training.timeout_seconds),
+        )
+    except InvalidRequestError as refused:
+        problems = refused.details if isinstance(refused.details, list) else []
+        raise InvalidRequestError(
+            refused.message,
+            code="validation_error",
+            details=[{**problem, "rule": "training_bounds"} for problem in problems],
+        ) from None
 
 
 def make_backend(settings: Settings) -> TrainingBackend:
