@@ -5,7 +5,8 @@ image (reused by its requirements key), starts the Job with the run's id and the
 and then answers ``NotYet`` on every look until the Job has ended: no worker is held while it runs.
 Each stage saves its result as progress before the next begins, so a restarted service picks up where
 it stopped: it re-uses the run and the image and ``start`` re-attaches to the Job by its label, so a
-deploy never gets a second Job, run or version. A failed Job is a terminal error naming its cause
+deploy never gets a second Job, run or version. A retry of a failed deploy clears the saved run
+(a ``poll_`` output) and trains again in a new run and a new Job. A failed Job is a terminal error naming its cause
 (``OOMKilled``, ``DeadlineExceeded``, ...) and is deleted with its pods; ``cancel`` does the same on
 request. The pod's log goes to the journal (and so the event stream) as it comes, and to a file kept
 as the run's ``logs`` artifact when the training ends.
@@ -41,6 +42,11 @@ from control_api.training.backends.base import (
 from control_api.training.backends.training_image import build_training_image
 
 TRAINING_IMAGE = "training_image"  # the image the Job runs, by digest
+# The run of this attempt: kept across restarts (the Job logs to it), cleared by a retry, which then
+# trains in a new run.
+POLL_RUN_ID = "poll_run_id"
+POLL_EXPERIMENT_ID = "poll_experiment_id"
+POLL_EXPERIMENT_NAME = "poll_experiment_name"
 LOOK_AGAIN_SECONDS = 2.0
 # Variables only the service sets: a script's environment_vars cannot redirect its tracking.
 SERVICE_VARIABLES = ("MLFLOW_TRACKING_", "MLFLOW_REGISTRY_", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
@@ -178,9 +184,9 @@ class KubernetesTrainStep:
     def _ensure_run(self, ctx: StepContext, gateway: MlflowGateway) -> tuple[str, str, str]:
         """The run of an earlier attempt when it may still be training, else a new one."""
         request = ctx.request
-        run_id = ctx.outputs.get(RUN_ID)
-        if run_id and gateway.get_run(run_id).info.status in ("RUNNING", "FINISHED"):
-            return run_id, ctx.outputs[EXPERIMENT_ID], ctx.outputs[EXPERIMENT_NAME]
+        run_id = ctx.outputs.get(POLL_RUN_ID)
+        if run_id:
+            return run_id, ctx.outputs[POLL_EXPERIMENT_ID], ctx.outputs[POLL_EXPERIMENT_NAME]
         experiment_name = request.get("experiment_name") or request["model_name"]
         experiment_id = gateway.ensure_experiment(experiment_name)
         tags = {
@@ -194,7 +200,9 @@ class KubernetesTrainStep:
             "mlflow.user": ctx.deployment.requested_by,
         }
         run_id = gateway.create_run(experiment_id, f"{request['model_name']}-{ctx.deployment_id[:8]}", tags)
-        ctx.save_progress(run_id=run_id, experiment_id=experiment_id, experiment_name=experiment_name)
+        ctx.save_progress(
+            **{POLL_RUN_ID: run_id, POLL_EXPERIMENT_ID: experiment_id, POLL_EXPERIMENT_NAME: experiment_name}
+        )
         ctx.log(f"MLflow run {run_id} in experiment {experiment_name!r}")
         return run_id, experiment_id, experiment_name
 
@@ -263,7 +271,6 @@ def _pod_environment(ctx: StepContext, run_id: str, experiment_id: str) -> dict[
         "MLFLOW_RUN_ID": run_id,
         "MLFLOW_EXPERIMENT_ID": experiment_id,
         "MLOPS_SERVICE_RUN": "1",
-        "HOME": "/work",
         "USER": "mlops-training",
         "LOGNAME": "mlops-training",
     }

@@ -289,6 +289,17 @@ class DockerKubelet(Kubelet):
             if "emptyDir" not in volume:
                 kind = next((key for key in volume if key != "name"), "unknown")
                 raise ContainerConfigError(f"sim: volume type {kind} (volume {mount['name']!r}) is not modelled")
+            if mount["mountPath"] == container.get("workingDir") and not mount.get("readOnly"):
+                # Docker 20.10 copies the working directory it creates (root, 0755) onto a tmpfs mounted
+                # there (tmpcopyup, which it cannot turn off), so a non-root container could not write
+                # its own working directory. Kubernetes' emptyDir is a fresh 0777 directory on the
+                # node's disk; a host directory of that mode stands in for it (sizeLimit, which
+                # Kubernetes enforces by eviction, is not modelled here).
+                directory = self._volume_root / pod["metadata"]["uid"] / "empty-dir" / volume["name"]
+                directory.mkdir(parents=True, exist_ok=True)
+                directory.chmod(0o777)
+                binds[str(directory)] = {"bind": mount["mountPath"], "mode": "rw"}
+                continue
             settings = ["ro" if mount.get("readOnly") else "rw", "mode=1777"]
             size_limit = (volume["emptyDir"] or {}).get("sizeLimit")
             if size_limit:
