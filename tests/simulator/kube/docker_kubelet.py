@@ -23,6 +23,7 @@ removes those of simulator processes that no longer exist (a crashed test run).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.client
 import math
@@ -399,10 +400,8 @@ class DockerKubelet(Kubelet):
             events.close()
 
     def _runtime_kill(self, handle: Any, grace_seconds: float) -> None:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             handle.stop(timeout=max(1, math.ceil(grace_seconds)))
-        except docker.errors.NotFound:
-            pass
 
     def _runtime_remove(self, handle: Any) -> None:
         self._force_remove(handle)
