@@ -10,7 +10,9 @@ The container is run the way the manifest says (pod securityContext overridden f
 the container's): runAsUser/runAsGroup as the Docker user, fsGroup and supplementalGroups as extra
 groups, readOnlyRootFilesystem as a read-only rootfs, capabilities drop/add, allowPrivilegeEscalation
 false as ``no-new-privileges``, privileged, seccompProfile Unconfined; emptyDir volumes as tmpfs mounts
-(mode 1777 like emptyDir's 0777 directory, ``sizeLimit`` as the tmpfs size); env as resolved by the
+(mode 1777 like emptyDir's 0777 directory, ``sizeLimit`` as the tmpfs size), except the one that is the
+container's workingDir: a 0777 host directory, bind-mounted (Docker would give a tmpfs there the mode of
+the working directory it creates); env as resolved by the
 kubelet; resources.limits cpu/memory as nano_cpus / mem_limit (no swap), requests.cpu as CPU shares;
 command/args as entrypoint/cmd (a command replaces the image's CMD too); workingDir. configMap volumes are
 files in a host directory, bind-mounted read-only. Volume types other than emptyDir and configMap are
