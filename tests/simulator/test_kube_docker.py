@@ -152,7 +152,8 @@ def test_two_replicas_serve_through_the_load_balancer(
         assert "no-new-privileges:true" in host_config["SecurityOpt"]
         assert host_config["Memory"] == 128 * 2**20 and host_config["NanoCpus"] == 500_000_000
         assert str(UID) in host_config["GroupAdd"]
-        assert host_config["Tmpfs"]["/tmp"].startswith("rw,mode=1777,size=")
+        # The emptyDir is the container's workingDir: a 0777 host directory (see DockerKubelet._run_options).
+        assert [bind for bind in host_config["Binds"] if bind.endswith(":/tmp:rw")], host_config["Binds"]
 
 
 def test_read_only_root_filesystem_is_read_only_and_writing_to_root_fails(

@@ -23,11 +23,13 @@ START_TIMEOUT_SECONDS = 300
 
 
 class MlflowServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1") -> None:
+        """``host``: the address it listens on (another local interface when containers must reach it)."""
         self.root = root
+        self.host = host
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.database = root / "server.db"
         self.artifacts = root / "artifacts"
         self.log = root / "mlflow-server.log"
@@ -43,7 +45,7 @@ class MlflowServer:
                     "mlflow",
                     "server",
                     "--host",
-                    "127.0.0.1",
+                    self.host,
                     "--port",
                     str(self.port),
                     "--backend-store-uri",
@@ -76,7 +78,7 @@ class MlflowServer:
 
     def uri(self, user: str, password: str) -> str:
         """The tracking URI with basic-auth credentials in it."""
-        return f"http://{user}:{password}@127.0.0.1:{self.port}"
+        return f"http://{user}:{password}@{self.host}:{self.port}"
 
     def kill(self) -> None:
         """SIGKILL to the whole process group: a crash, not a shutdown."""

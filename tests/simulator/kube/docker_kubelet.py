@@ -10,7 +10,9 @@ The container is run the way the manifest says (pod securityContext overridden f
 the container's): runAsUser/runAsGroup as the Docker user, fsGroup and supplementalGroups as extra
 groups, readOnlyRootFilesystem as a read-only rootfs, capabilities drop/add, allowPrivilegeEscalation
 false as ``no-new-privileges``, privileged, seccompProfile Unconfined; emptyDir volumes as tmpfs mounts
-(mode 1777 like emptyDir's 0777 directory, ``sizeLimit`` as the tmpfs size); env as resolved by the
+(mode 1777 like emptyDir's 0777 directory, ``sizeLimit`` as the tmpfs size), except the one that is the
+container's workingDir: a 0777 host directory, bind-mounted (Docker would give a tmpfs there the mode of
+the working directory it creates); env as resolved by the
 kubelet; resources.limits cpu/memory as nano_cpus / mem_limit (no swap), requests.cpu as CPU shares;
 command/args as entrypoint/cmd (a command replaces the image's CMD too); workingDir. configMap volumes are
 files in a host directory, bind-mounted read-only. Volume types other than emptyDir and configMap are
@@ -23,6 +25,7 @@ removes those of simulator processes that no longer exist (a crashed test run).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.client
 import math
@@ -289,6 +292,17 @@ class DockerKubelet(Kubelet):
             if "emptyDir" not in volume:
                 kind = next((key for key in volume if key != "name"), "unknown")
                 raise ContainerConfigError(f"sim: volume type {kind} (volume {mount['name']!r}) is not modelled")
+            if mount["mountPath"] == container.get("workingDir") and not mount.get("readOnly"):
+                # Docker 20.10 copies the working directory it creates (root, 0755) onto a tmpfs mounted
+                # there (tmpcopyup, which it cannot turn off), so a non-root container could not write
+                # its own working directory. Kubernetes' emptyDir is a fresh 0777 directory on the
+                # node's disk; a host directory of that mode stands in for it (sizeLimit, which
+                # Kubernetes enforces by eviction, is not modelled here).
+                directory = self._volume_root / pod["metadata"]["uid"] / "empty-dir" / volume["name"]
+                directory.mkdir(parents=True, exist_ok=True)
+                directory.chmod(0o777)
+                binds[str(directory)] = {"bind": mount["mountPath"], "mode": "rw"}
+                continue
             settings = ["ro" if mount.get("readOnly") else "rw", "mode=1777"]
             size_limit = (volume["emptyDir"] or {}).get("sizeLimit")
             if size_limit:
@@ -388,10 +402,8 @@ class DockerKubelet(Kubelet):
             events.close()
 
     def _runtime_kill(self, handle: Any, grace_seconds: float) -> None:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             handle.stop(timeout=max(1, math.ceil(grace_seconds)))
-        except docker.errors.NotFound:
-            pass
 
     def _runtime_remove(self, handle: Any) -> None:
         self._force_remove(handle)
