@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from control_api.adapters.registry.base import ImageRegistry
     from control_api.stack.targets import Check
     from control_api.targets.base import DeploymentTarget
-    from control_api.training.backends.base import TrainingBackend
 
 T = TypeVar("T")
 
@@ -148,13 +147,6 @@ class Services:
         from control_api.adapters.kubernetes import KubernetesReader
 
         return KubernetesReader(self.settings.kubernetes)
-
-    @adapter
-    def training_backend(self) -> TrainingBackend | None:
-        """The backend of the configured training kind; None when the train step runs the training itself."""
-        from control_api.stack.training import training_kind
-
-        return training_kind(self.settings.training.backend).make_backend(self.settings)
 
     @adapter
     def target(self) -> DeploymentTarget | None:

@@ -1,6 +1,5 @@
 """What a deploy request must pass before admission sees it: the namespace allowlist, then the
-renderer's rules on everything the client sent, then the training backend's bounds on the
-resources the training asks for. A refusal is a 422 in the error format."""
+renderer's rules on everything the client sent. A refusal is a 422 in the error format."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from control_api.api.schemas import DeployRequest
 from control_api.deployment_spec import check_renders
 from control_api.pipeline.admission import allowed_namespace
 from control_api.settings import Settings
-from control_api.stack.training import training_kind
 
 
 def admit_deploy(body: DeployRequest, settings: Settings) -> tuple[str, dict[str, Any]]:
@@ -18,5 +16,4 @@ def admit_deploy(body: DeployRequest, settings: Settings) -> tuple[str, dict[str
     namespace = allowed_namespace(settings.api, body.namespace)
     request = body.to_journal(namespace)
     check_renders(request, namespace)
-    training_kind(settings.training.backend).admit(settings, request)
     return namespace, request

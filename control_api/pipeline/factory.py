@@ -18,6 +18,7 @@ from control_api.pipeline.steps.register import RegisterStep
 from control_api.pipeline.steps.review import ReviewStep
 from control_api.pipeline.steps.rollback import PruneStep, RollbackCommitStep, UndeployCommitStep
 from control_api.pipeline.steps.sync import SyncStep, WaitStep
+from control_api.pipeline.steps.train import TrainStep
 from control_api.targets.application import application_files
 from control_api.targets.base import DeploymentTarget
 
@@ -26,11 +27,8 @@ if TYPE_CHECKING:
 
 
 def train_and_register(services: Services) -> tuple[Step, ...]:
-    """The train step of the configured training backend kind, then the register step."""
-    from control_api.stack.training import training_kind
-
     return (
-        training_kind(services.settings.training.backend).make_train_step(services),
+        TrainStep(mlflow=lambda: services.mlflow, environments=lambda: services.environments),
         RegisterStep(mlflow=lambda: services.mlflow),
     )
 

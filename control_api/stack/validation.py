@@ -1,7 +1,6 @@
 """Settings that contradict each other stop the service before it starts, with every problem named.
 
-Each rule lives with the kind it concerns (``TargetKind.settings_problems``, ``BuilderKind.settings_problems``,
-``TrainingKind.settings_problems``);
+Each rule lives with the kind it concerns (``TargetKind.settings_problems``, ``BuilderKind.settings_problems``);
 this module only asks the configured kinds and reports what they found.
 """
 
@@ -9,7 +8,6 @@ from __future__ import annotations
 
 from control_api.settings import Settings
 from control_api.stack.targets import target_kind
-from control_api.stack.training import training_kind
 
 
 class StackMisconfigured(ValueError):
@@ -21,9 +19,7 @@ class StackMisconfigured(ValueError):
 
 
 def stack_problems(settings: Settings) -> list[str]:
-    return target_kind(settings.target.kind).settings_problems(settings) + training_kind(
-        settings.training.backend
-    ).settings_problems(settings)
+    return target_kind(settings.target.kind).settings_problems(settings)
 
 
 def validate_stack(settings: Settings) -> None:

@@ -171,7 +171,7 @@ def test_both_backends_key_the_runtime_alike(build_settings, base_image):
 
 
 def _pull_base(builder: BuildahImageBuilder) -> str | None:
-    builder.ensure_base_image(lambda line: None)
+    builder._ensure_base_image(lambda line: None)
     return builder.image_id(builder.settings.base_image)
 
 

@@ -204,7 +204,7 @@ def test_the_training_image_is_built_with_buildah_pushed_and_run_by_a_job(
     build = BuildSettings(backend="buildah", base_image=buildah_base_image, base_image_tls_verify=False)
     builder = builder_kind(build.backend).make(build)
     assert isinstance(builder, BuildahImageBuilder)
-    builder.ensure_base_image(lambda line: None)  # what BuildahImageBuilder.build does first
+    builder._ensure_base_image(lambda line: None)  # what BuildahImageBuilder.build does first
     pusher = builder_kind(build.backend).make_pusher(build)
     assert isinstance(pusher, BuildahImagePusher)
     registry = RegistrySettings(url=registry_url, repository_prefix=f"mlops-kjobs-test/{uuid.uuid4().hex[:8]}")

@@ -50,7 +50,7 @@ class BuildahImageBuilder:
             )
 
     def build(self, bundle: ModelBundle, on_log: LogSink) -> BuiltImage:
-        self.ensure_base_image(on_log)
+        self._ensure_base_image(on_log)
         return layers.build_two_layers(self, self.settings.base_image, self.settings.pip_index_url, bundle, on_log)
 
     # ---- layers.LayerEngine -------------------------------------------------------------------
@@ -136,7 +136,7 @@ class BuildahImageBuilder:
 
     # ---- base image -------------------------------------------------------------------------
 
-    def ensure_base_image(self, emit: LogSink) -> None:
+    def _ensure_base_image(self, emit: LogSink) -> None:
         """Pull the base image into buildah's storage once; later builds use the stored copy."""
         base = self.settings.base_image
         with self._pull_lock:

@@ -96,19 +96,6 @@ class DeploymentConfig(BaseModel):
         return value
 
 
-class TrainingResourcesRequest(BaseModel):
-    """What one training asks for; the training backend holds it to the service's bounds at admission."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cpu: str | None = Field(default=None, examples=["2"], description="CPU of the training (a Kubernetes quantity).")
-    memory: str | None = Field(
-        default=None, examples=["4Gi"], description="Memory of the training (a Kubernetes quantity)."
-    )
-    gpu: int = Field(default=0, ge=0, description="GPUs (nvidia.com/gpu) of the training.")
-    timeout_seconds: int | None = Field(default=None, ge=1, description="Wall-clock limit of the training.")
-
-
 class DeployRequest(BaseModel):
     """What the platform's existing clients send to ``POST /mlops/deploy``."""
 
@@ -133,9 +120,6 @@ class DeployRequest(BaseModel):
     )
     tags: dict[str, str] = Field(default_factory=dict)
     deployment_config: DeploymentConfig | None = None
-    training: TrainingResourcesRequest | None = Field(
-        default=None, description="Resources of the training; bounded by the training backend's settings."
-    )
     namespace: str | None = Field(
         default=None,
         description="One of api.allowed_namespaces; default api.default_namespace.",
@@ -307,6 +291,4 @@ class DeployRequest(BaseModel):
                 "cpu_limit": config.cpu_limit,
                 **autoscaling,
             },
-            # Absent when not asked for, so requests journaled before this field compare equal.
-            **({"training": self.training.model_dump()} if self.training else {}),
         }

@@ -175,6 +175,27 @@ class TrainStep:
             f"run {run_id} logged model {model.name!r} in {outcome.duration_seconds:.1f} s",
         )
 
+    def cancel(self, deployment_id: str, outputs: dict[str, Any]) -> None:
+        """Stop the training in flight: kill the script's process group (the run is closed by
+        ``discard``). A training backend that runs elsewhere (a Kubernetes Job) stops its work here,
+        through its own ``cancel(deployment_id)``."""
+        pgid, run_id = outputs.get(TRAIN_PGID), outputs.get(RUN_ID)
+        if pgid and run_id and _is_our_training_process(int(pgid), run_id):
+            kill_process_group(int(pgid))
+
+    def discard(self, ctx: StepContext) -> None:
+        """The cancelled deploy's run stays in its experiment as history, ``KILLED`` if it was still
+        running, and tagged ``mlops.cancelled`` so nobody mistakes it for a served model's run."""
+        self.cancel(ctx.deployment_id, ctx.outputs)  # a training left behind by a crash mid-cancel
+        run_id = ctx.outputs.get(RUN_ID)
+        if not run_id:
+            return
+        gateway = self.mlflow()
+        if gateway.get_run(run_id).info.status == "RUNNING":
+            gateway.set_run_status(run_id, "KILLED")
+        gateway.set_run_tag(run_id, "mlops.cancelled", "true")
+        ctx.log(f"run {run_id} closed: the deploy was cancelled")
+
     def _resume(self, ctx: StepContext) -> StepResult | None:
         """Pick up an attempt that a crash or restart interrupted."""
         run_id = ctx.outputs.get(RUN_ID)
