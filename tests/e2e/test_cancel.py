@@ -234,3 +234,63 @@ def test_cancel_while_awaiting_review_closes_the_pull_request(make_e2e_client, t
         assert git("--git-dir", str(bare), "branch", "--list", pull["head"]).strip() == ""
         assert httpx.head(pushed, headers=MANIFEST_ACCEPT, timeout=10).status_code == 404
         assert_nothing_half_made(client, body, bare)
+
+
+class PausingGitOps:
+    """The real GitOps repository, whose commit holds after pushing until the test says so: the
+    cancel then arrives after the deploy's commit reached the branch and before the sync."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.pushed = threading.Event()
+        self.release = threading.Event()
+
+    def commit(self, request: Any) -> Any:
+        result = self.real.commit(request)
+        self.pushed.set()
+        self.release.wait(WAIT_SECONDS)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_cancel_after_the_commit_was_pushed_reverts_it(make_e2e_client, tmp_path, e2e_namespace):
+    client = make_e2e_client()
+    services = client.app.state.services
+    gitops = PausingGitOps(services.gitops)
+    services.gitops = gitops  # the commit step asks the services for the repository on each run
+    deployment_id = start(client, example_request("cancel-commit"))
+    assert gitops.pushed.wait(WAIT_SECONDS), "the commit step never pushed"
+    bare = tmp_path / "data" / "gitops.git"
+    [pushed] = git(
+        "--git-dir", str(bare), "log", "main", "--format=%H", f"--grep=Deployment-Id: {deployment_id}"
+    ).split()
+    tree_before = git("--git-dir", str(bare), "rev-parse", f"{pushed}^^{{tree}}")
+
+    response = cancel(client, deployment_id)
+    assert response.status_code == 202, response.text
+    gitops.release.set()
+    body = wait_status(client, deployment_id, lambda status: status == "cancelled")
+    assert body["error"]["step"] == "commit"
+    assert step(body, "sync")["status"] == "pending"
+
+    # The deploy's commit is on main, followed by its revert: main's files are as before the deploy.
+    head = git("--git-dir", str(bare), "rev-parse", "main")
+    assert git("--git-dir", str(bare), "rev-parse", "main^") == pushed
+    message = git("--git-dir", str(bare), "log", "-1", "--format=%B", "main")
+    assert f"Cancels-Deployment-Id: {deployment_id}" in message
+    assert "Action: undeploy" in message  # the first deploy of the model: nothing is served after it
+    assert git("--git-dir", str(bare), "rev-parse", f"{head}^{{tree}}") == tree_before
+    # Nothing ran it.
+    runtime = services.local_runtime
+    assert [w for w in runtime.list() if w.namespace == e2e_namespace] == []
+    services.gitops = gitops.real
+    versions = services.mlflow.client.search_model_versions("name='cancel-commit'")
+    assert versions == []
+    listed = httpx.get(
+        f"http://{services.settings.registry.url}/v2/{services.settings.registry.repository_prefix}/cancel-commit/tags/list",
+        timeout=10,
+    )
+    tags = (listed.json().get("tags") or []) if listed.status_code == 200 else []
+    assert [t for t in tags if t.endswith(deployment_id[:12])] == []
