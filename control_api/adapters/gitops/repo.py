@@ -162,7 +162,7 @@ class GitOpsRepo:
         """Delete a review branch on the remote; False when it is not there."""
         review_branch = self._review_branch(branch)
         if review_branch is None:
-            raise InvalidRequestError(f"{branch!r} is not a review branch", code="invalid_branch")
+            raise InvalidRequestError(f"{branch!r} is not a review branch")
         with self._session("delete a branch of") as repo:
             self._sync(repo, self.branch, review_branch)
             if self._remote_sha(repo, review_branch) is None:
