@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -348,6 +349,39 @@ def undeploy(
         accepted = client.undeploy(name, namespace=namespace)
         final = _follow_or_return(client, accepted, as_json, no_wait)
     raise typer.Exit(_exit_for(final))
+
+
+# How long ``mlops cancel`` waits for a step that is still stopping, and how often it looks.
+CANCEL_WAIT_SECONDS = 600.0
+CANCEL_POLL_SECONDS = 0.5
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    deployment_id: Annotated[str, typer.Argument(help="The deployment to cancel.")],
+    no_wait: NoWaitOption = False,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Stop a running deployment and undo what it made (version, image tag, commit, pull request)."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        view = client.cancel(deployment_id)
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        while not no_wait and view["status"] == "cancelling" and time.monotonic() < deadline:
+            time.sleep(CANCEL_POLL_SECONDS)
+            view = client.deployment(deployment_id)
+        if as_json:
+            output.print_json(view)
+        else:
+            error = view.get("error") or {}
+            details = error.get("details") or {}
+            console.print(
+                f"{view['status']}: {view['kind']} {view['deployment_id']} of {view['model_name']} "
+                f"(at step {details.get('step') or '-'}, by {details.get('cancelled_by') or '-'})"
+            )
+    raise typer.Exit(output.EXIT_OK if view["status"] == "cancelled" or no_wait else output.EXIT_FAILED)
 
 
 def _follow_or_return(client: MlopsClient, accepted: dict[str, Any], as_json: bool, no_wait: bool) -> dict[str, Any]:

@@ -15,7 +15,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_CLIENT_ERROR = 4  # the server refused the request (HTTP 4xx)
 
-FAILED_STATUSES = frozenset({"failed", "timed_out"})
+FAILED_STATUSES = frozenset({"failed", "timed_out", "cancelled"})
 
 
 def print_json(value: Any) -> None:

@@ -110,6 +110,9 @@ class MlopsClient:
     def retry(self, deployment_id: str) -> dict[str, Any]:
         return self._json("POST", f"/mlops/deployments/{_segment(deployment_id)}/retry")
 
+    def cancel(self, deployment_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/mlops/deployments/{_segment(deployment_id)}/cancel")
+
     # ---- models --------------------------------------------------------------------------------
 
     def models(self) -> dict[str, Any]:

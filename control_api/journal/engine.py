@@ -58,6 +58,16 @@ def _create_schema_once(engine: Engine) -> None:
 CONCURRENT_OPERATION = "concurrent_operation"
 
 
+def _index_names_every_final_status(connection: Connection) -> bool:
+    """Whether the existing one-active-per-model index's condition lists every final status."""
+    if connection.dialect.name == "postgresql":
+        query = text("SELECT indexdef FROM pg_indexes WHERE indexname = :name")
+    else:
+        query = text("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :name")
+    definition = connection.execute(query, {"name": ONE_ACTIVE_PER_MODEL.name}).scalar() or ""
+    return all(f"'{status}'" in definition for status in DeploymentStatus.FINAL)
+
+
 def _add_one_active_per_model_index(connection: Connection) -> None:
     """Give a journal made before the one-active-operation index that index (a new journal got it
     from create_all). Such a journal can hold several active operations on one model, which the
@@ -66,7 +76,11 @@ def _add_one_active_per_model_index(connection: Connection) -> None:
     resumed with a retry once the kept one has finished."""
     existing = {index["name"] for index in inspect(connection).get_indexes(DeploymentRow.__tablename__)}
     if ONE_ACTIVE_PER_MODEL.name in existing:
-        return
+        if _index_names_every_final_status(connection):
+            return
+        # Made when fewer statuses were final (before ``cancelled``): its condition would count a
+        # finished deployment as active. Rebuilt with today's condition; the rows are unchanged.
+        connection.execute(text(f"DROP INDEX {ONE_ACTIVE_PER_MODEL.name}"))
     active = connection.execute(
         select(DeploymentRow.id, DeploymentRow.namespace, DeploymentRow.model_name)
         .where(active_status_predicate())

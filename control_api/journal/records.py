@@ -32,9 +32,12 @@ class DeploymentStatus:
     AWAITING_REVIEW = "awaiting_review"
     ROLLED_BACK = "rolled_back"
     UNDEPLOYED = "undeployed"
+    # A cancel was asked for: the orchestrator interrupts the running step and undoes what the deploy made.
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
 
     # States in which nothing is running and nothing will run without a new request or a retry.
-    FINAL = frozenset({REGISTERED, DEPLOYED, FAILED, TIMED_OUT, ROLLED_BACK, UNDEPLOYED})
+    FINAL = frozenset({REGISTERED, DEPLOYED, FAILED, TIMED_OUT, ROLLED_BACK, UNDEPLOYED, CANCELLED})
 
 
 POLL_PREFIX = "poll_"  # outputs that only a waiting step's next look needs
@@ -46,6 +49,7 @@ class StepStatus:
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,9 @@ def _to_record(row: DeploymentRow) -> DeploymentRecord:
     )
 
 
+# The statuses a ``cancelling`` deployment may move to: only the orchestrator's end of the cancel.
+CANCEL_EXITS = frozenset({DeploymentStatus.CANCELLING, DeploymentStatus.CANCELLED})
+
 # How often an insert or status change refused by ONE_ACTIVE_PER_MODEL is tried again when the
 # operation that caused the refusal has finished by the time we look for it.
 CONFLICT_ATTEMPTS = 3
@@ -285,6 +288,10 @@ class Journal:
             row = session.get(DeploymentRow, deployment_id)
             if row is None:
                 raise NotFoundError(f"deployment {deployment_id!r} not found", code="deployment_not_found")
+            if row.status == DeploymentStatus.CANCELLING and status not in CANCEL_EXITS:
+                # A cancel was asked for while a worker ran a step: the worker's own status changes
+                # (the next step's label, a failure the cancel caused) must not hide it.
+                return
             row.status = status
             row.updated_at = utcnow()
             if error is not None:
@@ -293,6 +300,51 @@ class Journal:
                 row.error = None
             row.finished_at = utcnow() if finished else None
             session.add(EventRow(deployment_id=deployment_id, type="status", data={"status": status}))
+
+    def request_cancel(self, deployment_id: str, cancelled_by: str) -> tuple[DeploymentRecord, bool]:
+        """Mark a deployment ``cancelling`` and record who asked and at which step; the record and
+        whether this call asked (False when a cancel was already under way).
+
+        Raises ``ConflictError`` (``deployment_finished``) when it has already finished."""
+        with self._write_lock, self._session() as session, session.begin():
+            row = session.scalars(
+                select(DeploymentRow).where(DeploymentRow.id == deployment_id).with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(f"deployment {deployment_id!r} not found", code="deployment_not_found")
+            if row.status in DeploymentStatus.FINAL:
+                raise ConflictError(
+                    f"deployment {deployment_id} already finished as {row.status}; there is nothing to cancel",
+                    code="deployment_finished",
+                    details={"deployment_id": deployment_id, "status": row.status},
+                )
+            asked = row.status != DeploymentStatus.CANCELLING
+            if asked:
+                ordered = sorted(row.steps, key=lambda s: s.position)
+                current = next(
+                    (s.name for s in ordered if s.status == StepStatus.RUNNING),
+                    next((s.name for s in ordered if s.status == StepStatus.PENDING), None),
+                )
+                row.status = DeploymentStatus.CANCELLING
+                row.updated_at = utcnow()
+                row.error = {
+                    "code": "cancelled",
+                    "message": f"cancelled by {cancelled_by} during step {current or '(none)'}",
+                    "step": current,
+                    "details": {"cancelled_by": cancelled_by, "step": current},
+                }
+                session.add(
+                    EventRow(
+                        deployment_id=deployment_id,
+                        type="cancel",
+                        step=current,
+                        data={"cancelled_by": cancelled_by, "step": current},
+                    )
+                )
+                session.add(
+                    EventRow(deployment_id=deployment_id, type="status", data={"status": DeploymentStatus.CANCELLING})
+                )
+        return self.get(deployment_id), asked
 
     # ---- steps ---------------------------------------------------------------------------------
 

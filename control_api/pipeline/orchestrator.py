@@ -24,13 +24,16 @@ from dataclasses import dataclass
 
 from control_api.errors import DeploymentTimedOut, MlopsError, TransientError
 from control_api.journal.store import DeploymentRecord, DeploymentStatus, Journal, StepStatus
-from control_api.pipeline.step import NotYet, Step, StepContext
+from control_api.pipeline.step import Discardable, Interruptible, NotYet, Step, StepContext
 from control_api.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # _run_step's answers besides True (done) and False (failed).
 YIELDED = "yielded"
+CANCELLED = "cancelled"
+# How soon a cancel whose clean-up failed (MLflow or the registry unreachable) is tried again.
+CANCEL_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class Orchestrator:
         self._due: list[tuple[float, str]] = []
         self._polling: set[str] = set()
         self._due_changed = threading.Condition()
+        # Cancellation tokens of this replica's deployments, and the step each one is running now
+        # (so a cancel can interrupt it). The journal's ``cancelling`` status is the durable token.
+        self._cancel_tokens: dict[str, threading.Event] = {}
+        self._current_step: dict[str, Step] = {}
         self._scheduler = threading.Thread(target=self._schedule_loop, name="deploy-scheduler", daemon=True)
         self._scheduler.start()
 
@@ -112,6 +119,36 @@ class Orchestrator:
         self.start(deployment_id)
         return self.journal.get(deployment_id)
 
+    def cancel(self, deployment_id: str, cancelled_by: str) -> DeploymentRecord:
+        """Ask a deployment to stop: mark it ``cancelling``, interrupt the step in flight on this
+        replica, and have a worker finish the cancel (undo what the deploy made, end ``cancelled``).
+        Raises ``ConflictError`` when it has already finished. A deploy running on another replica
+        notices the journal's status between steps; one that crashed finishes the cancel on resume."""
+        record, _ = self.journal.request_cancel(deployment_id, cancelled_by)
+        self._token(deployment_id).set()
+        self._notify()
+        step = self._current_step.get(deployment_id)
+        if step is not None and isinstance(step, Interruptible):
+            running = record.step(step.name)
+            try:
+                step.cancel(deployment_id, dict(running.outputs) if running is not None else {})
+            except Exception:  # the worker still notices the token; the clean-up still runs
+                log.exception("interrupting step %s of %s failed", step.name, deployment_id)
+        self.start(deployment_id)  # no-op while a worker runs it: that worker finishes the cancel
+        return self.journal.get(deployment_id)
+
+    def _token(self, deployment_id: str) -> threading.Event:
+        with self._lock:
+            return self._cancel_tokens.setdefault(deployment_id, threading.Event())
+
+    def cancel_requested(self, deployment_id: str) -> bool:
+        if self._token(deployment_id).is_set():
+            return True
+        if self.journal.get(deployment_id).status == DeploymentStatus.CANCELLING:
+            self._token(deployment_id).set()
+            return True
+        return False
+
     def wait(self, deployment_id: str, timeout: float) -> DeploymentRecord:
         deadline = time.monotonic() + timeout
         while True:
@@ -144,17 +181,29 @@ class Orchestrator:
 
     def run(self, deployment_id: str) -> DeploymentRecord:
         record = self.journal.get(deployment_id)
+        if record.is_final:  # a late look of a wait whose deploy was cancelled meanwhile
+            return record
         pipeline = self.pipelines[record.kind]
         for step in pipeline.steps:
             if self._stopping.is_set():
                 return self.journal.get(deployment_id)
+            if self.cancel_requested(deployment_id):
+                return self._finish_cancel(deployment_id, pipeline)
             step_record = record.step(step.name)
             if step_record is not None and step_record.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
                 continue
-            ok = self._run_step(record, step)
+            self._current_step[deployment_id] = step
+            try:
+                ok = self._run_step(record, step)
+            finally:
+                self._current_step.pop(deployment_id, None)
+            if ok is CANCELLED or (ok is not True and self.cancel_requested(deployment_id)):
+                return self._finish_cancel(deployment_id, pipeline)
             record = self.journal.get(deployment_id)
             if ok is YIELDED or not ok:
                 return record
+        if self.cancel_requested(deployment_id):
+            return self._finish_cancel(deployment_id, pipeline)
         self.journal.set_status(deployment_id, pipeline.final_status, clear_error=True, finished=True)
         self._notify()
         return self.journal.get(deployment_id)
@@ -180,9 +229,16 @@ class Orchestrator:
                 journal=self.journal,
                 step_name=step.name,
                 log_tail_lines=self.settings.training.log_tail_lines,
+                cancelled=lambda: self.cancel_requested(deployment_id),
             )
             try:
                 result = step.run(ctx)
+                if self.cancel_requested(deployment_id):
+                    # What it made is undone by the cancel; its outputs are kept so the undo finds it.
+                    ctx.flush_log()
+                    if not isinstance(result, NotYet):
+                        self.journal.step_progress(deployment_id, step.name, result.outputs)
+                    return CANCELLED
                 if isinstance(result, NotYet):
                     ctx.flush_log()
                     self.journal.step_waiting(deployment_id, step.name, result.message, result.progress)
@@ -191,6 +247,8 @@ class Orchestrator:
                     return YIELDED
             except MlopsError as exc:
                 ctx.flush_log()
+                if self.cancel_requested(deployment_id):
+                    return CANCELLED  # the step stopped because of the cancel: that is not a failure
                 transient = isinstance(exc, TransientError)
                 if isinstance(exc, DeploymentTimedOut):
                     self._fail(deployment_id, step, exc, ctx, DeploymentStatus.TIMED_OUT)
@@ -203,7 +261,9 @@ class Orchestrator:
                         message=f"attempt {attempt} failed, retrying: {exc.message}",
                         log_tail=ctx.log_tail(),
                     )
-                    time.sleep(self.retry_base_delay * 2 ** (attempt - 1))
+                    # The wait before the next attempt ends early when the deploy is cancelled.
+                    if self._token(deployment_id).wait(self.retry_base_delay * 2 ** (attempt - 1)):
+                        return CANCELLED
                     continue
                 if transient:
                     exc.message = f"{exc.message} (gave up after {attempt} attempts; retry the deployment to resume)"
@@ -211,6 +271,8 @@ class Orchestrator:
                 return False
             except Exception as exc:  # an unexpected bug: record it, never lose the deploy silently
                 ctx.flush_log()
+                if self.cancel_requested(deployment_id):
+                    return CANCELLED  # e.g. ``Cancelled`` raised by a step that noticed the token
                 log.exception("step %s of %s raised", step.name, deployment_id)
                 wrapped = MlopsError(
                     f"{type(exc).__name__}: {exc}",
@@ -232,6 +294,51 @@ class Orchestrator:
             self._fault_halt(step.name, "halt_after_step")
             self._notify()
             return True
+
+    def _finish_cancel(self, deployment_id: str, pipeline: Pipeline) -> DeploymentRecord:
+        """Undo what the deploy made, latest step first, then end ``cancelled``. A clean-up that
+        fails leaves the deployment ``cancelling`` and is tried again shortly (and after a restart)."""
+        record = self.journal.get(deployment_id)
+        problems: list[str] = []
+        for step in reversed(pipeline.steps):
+            step_record = record.step(step.name)
+            if step_record is None or (step_record.status == StepStatus.PENDING and not step_record.outputs):
+                continue
+            if not isinstance(step, Discardable):
+                continue
+            ctx = StepContext(
+                deployment=record,
+                outputs=record.outputs_through(step.name),
+                settings=self.settings,
+                journal=self.journal,
+                step_name=step.name,
+                log_tail_lines=self.settings.training.log_tail_lines,
+            )
+            try:
+                step.discard(ctx)
+            except Exception as exc:
+                log.exception("undoing step %s of cancelled %s failed", step.name, deployment_id)
+                problems.append(f"{step.name}: {exc}")
+            finally:
+                ctx.flush_log()
+        if problems:
+            self.journal.add_log(deployment_id, "cancel", [f"clean-up failed, trying again: {p}" for p in problems])
+            if not self._stopping.is_set():
+                self._look_again(deployment_id, CANCEL_RETRY_SECONDS)
+            return self.journal.get(deployment_id)
+        for step_record in record.steps:
+            if step_record.status == StepStatus.RUNNING or (
+                step_record.status == StepStatus.FAILED and step_record.finished_at is None
+            ):
+                self.journal.step_finished(
+                    deployment_id, step_record.name, StepStatus.CANCELLED, message="cancelled", outputs=None
+                )
+        self.journal.set_status(deployment_id, DeploymentStatus.CANCELLED, finished=True)
+        with self._lock:
+            self._cancel_tokens.pop(deployment_id, None)
+        self._polling.discard(deployment_id)
+        self._notify()
+        return self.journal.get(deployment_id)
 
     def _fault_halt(self, step_name: str, point: str) -> None:
         """Test-only fault injection (settings.faults, off by default): die like a crash, here."""

@@ -15,8 +15,9 @@ the deployment, the earlier outputs, the settings and the journal, nothing else.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from control_api.journal.store import DeploymentRecord, Journal
@@ -54,6 +55,32 @@ class Step(Protocol):
     def run(self, ctx: StepContext) -> StepResult | NotYet: ...
 
 
+@runtime_checkable
+class Interruptible(Protocol):
+    """A step whose work in flight can be stopped from another thread when its deploy is cancelled
+    (kill the training's process group, stop the build). ``outputs`` are the step's saved progress;
+    the step's own ``run`` then ends (usually with an error) and the orchestrator finishes the cancel."""
+
+    def cancel(self, deployment_id: str, outputs: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Discardable(Protocol):
+    """A step that undoes what it made when its deploy is cancelled (delete the registered version,
+    the pushed tag, revert the commit, close the pull request). Runs for every step that started,
+    latest first; must be safe to run again (a crash mid-cancel runs it again after the restart)."""
+
+    def discard(self, ctx: StepContext) -> None: ...
+
+
+class Cancelled(Exception):
+    """Raised inside a step when it notices its deploy was cancelled."""
+
+
+def never_cancelled() -> bool:
+    return False
+
+
 @dataclass
 class StepContext:
     deployment: DeploymentRecord
@@ -62,6 +89,8 @@ class StepContext:
     journal: Journal
     step_name: str
     log_tail_lines: int = 40
+    # The cancellation token: long steps look at it inside their loops and stop with ``Cancelled``.
+    cancelled: Callable[[], bool] = never_cancelled
     _tail: deque[str] = field(default_factory=deque)
     _pending: list[str] = field(default_factory=list)
 
@@ -81,6 +110,10 @@ class StepContext:
         self._pending.append(line)
         if len(self._pending) >= 20:
             self.flush_log()
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled():
+            raise Cancelled(f"deployment {self.deployment_id} was cancelled")
 
     def flush_log(self) -> None:
         pending, self._pending = self._pending, []

@@ -196,3 +196,28 @@ def test_make_forge_picks_the_implementation_and_checks_configuration():
         make_forge(ForgeSettings(kind="gitea", repository="a/b", token=token))
     with pytest.raises(TerminalError, match="owner/name"):
         make_forge(ForgeSettings(kind="github", repository="just-a-name", token=token))
+
+
+def test_close_pull_request_closes_it_through_each_forges_api(forge_server):
+    pull_record = forge_server.add_pull("mlops/wine-v3")
+
+    closed = forge_for(forge_server).close_pull_request(pull_record["number"])
+
+    assert (closed.state, closed.merged) == ("closed", False)
+    assert forge_server.pulls[pull_record["number"]]["state"] == "closed"
+    method, path, body = {
+        "github": ("PATCH", "/repos/acme/gitops/pulls/1", {"state": "closed"}),
+        "gitea": ("PATCH", "/api/v1/repos/acme/gitops/pulls/1", {"state": "closed"}),
+        "gitlab": ("PUT", "/api/v4/projects/platform%2Fml%2Fgitops/merge_requests/1", {"state_event": "close"}),
+    }[forge_server.kind]
+    [update] = forge_server.sent(method)
+    assert (update.raw_path, update.json) == (path, body)
+
+
+def test_closing_a_merged_pull_request_changes_nothing(forge_server):
+    pull_record = forge_server.add_pull("mlops/wine-v4", merged=True)
+
+    pull = forge_for(forge_server).close_pull_request(pull_record["number"])
+
+    assert (pull.state, pull.merged) == ("merged", True)
+    assert forge_server.sent("PATCH") == [] and forge_server.sent("PUT") == []

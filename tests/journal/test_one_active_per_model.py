@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from control_api.errors import ConflictError
 from control_api.journal.store import ONE_ACTIVE_PER_MODEL, DeploymentStatus, Journal
@@ -137,3 +138,31 @@ def test_a_model_freed_between_the_refusal_and_the_lookup_is_taken(journal, monk
     assert journal.get(second.id).status == DeploymentStatus.PENDING
     assert [step.name for step in journal.get(second.id).steps] == STEPS
     assert [r.id for r in journal.unfinished()] == [second.id]
+
+
+def test_an_index_made_before_cancelled_was_final_is_rebuilt_on_open(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    journal = Journal(url)
+    with journal.engine.begin() as connection:
+        current = connection.execute(
+            text("SELECT sql FROM sqlite_master WHERE name = :name"), {"name": ONE_ACTIVE_PER_MODEL.name}
+        ).scalar()
+        old = current.replace("'cancelled', ", "").replace(", 'cancelled'", "")
+        assert "'cancelled'" not in old and "'failed'" in old
+        connection.execute(text(f"DROP INDEX {ONE_ACTIVE_PER_MODEL.name}"))
+        connection.execute(text(old))
+    cancelled = create(journal)
+    journal.request_cancel(cancelled.id, "someone")
+    journal.set_status(cancelled.id, DeploymentStatus.CANCELLED, finished=True)
+    with pytest.raises(IntegrityError):  # the old condition still counts the cancelled deploy as active
+        create(journal)
+    journal.close()
+
+    reopened = Journal(url)
+    try:
+        second = create(reopened)
+        assert reopened.get(second.id).status == DeploymentStatus.PENDING
+        with pytest.raises(ConflictError):  # and the rebuilt index still holds one active per model
+            create(reopened)
+    finally:
+        reopened.close()

@@ -77,6 +77,14 @@ def test_retry_outside_the_scope_is_refused(scoped):
     assert scoped.app.state.services.journal.get(outside).status == "failed"
 
 
+def test_cancel_outside_the_scope_is_refused(scoped):
+    outside = scoped.records["production"]
+    events = scoped.app.state.services.journal.events(outside)
+    assert_out_of_scope(scoped.post(f"/mlops/deployments/{outside}/cancel", headers=STAGING))
+    assert scoped.app.state.services.journal.get(outside).status == "failed"
+    assert scoped.app.state.services.journal.events(outside) == events
+
+
 def test_rollback_outside_the_scope_is_refused(scoped):
     assert_out_of_scope(
         scoped.post("/mlops/models/m-production/rollback", json={"namespace": "production"}, headers=STAGING)

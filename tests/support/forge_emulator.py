@@ -118,6 +118,21 @@ def _github_like(app: FastAPI, emulator: ForgeEmulator, prefix: str, web: str) -
             return JSONResponse({"message": "Not Found"}, 404)
         return shape(emulator.pulls[number], full=True)
 
+    @app.patch(prefix + "/repos/{owner}/{repo}/pulls/{number}")
+    async def update_pull(owner: str, repo: str, number: int, request: Request):
+        # "Update a pull request": state "open" or "closed"; a merged one cannot change (GitHub 422).
+        if number not in emulator.pulls:
+            return JSONResponse({"message": "Not Found"}, 404)
+        body = await request.json()
+        pull = emulator.pulls[number]
+        if body.get("state") not in (None, "open", "closed"):
+            return JSONResponse({"message": "Validation Failed"}, 422)
+        if pull["merged"] and body.get("state") == "open":
+            return JSONResponse({"message": "Validation Failed"}, 422)
+        if body.get("state"):
+            pull["state"] = body["state"]
+        return shape(pull, full=True)
+
 
 def _gitlab(app: FastAPI, emulator: ForgeEmulator, web: str) -> None:
     def shape(mr: dict) -> dict:
@@ -137,6 +152,20 @@ def _gitlab(app: FastAPI, emulator: ForgeEmulator, web: str) -> None:
         if iid not in emulator.pulls:
             return JSONResponse({"message": "404 Not found"}, 404)
         return shape(emulator.pulls[iid])
+
+    @app.put("/api/v4/projects/{project:path}/merge_requests/{iid}")
+    async def update_mr(project: str, iid: int, request: Request):
+        # "Update MR": state_event "close" or "reopen".
+        if iid not in emulator.pulls:
+            return JSONResponse({"message": "404 Not found"}, 404)
+        body = await request.json()
+        event = body.get("state_event")
+        if event not in (None, "close", "reopen"):
+            return JSONResponse({"error": "state_event does not have a valid value"}, 400)
+        mr = emulator.pulls[iid]
+        if event and not mr["merged"]:
+            mr["state"] = "closed" if event == "close" else "open"
+        return shape(mr)
 
     @app.get("/api/v4/projects/{project:path}/merge_requests")
     def list_mrs(project: str, request: Request):

@@ -60,6 +60,15 @@ class PullRequestFlow(ABC):
     def get_pull_request(self, number: int) -> PullRequest:
         return self._pull_request(self._rest.request("GET", f"{self._collection_path}/{int(number)}").json())
 
+    def close_pull_request(self, number: int) -> PullRequest:
+        current = self.get_pull_request(number)
+        if current.state != "open":
+            return current
+        method, payload = self._close_call()
+        return self._pull_request(
+            self._rest.request(method, f"{self._collection_path}/{int(number)}", json=payload).json()
+        )
+
     def close(self) -> None:
         self._rest.close()
 
@@ -85,6 +94,10 @@ class PullRequestFlow(ABC):
     def _create_payload(self, head: str, base: str, title: str, body: str) -> dict[str, Any]:
         """The JSON body of the create call, as GitHub and Gitea spell it."""
         return {"title": title, "head": head, "base": base, "body": body}
+
+    def _close_call(self) -> tuple[str, dict[str, Any]]:
+        """The method and JSON body that close a request, as GitHub and Gitea spell it."""
+        return "PATCH", {"state": "closed"}
 
     def _pull_request(self, payload: dict[str, Any]) -> PullRequest:
         """One request of the forge's JSON as the port's ``PullRequest``, from GitHub's shape."""

@@ -45,6 +45,9 @@ class GitLabForge(PullRequestFlow):
             "remove_source_branch": True,
         }
 
+    def _close_call(self) -> tuple[str, dict[str, Any]]:
+        return "PUT", {"state_event": "close"}
+
     def _pull_request(self, payload: dict[str, Any]) -> PullRequest:
         state = STATES.get(payload["state"], "closed")
         return PullRequest(

@@ -23,3 +23,7 @@ class Forge(Protocol):
 
     def get_pull_request(self, number: int) -> PullRequest:
         """The current state of a pull request; NotFoundError when there is none with that number."""
+
+    def close_pull_request(self, number: int) -> PullRequest:
+        """Close a pull request without merging it (a cancelled deploy); one already closed or merged
+        is returned as it is."""

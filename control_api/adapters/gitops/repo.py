@@ -131,6 +131,48 @@ class GitOpsRepo:
                 return self._commit_direct(repo, request, message)
             return self._commit_review(repo, request, message, review_branch)
 
+    def revert(self, sha: str, subject: str, body: str, trailers: dict[str, str]) -> CommitResult:
+        """Push a commit on the configured branch that undoes commit ``sha`` (``git revert``).
+
+        Raises ``GitConflict`` when the change cannot be undone cleanly (a later commit touched the
+        same lines) or the branch moved while pushing; the caller tries again later."""
+        message = format_commit_message(subject, body, trailers)
+        target = self.branch
+        upstream = f"refs/remotes/origin/{target}"
+        with self._session("revert on") as repo:
+            self._sync(repo, target)
+            base = self._existing_sha(repo, upstream)
+            base_tree = self._start_from(repo, base, upstream)
+            mark_dirty(repo)
+            try:
+                repo.git.revert("--no-commit", sha)
+            except GitCommandError as error:
+                with contextlib.suppress(GitCommandError):
+                    repo.git.revert("--abort")
+                raise GitConflict(f"commit {sha[:12]} cannot be reverted cleanly: {_stderr_text(error)}") from None
+            tree = self._commit_index(repo, message, base, base_tree)
+            if tree is None:
+                mark_clean(repo, base, base_tree)
+                return CommitResult(sha=base, changed=False, branch=target, pushed=False)
+            if not self._push(repo, target):
+                raise GitConflict(f"{target} moved while reverting {sha[:12]}; try again")
+            return self._pushed(repo, tree, target)
+
+    def delete_branch(self, branch: str) -> bool:
+        """Delete a review branch on the remote; False when it is not there."""
+        review_branch = self._review_branch(branch)
+        if review_branch is None:
+            raise InvalidRequestError(f"{branch!r} is not a review branch")
+        with self._session("delete a branch of") as repo:
+            self._sync(repo, self.branch, review_branch)
+            if self._remote_sha(repo, review_branch) is None:
+                return False
+            try:
+                repo.remote("origin").push(f":refs/heads/{review_branch}", kill_after_timeout=NETWORK_TIMEOUT_SECONDS)
+            except GitCommandError as error:
+                raise self._translate(error, "delete a branch of") from None
+            return True
+
     def find_by_trailer(self, key: str, value: str, branch: str | None = None) -> CommitInfo | None:
         """The newest commit on ``branch`` whose message has the line ``key: value``.
 

@@ -78,11 +78,17 @@ class Buildah:
             ) from exc
         assert process.stdout is not None  # stdout=PIPE
         with process:
-            for raw in process.stdout:
-                line = raw.rstrip()
-                if line.strip():
-                    tail.append(line)
-                    emit(line)
+            try:
+                for raw in process.stdout:
+                    line = raw.rstrip()
+                    if line.strip():
+                        tail.append(line)
+                        emit(line)
+            except BaseException:
+                # ``emit`` refused to go on (the deploy was cancelled): stop the build itself, not only
+                # our reading of it, before the block waits for the process.
+                process.terminate()
+                raise
         return StreamedRun(process.returncode, list(tail))
 
     def image_id(self, reference: str) -> str | None:

@@ -64,15 +64,20 @@ class DockerImageBuilder:
                 decode=True,
                 network_mode=self.settings.network_mode,
             )
-            for chunk in stream:
-                for line in _lines(chunk):
-                    tail.append(line)
-                    emit(line)
-                if "error" in chunk:
-                    error = str(chunk.get("error")).strip()
-                aux = chunk.get("aux")
-                if isinstance(aux, dict) and aux.get("ID"):
-                    image_id = aux["ID"]
+            try:
+                for chunk in stream:
+                    for line in _lines(chunk):
+                        tail.append(line)
+                        emit(line)
+                    if "error" in chunk:
+                        error = str(chunk.get("error")).strip()
+                    aux = chunk.get("aux")
+                    if isinstance(aux, dict) and aux.get("ID"):
+                        image_id = aux["ID"]
+            finally:
+                # When ``emit`` stops the loop (a cancel), this drops the API stream and with it the
+                # connection: the engine cancels a build whose client has gone.
+                stream.close()
         except Exception as exc:
             raise _translate(exc, tag, list(tail)) from exc
         finally:

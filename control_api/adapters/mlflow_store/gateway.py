@@ -223,6 +223,9 @@ class MlflowGateway:
 
         return self._call(go)
 
+    def delete_version(self, name: str, version: str) -> None:
+        self._call(lambda: self.client.delete_model_version(name, version))
+
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self._call(lambda: self.client.set_model_version_tag(name, version, key, value))
 

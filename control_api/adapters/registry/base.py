@@ -31,6 +31,10 @@ class ImageRegistry(Protocol):
     def ping(self) -> None:
         """Raise RegistryUnavailable / RegistryAuthFailed when the registry cannot be used."""
 
+    def delete_tag(self, repository_name: str, tag: str) -> bool:
+        """Delete the image under ``repository_name:tag`` (a cancelled deploy's push); False when the
+        tag is not there. Raise TerminalError when the registry does not allow deletes."""
+
 
 class ImagePusher(Protocol):
     """Moves a locally built image to a registry: the image builder's counterpart for pushes (the

@@ -98,6 +98,16 @@ class EcrRegistry:
             on_log(f"{repository_name}:{tag} was pushed concurrently with this image ({existing})")
             return PushedImage(repository=f"{oci.host}/{repository_name}", tag=tag, digest=existing)
 
+    def delete_tag(self, repository_name: str, tag: str) -> bool:
+        try:
+            answer = self._call(
+                "batch_delete_image",
+                lambda ecr: ecr.batch_delete_image(repositoryName=repository_name, imageIds=[{"imageTag": tag}]),
+            )
+        except _RepositoryMissing:
+            return False
+        return bool(answer.get("imageIds"))
+
     # ---- ECR control plane -------------------------------------------------------------------
 
     def login(self) -> EcrLogin:

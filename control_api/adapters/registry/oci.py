@@ -130,6 +130,33 @@ class OciRegistry:
             raise self._classify(str(exc)) from exc
         return digest
 
+    def delete_tag(self, repository_name: str, tag: str) -> bool:
+        """The registry API deletes manifests by digest only (OCI distribution spec): look the tag's
+        digest up, then delete that manifest. The tag names a manifest only this deploy pushed."""
+        digest = self.manifest_digest(repository_name, tag)
+        if digest is None:
+            return False
+        url = f"{self.scheme}://{self.host}/v2/{repository_name}/manifests/{digest}"
+        try:
+            response = httpx.delete(url, auth=self.auth, timeout=30)
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailable(f"registry {self.host} is unreachable: {exc}") from exc
+        if response.status_code == 404:
+            return False
+        if response.status_code == 405:
+            raise TerminalError(
+                f"registry {self.host} does not allow deleting images (enable storage.delete); "
+                f"{repository_name}:{tag} is left behind",
+                code="registry_delete_disabled",
+            )
+        if response.status_code in (401, 403):
+            raise RegistryAuthFailed(f"registry {self.host} refused deleting {repository_name}:{tag}")
+        if response.status_code >= 400:
+            raise RegistryUnavailable(
+                f"registry {self.host} answered HTTP {response.status_code} deleting {repository_name}:{tag}"
+            )
+        return True
+
     def manifest_digest(self, repository_name: str, tag: str) -> str | None:
         url = f"{self.scheme}://{self.host}/v2/{repository_name}/manifests/{tag}"
         try:

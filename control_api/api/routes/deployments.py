@@ -1,12 +1,20 @@
-"""Deployment status: one deployment, a filtered page of them, and retry of a failed one."""
+"""Deployment status: one deployment, a filtered page of them, retry of a failed one, and cancel."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
 
-from control_api.api.deps import AdmissionDep, ServicesDep, key_namespaces, require_namespace_access
+from control_api.api.deps import (
+    AdmissionDep,
+    OrchestratorDep,
+    RequesterDep,
+    ServicesDep,
+    key_namespaces,
+    require_namespace_access,
+)
 from control_api.api.routes.views import deployment_view
 from control_api.api.schemas import CHANGE, MAX_INT64, NO_NUL, READ, DeploymentPage, DeploymentView, error_responses
 
@@ -69,3 +77,41 @@ def retry_deployment(
 ) -> DeploymentView:
     require_namespace_access(request, services.journal.get(deployment_id).namespace)
     return deployment_view(admission.retry(deployment_id))
+
+
+@router.post(
+    "/{deployment_id}/cancel",
+    response_model=DeploymentView,
+    summary="Cancel a running deployment at whatever step it is",
+    description=(
+        "Stops the step in flight (kills the training, stops the image build, closes the pull request "
+        "of a deploy awaiting review) and undoes what the deploy made: the MLflow version it registered "
+        "is deleted (its run stays, `KILLED` and tagged `mlops.cancelled`), the image tag it pushed is "
+        "deleted, and a commit of it on the target branch is reverted. The deployment ends `cancelled`, "
+        "its `error` naming who cancelled it and at which step.\n\n"
+        "200: the cancel is complete (`cancelled`). 202: a step is still stopping; the deployment is "
+        "`cancelling` and ends `cancelled` on its own (poll the Location). "
+        "404 `deployment_not_found`: no such deployment. 409 `deployment_finished`: it has already "
+        "finished; `details.status` says how, and nothing changes."
+    ),
+    responses={
+        202: {"model": DeploymentView, "description": "Cancelling; poll the Location"},
+        **error_responses(*CHANGE, 404, 409, 422, 503),
+    },
+)
+def cancel_deployment(
+    deployment_id: Annotated[str, Path(pattern=NO_NUL)],
+    request: Request,
+    services: ServicesDep,
+    orchestrator: OrchestratorDep,
+    requester: RequesterDep,
+) -> JSONResponse:
+    require_namespace_access(request, services.journal.get(deployment_id).namespace)
+    record = orchestrator.cancel(deployment_id, requester)
+    done = record.is_final
+    headers = {"Location": f"/mlops/deployments/{record.id}"}
+    if not done:
+        headers["Retry-After"] = "1"
+    return JSONResponse(
+        deployment_view(record).model_dump(mode="json"), status_code=200 if done else 202, headers=headers
+    )

@@ -40,7 +40,7 @@ class BuildStep:
             deployment_id=ctx.deployment_id,
             training_packages=ctx.outputs.get(TRAINING_PACKAGES),
         )
-        built = self.image_builder().build(bundle, ctx.log)
+        built = self.image_builder().build(bundle, lambda line: _log_unless_cancelled(ctx, line))
         shutil.rmtree(model_dir, ignore_errors=True)
         reuse = "reused" if built.runtime_cache_hit else "built"
         return StepResult(
@@ -52,3 +52,11 @@ class BuildStep:
             },
             f"image {built.reference}; runtime layer {built.runtime_reference} {reuse}",
         )
+
+
+def _log_unless_cancelled(ctx: StepContext, line: str) -> None:
+    """The build's log sink, and its cancellation point: raising here leaves the builder's output
+    loop, which stops the build (the Docker Engine cancels a build whose client went away; the
+    buildah backend terminates its child process)."""
+    ctx.raise_if_cancelled()
+    ctx.log(line)

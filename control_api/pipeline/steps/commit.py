@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from control_api.adapters.forge.types import Forge
     from control_api.adapters.gitops.repo import GitOpsRepo
 
+# The trailer of the commit that reverts a cancelled deploy's commit; its value is the deployment id.
+CANCELS_TRAILER = "Cancels-Deployment-Id"
+
 # The files of a model's Application in the GitOps repo (path -> bytes), committed with its overlay.
 ApplicationFiles = Callable[[AppRef], dict[str, bytes]]
 
@@ -141,6 +144,51 @@ class CommitStep:
             f"{'committed' if result.changed else 'unchanged at'} {result.sha[:12]}",
         )
 
+    def discard(self, ctx: StepContext) -> None:
+        """A cancelled deploy leaves no commit: its pull request is closed and its review branch
+        deleted, and a commit of it that reached the target branch (pushed directly, or merged
+        before the cancel) is reverted by a commit whose trailers describe the state it restores."""
+        gitops = self.gitops()
+        number = ctx.outputs.get(PULL_REQUEST_NUMBER)
+        forge = self.forge() if number is not None else None
+        if forge is not None and number is not None:
+            closed = forge.close_pull_request(int(number))
+            ctx.log(f"pull request {closed.url} is {closed.state}: the deploy was cancelled")
+        branch = ctx.outputs.get("review_branch")
+        if branch and gitops.delete_branch(str(branch)):
+            ctx.log(f"deleted review branch {branch}")
+        if gitops.find_by_trailer(CANCELS_TRAILER, ctx.deployment_id) is not None:
+            return  # reverted by an earlier run of this clean-up
+        mine = gitops.find_by_trailer("Deployment-Id", ctx.deployment_id)
+        if mine is None:
+            return
+        app = app_of(ctx)
+        history = gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": app.model_name}, limit=20)
+        index = next((i for i, c in enumerate(history) if c.sha == mine.sha), None)
+        restored = history[index + 1] if index is not None and index + 1 < len(history) else None
+        restores_a_deploy = restored is not None and restored.trailers.get("Action") != "undeploy"
+        trailers = {"Model-Name": app.model_name}
+        if restored is not None and restores_a_deploy:
+            trailers.update(
+                {
+                    "Model-Version": restored.trailers.get("Model-Version", ""),
+                    "Run-Id": restored.trailers.get("Run-Id", ""),
+                    "Image": restored.trailers.get("Image", ""),
+                    "Action": "rollback",
+                    "Reverts-To": restored.sha,
+                }
+            )
+        else:
+            trailers["Action"] = "undeploy"
+        trailers.update({CANCELS_TRAILER: ctx.deployment_id, "Requested-By": _cancelled_by(ctx)})
+        result = gitops.revert(
+            mine.sha,
+            subject=f"cancel deploy {app.model_name} v{mine.trailers.get('Model-Version', '?')}",
+            body=f"Revert {mine.sha[:12]} ({mine.subject}): deployment {ctx.deployment_id} was cancelled.",
+            trailers=trailers,
+        )
+        ctx.log(f"reverted {mine.sha[:12]} as {result.sha[:12]}: the deploy was cancelled")
+
     def _open_pull_request(
         self, ctx: StepContext, app: AppRef, subject: str, result: CommitResult, branch: str
     ) -> StepResult:
@@ -198,6 +246,11 @@ class CommitStep:
             RUN_ID: current.trailers.get("Run-Id"),
             "metrics": self._run_metrics(current.trailers.get("Run-Id")),
         }
+
+
+def _cancelled_by(ctx: StepContext) -> str:
+    details = (ctx.deployment.error or {}).get("details") or {}
+    return str(details.get("cancelled_by") or ctx.deployment.requested_by)
 
 
 def earlier_commit_of(ctx: StepContext, gitops: GitOpsRepo, step_name: str) -> CommitInfo | None:

@@ -17,12 +17,7 @@ class PushStep:
         self.registry = registry
 
     def run(self, ctx: StepContext) -> StepResult:
-        settings = ctx.settings.registry
-        model_name = ctx.request["model_name"]
-        repository = f"{settings.repository_prefix}/{model_name}" if settings.repository_prefix else model_name
-        # One tag per version and deployment: a retry of this deploy pushes the same content under
-        # the same tag (a no-op even with immutable tags); another deploy never collides with it.
-        tag = f"v{ctx.outputs[MODEL_VERSION]}-{ctx.deployment_id[:12]}"
+        repository, tag = _destination(ctx)
         pushed = self.registry().push(ctx.outputs[LOCAL_IMAGE], repository, tag, ctx.log)
         return StepResult(
             {
@@ -32,3 +27,21 @@ class PushStep:
             },
             f"pushed {pushed.uri}",
         )
+
+    def discard(self, ctx: StepContext) -> None:
+        """A cancelled deploy leaves no tag without a version: the tag it pushed is deleted."""
+        if MODEL_VERSION not in ctx.outputs:
+            return
+        repository, tag = _destination(ctx)
+        if self.registry().delete_tag(repository, tag):
+            ctx.log(f"deleted {repository}:{tag} from the registry: the deploy was cancelled")
+
+
+def _destination(ctx: StepContext) -> tuple[str, str]:
+    """The repository and tag this deploy pushes to. One tag per version and deployment: a retry of
+    this deploy pushes the same content under the same tag (a no-op even with immutable tags);
+    another deploy never collides with it."""
+    settings = ctx.settings.registry
+    model_name = ctx.request["model_name"]
+    repository = f"{settings.repository_prefix}/{model_name}" if settings.repository_prefix else model_name
+    return repository, f"v{ctx.outputs[MODEL_VERSION]}-{ctx.deployment_id[:12]}"

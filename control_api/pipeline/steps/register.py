@@ -24,6 +24,19 @@ class RegisterStep:
     def __init__(self, mlflow: Provider[MlflowGateway]) -> None:
         self.mlflow = mlflow
 
+    def discard(self, ctx: StepContext) -> None:
+        """A cancelled deploy leaves no version behind: the one it registered for its run is deleted
+        (found by run id, so also one registered by an attempt the cancel interrupted)."""
+        run_id = ctx.outputs.get(RUN_ID)
+        if not run_id:
+            return
+        gateway = self.mlflow()
+        model_name = ctx.request["model_name"]
+        version = gateway.find_version_for_run(model_name, run_id)
+        if version is not None:
+            gateway.delete_version(model_name, str(version.version))
+            ctx.log(f"deleted {model_name} version {version.version}: the deploy was cancelled")
+
     def run(self, ctx: StepContext) -> StepResult | NotYet:
         gateway = self.mlflow()
         model_name = ctx.request["model_name"]

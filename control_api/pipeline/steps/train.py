@@ -68,6 +68,7 @@ class TrainStep:
         env = self.environments().ensure(
             request.get("requirements") or [], embedded_store=gateway.is_embedded, log=ctx.log
         )
+        ctx.raise_if_cancelled()  # preparing the environment can take minutes
         experiment_name = request.get("experiment_name") or request["model_name"]
         experiment_id = gateway.ensure_experiment(experiment_name)
         tags = {
@@ -127,7 +128,7 @@ class TrainStep:
                         limits=limits,
                         sandbox=box,
                     ),
-                    on_start=lambda pid: ctx.save_progress(train_pgid=pid),
+                    on_start=lambda pid: self._started(ctx, pid),
                 )
         except TrainingTimeout as exc:
             self._log_output(ctx, workdir)
@@ -174,6 +175,35 @@ class TrainStep:
             },
             f"run {run_id} logged model {model.name!r} in {outcome.duration_seconds:.1f} s",
         )
+
+    @staticmethod
+    def _started(ctx: StepContext, pgid: int) -> None:
+        """Record the script's process group, so a cancel or a restart can kill it; a cancel that
+        came before it was recorded found nothing to kill, so the group is killed here."""
+        ctx.save_progress(train_pgid=pgid)
+        if ctx.cancelled():
+            kill_process_group(pgid)
+
+    def cancel(self, deployment_id: str, outputs: dict[str, Any]) -> None:
+        """Stop the training in flight: kill the script's process group (the run is closed by
+        ``discard``). A training backend that runs elsewhere (a Kubernetes Job) stops its work here,
+        through its own ``cancel(deployment_id)``."""
+        pgid, run_id = outputs.get(TRAIN_PGID), outputs.get(RUN_ID)
+        if pgid and run_id and _is_our_training_process(int(pgid), run_id):
+            kill_process_group(int(pgid))
+
+    def discard(self, ctx: StepContext) -> None:
+        """The cancelled deploy's run stays in its experiment as history, ``KILLED`` if it was still
+        running, and tagged ``mlops.cancelled`` so nobody mistakes it for a served model's run."""
+        self.cancel(ctx.deployment_id, ctx.outputs)  # a training left behind by a crash mid-cancel
+        run_id = ctx.outputs.get(RUN_ID)
+        if not run_id:
+            return
+        gateway = self.mlflow()
+        if gateway.get_run(run_id).info.status == "RUNNING":
+            gateway.set_run_status(run_id, "KILLED")
+        gateway.set_run_tag(run_id, "mlops.cancelled", "true")
+        ctx.log(f"run {run_id} closed: the deploy was cancelled")
 
     def _resume(self, ctx: StepContext) -> StepResult | None:
         """Pick up an attempt that a crash or restart interrupted."""
