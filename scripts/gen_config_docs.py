@@ -121,15 +121,25 @@ def render() -> str:
     prefix = Settings.model_config.get("env_prefix", "MLOPS_")
     delimiter = Settings.model_config.get("env_nested_delimiter", "__")
     out = [INTRO, "## General", "", *table(Settings, prefix), ""]
-    for name, field in Settings.model_fields.items():
+    out += sections(Settings, prefix, delimiter, "", 2)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def sections(model: type[BaseModel], prefix: str, delimiter: str, path: str, level: int) -> list[str]:
+    """One heading and table per nested settings model, walked depth first (``training.kubernetes``)."""
+    out: list[str] = []
+    for name, field in model.model_fields.items():
         if not is_section(field):
             continue
-        model = field.annotation
-        out += [f"## `{name}`", ""]
+        section = typing.cast(type[BaseModel], field.annotation)
+        dotted = f"{path}{name}"
+        section_prefix = f"{prefix}{name.upper()}{delimiter}"
+        out += [f"{'#' * level} `{dotted}`", ""]
         if field.description:
             out += [field.description, ""]
-        out += [*table(model, f"{prefix}{name.upper()}{delimiter}"), ""]
-    return "\n".join(out).rstrip("\n") + "\n"
+        out += [*table(section, section_prefix), ""]
+        out += sections(section, section_prefix, delimiter, f"{dotted}.", level + 1)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

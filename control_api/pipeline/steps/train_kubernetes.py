@@ -129,11 +129,25 @@ class KubernetesTrainStep:
             raise RuntimeError("the kubernetes train step needs the kubernetes training backend")
         return backend
 
-    def cancel(self, deployment_id: str) -> None:
+    def cancel(self, deployment_id: str, outputs: dict[str, Any] | None = None) -> None:
         """Stop the deployment's training: its Job and pods are deleted (idempotent)."""
         self._backend().cancel(deployment_id)
         with self._lock:
             self._started.discard(deployment_id)
+
+    def discard(self, ctx: StepContext) -> None:
+        """A cancelled deploy's Job is deleted (again: a crash mid-cancel may have left it) and its run
+        stays in the experiment as history, ``KILLED`` if it was still running and tagged
+        ``mlops.cancelled``."""
+        self.cancel(ctx.deployment_id, ctx.outputs)
+        run_id = ctx.outputs.get(RUN_ID) or ctx.outputs.get(POLL_RUN_ID)
+        if not run_id:
+            return
+        gateway = self.mlflow()
+        if gateway.get_run(run_id).info.status == "RUNNING":
+            gateway.set_run_status(run_id, "KILLED")
+        gateway.set_run_tag(run_id, "mlops.cancelled", "true")
+        ctx.log(f"run {run_id} closed and its training Job deleted: the deploy was cancelled")
 
     def run(self, ctx: StepContext) -> StepResult | NotYet:
         gateway = self.mlflow()
