@@ -175,6 +175,32 @@ def test_a_training_over_its_timeout_fails_naming_the_deadline(world: World, ser
     assert world.jobs(body["deployment_id"]) == []
 
 
+def test_cancel_during_training_deletes_the_job_and_closes_the_run(world: World, service: TestClient) -> None:
+    slow = "import time\nprint('training starts', flush=True)\ntime.sleep(600)\n"
+    request = example_request("iris-kcancel", script_content=b64(slow))
+    accepted = service.post("/mlops/deploy", json=request, headers={"Prefer": "respond-async"}).json()
+    deployment_id = accepted["deployment_id"]
+    deadline = time.monotonic() + 600
+    while not world.training_pod_running(deployment_id):
+        assert time.monotonic() < deadline, "the training pod never ran"
+        time.sleep(0.5)
+
+    response = service.post(f"/mlops/deployments/{deployment_id}/cancel")
+    assert response.status_code in (200, 202), response.text
+    deadline = time.monotonic() + 300
+    body = service.get(f"/mlops/deployments/{deployment_id}").json()
+    while body["status"] != "cancelled":
+        assert time.monotonic() < deadline and body["status"] in ("training", "cancelling"), body
+        time.sleep(0.5)
+        body = service.get(f"/mlops/deployments/{deployment_id}").json()
+
+    # Nothing half-made: no Job, the run closed as killed, no registered version.
+    assert world.jobs(deployment_id) == []
+    [run] = runs_of(world, deployment_id)
+    assert run.info.status == "KILLED" and run.data.tags["mlops.cancelled"] == "true"
+    assert MlflowClient(tracking_uri=world.mlflow.url).search_model_versions("name='iris-kcancel'") == []
+
+
 def test_a_service_killed_during_training_reattaches_with_one_run_and_one_version(
     world: World, service: TestClient, tmp_path: Path
 ) -> None:
