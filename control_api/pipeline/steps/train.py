@@ -156,19 +156,10 @@ class TrainStep:
                 f"Last lines of stderr:\n{stderr_tail}",
                 details={RUN_ID: run_id, "exit_code": outcome.exit_code, **({"limit": limit} if limit else {})},
             )
-        models = gateway.logged_models_of_run(run_id, [experiment_id])
-        self._check_models(gateway, run_id, models)
-        if gateway.get_run(run_id).info.status == "RUNNING":
-            gateway.set_run_status(run_id, "FINISHED")
-        model = models[0]
+        model, outputs = finish_run(gateway, run_id, experiment_id, experiment_name)
         return StepResult(
             {
-                RUN_ID: run_id,
-                EXPERIMENT_ID: experiment_id,
-                EXPERIMENT_NAME: experiment_name,
-                "logged_model_id": model.model_id,
-                "logged_model_name": model.name,
-                MODEL_SOURCE: f"models:/{model.model_id}",
+                **outputs,
                 "training_seconds": round(outcome.duration_seconds, 3),
                 "training_environment_reused": env.reused,
                 TRAINING_PACKAGES: env.packages,
@@ -197,13 +188,9 @@ class TrainStep:
         running, and tagged ``mlops.cancelled`` so nobody mistakes it for a served model's run."""
         self.cancel(ctx.deployment_id, ctx.outputs)  # a training left behind by a crash mid-cancel
         run_id = ctx.outputs.get(RUN_ID)
-        if not run_id:
-            return
-        gateway = self.mlflow()
-        if gateway.get_run(run_id).info.status == "RUNNING":
-            gateway.set_run_status(run_id, "KILLED")
-        gateway.set_run_tag(run_id, "mlops.cancelled", "true")
-        ctx.log(f"run {run_id} closed: the deploy was cancelled")
+        if run_id:
+            close_cancelled_run(self.mlflow(), run_id)
+            ctx.log(f"run {run_id} closed: the deploy was cancelled")
 
     def _resume(self, ctx: StepContext) -> StepResult | None:
         """Pick up an attempt that a crash or restart interrupted."""
@@ -384,3 +371,31 @@ def _signal_reason(exit_code: int) -> str:
         name
     )
     return f" (killed by {name}{': ' + why if why else ''})"
+
+
+def finish_run(
+    gateway: MlflowGateway, run_id: str, experiment_id: str, experiment_name: str
+) -> tuple[Any, dict[str, Any]]:
+    """A training that ended well: its one logged model, the run marked finished, and the outputs every
+    train step reports."""
+    models = gateway.logged_models_of_run(run_id, [experiment_id])
+    TrainStep._check_models(gateway, run_id, models)
+    if gateway.get_run(run_id).info.status == "RUNNING":
+        gateway.set_run_status(run_id, "FINISHED")
+    model = models[0]
+    return model, {
+        RUN_ID: run_id,
+        EXPERIMENT_ID: experiment_id,
+        EXPERIMENT_NAME: experiment_name,
+        "logged_model_id": model.model_id,
+        "logged_model_name": model.name,
+        MODEL_SOURCE: f"models:/{model.model_id}",
+    }
+
+
+def close_cancelled_run(gateway: MlflowGateway, run_id: str) -> None:
+    """A cancelled deploy's run stays in its experiment as history, ``KILLED`` if it was still running,
+    and tagged ``mlops.cancelled`` so nobody mistakes it for a served model's run."""
+    if gateway.get_run(run_id).info.status == "RUNNING":
+        gateway.set_run_status(run_id, "KILLED")
+    gateway.set_run_tag(run_id, "mlops.cancelled", "true")

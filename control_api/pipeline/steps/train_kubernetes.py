@@ -27,9 +27,9 @@ from control_api.adapters.registry.base import ImageRegistry
 from control_api.adapters.registry.base import LogSink as PushLogSink
 from control_api.errors import MlopsError, TrainingFailed
 from control_api.journal.store import Journal
-from control_api.pipeline.outputs import EXPERIMENT_ID, EXPERIMENT_NAME, MODEL_SOURCE, RUN_ID
+from control_api.pipeline.outputs import RUN_ID
 from control_api.pipeline.step import NotYet, StepContext, StepResult
-from control_api.pipeline.steps.train import TrainStep
+from control_api.pipeline.steps.train import close_cancelled_run, finish_run
 from control_api.provider import Provider
 from control_api.settings import Settings
 from control_api.training.backends.base import (
@@ -141,13 +141,9 @@ class KubernetesTrainStep:
         ``mlops.cancelled``."""
         self.cancel(ctx.deployment_id, ctx.outputs)
         run_id = ctx.outputs.get(RUN_ID) or ctx.outputs.get(POLL_RUN_ID)
-        if not run_id:
-            return
-        gateway = self.mlflow()
-        if gateway.get_run(run_id).info.status == "RUNNING":
-            gateway.set_run_status(run_id, "KILLED")
-        gateway.set_run_tag(run_id, "mlops.cancelled", "true")
-        ctx.log(f"run {run_id} closed and its training Job deleted: the deploy was cancelled")
+        if run_id:
+            close_cancelled_run(self.mlflow(), run_id)
+            ctx.log(f"run {run_id} closed and its training Job deleted: the deploy was cancelled")
 
     def run(self, ctx: StepContext) -> StepResult | NotYet:
         gateway = self.mlflow()
@@ -177,21 +173,9 @@ class KubernetesTrainStep:
         self._keep_log(gateway, run_id, log_path)
         if outcome.state is TrainingState.FAILED:
             self._fail(ctx, gateway, backend, run_id, outcome)
-        models = gateway.logged_models_of_run(run_id, [experiment_id])
-        TrainStep._check_models(gateway, run_id, models)
-        if gateway.get_run(run_id).info.status == "RUNNING":
-            gateway.set_run_status(run_id, "FINISHED")
-        model = models[0]
+        model, outputs = finish_run(gateway, run_id, experiment_id, experiment_name)
         return StepResult(
-            {
-                RUN_ID: run_id,
-                EXPERIMENT_ID: experiment_id,
-                EXPERIMENT_NAME: experiment_name,
-                "logged_model_id": model.model_id,
-                "logged_model_name": model.name,
-                MODEL_SOURCE: f"models:/{model.model_id}",
-                TRAINING_IMAGE: image,
-            },
+            {**outputs, TRAINING_IMAGE: image},
             f"run {run_id} logged model {model.name!r} in a Kubernetes Job",
         )
 
