@@ -376,30 +376,20 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
     async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
         return await v2_infer_raw(await request.body(), dict(request.headers), name, version)
 
-    app.add_api_route("/v2/models/{name}", v2_model_metadata, methods=["GET"], summary="V2 model metadata", tags=["v2"])
-    app.add_api_route(
-        "/v2/models/{name}/versions/{version}",
-        v2_model_metadata,
-        methods=["GET"],
-        summary="V2 model metadata (one version)",
-        tags=["v2"],
-    )
-    app.add_api_route("/v2/models/{name}/ready", v2_model_ready, methods=["GET"], summary="V2 model ready", tags=["v2"])
-    app.add_api_route(
-        "/v2/models/{name}/versions/{version}/ready",
-        v2_model_ready,
-        methods=["GET"],
-        summary="V2 model ready (one version)",
-        tags=["v2"],
-    )
-    app.add_api_route("/v2/models/{name}/infer", v2_infer, methods=["POST"], summary="V2 inference", tags=["v2"])
-    app.add_api_route(
-        "/v2/models/{name}/versions/{version}/infer",
-        v2_infer,
-        methods=["POST"],
-        summary="V2 inference (one version)",
-        tags=["v2"],
-    )
+    # Each model route also answers under /versions/{version}, as the protocol allows.
+    for suffix, handler, method, summary in (
+        ("", v2_model_metadata, "GET", "V2 model metadata"),
+        ("/ready", v2_model_ready, "GET", "V2 model ready"),
+        ("/infer", v2_infer, "POST", "V2 inference"),
+    ):
+        app.add_api_route(f"/v2/models/{{name}}{suffix}", handler, methods=[method], summary=summary, tags=["v2"])
+        app.add_api_route(
+            f"/v2/models/{{name}}/versions/{{version}}{suffix}",
+            handler,
+            methods=[method],
+            summary=f"{summary} (one version)",
+            tags=["v2"],
+        )
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics():
