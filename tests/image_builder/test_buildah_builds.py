@@ -8,14 +8,12 @@ import json
 import os
 import re
 import subprocess
-import time
 import uuid
 
 import httpx
 import pandas as pd
 import pytest
 
-from control_api.adapters.image_builder.base import ModelBundle
 from control_api.adapters.image_builder.buildah import BuildahImageBuilder
 from control_api.adapters.image_builder.docker_engine import DockerImageBuilder
 from control_api.adapters.registry.buildah_push import BuildahImagePusher, _write_auth_file
@@ -23,6 +21,7 @@ from control_api.adapters.registry.oci import MANIFEST_TYPES, OciRegistry
 from control_api.errors import ImageBuildFailed, ServiceUnavailable, TerminalError
 from control_api.settings import BuildSettings, RegistrySettings
 from control_api.stack.builders import builder_kind
+from tests.support.image_builds import model_bundle, wait_answers
 from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -64,42 +63,13 @@ def local_images():
         subprocess.run(["buildah", "rmi", reference], capture_output=True)
 
 
-def bundle(model_dir, name: str, version: str) -> ModelBundle:
-    return ModelBundle(
-        model_name=name,
-        model_version=version,
-        run_id=f"run-{version}",
-        model_dir=model_dir,
-        model_uri=f"models:/{name}/{version}",
-        mlflow_tracking_uri="http://127.0.0.1:5001",
-        deployment_id=f"dep-buildah-{version}",
-    )
-
-
-def wait_ok(url: str, container, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        container.reload()
-        if container.status == "exited":
-            pytest.fail("the model server exited:\n" + container.logs().decode(errors="replace")[-3000:])
-        time.sleep(0.5)
-    pytest.fail(
-        f"the model server never answered {url} with 200:\n" + container.logs().decode(errors="replace")[-3000:]
-    )
-
-
 def test_buildah_image_is_pushed_by_digest_and_serves_and_the_runtime_is_reused(
     builder, build_settings, model_dirs, registry_url, docker_client, local_images
 ):
     import mlflow.pyfunc
 
     lines: list[str] = []
-    first = builder.build(bundle(model_dirs["logistic"], "iris", "1"), lines.append)
+    first = builder.build(model_bundle(model_dirs["logistic"], "iris", "1", "dep-buildah"), lines.append)
     local_images.append(first.reference)
     assert first.image_id.startswith("sha256:") and len(first.image_id) == 71
     assert first.log == lines
@@ -136,8 +106,8 @@ def test_buildah_image_is_pushed_by_digest_and_serves_and_the_runtime_is_reused(
         )
         try:
             base_url = f"http://127.0.0.1:{port}"
-            wait_ok(f"{base_url}/health", container)
-            wait_ok(f"{base_url}/ready", container)
+            wait_answers(f"{base_url}/health", container)
+            wait_answers(f"{base_url}/ready", container)
             expected = (
                 mlflow.pyfunc.load_model(str(model_dirs["logistic"]))
                 .predict(pd.DataFrame(ROWS, columns=COLUMNS))
@@ -153,7 +123,7 @@ def test_buildah_image_is_pushed_by_digest_and_serves_and_the_runtime_is_reused(
 
     # Version 2 (another estimator, same requirements): only the model layer is built.
     second_lines: list[str] = []
-    second = builder.build(bundle(model_dirs["forest"], "iris", "2"), second_lines.append)
+    second = builder.build(model_bundle(model_dirs["forest"], "iris", "2", "dep-buildah"), second_lines.append)
     local_images.append(second.reference)
     assert second.runtime_cache_hit is True
     assert second.runtime_reference == first.runtime_reference
@@ -184,7 +154,7 @@ def test_uninstallable_requirements_fail_with_the_build_log(builder, model_dirs,
     (model_dir / "requirements.txt").write_text("numpy==0.0.1\n")
     lines: list[str] = []
     with pytest.raises(ImageBuildFailed) as failure:
-        builder.build(bundle(model_dir, "iris-broken", "1"), lines.append)
+        builder.build(model_bundle(model_dir, "iris-broken", "1", "dep-buildah"), lines.append)
     error = failure.value
     assert error.code == "image_build_failed"
     assert "numpy" in error.message
@@ -200,7 +170,9 @@ def test_a_base_image_no_registry_has_is_a_terminal_build_error(registry_url, mo
         backend="buildah", base_image=f"{registry_url}/mlops-test/no-such-base:0", base_image_tls_verify=False
     )
     with pytest.raises(ImageBuildFailed) as failure:
-        BuildahImageBuilder(settings).build(bundle(model_dirs["logistic"], "iris-nobase", "1"), lambda line: None)
+        BuildahImageBuilder(settings).build(
+            model_bundle(model_dirs["logistic"], "iris-nobase", "1", "dep-buildah"), lambda line: None
+        )
     assert failure.value.code == "base_image_missing"
     assert "no-such-base" in failure.value.message
 

@@ -4,16 +4,15 @@ the same requirements reuses the runtime, and failures say why."""
 from __future__ import annotations
 
 import contextlib
-import time
 
 import httpx
 import pandas as pd
 import pytest
 
-from control_api.adapters.image_builder.base import ModelBundle
 from control_api.adapters.image_builder.docker_engine import DockerImageBuilder
 from control_api.errors import ImageBuildFailed, ServiceUnavailable
 from control_api.settings import BuildSettings
+from tests.support.image_builds import model_bundle, wait_answers
 from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -52,33 +51,6 @@ def cleanup(docker_client):
             docker_client.images.remove(image_id, force=True)
 
 
-def bundle(model_dir, name: str, version: str) -> ModelBundle:
-    return ModelBundle(
-        model_name=name,
-        model_version=version,
-        run_id=f"run-{version}",
-        model_dir=model_dir,
-        model_uri=f"models:/{name}/{version}",
-        mlflow_tracking_uri="http://127.0.0.1:5001",
-        deployment_id=f"dep-{version}",
-    )
-
-
-def wait_ready(base_url: str, container, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        container.reload()
-        if container.status == "exited":
-            pytest.fail("the model server exited:\n" + container.logs().decode(errors="replace")[-3000:])
-        time.sleep(0.5)
-    pytest.fail("the model server never became ready:\n" + container.logs().decode(errors="replace")[-3000:])
-
-
 def test_image_serves_pyfunc_predictions_and_a_new_version_reuses_the_runtime(
     builder, model_dirs, docker_client, cleanup
 ):
@@ -86,7 +58,7 @@ def test_image_serves_pyfunc_predictions_and_a_new_version_reuses_the_runtime(
 
     containers, images = cleanup
     lines: list[str] = []
-    first = builder.build(bundle(model_dirs["logistic"], AWKWARD_NAME, "1"), lines.append)
+    first = builder.build(model_bundle(model_dirs["logistic"], AWKWARD_NAME, "1"), lines.append)
     images.append(first.image_id)
     assert first.reference.startswith("mlops/iris-demo-home-x:1-")
     assert any("runtime image" in line and ("reused" in line or "building" in line) for line in lines)
@@ -107,7 +79,7 @@ def test_image_serves_pyfunc_predictions_and_a_new_version_reuses_the_runtime(
     container = docker_client.containers.run(first.reference, detach=True, ports={"8080/tcp": ("127.0.0.1", port)})
     containers.append(container)
     base_url = f"http://127.0.0.1:{port}"
-    wait_ready(base_url, container)
+    wait_answers(f"{base_url}/ready", container)
 
     expected = (
         mlflow.pyfunc.load_model(str(model_dirs["logistic"])).predict(pd.DataFrame(ROWS, columns=COLUMNS)).tolist()
@@ -131,7 +103,7 @@ def test_image_serves_pyfunc_predictions_and_a_new_version_reuses_the_runtime(
 
     # Version 2 (another estimator, same requirements): only the model layer is built.
     second_lines: list[str] = []
-    second = builder.build(bundle(model_dirs["forest"], AWKWARD_NAME, "2"), second_lines.append)
+    second = builder.build(model_bundle(model_dirs["forest"], AWKWARD_NAME, "2"), second_lines.append)
     images.append(second.image_id)
     assert second.runtime_cache_hit is True
     assert second.runtime_reference == first.runtime_reference
@@ -141,9 +113,9 @@ def test_image_serves_pyfunc_predictions_and_a_new_version_reuses_the_runtime(
 
 def test_the_same_inputs_give_the_same_tag(builder, model_dirs, cleanup):
     _, images = cleanup
-    one = builder.build(bundle(model_dirs["logistic"], "iris-same", "7"), lambda line: None)
+    one = builder.build(model_bundle(model_dirs["logistic"], "iris-same", "7"), lambda line: None)
     images.append(one.image_id)
-    again = builder.build(bundle(model_dirs["logistic"], "iris-same", "7"), lambda line: None)
+    again = builder.build(model_bundle(model_dirs["logistic"], "iris-same", "7"), lambda line: None)
     assert again.reference == one.reference
     assert again.runtime_cache_hit is True
 
@@ -157,7 +129,7 @@ def test_uninstallable_requirements_fail_with_the_build_output(builder, model_di
     (model_dir / "requirements.txt").write_text("numpy==0.0.1\n")
     lines: list[str] = []
     with pytest.raises(ImageBuildFailed) as failure:
-        builder.build(bundle(model_dir, "iris-broken", "1"), lines.append)
+        builder.build(model_bundle(model_dir, "iris-broken", "1"), lines.append)
     error = failure.value
     assert error.code == "image_build_failed"
     assert "numpy" in error.message
@@ -169,7 +141,7 @@ def test_uninstallable_requirements_fail_with_the_build_output(builder, model_di
 def test_missing_base_image_is_a_terminal_build_error(model_dirs):
     builder = DockerImageBuilder(BuildSettings(base_image="mlops-test/no-such-base:0"))
     with pytest.raises(ImageBuildFailed) as failure:
-        builder.build(bundle(model_dirs["logistic"], "iris-nobase", "1"), lambda line: None)
+        builder.build(model_bundle(model_dirs["logistic"], "iris-nobase", "1"), lambda line: None)
     assert failure.value.code == "base_image_missing"
 
 
