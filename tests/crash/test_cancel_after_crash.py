@@ -4,27 +4,14 @@ behind (if any) is killed, its run closed, and the deploy ends ``cancelled``."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mlflow.tracking import MlflowClient
 
 from control_api.journal.store import Journal
 from tests.support.control import b64
+from tests.support.processes import live_members
 from tests.support.service_process import ServiceProcess
 
 SLEEPING_SCRIPT = 'import time\nprint("started", flush=True)\ntime.sleep(900)\n'
-
-
-def live_members(pgid: int) -> list[int]:
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(stat.parent.name))
-    return members
 
 
 def test_a_cancel_requested_before_a_crash_completes_after_the_restart(tmp_path, venv_cache):

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.support.forge_emulator import ForgeEmulator
+from tests.support.forge_emulator import TOKEN, ForgeEmulator, ServerThread, build_app
 
 REVIEWER = ("-c", "user.name=reviewer", "-c", "user.email=reviewer@localhost")
 FINAL = ("deployed", "failed", "timed_out")
 API_ROOTS = {"github": "", "gitea": "/api/v1", "gitlab": "/api/v4"}
+# Short waits keep the review step's polling quick; the timeout test shortens the timeout itself.
+MERGE_POLL_SECONDS = 0.3
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -93,3 +96,22 @@ def mark_merged(emulator: ForgeEmulator, number: int) -> None:
 
 def close_unmerged(emulator: ForgeEmulator, number: int) -> None:
     emulator.pulls[number].update(merged=False, state="closed")
+
+
+@contextmanager
+def review_service(make_e2e_client, kind: str, **forge_settings) -> Iterator[tuple[TestClient, ForgeEmulator]]:
+    emulator = ForgeEmulator(kind=kind)
+    with ServerThread(build_app(emulator)) as server:
+        emulator.url = f"http://127.0.0.1:{server.port}{API_ROOTS[kind]}"
+        client = make_e2e_client(
+            git={"review_mode": True},
+            forge={
+                "kind": kind,
+                "api_url": emulator.url,
+                "repository": "acme/gitops",
+                "token": TOKEN,
+                "merge_poll_seconds": MERGE_POLL_SECONDS,
+                **forge_settings,
+            },
+        )
+        yield client, emulator

@@ -16,10 +16,10 @@ import httpx
 from fastapi.testclient import TestClient
 
 from control_api.adapters.image_builder.base import BuiltImage, ImageBuilder, ModelBundle
-from tests.e2e.review_helpers import git
-from tests.e2e.test_review_mode import review_service
+from tests.e2e.review_helpers import git, review_service
 from tests.support.control import assert_error_format, b64, example_request
 from tests.support.deploys import wait_until
+from tests.support.processes import live_members
 
 # A training that says it has started (on its stdout, which the service keeps beside the sandbox's
 # working folder), then sleeps far longer than any test waits.
@@ -70,19 +70,6 @@ def wait_status(client: TestClient, deployment_id: str, wanted: Callable[[str], 
 
 def cancel(client: TestClient, deployment_id: str) -> httpx.Response:
     return client.post(f"/mlops/deployments/{deployment_id}/cancel")
-
-
-def live_members(pgid: int) -> list[int]:
-    """Processes of group ``pgid`` that are still alive (zombies waiting to be reaped are not)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(stat.parent.name))
-    return members
 
 
 def step(body: dict[str, Any], name: str) -> dict[str, Any]:

@@ -6,53 +6,29 @@ on the target branch, however the reviewer merged it, and stops when the pull re
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from tests.e2e.review_helpers import (
-    API_ROOTS,
     FINAL,
     MERGES,
     close_unmerged,
     git,
     mark_merged,
     push_unrelated_change,
+    review_service,
     reviewer_clone,
     wait_for_status,
 )
 from tests.support.control import example_request
-from tests.support.forge_emulator import TOKEN, ForgeEmulator, ServerThread, build_app
+from tests.support.forge_emulator import TOKEN, ForgeEmulator
 
 PULL_PATHS = {
     "gitlab": "/api/v4/projects/acme%2Fgitops/merge_requests/{number}",
     "gitea": "/api/v1/repos/acme/gitops/pulls/{number}",
 }
-# Short waits keep the review step's polling quick; the timeout test shortens the timeout itself.
-MERGE_POLL_SECONDS = 0.3
-
-
-@contextmanager
-def review_service(make_e2e_client, kind: str, **forge_settings) -> Iterator[tuple[TestClient, ForgeEmulator]]:
-    emulator = ForgeEmulator(kind=kind)
-    with ServerThread(build_app(emulator)) as server:
-        emulator.url = f"http://127.0.0.1:{server.port}{API_ROOTS[kind]}"
-        client = make_e2e_client(
-            git={"review_mode": True},
-            forge={
-                "kind": kind,
-                "api_url": emulator.url,
-                "repository": "acme/gitops",
-                "token": TOKEN,
-                "merge_poll_seconds": MERGE_POLL_SECONDS,
-                **forge_settings,
-            },
-        )
-        yield client, emulator
 
 
 def only_pull(emulator: ForgeEmulator) -> dict:
