@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.test_local_target import COLUMNS, ROWS, _pyfunc_predictions
-from tests.support.control import example_request
+from tests.support.control import example_request, pyfunc_predictions
+from tests.support.iris import COLUMNS
+from tests.support.iris import SAMPLE_ROWS as ROWS
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -32,4 +33,4 @@ def test_a_buildah_built_image_deploys_and_predicts(make_e2e_client, buildah_bas
         deployed["inference_url"], json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=10
     )
     assert predicted.status_code == 200, predicted.text
-    assert predicted.json()["predictions"] == _pyfunc_predictions(client, "iris-buildah-e2e", "1")
+    assert predicted.json()["predictions"] == pyfunc_predictions(client, "iris-buildah-e2e", "1")

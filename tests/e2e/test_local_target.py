@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import httpx
-import mlflow.pyfunc
-import pandas as pd
 
-from tests.support.control import example_request
+from tests.support.control import example_request, pyfunc_predictions
 from tests.support.git import commit_count, git_log
 from tests.support.iris import COLUMNS
 from tests.support.iris import SAMPLE_ROWS as ROWS
-
-
-def _pyfunc_predictions(client, name: str, version: str) -> list:
-    settings = client.app.state.services.settings
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
-    mlflow.set_registry_uri(settings.mlflow_registry_uri())
-    try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-        return [int(x) for x in model.predict(pd.DataFrame(ROWS, columns=COLUMNS))]
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
 
 
 def _check_open_inference_protocol(deployed: dict, want: list) -> None:
@@ -72,9 +58,9 @@ def test_deploy_serves_predictions_and_redeploy_replaces_the_old_version(
         first["inference_url"], json={"dataframe_split": {"columns": COLUMNS, "data": ROWS}}, timeout=10
     )
     assert predicted.status_code == 200, predicted.text
-    assert predicted.json()["predictions"] == _pyfunc_predictions(client, "iris-e2e", "1")
+    assert predicted.json()["predictions"] == pyfunc_predictions(client, "iris-e2e", "1")
     assert predicted.json()["model_version"] == "1"
-    _check_open_inference_protocol(first, _pyfunc_predictions(client, "iris-e2e", "1"))
+    _check_open_inference_protocol(first, pyfunc_predictions(client, "iris-e2e", "1"))
 
     # Exactly one deploy commit, with the trailers a machine can parse.
     assert commit_count(bare) == 2  # seed + deploy

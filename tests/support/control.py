@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from control_api.settings import Settings
 from tests.support.paths import EXAMPLES_DIR
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 EXAMPLE = EXAMPLES_DIR / "train_random_forest.py"
 
@@ -63,3 +67,22 @@ def assert_error_format(response, status: int, code: str | None = None) -> dict:
     if code:
         assert error["code"] == code, error
     return error
+
+
+def pyfunc_predictions(client: TestClient, name: str, version: str) -> list:
+    """What ``mlflow.pyfunc`` predicts for the sample iris rows with the service's registered version."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from tests.support.iris import COLUMNS
+    from tests.support.iris import SAMPLE_ROWS as ROWS
+
+    settings = client.app.state.services.settings
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
+    mlflow.set_registry_uri(settings.mlflow_registry_uri())
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        return [int(x) for x in model.predict(pd.DataFrame(ROWS, columns=COLUMNS))]
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
