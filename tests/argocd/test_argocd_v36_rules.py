@@ -172,14 +172,16 @@ def test_an_unschedulable_pod_gets_its_grace_period(argocd, kubernetes, gitops_r
 def test_deletion_is_asynchronous_and_a_deleting_app_cannot_be_upserted(argocd, gitops_repo, cluster, simulator):
     sha = _deploy(argocd, gitops_repo)
     wait_for_sync(argocd, APP_NAME, sha, timeout=30, poll=0.05)
-    simulator.set_faults(stale_reconcile_seconds=1)  # the controller takes its time to finalize
-
-    assert argocd.delete_application(APP_NAME) is True
-    deleting = argocd.get_application(APP_NAME)
-    if deleting is not None:  # the controller may already have finished
-        assert deleting["metadata"].get("deletionTimestamp")
+    # A paused controller holds the Application in its deleting state for as long as the checks take.
+    simulator.argocd.controller.pause()
+    try:
+        assert argocd.delete_application(APP_NAME) is True
+        deleting = argocd.get_application(APP_NAME)
+        assert deleting is not None and deleting["metadata"].get("deletionTimestamp")
         with pytest.raises(ArgoCDApplicationDeleting):
             argocd.upsert_application(application_manifest(gitops_repo.url))
+    finally:
+        simulator.argocd.controller.resume()
     argocd.wait_deleted(APP_NAME, timeout=30)
     # The finalizer made Argo CD delete the model's resources before the Application.
     assert cluster.list("Deployment", NAMESPACE) == []

@@ -768,7 +768,11 @@ def test_hpa_and_pdb_status(cluster: Cluster) -> None:
 
 def test_deleting_cascades_and_namespace_deletion_empties_it(cluster: Cluster) -> None:
     cluster.apply(deployment(replicas=2))
-    wait_for(lambda: len(pods(cluster)) == 2, what="two pods")
+    # The kubelet reports Killing only for a container it has started.
+    wait_for(
+        lambda: len([p for p in pods(cluster) if container_status(p)["state"].get("running")]) == 2,
+        what="two running pods",
+    )
     assert cluster.delete("Deployment", "models", "iris")
     wait_for(lambda: not pods(cluster) and not cluster.list("ReplicaSet", "models"), what="dependents collected")
     assert not cluster.delete("Deployment", "models", "iris")
