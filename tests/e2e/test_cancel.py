@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from control_api.adapters.image_builder.base import BuiltImage, ImageBuilder, ModelBundle
 from tests.e2e.review_helpers import git, review_service
 from tests.support.control import assert_error_format, b64, example_request
 from tests.support.deploys import wait_until
+from tests.support.pausing_builder import PausingBuilder
 from tests.support.processes import live_members
 
 # A training that says it has started (on its stdout, which the service keeps beside the sandbox's
@@ -149,27 +149,6 @@ def test_cancel_during_training_kills_it_and_leaves_nothing(make_e2e_client, tmp
     assert client.get(f"/mlops/deployments/{failed_id}").json() == failed
 
     assert_error_format(cancel(client, "0" * 32), 404, "deployment_not_found")
-
-
-class PausingBuilder:
-    """The real image builder, whose build holds its first output line until the test says so: the
-    cancel then arrives while the Docker build is in progress, deterministically."""
-
-    def __init__(self, real: ImageBuilder) -> None:
-        self.real = real
-        self.building = threading.Event()
-        self.release = threading.Event()
-
-    def build(self, bundle: ModelBundle, on_log: Callable[[str], None]) -> BuiltImage:
-        def held(line: str) -> None:
-            self.building.set()
-            self.release.wait(WAIT_SECONDS)
-            on_log(line)
-
-        return self.real.build(bundle, held)
-
-    def ping(self) -> None:
-        self.real.ping()
 
 
 def test_cancel_during_build_stops_it_and_deletes_the_version(make_e2e_client, tmp_path, docker_client):

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,13 @@ from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 
 from control_api.app import create_app
+from tests.e2e.review_helpers import git, review_service
 from tests.simulator import DockerKubelet, Simulator
 from tests.support.control import EXAMPLE, b64, example_request, make_settings, merged
 from tests.support.iris import COLUMNS
 from tests.support.iris import SAMPLE_ROWS as ROWS
 from tests.support.mlflow_server import MlflowServer
+from tests.support.pausing_builder import PausingBuilder
 from tests.support.service_process import ServiceProcess
 
 FINAL = ("deployed", "registered", "failed", "timed_out")
@@ -43,6 +46,7 @@ class World:
     data_root: Path
     overrides: dict[str, Any]
     venv_cache: Path
+    review_data_root: Path
 
     def jobs(self, deployment_id: str) -> list[dict]:
         return self.simulator.cluster.list("Job", self.namespace, f"mlops.io/deployment-id={deployment_id}")
@@ -63,6 +67,7 @@ def world(
     root = tmp_path_factory.mktemp("ktrain")
     namespace = f"e2e-ktrain-{uuid.uuid4().hex[:6]}"
     bare = root / "data" / "gitops.git"
+    review_bare = root / "review-data" / "gitops.git"  # the review-mode service's own data folder
     client = docker.from_env(timeout=120)
     kubelet = DockerKubelet(client)
     mlflow = MlflowServer(root / "mlflow", host=kubelet.host_ip).start()
@@ -72,7 +77,7 @@ def world(
         kustomize_cmd=kustomize_cmd,
         contracts_dir=contracts_dir,
         namespaces=[namespace],
-        source_repos=[bare.as_uri(), str(bare)],
+        source_repos=[bare.as_uri(), str(bare), review_bare.as_uri(), str(review_bare)],
         tls=True,
     )
     overrides = {
@@ -103,7 +108,7 @@ def world(
     }
     try:
         with simulator:
-            yield World(simulator, mlflow, namespace, root / "data", overrides, venv_cache)
+            yield World(simulator, mlflow, namespace, root / "data", overrides, venv_cache, root / "review-data")
         assert simulator.checker.violations == []
     finally:
         mlflow.stop()
@@ -125,8 +130,14 @@ def finished(client: TestClient, body: dict, timeout: float = 900) -> dict:
     return body
 
 
+def mlflow_client(world: World) -> MlflowClient:
+    """Bound to the server for both tracking and the registry: a client given only a tracking URI takes
+    its registry from process-wide MLflow state, which other code in this process may have set."""
+    return MlflowClient(tracking_uri=world.mlflow.url, registry_uri=world.mlflow.url)
+
+
 def runs_of(world: World, deployment_id: str) -> list[Any]:
-    mlflow = MlflowClient(tracking_uri=world.mlflow.url)
+    mlflow = mlflow_client(world)
     experiments = [experiment.experiment_id for experiment in mlflow.search_experiments()]
     return mlflow.search_runs(experiments, filter_string=f"tags.`mlops.deployment_id` = '{deployment_id}'")
 
@@ -146,9 +157,7 @@ def test_a_deploy_trains_in_a_job_and_serves_a_real_prediction(world: World, ser
     )
     [run] = runs_of(world, body["deployment_id"])
     assert run.info.status == "FINISHED" and run.info.run_id == body["run_id"]
-    artifacts = [
-        item.path for item in MlflowClient(tracking_uri=world.mlflow.url).list_artifacts(run.info.run_id, "logs")
-    ]
+    artifacts = [item.path for item in mlflow_client(world).list_artifacts(run.info.run_id, "logs")]
     assert artifacts == [f"logs/{run.info.run_id}.pod.log"]
     events = service.get(f"/mlops/deployments/{body['deployment_id']}/events").text
     assert "accuracy" in events.lower(), events[-2000:]  # the script's own output, streamed from the pod
@@ -185,20 +194,99 @@ def test_cancel_during_training_deletes_the_job_and_closes_the_run(world: World,
         assert time.monotonic() < deadline, "the training pod never ran"
         time.sleep(0.5)
 
-    response = service.post(f"/mlops/deployments/{deployment_id}/cancel")
-    assert response.status_code in (200, 202), response.text
-    deadline = time.monotonic() + 300
-    body = service.get(f"/mlops/deployments/{deployment_id}").json()
-    while body["status"] != "cancelled":
-        assert time.monotonic() < deadline and body["status"] in ("training", "cancelling"), body
-        time.sleep(0.5)
-        body = service.get(f"/mlops/deployments/{deployment_id}").json()
+    body = cancelled(service, deployment_id, while_in=("training",))
+    assert body["error"]["step"] == "train"
 
     # Nothing half-made: no Job, the run closed as killed, no registered version.
     assert world.jobs(deployment_id) == []
     [run] = runs_of(world, deployment_id)
     assert run.info.status == "KILLED" and run.data.tags["mlops.cancelled"] == "true"
-    assert MlflowClient(tracking_uri=world.mlflow.url).search_model_versions("name='iris-kcancel'") == []
+    assert mlflow_client(world).search_model_versions("name='iris-kcancel'") == []
+
+
+def cancelled(client: TestClient, deployment_id: str, while_in: tuple[str, ...]) -> dict:
+    """Cancel the deploy and wait until it is ``cancelled``; it may only pass through ``while_in``."""
+    response = client.post(f"/mlops/deployments/{deployment_id}/cancel")
+    assert response.status_code in (200, 202), response.text
+    deadline = time.monotonic() + 300
+    body = client.get(f"/mlops/deployments/{deployment_id}").json()
+    while body["status"] != "cancelled":
+        assert time.monotonic() < deadline and body["status"] in (*while_in, "cancelling"), body
+        time.sleep(0.5)
+        body = client.get(f"/mlops/deployments/{deployment_id}").json()
+    assert body["error"]["code"] == "cancelled", body
+    return body
+
+
+def test_cancel_during_the_buildah_build_stops_it_and_deletes_the_version(world: World, service: TestClient) -> None:
+    services = service.app.state.services
+    real = services.image_builder
+    builder = PausingBuilder(real, freeze="buildah")
+    services.image_builder = builder  # the build step asks the services for its builder on each run
+    try:
+        accepted = service.post(
+            "/mlops/deploy", json=example_request("iris-kbuild"), headers={"Prefer": "respond-async"}
+        ).json()
+        deployment_id = accepted["deployment_id"]
+        assert builder.building.wait(900), "the model image build never started"
+        assert builder.frozen, "no buildah process was building the model image"
+        version = services.journal.get(deployment_id).step("register").outputs["model_version"]
+        assert mlflow_client(world).get_model_version("iris-kbuild", version).run_id
+        response = service.post(f"/mlops/deployments/{deployment_id}/cancel")
+        assert response.status_code == 202, response.text
+        builder.release.set()
+        body = cancelled(service, deployment_id, while_in=("building",))
+    finally:
+        builder.release.set()
+        services.image_builder = real
+    assert body["error"]["step"] == "build", body
+    # buildah was terminated mid-build: the process is gone and the model image was never written.
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in builder.frozen):
+        assert time.monotonic() < deadline, f"buildah {builder.frozen} still runs after the cancel"
+        time.sleep(0.2)
+    assert builder.model_reference and real.image_id(builder.model_reference) is None
+    assert mlflow_client(world).search_model_versions("name='iris-kbuild'") == []
+    assert world.jobs(deployment_id) == []
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_cancel_while_awaiting_review_closes_the_pull_request(world: World) -> None:
+    with ExitStack() as stack:
+
+        def review_client(**overrides: Any) -> TestClient:
+            settings = make_settings(world.review_data_root, world.venv_cache, **merged(world.overrides, overrides))
+            return stack.enter_context(TestClient(create_app(settings)))
+
+        client, emulator = stack.enter_context(review_service(review_client, "github"))
+        answer = client.post("/mlops/deploy", json=example_request("iris-kreview")).json()
+        assert answer["status"] == "awaiting_review", answer
+        deployment_id = answer["deployment_id"]
+        [pull] = emulator.pulls.values()
+        bare = world.review_data_root / "gitops.git"
+        assert git("--git-dir", str(bare), "branch", "--list", pull["head"]).strip()
+        image = client.app.state.services.journal.get(deployment_id).outputs["image_tag"]
+        repository, tag = image.rsplit(":", 1)
+        host, path = repository.split("/", 1)
+        manifest = f"http://{host}/v2/{path}/manifests/{tag}"
+        accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+        assert httpx.head(manifest, headers=accept, timeout=10).status_code == 200
+
+        body = cancelled(client, deployment_id, while_in=("awaiting_review",))
+        assert body["error"]["step"] == "review"
+        assert pull["state"] == "closed" and not pull["merged"]
+        assert git("--git-dir", str(bare), "branch", "--list", pull["head"]).strip() == ""
+        assert httpx.head(manifest, headers=accept, timeout=10).status_code == 404
+        assert mlflow_client(world).search_model_versions("name='iris-kreview'") == []
+        assert world.jobs(deployment_id) == []
+        on_main = git("--git-dir", str(bare), "log", "main", "--format=%H", f"--grep=Deployment-Id: {deployment_id}")
+        assert on_main.split() == []
 
 
 def test_a_service_killed_during_training_reattaches_with_one_run_and_one_version(
@@ -224,15 +312,9 @@ def test_a_service_killed_during_training_reattaches_with_one_run_and_one_versio
         assert [found["metadata"]["uid"] for found in world.jobs(deployment_id)] == [job["metadata"]["uid"]]
         [run] = runs_of(world, deployment_id)
         assert run.info.run_id == body["run_id"]
-        # One full CI run found no version here although the deploy said registered (cause not yet
-        # known); look again for a while so a slow server is told apart from a missing version.
-        mlflow = MlflowClient(tracking_uri=world.mlflow.url)
-        deadline = time.monotonic() + 30
-        versions = mlflow.search_model_versions("name='iris-crash'")
-        while not versions and time.monotonic() < deadline:
-            time.sleep(1)
-            versions = mlflow.search_model_versions("name='iris-crash'")
-        assert [version.run_id for version in versions] == [run.info.run_id], body
+        versions = mlflow_client(world).search_model_versions("name='iris-crash'")
+        log = (tmp_path / "service.log").read_text(errors="replace")
+        assert [version.run_id for version in versions] == [run.info.run_id], (body, log[-6000:])
     finally:
         second.stop()
 
