@@ -205,3 +205,24 @@ def test_secret_templates_are_valid_and_hold_no_values():
             assert value.startswith("<") and value.endswith(">"), "templates must only hold placeholders"
     kustomization = YAML(typ="safe", pure=True).load((CONTROL_SERVICE_DIR / "kustomization.yaml").read_text())
     assert "secrets.example.yaml" not in kustomization["resources"]
+
+
+@pytest.mark.kustomize
+def test_the_kubernetes_training_install_adds_its_namespace_role_and_settings(kustomize_cmd):
+    install = ARGOCD_DIR / "control-service-kubernetes-training"
+    result = subprocess.run([*kustomize_cmd, str(install)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    built = [document for document in YAML(typ="safe", pure=True).load_all(result.stdout) if document]
+    for document in built:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    [deployment] = [document for document in built if document["kind"] == "Deployment"]
+    env = {item["name"]: item.get("value") for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLOPS_TRAINING__BACKEND"] == "kubernetes"
+    assert env["MLOPS_BUILD__BACKEND"] == "buildah"  # the parent install's settings are kept
+    training_namespace = env["MLOPS_TRAINING__KUBERNETES__NAMESPACE"]
+    namespaces = {document["metadata"]["name"] for document in built if document["kind"] == "Namespace"}
+    assert namespaces == {"mlops-system", training_namespace}
+    [role] = [document for document in built if document["kind"] == "Role"]
+    [binding] = [document for document in built if document["kind"] == "RoleBinding"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == training_namespace
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mlops-control", "namespace": "mlops-system"}]

@@ -1,5 +1,6 @@
 """Training as Kubernetes Jobs end to end: the ``argocd`` target on the simulator (Argo CD and a cluster
-whose kubelet runs pods as Docker containers, memory limits included), the ``kubernetes`` training
+whose kubelet runs pods as Docker containers, memory limits included, and whose API server grants the
+service only the shipped install's roles), the ``kubernetes`` training
 backend, the ``buildah`` build backend and a real ``mlflow server`` process the training pods log to.
 
 One simulator, one MLflow server and one training image (every test trains with the same
@@ -33,6 +34,7 @@ from tests.support.iris import SAMPLE_ROWS as ROWS
 from tests.support.mlflow_server import MlflowServer
 from tests.support.pausing_builder import PausingBuilder
 from tests.support.service_process import ServiceProcess
+from tests.support.shipped_rbac import shipped_control_rbac
 
 FINAL = ("deployed", "registered", "failed", "timed_out")
 REPOSITORY_PREFIX = "mlops-e2e-ktrain"
@@ -79,6 +81,8 @@ def world(
         namespaces=[namespace],
         source_repos=[bare.as_uri(), str(bare), review_bare.as_uri(), str(review_bare)],
         tls=True,
+        # The service's Kubernetes token may do only what the shipped install grants it.
+        kubernetes_rbac=shipped_control_rbac(kustomize_cmd, training_namespace=namespace),
     )
     overrides = {
         "target": {"kind": "argocd", "ready_timeout_seconds": 180},
@@ -110,6 +114,7 @@ def world(
         with simulator:
             yield World(simulator, mlflow, namespace, root / "data", overrides, venv_cache, root / "review-data")
         assert simulator.checker.violations == []
+        assert simulator.kube_server is not None and simulator.kube_server.app.state.refused == []
     finally:
         mlflow.stop()
         client.close()

@@ -11,6 +11,7 @@ from tests.simulator.argocd import DEFAULT_TOKEN as ARGOCD_TOKEN
 from tests.simulator.argocd import ArgoCD, ArgoFaults, ArgoServer
 from tests.simulator.contracts import ContractChecker
 from tests.simulator.kube import Cluster, KubeFaults, KubeServer, Kubelet
+from tests.simulator.kube.rbac import RbacPolicy
 from tests.simulator.kube.server import DEFAULT_TOKEN as KUBERNETES_TOKEN
 
 # Switches that exist on both APIs: set on one name, they apply to both servers.
@@ -31,10 +32,12 @@ class Simulator:
         controller_period: float = 0.2,
         progress_deadline_scale: float = 1.0,
         kubernetes_token: str = KUBERNETES_TOKEN,
+        kubernetes_rbac: RbacPolicy | None = None,
         **argocd_options: Any,
     ) -> None:
         """``namespaces`` exist in the cluster from the start and are added to the AppProjects'
         destinations; ``source_repos`` replace the projects' repository URL (projects_from_file).
+        ``kubernetes_rbac`` restricts the Kubernetes token to a service account's roles.
         ``argocd_options`` go to ArgoCD (token, username, password, policy_csv, reconcile_lag, ...)."""
         self.argocd_token = argocd_options.get("token", ARGOCD_TOKEN)
         self.kubernetes_token = kubernetes_token
@@ -58,7 +61,7 @@ class Simulator:
                 namespaces=list(namespaces),
                 **argocd_options,
             )
-            self.kube_server = KubeServer(self.cluster, token=kubernetes_token)
+            self.kube_server = KubeServer(self.cluster, token=kubernetes_token, rbac=kubernetes_rbac)
             self.argo_server = ArgoServer(self.argocd, self.checker, tls=tls)
         except BaseException:
             self.close()

@@ -5,7 +5,7 @@ Paths follow the API conventions (api-concepts): core objects under /api/v1, gro
 pod logs (``container``, ``tailLines``, ``previous``) as text/plain. Lists are ``<Kind>List`` objects
 whose items carry no kind/apiVersion, as the API server serialises them. Errors are ``Status`` objects.
 Every request needs ``Authorization: Bearer <token>`` (anonymous access disabled); a wrong or missing
-token is 401. Test controls under /_sim/kube need no token.
+token is 401. With an RBAC policy (rbac.py), a request its roles do not allow is 403. Test controls under /_sim/kube need no token.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from tests.simulator.kube.cluster import Cluster
+from tests.simulator.kube.rbac import RbacPolicy
 from tests.simulator.kube.store import KubeError, plural_resource
 
 # (group/version, resource plural) -> kind
@@ -56,9 +57,10 @@ def status_response(error: KubeError, details: dict | None = None) -> JSONRespon
     return JSONResponse(body, status_code=error.status)
 
 
-def create_app(cluster: Cluster, *, token: str) -> FastAPI:
+def create_app(cluster: Cluster, *, token: str, rbac: RbacPolicy | None = None) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.requests = []
+    app.state.refused = []  # (method, path, message) of requests RBAC refused
     counter = itertools.count()
 
     @app.middleware("http")
@@ -70,6 +72,12 @@ def create_app(cluster: Cluster, *, token: str) -> FastAPI:
         faults = cluster.faults
         if faults.api_unauthorized or request.headers.get("authorization") != f"Bearer {token}":
             return status_response(KubeError(401, "Unauthorized", "Unauthorized"))
+        if rbac is not None:
+            try:
+                rbac.authorize(request.method, path, dict(request.query_params))
+            except KubeError as error:
+                app.state.refused.append((request.method, path, error.message))
+                return status_response(error)
         if faults.api_flaky_5xx and next(counter) % 2 == 0:
             return status_response(
                 KubeError(503, "ServiceUnavailable", "the server is currently unable to handle the request")

@@ -11,15 +11,25 @@ import uvicorn
 
 from tests.simulator.kube.api import create_app
 from tests.simulator.kube.cluster import Cluster
+from tests.simulator.kube.rbac import RbacPolicy
 
 DEFAULT_TOKEN = "sim-kubernetes-token"
 
 
 class KubeServer:
-    def __init__(self, cluster: Cluster, *, token: str = DEFAULT_TOKEN, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        token: str = DEFAULT_TOKEN,
+        host: str = "127.0.0.1",
+        rbac: RbacPolicy | None = None,
+    ) -> None:
+        """``rbac``: the token is that service account's, and may do what its roles allow; without it,
+        the token may do everything (a cluster-admin's)."""
         self.cluster = cluster
         self.token = token
-        self.app = create_app(cluster, token=token)
+        self.app = create_app(cluster, token=token, rbac=rbac)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, 0))
