@@ -157,9 +157,11 @@ def test_a_deploy_trains_in_a_job_and_serves_a_real_prediction(world: World, ser
     assert len(answer.json()["predictions"]) == len(ROWS)
 
     [job] = world.jobs(body["deployment_id"])  # kept until its ttlSecondsAfterFinished
-    assert job["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
-        f"{world.overrides['registry']['url']}/{REPOSITORY_PREFIX}/training@sha256:"
-    )
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].startswith(f"{world.overrides['registry']['url']}/{REPOSITORY_PREFIX}/training@sha256:")
+    # The tracking URI (which may hold a password) reached the pod through the Job's Secret.
+    [tracking] = [item for item in container["env"] if item["name"] == "MLFLOW_TRACKING_URI"]
+    assert world.mlflow.url not in str(job) and "secretKeyRef" in tracking["valueFrom"]
     [run] = runs_of(world, body["deployment_id"])
     assert run.info.status == "FINISHED" and run.info.run_id == body["run_id"]
     artifacts = [item.path for item in mlflow_client(world).list_artifacts(run.info.run_id, "logs")]

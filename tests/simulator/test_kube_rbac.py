@@ -140,5 +140,7 @@ def test_the_shipped_roles_let_the_service_read_everywhere_and_train_only_in_its
     assert allowed("GET", "/api/v1/namespaces/models/pods/p/log")
     assert allowed("POST", "/apis/batch/v1/namespaces/team-train/jobs")
     assert allowed("DELETE", "/api/v1/namespaces/team-train/configmaps/script")
+    assert allowed("POST", "/api/v1/namespaces/team-train/secrets")
+    assert not allowed("GET", "/api/v1/namespaces/team-train/secrets/env")  # written, never read back
     assert not allowed("POST", "/apis/batch/v1/namespaces/models/jobs")
     assert not allowed("DELETE", "/apis/apps/v1/namespaces/models/deployments/iris")  # git and Argo CD do that

@@ -4,6 +4,8 @@ embedded MLflow store with the kubernetes backend."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from control_api.errors import InvalidRequestError
@@ -12,8 +14,10 @@ from control_api.training.backends.base import TrainingRequest, TrainingResource
 from control_api.training.backends.job_manifest import (
     bound_resources,
     job_name,
+    render_env_secret,
     render_job,
     render_script_config_map,
+    secret_name,
 )
 from control_api.training.backends.validation import validate_training_backend
 from tests.simulator.contracts import kubernetes_errors
@@ -166,3 +170,36 @@ def test_the_backend_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch) -
     assert loaded.training.backend == "kubernetes"
     assert loaded.training.kubernetes.namespace == "ml-train"
     assert loaded.training.kubernetes.node_selector == {"pool": "gpu"}
+
+
+def test_credentials_reach_the_pod_through_a_secret_not_the_job() -> None:
+    secret_values = {"MLFLOW_TRACKING_URI": "https://user:s3cret@mlflow.example", "API_KEY": 'k"ey: {x}'}
+    request = TrainingRequest(
+        deployment_id="0123abcd",
+        image="registry.example/mlops/training@sha256:" + "0" * 64,
+        script=TRICKY,
+        env={"MLFLOW_RUN_ID": "r1", **secret_values},
+        secret_env=secret_values,
+    )
+    training = settings(namespace="ml-train")
+    job = render_job(
+        request, training, bound_resources(request.resources, training, default_timeout_seconds=60), work_bytes=2**30
+    )
+    assert kubernetes_errors(job) == []
+    assert "s3cret" not in str(job)
+    env = {item["name"]: item for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLFLOW_RUN_ID"]["value"] == "r1"
+    for name in secret_values:
+        assert env[name] == {
+            "name": name,
+            "valueFrom": {"secretKeyRef": {"name": secret_name("0123abcd"), "key": name}},
+        }
+
+    secret = render_env_secret(request, "ml-train", job_uid="uid-1")
+    assert kubernetes_errors(secret) == []
+    assert secret["metadata"]["name"] == secret_name("0123abcd") and secret["metadata"]["namespace"] == "ml-train"
+    assert secret["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": job_name("0123abcd"), "uid": "uid-1"}
+    ]
+    decoded = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert decoded == secret_values

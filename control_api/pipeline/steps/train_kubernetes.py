@@ -154,11 +154,13 @@ class KubernetesTrainStep:
         with self._lock:
             start = ctx.deployment_id not in self._started
         if start:
+            env, secret_env = _pod_environment(ctx, run_id, experiment_id)
             request = TrainingRequest(
                 deployment_id=ctx.deployment_id,
                 image=image,
                 script=base64.b64decode(ctx.request["script_content"]).decode("utf-8"),
-                env=_pod_environment(ctx, run_id, experiment_id),
+                env=env,
+                secret_env=secret_env,
                 resources=requested_resources(ctx.request),
             )
             backend.start(request, PodLog(ctx.journal, ctx.deployment_id, self.name, log_path))
@@ -255,20 +257,22 @@ def _log_path(settings: Settings, deployment_id: str, run_id: str) -> Path:
     return settings.data_path / "work" / deployment_id / f"{run_id}.pod.log"
 
 
-def _pod_environment(ctx: StepContext, run_id: str, experiment_id: str) -> dict[str, str]:
-    user = {
-        name: value
-        for name, value in (ctx.request.get("environment_vars") or {}).items()
-        if not name.startswith(SERVICE_VARIABLES)
-    }
-    tracking_uri = ctx.settings.mlflow.tracking_uri or ""
-    return {
-        **user,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_REGISTRY_URI": tracking_uri,
+def _pod_environment(ctx: StepContext, run_id: str, experiment_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The pod's plain variables, and those that may carry credentials: the tracking URI (it can hold
+    a password) and the request's own ``environment_vars`` (often API keys). The second set reaches
+    the pod through a Secret, not the Job's spec."""
+    plain = {
         "MLFLOW_RUN_ID": run_id,
         "MLFLOW_EXPERIMENT_ID": experiment_id,
         "MLOPS_SERVICE_RUN": "1",
         "USER": "mlops-training",
         "LOGNAME": "mlops-training",
     }
+    user = {
+        name: value
+        for name, value in (ctx.request.get("environment_vars") or {}).items()
+        if not name.startswith(SERVICE_VARIABLES) and name not in plain
+    }
+    tracking_uri = ctx.settings.mlflow.tracking_uri or ""
+    secret = {**user, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri}
+    return {**plain, **secret}, secret

@@ -36,7 +36,10 @@ class TrainingRequest:
     deployment_id: str
     image: str  # the training image (environment + hook), by tag or digest
     script: str  # the script's source
-    env: Mapping[str, str] = field(default_factory=dict)  # MLFLOW_TRACKING_URI, MLFLOW_RUN_ID, ...
+    env: Mapping[str, str] = field(default_factory=dict)  # MLFLOW_RUN_ID, MLFLOW_EXPERIMENT_ID, ...
+    # Variables whose values may carry credentials (the tracking URI, the script's own variables): a
+    # backend keeps them out of the objects it describes the training with.
+    secret_env: Mapping[str, str] = field(default_factory=dict)
     resources: TrainingResources = field(default_factory=TrainingResources)
     command: Sequence[str] | None = None  # default: python <the script>
 

@@ -1,8 +1,10 @@
-"""The training Job and its script ConfigMap, rendered from templates (jinja2, StrictUndefined) and
-parsed back, with the resources a training asks for checked against the settings' bounds."""
+"""The training Job, its script ConfigMap and its environment Secret, rendered from templates
+(jinja2, StrictUndefined) and parsed back, with the resources a training asks for checked against the
+settings' bounds."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -157,7 +159,9 @@ def render_job(
         image=request.image,
         image_pull_policy=settings.image_pull_policy,
         command=list(request.command or ["python", f"{SCRIPT_MOUNT}/{SCRIPT_FILE}"]),
-        env={"TMPDIR": "/work", **request.env},
+        env={"TMPDIR": "/work", **{k: v for k, v in request.env.items() if k not in request.secret_env}},
+        secret_env_names=sorted(request.secret_env),
+        secret_name=secret_name(request.deployment_id),
         requests=dict(limits),  # requests equal limits: the Guaranteed QoS class, no overcommit
         limits=limits,
     )
@@ -178,4 +182,22 @@ def render_script_config_map(request: TrainingRequest, namespace: str, job_uid: 
         job_uid=job_uid,
         script_file=SCRIPT_FILE,
         script=request.script,
+    )
+
+
+def secret_name(deployment_id: str) -> str:
+    return f"{job_name(deployment_id)}-env"
+
+
+def render_env_secret(request: TrainingRequest, namespace: str, job_uid: str) -> dict[str, Any]:
+    """The training's credential-bearing variables as a Secret owned by the Job: whoever may read
+    Jobs in the namespace does not read the tracking server's password."""
+    return _render(
+        "env-secret.yaml.j2",
+        name=secret_name(request.deployment_id),
+        namespace=namespace,
+        labels=job_labels(request.deployment_id),
+        job_name=job_name(request.deployment_id),
+        job_uid=job_uid,
+        data={name: base64.b64encode(value.encode()).decode() for name, value in sorted(request.secret_env.items())},
     )

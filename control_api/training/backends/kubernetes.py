@@ -32,6 +32,7 @@ from control_api.training.backends.job_manifest import (
     bound_resources,
     deployment_label_value,
     job_name,
+    render_env_secret,
     render_job,
     render_script_config_map,
 )
@@ -111,6 +112,10 @@ class KubernetesTrainingBackend:
     def _config_maps(self) -> str:
         return f"/api/v1/namespaces/{self._settings.namespace}/configmaps"
 
+    @property
+    def _secrets(self) -> str:
+        return f"/api/v1/namespaces/{self._settings.namespace}/secrets"
+
     # ---- the interface ----
 
     def find_job(self, deployment_id: str) -> dict[str, Any] | None:
@@ -136,11 +141,16 @@ class KubernetesTrainingBackend:
             log.info("created training Job %s for deployment %s", job["metadata"]["name"], request.deployment_id)
         else:
             log.info("re-attached to training Job %s of deployment %s", job["metadata"]["name"], request.deployment_id)
-        # Created after the Job (it is owned by it); a pod that starts first waits for its volume.
+        # Created after the Job (they are owned by it); a pod that starts first waits for its volume
+        # and its environment (CreateContainerConfigError, retried by the kubelet).
         # On re-attach it may be missing when the previous process stopped in between: 409 is fine.
         self._api.create(
             self._config_maps, render_script_config_map(request, self._settings.namespace, job["metadata"]["uid"])
         )
+        if request.secret_env:
+            self._api.create(
+                self._secrets, render_env_secret(request, self._settings.namespace, job["metadata"]["uid"])
+            )
         with self._lock:
             self._attached[request.deployment_id] = _Attachment(job_name=job["metadata"]["name"], on_log=on_log)
 

@@ -36,7 +36,7 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("batch/v1", "jobs"): "Job",
 }
 # Kinds a client may create and delete over HTTP (the others are written by Argo CD in process).
-WRITABLE_KINDS = frozenset({"Job", "ConfigMap"})
+WRITABLE_KINDS = frozenset({"Job", "ConfigMap", "Secret"})
 SERVER_VERSION = {
     "major": "1",
     "minor": "32",
