@@ -65,7 +65,11 @@ def requested_resources(request: dict[str, Any]) -> TrainingResources:
 
 class PodLog:
     """Where a training pod's log lines go: the deploy's journal (its event stream) and a file that
-    becomes the run's artifact. Called from the backend's log-following thread."""
+    becomes the run's artifact. Called from the backend's log-following thread.
+
+    After a restart the backend follows the pod's log from its first line again. The file holds what
+    an earlier process already passed on, so that many replayed lines are skipped: the journal and
+    the file get each line once."""
 
     def __init__(self, journal: Journal, deployment_id: str, step_name: str, path: Path) -> None:
         self._journal = journal
@@ -74,11 +78,17 @@ class PodLog:
         self.path = path
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The backend replays the log from its first line after a re-attach: the file starts over too.
-        path.write_text("")
+        try:
+            with path.open(encoding="utf-8", errors="replace", newline="\n") as file:
+                self._replayed = sum(1 for _ in file)
+        except FileNotFoundError:
+            self._replayed = 0
 
     def __call__(self, line: str) -> None:
         with self._lock:
+            if self._replayed > 0:
+                self._replayed -= 1
+                return
             with self.path.open("a", encoding="utf-8") as file:
                 file.write(line + "\n")
             self._journal.add_log(self._deployment_id, self._step_name, [line])
