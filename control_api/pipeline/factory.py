@@ -50,6 +50,7 @@ def serving_pipelines(services: Services) -> dict[str, Pipeline]:
         forge=forge,
         mlflow=lambda: services.mlflow,
         application_files=partial(application_files, services.settings),
+        target=target,
     )
     review: tuple[Step, ...] = (ReviewStep(gitops=gitops, forge=forge),) if services.settings.git.review_mode else ()
     serving: tuple[Step, ...] = (

@@ -260,3 +260,52 @@ def test_cancel_after_the_commit_was_pushed_reverts_it(make_e2e_client, tmp_path
     )
     tags = (listed.json().get("tags") or []) if listed.status_code == 200 else []
     assert [t for t in tags if t.endswith(deployment_id[:12])] == []
+
+
+class HoldingTarget:
+    """The service's real target, whose readiness look holds until the test releases it: the cancel
+    then arrives while the deploy waits, after its commit was synced and its containers started."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.waiting = threading.Event()
+        self.release = threading.Event()
+
+    def look_ready(self, *args: Any, **kwargs: Any) -> Any:
+        self.waiting.set()
+        self.release.wait(WAIT_SECONDS)
+        return self.real.look_ready(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_cancel_after_the_sync_reverts_and_syncs_the_revert(make_e2e_client, tmp_path, e2e_namespace):
+    client = make_e2e_client()
+    services = client.app.state.services
+    runtime = services.local_runtime
+    holding = HoldingTarget(services.target)
+    services.target = holding  # the sync, wait and clean-up ask the services for the target each time
+    try:
+        deployment_id = start(client, example_request("cancel-wait"))
+        assert holding.waiting.wait(WAIT_SECONDS), "the deploy never waited for its rollout"
+        # The sync ran: the cancelled version's containers exist.
+        assert [w for w in runtime.list() if w.namespace == e2e_namespace]
+        response = cancel(client, deployment_id)
+        assert response.status_code == 202, response.text
+        holding.release.set()
+        body = wait_status(client, deployment_id, lambda status: status == "cancelled")
+    finally:
+        holding.release.set()
+        services.target = holding.real
+    assert body["error"]["step"] == "wait"
+    bare = tmp_path / "data" / "gitops.git"
+    message = git("--git-dir", str(bare), "log", "-1", "--format=%B", "main")
+    assert f"Cancels-Deployment-Id: {deployment_id}" in message
+    assert "Action: undeploy" in message  # the model's first deploy: nothing was served before it
+    # Git and the target agree again: the revert was synced, so nothing of the model runs.
+    assert [w for w in runtime.list() if w.namespace == e2e_namespace] == []
+    events = services.journal.events(deployment_id)
+    logged = [e["data"].get("line", "") for e in events if e["type"] == "log"]
+    assert any("nothing was served before this deploy" in line for line in logged), logged[-20:]
+    assert services.mlflow.client.search_model_versions("name='cancel-wait'") == []

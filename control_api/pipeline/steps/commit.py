@@ -13,6 +13,7 @@ from control_api.adapters.gitops.types import CommitInfo, CommitRequest, CommitR
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.deployment_spec import spec_fields
 from control_api.errors import InvalidRequestError
+from control_api.journal.records import StepStatus
 from control_api.pipeline.outputs import (
     APPLICATION,
     COMMIT,
@@ -29,7 +30,7 @@ from control_api.pipeline.outputs import (
 )
 from control_api.pipeline.step import StepContext, StepResult
 from control_api.provider import Provider
-from control_api.targets.base import AppRef, app_ref
+from control_api.targets.base import AppRef, DeploymentTarget, app_ref
 
 if TYPE_CHECKING:
     from control_api.adapters.forge.types import Forge
@@ -80,11 +81,15 @@ class CommitStep:
         forge: Provider[Forge | None],
         mlflow: Provider[MlflowGateway],
         application_files: ApplicationFiles,
+        target: Provider[DeploymentTarget] | None = None,
     ) -> None:
+        """``target``: where a cancelled deploy's revert is synced when the deploy had reached its
+        sync step (without it the revert waits for the next sync)."""
         self.gitops = gitops
         self.forge = forge
         self.mlflow = mlflow
         self.application_files = application_files
+        self.target = target
 
     def run(self, ctx: StepContext) -> StepResult:
         request = ctx.request
@@ -157,11 +162,32 @@ class CommitStep:
         branch = ctx.outputs.get("review_branch")
         if branch and gitops.delete_branch(str(branch)):
             ctx.log(f"deleted review branch {branch}")
-        if gitops.find_by_trailer(CANCELS_TRAILER, ctx.deployment_id) is not None:
-            return  # reverted by an earlier run of this clean-up
-        mine = gitops.find_by_trailer("Deployment-Id", ctx.deployment_id)
-        if mine is None:
+        earlier = gitops.find_by_trailer(CANCELS_TRAILER, ctx.deployment_id)  # an earlier run of this clean-up
+        if earlier is not None:
+            self._resync(ctx, earlier.sha, earlier.trailers.get("Action", ""))
             return
+        mine = gitops.find_by_trailer("Deployment-Id", ctx.deployment_id)
+        if mine is not None:
+            self._resync(ctx, *self._revert(ctx, mine))
+
+    def _resync(self, ctx: StepContext, revert_sha: str, action: str) -> None:
+        """The target ran (or started to run) the cancelled commit: make it run the revert, so the
+        cluster matches git again. Syncing is idempotent, so a clean-up run again does it again."""
+        sync = ctx.deployment.step("sync")
+        if self.target is None or sync is None or (sync.status == StepStatus.PENDING and not sync.outputs):
+            return
+        app = app_of(ctx)
+        target = self.target()
+        if action == "undeploy":
+            target.remove(app, revert_sha, ctx.log)
+            ctx.log(f"removed {app.application} at {revert_sha[:12]}: nothing was served before this deploy")
+        else:
+            target.sync(app, revert_sha, ctx.log)
+            ctx.log(f"synced {app.application} to {revert_sha[:12]}, the state before this deploy")
+
+    def _revert(self, ctx: StepContext, mine: CommitInfo) -> tuple[str, str]:
+        """Push the revert of ``mine``; its sha and its ``Action`` trailer."""
+        gitops = self.gitops()
         app = app_of(ctx)
         history = gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": app.model_name}, limit=20)
         index = next((i for i, c in enumerate(history) if c.sha == mine.sha), None)
@@ -188,6 +214,7 @@ class CommitStep:
             trailers=trailers,
         )
         ctx.log(f"reverted {mine.sha[:12]} as {result.sha[:12]}: the deploy was cancelled")
+        return result.sha, trailers["Action"]
 
     def _open_pull_request(
         self, ctx: StepContext, app: AppRef, subject: str, result: CommitResult, branch: str
