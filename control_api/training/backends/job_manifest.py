@@ -171,15 +171,30 @@ def config_map_name(deployment_id: str) -> str:
     return f"{job_name(deployment_id)}-script"
 
 
-def render_script_config_map(request: TrainingRequest, namespace: str, job_uid: str) -> dict[str, Any]:
-    """The script as a ConfigMap owned by the Job, so it is deleted with it."""
+def _render_owned_by_job(
+    template: str, deployment_id: str, name: str, namespace: str, job_uid: str, **values: Any
+) -> dict[str, Any]:
+    """An object the Job owns (``ownerReferences``), so the garbage collector deletes it with the Job."""
     return _render(
-        "script-configmap.yaml.j2",
-        name=config_map_name(request.deployment_id),
+        template,
+        name=name,
         namespace=namespace,
-        labels=job_labels(request.deployment_id),
-        job_name=job_name(request.deployment_id),
+        labels=job_labels(deployment_id),
+        job_name=job_name(deployment_id),
         job_uid=job_uid,
+        **values,
+    )
+
+
+def render_script_config_map(request: TrainingRequest, namespace: str, job_uid: str) -> dict[str, Any]:
+    """The script as a ConfigMap, mounted read-only in the pod."""
+    name = config_map_name(request.deployment_id)
+    return _render_owned_by_job(
+        "script-configmap.yaml.j2",
+        request.deployment_id,
+        name,
+        namespace,
+        job_uid,
         script_file=SCRIPT_FILE,
         script=request.script,
     )
@@ -190,14 +205,9 @@ def secret_name(deployment_id: str) -> str:
 
 
 def render_env_secret(request: TrainingRequest, namespace: str, job_uid: str) -> dict[str, Any]:
-    """The training's credential-bearing variables as a Secret owned by the Job: whoever may read
-    Jobs in the namespace does not read the tracking server's password."""
-    return _render(
-        "env-secret.yaml.j2",
-        name=secret_name(request.deployment_id),
-        namespace=namespace,
-        labels=job_labels(request.deployment_id),
-        job_name=job_name(request.deployment_id),
-        job_uid=job_uid,
-        data={name: base64.b64encode(value.encode()).decode() for name, value in sorted(request.secret_env.items())},
+    """The training's credential-bearing variables as a Secret: whoever may read Jobs in the
+    namespace does not read the tracking server's password."""
+    data = {name: base64.b64encode(value.encode()).decode() for name, value in sorted(request.secret_env.items())}
+    return _render_owned_by_job(
+        "env-secret.yaml.j2", request.deployment_id, secret_name(request.deployment_id), namespace, job_uid, data=data
     )
