@@ -20,12 +20,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from model_server import __version__, v2
+from model_server import __version__
 from model_server.batching import BatchObserver, BatchSettings, MicroBatcher
-from model_server.codec import dumps, loads
+from model_server.codec import json_response, loads
 from model_server.inputs import InputError, extract_rows, to_matrix
 from model_server.model import LoadedModel, ModelInfo, example_rows, read_model_info
-from model_server.v2 import V2Error
+from model_server.v2_routes import add_v2_routes
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 MAX_ROWS = int(os.environ.get("MAX_ROWS", "1000"))
@@ -78,12 +78,10 @@ class PrometheusBatchObserver(BatchObserver):
         self.wait.observe(seconds)
 
 
-def _json(status: int, payload: Any) -> Response:
-    return Response(dumps(payload), status_code=status, media_type="application/json")
-
-
 def _error(status: int, code: str, message: str, details: Any, request_id: str) -> Response:
-    return _json(status, {"error": {"code": code, "message": message, "details": details, "request_id": request_id}})
+    return json_response(
+        status, {"error": {"code": code, "message": message, "details": details, "request_id": request_id}}
+    )
 
 
 def _request_id(request: Request) -> str:
@@ -224,7 +222,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
         if not mlflow_protocol:
             result["model_name"] = info.name
             result["model_version"] = info.version
-        return _json(200, result)
+        return json_response(200, result)
 
     async def handle(
         raw: bytes, content_type: str, request_id: str, endpoint: str, max_rows: int, mlflow_protocol: bool = False
@@ -277,7 +275,7 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
 
     @app.get("/health", summary="Liveness")
     async def health():
-        return _json(
+        return json_response(
             200, {"status": "healthy", "model": {"name": info.name, "version": info.version, "run_id": info.run_id}}
         )
 
@@ -287,11 +285,11 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             return _error(
                 503, "model_not_loaded", state.load_error or "the model is still loading", None, _request_id(request)
             )
-        return _json(200, {"status": "ready", "loaded_at": state.loaded_at})
+        return json_response(200, {"status": "ready", "loaded_at": state.loaded_at})
 
     @app.get("/metadata", summary="What is served")
     async def metadata():
-        return _json(
+        return json_response(
             200,
             {
                 "model_name": info.name,
@@ -310,86 +308,9 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
             },
         )
 
-    # --- Open Inference Protocol (V2) ---
-    v2_outputs = [spec["name"] for spec in v2.output_metadata(info)]
-
-    def v2_error(status: int, message: str) -> Response:
-        return _json(status, {"error": message})
-
-    @app.get("/v2/health/live", summary="V2 server live", tags=["v2"])
-    async def v2_live():
-        return _json(200, {"live": True})
-
-    @app.get("/v2/health/ready", summary="V2 server ready: 503 until the model is loaded", tags=["v2"])
-    async def v2_ready():
-        ready = state.model is not None
-        return _json(200 if ready else 503, {"live": True, "ready": ready})
-
-    @app.get("/v2", summary="V2 server metadata", tags=["v2"])
-    async def v2_server_metadata():
-        return _json(200, v2.server_metadata())
-
-    async def v2_model_metadata(name: str, version: str | None = None) -> Response:
-        try:
-            v2.check_model(info, name, version)
-        except V2Error as exc:
-            return v2_error(exc.status, exc.message)
-        return _json(200, v2.model_metadata(info, state.model))
-
-    async def v2_model_ready(name: str, version: str | None = None) -> Response:
-        try:
-            v2.check_model(info, name, version)
-        except V2Error as exc:
-            return v2_error(exc.status, exc.message)
-        ready = state.model is not None
-        return _json(200 if ready else 503, {"name": info.name, "ready": ready})
-
-    async def v2_infer_raw(raw: bytes, headers: dict[str, str], name: str, version: str | None) -> Response:
-        started = time.perf_counter()
-        try:
-            v2.check_model(info, name, version)
-            model = state.model
-            if model is None:
-                raise V2Error(503, state.load_error or "the model is still loading")
-            parsed = v2.parse_infer_request(raw, headers.get(v2.HEADER_LENGTH))
-            results = await v2.infer(parsed, info, model, state.predict_matrix, MAX_BATCH_ROWS, v2_outputs)
-            body, header_length = v2.encode_response(parsed, info, results)
-            predictions_total.inc(len(next(iter(results.values()))) if results else 0)
-            if header_length is None:
-                response = Response(body, status_code=200, media_type="application/json")
-            else:
-                response = Response(
-                    body,
-                    status_code=200,
-                    media_type="application/octet-stream",
-                    headers={"Inference-Header-Content-Length": str(header_length)},
-                )
-        except V2Error as exc:
-            errors_total.labels("v2_" + str(exc.status)).inc()
-            response = v2_error(exc.status, exc.message)
-        except Exception as exc:  # a model bug: still the protocol's error format, and counted
-            errors_total.labels("prediction_failed").inc()
-            response = v2_error(500, f"{type(exc).__name__}: {str(exc)[:300]}")
-        count_request("/v2/infer", response.status_code, time.perf_counter() - started)
-        return response
-
-    async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
-        return await v2_infer_raw(await request.body(), dict(request.headers), name, version)
-
-    # Each model route also answers under /versions/{version}, as the protocol allows.
-    for suffix, handler, method, summary in (
-        ("", v2_model_metadata, "GET", "V2 model metadata"),
-        ("/ready", v2_model_ready, "GET", "V2 model ready"),
-        ("/infer", v2_infer, "POST", "V2 inference"),
-    ):
-        app.add_api_route(f"/v2/models/{{name}}{suffix}", handler, methods=[method], summary=summary, tags=["v2"])
-        app.add_api_route(
-            f"/v2/models/{{name}}/versions/{{version}}{suffix}",
-            handler,
-            methods=[method],
-            summary=f"{summary} (one version)",
-            tags=["v2"],
-        )
+    v2_infer_raw = add_v2_routes(
+        app, info, state, count_request, predictions_total, errors_total, max_batch_rows=MAX_BATCH_ROWS
+    )
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics():
@@ -398,13 +319,13 @@ def create_app(model_dir: Path | None = None, *, load_in_background: bool = True
     @app.exception_handler(404)
     async def not_found(request: Request, exc):
         if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
-            return _json(404, {"error": f"no route {request.url.path}"})
+            return json_response(404, {"error": f"no route {request.url.path}"})
         return _error(404, "not_found", f"no route {request.url.path}", None, _request_id(request))
 
     @app.exception_handler(405)
     async def not_allowed(request: Request, exc):
         if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
-            return _json(405, {"error": f"{request.method} is not allowed on {request.url.path}"})
+            return json_response(405, {"error": f"{request.method} is not allowed on {request.url.path}"})
         return _error(
             405,
             "method_not_allowed",

@@ -1,10 +1,13 @@
-"""JSON encoding and decoding for the request path: orjson when the image has it, the standard library otherwise."""
+"""JSON encoding and decoding for the request path: orjson when the image has it, the standard library
+otherwise; and the JSON response both the app and its V2 routes answer with."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from typing import Any
+
+from fastapi.responses import Response
 
 loads: Callable[[bytes | str], Any]
 
@@ -21,3 +24,7 @@ except ImportError:  # pragma: no cover - depends on the image
         return json.dumps(value, separators=(",", ":")).encode()
 
     loads = json.loads
+
+
+def json_response(status: int, payload: Any) -> Response:
+    return Response(dumps(payload), status_code=status, media_type="application/json")
