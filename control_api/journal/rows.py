@@ -32,7 +32,7 @@ class DeploymentRow(Base):
     __tablename__ = "deployments"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), default="deploy")  # deploy | rollback | undeploy
+    kind: Mapped[str] = mapped_column(String(16), default="deploy")  # deploy | deploy_version | rollback | undeploy
     model_name: Mapped[str] = mapped_column(String(63), index=True)
     namespace: Mapped[str] = mapped_column(String(63))
     status: Mapped[str] = mapped_column(String(32), index=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from control_api.errors import ConflictError, InvalidRequestError
 from control_api.journal.store import ActiveOperationExists, DeploymentRecord, DeploymentStatus, Journal, StepStatus
 from control_api.pipeline.orchestrator import Orchestrator
-from control_api.pipeline.pipelines import DEPLOY, ROLLBACK, UNDEPLOY
+from control_api.pipeline.pipelines import DEPLOY, DEPLOY_VERSION, ROLLBACK, UNDEPLOY
 from control_api.pipeline.steps.rollback import deploy_history, require_deployed, rollback_target
 from control_api.settings import ApiSettings
 
@@ -121,6 +121,12 @@ class Admission:
         rollback_target(self.history_if_idle(model_name, namespace), model_name, namespace, version)
         request = {"model_name": model_name, "namespace": namespace, "version": version}
         return self.start(ROLLBACK, model_name, namespace, request, requested_by)
+
+    def deploy_version(self, request: dict[str, Any], namespace: str, requested_by: str) -> DeploymentRecord:
+        """Serve a registered version without training. The route has checked that the version exists;
+        the resolve step reads it again when it runs."""
+        self.require_target()
+        return self.start(DEPLOY_VERSION, request["model_name"], namespace, request, requested_by)
 
     def undeploy(self, model_name: str, namespace: str, requested_by: str) -> DeploymentRecord:
         self.require_target()

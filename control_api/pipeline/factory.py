@@ -9,12 +9,13 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from control_api.pipeline.orchestrator import Pipeline
-from control_api.pipeline.pipelines import DEPLOY, ROLLBACK, UNDEPLOY
+from control_api.pipeline.pipelines import DEPLOY, DEPLOY_VERSION, ROLLBACK, UNDEPLOY
 from control_api.pipeline.step import Step
 from control_api.pipeline.steps.build import BuildStep
 from control_api.pipeline.steps.commit import CommitStep
 from control_api.pipeline.steps.push import PushStep
 from control_api.pipeline.steps.register import RegisterStep
+from control_api.pipeline.steps.resolve_version import ResolveVersionStep
 from control_api.pipeline.steps.review import ReviewStep
 from control_api.pipeline.steps.rollback import PruneStep, RollbackCommitStep, UndeployCommitStep
 from control_api.pipeline.steps.sync import SyncStep, WaitStep
@@ -63,6 +64,9 @@ def serving_pipelines(services: Services) -> dict[str, Pipeline]:
     )
     return {
         DEPLOY: Pipeline(DEPLOY, train_and_register(services) + serving, "deployed"),
+        DEPLOY_VERSION: Pipeline(
+            DEPLOY_VERSION, (ResolveVersionStep(mlflow=lambda: services.mlflow, gitops=gitops), *serving), "deployed"
+        ),
         ROLLBACK: Pipeline(
             ROLLBACK, (RollbackCommitStep(gitops=gitops), SyncStep(target=target), WaitStep(target=target)), "deployed"
         ),

@@ -14,6 +14,7 @@ RUN_ID: Final = "run_id"
 EXPERIMENT_ID: Final = "experiment_id"
 EXPERIMENT_NAME: Final = "experiment_name"
 MODEL_SOURCE: Final = "model_source"  # the logged model, models:/<logged model id>
+IMAGE_REUSED_FROM: Final = "image_reused_from"  # a version deploy serves the image of this earlier commit
 TRAINING_PACKAGES: Final = "training_packages"  # pinned versions the serving image installs too
 TRAIN_PGID: Final = "train_pgid"
 # register

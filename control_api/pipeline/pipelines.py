@@ -1,9 +1,11 @@
-"""The kinds of pipeline a deployment record can be: a deploy, a rollback or an undeploy.
+"""The kinds of pipeline a deployment record can be: a deploy (train and serve), a version deploy (serve
+a registered version without training), a rollback or an undeploy.
 
 Which steps each walks depends on the target kind (``control_api.stack.targets``); ``none`` has a
 deploy pipeline only, which stops after registration (status ``registered``).
 """
 
 DEPLOY = "deploy"
+DEPLOY_VERSION = "deploy_version"
 ROLLBACK = "rollback"
 UNDEPLOY = "undeploy"

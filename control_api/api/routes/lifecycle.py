@@ -1,10 +1,11 @@
-"""Rollback, undeploy and deploy history of a model. Each change is a git commit plus a sync."""
+"""Rollback, undeploy, version deploy and deploy history of a model. Each change is a git commit plus
+a sync."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +18,16 @@ from control_api.api.deps import (
     require_namespace_access,
 )
 from control_api.api.routes.deploy import answer
-from control_api.api.schemas import CHANGE, READ, DeploymentView, ModelHistory, dns1123_label, error_responses
+from control_api.api.schemas import (
+    CHANGE,
+    READ,
+    DeploymentView,
+    ModelHistory,
+    VersionDeployRequest,
+    dns1123_label,
+    error_responses,
+)
+from control_api.errors import NotFoundError
 from control_api.pipeline.admission import Admission
 from control_api.pipeline.served import HISTORY_DEPTH, target_syncs
 from control_api.pipeline.steps.rollback import deploy_history
@@ -72,6 +82,52 @@ async def rollback(
     version = body.version
     record = await run_in_threadpool(lambda: admission.rollback(name, namespace, version, requester))
     return await answer(record, orchestrator, wait, prefer, settings.api.max_wait_seconds)
+
+
+@router.post(
+    "/{name}/versions/{version}/deploy",
+    response_model=DeploymentView,
+    summary="Serve a registered version without training (the image an earlier deploy of it pushed, "
+    "or one built from the registered model)",
+    responses={
+        202: {"model": DeploymentView, "description": "Accepted; poll the Location"},
+        **error_responses(*CHANGE, 400, 404, 409, 422, 503),
+    },
+)
+async def deploy_version(
+    name: str,
+    version: Annotated[str, Path(pattern=r"^[0-9]{1,9}$", description="A registered version of the model")],
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    admission: AdmissionDep,
+    orchestrator: OrchestratorDep,
+    requester: RequesterDep,
+    body: VersionDeployRequest | None = None,
+    wait: Annotated[bool, Query()] = True,
+    prefer: Annotated[str | None, Header()] = None,
+) -> Response:
+    body = body or VersionDeployRequest()
+    admission.require_target()
+    namespace = admission.namespace(body.namespace)
+    require_namespace_access(request, namespace)
+    dns1123_label(name, "model name")
+    await run_in_threadpool(_require_version, services, name, version)
+    journaled = body.to_journal(name, version, namespace)
+    record = await run_in_threadpool(lambda: admission.deploy_version(journaled, namespace, requester))
+    return await answer(record, orchestrator, wait, prefer, settings.api.max_wait_seconds)
+
+
+def _require_version(services: Services, name: str, version: str) -> None:
+    """A version deploy of a version the registry does not have is refused before anything is made."""
+    try:
+        services.mlflow.get_version(name, version)
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"{name} has no registered version {version}; `mlops models {name}` lists its versions",
+            code="model_version_not_found",
+            details={"model_name": name, "version": version},
+        ) from exc
 
 
 @router.delete(

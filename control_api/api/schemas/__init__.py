@@ -29,6 +29,7 @@ from control_api.api.schemas.requests import (
     DeploymentConfig,
     DeployRequest,
     SecretKeyRef,
+    VersionDeployRequest,
 )
 from control_api.api.schemas.rules import LABEL_DOC, dns1123_label, env_key
 from control_api.api.schemas.views import (
@@ -79,6 +80,7 @@ __all__ = [
     "ServedView",
     "StepView",
     "TargetSync",
+    "VersionDeployRequest",
     "dns1123_label",
     "env_key",
     "error_responses",

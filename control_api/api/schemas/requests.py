@@ -310,3 +310,27 @@ class DeployRequest(BaseModel):
             # Absent when not asked for, so requests journaled before this field compare equal.
             **({"training": self.training.model_dump()} if self.training else {}),
         }
+
+
+class VersionDeployRequest(BaseModel):
+    """``POST /mlops/models/{name}/versions/{version}/deploy``: serve a registered version as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str | None = Field(default=None, max_length=63)
+    deployment_config: DeploymentConfig | None = None
+
+    def to_journal(self, model_name: str, version: str, namespace: str) -> dict[str, Any]:
+        config = self.deployment_config or DeploymentConfig()
+        autoscaling = {"autoscaling": config.autoscaling.model_dump()} if config.autoscaling else {}
+        return {
+            "model_name": model_name,
+            "version": version,
+            "namespace": namespace,
+            "deployment_config": {
+                "replicas": config.replicas or 1,
+                "memory_limit": config.memory_limit,
+                "cpu_limit": config.cpu_limit,
+                **autoscaling,
+            },
+        }

@@ -6,7 +6,14 @@ import shutil
 
 from control_api.adapters.image_builder.base import ImageBuilder, ModelBundle
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
-from control_api.pipeline.outputs import LOCAL_IMAGE, MODEL_VERSION, RUN_ID, TRAINING_PACKAGES
+from control_api.pipeline.outputs import (
+    IMAGE_REUSED_FROM,
+    IMAGE_URI,
+    LOCAL_IMAGE,
+    MODEL_VERSION,
+    RUN_ID,
+    TRAINING_PACKAGES,
+)
 from control_api.pipeline.step import StepContext, StepResult
 from control_api.provider import Provider
 from control_api.redaction import url_without_credentials
@@ -22,6 +29,8 @@ class BuildStep:
         self.image_builder = image_builder
 
     def run(self, ctx: StepContext) -> StepResult:
+        if ctx.outputs.get(IMAGE_REUSED_FROM):
+            return StepResult({}, f"image {ctx.outputs[IMAGE_URI]} reused: nothing to build")
         gateway = self.mlflow()
         model_name = ctx.request["model_name"]
         version = ctx.outputs[MODEL_VERSION]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from control_api.adapters.registry.base import ImageRegistry
-from control_api.pipeline.outputs import IMAGE_URI, LOCAL_IMAGE, MODEL_VERSION
+from control_api.pipeline.outputs import IMAGE_REUSED_FROM, IMAGE_URI, LOCAL_IMAGE, MODEL_VERSION
 from control_api.pipeline.step import StepContext, StepResult
 from control_api.provider import Provider
 
@@ -17,6 +17,8 @@ class PushStep:
         self.registry = registry
 
     def run(self, ctx: StepContext) -> StepResult:
+        if ctx.outputs.get(IMAGE_REUSED_FROM):
+            return StepResult({}, f"image {ctx.outputs[IMAGE_URI]} reused: already in the registry")
         repository, tag = _destination(ctx)
         pushed = self.registry().push(ctx.outputs[LOCAL_IMAGE], repository, tag, ctx.log)
         return StepResult(
@@ -29,8 +31,9 @@ class PushStep:
         )
 
     def discard(self, ctx: StepContext) -> None:
-        """A cancelled deploy leaves no tag without a version: the tag it pushed is deleted."""
-        if MODEL_VERSION not in ctx.outputs:
+        """A cancelled deploy leaves no tag without a version: the tag it pushed is deleted (an image
+        it reused belongs to an earlier deploy and stays)."""
+        if MODEL_VERSION not in ctx.outputs or ctx.outputs.get(IMAGE_REUSED_FROM):
             return
         repository, tag = _destination(ctx)
         if self.registry().delete_tag(repository, tag):
