@@ -334,6 +334,25 @@ def rollback(
     raise typer.Exit(_exit_for(final))
 
 
+@app.command("deploy-version")
+def deploy_version(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="A registered version of the model.")],
+    replicas: Annotated[int | None, typer.Option("--replicas", min=1, help="Replicas to run.")] = None,
+    namespace: NamespaceOption = None,
+    no_wait: NoWaitOption = False,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Serve a registered version without training: its earlier image, or one built from the registry."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        accepted = client.deploy_version(name, version, namespace=namespace, replicas=replicas)
+        final = _follow_or_return(client, accepted, as_json, no_wait)
+    raise typer.Exit(_exit_for(final))
+
+
 @app.command()
 def undeploy(
     ctx: typer.Context,

@@ -132,6 +132,15 @@ class MlopsClient:
         body = {key: value for key, value in (("version", version), ("namespace", namespace)) if value}
         return self._json("POST", f"/mlops/models/{_segment(name)}/rollback", params={"wait": "false"}, json=body)
 
+    def deploy_version(
+        self, name: str, version: str, *, namespace: str | None = None, replicas: int | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"namespace": namespace} if namespace else {}
+        if replicas is not None:
+            body["deployment_config"] = {"replicas": replicas}
+        path = f"/mlops/models/{_segment(name)}/versions/{_segment(version)}/deploy"
+        return self._json("POST", path, params={"wait": "false"}, json=body)
+
     def undeploy(self, name: str, *, namespace: str | None = None) -> dict[str, Any]:
         params = {"wait": "false"}
         if namespace:

@@ -158,5 +158,7 @@ def test_lifecycle_commands_report_the_servers_refusal(service, home, cli_env):
     result = run_mlops(["rollback", "iris-cli", "--to", "1", "--json"], home, cli_env)
     assert result.returncode == 4
     assert json_out(result)["error"]["code"] == "no_target"
+    version = run_mlops(["deploy-version", "iris-cli", "1"], home, cli_env)
+    assert version.returncode == 4 and "target 'none'" in version.stderr
     undeploy = run_mlops(["undeploy", "iris-cli"], home, cli_env)
     assert undeploy.returncode == 4 and "target 'none'" in undeploy.stderr
