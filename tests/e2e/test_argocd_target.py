@@ -226,3 +226,30 @@ def test_faults_the_service_rides_out(argocd_client, simulated_cluster, fault):
         service = client.app.state.services.kubernetes.get_service(body["namespace"], "iris-ride")
         ingress = service["status"]["loadBalancer"]["ingress"][0]
         assert "ip" not in ingress and ingress["hostname"] == body["external_ip"]
+
+
+def test_registered_versions_deploy_without_training_through_argocd(argocd_client, simulated_cluster, e2e_namespace):
+    _server, _simulator, cluster = simulated_cluster
+    client = argocd_client()
+    services = client.app.state.services
+    first = client.post("/mlops/deploy", json=example_request("iris-argo-versions")).json()
+    assert first["status"] == "deployed", first.get("error")
+    # Version 2: version 1's logged model registered again outside any deploy, so it has no image yet.
+    registered = services.mlflow.get_version("iris-argo-versions", "1")
+    services.mlflow.register("iris-argo-versions", registered.source, registered.run_id, tags={})
+
+    def deploy_version(version: str) -> dict:
+        body = client.post(f"/mlops/models/iris-argo-versions/versions/{version}/deploy").json()
+        assert body["status"] == "deployed", body.get("error")
+        assert body["kind"] == "deploy_version" and body["model_version"] == version
+        [deployment] = [
+            d for d in cluster.list("Deployment", e2e_namespace) if d["metadata"]["name"] == "iris-argo-versions"
+        ]
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == body["image_uri"]
+        assert _predict(body)["model_version"] == version
+        return body
+
+    second = deploy_version("2")
+    assert second["image_uri"] != first["image_uri"]  # built from the registered model
+    again = deploy_version("1")
+    assert again["image_uri"] == first["image_uri"]  # the first deploy's image, by digest
