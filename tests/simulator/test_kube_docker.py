@@ -412,3 +412,46 @@ def test_image_is_pulled_from_the_registry_by_digest(
         reason == "Pulled" and message.startswith(f'Successfully pulled image "{digest}" in ')
         for reason, message in messages
     )
+
+
+def test_a_service_spreads_connections_over_the_pods_of_two_deployments(
+    cluster: Cluster, namespace: str, base_image: str
+) -> None:
+    """A Service selects pods, not a Deployment: a stable and a canary Deployment whose pods share the
+    selected label both get connections (what a canary by replica ratio relies on)."""
+    for track in ("stable", "canary"):
+        deployment = web_deployment(f"web-{track}", namespace, base_image)
+        labels = {"app": "web", "track": track}
+        deployment["spec"]["selector"]["matchLabels"] = labels
+        deployment["spec"]["template"]["metadata"]["labels"] = labels
+        cluster.apply(deployment)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": {"app": "web"},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        }
+    )
+    for track in ("stable", "canary"):
+        wait_for(
+            lambda track=track: (
+                cluster.get("Deployment", namespace, f"web-{track}").get("status", {}).get("availableReplicas") == 1
+            ),
+            timeout=60,
+            what=f"the {track} replica available",
+        )
+    address = wait_for(
+        lambda: cluster.get("Service", namespace, "web")["status"]["loadBalancer"].get("ingress"), what="ingress"
+    )[0]["ip"]
+    for _ in range(6):
+        with urllib.request.urlopen(f"http://{address}:80/", timeout=5) as answer:
+            assert answer.status == 200
+    pods = cluster.list("Pod", namespace, "app=web")
+    assert sorted(pod["metadata"]["labels"]["track"] for pod in pods) == ["canary", "stable"]
+    for pod in pods:
+        assert '"GET / HTTP/1.1" 200' in cluster.pod_log(namespace, pod["metadata"]["name"]), pod["metadata"]["name"]
