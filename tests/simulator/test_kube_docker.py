@@ -95,6 +95,27 @@ def web_deployment(
     }
 
 
+def web_service(namespace: str) -> dict:
+    """A LoadBalancer Service in front of every pod labelled ``app: web``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": "web"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
+def load_balancer_address(cluster: Cluster, namespace: str, name: str) -> str:
+    ingress = wait_for(
+        lambda: cluster.get("Service", namespace, name)["status"]["loadBalancer"].get("ingress"), what="ingress"
+    )
+    return ingress[0]["ip"]
+
+
 def pods_of(cluster: Cluster, namespace: str, app: str) -> list[dict]:
     return cluster.list("Pod", namespace, f"app={app}")
 
@@ -115,26 +136,13 @@ def test_two_replicas_serve_through_the_load_balancer(
     cluster: Cluster, namespace: str, base_image: str, docker_client
 ) -> None:
     cluster.apply(web_deployment("web", namespace, base_image, replicas=2))
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "web", "namespace": namespace},
-            "spec": {
-                "type": "LoadBalancer",
-                "selector": {"app": "web"},
-                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-            },
-        }
-    )
+    cluster.apply(web_service(namespace))
     wait_for(
         lambda: cluster.get("Deployment", namespace, "web").get("status", {}).get("availableReplicas") == 2,
         timeout=60,
         what="two available replicas",
     )
-    address = wait_for(
-        lambda: cluster.get("Service", namespace, "web")["status"]["loadBalancer"].get("ingress"), what="ingress"
-    )[0]["ip"]
+    address = load_balancer_address(cluster, namespace, "web")
     for _ in range(6):
         with urllib.request.urlopen(f"http://{address}:80/", timeout=5) as answer:
             assert answer.status == 200
@@ -425,18 +433,7 @@ def test_a_service_spreads_connections_over_the_pods_of_two_deployments(
         deployment["spec"]["selector"]["matchLabels"] = labels
         deployment["spec"]["template"]["metadata"]["labels"] = labels
         cluster.apply(deployment)
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "web", "namespace": namespace},
-            "spec": {
-                "type": "LoadBalancer",
-                "selector": {"app": "web"},
-                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-            },
-        }
-    )
+    cluster.apply(web_service(namespace))
     for track in ("stable", "canary"):
         wait_for(
             lambda track=track: (
@@ -445,9 +442,7 @@ def test_a_service_spreads_connections_over_the_pods_of_two_deployments(
             timeout=60,
             what=f"the {track} replica available",
         )
-    address = wait_for(
-        lambda: cluster.get("Service", namespace, "web")["status"]["loadBalancer"].get("ingress"), what="ingress"
-    )[0]["ip"]
+    address = load_balancer_address(cluster, namespace, "web")
     for _ in range(6):
         with urllib.request.urlopen(f"http://{address}:80/", timeout=5) as answer:
             assert answer.status == 200
