@@ -44,7 +44,7 @@ def test_registered_versions_deploy_without_training(make_e2e_client, tmp_path) 
     registered = services.mlflow.get_version(MODEL, "1")
     services.mlflow.register(MODEL, registered.source, registered.run_id, tags={"origin": "test"})
 
-    second = deploy_version(client, "2", deployment_config={"replicas": 1})
+    second = deploy_version(client, "2", deployment_config={"replicas": 1}, environment_vars={"GREETING": "hello"})
     assert second.status_code == 200, second.text
     second = second.json()
     assert second["status"] == "deployed", second.get("error")
@@ -61,6 +61,8 @@ def test_registered_versions_deploy_without_training(make_e2e_client, tmp_path) 
     assert "nothing to build" not in step_message(second, "build")
     assert second["image_uri"] != first["image_uri"]
     assert served(second) == ("2", predictions)
+    bare = tmp_path / "data" / "gitops.git"
+    assert "GREETING" in git("--git-dir", str(bare), "grep", "-h", "GREETING", "main")  # the server's variables
 
     # Version 1 again: its image from the first deploy, by digest; nothing built or pushed.
     third = deploy_version(client, "1").json()
@@ -69,7 +71,6 @@ def test_registered_versions_deploy_without_training(make_e2e_client, tmp_path) 
     assert "nothing to build" in step_message(third, "build")
     assert "already in the registry" in step_message(third, "push")
     assert served(third) == ("1", predictions)
-    bare = tmp_path / "data" / "gitops.git"
     message = git("--git-dir", str(bare), "log", "-1", "--format=%B", "main")
     assert "Model-Version: 1" in message and f"Image: {first['image_uri']}" in message
     assert f"Deployment-Id: {third['deployment_id']}" in message
@@ -81,5 +82,6 @@ def test_registered_versions_deploy_without_training(make_e2e_client, tmp_path) 
     assert error["details"] == {"model_name": MODEL, "version": "99"}
     assert_error_format(deploy_version(client, "v1"), 422)
     assert_error_format(deploy_version(client, "1", surprise=True), 422)
+    assert_error_format(deploy_version(client, "1", environment_vars={"DB_PASSWORD": "hunter2hunter2"}), 422)
     assert client.get("/mlops/deployments", params={"model": MODEL}).json()["total"] == before
     assert git("--git-dir", str(bare), "rev-parse", "main") == head

@@ -109,6 +109,33 @@ class TrainingResourcesRequest(BaseModel):
     timeout_seconds: int | None = Field(default=None, ge=1, description="Wall-clock limit of the training.")
 
 
+def checked_environment_vars(value: dict[str, str]) -> dict[str, str]:
+    """Variable names are env keys; values are short text and never a credential (that is secret_env)."""
+    for key, item in value.items():
+        env_key(key)
+        if len(item) > MAX_ENV_VALUE_CHARS:
+            raise PydanticCustomError(
+                "env_value",
+                "value of {key} must be at most {max} characters",
+                {"key": key, "max": MAX_ENV_VALUE_CHARS},
+            )
+        # A credential is refused first: its message points to secret_env, which is the fix.
+        why = check_env_value(key, item)
+        if why:
+            raise PydanticCustomError("credential_in_env", "{why}", {"why": why})
+        try:
+            check_env_value_text(key, item)
+        except ValueError as error:
+            raise PydanticCustomError("env_value", "{why}", {"why": str(error)}) from None
+    return value
+
+
+def checked_secret_env(value: dict[str, SecretKeyRef]) -> dict[str, SecretKeyRef]:
+    for key in value:
+        env_key(key)
+    return value
+
+
 class DeployRequest(BaseModel):
     """What the platform's existing clients send to ``POST /mlops/deploy``."""
 
@@ -221,30 +248,12 @@ class DeployRequest(BaseModel):
     @field_validator("environment_vars")
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, item in value.items():
-            env_key(key)
-            if len(item) > MAX_ENV_VALUE_CHARS:
-                raise PydanticCustomError(
-                    "env_value",
-                    "value of {key} must be at most {max} characters",
-                    {"key": key, "max": MAX_ENV_VALUE_CHARS},
-                )
-            # A credential is refused first: its message points to secret_env, which is the fix.
-            why = check_env_value(key, item)
-            if why:
-                raise PydanticCustomError("credential_in_env", "{why}", {"why": why})
-            try:
-                check_env_value_text(key, item)
-            except ValueError as error:
-                raise PydanticCustomError("env_value", "{why}", {"why": str(error)}) from None
-        return value
+        return checked_environment_vars(value)
 
     @field_validator("secret_env")
     @classmethod
     def _secret_env(cls, value: dict[str, SecretKeyRef]) -> dict[str, SecretKeyRef]:
-        for key in value:
-            env_key(key)
-        return value
+        return checked_secret_env(value)
 
     @field_validator("experiment_name")
     @classmethod
@@ -319,6 +328,23 @@ class VersionDeployRequest(BaseModel):
 
     namespace: str | None = Field(default=None, max_length=63)
     deployment_config: DeploymentConfig | None = None
+    environment_vars: dict[str, str] = Field(default_factory=dict, description="The model server's variables.")
+    secret_env: dict[str, SecretKeyRef] = Field(
+        default_factory=dict,
+        description=(
+            "Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values."
+        ),
+    )
+
+    @field_validator("environment_vars")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        return checked_environment_vars(value)
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: dict[str, SecretKeyRef]) -> dict[str, SecretKeyRef]:
+        return checked_secret_env(value)
 
     def to_journal(self, model_name: str, version: str, namespace: str) -> dict[str, Any]:
         config = self.deployment_config or DeploymentConfig()
@@ -327,6 +353,8 @@ class VersionDeployRequest(BaseModel):
             "model_name": model_name,
             "version": version,
             "namespace": namespace,
+            "environment_vars": self.environment_vars,
+            "secret_env": {k: v.model_dump() for k, v in self.secret_env.items()},
             "deployment_config": {
                 "replicas": config.replicas or 1,
                 "memory_limit": config.memory_limit,
