@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -78,7 +78,7 @@ def test_a_closure_follows_required_dependencies_and_takes_installed_optional_on
 class SimpleIndex(BaseHTTPRequestHandler):
     pages: dict[str, dict] = {}
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         page = self.pages.get(self.path)
         if page is None or self.headers.get("Accept") != SIMPLE_JSON:
             self.send_response(404)
@@ -124,7 +124,7 @@ def index_url():
 
 def test_a_release_is_as_old_as_its_last_uploaded_file(index_url):
     dates = ReleaseDates(index_url)
-    assert dates.uploaded("Scikit_Learn", "1.3.0") == datetime(2023, 6, 30, 7, 56, 11, 725659, tzinfo=timezone.utc)
+    assert dates.uploaded("Scikit_Learn", "1.3.0") == datetime(2023, 6, 30, 7, 56, 11, 725659, tzinfo=UTC)
     assert dates.uploaded("scikit-learn", "1.2.2") is None  # the index gives no time for it
     assert dates.uploaded("scikit-learn", "9.9") is None
     assert dates.uploaded("unknown-package", "1.0") is None

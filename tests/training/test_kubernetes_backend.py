@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from control_api.adapters.image_builder.buildah import BuildahImageBuilder
+from control_api.adapters.registry import make_registry
 from control_api.adapters.registry.buildah_push import BuildahImagePusher
 from control_api.errors import InvalidRequestError
 from control_api.settings import BuildSettings, KubernetesSettings, KubernetesTrainingSettings, RegistrySettings
@@ -208,15 +209,28 @@ def test_the_training_image_is_built_with_buildah_pushed_and_run_by_a_job(
     pusher = builder_kind(build.backend).make_pusher(build)
     assert isinstance(pusher, BuildahImagePusher)
     registry = RegistrySettings(url=registry_url, repository_prefix=f"mlops-kjobs-test/{uuid.uuid4().hex[:8]}")
+    adapter = make_registry(registry, pusher)
     build_log: list[str] = []
     image = build_training_image(
-        builder, pusher, build, registry, python="3.11", user_requirements=[], on_log=build_log.append
+        builder,
+        adapter,
+        build,
+        registry.repository_prefix,
+        python="3.11",
+        user_requirements=[],
+        on_log=build_log.append,
     )
     key, requirements = training_image_key("3.11", [])
     assert image.environment_key == key == environment_key("3.11", requirements)
     assert image.reference.startswith(f"{registry_url}/{registry.repository_prefix}/training@sha256:")
     again = build_training_image(
-        builder, pusher, build, registry, python="3.11", user_requirements=[], on_log=build_log.append
+        builder,
+        adapter,
+        build,
+        registry.repository_prefix,
+        python="3.11",
+        user_requirements=[],
+        on_log=build_log.append,
     )
     assert again.reused and again.reference == image.reference
 

@@ -24,7 +24,6 @@ from control_api.adapters.image_builder.base import ImageBuilder
 from control_api.adapters.image_builder.layers import LayerEngine
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.adapters.registry.base import ImageRegistry
-from control_api.adapters.registry.base import LogSink as PushLogSink
 from control_api.errors import MlopsError, TrainingFailed
 from control_api.journal.store import Journal
 from control_api.pipeline.outputs import RUN_ID
@@ -92,26 +91,6 @@ class PodLog:
             with self.path.open("a", encoding="utf-8") as file:
                 file.write(line + "\n")
             self._journal.add_log(self._deployment_id, self._step_name, [line])
-
-
-class RegistryPusher:
-    """The training image goes to the registry the way the serving image does: through the service's
-    registry adapter, which holds the credentials and the builder's way of pushing."""
-
-    def __init__(self, registry: ImageRegistry, host: str) -> None:
-        self._registry = registry
-        self._host = host
-
-    def push(
-        self,
-        local_reference: str,
-        destination: str,
-        credentials: tuple[str, str] | None,
-        tls_verify: bool,
-        on_log: PushLogSink,
-    ) -> str | None:
-        repository, tag = destination.rsplit(":", 1)
-        return self._registry.push(local_reference, repository.removeprefix(f"{self._host}/"), tag, on_log).digest
 
 
 class KubernetesTrainStep:
@@ -222,13 +201,11 @@ class KubernetesTrainStep:
         ensure_base_image = getattr(engine, "ensure_base_image", None)
         if ensure_base_image is not None:  # a builder with its own image storage pulls the base image first
             ensure_base_image(ctx.log)
-        registry = self.registry()
-        host = settings.registry.url.removeprefix("https://").removeprefix("http://").rstrip("/")
         image = build_training_image(
             cast(LayerEngine, engine),  # every builder kind builds its layers through LayerEngine
-            RegistryPusher(registry, host),
+            self.registry(),
             settings.build,
-            settings.registry,
+            settings.registry.repository_prefix,
             python=settings.training.python,
             user_requirements=ctx.request.get("requirements") or [],
             on_log=ctx.log,

@@ -9,15 +9,15 @@ import collections
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
 
 import jinja2
 
 from control_api.adapters.image_builder import context
 from control_api.adapters.image_builder.base import LogSink
 from control_api.adapters.image_builder.layers import CA_BUNDLE, UV_ENTRY, LayerEngine
+from control_api.adapters.registry.base import ImageRegistry
 from control_api.errors import ImageBuildFailed
-from control_api.settings import BuildSettings, RegistrySettings
+from control_api.settings import BuildSettings
 from control_api.training.environments import HOOK_DIR, environment_key, resolve_requirements
 
 TRAINING_REPOSITORY = "training"
@@ -27,20 +27,9 @@ HOOK_FILES = ("mlops_training_hook.pth", "mlops_training_hook.py")
 _build_locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
 
 
-class Pusher(Protocol):
-    def push(
-        self,
-        local_reference: str,
-        destination: str,
-        credentials: tuple[str, str] | None,
-        tls_verify: bool,
-        on_log: LogSink,
-    ) -> str | None: ...
-
-
 @dataclass(frozen=True)
 class TrainingImage:
-    reference: str  # what the Job pulls: registry/prefix/training:KEY (@digest when the push told it)
+    reference: str  # what the Job pulls: registry/prefix/training@digest
     environment_key: str
     reused: bool
 
@@ -66,18 +55,19 @@ def training_image_key(python: str, user_requirements: list[str]) -> tuple[str, 
 
 def build_training_image(
     engine: LayerEngine,
-    pusher: Pusher,
+    registry: ImageRegistry,
     build: BuildSettings,
-    registry: RegistrySettings,
+    repository_prefix: str,
     *,
     python: str,
     user_requirements: list[str],
     on_log: LogSink,
-    credentials: tuple[str, str] | None = None,
 ) -> TrainingImage:
+    """Build (or reuse) the image locally, then push it through the service's registry adapter, which
+    holds the credentials and the build backend's way of pushing, as for the serving image."""
     key, requirements = training_image_key(python, user_requirements)
     local = f"mlops/{TRAINING_REPOSITORY}:{key}"
-    destination = f"{registry.url}/{registry.repository_prefix}/{TRAINING_REPOSITORY}:{key}"
+    repository = f"{repository_prefix}/{TRAINING_REPOSITORY}" if repository_prefix else TRAINING_REPOSITORY
     if engine.image_id(build.base_image) is None:
         raise ImageBuildFailed(
             f"base image {build.base_image} is not in the image builder's storage; pull it first",
@@ -111,7 +101,6 @@ def build_training_image(
             if uv_binary:
                 entries[UV_ENTRY] = uv_binary
             engine.build_context(entries, frozenset({UV_ENTRY}), local, on_log)
-    digest = pusher.push(local, destination, credentials, not registry.insecure, on_log)
-    reference = f"{destination.rsplit(':', 1)[0]}@{digest}" if digest else destination
-    on_log(f"training image pushed as {reference}")
-    return TrainingImage(reference=reference, environment_key=key, reused=reused)
+    pushed = registry.push(local, repository, key, on_log)
+    on_log(f"training image pushed as {pushed.uri}")
+    return TrainingImage(reference=pushed.uri, environment_key=key, reused=reused)
