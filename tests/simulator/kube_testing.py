@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 
@@ -35,12 +36,17 @@ class RunningCluster:
 
 
 @contextmanager
-def docker_cluster(base_image: str, checker: ContractChecker) -> Iterator[RunningCluster]:
-    """Cluster + KubeServer; on exit asserts no loop error, no contract violation, no container left."""
+def docker_cluster(base_image: str, contracts_dir: Path, namespace: str) -> Iterator[RunningCluster]:
+    """Cluster + KubeServer with ``namespace`` created; on exit asserts no loop error, no contract
+    violation and no container left."""
+    checker = ContractChecker(contracts_dir)
     kubelet = DockerKubelet(probe_period_scale=0.1, sandbox_image=base_image)
     with Cluster(kubelet, checker=checker, controller_period=0.1) as cluster, KubeServer(cluster) as server:
-        yield RunningCluster(cluster, server, checker)
+        running = RunningCluster(cluster, server, checker)
+        running.namespace(namespace)
+        yield running
         assert cluster.errors == []
+    assert checker.violations == []
     client = docker.from_env()
     try:
         assert client.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={cluster.id}"}) == []

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.simulator.contracts import ContractChecker
 from tests.simulator.kube import KubeError
 from tests.simulator.kube_testing import RunningCluster, docker_cluster, wait_until
 
@@ -18,11 +17,8 @@ NAMESPACE = "training"
 
 @pytest.fixture(scope="module")
 def sim(base_image: str, contracts_dir) -> Iterator[RunningCluster]:
-    checker = ContractChecker(contracts_dir)
-    with docker_cluster(base_image, checker) as running:
-        running.namespace(NAMESPACE)
+    with docker_cluster(base_image, contracts_dir, NAMESPACE) as running:
         yield running
-    assert checker.violations == []
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from control_api.training.backends.kubernetes import KubernetesTrainingBackend
 from control_api.training.backends.kubernetes_api import KubernetesApi, KubernetesApiError, KubernetesApiUnavailable
 from control_api.training.backends.training_image import build_training_image, training_image_key
 from control_api.training.environments import environment_key, service_mlflow_version
-from tests.simulator.contracts import ContractChecker
 from tests.simulator.kube_testing import RunningCluster, docker_cluster, wait_until
 
 NAMESPACE = "mlops-training"
@@ -30,11 +29,8 @@ NAMESPACE = "mlops-training"
 
 @pytest.fixture(scope="module")
 def sim(base_image: str, contracts_dir) -> Iterator[RunningCluster]:
-    checker = ContractChecker(contracts_dir)
-    with docker_cluster(base_image, checker) as running:
-        running.namespace(NAMESPACE)
+    with docker_cluster(base_image, contracts_dir, NAMESPACE) as running:
         yield running
-    assert checker.violations == []
 
 
 def make_backend(sim: RunningCluster, **overrides: object) -> KubernetesTrainingBackend:

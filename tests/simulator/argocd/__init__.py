@@ -7,4 +7,12 @@ from tests.simulator.argocd.faults import ArgoFaults
 from tests.simulator.argocd.projects import DEFAULT_PROJECT_FILE, projects_from_file
 from tests.simulator.argocd.server import ArgoServer
 
-__all__ = ["DEFAULT_PROJECT_FILE", "DEFAULT_TOKEN", "ArgoCD", "ArgoError", "ArgoFaults", "ArgoServer", "projects_from_file"]
+__all__ = [
+    "DEFAULT_PROJECT_FILE",
+    "DEFAULT_TOKEN",
+    "ArgoCD",
+    "ArgoError",
+    "ArgoFaults",
+    "ArgoServer",
+    "projects_from_file",
+]

@@ -22,9 +22,18 @@ from tests.simulator.argocd.errors import ArgoError
 from tests.simulator.contracts import ContractChecker, ContractViolation
 
 PUBLIC_PATHS = {"/api/v1/session", "/api/version"}
-VERSION = {"Version": "v3.6.0+37ee009", "BuildDate": "2026-01-01T00:00:00Z", "GitCommit": "37ee009",
-           "GitTreeState": "clean", "GoVersion": "go1.25.0", "Compiler": "gc", "Platform": "linux/amd64",
-           "KustomizeVersion": "v5.7.0", "HelmVersion": "v3.18.4", "KubectlVersion": "v0.34.0"}
+VERSION = {
+    "Version": "v3.6.0+37ee009",
+    "BuildDate": "2026-01-01T00:00:00Z",
+    "GitCommit": "37ee009",
+    "GitTreeState": "clean",
+    "GoVersion": "go1.25.0",
+    "Compiler": "gc",
+    "Platform": "linux/amd64",
+    "KustomizeVersion": "v5.7.0",
+    "HelmVersion": "v3.18.4",
+    "KubectlVersion": "v0.34.0",
+}
 
 
 def _error(exc: ArgoError) -> JSONResponse:
@@ -63,7 +72,7 @@ def create_app(argocd: ArgoCD, checker: ContractChecker) -> FastAPI:
             return _error(ArgoError("Unauthenticated", "invalid session: token is expired"))
         request.state.account = None
         header = request.headers.get("authorization", "")
-        token = header[len("Bearer "):] if header.startswith("Bearer ") else request.cookies.get("argocd.token")
+        token = header[len("Bearer ") :] if header.startswith("Bearer ") else request.cookies.get("argocd.token")
         if path not in PUBLIC_PATHS:
             if not token:
                 return _error(ArgoError("Unauthenticated", "no session information"))
@@ -87,8 +96,11 @@ def create_app(argocd: ArgoCD, checker: ContractChecker) -> FastAPI:
     def check_query(request: Request, route: str) -> None:
         known = {p["name"] for p in operation(route, request.method).get("parameters", []) if p.get("in") == "query"}
         unknown = sorted(set(request.query_params) - known)
-        checker._record(f"request {request.method} {request.url.path}", "query parameters",
-                        [f"unknown query parameter {name!r}" for name in unknown])
+        checker._record(
+            f"request {request.method} {request.url.path}",
+            "query parameters",
+            [f"unknown query parameter {name!r}" for name in unknown],
+        )
 
     async def body_of(request: Request, route: str) -> Any:
         check_query(request, route)
@@ -144,8 +156,12 @@ def create_app(argocd: ArgoCD, checker: ContractChecker) -> FastAPI:
         route = "/api/v1/applications"
         body = await body_of(request, route)
         query = request.query_params
-        created = service.create(request.state.account, body, upsert=bool(_bool(query.get("upsert"))),
-                                 validate=_bool(query.get("validate")) is not False)
+        created = service.create(
+            request.state.account,
+            body,
+            upsert=bool(_bool(query.get("upsert"))),
+            validate=_bool(query.get("validate")) is not False,
+        )
         return answer(request, route, created)
 
     @app.get("/api/v1/applications/{name}")
@@ -155,9 +171,12 @@ def create_app(argocd: ArgoCD, checker: ContractChecker) -> FastAPI:
         query = request.query_params
         projects = query.getlist("projects") + query.getlist("project")
         if len(projects) > 1:
-            raise ArgoError("InvalidArgument", "multiple projects specified - the get endpoint accepts either zero or one project")
-        got = service.get(request.state.account, name, project=projects[0] if projects else "",
-                          refresh=query.get("refresh"))
+            raise ArgoError(
+                "InvalidArgument", "multiple projects specified - the get endpoint accepts either zero or one project"
+            )
+        got = service.get(
+            request.state.account, name, project=projects[0] if projects else "", refresh=query.get("refresh")
+        )
         return answer(request, route, got)
 
     @app.put("/api/v1/applications/{name}")
@@ -167,8 +186,13 @@ def create_app(argocd: ArgoCD, checker: ContractChecker) -> FastAPI:
         query = request.query_params
         if ((body or {}).get("metadata") or {}).get("name") not in (None, name):
             raise ArgoError("InvalidArgument", "application name in the path and the body differ")
-        updated = service.update(request.state.account, name, body, validate=_bool(query.get("validate")) is not False,
-                                 project=query.get("project", ""))
+        updated = service.update(
+            request.state.account,
+            name,
+            body,
+            validate=_bool(query.get("validate")) is not False,
+            project=query.get("project", ""),
+        )
         return answer(request, route, updated)
 
     @app.delete("/api/v1/applications/{name}")
@@ -176,8 +200,13 @@ def create_app(argocd: ArgoCD, checker: ContractChecker) -> FastAPI:
         route = "/api/v1/applications/{name}"
         check_query(request, route)
         query = request.query_params
-        deleted = service.delete(request.state.account, name, cascade=_bool(query.get("cascade")),
-                                 propagation_policy=query.get("propagationPolicy", ""), project=query.get("project", ""))
+        deleted = service.delete(
+            request.state.account,
+            name,
+            cascade=_bool(query.get("cascade")),
+            propagation_policy=query.get("propagationPolicy", ""),
+            project=query.get("project", ""),
+        )
         return answer(request, route, deleted)
 
     @app.post("/api/v1/applications/{name}/sync")

@@ -43,18 +43,28 @@ class ArgoCD:
         to accounts, whose rights come from ``policy_csv`` (Argo CD's argocd-rbac-cm policy.csv)."""
         self.cluster = cluster
         self.faults = ArgoFaults()
-        self.projects = Projects(projects if projects is not None else
-                                 projects_from_file(project_file, source_repos=source_repos, namespaces=namespaces))
-        self.rbac = Rbac(policy_csv=policy_csv, passwords={username: password},
-                         tokens={token: username, **(tokens or {})})
+        self.projects = Projects(
+            projects
+            if projects is not None
+            else projects_from_file(project_file, source_repos=source_repos, namespaces=namespaces)
+        )
+        self.rbac = Rbac(
+            policy_csv=policy_csv, passwords={username: password}, tokens={token: username, **(tokens or {})}
+        )
         self.store = ApplicationStore(namespace)
         self.repo = RepoServer(Path(work_dir) / "repo-server", kustomize_cmd)
         self.controller = ApplicationController(
-            self.store, cluster, self.repo, self.projects, lambda: self.faults,
-            reconcile_lag=reconcile_lag, reconcile_period=reconcile_period,
+            self.store,
+            cluster,
+            self.repo,
+            self.projects,
+            lambda: self.faults,
+            reconcile_lag=reconcile_lag,
+            reconcile_period=reconcile_period,
         )
-        self.service = ApplicationService(self.store, self.controller, self.repo, self.projects, self.rbac,
-                                          self.faults, cluster)
+        self.service = ApplicationService(
+            self.store, self.controller, self.repo, self.projects, self.rbac, self.faults, cluster
+        )
         self._started = False
 
     def start(self) -> ArgoCD:

@@ -67,16 +67,31 @@ def _automated(app: dict) -> dict | None:
 
 # The kinds the controller's cluster cache watches for tracked objects (Argo CD watches every API
 # resource; these are the ones an application here can create).
-WATCHED_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "Secret",
-                 "ServiceAccount", "Job", "StatefulSet", "DaemonSet", "Ingress"}
+WATCHED_KINDS = {
+    "Deployment",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "ConfigMap",
+    "Secret",
+    "ServiceAccount",
+    "Job",
+    "StatefulSet",
+    "DaemonSet",
+    "Ingress",
+}
 
 
 def _known_kinds(app: dict, targets: list[dict] = ()) -> set[str]:
     """Kinds the app may have live objects of: watched ones, and any in git, its last comparison or sync."""
     status = app.get("status") or {}
     results = ((status.get("operationState") or {}).get("syncResult") or {}).get("resources") or []
-    return (WATCHED_KINDS | {t["kind"] for t in targets} | {r["kind"] for r in status.get("resources") or []}
-            | {r["kind"] for r in results})
+    return (
+        WATCHED_KINDS
+        | {t["kind"] for t in targets}
+        | {r["kind"] for r in status.get("resources") or []}
+        | {r["kind"] for r in results}
+    )
 
 
 def _result_name(obj: dict) -> str:
@@ -183,8 +198,9 @@ class ApplicationController:
         with self._lock:
             worker = self._workers.get(name)
             if app.get("operation") and (worker is None or not worker.is_alive()):
-                worker = threading.Thread(target=self._run_operation, args=(name,), daemon=True,
-                                          name=f"argocd-operation-{name}")
+                worker = threading.Thread(
+                    target=self._run_operation, args=(name,), daemon=True, name=f"argocd-operation-{name}"
+                )
                 self._workers[name] = worker
                 worker.start()
             due = self._due.get(name)
@@ -237,7 +253,7 @@ class ApplicationController:
 
             def write(stored: dict) -> None:
                 current = stored.setdefault("status", {})
-                previous_health = (current.get("health") or {})
+                previous_health = current.get("health") or {}
                 health = status.pop("health", None)
                 current.update(status)
                 if health is not None:
@@ -251,8 +267,13 @@ class ApplicationController:
 
             updated = self.store.update(name, write)
             if updated is not None:
-                resources_before = [(r["kind"], r.get("namespace"), r["name"]) for r in (app.get("status") or {}).get("resources") or []]
-                resources_now = [(r["kind"], r.get("namespace"), r["name"]) for r in (updated.get("status") or {}).get("resources") or []]
+                resources_before = [
+                    (r["kind"], r.get("namespace"), r["name"]) for r in (app.get("status") or {}).get("resources") or []
+                ]
+                resources_now = [
+                    (r["kind"], r.get("namespace"), r["name"])
+                    for r in (updated.get("status") or {}).get("resources") or []
+                ]
                 with self._lock:
                     # When the set of resources changed, the next tick compares versions of the new set.
                     self._seen_versions[name] = versions_before if resources_before == resources_now else []
@@ -282,8 +303,13 @@ class ApplicationController:
         compared_to = {"source": copy.deepcopy(source), "destination": copy.deepcopy(destination)}
         project = self.projects.get(spec.get("project"), missing_fault=self._faults().missing_project)
         if project is None:
-            status["conditions"] = [{"type": "InvalidSpecError", "lastTransitionTime": now_rfc3339(),
-                                     "message": f"Application referencing project {spec.get('project')} which does not exist"}]
+            status["conditions"] = [
+                {
+                    "type": "InvalidSpecError",
+                    "lastTransitionTime": now_rfc3339(),
+                    "message": f"Application referencing project {spec.get('project')} which does not exist",
+                }
+            ]
             status["sync"] = {"status": "Unknown", "comparedTo": compared_to}
             return status
         try:
@@ -292,25 +318,41 @@ class ApplicationController:
             revision = self.repo.resolve(source["repoURL"], source.get("targetRevision") or "HEAD")
             targets = self.repo.manifests(source["repoURL"], revision, source.get("path", ""))
         except RepoError as exc:
-            status["conditions"] = [{"type": "ComparisonError", "lastTransitionTime": now_rfc3339(),
-                                     "message": f"Failed to load target state: {exc}"}]
+            status["conditions"] = [
+                {
+                    "type": "ComparisonError",
+                    "lastTransitionTime": now_rfc3339(),
+                    "message": f"Failed to load target state: {exc}",
+                }
+            ]
             status["sync"] = {"status": "Unknown", "comparedTo": compared_to}
             return status
-        targets = sorted((with_namespace(t, destination.get("namespace", "")) for t in targets),
-                         key=lambda t: (group_of(t), t["kind"], t["metadata"].get("namespace", ""), t["metadata"]["name"]))
+        targets = sorted(
+            (with_namespace(t, destination.get("namespace", "")) for t in targets),
+            key=lambda t: (group_of(t), t["kind"], t["metadata"].get("namespace", ""), t["metadata"]["name"]),
+        )
         live, extras = self._live_objects(app, targets)
-        managed = [ManagedResource(group_of(t), t["kind"], t["metadata"].get("namespace", ""), t["metadata"]["name"], t, lv)
-                   for t, lv in zip(targets, live)]
-        managed += [ManagedResource(group_of(e), e["kind"], e["metadata"].get("namespace", ""), e["metadata"]["name"], None, e)
-                    for e in extras]
+        managed = [
+            ManagedResource(group_of(t), t["kind"], t["metadata"].get("namespace", ""), t["metadata"]["name"], t, lv)
+            for t, lv in zip(targets, live)
+        ]
+        managed += [
+            ManagedResource(group_of(e), e["kind"], e["metadata"].get("namespace", ""), e["metadata"]["name"], None, e)
+            for e in extras
+        ]
         app_health, healths = application_health(managed)
         resources = []
         for resource, health in zip(managed, healths):
             obj = resource.target or resource.live
             entry: dict[str, Any] = {
-                "group": resource.group, "version": version_of(obj), "kind": resource.kind,
-                "namespace": resource.namespace, "name": resource.name,
-                "status": "Synced" if resource.target is not None and in_sync(resource.target, resource.live) else "OutOfSync",
+                "group": resource.group,
+                "version": version_of(obj),
+                "kind": resource.kind,
+                "namespace": resource.namespace,
+                "name": resource.name,
+                "status": "Synced"
+                if resource.target is not None and in_sync(resource.target, resource.live)
+                else "OutOfSync",
             }
             if resource.target is None:
                 entry["requiresPruning"] = True
@@ -323,8 +365,16 @@ class ApplicationController:
             resources=resources,
             health=app_health.as_json() if managed else {"status": HEALTHY},
             sourceType=self.repo.source_type(source["repoURL"], revision, source.get("path", "")),
-            summary={"images": sorted({c["image"] for t in targets if t["kind"] == "Deployment"
-                                       for c in t["spec"]["template"]["spec"].get("containers", [])})},
+            summary={
+                "images": sorted(
+                    {
+                        c["image"]
+                        for t in targets
+                        if t["kind"] == "Deployment"
+                        for c in t["spec"]["template"]["spec"].get("containers", [])
+                    }
+                )
+            },
         )
         return status
 
@@ -353,10 +403,16 @@ class ApplicationController:
             if last.get("phase") != "Succeeded" or not automated.get("selfHeal"):
                 return
         operation = {
-            "sync": {"revision": revision, "prune": bool(automated.get("prune")),
-                     "source": copy.deepcopy(app["spec"]["source"]),
-                     **({"syncOptions": list(app["spec"]["syncPolicy"]["syncOptions"])}
-                        if (app["spec"].get("syncPolicy") or {}).get("syncOptions") else {})},
+            "sync": {
+                "revision": revision,
+                "prune": bool(automated.get("prune")),
+                "source": copy.deepcopy(app["spec"]["source"]),
+                **(
+                    {"syncOptions": list(app["spec"]["syncPolicy"]["syncOptions"])}
+                    if (app["spec"].get("syncPolicy") or {}).get("syncOptions")
+                    else {}
+                ),
+            },
             "initiatedBy": {"automated": True},
         }
 
@@ -378,8 +434,10 @@ class ApplicationController:
 
         def running(stored: dict) -> None:
             stored.setdefault("status", {})["operationState"] = {
-                "operation": copy.deepcopy(operation), "phase": "Running",
-                "message": "one or more tasks are running", "startedAt": started,
+                "operation": copy.deepcopy(operation),
+                "phase": "Running",
+                "message": "one or more tasks are running",
+                "startedAt": started,
             }
 
         self.store.update(name, running)
@@ -398,8 +456,13 @@ class ApplicationController:
 
         def finish(stored: dict) -> None:
             status = stored.setdefault("status", {})
-            state = {"operation": copy.deepcopy(operation), "phase": phase, "message": message,
-                     "startedAt": started, "finishedAt": finished}
+            state = {
+                "operation": copy.deepcopy(operation),
+                "phase": phase,
+                "message": message,
+                "startedAt": started,
+                "finishedAt": finished,
+            }
             sync_result: dict[str, Any] = {"resources": results, "source": copy.deepcopy(source)}
             if revision:
                 sync_result["revision"] = revision
@@ -408,11 +471,16 @@ class ApplicationController:
             stored.pop("operation", None)
             if phase == "Succeeded" and not operation["sync"].get("dryRun"):
                 history = status.setdefault("history", [])
-                history.append({
-                    "id": (history[-1]["id"] + 1) if history else 0, "revision": revision,
-                    "deployStartedAt": started, "deployedAt": finished, "source": copy.deepcopy(source),
-                    "initiatedBy": copy.deepcopy(operation.get("initiatedBy") or {}),
-                })
+                history.append(
+                    {
+                        "id": (history[-1]["id"] + 1) if history else 0,
+                        "revision": revision,
+                        "deployStartedAt": started,
+                        "deployedAt": finished,
+                        "source": copy.deepcopy(source),
+                        "initiatedBy": copy.deepcopy(operation.get("initiatedBy") or {}),
+                    }
+                )
                 limit = stored["spec"].get("revisionHistoryLimit")
                 limit = DEFAULT_HISTORY_LIMIT if limit is None else int(limit)
                 if len(history) > limit:
@@ -435,8 +503,9 @@ class ApplicationController:
         if project is None:
             return "Error", f"Application referencing project {project_name} which does not exist", None, []
         try:
-            revision = self.repo.resolve(source["repoURL"], sync.get("revision") or source.get("targetRevision") or "HEAD",
-                                         use_cache=False)
+            revision = self.repo.resolve(
+                source["repoURL"], sync.get("revision") or source.get("targetRevision") or "HEAD", use_cache=False
+            )
             targets = self.repo.manifests(source["repoURL"], revision, source.get("path", ""))
         except RepoError as exc:
             return "Error", f"ComparisonError: {exc}", None, []
@@ -445,26 +514,59 @@ class ApplicationController:
         targets = sorted((with_namespace(t, namespace) for t in targets), key=sync_order)
 
         def result(obj: dict, status: str, message: str) -> dict:
-            return {"group": group_of(obj), "version": version_of(obj), "kind": obj["kind"],
-                    "namespace": obj["metadata"].get("namespace", ""), "name": obj["metadata"]["name"],
-                    "status": status, "message": message, "syncPhase": "Sync",
-                    **({"images": [c["image"] for c in obj["spec"]["template"]["spec"].get("containers", [])]}
-                       if obj["kind"] == "Deployment" else {})}
+            return {
+                "group": group_of(obj),
+                "version": version_of(obj),
+                "kind": obj["kind"],
+                "namespace": obj["metadata"].get("namespace", ""),
+                "name": obj["metadata"]["name"],
+                "status": status,
+                "message": message,
+                "syncPhase": "Sync",
+                **(
+                    {"images": [c["image"] for c in obj["spec"]["template"]["spec"].get("containers", [])]}
+                    if obj["kind"] == "Deployment"
+                    else {}
+                ),
+            }
 
         # Every task is checked before anything is applied (sync_context.go getSyncTasks: "not valid").
         invalid = []
         for obj in targets:
             namespaced = is_namespaced(obj["kind"])
             if not Projects.is_kind_permitted(project, group_of(obj), obj["kind"], namespaced):
-                invalid.append(result(obj, "SyncFailed", f"resource {group_of(obj)}:{obj['kind']} is not permitted in project {project_name}."))
-            elif namespaced and not Projects.is_destination_permitted(project, destination.get("server", ""), obj["metadata"]["namespace"]):
-                invalid.append(result(obj, "SyncFailed", f"namespace {obj['metadata']['namespace']} is not permitted in project '{project_name}'"))
+                invalid.append(
+                    result(
+                        obj,
+                        "SyncFailed",
+                        f"resource {group_of(obj)}:{obj['kind']} is not permitted in project {project_name}.",
+                    )
+                )
+            elif namespaced and not Projects.is_destination_permitted(
+                project, destination.get("server", ""), obj["metadata"]["namespace"]
+            ):
+                invalid.append(
+                    result(
+                        obj,
+                        "SyncFailed",
+                        f"namespace {obj['metadata']['namespace']} is not permitted in project '{project_name}'",
+                    )
+                )
         if invalid:
             messages = sorted({r["message"] for r in invalid})
-            return "Failed", f"one or more synchronization tasks are not valid: {'; '.join(messages)}", revision, invalid
+            return (
+                "Failed",
+                f"one or more synchronization tasks are not valid: {'; '.join(messages)}",
+                revision,
+                invalid,
+            )
 
         results = []
-        if options.get("CreateNamespace") == "true" and namespace and self.cluster.get("Namespace", None, namespace) is None:
+        if (
+            options.get("CreateNamespace") == "true"
+            and namespace
+            and self.cluster.get("Namespace", None, namespace) is None
+        ):
             ns_object = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
             self.cluster.apply(ns_object)
             results.append(result(ns_object, "Synced", f"namespace/{namespace} created"))
@@ -478,7 +580,8 @@ class ApplicationController:
                 continue
             previous = self.cluster.get(obj["kind"], obj_namespace, obj["metadata"]["name"])
             annotations["kubectl.kubernetes.io/last-applied-configuration"] = json.dumps(
-                {k: v for k, v in obj.items() if k != "status"}, sort_keys=True, separators=(",", ":"))
+                {k: v for k, v in obj.items() if k != "status"}, sort_keys=True, separators=(",", ":")
+            )
             try:
                 self.cluster.apply(obj)
             except Exception as exc:  # noqa: BLE001 - any API error fails this resource, as kubectl apply would
@@ -500,7 +603,12 @@ class ApplicationController:
                     results.append(result(live, "PruneSkipped", "ignored (requires pruning)"))
         failed = [r for r in results if r["status"] == "SyncFailed"]
         if failed:
-            return "Failed", "one or more objects failed to apply, reason: " + ",".join(r["message"] for r in failed), revision, results
+            return (
+                "Failed",
+                "one or more objects failed to apply, reason: " + ",".join(r["message"] for r in failed),
+                revision,
+                results,
+            )
         return "Succeeded", "successfully synced (all tasks run)", revision, results
 
     # ---- deletion ------------------------------------------------------------------------------
@@ -519,12 +627,18 @@ class ApplicationController:
         for live in remaining:
             self.cluster.delete(live["kind"], live["metadata"].get("namespace"), live["metadata"]["name"])
         background = "resources-finalizer.argocd.argoproj.io/background" in ours
-        still_there = [o for o in remaining if self.cluster.get(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) is not None]
+        still_there = [
+            o
+            for o in remaining
+            if self.cluster.get(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) is not None
+        ]
         if still_there and not background:
             return  # foreground: the Application stays until its resources are gone
 
         def remove_finalizers(stored: dict) -> None:
-            stored["metadata"]["finalizers"] = [f for f in stored["metadata"].get("finalizers") or [] if f not in RESOURCES_FINALIZERS]
+            stored["metadata"]["finalizers"] = [
+                f for f in stored["metadata"].get("finalizers") or [] if f not in RESOURCES_FINALIZERS
+            ]
 
         self.store.update(name, remove_finalizers)
         with self._lock:
@@ -532,6 +646,8 @@ class ApplicationController:
 
     def _record_condition(self, name: str, kind: str, message: str) -> None:
         def add(stored: dict) -> None:
-            stored.setdefault("status", {})["conditions"] = [{"type": kind, "message": message, "lastTransitionTime": now_rfc3339()}]
+            stored.setdefault("status", {})["conditions"] = [
+                {"type": kind, "message": message, "lastTransitionTime": now_rfc3339()}
+            ]
 
         self.store.update(name, add)

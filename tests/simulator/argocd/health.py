@@ -12,7 +12,12 @@ import json
 from dataclasses import dataclass
 
 HEALTHY, SUSPENDED, PROGRESSING, MISSING, DEGRADED, UNKNOWN = (
-    "Healthy", "Suspended", "Progressing", "Missing", "Degraded", "Unknown",
+    "Healthy",
+    "Suspended",
+    "Progressing",
+    "Missing",
+    "Degraded",
+    "Unknown",
 )
 # health.go: healthOrder, from best to worst.
 HEALTH_ORDER = [HEALTHY, SUSPENDED, PROGRESSING, MISSING, DEGRADED, UNKNOWN]
@@ -57,7 +62,9 @@ def deployment_health(obj: dict) -> Health:
         return Health(SUSPENDED, "Deployment is paused")
     generation = obj["metadata"].get("generation", 0)
     if generation > status.get("observedGeneration", 0):
-        return Health(PROGRESSING, "Waiting for rollout to finish: observed deployment generation less than desired generation")
+        return Health(
+            PROGRESSING, "Waiting for rollout to finish: observed deployment generation less than desired generation"
+        )
     progressing = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), None)
     # The typed Go struct defaults spec.replicas to nil when absent; the API server always fills it (1).
     replicas = spec.get("replicas")
@@ -67,11 +74,17 @@ def deployment_health(obj: dict) -> Health:
     if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
         return Health(DEGRADED, f'Deployment "{name}" exceeded its progress deadline')
     if replicas is not None and updated < replicas:
-        return Health(PROGRESSING, f"Waiting for rollout to finish: {updated} out of {replicas} new replicas have been updated...")
+        return Health(
+            PROGRESSING, f"Waiting for rollout to finish: {updated} out of {replicas} new replicas have been updated..."
+        )
     if current > updated:
-        return Health(PROGRESSING, f"Waiting for rollout to finish: {current - updated} old replicas are pending termination...")
+        return Health(
+            PROGRESSING, f"Waiting for rollout to finish: {current - updated} old replicas are pending termination..."
+        )
     if available < updated:
-        return Health(PROGRESSING, f"Waiting for rollout to finish: {available} of {updated} updated replicas are available...")
+        return Health(
+            PROGRESSING, f"Waiting for rollout to finish: {available} of {updated} updated replicas are available..."
+        )
     return Health(HEALTHY)
 
 
@@ -85,7 +98,10 @@ def service_health(obj: dict) -> Health:
 
 def _pod_ready(pod: dict) -> bool:
     """podutils.IsPodReady: the Ready condition is True."""
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (pod.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
 
 def pod_health(obj: dict) -> Health:
@@ -101,7 +117,9 @@ def pod_health(obj: dict) -> Health:
         for container in container_statuses:
             waiting = (container.get("state") or {}).get("waiting")
             reason = (waiting or {}).get("reason", "")
-            if waiting is not None and (reason.startswith("Err") or reason.endswith("Error") or reason.endswith("BackOff")):
+            if waiting is not None and (
+                reason.startswith("Err") or reason.endswith("Error") or reason.endswith("BackOff")
+            ):
                 messages.append(waiting.get("message", ""))
         if messages:
             return Health(DEGRADED, ", ".join(messages))
@@ -121,7 +139,9 @@ def pod_health(obj: dict) -> Health:
                 if terminated.get("reason") == "OOMKilled":
                     return Health(DEGRADED, "OOMKilled")
                 if terminated.get("exitCode", 0) != 0:
-                    return Health(DEGRADED, f'container "{container.get("name")}" failed with exit code {terminated["exitCode"]}')
+                    return Health(
+                        DEGRADED, f'container "{container.get("name")}" failed with exit code {terminated["exitCode"]}'
+                    )
         return Health(DEGRADED, "")
     if phase == "Running":
         if policy == "Always" or ignore_restart_policy:
@@ -160,10 +180,14 @@ def job_health(obj: dict) -> Health:
 
 
 _HPA_DEGRADED = {
-    ("AbleToScale", "FailedGetScale"), ("AbleToScale", "FailedUpdateScale"),
-    ("ScalingActive", "FailedGetResourceMetric"), ("ScalingActive", "FailedGetObjectMetric"),
-    ("ScalingActive", "FailedGetPodsMetric"), ("ScalingActive", "FailedGetExternalMetric"),
-    ("ScalingActive", "FailedComputeMetricsReplicas"), ("ScalingActive", "InvalidSelector"),
+    ("AbleToScale", "FailedGetScale"),
+    ("AbleToScale", "FailedUpdateScale"),
+    ("ScalingActive", "FailedGetResourceMetric"),
+    ("ScalingActive", "FailedGetObjectMetric"),
+    ("ScalingActive", "FailedGetPodsMetric"),
+    ("ScalingActive", "FailedGetExternalMetric"),
+    ("ScalingActive", "FailedComputeMetricsReplicas"),
+    ("ScalingActive", "InvalidSelector"),
 }
 _HPA_WAITING = Health(PROGRESSING, "Waiting to Autoscale")
 
@@ -171,7 +195,9 @@ _HPA_WAITING = Health(PROGRESSING, "Waiting to Autoscale")
 def hpa_health(obj: dict) -> Health:
     """health_hpa.go: getAutoScalingV2HPAHealth / getAutoScalingV1HPAHealth and checkConditions."""
     if obj.get("apiVersion") == "autoscaling/v1":
-        annotation = ((obj.get("metadata") or {}).get("annotations") or {}).get("autoscaling.alpha.kubernetes.io/conditions")
+        annotation = ((obj.get("metadata") or {}).get("annotations") or {}).get(
+            "autoscaling.alpha.kubernetes.io/conditions"
+        )
         if annotation is None:
             return _HPA_WAITING
         try:

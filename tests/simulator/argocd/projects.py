@@ -28,15 +28,24 @@ DEFAULT_PROJECT = {
     },
 }
 # What the sync_window fault adds: an always-open deny window for every application.
-DENY_ALL_WINDOW = {"kind": "deny", "schedule": "* * * * *", "duration": "24h", "applications": ["*"], "manualSync": False}
+DENY_ALL_WINDOW = {
+    "kind": "deny",
+    "schedule": "* * * * *",
+    "duration": "24h",
+    "applications": ["*"],
+    "manualSync": False,
+}
 
 
-def projects_from_file(path: Path = DEFAULT_PROJECT_FILE, *, source_repos: list[str] | None = None,
-                       namespaces: list[str] | None = None) -> list[dict]:
+def projects_from_file(
+    path: Path = DEFAULT_PROJECT_FILE, *, source_repos: list[str] | None = None, namespaces: list[str] | None = None
+) -> list[dict]:
     """The AppProjects in ``path``, with the edits its header asks an installer to make: the GitOps
     repository URL replaced by ``source_repos``, and ``namespaces`` added as in-cluster destinations
     of every project whose destinations are not Argo CD's own namespace only."""
-    projects = [doc for doc in YAML(typ="safe").load_all(Path(path).read_text()) if doc and doc.get("kind") == "AppProject"]
+    projects = [
+        doc for doc in YAML(typ="safe").load_all(Path(path).read_text()) if doc and doc.get("kind") == "AppProject"
+    ]
     for project in projects:
         spec = project.setdefault("spec", {})
         if source_repos is not None:
@@ -74,8 +83,10 @@ class Projects:
     def is_source_permitted(project: dict, repo_url: str) -> bool:
         """AppProject.IsSourcePermitted: some sourceRepos glob matches the normalised URL."""
         normalized = _normalize_git_url(repo_url)
-        return any(pattern == "*" or _glob(_normalize_git_url(pattern), normalized)
-                   for pattern in project["spec"].get("sourceRepos") or [])
+        return any(
+            pattern == "*" or _glob(_normalize_git_url(pattern), normalized)
+            for pattern in project["spec"].get("sourceRepos") or []
+        )
 
     @staticmethod
     def is_destination_permitted(project: dict, server: str, namespace: str) -> bool:
@@ -108,7 +119,10 @@ class Projects:
         namespace = (app["spec"].get("destination") or {}).get("namespace", "")
         server = (app["spec"].get("destination") or {}).get("server", "")
         matching_deny = [
-            w for w in windows if w.get("kind") == "deny" and (
+            w
+            for w in windows
+            if w.get("kind") == "deny"
+            and (
                 any(_glob(p, name) for p in w.get("applications") or [])
                 or any(_glob(p, namespace) for p in w.get("namespaces") or [])
                 or any(_glob(p, server) for p in w.get("clusters") or [])

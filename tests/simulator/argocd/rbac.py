@@ -60,8 +60,12 @@ class Rbac:
         subjects = self._subjects(account, groups)
         allowed = False
         for subject, p_resource, p_action, p_object, effect in policies:
-            if subject in subjects and fnmatch.fnmatchcase(resource, p_resource) \
-                    and fnmatch.fnmatchcase(action, p_action) and fnmatch.fnmatchcase(obj, p_object):
+            if (
+                subject in subjects
+                and fnmatch.fnmatchcase(resource, p_resource)
+                and fnmatch.fnmatchcase(action, p_action)
+                and fnmatch.fnmatchcase(obj, p_object)
+            ):
                 if effect == "deny":
                     return False
                 allowed = True

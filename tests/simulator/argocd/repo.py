@@ -94,7 +94,9 @@ class RepoServer:
             if not self._has_commit(mirror, sha):
                 fetch = subprocess.run(
                     ["git", "--git-dir", str(mirror), "fetch", "--quiet", "--force", repo_url, "+refs/*:refs/*"],
-                    capture_output=True, text=True, timeout=120,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
                 )
                 if fetch.returncode != 0:
                     raise RepoError(f"failed to fetch {repo_url}: {fetch.stderr.strip()}")
@@ -109,8 +111,12 @@ class RepoServer:
 
     @staticmethod
     def _has_commit(mirror: Path, sha: str) -> bool:
-        return subprocess.run(["git", "--git-dir", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}"],
-                              capture_output=True).returncode == 0
+        return (
+            subprocess.run(
+                ["git", "--git-dir", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}"], capture_output=True
+            ).returncode
+            == 0
+        )
 
     @staticmethod
     def _git(*args: str) -> None:
@@ -124,8 +130,9 @@ class RepoServer:
             return copy.deepcopy(cached)
         mirror = self._mirror(repo_url, sha)
         with tempfile.TemporaryDirectory(dir=self.work_dir) as checkout:
-            archive = subprocess.run(["git", "--git-dir", str(mirror), "archive", "--format=tar", sha],
-                                     capture_output=True, timeout=60)
+            archive = subprocess.run(
+                ["git", "--git-dir", str(mirror), "archive", "--format=tar", sha], capture_output=True, timeout=60
+            )
             if archive.returncode != 0:
                 raise RepoError(archive.stderr.decode(errors="replace").strip())
             subprocess.run(["tar", "-x", "-C", checkout], input=archive.stdout, check=True, capture_output=True)
@@ -134,9 +141,13 @@ class RepoServer:
                 raise RepoError(f"{path}: app path does not exist")
             kustomize = any((app_dir / name).exists() for name in KUSTOMIZATION_FILES)
             if kustomize:
-                result = subprocess.run([*self.kustomize_cmd, str(app_dir)], capture_output=True, text=True, timeout=120)
+                result = subprocess.run(
+                    [*self.kustomize_cmd, str(app_dir)], capture_output=True, text=True, timeout=120
+                )
                 if result.returncode != 0:
-                    raise RepoError(f"`kustomize build {path}` failed exit status {result.returncode}: {result.stderr.strip()}")
+                    raise RepoError(
+                        f"`kustomize build {path}` failed exit status {result.returncode}: {result.stderr.strip()}"
+                    )
                 documents = list(YAML(typ="safe").load_all(result.stdout))
             else:
                 documents = []
@@ -148,4 +159,3 @@ class RepoServer:
             self._manifests[key] = objects
             self._source_types[key] = "Kustomize" if kustomize else "Directory"
         return copy.deepcopy(objects)
-

@@ -36,8 +36,9 @@ class ArgoServer:
         self.host, self.port = self._socket.getsockname()
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False, **ssl_options)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        daemon=True, name="argocd-server")
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True, name="argocd-server"
+        )
 
     @property
     def url(self) -> str:

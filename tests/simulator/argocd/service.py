@@ -45,8 +45,16 @@ def _normalized_spec(spec: dict) -> dict:
 
 
 class ApplicationService:
-    def __init__(self, store: ApplicationStore, controller: ApplicationController, repo: RepoServer,
-                 projects: Projects, rbac: Rbac, faults: ArgoFaults, cluster: Any) -> None:
+    def __init__(
+        self,
+        store: ApplicationStore,
+        controller: ApplicationController,
+        repo: RepoServer,
+        projects: Projects,
+        rbac: Rbac,
+        faults: ArgoFaults,
+        cluster: Any,
+    ) -> None:
         self.store = store
         self.controller = controller
         self.repo = repo
@@ -74,7 +82,10 @@ class ApplicationService:
         """application.go getAppProject: a vague error for a missing project."""
         project = self.projects.get(app["spec"].get("project"), missing_fault=self.faults.missing_project)
         if project is None:
-            raise ArgoError("InvalidArgument", f'app is not allowed in project "{app["spec"].get("project")}", or the project does not exist')
+            raise ArgoError(
+                "InvalidArgument",
+                f'app is not allowed in project "{app["spec"].get("project")}", or the project does not exist',
+            )
         return project
 
     def get_enforced(self, account: str | None, action: str, project: str, name: str) -> tuple[dict, dict]:
@@ -122,11 +133,16 @@ class ApplicationService:
         if destination.get("name") and not server:
             server = IN_CLUSTER if destination["name"] == IN_CLUSTER_NAME else ""
             if not server:
-                raise ArgoError("InvalidArgument", f"application destination spec for {name} is invalid: "
-                                f"there are no clusters with this name: {destination['name']}")
+                raise ArgoError(
+                    "InvalidArgument",
+                    f"application destination spec for {name} is invalid: "
+                    f"there are no clusters with this name: {destination['name']}",
+                )
         elif server != IN_CLUSTER:
-            raise ArgoError("InvalidArgument", f"application destination spec for {name} is invalid: "
-                            f"there are no clusters with this URL: {server}")
+            raise ArgoError(
+                "InvalidArgument",
+                f"application destination spec for {name} is invalid: there are no clusters with this URL: {server}",
+            )
         source = spec.get("source") or {}
         if validate and source.get("repoURL"):
             condition = None
@@ -136,22 +152,30 @@ class ApplicationService:
                 condition = f"repository not accessible: repositories not accessible: {source['repoURL']}: {exc}"
             else:
                 try:
-                    revision = self.repo.resolve(source["repoURL"], source.get("targetRevision") or "HEAD", use_cache=False)
+                    revision = self.repo.resolve(
+                        source["repoURL"], source.get("targetRevision") or "HEAD", use_cache=False
+                    )
                     self.repo.manifests(source["repoURL"], revision, source.get("path", ""))
                 except RepoError as exc:
                     condition = f"Unable to generate manifests in {source.get('path', '')}: rpc error: code = Unknown desc = {exc}"
             if condition:
-                raise ArgoError("InvalidArgument", f"application spec for {name} is invalid: InvalidSpecError: {condition}")
+                raise ArgoError(
+                    "InvalidArgument", f"application spec for {name} is invalid: InvalidSpecError: {condition}"
+                )
         conditions = []
         if not source.get("repoURL") or not (source.get("path") or source.get("chart")):
             conditions.append("spec.source.repoURL and either spec.source.path or spec.source.chart are required")
         else:
             if not Projects.is_source_permitted(project, source["repoURL"]):
-                conditions.append(f"application repo {source['repoURL']} is not permitted in project '{project['metadata']['name']}'")
+                conditions.append(
+                    f"application repo {source['repoURL']} is not permitted in project '{project['metadata']['name']}'"
+                )
             if not Projects.is_destination_permitted(project, IN_CLUSTER, destination.get("namespace", "")):
                 shown = destination.get("name") or server
-                conditions.append(f"application destination server '{shown}' and namespace '{destination.get('namespace', '')}' "
-                                  f"do not match any of the allowed destinations in project '{project['metadata']['name']}'")
+                conditions.append(
+                    f"application destination server '{shown}' and namespace '{destination.get('namespace', '')}' "
+                    f"do not match any of the allowed destinations in project '{project['metadata']['name']}'"
+                )
         if conditions:
             formatted = ";".join(f"InvalidSpecError: {c}" for c in conditions)  # argo.go FormatAppConditions
             raise ArgoError("InvalidArgument", f"application spec for {name} is invalid: {formatted}")
@@ -169,10 +193,14 @@ class ApplicationService:
             raise ArgoError(exc.grpc_code, f"error while validating and normalizing app: {exc.message}") from None
         app.pop("operation", None)  # Create never lets the caller set an operation.
         app.pop("status", None)
-        stored = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-                  "metadata": {k: v for k, v in app["metadata"].items()
-                               if k in ("name", "labels", "annotations", "finalizers") and v},
-                  "spec": app["spec"]}
+        stored = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {
+                k: v for k, v in app["metadata"].items() if k in ("name", "labels", "annotations", "finalizers") and v
+            },
+            "spec": app["spec"],
+        }
         try:
             created = self.store.create(stored)
         except ArgoError as exc:
@@ -185,14 +213,18 @@ class ApplicationService:
         if existing is None:
             raise ArgoError("Internal", "unable to check existing application details")
         metadata = app["metadata"]
-        equal = (_pruned(existing["spec"]) == _pruned(app["spec"])
-                 and (existing["metadata"].get("labels") or {}) == (metadata.get("labels") or {})
-                 and (existing["metadata"].get("annotations") or {}) == (metadata.get("annotations") or {})
-                 and (existing["metadata"].get("finalizers") or []) == (metadata.get("finalizers") or []))
+        equal = (
+            _pruned(existing["spec"]) == _pruned(app["spec"])
+            and (existing["metadata"].get("labels") or {}) == (metadata.get("labels") or {})
+            and (existing["metadata"].get("annotations") or {}) == (metadata.get("annotations") or {})
+            and (existing["metadata"].get("finalizers") or []) == (metadata.get("finalizers") or [])
+        )
         if equal:
             return existing
         if not upsert:
-            raise ArgoError("InvalidArgument", "existing application spec is different, use upsert flag to force update")
+            raise ArgoError(
+                "InvalidArgument", "existing application spec is different, use upsert flag to force update"
+            )
         self._enforce(account, "applications", "update", self.rbac_name(app))
         try:
             return self._update_app(app, merge=True)
@@ -207,8 +239,11 @@ class ApplicationService:
         def apply(stored: dict) -> None:
             stored["spec"] = copy.deepcopy(new["spec"])
             for part in ("labels", "annotations"):
-                value = dict(stored["metadata"].get(part) or {}, **(metadata.get(part) or {})) if merge \
+                value = (
+                    dict(stored["metadata"].get(part) or {}, **(metadata.get(part) or {}))
+                    if merge
                     else dict(metadata.get(part) or {})
+                )
                 if value:
                     stored["metadata"][part] = value
                 else:
@@ -246,7 +281,9 @@ class ApplicationService:
 
     # ---- delete --------------------------------------------------------------------------------
 
-    def delete(self, account: str | None, name: str, *, cascade: bool | None, propagation_policy: str, project: str) -> dict:
+    def delete(
+        self, account: str | None, name: str, *, cascade: bool | None, propagation_policy: str, project: str
+    ) -> dict:
         """application.go Delete: with cascade (the default) the propagation policy's finalizer is
         added before the delete, so the controller deletes the resources first; without cascade the
         resources finalizer is removed, so the app goes at once and its resources stay."""
@@ -264,6 +301,7 @@ class ApplicationService:
         else:
             finalizers = [f for f in finalizers if f not in PROPAGATION_FINALIZERS.values()]
         if finalizers != (app["metadata"].get("finalizers") or []):
+
             def patch(stored: dict) -> None:
                 if finalizers:
                     stored["metadata"]["finalizers"] = finalizers
@@ -282,6 +320,7 @@ class ApplicationService:
 
     def _set_operation(self, name: str, operation: dict) -> dict:
         """argo.go SetAppOperation."""
+
         def set_operation(stored: dict) -> None:
             if stored.get("operation"):
                 raise ArgoError("FailedPrecondition", "another operation is already in progress")
@@ -293,8 +332,11 @@ class ApplicationService:
         except ArgoError as exc:
             raise ArgoError(exc.grpc_code, f"error setting app operation: {exc.message}") from None
         if updated is None:
-            raise ArgoError("NotFound", f'error setting app operation: error getting application "{name}": '
-                            f'applications.argoproj.io "{name}" not found')
+            raise ArgoError(
+                "NotFound",
+                f'error setting app operation: error getting application "{name}": '
+                f'applications.argoproj.io "{name}" not found',
+            )
         return updated
 
     def sync(self, account: str | None, name: str, body: dict) -> dict:
@@ -310,8 +352,10 @@ class ApplicationService:
         automated = (app["spec"].get("syncPolicy") or {}).get("automated")
         if requested and requested != (source.get("targetRevision") or "HEAD"):
             if automated is not None and automated.get("enabled") is not False and not body.get("dryRun"):
-                raise ArgoError("FailedPrecondition",
-                                f"Cannot sync to {requested}: auto-sync currently set to {source.get('targetRevision', '')}")
+                raise ArgoError(
+                    "FailedPrecondition",
+                    f"Cannot sync to {requested}: auto-sync currently set to {source.get('targetRevision', '')}",
+                )
         ambiguous = requested or source.get("targetRevision") or "HEAD"
         if is_commit_sha(ambiguous):
             revision = ambiguous
@@ -321,13 +365,19 @@ class ApplicationService:
             except RepoError as exc:
                 raise ArgoError("FailedPrecondition", f"error resolving repo revision: {exc}") from None
         sync_policy = app["spec"].get("syncPolicy") or {}
-        sync_options = (body.get("syncOptions") or {}).get("items") if body.get("syncOptions") else sync_policy.get("syncOptions")
+        sync_options = (
+            (body.get("syncOptions") or {}).get("items") if body.get("syncOptions") else sync_policy.get("syncOptions")
+        )
         operation: dict[str, Any] = {
-            "sync": {"source": copy.deepcopy(source), "revision": revision, "prune": bool(body.get("prune")),
-                     **({"dryRun": True} if body.get("dryRun") else {}),
-                     **({"syncOptions": list(sync_options)} if sync_options else {}),
-                     **({"resources": body["resources"]} if body.get("resources") else {}),
-                     **({"syncStrategy": body["strategy"]} if body.get("strategy") else {})},
+            "sync": {
+                "source": copy.deepcopy(source),
+                "revision": revision,
+                "prune": bool(body.get("prune")),
+                **({"dryRun": True} if body.get("dryRun") else {}),
+                **({"syncOptions": list(sync_options)} if sync_options else {}),
+                **({"resources": body["resources"]} if body.get("resources") else {}),
+                **({"syncStrategy": body["strategy"]} if body.get("strategy") else {}),
+            },
             "initiatedBy": {"username": account or ""},
         }
         if body.get("infos"):
@@ -350,13 +400,20 @@ class ApplicationService:
         if entry is None:
             raise ArgoError("InvalidArgument", f"application {name} does not have deployment with id {wanted}")
         if not entry.get("source"):
-            raise ArgoError("FailedPrecondition", "cannot rollback to revision deployed with Argo CD v0.11 or lower. sync to revision instead.")
+            raise ArgoError(
+                "FailedPrecondition",
+                "cannot rollback to revision deployed with Argo CD v0.11 or lower. sync to revision instead.",
+            )
         sync_options = (app["spec"].get("syncPolicy") or {}).get("syncOptions")
         operation = {
-            "sync": {"revision": entry["revision"], "prune": bool(body.get("prune")),
-                     **({"dryRun": True} if body.get("dryRun") else {}),
-                     **({"syncOptions": list(sync_options)} if sync_options else {}),
-                     "syncStrategy": {"apply": {}}, "source": copy.deepcopy(entry["source"])},
+            "sync": {
+                "revision": entry["revision"],
+                "prune": bool(body.get("prune")),
+                **({"dryRun": True} if body.get("dryRun") else {}),
+                **({"syncOptions": list(sync_options)} if sync_options else {}),
+                "syncStrategy": {"apply": {}},
+                "source": copy.deepcopy(entry["source"]),
+            },
             "initiatedBy": {"username": account or ""},
         }
         return self._set_operation(name, operation)
@@ -375,16 +432,28 @@ class ApplicationService:
     def _node(obj: dict, parents: list[dict] | None = None) -> dict:
         metadata = obj["metadata"]
         node: dict[str, Any] = {
-            "group": group_of(obj), "version": version_of(obj), "kind": obj["kind"],
-            "namespace": metadata.get("namespace", ""), "name": metadata["name"], "uid": metadata.get("uid", ""),
+            "group": group_of(obj),
+            "version": version_of(obj),
+            "kind": obj["kind"],
+            "namespace": metadata.get("namespace", ""),
+            "name": metadata["name"],
+            "uid": metadata.get("uid", ""),
             "resourceVersion": str(metadata.get("resourceVersion", "")),
         }
         if metadata.get("creationTimestamp"):
             node["createdAt"] = metadata["creationTimestamp"]
         if parents:
-            node["parentRefs"] = [{"group": group_of(p), "version": version_of(p), "kind": p["kind"],
-                                   "namespace": p["metadata"].get("namespace", ""), "name": p["metadata"]["name"],
-                                   "uid": p["metadata"].get("uid", "")} for p in parents]
+            node["parentRefs"] = [
+                {
+                    "group": group_of(p),
+                    "version": version_of(p),
+                    "kind": p["kind"],
+                    "namespace": p["metadata"].get("namespace", ""),
+                    "name": p["metadata"]["name"],
+                    "uid": p["metadata"].get("uid", ""),
+                }
+                for p in parents
+            ]
         health = resource_health(obj)
         if health is not None:
             node["health"] = health.as_json()
@@ -392,7 +461,9 @@ class ApplicationService:
 
     @staticmethod
     def _owned_by(obj: dict, owner: dict) -> bool:
-        return any(ref.get("uid") == owner["metadata"].get("uid") for ref in obj["metadata"].get("ownerReferences") or [])
+        return any(
+            ref.get("uid") == owner["metadata"].get("uid") for ref in obj["metadata"].get("ownerReferences") or []
+        )
 
     def resource_tree(self, account: str | None, name: str, *, project: str = "") -> dict:
         """application.go ResourceTree: managed objects and their children (Deployment -> ReplicaSet ->
@@ -447,9 +518,14 @@ class ApplicationService:
         items = []
         for resource in (app.get("status") or {}).get("resources") or []:
             live = self.cluster.get(resource["kind"], resource.get("namespace") or None, resource["name"])
-            item = {"group": resource.get("group", ""), "kind": resource["kind"], "namespace": resource.get("namespace", ""),
-                    "name": resource["name"], "liveState": json.dumps(live) if live is not None else "null",
-                    "modified": resource.get("status") != "Synced"}
+            item = {
+                "group": resource.get("group", ""),
+                "kind": resource["kind"],
+                "namespace": resource.get("namespace", ""),
+                "name": resource["name"],
+                "liveState": json.dumps(live) if live is not None else "null",
+                "modified": resource.get("status") != "Synced",
+            }
             if live is not None:
                 item["resourceVersion"] = str(live["metadata"].get("resourceVersion", ""))
             items.append(item)

@@ -37,8 +37,13 @@ class ApplicationStore:
                 raise ArgoError("AlreadyExists", f'applications.argoproj.io "{name}" already exists')
             stored = copy.deepcopy(app)
             metadata = stored["metadata"]
-            metadata.update(namespace=self.namespace, uid=str(uuid.uuid4()), generation=1,
-                            creationTimestamp=now_rfc3339(), resourceVersion=str(next(self._versions)))
+            metadata.update(
+                namespace=self.namespace,
+                uid=str(uuid.uuid4()),
+                generation=1,
+                creationTimestamp=now_rfc3339(),
+                resourceVersion=str(next(self._versions)),
+            )
             metadata.pop("deletionTimestamp", None)
             stored.setdefault("status", {})
             self._apps[name] = stored
@@ -52,12 +57,18 @@ class ApplicationStore:
                 return None
             before = copy.deepcopy(app)
             mutate(app)
-            if app["metadata"].get("deletionTimestamp") and \
-                    set(app["metadata"].get("finalizers") or []) - set(before["metadata"].get("finalizers") or []):
+            if app["metadata"].get("deletionTimestamp") and set(app["metadata"].get("finalizers") or []) - set(
+                before["metadata"].get("finalizers") or []
+            ):
                 self._apps[name] = before
-                added = sorted(set(app["metadata"].get("finalizers") or []) - set(before["metadata"].get("finalizers") or []))
-                raise ArgoError("InvalidArgument", f'Application.argoproj.io "{name}" is invalid: metadata.finalizers: '
-                                f"Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added}")
+                added = sorted(
+                    set(app["metadata"].get("finalizers") or []) - set(before["metadata"].get("finalizers") or [])
+                )
+                raise ArgoError(
+                    "InvalidArgument",
+                    f'Application.argoproj.io "{name}" is invalid: metadata.finalizers: '
+                    f"Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added}",
+                )
             if app.get("spec") != before.get("spec"):
                 app["metadata"]["generation"] = before["metadata"].get("generation", 1) + 1
             app["metadata"]["resourceVersion"] = str(next(self._versions))
