@@ -31,7 +31,6 @@ APPLICATION: Final = "application"
 TARGET: Final = "target"
 PULL_REQUEST_URL: Final = "pull_request_url"
 PULL_REQUEST_NUMBER: Final = "pull_request_number"
-SOURCE_DEPLOYMENT_ID: Final = "source_deployment_id"  # names another deployment in the manifests instead
 # sync and wait
 SYNCED_REVISION: Final = "synced_revision"
 EXTERNAL_IP: Final = "external_ip"

@@ -25,7 +25,6 @@ from control_api.pipeline.outputs import (
     PULL_REQUEST_NUMBER,
     PULL_REQUEST_URL,
     RUN_ID,
-    SOURCE_DEPLOYMENT_ID,
     TARGET,
 )
 from control_api.pipeline.step import StepContext, StepResult
@@ -59,7 +58,7 @@ def render_files(ctx: StepContext, app: AppRef, application_files: ApplicationFi
         image=ctx.outputs[IMAGE_URI],
         run_id=ctx.outputs[RUN_ID],
         model_uri=ctx.outputs.get(MODEL_URI) or f"models:/{request['model_name']}/{ctx.outputs[MODEL_VERSION]}",
-        deployment_id=ctx.outputs.get(SOURCE_DEPLOYMENT_ID) or ctx.deployment_id,
+        deployment_id=ctx.deployment_id,
     )
     try:
         spec = DeploymentSpec.validated(**fields)
