@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from control_api.stack.builders import buildah, docker
 from control_api.stack.builders.kind import BuilderKind
+from control_api.stack.registry import by_name, kind_named
 
-BUILDER_KINDS: dict[str, BuilderKind] = {
-    docker.KIND.name: docker.KIND,
-    buildah.KIND.name: buildah.KIND,
-}
+BUILDER_KINDS: dict[str, BuilderKind] = by_name(docker.KIND, buildah.KIND)
 
 
 def builder_kind(name: str) -> BuilderKind:
-    try:
-        return BUILDER_KINDS[name]
-    except KeyError:
-        raise ValueError(f"unknown image builder kind {name!r}; known: {', '.join(sorted(BUILDER_KINDS))}") from None
+    return kind_named(BUILDER_KINDS, name, "image builder kind")
 
 
 __all__ = ["BUILDER_KINDS", "BuilderKind", "builder_kind"]

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
+from control_api.stack.registry import by_name, kind_named
 from control_api.stack.targets import argocd, local, none
 from control_api.stack.targets.kind import Check, TargetKind
 
-TARGET_KINDS: dict[str, TargetKind] = {
-    none.KIND.name: none.KIND,
-    local.KIND.name: local.KIND,
-    argocd.KIND.name: argocd.KIND,
-}
+TARGET_KINDS: dict[str, TargetKind] = by_name(none.KIND, local.KIND, argocd.KIND)
 
 
 def target_kind(name: str) -> TargetKind:
-    try:
-        return TARGET_KINDS[name]
-    except KeyError:
-        raise ValueError(f"unknown target kind {name!r}; known: {', '.join(sorted(TARGET_KINDS))}") from None
+    return kind_named(TARGET_KINDS, name, "target kind")
 
 
 __all__ = ["TARGET_KINDS", "Check", "TargetKind", "target_kind"]
