@@ -19,12 +19,13 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from control_api.errors import DeploymentTimedOut, MlopsError, TransientError
 from control_api.journal.store import DeploymentRecord, DeploymentStatus, Journal, StepStatus
-from control_api.pipeline.step import Discardable, Interruptible, NotYet, Step, StepContext
+from control_api.pipeline.step import Discardable, Interruptible, NotYet, Step, StepContext, never_cancelled
 from control_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -220,17 +221,7 @@ class Orchestrator:
                 self.journal.step_started(deployment_id, step.name)
                 self._notify()
             deployment = self.journal.get(deployment_id)
-            ctx = StepContext(
-                deployment=deployment,
-                # The earlier steps' outputs and this step's saved progress (an interrupted attempt's
-                # MLflow run, a wait's deadline), as the journal holds them.
-                outputs=deployment.outputs_through(step.name),
-                settings=self.settings,
-                journal=self.journal,
-                step_name=step.name,
-                log_tail_lines=self.settings.training.log_tail_lines,
-                cancelled=lambda: self.cancel_requested(deployment_id),
-            )
+            ctx = self._context(deployment, step.name, cancelled=lambda: self.cancel_requested(deployment_id))
             try:
                 result = step.run(ctx)
                 if self.cancel_requested(deployment_id):
@@ -295,6 +286,21 @@ class Orchestrator:
             self._notify()
             return True
 
+    def _context(
+        self, deployment: DeploymentRecord, step_name: str, cancelled: Callable[[], bool] = never_cancelled
+    ) -> StepContext:
+        """What a step sees: the earlier steps' outputs and its own saved progress (an interrupted
+        attempt's MLflow run, a wait's deadline), as the journal holds them."""
+        return StepContext(
+            deployment=deployment,
+            outputs=deployment.outputs_through(step_name),
+            settings=self.settings,
+            journal=self.journal,
+            step_name=step_name,
+            log_tail_lines=self.settings.training.log_tail_lines,
+            cancelled=cancelled,
+        )
+
     def _finish_cancel(self, deployment_id: str, pipeline: Pipeline) -> DeploymentRecord:
         """Undo what the deploy made, latest step first, then end ``cancelled``. A clean-up that
         fails leaves the deployment ``cancelling`` and is tried again shortly (and after a restart)."""
@@ -306,14 +312,7 @@ class Orchestrator:
                 continue
             if not isinstance(step, Discardable):
                 continue
-            ctx = StepContext(
-                deployment=record,
-                outputs=record.outputs_through(step.name),
-                settings=self.settings,
-                journal=self.journal,
-                step_name=step.name,
-                log_tail_lines=self.settings.training.log_tail_lines,
-            )
+            ctx = self._context(record, step.name)
             try:
                 step.discard(ctx)
             except Exception as exc:
