@@ -21,10 +21,11 @@ TEMPLATE_PACKAGE = "renderer"
 TEMPLATE_DIR = "templates"
 
 
-@lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+def yaml_environment(package: str, folder: str) -> jinja2.Environment:
+    """A Jinja2 environment for YAML templates in ``package``/``folder``: strict about undefined values,
+    with the ``yaml_scalars`` filters (``q``, ``integer``, ``boolean``) doing all the escaping."""
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader(TEMPLATE_PACKAGE, TEMPLATE_DIR),
+        loader=jinja2.PackageLoader(package, folder),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -35,6 +36,11 @@ def _environment() -> jinja2.Environment:
     environment.filters["integer"] = yaml_scalars.integer
     environment.filters["boolean"] = yaml_scalars.boolean
     return environment
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return yaml_environment(TEMPLATE_PACKAGE, TEMPLATE_DIR)
 
 
 def render_template(name: str, **values: Any) -> bytes:

@@ -69,18 +69,7 @@ class TrainStep:
             request.get("requirements") or [], embedded_store=gateway.is_embedded, log=ctx.log
         )
         ctx.raise_if_cancelled()  # preparing the environment can take minutes
-        experiment_name = request.get("experiment_name") or request["model_name"]
-        experiment_id = gateway.ensure_experiment(experiment_name)
-        tags = {
-            **(request.get("tags") or {}),
-            "mlops.deployment_id": ctx.deployment_id,
-            "mlops.model_name": request["model_name"],
-            "mlops.requested_by": ctx.deployment.requested_by,
-            "mlflow.source.name": request.get("script_name") or "train.py",
-            "mlflow.source.type": "LOCAL",
-            "mlflow.user": ctx.deployment.requested_by,
-        }
-        run_id = gateway.create_run(experiment_id, f"{request['model_name']}-{ctx.deployment_id[:8]}", tags)
+        experiment_name, experiment_id, run_id = create_deploy_run(gateway, ctx, source_type="LOCAL")
         # The serving image installs the same versions (build step), also after a resumed attempt.
         ctx.save_progress(
             run_id=run_id, experiment_id=experiment_id, experiment_name=experiment_name, training_packages=env.packages
@@ -371,6 +360,28 @@ def _signal_reason(exit_code: int) -> str:
         name
     )
     return f" (killed by {name}{': ' + why if why else ''})"
+
+
+def create_deploy_run(
+    gateway: MlflowGateway, ctx: StepContext, *, source_type: str, extra_tags: dict[str, str] | None = None
+) -> tuple[str, str, str]:
+    """The deploy's MLflow run in its experiment (the request's, else the model's name), tagged with
+    the deploy's identity and the request's tags: experiment name, experiment id and run id."""
+    request = ctx.request
+    experiment_name = request.get("experiment_name") or request["model_name"]
+    experiment_id = gateway.ensure_experiment(experiment_name)
+    tags = {
+        **(request.get("tags") or {}),
+        "mlops.deployment_id": ctx.deployment_id,
+        "mlops.model_name": request["model_name"],
+        "mlops.requested_by": ctx.deployment.requested_by,
+        **(extra_tags or {}),
+        "mlflow.source.name": request.get("script_name") or "train.py",
+        "mlflow.source.type": source_type,
+        "mlflow.user": ctx.deployment.requested_by,
+    }
+    run_id = gateway.create_run(experiment_id, f"{request['model_name']}-{ctx.deployment_id[:8]}", tags)
+    return experiment_name, experiment_id, run_id
 
 
 def finish_run(

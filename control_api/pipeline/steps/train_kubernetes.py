@@ -28,7 +28,7 @@ from control_api.errors import MlopsError, TrainingFailed
 from control_api.journal.store import Journal
 from control_api.pipeline.outputs import RUN_ID
 from control_api.pipeline.step import NotYet, StepContext, StepResult
-from control_api.pipeline.steps.train import close_cancelled_run, finish_run
+from control_api.pipeline.steps.train import close_cancelled_run, create_deploy_run, finish_run
 from control_api.provider import Provider
 from control_api.settings import Settings
 from control_api.training.backends.base import (
@@ -172,23 +172,12 @@ class KubernetesTrainStep:
 
     def _ensure_run(self, ctx: StepContext, gateway: MlflowGateway) -> tuple[str, str, str]:
         """The run of an earlier attempt when it may still be training, else a new one."""
-        request = ctx.request
         run_id = ctx.outputs.get(POLL_RUN_ID)
         if run_id:
             return run_id, ctx.outputs[POLL_EXPERIMENT_ID], ctx.outputs[POLL_EXPERIMENT_NAME]
-        experiment_name = request.get("experiment_name") or request["model_name"]
-        experiment_id = gateway.ensure_experiment(experiment_name)
-        tags = {
-            **(request.get("tags") or {}),
-            "mlops.deployment_id": ctx.deployment_id,
-            "mlops.model_name": request["model_name"],
-            "mlops.requested_by": ctx.deployment.requested_by,
-            "mlops.training_backend": "kubernetes",
-            "mlflow.source.name": request.get("script_name") or "train.py",
-            "mlflow.source.type": "JOB",
-            "mlflow.user": ctx.deployment.requested_by,
-        }
-        run_id = gateway.create_run(experiment_id, f"{request['model_name']}-{ctx.deployment_id[:8]}", tags)
+        experiment_name, experiment_id, run_id = create_deploy_run(
+            gateway, ctx, source_type="JOB", extra_tags={"mlops.training_backend": "kubernetes"}
+        )
         ctx.save_progress(
             **{POLL_RUN_ID: run_id, POLL_EXPERIMENT_ID: experiment_id, POLL_EXPERIMENT_NAME: experiment_name}
         )

@@ -17,8 +17,8 @@ from ruamel.yaml import YAML
 from control_api.errors import InvalidRequestError
 from control_api.settings import KubernetesTrainingSettings
 from control_api.training.backends.base import TrainingRequest, TrainingResources
-from renderer import yaml_scalars
 from renderer.quantities import cpu_millicores, format_bytes, memory_bytes
+from renderer.templating import yaml_environment
 
 DEPLOYMENT_ID_LABEL = "mlops.io/deployment-id"
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -32,17 +32,7 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("control_api.training.backends", "templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters["q"] = yaml_scalars.quote
-    environment.filters["integer"] = yaml_scalars.integer
-    return environment
+    return yaml_environment("control_api.training.backends", "templates")
 
 
 def _render(template: str, **values: Any) -> dict[str, Any]:
