@@ -178,7 +178,7 @@ def test_credentials_reach_the_pod_through_a_secret_not_the_job() -> None:
         deployment_id="0123abcd",
         image="registry.example/mlops/training@sha256:" + "0" * 64,
         script=TRICKY,
-        env={"MLFLOW_RUN_ID": "r1", **secret_values},
+        env={"MLFLOW_RUN_ID": "r1"},
         secret_env=secret_values,
     )
     training = settings(namespace="ml-train")

@@ -251,4 +251,4 @@ def _pod_environment(ctx: StepContext, run_id: str, experiment_id: str) -> tuple
     }
     tracking_uri = ctx.settings.mlflow.tracking_uri or ""
     secret = {**user, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri}
-    return {**plain, **secret}, secret
+    return plain, secret

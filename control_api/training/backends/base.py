@@ -37,8 +37,8 @@ class TrainingRequest:
     image: str  # the training image (environment + hook), by tag or digest
     script: str  # the script's source
     env: Mapping[str, str] = field(default_factory=dict)  # MLFLOW_RUN_ID, MLFLOW_EXPERIMENT_ID, ...
-    # Variables whose values may carry credentials (the tracking URI, the script's own variables): a
-    # backend keeps them out of the objects it describes the training with.
+    # Variables whose values may carry credentials (the tracking URI, the script's own variables),
+    # beside ``env``: a backend keeps them out of the objects it describes the training with.
     secret_env: Mapping[str, str] = field(default_factory=dict)
     resources: TrainingResources = field(default_factory=TrainingResources)
     command: Sequence[str] | None = None  # default: python <the script>

@@ -149,7 +149,7 @@ def render_job(
         image=request.image,
         image_pull_policy=settings.image_pull_policy,
         command=list(request.command or ["python", f"{SCRIPT_MOUNT}/{SCRIPT_FILE}"]),
-        env={"TMPDIR": "/work", **{k: v for k, v in request.env.items() if k not in request.secret_env}},
+        env={"TMPDIR": "/work", **request.env},
         secret_env_names=sorted(request.secret_env),
         secret_name=secret_name(request.deployment_id),
         requests=dict(limits),  # requests equal limits: the Guaranteed QoS class, no overcommit
