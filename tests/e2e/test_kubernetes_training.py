@@ -33,6 +33,7 @@ from tests.support.iris import COLUMNS
 from tests.support.iris import SAMPLE_ROWS as ROWS
 from tests.support.mlflow_server import MlflowServer
 from tests.support.pausing_builder import PausingBuilder
+from tests.support.processes import is_alive
 from tests.support.service_process import ServiceProcess
 from tests.support.shipped_rbac import shipped_control_rbac
 
@@ -249,19 +250,12 @@ def test_cancel_during_the_buildah_build_stops_it_and_deletes_the_version(world:
     assert body["error"]["step"] == "build", body
     # buildah was terminated mid-build: the process is gone and the model image was never written.
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in builder.frozen):
+    while any(is_alive(pid) for pid in builder.frozen):
         assert time.monotonic() < deadline, f"buildah {builder.frozen} still runs after the cancel"
         time.sleep(0.2)
     assert builder.model_reference and real.image_id(builder.model_reference) is None
     assert mlflow_client(world).search_model_versions("name='iris-kbuild'") == []
     assert world.jobs(deployment_id) == []
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def test_cancel_while_awaiting_review_closes_the_pull_request(world: World) -> None:

@@ -7,28 +7,13 @@ import signal
 import threading
 from collections.abc import Callable
 from contextlib import suppress
-from pathlib import Path
 from typing import Any
 
 from control_api.adapters.image_builder.base import BuiltImage, ModelBundle
+from tests.support.processes import live_children
 
 WAIT_SECONDS = 300
 MODEL_BUILD_LINE = "building model image "
-
-
-def child_processes(name: str) -> list[int]:
-    """PIDs of this process's children whose executable is called ``name``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with suppress(OSError, IndexError, ValueError):
-            stat = (entry / "stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
-            if parent == os.getpid() and os.path.basename(command) == name:
-                found.append(int(entry.name))
-    return found
 
 
 class PausingBuilder:
@@ -60,7 +45,7 @@ class PausingBuilder:
             if not held and (self.freeze is None or builder_output):
                 held = True
                 if self.freeze is not None:
-                    self.frozen = child_processes(self.freeze)
+                    self.frozen = live_children(self.freeze)
                     for pid in self.frozen:
                         os.kill(pid, signal.SIGSTOP)
                 self.building.set()

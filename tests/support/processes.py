@@ -25,14 +25,40 @@ def stop_process_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM,
             continue
 
 
-def live_members(pgid: int) -> list[int]:
-    """Processes of group ``pgid`` that are still alive (zombies waiting to be reaped are not)."""
-    members = []
+def _live_processes() -> list[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) of every process that is not a
+    zombie waiting to be reaped. Field 1 is the parent's pid, field 2 the process group."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(stat.parent.name))
-    return members
+        if fields[0] != "Z":
+            found.append((int(stat.parent.name), fields))
+    return found
+
+
+def live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are still alive."""
+    return [pid for pid, fields in _live_processes() if int(fields[2]) == pgid]
+
+
+def live_children(executable: str) -> list[int]:
+    """This process's live children whose executable is called ``executable``."""
+    children = []
+    for pid, fields in _live_processes():
+        if int(fields[1]) != os.getpid():
+            continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        except OSError:
+            continue
+        if os.path.basename(command) == executable:
+            children.append(pid)
+    return children
+
+
+def is_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    return any(found == pid for found, _ in _live_processes())
