@@ -121,6 +121,16 @@ def test_a_training_over_its_memory_limit_fails_naming_oomkilled(
     backend.cancel("dep-oom")
 
 
+def test_a_script_that_fails_names_the_jobs_backoff_limit_and_its_exit_code(
+    backend: KubernetesTrainingBackend, base_image: str
+) -> None:
+    backend.start(request("dep-exit", base_image, "raise SystemExit(3)\n"))
+    outcome = backend.wait("dep-exit", timeout=120)
+    assert (outcome.state, outcome.reason) == (TrainingState.FAILED, "BackoffLimitExceeded"), outcome
+    assert "exited with code 3" in outcome.message
+    backend.cancel("dep-exit")
+
+
 def test_a_training_over_its_timeout_fails_naming_the_deadline_and_its_job_is_deleted(
     backend: KubernetesTrainingBackend, sim: RunningCluster, base_image: str
 ) -> None:
