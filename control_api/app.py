@@ -14,7 +14,17 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from control_api import __version__
 from control_api.api.errors import install_error_handlers
-from control_api.api.routes import deploy, deployments, events, lifecycle, models, removed, status, system
+from control_api.api.routes import (
+    deploy,
+    deployments,
+    endpoints,
+    events,
+    lifecycle,
+    models,
+    removed,
+    status,
+    system,
+)
 from control_api.api.security import declare_security, install_security
 from control_api.pipeline.admission import Admission
 from control_api.pipeline.factory import build_pipelines
@@ -82,7 +92,7 @@ def create_app(settings: Settings | None = None, *, resume: bool = True) -> Fast
         return response
 
     install_error_handlers(app)
-    for module in (system, deploy, deployments, events, lifecycle, models, status, removed):
+    for module in (system, deploy, deployments, events, lifecycle, endpoints, models, status, removed):
         app.include_router(module.router)
     declare_security(app)
     return app

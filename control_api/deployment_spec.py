@@ -20,6 +20,7 @@ PLACEHOLDER_ID = "0" * 32
 REQUEST_FIELDS = {
     "model_name": "model_name",
     "namespace": "namespace",
+    "endpoint": "endpoint_name",
     "env": "environment_vars",
     "secret_env": "secret_env",
     "replicas": "deployment_config.replicas",
@@ -47,6 +48,7 @@ def spec_fields(
     fields: dict[str, Any] = dict(
         model_name=request["model_name"],
         namespace=namespace,
+        endpoint=request.get("endpoint_name"),
         model_version=model_version,
         image=image,
         run_id=run_id,

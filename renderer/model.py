@@ -26,13 +26,13 @@ def _base_files() -> tuple[tuple[str, bytes], ...]:
 
 
 def render_model(spec: DeploymentSpec) -> dict[str, bytes]:
-    """Every file of the model's overlay, keyed by path in the GitOps repo.
+    """Every file of the endpoint's overlay, keyed by path in the GitOps repo.
 
-    The result is the complete content of ``model_dir(spec.namespace, spec.model_name)``: a writer
+    The result is the complete content of ``model_dir(spec.namespace, spec.endpoint_name)``: a writer
     should remove files there that are not in it (an HPA that was switched off, for example).
     The shared base is not included; write ``render_base()`` beside it.
     """
-    directory = names.model_dir(spec.namespace, spec.model_name)
+    directory = names.model_dir(spec.namespace, spec.endpoint_name)
     optional: dict[str, str] = {}
     if spec.autoscaling is not None:
         optional["hpa.yaml"] = "overlay/hpa.yaml.j2"

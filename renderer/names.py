@@ -54,23 +54,24 @@ def check_label_key(key: str) -> str:
     return key
 
 
-def model_dir(namespace: str, model_name: str) -> str:
-    """Folder of one model's overlay in the GitOps repository."""
+def model_dir(namespace: str, endpoint: str) -> str:
+    """Folder of one endpoint's overlay in the GitOps repository. A model's default endpoint is
+    named after the model, so a model with one endpoint has the folder ``apps/<ns>/<model>``."""
     check_dns_label(namespace, "namespace")
-    check_dns_label(model_name, "model_name")
-    return f"{APPS_DIR}/{namespace}/{model_name}"
+    check_dns_label(endpoint, "endpoint")
+    return f"{APPS_DIR}/{namespace}/{endpoint}"
 
 
-def workload_name(model_name: str) -> str:
-    """Name of the model's Deployment, Service, HPA and PDB after kustomize build."""
-    return model_name
+def workload_name(endpoint: str) -> str:
+    """Name of the endpoint's Deployment, Service, HPA and PDB after kustomize build."""
+    return endpoint
 
 
-def application_name(namespace: str, model_name: str) -> str:
+def application_name(namespace: str, endpoint: str) -> str:
     """Argo CD Application name; the namespace is part of it because one Argo CD serves many."""
     check_dns_label(namespace, "namespace")
-    check_dns_label(model_name, "model_name")
-    return f"{namespace}--{model_name}"
+    check_dns_label(endpoint, "endpoint")
+    return f"{namespace}--{endpoint}"
 
 
 def application_file(app_name: str) -> str:

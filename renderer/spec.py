@@ -83,6 +83,9 @@ class DisruptionBudget(_Frozen):
 class DeploymentSpec(_Frozen):
     model_name: str
     namespace: str
+    # The endpoint's name: its Deployment, Service, overlay folder and Application. None means the
+    # model's own name, which keeps the files of a model with one endpoint as they always were.
+    endpoint: str | None = None
     model_version: str
     image: str
     run_id: str
@@ -138,6 +141,16 @@ class DeploymentSpec(_Frozen):
         if not value[0].isalpha():
             # The Service is named after the model, and Service names must start with a letter.
             raise ValueError(f"model_name {value!r} must start with a letter (it names the model's Service)")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        names.check_dns_label(value, "endpoint")
+        if not value[0].isalpha():
+            raise ValueError(f"endpoint {value!r} must start with a letter (it names the endpoint's Service)")
         return value
 
     @field_validator("namespace")
@@ -237,6 +250,16 @@ class DeploymentSpec(_Frozen):
         return self
 
     # ---- values the templates need ---------------------------------------------------------------
+
+    @property
+    def endpoint_name(self) -> str:
+        """What the endpoint's resources are called: its own name, or the model's."""
+        return self.endpoint or self.model_name
+
+    @property
+    def named_endpoint(self) -> bool:
+        """Whether the endpoint has a name of its own (one of possibly several of the model)."""
+        return self.endpoint_name != self.model_name
 
     @property
     def image_repository(self) -> str:

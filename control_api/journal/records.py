@@ -73,6 +73,7 @@ class DeploymentRecord:
     namespace: str
     status: str
     request: dict[str, Any]
+    endpoint: str  # the endpoint the operation changes: the model's name unless the request named one
     requested_by: str
     idempotency_key: str | None
     error: dict[str, Any] | None

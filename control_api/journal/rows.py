@@ -34,6 +34,8 @@ class DeploymentRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), default="deploy")  # deploy | deploy_version | rollback | undeploy
     model_name: Mapped[str] = mapped_column(String(63), index=True)
+    # The endpoint the operation changes (a model may serve several); the model's name by default.
+    endpoint: Mapped[str] = mapped_column(String(63), server_default="")
     namespace: Mapped[str] = mapped_column(String(63))
     status: Mapped[str] = mapped_column(String(32), index=True)
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -53,17 +55,21 @@ def active_status_predicate() -> ColumnElement[bool]:
     return DeploymentRow.status.not_in(sorted(DeploymentStatus.FINAL))
 
 
-# One deploy, rollback or undeploy per model at a time, enforced by the database itself so that it
-# holds across replicas sharing one journal: at most one row per (namespace, model_name) may be in a
+# One deploy, rollback or undeploy per endpoint at a time, enforced by the database itself so that
+# it holds across replicas sharing one journal: at most one row per (namespace, endpoint) may be in a
 # status that is not final. PostgreSQL and SQLite both support partial unique indexes.
-ONE_ACTIVE_PER_MODEL = Index(
-    "uq_deployments_one_active_per_model",
+ONE_ACTIVE_PER_ENDPOINT = Index(
+    "uq_deployments_one_active_per_endpoint",
     DeploymentRow.namespace,
-    DeploymentRow.model_name,
+    DeploymentRow.endpoint,
     unique=True,
     postgresql_where=active_status_predicate(),
     sqlite_where=active_status_predicate(),
 )
+
+
+# The same rule per model, as journals made before endpoints have it; replaced when they are opened.
+ONE_ACTIVE_PER_MODEL_INDEX_NAME = "uq_deployments_one_active_per_model"
 
 
 class StepRow(Base):

@@ -6,8 +6,8 @@ reads. Outputs are stored per step (run id, version, digest, commit SHA, URL ...
 
 This module is the journal's API; its tables are in ``rows``, the records it hands out in ``records``
 and the database set-up in ``engine``. It keeps one rule of its own, because only the database can
-hold it across replicas: one active operation per model (``ONE_ACTIVE_PER_MODEL``), whose refusal
-it reports as ``ActiveOperationExists``.
+hold it across replicas: one active operation per endpoint (``ONE_ACTIVE_PER_ENDPOINT``), whose
+refusal it reports as ``ActiveOperationExists``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from control_api.journal.records import (
     utcnow,
 )
 from control_api.journal.rows import (
-    ONE_ACTIVE_PER_MODEL,
+    ONE_ACTIVE_PER_ENDPOINT,
     DeploymentRow,
     EventRow,
     ServiceFlagRow,
@@ -45,7 +45,7 @@ from control_api.redaction import redact, redact_value
 
 __all__ = [
     "CONCURRENT_OPERATION",
-    "ONE_ACTIVE_PER_MODEL",
+    "ONE_ACTIVE_PER_ENDPOINT",
     "POLL_PREFIX",
     "SCHEMA_LOCK_KEY",
     "ActiveOperationExists",
@@ -58,11 +58,11 @@ __all__ = [
 
 
 class ActiveOperationExists(ConflictError):
-    """The model already has an active operation (``running``): the database refused a second one."""
+    """The endpoint already has an active operation (``running``): the database refused a second one."""
 
     def __init__(self, running: DeploymentRecord) -> None:
         super().__init__(
-            f"model {running.model_name!r} in {running.namespace!r} is busy with {running.kind} {running.id}",
+            f"endpoint {running.endpoint!r} in {running.namespace!r} is busy with {running.kind} {running.id}",
             code="deploy_in_progress",
             details={"deployment_id": running.id, "status": running.status},
         )
@@ -77,6 +77,7 @@ def _to_record(row: DeploymentRow) -> DeploymentRecord:
         namespace=row.namespace,
         status=row.status,
         request=dict(row.request or {}),
+        endpoint=row.endpoint or row.model_name,
         requested_by=row.requested_by,
         idempotency_key=row.idempotency_key,
         error=dict(row.error) if row.error else None,
@@ -103,7 +104,7 @@ def _to_record(row: DeploymentRow) -> DeploymentRecord:
 # The statuses a ``cancelling`` deployment may move to: only the orchestrator's end of the cancel.
 CANCEL_EXITS = frozenset({DeploymentStatus.CANCELLING, DeploymentStatus.CANCELLED})
 
-# How often an insert or status change refused by ONE_ACTIVE_PER_MODEL is tried again when the
+# How often an insert or status change refused by ONE_ACTIVE_PER_ENDPOINT is tried again when the
 # operation that caused the refusal has finished by the time we look for it.
 CONFLICT_ATTEMPTS = 3
 
@@ -114,6 +115,7 @@ def _copy_for_insert(row: DeploymentRow) -> DeploymentRow:
         id=row.id,
         kind=row.kind,
         model_name=row.model_name,
+        endpoint=row.endpoint,
         namespace=row.namespace,
         status=row.status,
         request=row.request,
@@ -159,12 +161,15 @@ class Journal:
         requested_by: str = "anonymous",
         idempotency_key: str | None = None,
         deployment_id: str | None = None,
+        endpoint: str | None = None,
     ) -> DeploymentRecord:
         now = utcnow()
+        endpoint = endpoint or model_name
         row = DeploymentRow(
             id=deployment_id or uuid.uuid4().hex,
             kind=kind,
             model_name=model_name,
+            endpoint=endpoint,
             namespace=namespace,
             status=DeploymentStatus.PENDING,
             request=request,
@@ -180,10 +185,10 @@ class Journal:
                     session.add(row)
                 break
             except IntegrityError:
-                # Another operation on this model started (in this replica or another) and the
-                # one-active-per-model index refused ours: name that one. If it has already
-                # finished, the model is free now and the insert is tried again.
-                self._refuse_if_active(model_name, namespace)
+                # Another operation on this endpoint started (in this replica or another) and the
+                # one-active-per-endpoint index refused ours: name that one. If it has already
+                # finished, the endpoint is free now and the insert is tried again.
+                self._refuse_if_active(endpoint, namespace)
                 if attempt == CONFLICT_ATTEMPTS - 1:
                     raise
                 row = _copy_for_insert(row)
@@ -211,6 +216,7 @@ class Journal:
         model_name: str | None = None,
         status: str | None = None,
         kind: str | None = None,
+        endpoint: str | None = None,
         limit: int = 50,
         offset: int = 0,
         namespaces: builtins.list[str] | None = None,
@@ -223,6 +229,7 @@ class Journal:
                 count_query = count_query.where(DeploymentRow.namespace.in_(namespaces))
             for column, value in (
                 (DeploymentRow.model_name, model_name),
+                (DeploymentRow.endpoint, endpoint),
                 (DeploymentRow.status, status),
                 (DeploymentRow.kind, kind),
             ):
@@ -242,12 +249,12 @@ class Journal:
             ).all()
             return [_to_record(r) for r in rows]
 
-    def active_for_model(self, model_name: str, namespace: str) -> DeploymentRecord | None:
+    def active_for_endpoint(self, endpoint: str, namespace: str) -> DeploymentRecord | None:
         with self._session() as session:
             row = session.scalars(
                 select(DeploymentRow)
                 .where(
-                    DeploymentRow.model_name == model_name,
+                    DeploymentRow.endpoint == endpoint,
                     DeploymentRow.namespace == namespace,
                     active_status_predicate(),
                 )
@@ -255,8 +262,8 @@ class Journal:
             ).first()
             return _to_record(row) if row else None
 
-    def _refuse_if_active(self, model_name: str, namespace: str) -> None:
-        running = self.active_for_model(model_name, namespace)
+    def _refuse_if_active(self, endpoint: str, namespace: str) -> None:
+        running = self.active_for_endpoint(endpoint, namespace)
         if running is not None:
             raise ActiveOperationExists(running)
 
@@ -275,9 +282,9 @@ class Journal:
                 return
             except IntegrityError:
                 # A retry makes a final deployment active again: refused while another operation on
-                # the same model runs, in this replica or another.
+                # the same endpoint runs, in this replica or another.
                 record = self.get(deployment_id)
-                self._refuse_if_active(record.model_name, record.namespace)
+                self._refuse_if_active(record.endpoint, record.namespace)
                 if attempt == CONFLICT_ATTEMPTS - 1:
                     raise
 

@@ -1,28 +1,34 @@
-"""Admission: what must hold before an operation on a model is created and started.
+"""Admission: what must hold before an operation on a model's endpoint is created and started.
 
 It owns the namespace allowlist, the Idempotency-Key (one key names one deploy request), the rule of
-one active operation per model, and the creation and start of the deployment record. The HTTP routes
-parse the request, ask admission, and shape its answer; the journal only stores (its unique index
-refuses a second active operation, and admission turns that refusal into the answer a client reads).
+one active operation per endpoint, which model an endpoint belongs to, and the creation and start of
+the deployment record. The HTTP routes parse the request, ask admission, and shape its answer; the
+journal only stores (its unique index refuses a second active operation, and admission turns that
+refusal into the answer a client reads).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from control_api.errors import ConflictError, InvalidRequestError
+from control_api.errors import ConflictError, InvalidRequestError, MlopsError
 from control_api.journal.store import ActiveOperationExists, DeploymentRecord, DeploymentStatus, Journal, StepStatus
 from control_api.pipeline.orchestrator import Orchestrator
 from control_api.pipeline.pipelines import DEPLOY, DEPLOY_VERSION, ROLLBACK, UNDEPLOY
+from control_api.pipeline.steps.commit import require_endpoint_of
 from control_api.pipeline.steps.rollback import deploy_history, require_deployed, rollback_target
 from control_api.settings import ApiSettings
 
 if TYPE_CHECKING:
     from control_api.adapters.gitops.repo import GitOpsRepo
     from control_api.provider import Provider
+
+
+logger = logging.getLogger(__name__)
 
 
 def allowed_namespace(api: ApiSettings, requested: str | None) -> str:
@@ -38,9 +44,12 @@ def allowed_namespace(api: ApiSettings, requested: str | None) -> str:
 
 
 def busy(running: DeploymentRecord) -> ConflictError:
-    """The answer to an operation on a model that already has one running."""
+    """The answer to an operation on an endpoint that already has one running."""
+    what = f"model {running.model_name!r}"
+    if running.endpoint != running.model_name:
+        what = f"endpoint {running.endpoint!r} of {what}"
     return ConflictError(
-        f"model {running.model_name!r} in {running.namespace!r} is busy with {running.kind} {running.id}; "
+        f"{what} in {running.namespace!r} is busy with {running.kind} {running.id}; "
         "wait for it to finish (GET /mlops/deployments/{id}) and try again",
         code="deploy_in_progress",
         details={"deployment_id": running.id, "status": running.status},
@@ -88,12 +97,24 @@ class Admission:
     def namespace(self, requested: str | None) -> str:
         return allowed_namespace(self.api, requested)
 
-    def refuse_if_busy(self, model_name: str, namespace: str) -> None:
-        """One deploy, rollback or undeploy per model at a time. This look gives the early answer; the
-        journal's unique index is what makes the rule hold across replicas (see ``start``)."""
-        running = self.journal.active_for_model(model_name, namespace)
+    def refuse_if_busy(self, endpoint: str, namespace: str) -> None:
+        """One deploy, rollback or undeploy per endpoint at a time. This look gives the early answer;
+        the journal's unique index is what makes the rule hold across replicas (see ``start``)."""
+        running = self.journal.active_for_endpoint(endpoint, namespace)
         if running is not None:
             raise busy(running)
+
+    def refuse_another_models_endpoint(self, model_name: str, endpoint: str, namespace: str) -> None:
+        """An endpoint serves one model: its newest commit on the branch says which, until an undeploy
+        frees it. This is the early answer; the commit step asks again on the branch as it is then,
+        so a deploy is not refused here only because git cannot be read right now (training needs
+        no git)."""
+        try:
+            require_endpoint_of(self.gitops(), model_name, endpoint, namespace)
+        except ConflictError:
+            raise
+        except MlopsError as unread:
+            logger.warning("endpoint %s/%s: owner not checked at admission: %s", namespace, endpoint, unread)
 
     # ---- operations ----------------------------------------------------------------------------
 
@@ -111,28 +132,44 @@ class Admission:
             if earlier is not None:
                 refuse_a_different_request(idempotency_key, earlier.request, request)
                 return Admitted(earlier, replayed=True)
-        record = self.start(DEPLOY, model_name, namespace, request, requested_by, idempotency_key=idempotency_key)
+        endpoint = request.get("endpoint_name") or model_name
+        if self.target_kind != "none":
+            self.refuse_another_models_endpoint(model_name, endpoint, namespace)
+        record = self.start(
+            DEPLOY, model_name, namespace, request, requested_by, idempotency_key=idempotency_key, endpoint=endpoint
+        )
         return Admitted(record, replayed=False)
 
-    def rollback(self, model_name: str, namespace: str, version: str | None, requested_by: str) -> DeploymentRecord:
-        """Checked against the branch before anything is created: the model is deployed and has the
-        version (or an earlier one) to go back to. The commit step checks again as the branch is then."""
+    def rollback(
+        self, model_name: str, namespace: str, version: str | None, requested_by: str, endpoint: str | None = None
+    ) -> DeploymentRecord:
+        """Checked against the branch before anything is created: the endpoint serves the model and
+        has the version (or an earlier one) to go back to. The commit step checks again as the branch
+        is then."""
         self.require_target()
-        rollback_target(self.history_if_idle(model_name, namespace), model_name, namespace, version)
-        request = {"model_name": model_name, "namespace": namespace, "version": version}
-        return self.start(ROLLBACK, model_name, namespace, request, requested_by)
+        endpoint = endpoint or model_name
+        history = self.history_if_idle(model_name, namespace, endpoint)
+        rollback_target(history, model_name, namespace, version, endpoint)
+        request = {"model_name": model_name, "namespace": namespace, "version": version, "endpoint_name": endpoint}
+        return self.start(ROLLBACK, model_name, namespace, request, requested_by, endpoint=endpoint)
 
     def deploy_version(self, request: dict[str, Any], namespace: str, requested_by: str) -> DeploymentRecord:
         """Serve a registered version without training. The route has checked that the version exists;
         the resolve step reads it again when it runs."""
         self.require_target()
-        return self.start(DEPLOY_VERSION, request["model_name"], namespace, request, requested_by)
+        model_name = request["model_name"]
+        endpoint = request.get("endpoint_name") or model_name
+        self.refuse_another_models_endpoint(model_name, endpoint, namespace)
+        return self.start(DEPLOY_VERSION, model_name, namespace, request, requested_by, endpoint=endpoint)
 
-    def undeploy(self, model_name: str, namespace: str, requested_by: str) -> DeploymentRecord:
+    def undeploy(
+        self, model_name: str, namespace: str, requested_by: str, endpoint: str | None = None
+    ) -> DeploymentRecord:
         self.require_target()
-        require_deployed(self.history_if_idle(model_name, namespace), model_name, namespace)
-        request = {"model_name": model_name, "namespace": namespace}
-        return self.start(UNDEPLOY, model_name, namespace, request, requested_by)
+        endpoint = endpoint or model_name
+        require_deployed(self.history_if_idle(model_name, namespace, endpoint), model_name, namespace, endpoint)
+        request = {"model_name": model_name, "namespace": namespace, "endpoint_name": endpoint}
+        return self.start(UNDEPLOY, model_name, namespace, request, requested_by, endpoint=endpoint)
 
     def retry(self, deployment_id: str) -> DeploymentRecord:
         """Resume a failed or timed-out deployment from its first unfinished step."""
@@ -144,7 +181,7 @@ class Admission:
             )
         # The same rule as a new deploy: a newer deploy may have started since this one failed, and
         # retrying now would run both against the same GitOps path.
-        self.refuse_if_busy(record.model_name, record.namespace)
+        self.refuse_if_busy(record.endpoint, record.namespace)
         first_unfinished = next((s.name for s in record.steps if s.status != StepStatus.SUCCEEDED), None)
         return self._translating_busy(lambda: self.orchestrator.resume(deployment_id, first_unfinished))
 
@@ -156,13 +193,16 @@ class Admission:
         request: dict[str, Any],
         requested_by: str,
         idempotency_key: str | None = None,
+        endpoint: str | None = None,
     ) -> DeploymentRecord:
-        """Create the deployment record and start it, if no other operation on the model is active."""
-        self.refuse_if_busy(model_name, namespace)
+        """Create the deployment record and start it, if no other operation on the endpoint is active."""
+        endpoint = endpoint or model_name
+        self.refuse_if_busy(endpoint, namespace)
         record = self._translating_busy(
             lambda: self.journal.create(
                 kind=kind,
                 model_name=model_name,
+                endpoint=endpoint,
                 namespace=namespace,
                 request=request,
                 step_names=self.orchestrator.pipelines[kind].step_names,
@@ -184,10 +224,10 @@ class Admission:
                 code="no_target",
             )
 
-    def history_if_idle(self, model_name: str, namespace: str) -> list[Any]:
-        """The model's deploy history, read only when no operation on it runs (else the busy answer)."""
-        self.refuse_if_busy(model_name, namespace)
-        _, history = deploy_history(self.gitops(), namespace, model_name)
+    def history_if_idle(self, model_name: str, namespace: str, endpoint: str) -> list[Any]:
+        """The endpoint's deploy history, read only when no operation on it runs (else the busy answer)."""
+        self.refuse_if_busy(endpoint, namespace)
+        _, history = deploy_history(self.gitops(), namespace, model_name, endpoint=endpoint)
         return history
 
     @staticmethod

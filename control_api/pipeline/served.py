@@ -40,10 +40,16 @@ class DeployCommit:
 
 
 def served_and_drift(
-    target: DeploymentTarget, gitops: GitOpsRepo, branch_name: str, namespace: str, model_name: str
+    target: DeploymentTarget,
+    gitops: GitOpsRepo,
+    branch_name: str,
+    namespace: str,
+    model_name: str,
+    endpoint: str | None = None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """``served`` (version, commit, image, how it got there) and ``drift`` (None when in agreement)."""
-    app, commits = deploy_history(gitops, namespace, model_name, limit=HISTORY_DEPTH)
+    """``served`` (version, commit, image, how it got there) and ``drift`` (None when in agreement)
+    of the model's endpoint (its default one when ``endpoint`` is None)."""
+    app, commits = deploy_history(gitops, namespace, model_name, limit=HISTORY_DEPTH, endpoint=endpoint)
     state: ServedState | None = target.served(app)
     if state is None:
         return None, None
@@ -52,11 +58,13 @@ def served_and_drift(
     last_sync = state.syncs[-1] if state.syncs else None
     served = {
         "namespace": namespace,
+        "endpoint": app.endpoint,
         "version": served_commit.version if served_commit else None,
         "commit": served_commit.sha if served_commit else None,
         "image": (served_commit.image if served_commit else None) or state.image,
         "revision": state.revision,
         "healthy": state.healthy,
+        "url": state.url,
         "how": _how(state, served_commit, branch, commits),
         "synced_at": last_sync.deployed_at if last_sync else None,
         "initiated_by": last_sync.initiated_by if last_sync else None,
@@ -71,7 +79,8 @@ def served_and_drift(
                 f"the cluster serves version {served_commit.version} (commit {served_commit.sha[:12]}) while "
                 f"{branch_name} says version {branch.version} (commit {branch.sha[:12]}); "
                 "the next deploy, or POST /mlops/models/{name}/rollback, brings them together"
-            ).replace("{name}", model_name),
+            ).replace("{name}", model_name)
+            + (f" (with endpoint_name {app.endpoint!r})" if app.named_endpoint else ""),
         }
     return served, drift
 
@@ -82,13 +91,14 @@ def target_syncs(
     namespace: str,
     model_name: str,
     commits: list[CommitInfo] | None = None,
+    endpoint: str | None = None,
 ) -> list[dict[str, Any]]:
     """The target's own record of what it applied (Argo CD's history), newest first, each with the
     model version it ran and whether it went back to an older deploy commit (a rollback).
     ``commits``: the model's deploy history, newest first, when the caller has already read it."""
-    app = app_ref(namespace, model_name)
+    app = app_ref(namespace, model_name, endpoint)
     if commits is None:
-        _, commits = deploy_history(gitops, namespace, model_name, limit=HISTORY_DEPTH)
+        _, commits = deploy_history(gitops, namespace, model_name, limit=HISTORY_DEPTH, endpoint=endpoint)
     state: ServedState | None = target.served(app)
     if state is None or not state.syncs:
         return []

@@ -135,7 +135,7 @@ class ArgoCDTarget:
             evidence = state.get("evidence") or {}
             if applied(app_state, revision):
                 diagnosis = RolloutDiagnosis(
-                    kubernetes, app.namespace, app.model_name, self.settings.argocd.failure_grace_seconds, evidence
+                    kubernetes, app.namespace, app.endpoint, self.settings.argocd.failure_grace_seconds, evidence
                 )
                 diagnosis.check()
                 evidence = diagnosis.first_seen
@@ -143,10 +143,10 @@ class ArgoCDTarget:
             if app_state.health_status == "Progressing" and self._address(app) is None:
                 # A LoadBalancer Service without an address keeps the app Progressing: say so plainly.
                 return NotReady(
-                    f"Service {app.namespace}/{app.model_name} has no external IP or hostname "
+                    f"Service {app.namespace}/{app.endpoint} has no external IP or hostname "
                     f"(the cloud load balancer was not provisioned); {reason}",
                     {"evidence": evidence},
-                    details={"resource": {"kind": "Service", "namespace": app.namespace, "name": app.model_name}},
+                    details={"resource": {"kind": "Service", "namespace": app.namespace, "name": app.endpoint}},
                 )
             return NotReady(
                 reason, {"evidence": evidence}, details={"application": app.application, "revision": revision}
@@ -154,8 +154,8 @@ class ArgoCDTarget:
         address = self._address(app)
         if address is None:
             return NotReady(
-                f"Service {app.namespace}/{app.model_name} has no external IP or hostname",
-                details={"resource": {"kind": "Service", "namespace": app.namespace, "name": app.model_name}},
+                f"Service {app.namespace}/{app.endpoint} has no external IP or hostname",
+                details={"resource": {"kind": "Service", "namespace": app.namespace, "name": app.endpoint}},
             )
         url = url_for(address)
         answer = health_answer(url)  # a load balancer's hostname may take a while to resolve
@@ -168,7 +168,7 @@ class ArgoCDTarget:
 
     def _address(self, app: AppRef) -> str | None:
         try:
-            return self._kubernetes().service_external_address(app.namespace, app.model_name)
+            return self._kubernetes().service_external_address(app.namespace, app.endpoint)
         except TransientError:
             return None
 
@@ -203,8 +203,13 @@ class ArgoCDTarget:
         )
         revision = syncs[-1].revision if syncs else None
         health = (status.get("health") or {}).get("status")
+        address = self._address(app)
         return ServedState(
-            revision=revision, image=None, syncs=syncs, healthy=None if health is None else health == "Healthy"
+            revision=revision,
+            image=None,
+            syncs=syncs,
+            healthy=None if health is None else health == "Healthy",
+            url=url_for(address) if address else None,
         )
 
     def ping(self) -> None:

@@ -13,15 +13,37 @@ import httpx
 class AppRef:
     namespace: str
     model_name: str
-    path: str  # the model's overlay folder in the GitOps repo
+    endpoint: str  # names the Deployment and Service; the model's name unless the deploy chose one
+    path: str  # the endpoint's overlay folder in the GitOps repo
     application: str  # Argo CD Application name
 
+    @property
+    def named_endpoint(self) -> bool:
+        """Whether the endpoint has a name of its own rather than the model's."""
+        return self.endpoint != self.model_name
 
-def app_ref(namespace: str, model_name: str) -> AppRef:
-    """The app of ``model_name`` in ``namespace``: its overlay folder and its Application's name."""
+    @property
+    def at_endpoint(self) -> str:
+        """What a commit subject or a message adds to the model's name to say where: nothing for
+        the model's default endpoint."""
+        return f" at {self.endpoint}" if self.named_endpoint else ""
+
+    def trailers(self) -> dict[str, str]:
+        """The trailers that name the app in a commit: the model, and the endpoint when it has its own
+        name (a commit of the default endpoint reads as it did before endpoints existed)."""
+        named = {"Model-Name": self.model_name}
+        if self.named_endpoint:
+            named["Endpoint"] = self.endpoint
+        return named
+
+
+def app_ref(namespace: str, model_name: str, endpoint: str | None = None) -> AppRef:
+    """The app of ``model_name``'s endpoint in ``namespace`` (its default endpoint, named after the
+    model, when ``endpoint`` is None): its overlay folder and its Application's name."""
     from renderer import application_name, model_dir
 
-    return AppRef(namespace, model_name, model_dir(namespace, model_name), application_name(namespace, model_name))
+    name = endpoint or model_name
+    return AppRef(namespace, model_name, name, model_dir(namespace, name), application_name(namespace, name))
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,7 @@ class ServedState:
     image: str | None  # the image running, when the target knows it
     syncs: tuple[SyncRecord, ...] = ()
     healthy: bool | None = None
+    url: str | None = None  # where the app answers, when the target has an address for it
 
 
 class DeploymentTarget(Protocol):

@@ -67,9 +67,9 @@ class LocalTarget:
 
     def look_ready(self, app: AppRef, revision: str, state: dict[str, Any]) -> Ready | NotReady:
         runtime = self._runtime()
-        status = runtime.get(app.namespace, app.model_name)
+        status = runtime.get(app.namespace, app.endpoint)
         if status is None:
-            raise DeploymentTimedOut(f"no running workload for {app.namespace}/{app.model_name}; retry to sync again")
+            raise DeploymentTimedOut(f"no running workload for {app.namespace}/{app.endpoint}; retry to sync again")
         url = url_for(status.address, status.port)
         answer = health_answer(url)
         if answer is not None:
@@ -83,15 +83,20 @@ class LocalTarget:
         runtime = self._runtime()
         for status in runtime.list():
             key = (status.namespace, status.name)
-            if status.namespace == app.namespace and status.name == app.model_name and key not in wanted:
+            if status.namespace == app.namespace and status.name == app.endpoint and key not in wanted:
                 log(f"pruning {status.namespace}/{status.name}")
                 runtime.delete(status.namespace, status.name)
 
     def served(self, app: AppRef) -> ServedState | None:
-        status = self._runtime().get(app.namespace, app.model_name)
+        status = self._runtime().get(app.namespace, app.endpoint)
         if status is None:
             return None
-        return ServedState(revision=None, image=status.image, healthy=status.ready_replicas >= status.replicas)
+        return ServedState(
+            revision=None,
+            image=status.image,
+            healthy=status.ready_replicas >= status.replicas,
+            url=url_for(status.address, status.port),
+        )
 
     def ping(self) -> None:
         self._image_builder().ping()

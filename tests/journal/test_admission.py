@@ -99,13 +99,13 @@ def test_the_journal_index_refusal_becomes_the_same_busy_answer(admission, journ
     unique index refuses the insert, and admission answers exactly as its own look would have."""
     first = deploy(admission).record
     looks = []
-    real_look = journal.active_for_model
+    real_look = journal.active_for_endpoint
 
     def missed_by_the_early_look(model_name: str, namespace: str):
         looks.append(model_name)
         return None if len(looks) == 1 else real_look(model_name, namespace)
 
-    monkeypatch.setattr(journal, "active_for_model", missed_by_the_early_look)
+    monkeypatch.setattr(journal, "active_for_endpoint", missed_by_the_early_look)
     with pytest.raises(ConflictError) as refused:
         deploy(admission)
     assert len(looks) == 2  # admission's look, then the journal's after the index refused the insert

@@ -193,7 +193,7 @@ def test_set_status_records_errors_and_the_finish(journal):
         journal.set_status("does-not-exist", DeploymentStatus.DEPLOYED)
 
 
-def test_unfinished_and_active_for_model_ignore_final_deployments(journal):
+def test_unfinished_and_active_for_endpoint_ignore_final_deployments(journal):
     create_finished(journal, "iris", DeploymentStatus.DEPLOYED)
     iris = create(journal, "iris")
     other_namespace = create(journal, "iris", namespace="staging")
@@ -203,12 +203,12 @@ def test_unfinished_and_active_for_model_ignore_final_deployments(journal):
         create_finished(journal, "cherry", final)
 
     assert [r.id for r in journal.unfinished()] == [iris.id, other_namespace.id, wine.id]
-    assert journal.active_for_model("iris", "models").id == iris.id
-    assert journal.active_for_model("cherry", "models") is None
-    assert journal.active_for_model("iris", "staging").id == other_namespace.id
-    assert journal.active_for_model("wine", "models").status == DeploymentStatus.AWAITING_REVIEW
-    assert journal.active_for_model("wine", "staging") is None
-    assert journal.active_for_model("absent", "models") is None
+    assert journal.active_for_endpoint("iris", "models").id == iris.id
+    assert journal.active_for_endpoint("cherry", "models") is None
+    assert journal.active_for_endpoint("iris", "staging").id == other_namespace.id
+    assert journal.active_for_endpoint("wine", "models").status == DeploymentStatus.AWAITING_REVIEW
+    assert journal.active_for_endpoint("wine", "staging") is None
+    assert journal.active_for_endpoint("absent", "models") is None
 
 
 def test_reset_steps_from_makes_the_failed_and_running_steps_pending_again(journal):

@@ -34,7 +34,7 @@ def build_models(
         aggregate = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
-            "resources": [model_dir(spec.namespace, spec.model_name) for spec in specs],
+            "resources": [model_dir(spec.namespace, spec.endpoint_name) for spec in specs],
         }
         with open(root / "kustomization.yaml", "w") as handle:
             YAML(typ="safe", pure=True).dump(aggregate, handle)
@@ -55,7 +55,7 @@ def build_model(build_models) -> Callable[[DeploymentSpec], list[dict[str, Any]]
 
     def build(spec: DeploymentSpec) -> list[dict[str, Any]]:
         grouped = build_models([spec])
-        assert list(grouped) == [(spec.namespace, spec.model_name)], f"unexpected objects: {list(grouped)}"
-        return grouped[(spec.namespace, spec.model_name)]
+        assert list(grouped) == [(spec.namespace, spec.endpoint_name)], f"unexpected objects: {list(grouped)}"
+        return grouped[(spec.namespace, spec.endpoint_name)]
 
     return build

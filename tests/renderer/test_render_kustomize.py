@@ -83,6 +83,31 @@ def test_labels_annotations_and_immutable_selectors(build_model):
         }
 
 
+def test_two_endpoints_of_one_model_select_only_their_own_pods(build_models):
+    """A model's default endpoint and a named one build side by side in one namespace: each has its
+    own Deployment and Service, and neither Service selects the other's pods."""
+    default = minimal_spec()
+    staging = minimal_spec(endpoint="iris-staging", model_version="4")
+    grouped = build_models([default, staging])
+    assert sorted(grouped) == [("mlops-models", "iris"), ("mlops-models", "iris-staging")]
+    pods = {}
+    for name in ("iris", "iris-staging"):
+        objects = by_kind(grouped[("mlops-models", name)])
+        _validate_all(objects.values())
+        pods[name] = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+        assert objects["Deployment"]["spec"]["selector"]["matchLabels"] == objects["Service"]["spec"]["selector"]
+        container = objects["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+        # The model server still answers with the model's name; only the workload is renamed.
+        assert {"name": "MODEL_NAME", "value": "iris"} in container["env"]
+    for service_name, own in (("iris", "iris"), ("iris-staging", "iris-staging")):
+        selector = by_kind(grouped[("mlops-models", service_name)])["Service"]["spec"]["selector"]
+        for pod_owner, labels in pods.items():
+            selected = all(labels.get(key) == value for key, value in selector.items())
+            assert selected == (pod_owner == own), (service_name, pod_owner)
+    assert pods["iris-staging"]["mlops.io/model-name"] == "iris"
+    assert "mlops.io/model-name" not in pods["iris"]
+
+
 def test_service_is_a_load_balancer_on_port_80(build_model):
     service = by_kind(build_model(full_spec()))["Service"]
     assert service["spec"]["type"] == "LoadBalancer"

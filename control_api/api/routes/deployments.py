@@ -34,6 +34,7 @@ def list_deployments(
     model_name_alt: Annotated[str | None, Query(alias="model_name", max_length=63, pattern=NO_NUL)] = None,
     status: Annotated[str | None, Query(max_length=32, pattern=NO_NUL)] = None,
     kind: Annotated[str | None, Query(max_length=16, pattern=NO_NUL)] = None,
+    endpoint: Annotated[str | None, Query(max_length=63, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> DeploymentPage:
@@ -41,6 +42,7 @@ def list_deployments(
         model_name=model_name or model_name_alt,
         status=status,
         kind=kind,
+        endpoint=endpoint,
         limit=limit,
         offset=offset,
         namespaces=key_namespaces(request),

@@ -1,5 +1,5 @@
-"""Rollback, undeploy, version deploy and deploy history of a model. Each change is a git commit plus
-a sync."""
+"""Rollback, undeploy, version deploy and deploy history of a model's endpoint (its default one, named
+after the model, unless the request names another). Each change is a git commit plus a sync."""
 
 from __future__ import annotations
 
@@ -44,6 +44,19 @@ class RollbackRequest(BaseModel):
         default=None, pattern=r"^[0-9]{1,9}$", description="Version to serve; default: the one before the current"
     )
     namespace: str | None = Field(default=None, max_length=63)
+    endpoint_name: str | None = Field(
+        default=None, max_length=63, description="The endpoint to roll back; default: the model's name"
+    )
+
+
+EndpointQuery = Annotated[
+    str | None, Query(max_length=63, description="One of the model's endpoints; default: the model's name")
+]
+
+
+def _endpoint(name: str, endpoint: str | None) -> str:
+    """The endpoint a lifecycle request is about, checked like the model's name."""
+    return dns1123_label(endpoint, "endpoint_name") if endpoint else name
 
 
 def _gitops_target(services: Services, admission: Admission) -> DeploymentTarget:
@@ -80,7 +93,8 @@ async def rollback(
     require_namespace_access(request, namespace)
     dns1123_label(name, "model name")
     version = body.version
-    record = await run_in_threadpool(lambda: admission.rollback(name, namespace, version, requester))
+    endpoint = _endpoint(name, body.endpoint_name)
+    record = await run_in_threadpool(lambda: admission.rollback(name, namespace, version, requester, endpoint))
     return await answer(record, orchestrator, wait, prefer, settings.api.max_wait_seconds)
 
 
@@ -147,6 +161,7 @@ async def undeploy(
     orchestrator: OrchestratorDep,
     requester: RequesterDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
+    endpoint: EndpointQuery = None,
     wait: Annotated[bool, Query()] = True,
     prefer: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -154,7 +169,8 @@ async def undeploy(
     allowed = admission.namespace(namespace)
     require_namespace_access(request, allowed)
     dns1123_label(name, "model name")
-    record = await run_in_threadpool(lambda: admission.undeploy(name, allowed, requester))
+    chosen = _endpoint(name, endpoint)
+    record = await run_in_threadpool(lambda: admission.undeploy(name, allowed, requester, chosen))
     return await answer(record, orchestrator, wait, prefer, settings.api.max_wait_seconds)
 
 
@@ -170,20 +186,25 @@ async def history(
     services: ServicesDep,
     admission: AdmissionDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
+    endpoint: EndpointQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     target = _gitops_target(services, admission)
     dns1123_label(name, "model name")
+    chosen = _endpoint(name, endpoint)
     allowed = admission.namespace(namespace)
     require_namespace_access(request, allowed)
     # One read of the history serves both lists: the syncs need enough of it to order them.
     _, history = await run_in_threadpool(
-        lambda: deploy_history(services.gitops, allowed, name, max(limit, HISTORY_DEPTH))
+        lambda: deploy_history(services.gitops, allowed, name, max(limit, HISTORY_DEPTH), endpoint=chosen)
     )
-    syncs = await run_in_threadpool(target_syncs, target, services.gitops, allowed, name, history)
+    syncs = await run_in_threadpool(
+        lambda: target_syncs(target, services.gitops, allowed, name, history, endpoint=chosen)
+    )
     commits = history[:limit]
     return {
         "model_name": name,
+        "endpoint": chosen,
         "namespace": allowed,
         "target_syncs": syncs,
         "commits": [

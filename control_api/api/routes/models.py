@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from control_api.api.deps import AdmissionDep, ServicesDep
-from control_api.api.schemas import READ, ModelDetail, ModelList, error_responses
+from control_api.api.schemas import READ, ModelDetail, ModelList, dns1123_label, error_responses
 
 router = APIRouter(prefix="/mlops/models", tags=["models"])
 
@@ -37,9 +37,13 @@ async def get_model(
     services: ServicesDep,
     admission: AdmissionDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
+    endpoint: Annotated[
+        str | None, Query(max_length=63, description="The endpoint whose `served` to show; default: the model's name")
+    ] = None,
 ) -> dict[str, Any]:
     """``served`` and ``drift`` come from the target itself (Argo CD's history on the ``argocd``
-    target), so a rollback made in the Argo CD UI shows here."""
+    target), so a rollback made in the Argo CD UI shows here. ``GET /mlops/endpoints`` lists every
+    endpoint."""
     from control_api.pipeline.served import served_and_drift
 
     model = await run_in_threadpool(services.mlflow.get_model, name)
@@ -47,7 +51,8 @@ async def get_model(
     if target is None:
         return model
     allowed = admission.namespace(namespace)
+    chosen = dns1123_label(endpoint, "endpoint") if endpoint else None
     served, drift = await run_in_threadpool(
-        lambda: served_and_drift(target, services.gitops, services.settings.git.branch, allowed, name)
+        lambda: served_and_drift(target, services.gitops, services.settings.git.branch, allowed, name, chosen)
     )
     return {**model, "served": served, "drift": drift}

@@ -57,6 +57,7 @@ def deployment_view(record: DeploymentRecord) -> DeploymentView:
         job_id=record.id,
         kind=record.kind,
         model_name=record.model_name,
+        endpoint=record.endpoint,
         model_version=out.get(MODEL_VERSION),
         run_id=out.get(RUN_ID),
         status=record.status,

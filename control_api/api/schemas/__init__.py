@@ -9,6 +9,8 @@ from control_api.api.schemas.error_table import ANY_ROUTE, CHANGE, READ, ErrorBo
 from control_api.api.schemas.limits import MAX_EVENT_ID, MAX_INT64, NO_NUL
 from control_api.api.schemas.model_views import (
     DriftView,
+    EndpointList,
+    EndpointView,
     HistoryCommit,
     ModelDetail,
     ModelHistory,
@@ -64,6 +66,8 @@ __all__ = [
     "DeploymentPage",
     "DeploymentView",
     "DriftView",
+    "EndpointList",
+    "EndpointView",
     "Endpoints",
     "ErrorBody",
     "ErrorInfo",

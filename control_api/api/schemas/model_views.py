@@ -39,14 +39,16 @@ class ModelVersionView(BaseModel):
 
 
 class ServedView(BaseModel):
-    """What the target really runs for the model in one namespace."""
+    """What the target really runs for the model's endpoint in one namespace."""
 
     namespace: str
+    endpoint: str = Field(description="The endpoint: the model's name unless the deploy named another.")
     version: str | None
     commit: str | None = Field(description="The deploy commit whose manifests run.")
     image: str | None
     revision: str | None = Field(description="The git revision the target applied last (Argo CD's history).")
     healthy: bool | None
+    url: str | None = Field(default=None, description="Where the endpoint answers, as the target reports it.")
     how: str = Field(description="How it got there: a deploy at the branch head, or a rollback outside git.")
     synced_at: str | None
     initiated_by: str | None
@@ -65,6 +67,23 @@ class ModelDetail(_RegisteredModelFields):
     versions: list[ModelVersionView]
     served: ServedView | None = None
     drift: DriftView | None = None
+
+
+class EndpointView(BaseModel):
+    """One endpoint: the model and version its branch head says, and what its target really serves."""
+
+    namespace: str
+    endpoint: str
+    model_name: str
+    version: str | None = Field(description="The version the newest commit of the endpoint's folder deploys.")
+    commit: str = Field(description="That commit.")
+    served: ServedView | None = Field(description="What the target runs for it; null when nothing runs yet.")
+    drift: DriftView | None = None
+
+
+class EndpointList(BaseModel):
+    endpoints: list[EndpointView]
+    total: int
 
 
 class HistoryCommit(BaseModel):
@@ -95,6 +114,7 @@ class TargetSync(BaseModel):
 
 class ModelHistory(BaseModel):
     model_name: str
+    endpoint: str
     namespace: str
     commits: list[HistoryCommit]
     target_syncs: list[TargetSync] = Field(

@@ -168,6 +168,15 @@ class DeployRequest(BaseModel):
         description="One of api.allowed_namespaces; default api.default_namespace.",
         json_schema_extra=LABEL_DOC,
     )
+    endpoint_name: str | None = Field(
+        default=None,
+        description=(
+            "The endpoint to serve the model at: its own Deployment, Service, URL and Argo CD Application. "
+            "A DNS-1123 label; default: the model's name. One model may serve different versions at "
+            "different endpoints."
+        ),
+        json_schema_extra=LABEL_DOC,
+    )
     # Older clients send these two at the top level.
     replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
 
@@ -180,6 +189,11 @@ class DeployRequest(BaseModel):
     @classmethod
     def _namespace(cls, value: str | None) -> str | None:
         return None if value is None else dns1123_label(value, "namespace")
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _endpoint_name(cls, value: str | None) -> str | None:
+        return None if value is None else dns1123_label(value, "endpoint_name")
 
     @field_validator("script_name")
     @classmethod
@@ -316,8 +330,9 @@ class DeployRequest(BaseModel):
                 "cpu_limit": config.cpu_limit,
                 **autoscaling,
             },
-            # Absent when not asked for, so requests journaled before this field compare equal.
+            # Absent when not asked for, so requests journaled before these fields compare equal.
             **({"training": self.training.model_dump()} if self.training else {}),
+            **({"endpoint_name": self.endpoint_name} if self.endpoint_name else {}),
         }
 
 
@@ -327,6 +342,15 @@ class VersionDeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     namespace: str | None = Field(default=None, max_length=63)
+    endpoint_name: str | None = Field(
+        default=None,
+        description=(
+            "The endpoint to serve the model at: its own Deployment, Service, URL and Argo CD Application. "
+            "A DNS-1123 label; default: the model's name. One model may serve different versions at "
+            "different endpoints."
+        ),
+        json_schema_extra=LABEL_DOC,
+    )
     deployment_config: DeploymentConfig | None = None
     environment_vars: dict[str, str] = Field(default_factory=dict, description="The model server's variables.")
     secret_env: dict[str, SecretKeyRef] = Field(
@@ -335,6 +359,11 @@ class VersionDeployRequest(BaseModel):
             "Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values."
         ),
     )
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _endpoint_name(cls, value: str | None) -> str | None:
+        return None if value is None else dns1123_label(value, "endpoint_name")
 
     @field_validator("environment_vars")
     @classmethod
@@ -353,6 +382,7 @@ class VersionDeployRequest(BaseModel):
             "model_name": model_name,
             "version": version,
             "namespace": namespace,
+            **({"endpoint_name": self.endpoint_name} if self.endpoint_name else {}),
             "environment_vars": self.environment_vars,
             "secret_env": {k: v.model_dump() for k, v in self.secret_env.items()},
             "deployment_config": {

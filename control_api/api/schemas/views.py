@@ -32,6 +32,7 @@ class DeploymentView(BaseModel):
     job_id: str
     kind: str
     model_name: str
+    endpoint: str = Field(description="The endpoint the operation changes: the model's name unless it named one.")
     model_version: str | None
     run_id: str | None
     status: str

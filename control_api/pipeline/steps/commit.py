@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from control_api.adapters.gitops.types import CommitInfo, CommitRequest, CommitResult
 from control_api.adapters.mlflow_store.gateway import MlflowGateway
 from control_api.deployment_spec import spec_fields
-from control_api.errors import InvalidRequestError
+from control_api.errors import ConflictError, InvalidRequestError
 from control_api.journal.records import StepStatus
 from control_api.pipeline.outputs import (
     APPLICATION,
@@ -43,8 +43,25 @@ ApplicationFiles = Callable[[AppRef], dict[str, bytes]]
 
 
 def app_of(ctx: StepContext) -> AppRef:
-    """The app a deployment record is about (namespace and model are fixed when it is created)."""
-    return app_ref(ctx.deployment.namespace, ctx.deployment.model_name)
+    """The app a deployment record is about (namespace, model and endpoint are fixed when it is created)."""
+    return app_ref(ctx.deployment.namespace, ctx.deployment.model_name, ctx.deployment.endpoint)
+
+
+def require_endpoint_of(gitops: GitOpsRepo, model_name: str, endpoint: str, namespace: str) -> None:
+    """Raise 409 when ``endpoint`` serves another model. The newest commit that changed the
+    endpoint's folder says which model it serves; after an undeploy it serves none."""
+    app = app_ref(namespace, model_name, endpoint)
+    newest = gitops.history(path_prefix=app.path, limit=1)
+    if not newest or newest[0].trailers.get("Action") == "undeploy":
+        return
+    owner = newest[0].trailers.get("Model-Name")
+    if owner is not None and owner != model_name:
+        raise ConflictError(
+            f"endpoint {endpoint!r} in {namespace!r} serves model {owner!r}; choose another endpoint_name, "
+            f"or undeploy {owner!r} from it first",
+            code="endpoint_in_use",
+            details={"endpoint": endpoint, "namespace": namespace, "model_name": owner},
+        )
 
 
 def render_files(ctx: StepContext, app: AppRef, application_files: ApplicationFiles) -> dict[str, bytes]:
@@ -96,14 +113,14 @@ class CommitStep:
         files = render_files(ctx, app, self.application_files)
         version = ctx.outputs[MODEL_VERSION]
         trailers = {
-            "Model-Name": request["model_name"],
+            **app.trailers(),
             "Model-Version": str(version),
             "Run-Id": ctx.outputs[RUN_ID],
             "Image": ctx.outputs[IMAGE_URI],
             "Deployment-Id": ctx.deployment_id,
             "Requested-By": ctx.deployment.requested_by,
         }
-        subject = f"deploy {request['model_name']} v{version}"
+        subject = f"deploy {request['model_name']} v{version}{app.at_endpoint}"
         review = ctx.settings.git.review_mode
         if not review:
             earlier = earlier_commit_of(ctx, self.gitops(), self.name)
@@ -122,14 +139,17 @@ class CommitStep:
                     },
                     f"committed {earlier.sha[:12]} (found after a restart)",
                 )
-        branch = f"mlops/deploy-{request['model_name']}-v{version}-{ctx.deployment_id[:8]}" if review else None
+        branch = f"mlops/deploy-{app.endpoint}-v{version}-{ctx.deployment_id[:8]}" if review else None
+        # Asked again here, on the branch as it is now: another deploy may have taken the endpoint
+        # for its model since this one was admitted.
+        require_endpoint_of(self.gitops(), app.model_name, app.endpoint, app.namespace)
         result = self.gitops().commit(
             CommitRequest(
                 files=files,
                 replace_dirs=(app.path,),
                 delete_paths=(),
                 subject=subject,
-                body=f"Serve {request['model_name']} version {version} in namespace {app.namespace}.",
+                body=f"Serve {request['model_name']} version {version} in namespace {app.namespace}{app.at_endpoint}.",
                 trailers=trailers,
                 branch=branch,
             )
@@ -192,7 +212,7 @@ class CommitStep:
         index = next((i for i, c in enumerate(history) if c.sha == mine.sha), None)
         restored = history[index + 1] if index is not None and index + 1 < len(history) else None
         restores_a_deploy = restored is not None and restored.trailers.get("Action") != "undeploy"
-        trailers = {"Model-Name": app.model_name}
+        trailers = app.trailers()
         if restored is not None and restores_a_deploy:
             trailers.update(
                 {
@@ -208,7 +228,7 @@ class CommitStep:
         trailers.update({CANCELS_TRAILER: ctx.deployment_id, "Requested-By": _cancelled_by(ctx)})
         result = gitops.revert(
             mine.sha,
-            subject=f"cancel deploy {app.model_name} v{mine.trailers.get('Model-Version', '?')}",
+            subject=f"cancel deploy {app.model_name} v{mine.trailers.get('Model-Version', '?')}{app.at_endpoint}",
             body=f"Revert {mine.sha[:12]} ({mine.subject}): deployment {ctx.deployment_id} was cancelled.",
             trailers=trailers,
         )

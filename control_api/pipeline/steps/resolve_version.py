@@ -23,8 +23,8 @@ from control_api.pipeline.outputs import (
 )
 from control_api.pipeline.step import StepContext, StepResult
 from control_api.pipeline.steps.commit import CANCELS_TRAILER
-from control_api.pipeline.steps.rollback import deploy_history
 from control_api.provider import Provider
+from renderer.names import APPS_DIR
 
 if TYPE_CHECKING:
     from control_api.adapters.gitops.repo import GitOpsRepo
@@ -72,7 +72,8 @@ class ResolveVersionStep:
             MODEL_URI: f"models:/{model_name}/{version}",
             MODEL_SOURCE: found.source,
         }
-        _, history = deploy_history(self.gitops(), ctx.deployment.namespace, model_name)
+        # Any endpoint's deploy of this version pushed an image that serves it, in any namespace.
+        history = self.gitops().history(path_prefix=APPS_DIR, trailer_filter={"Model-Name": model_name}, limit=500)
         earlier = image_of_version(history, version)
         if earlier is None:
             return StepResult(outputs, f"{model_name} v{version} (run {found.run_id}); no image yet: building one")

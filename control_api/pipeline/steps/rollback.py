@@ -30,27 +30,36 @@ if TYPE_CHECKING:
 
 
 def deploy_history(
-    gitops: GitOpsRepo, namespace: str, model_name: str, limit: int = 200
+    gitops: GitOpsRepo, namespace: str, model_name: str, limit: int = 200, *, endpoint: str | None = None
 ) -> tuple[AppRef, list[CommitInfo]]:
-    """The model's app and its deploy, rollback and undeploy commits on the branch, newest first."""
-    app = app_ref(namespace, model_name)
+    """The app of the model's endpoint (its default one when ``endpoint`` is None) and the model's
+    deploy, rollback and undeploy commits there on the branch, newest first."""
+    app = app_ref(namespace, model_name, endpoint)
     return app, gitops.history(path_prefix=app.path, trailer_filter={"Model-Name": model_name}, limit=limit)
 
 
-def require_deployed(history: list[CommitInfo], model_name: str, namespace: str) -> None:
+def _where(model_name: str, namespace: str, endpoint: str | None) -> str:
+    named = endpoint and endpoint != model_name
+    return f"endpoint {endpoint} of {namespace}" if named else namespace
+
+
+def require_deployed(history: list[CommitInfo], model_name: str, namespace: str, endpoint: str | None = None) -> None:
     """Raise 404 unless the model's newest commit in ``history`` (newest first) leaves it deployed."""
+    where = _where(model_name, namespace, endpoint)
     if not history:
-        raise NotFoundError(f"{model_name} has never been deployed to {namespace}", code="model_not_deployed")
+        raise NotFoundError(f"{model_name} has never been deployed to {where}", code="model_not_deployed")
     if history[0].trailers.get("Action") == "undeploy":
-        raise NotFoundError(f"{model_name} is not deployed in {namespace}; deploy it first", code="model_not_deployed")
+        raise NotFoundError(f"{model_name} is not deployed in {where}; deploy it first", code="model_not_deployed")
 
 
-def rollback_target(history: list[CommitInfo], model_name: str, namespace: str, wanted: str | None) -> CommitInfo:
+def rollback_target(
+    history: list[CommitInfo], model_name: str, namespace: str, wanted: str | None, endpoint: str | None = None
+) -> CommitInfo:
     """The commit whose overlay a rollback restores: version ``wanted``, or the one before the current.
 
     The API asks before it creates anything, and the commit step asks again on the branch as it is then.
     """
-    require_deployed(history, model_name, namespace)
+    require_deployed(history, model_name, namespace, endpoint)
     current_version = history[0].trailers.get("Model-Version")
     if wanted:
         target = next(
@@ -63,7 +72,8 @@ def rollback_target(history: list[CommitInfo], model_name: str, namespace: str, 
         )
         if target is None:
             raise NotFoundError(
-                f"version {wanted} of {model_name} was never deployed to {namespace}", code="version_not_deployed"
+                f"version {wanted} of {model_name} was never deployed to {_where(model_name, namespace, endpoint)}",
+                code="version_not_deployed",
             )
         return target
     target = next(
@@ -90,10 +100,11 @@ class RollbackCommitStep:
     def run(self, ctx: StepContext) -> StepResult:
         model_name = ctx.deployment.model_name
         namespace = ctx.deployment.namespace
+        endpoint = ctx.deployment.endpoint
         gitops = self.gitops()
-        app, history = deploy_history(gitops, namespace, model_name)
+        app, history = deploy_history(gitops, namespace, model_name, endpoint=endpoint)
         if not history:
-            raise NotFoundError(f"{model_name} has never been deployed to {namespace}", code="model_not_deployed")
+            require_deployed(history, model_name, namespace, endpoint)  # raises: never deployed
         index = next((i for i, c in enumerate(history) if c.trailers.get("Deployment-Id") == ctx.deployment_id), None)
         if index is not None:
             mine = history[index]
@@ -114,7 +125,7 @@ class RollbackCommitStep:
                 (f"rollback to v{mine.trailers.get('Model-Version')} at {mine.sha[:12]} (found after a restart)"),
             )
         current_version = history[0].trailers.get("Model-Version")
-        target = rollback_target(history, model_name, namespace, ctx.request.get("version"))
+        target = rollback_target(history, model_name, namespace, ctx.request.get("version"), endpoint)
         files = gitops.read_files(target.sha, app.path)
         version = target.trailers["Model-Version"]
         result = gitops.commit(
@@ -122,13 +133,13 @@ class RollbackCommitStep:
                 files=files,
                 replace_dirs=(app.path,),
                 delete_paths=(),
-                subject=f"rollback {model_name} to v{version}",
+                subject=f"rollback {model_name} to v{version}{app.at_endpoint}",
                 body=(
                     f"Restore {app.path} as of {target.sha[:12]} ({target.subject}).\n\n"
                     f"This reverts the deployed state from v{current_version} to v{version}."
                 ),
                 trailers={
-                    "Model-Name": model_name,
+                    **app.trailers(),
                     "Model-Version": version,
                     "Run-Id": target.trailers.get("Run-Id", ""),
                     "Image": target.trailers.get("Image", ""),
@@ -181,10 +192,10 @@ class UndeployCommitStep:
                 files={},
                 replace_dirs=(),
                 delete_paths=(app.path, application_file(app.application)),
-                subject=f"undeploy {model_name}",
+                subject=f"undeploy {model_name}{app.at_endpoint}",
                 body=f"Remove {app.path}; Argo CD prunes its resources.",
                 trailers={
-                    "Model-Name": model_name,
+                    **app.trailers(),
                     "Deployment-Id": ctx.deployment_id,
                     "Requested-By": ctx.deployment.requested_by,
                     "Action": "undeploy",

@@ -1,5 +1,5 @@
-"""The journal itself refuses a second active operation on a model (on SQLite and on PostgreSQL), and a
-journal made before that rule gets it at start-up, its duplicates settled."""
+"""The journal itself refuses a second active operation on an endpoint (on SQLite and on PostgreSQL),
+and a journal made before that rule gets it at start-up, its duplicates settled."""
 
 from __future__ import annotations
 
@@ -8,14 +8,20 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from control_api.errors import ConflictError
-from control_api.journal.store import ONE_ACTIVE_PER_MODEL, DeploymentStatus, Journal
+from control_api.journal.rows import ONE_ACTIVE_PER_MODEL_INDEX_NAME
+from control_api.journal.store import ONE_ACTIVE_PER_ENDPOINT, DeploymentStatus, Journal
 
 STEPS = ["train", "register"]
 
 
-def create(journal: Journal, model_name: str = "iris", namespace: str = "models", kind: str = "deploy"):
+def create(journal: Journal, model_name: str = "iris", namespace: str = "models", kind: str = "deploy", endpoint=None):
     return journal.create(
-        kind=kind, model_name=model_name, namespace=namespace, request={"model_name": model_name}, step_names=STEPS
+        kind=kind,
+        model_name=model_name,
+        namespace=namespace,
+        request={"model_name": model_name},
+        step_names=STEPS,
+        endpoint=endpoint,
     )
 
 
@@ -65,7 +71,7 @@ def make_journal_from_before_the_rule(url: str) -> dict[str, str]:
     old = Journal(url)
     try:
         with old.engine.begin() as connection:
-            connection.execute(text(f"DROP INDEX {ONE_ACTIVE_PER_MODEL.name}"))
+            connection.execute(text(f"DROP INDEX {ONE_ACTIVE_PER_ENDPOINT.name}"))
         ids = {}
         ids["finished"] = create(old).id
         old.set_status(ids["finished"], DeploymentStatus.DEPLOYED, finished=True)
@@ -87,7 +93,7 @@ def test_an_older_journal_gets_the_rule_and_its_later_duplicates_end_failed(jour
     migrated = Journal(journal_url)
     try:
         index_names = {index["name"] for index in inspect(migrated.engine).get_indexes("deployments")}
-        assert ONE_ACTIVE_PER_MODEL.name in index_names
+        assert ONE_ACTIVE_PER_ENDPOINT.name in index_names
 
         assert [r.id for r in migrated.unfinished()] == [ids["oldest"], ids["staging"], ids["wine"]]
         assert migrated.get(ids["oldest"]).status == DeploymentStatus.AWAITING_REVIEW
@@ -123,7 +129,7 @@ def test_an_older_journal_gets_the_rule_and_its_later_duplicates_end_failed(jour
 def test_a_model_freed_between_the_refusal_and_the_lookup_is_taken(journal, monkeypatch):
     running = create(journal)
     looked_up = []
-    original_lookup = journal.active_for_model
+    original_lookup = journal.active_for_endpoint
 
     def finish_first_then_look(model_name: str, namespace: str):
         # The operation the index refused us for ends just before we look for it.
@@ -131,7 +137,7 @@ def test_a_model_freed_between_the_refusal_and_the_lookup_is_taken(journal, monk
         looked_up.append(model_name)
         return original_lookup(model_name, namespace)
 
-    monkeypatch.setattr(journal, "active_for_model", finish_first_then_look)
+    monkeypatch.setattr(journal, "active_for_endpoint", finish_first_then_look)
     second = create(journal)
 
     assert looked_up == ["iris"]
@@ -145,11 +151,11 @@ def test_an_index_made_before_cancelled_was_final_is_rebuilt_on_open(tmp_path):
     journal = Journal(url)
     with journal.engine.begin() as connection:
         current = connection.execute(
-            text("SELECT sql FROM sqlite_master WHERE name = :name"), {"name": ONE_ACTIVE_PER_MODEL.name}
+            text("SELECT sql FROM sqlite_master WHERE name = :name"), {"name": ONE_ACTIVE_PER_ENDPOINT.name}
         ).scalar()
         old = current.replace("'cancelled', ", "").replace(", 'cancelled'", "")
         assert "'cancelled'" not in old and "'failed'" in old
-        connection.execute(text(f"DROP INDEX {ONE_ACTIVE_PER_MODEL.name}"))
+        connection.execute(text(f"DROP INDEX {ONE_ACTIVE_PER_ENDPOINT.name}"))
         connection.execute(text(old))
     cancelled = create(journal)
     journal.request_cancel(cancelled.id, "someone")
@@ -166,3 +172,61 @@ def test_an_index_made_before_cancelled_was_final_is_rebuilt_on_open(tmp_path):
             create(reopened)
     finally:
         reopened.close()
+
+
+def test_endpoints_of_one_model_run_side_by_side_and_each_is_busy_on_its_own(journal):
+    default = create(journal)
+    staging = create(journal, endpoint="iris-staging")
+    assert (journal.get(default.id).endpoint, journal.get(staging.id).endpoint) == ("iris", "iris-staging")
+
+    with pytest.raises(ConflictError) as caught:
+        create(journal, endpoint="iris-staging")
+    assert_busy_with(caught, staging.id)
+    # The endpoint is what is busy, whichever model asks for it.
+    with pytest.raises(ConflictError) as caught:
+        create(journal, "wine", endpoint="iris")
+    assert_busy_with(caught, default.id)
+    assert [r.id for r in journal.list(endpoint="iris-staging")[0]] == [staging.id]
+
+
+def test_a_journal_from_before_endpoints_gets_the_column_and_the_rule_per_endpoint(journal_url):
+    """The column is added and filled with the model's name, and the per-model rule, which would refuse
+    a second endpoint of the model, is replaced by the per-endpoint one."""
+    old = Journal(journal_url)
+    try:
+        with old.engine.begin() as connection:
+            per_model = ONE_ACTIVE_PER_ENDPOINT.name.replace("_endpoint", "_model")
+            assert per_model == ONE_ACTIVE_PER_MODEL_INDEX_NAME
+            connection.execute(text(f"DROP INDEX {ONE_ACTIVE_PER_ENDPOINT.name}"))
+            connection.execute(text("ALTER TABLE deployments DROP COLUMN endpoint"))
+            connection.execute(
+                text(
+                    f"CREATE UNIQUE INDEX {per_model} ON deployments (namespace, model_name) "
+                    "WHERE status NOT IN ('cancelled', 'deployed', 'failed', 'registered', 'rolled_back', "
+                    "'timed_out', 'undeployed')"
+                )
+            )
+            running_id = "0" * 32
+            connection.execute(
+                text(
+                    "INSERT INTO deployments (id, kind, model_name, namespace, status, request, requested_by, "
+                    "created_at, updated_at) VALUES (:id, 'deploy', 'iris', 'models', 'training', '{}', 'alice', "
+                    ":now, :now)"
+                ),
+                {"id": running_id, "now": "2026-11-01 00:00:00+00:00"},
+            )
+    finally:
+        old.close()
+
+    migrated = Journal(journal_url)
+    try:
+        index_names = {index["name"] for index in inspect(migrated.engine).get_indexes("deployments")}
+        assert ONE_ACTIVE_PER_ENDPOINT.name in index_names
+        assert ONE_ACTIVE_PER_MODEL_INDEX_NAME not in index_names
+        assert migrated.get(running_id).endpoint == "iris"
+        with pytest.raises(ConflictError) as caught:
+            create(migrated)
+        assert_busy_with(caught, running_id)
+        assert create(migrated, endpoint="iris-staging").status == DeploymentStatus.PENDING
+    finally:
+        migrated.close()
