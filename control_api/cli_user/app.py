@@ -53,6 +53,10 @@ NamespaceOption = Annotated[
     str | None, typer.Option("--namespace", "-n", help="Kubernetes namespace (default: the server's).")
 ]
 NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="Return once the server accepted the request.")]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option("--endpoint", help="The endpoint (a DNS-1123 label; default: the model's name)."),
+]
 
 
 @app.callback()
@@ -194,6 +198,7 @@ def deploy(
     cpu: Annotated[str | None, typer.Option(help="CPU limit, e.g. 500m.")] = None,
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 1Gi.")] = None,
     namespace: NamespaceOption = None,
+    endpoint: EndpointOption = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
     review: Annotated[
         bool, typer.Option("--review", help="Expect a pull request review (review mode is a server setting).")
@@ -216,6 +221,7 @@ def deploy(
             cpu=cpu,
             memory=memory,
             namespace=namespace,
+            endpoint=endpoint,
             experiment=experiment,
         )
         if review and not as_json:
@@ -274,6 +280,7 @@ def models(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Show this model's versions with their metrics.")] = None,
     namespace: NamespaceOption = None,
+    endpoint: EndpointOption = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
@@ -281,7 +288,7 @@ def models(
     """List registered models, or the versions of one."""
     with reporting(as_json), _client(ctx, server, api_key) as client:
         if name:
-            model = client.model(name, namespace=namespace)
+            model = client.model(name, namespace=namespace, endpoint=endpoint)
             if as_json:
                 output.print_json(model)
                 return
@@ -298,13 +305,14 @@ def history(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name.")],
     namespace: NamespaceOption = None,
+    endpoint: EndpointOption = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """The model's deploy, rollback and undeploy commits in the GitOps repo."""
+    """The model's deploy, rollback and undeploy commits at one endpoint in the GitOps repo."""
     with reporting(as_json), _client(ctx, server, api_key) as client:
-        body = client.history(name, namespace=namespace)
+        body = client.history(name, namespace=namespace, endpoint=endpoint)
         if as_json:
             output.print_json(body)
             return
@@ -322,6 +330,7 @@ def rollback(
         str | None, typer.Option("--to", help="Version to serve (default: the one before the current).")
     ] = None,
     namespace: NamespaceOption = None,
+    endpoint: EndpointOption = None,
     no_wait: NoWaitOption = False,
     as_json: JsonOption = False,
     server: ServerOption = None,
@@ -329,7 +338,7 @@ def rollback(
 ) -> None:
     """Serve an earlier version again: a revert-style commit, then a sync."""
     with reporting(as_json), _client(ctx, server, api_key) as client:
-        accepted = client.rollback(name, version=to, namespace=namespace)
+        accepted = client.rollback(name, version=to, namespace=namespace, endpoint=endpoint)
         final = _follow_or_return(client, accepted, as_json, no_wait)
     raise typer.Exit(_exit_for(final))
 
@@ -341,6 +350,7 @@ def deploy_version(
     version: Annotated[str, typer.Argument(help="A registered version of the model.")],
     replicas: Annotated[int | None, typer.Option("--replicas", min=1, help="Replicas to run.")] = None,
     namespace: NamespaceOption = None,
+    endpoint: EndpointOption = None,
     no_wait: NoWaitOption = False,
     as_json: JsonOption = False,
     server: ServerOption = None,
@@ -348,7 +358,7 @@ def deploy_version(
 ) -> None:
     """Serve a registered version without training: its earlier image, or one built from the registry."""
     with reporting(as_json), _client(ctx, server, api_key) as client:
-        accepted = client.deploy_version(name, version, namespace=namespace, replicas=replicas)
+        accepted = client.deploy_version(name, version, namespace=namespace, endpoint=endpoint, replicas=replicas)
         final = _follow_or_return(client, accepted, as_json, no_wait)
     raise typer.Exit(_exit_for(final))
 
@@ -358,16 +368,32 @@ def undeploy(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name.")],
     namespace: NamespaceOption = None,
+    endpoint: EndpointOption = None,
     no_wait: NoWaitOption = False,
     as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Remove the model's manifests in a commit and prune what ran them."""
+    """Remove the model's manifests at one endpoint in a commit and prune what ran them."""
     with reporting(as_json), _client(ctx, server, api_key) as client:
-        accepted = client.undeploy(name, namespace=namespace)
+        accepted = client.undeploy(name, namespace=namespace, endpoint=endpoint)
         final = _follow_or_return(client, accepted, as_json, no_wait)
     raise typer.Exit(_exit_for(final))
+
+
+@app.command()
+def endpoints(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model's endpoints.")] = None,
+    namespace: NamespaceOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Every endpoint: the model and version it serves, its URL and health."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        body = client.endpoints(namespace=namespace, model=model)
+        output.print_json(body) if as_json else console.print(output.endpoints_table(body))
 
 
 # How long ``mlops cancel`` waits for a step that is still stopping, and how often it looks.

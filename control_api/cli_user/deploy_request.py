@@ -62,6 +62,7 @@ def build_deploy_body(
     cpu: str | None = None,
     memory: str | None = None,
     namespace: str | None = None,
+    endpoint: str | None = None,
     experiment: str | None = None,
 ) -> dict[str, Any]:
     try:
@@ -91,6 +92,8 @@ def build_deploy_body(
         body["deployment_config"] = config
     if namespace:
         body["namespace"] = namespace
+    if endpoint:
+        body["endpoint_name"] = endpoint
     if experiment:
         body["experiment_name"] = experiment
     return body

@@ -162,7 +162,10 @@ def target_syncs_table(body: dict[str, Any]) -> Table | None:
 
 
 def history_table(body: dict[str, Any]) -> Table:
-    table = Table(title=f"{body['model_name']} in {body['namespace']}: git history, newest first", title_justify="left")
+    where = body["namespace"]
+    if body.get("endpoint") not in (None, body["model_name"]):
+        where = f"endpoint {body['endpoint']} of {where}"
+    table = Table(title=f"{body['model_name']} in {where}: git history, newest first", title_justify="left")
     for column in ("commit", "action", "version", "date", "by", "deployment"):
         table.add_column(column)
     for commit in body["commits"]:
@@ -173,6 +176,25 @@ def history_table(body: dict[str, Any]) -> Table:
             _cell(commit.get("date")),
             _cell(commit.get("requested_by") or commit.get("author")),
             _cell(commit.get("deployment_id")),
+        )
+    return table
+
+
+def endpoints_table(body: dict[str, Any]) -> Table:
+    table = Table(title=f"{body['total']} endpoint(s)", title_justify="left")
+    for column in ("namespace", "endpoint", "model", "version", "serving", "healthy", "url"):
+        table.add_column(column)
+    for endpoint in body["endpoints"]:
+        served = endpoint.get("served") or {}
+        healthy = served.get("healthy")
+        table.add_row(
+            endpoint["namespace"],
+            endpoint["endpoint"],
+            endpoint["model_name"],
+            _cell(endpoint.get("version")),
+            _cell(served.get("version")),
+            "[green]yes[/]" if healthy else ("-" if healthy is None else "[red]no[/]"),
+            _cell(served.get("url")),
         )
     return table
 

@@ -40,6 +40,11 @@ def api_error_from(response: httpx.Response) -> ApiError:
     return ApiError(response.status_code, f"http_{response.status_code}", text, request_id, None, body)
 
 
+def _present(**values: Any) -> dict[str, Any]:
+    """The values that were given: a parameter left out lets the server choose its default."""
+    return {key: value for key, value in values.items() if value}
+
+
 def _segment(value: str) -> str:
     return quote(value, safe="")
 
@@ -118,34 +123,43 @@ class MlopsClient:
     def models(self) -> dict[str, Any]:
         return self._json("GET", "/mlops/models")
 
-    def model(self, name: str, *, namespace: str | None = None) -> dict[str, Any]:
-        params = {"namespace": namespace} if namespace else None
+    def model(self, name: str, *, namespace: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
+        params = _present(namespace=namespace, endpoint=endpoint)
         return self._json("GET", f"/mlops/models/{_segment(name)}", params=params)
 
-    def history(self, name: str, *, namespace: str | None = None, limit: int = 100) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": limit}
-        if namespace:
-            params["namespace"] = namespace
+    def history(
+        self, name: str, *, namespace: str | None = None, endpoint: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        params = {"limit": limit, **_present(namespace=namespace, endpoint=endpoint)}
         return self._json("GET", f"/mlops/models/{_segment(name)}/history", params=params)
 
-    def rollback(self, name: str, *, version: str | None = None, namespace: str | None = None) -> dict[str, Any]:
-        body = {key: value for key, value in (("version", version), ("namespace", namespace)) if value}
+    def rollback(
+        self, name: str, *, version: str | None = None, namespace: str | None = None, endpoint: str | None = None
+    ) -> dict[str, Any]:
+        body = _present(version=version, namespace=namespace, endpoint_name=endpoint)
         return self._json("POST", f"/mlops/models/{_segment(name)}/rollback", params={"wait": "false"}, json=body)
 
     def deploy_version(
-        self, name: str, version: str, *, namespace: str | None = None, replicas: int | None = None
+        self,
+        name: str,
+        version: str,
+        *,
+        namespace: str | None = None,
+        endpoint: str | None = None,
+        replicas: int | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"namespace": namespace} if namespace else {}
+        body: dict[str, Any] = _present(namespace=namespace, endpoint_name=endpoint)
         if replicas is not None:
             body["deployment_config"] = {"replicas": replicas}
         path = f"/mlops/models/{_segment(name)}/versions/{_segment(version)}/deploy"
         return self._json("POST", path, params={"wait": "false"}, json=body)
 
-    def undeploy(self, name: str, *, namespace: str | None = None) -> dict[str, Any]:
-        params = {"wait": "false"}
-        if namespace:
-            params["namespace"] = namespace
+    def undeploy(self, name: str, *, namespace: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
+        params = {"wait": "false", **_present(namespace=namespace, endpoint=endpoint)}
         return self._json("DELETE", f"/mlops/models/{_segment(name)}/deployment", params=params)
+
+    def endpoints(self, *, namespace: str | None = None, model: str | None = None) -> dict[str, Any]:
+        return self._json("GET", "/mlops/endpoints", params=_present(namespace=namespace, model=model))
 
     # ---- platform ------------------------------------------------------------------------------
 
