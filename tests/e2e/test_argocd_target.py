@@ -253,3 +253,28 @@ def test_registered_versions_deploy_without_training_through_argocd(argocd_clien
     assert second["image_uri"] != first["image_uri"]  # built from the registered model
     again = deploy_version("1")
     assert again["image_uri"] == first["image_uri"]  # the first deploy's image, by digest
+
+    # A second endpoint of the model serves version 2 beside the default one, which keeps serving 1:
+    # its own Application, Deployment and Service with an external address of its own.
+    canary = "iris-argo-versions-canary"
+    argocd = client.app.state.services.argocd
+    body = client.post("/mlops/models/iris-argo-versions/versions/2/deploy", json={"endpoint_name": canary}).json()
+    assert body["status"] == "deployed", body.get("error")
+    assert (body["endpoint"], body["image_uri"]) == (canary, second["image_uri"])
+    assert argocd.get_application(f"{e2e_namespace}--{canary}")["status"]["health"]["status"] == "Healthy"
+    services_by_name = {s["metadata"]["name"]: s for s in cluster.list("Service", e2e_namespace)}
+    assert {"iris-argo-versions", canary} <= set(services_by_name)
+    assert services_by_name[canary]["spec"]["selector"]["app.kubernetes.io/name"] == canary
+    assert body["inference_url"] != again["inference_url"]
+    assert (_predict(again)["model_version"], _predict(body)["model_version"]) == ("1", "2")
+    listed = {e["endpoint"]: e for e in client.get("/mlops/endpoints").json()["endpoints"]}
+    assert listed[canary]["served"]["version"] == "2" and listed[canary]["served"]["healthy"] is True
+    assert listed[canary]["served"]["url"] == body["inference_url"].removesuffix("/predict")
+    assert listed["iris-argo-versions"]["served"]["version"] == "1"
+
+    # Undeploying the canary endpoint deletes its Application with cascade; the default one stays.
+    removed = client.delete("/mlops/models/iris-argo-versions/deployment", params={"endpoint": canary}).json()
+    assert removed["status"] == "undeployed", removed.get("error")
+    assert argocd.get_application(f"{e2e_namespace}--{canary}") is None
+    assert canary not in {d["metadata"]["name"] for d in cluster.list("Deployment", e2e_namespace)}
+    assert _predict(again)["model_version"] == "1"
