@@ -165,6 +165,57 @@ def test_summary_of_a_served_model_prints_a_curl_with_its_input_example(monkeypa
     assert json.loads(words[words.index("-d") + 1]) == {"dataframe_split": example}
 
 
+class _Endpoints(BaseHTTPRequestHandler):
+    asked: list[str] = []
+
+    def do_GET(self):  # noqa: N802 - the handler's required name
+        type(self).asked.append(self.path)
+        body = json.dumps(
+            {
+                "total": 2,
+                "endpoints": [
+                    {
+                        "namespace": "models",
+                        "endpoint": "fraud-prod",
+                        "model_name": "fraud",
+                        "version": "1",
+                        "served": {"version": "1", "healthy": True, "url": "http://127.0.0.5"},
+                    },
+                    {"namespace": "models", "endpoint": "fraud-staging", "model_name": "fraud", "version": "2"},
+                ],
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_endpoints_command_asks_for_the_model_and_prints_one_row_per_endpoint(monkeypatch):
+    server = HTTPServer(("127.0.0.1", 0), _Endpoints)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    captured = io.StringIO()
+    monkeypatch.setattr(cli_app, "console", Console(file=captured, width=300, soft_wrap=True))
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli_app.app(
+                ["endpoints", "--model", "fraud", "--server", f"http://127.0.0.1:{server.server_port}"],
+                standalone_mode=True,
+            )
+    finally:
+        server.shutdown()
+    assert exited.value.code == 0
+    assert _Endpoints.asked == ["/mlops/endpoints?model=fraud"]
+    rows = [line for line in captured.getvalue().splitlines() if "fraud-" in line]
+    assert len(rows) == 2
+    assert "http://127.0.0.5" in rows[0] and "yes" in rows[0]
+    assert "http" not in rows[1]  # nothing served there yet: no URL, no health
+
+
 # ---- events and progress ---------------------------------------------------------------------------
 
 
