@@ -262,6 +262,22 @@ class Journal:
             ).first()
             return _to_record(row) if row else None
 
+    def endpoint_holder(self, endpoint: str, namespace: str) -> DeploymentRecord | None:
+        """The newest operation that finished changing what the endpoint serves: a deploy or a
+        rollback that left it serving a model, or an undeploy that left it free."""
+        changed = (DeploymentStatus.DEPLOYED, DeploymentStatus.ROLLED_BACK, DeploymentStatus.UNDEPLOYED)
+        with self._session() as session:
+            row = session.scalars(
+                select(DeploymentRow)
+                .where(
+                    DeploymentRow.endpoint == endpoint,
+                    DeploymentRow.namespace == namespace,
+                    DeploymentRow.status.in_(changed),
+                )
+                .order_by(DeploymentRow.finished_at.desc(), DeploymentRow.created_at.desc())
+            ).first()
+            return _to_record(row) if row else None
+
     def _refuse_if_active(self, endpoint: str, namespace: str) -> None:
         running = self.active_for_endpoint(endpoint, namespace)
         if running is not None:

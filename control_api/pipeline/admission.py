@@ -10,25 +10,21 @@ refusal into the answer a client reads).
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from control_api.errors import ConflictError, InvalidRequestError, MlopsError
+from control_api.errors import ConflictError, InvalidRequestError
 from control_api.journal.store import ActiveOperationExists, DeploymentRecord, DeploymentStatus, Journal, StepStatus
 from control_api.pipeline.orchestrator import Orchestrator
 from control_api.pipeline.pipelines import DEPLOY, DEPLOY_VERSION, ROLLBACK, UNDEPLOY
-from control_api.pipeline.steps.commit import require_endpoint_of
+from control_api.pipeline.steps.commit import endpoint_in_use
 from control_api.pipeline.steps.rollback import deploy_history, require_deployed, rollback_target
 from control_api.settings import ApiSettings
 
 if TYPE_CHECKING:
     from control_api.adapters.gitops.repo import GitOpsRepo
     from control_api.provider import Provider
-
-
-logger = logging.getLogger(__name__)
 
 
 def allowed_namespace(api: ApiSettings, requested: str | None) -> str:
@@ -105,16 +101,12 @@ class Admission:
             raise busy(running)
 
     def refuse_another_models_endpoint(self, model_name: str, endpoint: str, namespace: str) -> None:
-        """An endpoint serves one model: its newest commit on the branch says which, until an undeploy
-        frees it. This is the early answer; the commit step asks again on the branch as it is then,
-        so a deploy is not refused here only because git cannot be read right now (training needs
-        no git)."""
-        try:
-            require_endpoint_of(self.gitops(), model_name, endpoint, namespace)
-        except ConflictError:
-            raise
-        except MlopsError as unread:
-            logger.warning("endpoint %s/%s: owner not checked at admission: %s", namespace, endpoint, unread)
+        """An endpoint serves one model until an undeploy frees it. This early answer comes from the
+        journal, so that a deploy is admitted without reading git (training needs none); the commit
+        step asks git itself, on the branch as it is then, which also sees commits made elsewhere."""
+        holder = self.journal.endpoint_holder(endpoint, namespace)
+        if holder is not None and holder.kind != UNDEPLOY and holder.model_name != model_name:
+            raise endpoint_in_use(endpoint, namespace, holder.model_name)
 
     # ---- operations ----------------------------------------------------------------------------
 
@@ -133,8 +125,7 @@ class Admission:
                 refuse_a_different_request(idempotency_key, earlier.request, request)
                 return Admitted(earlier, replayed=True)
         endpoint = request.get("endpoint_name") or model_name
-        if self.target_kind != "none":
-            self.refuse_another_models_endpoint(model_name, endpoint, namespace)
+        self.refuse_another_models_endpoint(model_name, endpoint, namespace)
         record = self.start(
             DEPLOY, model_name, namespace, request, requested_by, idempotency_key=idempotency_key, endpoint=endpoint
         )

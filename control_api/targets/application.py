@@ -30,8 +30,17 @@ def application_spec(settings: Settings, app: AppRef) -> ApplicationSpec:
         destination_server=argo.destination_server,
         destination_namespace=app.namespace,
         automated_sync=argo.automated_sync,
-        labels={"app.kubernetes.io/managed-by": "mlops-control"},
+        labels=_labels(app),
     )
+
+
+def _labels(app: AppRef) -> dict[str, str]:
+    """The Application's labels. A named endpoint's also name its model, so the Argo CD UI can show
+    every endpoint of a model with one label filter; the default endpoint's stay as they were."""
+    labels = {"app.kubernetes.io/managed-by": "mlops-control"}
+    if app.named_endpoint:
+        labels["mlops.io/model-name"] = app.model_name
+    return labels
 
 
 def application_manifest(settings: Settings, app: AppRef) -> dict:

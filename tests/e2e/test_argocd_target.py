@@ -261,7 +261,9 @@ def test_registered_versions_deploy_without_training_through_argocd(argocd_clien
     body = client.post("/mlops/models/iris-argo-versions/versions/2/deploy", json={"endpoint_name": canary}).json()
     assert body["status"] == "deployed", body.get("error")
     assert (body["endpoint"], body["image_uri"]) == (canary, second["image_uri"])
-    assert argocd.get_application(f"{e2e_namespace}--{canary}")["status"]["health"]["status"] == "Healthy"
+    application = argocd.get_application(f"{e2e_namespace}--{canary}")
+    assert application["status"]["health"]["status"] == "Healthy"
+    assert application["metadata"]["labels"]["mlops.io/model-name"] == "iris-argo-versions"
     services_by_name = {s["metadata"]["name"]: s for s in cluster.list("Service", e2e_namespace)}
     assert {"iris-argo-versions", canary} <= set(services_by_name)
     assert services_by_name[canary]["spec"]["selector"]["app.kubernetes.io/name"] == canary

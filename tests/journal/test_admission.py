@@ -160,3 +160,28 @@ def test_rollback_and_undeploy_need_a_target_that_serves(admission, journal):
     assert journal.list()[1] == 0
     admission.orchestrator.pipelines[ROLLBACK] = Pipeline(ROLLBACK, (Hold(),), "deployed")
     admission.require_target()
+
+
+def test_an_endpoint_serving_another_model_is_refused_until_an_undeploy_frees_it(admission, journal):
+    def settle(kind: str, model: str, status: str) -> None:
+        record = journal.create(
+            kind=kind,
+            model_name=model,
+            endpoint="shared",
+            namespace="models",
+            request={"model_name": model},
+            step_names=["hold"],
+        )
+        journal.set_status(record.id, status, finished=True)
+
+    settle("deploy", "wine", DeploymentStatus.DEPLOYED)
+    with pytest.raises(ConflictError) as caught:
+        deploy(admission, "iris", endpoint_name="shared")
+    assert caught.value.code == "endpoint_in_use" and caught.value.details["model_name"] == "wine"
+    assert journal.list(model_name="iris")[1] == 0  # nothing was created
+    # The model that holds it may deploy there again, and other endpoints are free.
+    assert deploy(admission, "iris", endpoint_name="iris-canary").record.endpoint == "iris-canary"
+
+    settle("undeploy", "wine", DeploymentStatus.UNDEPLOYED)
+    admitted = deploy(admission, "iris", endpoint_name="shared")
+    assert (admitted.record.model_name, admitted.record.endpoint) == ("iris", "shared")

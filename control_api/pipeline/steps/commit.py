@@ -56,12 +56,17 @@ def require_endpoint_of(gitops: GitOpsRepo, model_name: str, endpoint: str, name
         return
     owner = newest[0].trailers.get("Model-Name")
     if owner is not None and owner != model_name:
-        raise ConflictError(
-            f"endpoint {endpoint!r} in {namespace!r} serves model {owner!r}; choose another endpoint_name, "
-            f"or undeploy {owner!r} from it first",
-            code="endpoint_in_use",
-            details={"endpoint": endpoint, "namespace": namespace, "model_name": owner},
-        )
+        raise endpoint_in_use(endpoint, namespace, owner)
+
+
+def endpoint_in_use(endpoint: str, namespace: str, owner: str) -> ConflictError:
+    """The answer to an operation of one model on an endpoint that serves ``owner``."""
+    return ConflictError(
+        f"endpoint {endpoint!r} in {namespace!r} serves model {owner!r}; choose another endpoint_name, "
+        f"or undeploy {owner!r} from it first",
+        code="endpoint_in_use",
+        details={"endpoint": endpoint, "namespace": namespace, "model_name": owner},
+    )
 
 
 def render_files(ctx: StepContext, app: AppRef, application_files: ApplicationFiles) -> dict[str, bytes]:
