@@ -18,7 +18,7 @@ import uuid
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -250,31 +250,28 @@ class Journal:
             return [_to_record(r) for r in rows]
 
     def active_for_endpoint(self, endpoint: str, namespace: str) -> DeploymentRecord | None:
-        with self._session() as session:
-            row = session.scalars(
-                select(DeploymentRow)
-                .where(
-                    DeploymentRow.endpoint == endpoint,
-                    DeploymentRow.namespace == namespace,
-                    active_status_predicate(),
-                )
-                .order_by(DeploymentRow.created_at)
-            ).first()
-            return _to_record(row) if row else None
+        return self._first_on_endpoint(endpoint, namespace, active_status_predicate(), DeploymentRow.created_at)
 
     def endpoint_holder(self, endpoint: str, namespace: str) -> DeploymentRecord | None:
         """The newest operation that finished changing what the endpoint serves: a deploy or a
         rollback that left it serving a model, or an undeploy that left it free."""
         changed = (DeploymentStatus.DEPLOYED, DeploymentStatus.ROLLED_BACK, DeploymentStatus.UNDEPLOYED)
+        return self._first_on_endpoint(
+            endpoint,
+            namespace,
+            DeploymentRow.status.in_(changed),
+            DeploymentRow.finished_at.desc(),
+            DeploymentRow.created_at.desc(),
+        )
+
+    def _first_on_endpoint(
+        self, endpoint: str, namespace: str, condition: ColumnElement[bool], *order: Any
+    ) -> DeploymentRecord | None:
         with self._session() as session:
             row = session.scalars(
                 select(DeploymentRow)
-                .where(
-                    DeploymentRow.endpoint == endpoint,
-                    DeploymentRow.namespace == namespace,
-                    DeploymentRow.status.in_(changed),
-                )
-                .order_by(DeploymentRow.finished_at.desc(), DeploymentRow.created_at.desc())
+                .where(DeploymentRow.endpoint == endpoint, DeploymentRow.namespace == namespace, condition)
+                .order_by(*order)
             ).first()
             return _to_record(row) if row else None
 

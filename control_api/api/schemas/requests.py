@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from control_api.api.schemas.rules import LABEL_DOC, dns1123_label, env_key
@@ -28,6 +28,24 @@ MAX_ENV_VALUE_CHARS = 4096
 MAX_CPU_MILLICORES = 16000
 MIN_MEMORY_BYTES = 64 * 2**20
 MAX_MEMORY_BYTES = 64 * 2**30
+
+
+def _endpoint_label(value: str | None) -> str | None:
+    return None if value is None else dns1123_label(value, "endpoint_name")
+
+
+EndpointName = Annotated[
+    str | None,
+    AfterValidator(_endpoint_label),
+    Field(
+        description=(
+            "The endpoint to serve the model at: its own Deployment, Service, URL and Argo CD Application. "
+            "A DNS-1123 label; default: the model's name. One model may serve different versions at "
+            "different endpoints."
+        ),
+        json_schema_extra=LABEL_DOC,
+    ),
+]
 
 
 class SecretKeyRef(BaseModel):
@@ -168,15 +186,7 @@ class DeployRequest(BaseModel):
         description="One of api.allowed_namespaces; default api.default_namespace.",
         json_schema_extra=LABEL_DOC,
     )
-    endpoint_name: str | None = Field(
-        default=None,
-        description=(
-            "The endpoint to serve the model at: its own Deployment, Service, URL and Argo CD Application. "
-            "A DNS-1123 label; default: the model's name. One model may serve different versions at "
-            "different endpoints."
-        ),
-        json_schema_extra=LABEL_DOC,
-    )
+    endpoint_name: EndpointName = None
     # Older clients send these two at the top level.
     replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
 
@@ -189,11 +199,6 @@ class DeployRequest(BaseModel):
     @classmethod
     def _namespace(cls, value: str | None) -> str | None:
         return None if value is None else dns1123_label(value, "namespace")
-
-    @field_validator("endpoint_name")
-    @classmethod
-    def _endpoint_name(cls, value: str | None) -> str | None:
-        return None if value is None else dns1123_label(value, "endpoint_name")
 
     @field_validator("script_name")
     @classmethod
@@ -342,15 +347,7 @@ class VersionDeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     namespace: str | None = Field(default=None, max_length=63)
-    endpoint_name: str | None = Field(
-        default=None,
-        description=(
-            "The endpoint to serve the model at: its own Deployment, Service, URL and Argo CD Application. "
-            "A DNS-1123 label; default: the model's name. One model may serve different versions at "
-            "different endpoints."
-        ),
-        json_schema_extra=LABEL_DOC,
-    )
+    endpoint_name: EndpointName = None
     deployment_config: DeploymentConfig | None = None
     environment_vars: dict[str, str] = Field(default_factory=dict, description="The model server's variables.")
     secret_env: dict[str, SecretKeyRef] = Field(
@@ -359,11 +356,6 @@ class VersionDeployRequest(BaseModel):
             "Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values."
         ),
     )
-
-    @field_validator("endpoint_name")
-    @classmethod
-    def _endpoint_name(cls, value: str | None) -> str | None:
-        return None if value is None else dns1123_label(value, "endpoint_name")
 
     @field_validator("environment_vars")
     @classmethod
