@@ -135,6 +135,8 @@ def summarise(client: MlopsClient, view: dict[str, Any]) -> None:
     took = view.get("duration_seconds")
     took_text = f" in {took:.1f}s" if took is not None else ""
     name, version = view["model_name"], view.get("model_version")
+    if view.get("endpoint") not in (None, name):
+        name = f"{name} at endpoint {view['endpoint']}"
     if status in output.FAILED_STATUSES:
         error = view.get("error") or {}
         step = error.get("step") or next((s["name"] for s in view["steps"] if s["status"] == "failed"), "?")

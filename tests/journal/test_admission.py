@@ -94,6 +94,21 @@ def test_a_busy_model_refuses_a_second_operation_naming_the_first(admission, jou
     assert deploy(admission).record.id != first.id
 
 
+def test_the_rule_of_one_operation_holds_per_endpoint_not_per_model(admission, journal):
+    prod = deploy(admission).record
+    staging = deploy(admission, endpoint_name="iris-staging").record  # the same model, another endpoint
+    assert (prod.endpoint, staging.endpoint) == ("iris", "iris-staging")
+    with pytest.raises(ConflictError) as refused:
+        deploy(admission, endpoint_name="iris-staging")
+    assert refused.value.details["deployment_id"] == staging.id
+    assert "endpoint 'iris-staging' of model 'iris'" in refused.value.message
+    # The endpoint is busy whichever model asks.
+    with pytest.raises(ConflictError) as refused:
+        deploy(admission, "wine", endpoint_name="iris")
+    assert refused.value.details["deployment_id"] == prod.id
+    assert admission.orchestrator.start == [prod.id, staging.id]
+
+
 def test_the_journal_index_refusal_becomes_the_same_busy_answer(admission, journal, monkeypatch):
     """Another replica started an operation between admission's look and its insert: the journal's
     unique index refuses the insert, and admission answers exactly as its own look would have."""
