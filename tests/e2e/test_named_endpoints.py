@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 from fastapi.testclient import TestClient
 
+from control_api.adapters.gitops import CommitRequest
 from tests.e2e.review_helpers import git
 from tests.support.control import assert_error_format, example_request
 from tests.support.iris import COLUMNS
@@ -115,3 +116,21 @@ def test_two_endpoints_of_one_model_serve_two_versions(make_e2e_client, tmp_path
     # Now free, the endpoint may serve another model.
     taken = finished(client.post("/mlops/models/iris-intruder/versions/1/deploy", json={"endpoint_name": STAGING}))
     assert (taken["model_name"], taken["endpoint"]) == ("iris-intruder", STAGING)
+
+    # An endpoint taken by a commit made outside this service: the journal knows nothing of it, so
+    # the deploy is admitted, and the commit step, which reads git, refuses it.
+    services.gitops.commit(
+        CommitRequest(
+            files={f"apps/{e2e_namespace}/handmade/kustomization.yaml": b"resources: []\n"},
+            replace_dirs=(f"apps/{e2e_namespace}/handmade",),
+            delete_paths=(),
+            subject="deploy wine by hand",
+            body="",
+            trailers={"Model-Name": "wine", "Endpoint": "handmade"},
+        )
+    )
+    head = git("--git-dir", str(bare), "rev-parse", "main")
+    refused = client.post(f"/mlops/models/{MODEL}/versions/1/deploy", json={"endpoint_name": "handmade"}).json()
+    assert refused["status"] == "failed", refused
+    assert (refused["error"]["step"], refused["error"]["code"]) == ("commit", "endpoint_in_use"), refused["error"]
+    assert git("--git-dir", str(bare), "rev-parse", "main") == head

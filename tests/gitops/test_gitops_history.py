@@ -118,3 +118,32 @@ def test_head_follows_the_remote(gitops, other_clone):
     assert gitops.head() == pushed
     with pytest.raises(NotFoundError):
         gitops.head("no-such-branch")
+
+
+def _at_endpoint(model: str, endpoint: str, action: str = "deploy") -> CommitRequest:
+    folder = f"apps/models/{endpoint}"
+    return CommitRequest(
+        files={} if action == "undeploy" else {f"{folder}/kustomization.yaml": f"{model}\n".encode()},
+        replace_dirs=() if action == "undeploy" else (folder,),
+        delete_paths=(folder,) if action == "undeploy" else (),
+        subject=f"{action} {model} at {endpoint}",
+        body="",
+        trailers={"Model-Name": model, "Endpoint": endpoint, "Action": action},
+    )
+
+
+def test_an_endpoints_owner_is_the_model_of_its_newest_commit_until_an_undeploy(gitops):
+    from control_api.errors import ConflictError
+    from control_api.pipeline.steps.commit import require_endpoint_of
+
+    require_endpoint_of(gitops, "wine", "shared", "models")  # never used: free
+    gitops.commit(_at_endpoint("iris", "shared"))
+    gitops.commit(_at_endpoint("wine", "shared-staging"))  # a folder whose name starts the same
+    require_endpoint_of(gitops, "iris", "shared", "models")
+    with pytest.raises(ConflictError) as refused:
+        require_endpoint_of(gitops, "wine", "shared", "models")
+    assert refused.value.code == "endpoint_in_use" and refused.value.details["model_name"] == "iris"
+    require_endpoint_of(gitops, "wine", "shared-staging", "models")
+
+    gitops.commit(_at_endpoint("iris", "shared", action="undeploy"))
+    require_endpoint_of(gitops, "wine", "shared", "models")
