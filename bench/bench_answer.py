@@ -287,7 +287,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
                 started = time.monotonic()
                 orchestrator.start(record.id)
                 with finished:
-                    if not finished.wait_for(lambda: record.id in answered_at, timeout=120):
+                    if not finished.wait_for(lambda record_id=record.id: record_id in answered_at, timeout=120):
                         raise SystemExit(f"run {version}: no answer within 120 s")
                 done = journal.get(record.id)
                 if done.status != DeploymentStatus.DEPLOYED:

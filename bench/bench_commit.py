@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from control_api.adapters.gitops import CommitRequest, GitOpsRepo  # noqa: E402
-from control_api.settings import GitSettings  # noqa: E402
+from control_api.adapters.gitops import CommitRequest, GitOpsRepo
+from control_api.settings import GitSettings
 
 try:
     import renderer

@@ -70,9 +70,8 @@ def our_images(client, model_dir: Path, base_image: str) -> None:
     model = client.images.get(built.reference)
     print(f"base     {base_image:45} {mb(base.attrs['Size'])}")
     print(f"runtime  {built.runtime_reference:45} {mb(runtime.attrs['Size'])}  (cache hit: {built.runtime_cache_hit})")
-    print(
-        f"model    {built.reference:45} {mb(model.attrs['Size'])}  (model layer {mb(model.attrs['Size'] - runtime.attrs['Size'])})"
-    )
+    model_layer = mb(model.attrs["Size"] - runtime.attrs["Size"])
+    print(f"model    {built.reference:45} {mb(model.attrs['Size'])}  (model layer {model_layer})")
     client.images.remove(model.id, force=True)
 
 
@@ -119,7 +118,8 @@ def mlflow_dockerfile_on_base(client, model_dir: Path, base_image: str, workdir:
         if line.startswith("FROM "):
             patched += [
                 f"FROM {base_image}",
-                f"ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_CERT={CA_BUNDLE} REQUESTS_CA_BUNDLE={CA_BUNDLE} SSL_CERT_FILE={CA_BUNDLE}",
+                f"ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_CERT={CA_BUNDLE} REQUESTS_CA_BUNDLE={CA_BUNDLE} "
+                f"SSL_CERT_FILE={CA_BUNDLE}",
             ]
         else:
             patched.append(line)
@@ -159,9 +159,8 @@ def main() -> None:
             return
         built, reason = mlflow_build_docker(model_dir)
         if built:
-            print(
-                f"mlflow   {MLFLOW_TAG:45} {mb(client.images.get(MLFLOW_TAG).attrs['Size'])}  (mlflow models build-docker)"
-            )
+            built_size = mb(client.images.get(MLFLOW_TAG).attrs["Size"])
+            print(f"mlflow   {MLFLOW_TAG:45} {built_size}  (mlflow models build-docker)")
             return
         print(f"mlflow models build-docker could not build here:\n    {reason}")
         try:

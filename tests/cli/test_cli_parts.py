@@ -8,6 +8,7 @@ import json
 import shlex
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import pytest
 from rich.console import Console
@@ -18,7 +19,6 @@ from control_api.cli_user.deploy_request import DeployArgumentError, build_deplo
 from control_api.cli_user.predict_example import GENERIC_BODY, curl_command, example_body
 from control_api.cli_user.progress import LiveProgress, StepBoard
 from control_api.client import MlopsClient, ServerSentEvent, parse_sse
-
 
 # ---- config --------------------------------------------------------------------------------------
 
@@ -75,7 +75,7 @@ def test_deploy_body_from_arguments(tmp_path):
 
 def test_requirements_file_refuses_pip_options_and_loops(tmp_path):
     (tmp_path / "opts.txt").write_text("--index-url https://example.org/simple\nnumpy\n")
-    with pytest.raises(DeployArgumentError, match="opts.txt:1: pip option '--index-url'"):
+    with pytest.raises(DeployArgumentError, match=r"opts\.txt:1: pip option '--index-url'"):
         read_requirements_file(tmp_path / "opts.txt")
     (tmp_path / "loop.txt").write_text("-r loop.txt\n")
     with pytest.raises(DeployArgumentError, match="includes itself"):
@@ -124,7 +124,7 @@ def test_curl_survives_the_shell():
 class _Metadata(BaseHTTPRequestHandler):
     body = b""
 
-    def do_GET(self):  # noqa: N802 - the http.server API
+    def do_GET(self):  # the name http.server's handler API requires
         self.send_response(200 if self.path == "/metadata" else 404)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -166,9 +166,9 @@ def test_summary_of_a_served_model_prints_a_curl_with_its_input_example(monkeypa
 
 
 class _Endpoints(BaseHTTPRequestHandler):
-    asked: list[str] = []
+    asked: ClassVar[list[str]] = []
 
-    def do_GET(self):  # noqa: N802 - the handler's required name
+    def do_GET(self):  # the name http.server's handler API requires
         type(self).asked.append(self.path)
         body = json.dumps(
             {

@@ -7,7 +7,7 @@ except under ``x-kubernetes-preserve-unknown-fields``.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ def _strict(schema: Any) -> Any:
     return strict
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(contracts_dir: Path, kind: str) -> jsonschema.Validator:
     crd = YAML(typ="safe", pure=True).load((contracts_dir / "argocd" / CRD_FILES[kind]).read_text())
     (version,) = [version for version in crd["spec"]["versions"] if version["name"] == "v1alpha1"]

@@ -1,4 +1,6 @@
-"""The docs say what the code does: the configuration reference is current, every error code is explained, links resolve."""
+"""The docs say what the code does: the configuration reference is current, every error code is explained,
+links resolve.
+"""
 
 from __future__ import annotations
 
@@ -39,9 +41,9 @@ def _leaf_paths(model, prefix=()):
     for name, field in model.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
-            yield from _leaf_paths(annotation, prefix + (name,))
+            yield from _leaf_paths(annotation, (*prefix, name))
         else:
-            yield prefix + (name,)
+            yield (*prefix, name)
 
 
 def test_every_setting_is_documented_under_the_name_pydantic_settings_reads(monkeypatch):

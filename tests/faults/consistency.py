@@ -123,7 +123,7 @@ def _journal(journal) -> dict[str, DeploymentRecord]:
         statuses = [s.status for s in record.steps]
         names = [s.name for s in record.steps]
         if record.status in (DeploymentStatus.DEPLOYED, DeploymentStatus.REGISTERED):
-            assert set(statuses) == {StepStatus.SUCCEEDED}, f"{where}: steps {list(zip(names, statuses))}"
+            assert set(statuses) == {StepStatus.SUCCEEDED}, f"{where}: steps {list(zip(names, statuses, strict=True))}"
             assert record.error is None, f"{where} carries an error: {record.error}"
             continue
         assert record.status in (DeploymentStatus.FAILED, DeploymentStatus.TIMED_OUT), where
@@ -132,11 +132,15 @@ def _journal(journal) -> dict[str, DeploymentRecord]:
             f"{where}: unclear error {error}"
         )
         at = names.index(error["step"])
-        assert all(s == StepStatus.SUCCEEDED for s in statuses[:at]), f"{where}: steps {list(zip(names, statuses))}"
+        assert all(s == StepStatus.SUCCEEDED for s in statuses[:at]), (
+            f"{where}: steps {list(zip(names, statuses, strict=True))}"
+        )
         failed = record.steps[at]
         assert failed.status == StepStatus.FAILED, f"{where}: the step it names is {failed.status}"
         assert failed.message and failed.message == error["message"], (failed.message, error["message"])
-        assert all(s == StepStatus.PENDING for s in statuses[at + 1 :]), f"{where}: steps {list(zip(names, statuses))}"
+        assert all(s == StepStatus.PENDING for s in statuses[at + 1 :]), (
+            f"{where}: steps {list(zip(names, statuses, strict=True))}"
+        )
     return out
 
 

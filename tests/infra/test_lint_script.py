@@ -1,7 +1,8 @@
 """scripts/lint.sh fails on any formatter, linter or type error, and scripts/test.sh stops on such a failure.
 
 Each test runs the real scripts with the real pyproject.toml and tools, in a copy of the repository's layout
-whose packages hold one small module, so a check's verdict depends only on the code the test writes.
+whose packages and other Python folders hold one small module each, so a check's verdict depends only on the
+code the test writes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("control_api", "renderer", "serving_template")
+# Folders of Python that does not ship: ruff checks them, mypy does not.
+OTHER_PYTHON = ("tests", "bench", "scripts", "examples")
 
 CLEAN_MODULE = 'def greeting(name: str) -> str:\n    return f"hello {name}"\n'
 
@@ -39,7 +42,8 @@ def reuse_mypy_cache(shared_mypy_cache: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def make_repository(root: Path, module_text: str, broken_package: str = "control_api") -> Path:
-    """A repository with the real scripts, pyproject.toml and virtual environment, and one module per package."""
+    """A repository with the real scripts, pyproject.toml and virtual environment, and one module per folder
+    that lint.sh checks; ``broken_package`` (a package or another Python folder) gets ``module_text``."""
     (root / "scripts").mkdir(parents=True)
     for script in ("lint.sh", "test.sh"):
         shutil.copy2(REPO_ROOT / "scripts" / script, root / "scripts" / script)
@@ -48,8 +52,10 @@ def make_repository(root: Path, module_text: str, broken_package: str = "control
     for package in PACKAGES:
         (root / package).mkdir()
         (root / package / "__init__.py").write_text("")
-        text = module_text if package == broken_package else CLEAN_MODULE
-        (root / package / "greetings.py").write_text(text)
+    for folder in PACKAGES + OTHER_PYTHON:
+        (root / folder).mkdir(exist_ok=True)
+        text = module_text if folder == broken_package else CLEAN_MODULE
+        (root / folder / "greetings.py").write_text(text)
     return root
 
 
@@ -95,6 +101,23 @@ def test_every_shipped_package_is_checked(tmp_path: Path, package: str) -> None:
     assert f"{package}/greetings.py" in result.stdout
 
 
+@pytest.mark.parametrize("folder", OTHER_PYTHON)
+@pytest.mark.parametrize("check", ["ruff format", "ruff check"])
+def test_ruff_checks_the_python_outside_the_packages(tmp_path: Path, folder: str, check: str) -> None:
+    root = make_repository(tmp_path / "repo", BROKEN_MODULES[check], broken_package=folder)
+    result = run_script(root, "lint.sh")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"lint.sh: FAILED: {check}\n" in result.stderr
+    assert f"{folder}/greetings.py" in result.stdout + result.stderr
+
+
+def test_mypy_checks_only_the_packages(tmp_path: Path) -> None:
+    root = make_repository(tmp_path / "repo", BROKEN_MODULES["mypy"], broken_package="tests")
+    result = run_script(root, "lint.sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lint.sh: mypy: passed" in result.stderr
+
+
 def test_untyped_function_in_the_control_service_fails_mypy(tmp_path: Path) -> None:
     # pyproject.toml asks for typed signatures in control_api and renderer; lint.sh must apply that config.
     root = make_repository(tmp_path / "repo", 'def greeting(name):\n    return f"hello {name}"\n')
@@ -109,7 +132,7 @@ ONE_PROCESS_SUITE = {"MLOPS_TEST_SKIP_SETUP": "1", "MLOPS_TEST_WORKERS": "0"}
 
 
 def write_passing_suite(root: Path) -> None:
-    (root / "tests").mkdir()
+    (root / "tests").mkdir(exist_ok=True)
     (root / "tests" / "test_ok.py").write_text("def test_ok():\n    assert 1 + 1 == 2\n")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -284,12 +284,12 @@ def test_idempotency_key_finds_the_first_deployment_of_that_requester(journal):
 
 
 def test_timestamps_come_back_timezone_aware_in_utc(journal):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     deployment = create(journal)
     journal.step_started(deployment.id, "train")
     journal.step_finished(deployment.id, "train", StepStatus.SUCCEEDED)
     journal.set_status(deployment.id, DeploymentStatus.REGISTERED, finished=True)
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
 
     record = journal.get(deployment.id)
     train = record.step("train")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+
 from control_api.journal.store import DeploymentStatus, Journal, StepStatus
 from control_api.pipeline.orchestrator import Orchestrator, Pipeline
 from control_api.pipeline.step import NotYet, StepResult

@@ -3,8 +3,9 @@
 The server follows the model server's contract with the runtime: listen on HOST:PORT (with
 SO_REUSEPORT when REUSE_PORT=1) once ready, answer /ready and /health. Extra env switches make it slow
 (READY_DELAY, before it binds), slow to stop (SLOW_STOP, after SIGTERM), never ready (NEVER_READY:
-/ready answers 503), crash (EXIT_CODE) or write a file where it is told (WRITE_TO, before it binds). MODEL_PICKLE_B64 is a pickled model it
-loads at start as the model server loads a pickled estimator; POST /predict calls its
+/ready answers 503), crash (EXIT_CODE) or write a file where it is told (WRITE_TO, before it binds).
+MODEL_PICKLE_B64 is a pickled model it loads at start as the model server loads a pickled estimator;
+POST /predict calls its
 ``predict(body)`` and answers what that returns.
 """
 

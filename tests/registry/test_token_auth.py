@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import http.server
 import threading
+from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -22,7 +23,7 @@ TOKEN = "pull-token-for-mlops-demo"
 
 
 class TokenRegistry(http.server.BaseHTTPRequestHandler):
-    token_requests: list[dict] = []
+    token_requests: ClassVar[list[dict]] = []
 
     def do_GET(self):
         url = urlparse(self.path)
@@ -33,7 +34,7 @@ class TokenRegistry(http.server.BaseHTTPRequestHandler):
         TokenRegistry.token_requests.append(query)
         if self.headers.get("Authorization") != expected:
             return self._send(401)
-        body = ('{"token": "%s"}' % TOKEN).encode()
+        body = f'{{"token": "{TOKEN}"}}'.encode()
         self._send(200, body, {"Content-Type": "application/json"})
 
     def do_HEAD(self):

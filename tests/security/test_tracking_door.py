@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import os
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -71,7 +72,7 @@ def test_the_script_logs_its_own_run_and_model(store, door, tmp_path):
     assert run.data.tags["team"] == "fraud"
     # The artifact landed where the store says the run's artifacts are, written by the service.
     stored = gateway.client.download_artifacts(run_id, "outputs/weights.bin", str(tmp_path / "back"))
-    assert open(stored, "rb").read() == b"w" * 100
+    assert Path(stored).read_bytes() == b"w" * 100
     assert [f.path for f in client.list_artifacts(run_id, "outputs")] == ["outputs/weights.bin"]
     from mlflow.entities import LoggedModelStatus
 

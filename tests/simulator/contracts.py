@@ -99,7 +99,7 @@ class CrdValidator:
         ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kubernetes_validator(kind: str, api_version: str) -> jsonschema.Validator:
     """The validator ``kubernetes_validate.validate`` builds, built once (it re-reads 1.3 MB per call)."""
     from kubernetes_validate.utils import schema_contents

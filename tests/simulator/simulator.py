@@ -10,7 +10,7 @@ from typing import Any
 from tests.simulator.argocd import DEFAULT_TOKEN as ARGOCD_TOKEN
 from tests.simulator.argocd import ArgoCD, ArgoFaults, ArgoServer
 from tests.simulator.contracts import ContractChecker
-from tests.simulator.kube import Cluster, KubeFaults, KubeServer, Kubelet
+from tests.simulator.kube import Cluster, KubeFaults, Kubelet, KubeServer
 from tests.simulator.kube.rbac import RbacPolicy
 from tests.simulator.kube.server import DEFAULT_TOKEN as KUBERNETES_TOKEN
 

@@ -9,6 +9,7 @@ import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -76,7 +77,7 @@ def test_a_closure_follows_required_dependencies_and_takes_installed_optional_on
 
 
 class SimpleIndex(BaseHTTPRequestHandler):
-    pages: dict[str, dict] = {}
+    pages: ClassVar[dict[str, dict]] = {}
 
     def do_GET(self):
         page = self.pages.get(self.path)

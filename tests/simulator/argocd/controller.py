@@ -26,7 +26,8 @@ import copy
 import json
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tests.simulator.argocd.faults import ArgoFaults
 from tests.simulator.argocd.health import HEALTHY, ManagedResource, application_health
@@ -185,7 +186,7 @@ class ApplicationController:
                         return
                     try:
                         self._process(name)
-                    except Exception as exc:  # noqa: BLE001 - one app's simulator bug must not stop the others
+                    except Exception as exc:  # one app's simulator bug must not stop the others
                         self._record_condition(name, "UnknownError", f"simulator controller error: {exc!r}")
 
     def _process(self, name: str) -> None:
@@ -334,7 +335,7 @@ class ApplicationController:
         live, extras = self._live_objects(app, targets)
         managed = [
             ManagedResource(group_of(t), t["kind"], t["metadata"].get("namespace", ""), t["metadata"]["name"], t, lv)
-            for t, lv in zip(targets, live)
+            for t, lv in zip(targets, live, strict=True)
         ]
         managed += [
             ManagedResource(group_of(e), e["kind"], e["metadata"].get("namespace", ""), e["metadata"]["name"], None, e)
@@ -342,7 +343,7 @@ class ApplicationController:
         ]
         app_health, healths = application_health(managed)
         resources = []
-        for resource, health in zip(managed, healths):
+        for resource, health in zip(managed, healths, strict=True):
             obj = resource.target or resource.live
             entry: dict[str, Any] = {
                 "group": resource.group,
@@ -398,10 +399,13 @@ class ApplicationController:
             return
         last = status.get("operationState") or {}
         last_sync = (last.get("operation") or {}).get("sync") or {}
-        if last_sync.get("revision") == revision and last_sync.get("source") == app["spec"].get("source"):
-            # Once per revision: a failed attempt is not retried, a succeeded one only by self-heal.
-            if last.get("phase") != "Succeeded" or not automated.get("selfHeal"):
-                return
+        # Once per revision: a failed attempt is not retried, a succeeded one only by self-heal.
+        if (
+            last_sync.get("revision") == revision
+            and last_sync.get("source") == app["spec"].get("source")
+            and (last.get("phase") != "Succeeded" or not automated.get("selfHeal"))
+        ):
+            return
         operation = {
             "sync": {
                 "revision": revision,
@@ -443,7 +447,7 @@ class ApplicationController:
         self.store.update(name, running)
         try:
             phase, message, revision, results = self._sync(app, operation)
-        except Exception as exc:  # noqa: BLE001 - the operation must end, as the controller's recover() does
+        except Exception as exc:  # the operation must end, as the controller's recover() does
             phase, message, revision, results = "Error", f"simulator error: {exc!r}", None, []
         # Timestamps have whole seconds. A sync here takes milliseconds, where a real one takes seconds
         # (dry run, then apply): finishing in the second of the last comparison would make that
@@ -584,7 +588,7 @@ class ApplicationController:
             )
             try:
                 self.cluster.apply(obj)
-            except Exception as exc:  # noqa: BLE001 - any API error fails this resource, as kubectl apply would
+            except Exception as exc:  # any API error fails this resource, as kubectl apply would
                 results.append(result(obj, "SyncFailed", getattr(exc, "message", None) or str(exc)))
                 continue
             verb = "created" if previous is None else ("unchanged" if in_sync(obj, previous) else "configured")

@@ -3,7 +3,7 @@ annotation tracking (docs/user-guide/resource_tracking.md) and the live-versus-t
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 CLUSTER_SCOPED_KINDS = {
@@ -61,7 +61,7 @@ KIND_ORDER = [
 
 def now_rfc3339() -> str:
     """metav1.Time marshals to RFC 3339 with whole seconds."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def group_of(obj: dict) -> str:
@@ -114,7 +114,11 @@ def _covers(live: object, target: object) -> bool:
     if isinstance(target, dict):
         return isinstance(live, dict) and all(k in live and _covers(live[k], v) for k, v in target.items())
     if isinstance(target, list):
-        return isinstance(live, list) and len(live) == len(target) and all(_covers(a, b) for a, b in zip(live, target))
+        return (
+            isinstance(live, list)
+            and len(live) == len(target)
+            and all(_covers(a, b) for a, b in zip(live, target, strict=True))
+        )
     if isinstance(target, (int, float)) and isinstance(live, (int, float)) and not isinstance(target, bool):
         return live == target
     return live == target

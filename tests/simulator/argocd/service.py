@@ -157,7 +157,10 @@ class ApplicationService:
                     )
                     self.repo.manifests(source["repoURL"], revision, source.get("path", ""))
                 except RepoError as exc:
-                    condition = f"Unable to generate manifests in {source.get('path', '')}: rpc error: code = Unknown desc = {exc}"
+                    condition = (
+                        f"Unable to generate manifests in {source.get('path', '')}: "
+                        f"rpc error: code = Unknown desc = {exc}"
+                    )
             if condition:
                 raise ArgoError(
                     "InvalidArgument", f"application spec for {name} is invalid: InvalidSpecError: {condition}"
@@ -350,12 +353,17 @@ class ApplicationService:
         source = app["spec"]["source"]
         requested = body.get("revision") or ""
         automated = (app["spec"].get("syncPolicy") or {}).get("automated")
-        if requested and requested != (source.get("targetRevision") or "HEAD"):
-            if automated is not None and automated.get("enabled") is not False and not body.get("dryRun"):
-                raise ArgoError(
-                    "FailedPrecondition",
-                    f"Cannot sync to {requested}: auto-sync currently set to {source.get('targetRevision', '')}",
-                )
+        if (
+            requested
+            and requested != (source.get("targetRevision") or "HEAD")
+            and automated is not None
+            and automated.get("enabled") is not False
+            and not body.get("dryRun")
+        ):
+            raise ArgoError(
+                "FailedPrecondition",
+                f"Cannot sync to {requested}: auto-sync currently set to {source.get('targetRevision', '')}",
+            )
         ambiguous = requested or source.get("targetRevision") or "HEAD"
         if is_commit_sha(ambiguous):
             revision = ambiguous

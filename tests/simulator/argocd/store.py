@@ -8,7 +8,7 @@ import copy
 import itertools
 import threading
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from tests.simulator.argocd.errors import ArgoError
 from tests.simulator.argocd.resources import now_rfc3339
@@ -67,7 +67,8 @@ class ApplicationStore:
                 raise ArgoError(
                     "InvalidArgument",
                     f'Application.argoproj.io "{name}" is invalid: metadata.finalizers: '
-                    f"Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added}",
+                    "Forbidden: no new finalizers can be added if the object is being deleted, "
+                    f"found new finalizers {added}",
                 )
             if app.get("spec") != before.get("spec"):
                 app["metadata"]["generation"] = before["metadata"].get("generation", 1) + 1

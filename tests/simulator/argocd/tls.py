@@ -23,7 +23,7 @@ def write_self_signed(directory: Path, hosts: tuple[str, ...] = ("localhost", "a
             x509.NameAttribute(NameOID.COMMON_NAME, "argocd-server"),
         ]
     )
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

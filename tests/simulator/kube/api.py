@@ -5,7 +5,8 @@ Paths follow the API conventions (api-concepts): core objects under /api/v1, gro
 pod logs (``container``, ``tailLines``, ``previous``) as text/plain. Lists are ``<Kind>List`` objects
 whose items carry no kind/apiVersion, as the API server serialises them. Errors are ``Status`` objects.
 Every request needs ``Authorization: Bearer <token>`` (anonymous access disabled); a wrong or missing
-token is 401. With an RBAC policy (rbac.py), a request its roles do not allow is 403. Test controls under /_sim/kube need no token.
+token is 401. With an RBAC policy (rbac.py), a request its roles do not allow is 403. Test controls under
+/_sim/kube need no token.
 """
 
 from __future__ import annotations

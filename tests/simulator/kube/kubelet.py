@@ -215,7 +215,7 @@ class Kubelet:
                 continue
             try:
                 self._sync_pod(pod)
-            except Exception as error:  # noqa: BLE001 - one pod's runtime failure must not stall the others
+            except Exception as error:  # one pod's runtime failure must not stall the others
                 self._failed_pods.append((pod["metadata"]["name"], error))
         if self._failed_pods:
             failures, self._failed_pods = self._failed_pods, []
@@ -579,7 +579,8 @@ class Kubelet:
             raise ContainerConfigError(f"container has runAsNonRoot and image will run as root {where}")
         if not user.isdigit():
             raise ContainerConfigError(
-                f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root {where}"
+                f"container has runAsNonRoot and image has non-numeric user ({user}), "
+                f"cannot verify user is non-root {where}"
             )
 
     # ---- status ----
@@ -714,10 +715,7 @@ class Kubelet:
             if state is not None and state.previous_handle is not None:
                 return self._runtime_logs(state.previous_handle, tail_lines)
             reason = (state.state.get("waiting", {}).get("reason") if state else None) or "ContainerCreating"
-            if reason in ("ErrImagePull", "ImagePullBackOff"):
-                detail = "trying and failing to pull image"
-            else:
-                detail = reason
+            detail = "trying and failing to pull image" if reason in ("ErrImagePull", "ImagePullBackOff") else reason
             raise KubeError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: {detail}')
         return self._runtime_logs(state.handle, tail_lines)
 
