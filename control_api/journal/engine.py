@@ -70,11 +70,10 @@ def _add_endpoint_column(connection: Connection) -> None:
     """Give a journal made before endpoints its ``endpoint`` column. Each operation of that time
     changed the model's only endpoint, which is named after the model, so that is what it records."""
     columns = {column["name"] for column in inspect(connection).get_columns(DeploymentRow.__tablename__)}
-    if "endpoint" not in columns:
-        connection.execute(text("ALTER TABLE deployments ADD COLUMN endpoint VARCHAR(63) NOT NULL DEFAULT ''"))
-    connection.execute(
-        update(DeploymentRow).where(DeploymentRow.endpoint == "").values(endpoint=DeploymentRow.model_name)
-    )
+    if "endpoint" in columns:
+        return
+    connection.execute(text("ALTER TABLE deployments ADD COLUMN endpoint VARCHAR(63) NOT NULL DEFAULT ''"))
+    connection.execute(update(DeploymentRow).values(endpoint=DeploymentRow.model_name))
 
 
 def _index_names_every_final_status(connection: Connection) -> bool:

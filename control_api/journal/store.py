@@ -77,7 +77,7 @@ def _to_record(row: DeploymentRow) -> DeploymentRecord:
         namespace=row.namespace,
         status=row.status,
         request=dict(row.request or {}),
-        endpoint=row.endpoint or row.model_name,
+        endpoint=row.endpoint,
         requested_by=row.requested_by,
         idempotency_key=row.idempotency_key,
         error=dict(row.error) if row.error else None,

@@ -22,6 +22,7 @@ from control_api.api.schemas import (
     CHANGE,
     READ,
     DeploymentView,
+    EndpointName,
     ModelHistory,
     VersionDeployRequest,
     dns1123_label,
@@ -44,9 +45,7 @@ class RollbackRequest(BaseModel):
         default=None, pattern=r"^[0-9]{1,9}$", description="Version to serve; default: the one before the current"
     )
     namespace: str | None = Field(default=None, max_length=63)
-    endpoint_name: str | None = Field(
-        default=None, max_length=63, description="The endpoint to roll back; default: the model's name"
-    )
+    endpoint_name: EndpointName = None
 
 
 EndpointQuery = Annotated[
@@ -93,7 +92,7 @@ async def rollback(
     require_namespace_access(request, namespace)
     dns1123_label(name, "model name")
     version = body.version
-    endpoint = _endpoint(name, body.endpoint_name)
+    endpoint = body.endpoint_name or name
     record = await run_in_threadpool(lambda: admission.rollback(name, namespace, version, requester, endpoint))
     return await answer(record, orchestrator, wait, prefer, settings.api.max_wait_seconds)
 

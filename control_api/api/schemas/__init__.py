@@ -30,6 +30,7 @@ from control_api.api.schemas.requests import (
     AutoscalingConfig,
     DeploymentConfig,
     DeployRequest,
+    EndpointName,
     SecretKeyRef,
     VersionDeployRequest,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "DeploymentView",
     "DriftView",
     "EndpointList",
+    "EndpointName",
     "EndpointView",
     "Endpoints",
     "ErrorBody",

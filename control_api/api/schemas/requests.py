@@ -154,6 +154,44 @@ def checked_secret_env(value: dict[str, SecretKeyRef]) -> dict[str, SecretKeyRef
     return value
 
 
+ServingEnvironment = Annotated[
+    dict[str, str], AfterValidator(checked_environment_vars), Field(description="The model server's variables.")
+]
+SecretEnvironment = Annotated[
+    dict[str, SecretKeyRef],
+    AfterValidator(checked_secret_env),
+    Field(
+        description=(
+            "Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values."
+        )
+    ),
+]
+
+
+def journaled_serving(
+    config: DeploymentConfig | None,
+    replicas: int,
+    environment_vars: dict[str, str],
+    secret_env: dict[str, SecretKeyRef],
+    endpoint_name: str | None,
+) -> dict[str, Any]:
+    """The journal fields of what a deploy and a version deploy both ask of serving."""
+    config = config or DeploymentConfig()
+    autoscaling = {"autoscaling": config.autoscaling.model_dump()} if config.autoscaling else {}
+    return {
+        "environment_vars": environment_vars,
+        "secret_env": {k: v.model_dump() for k, v in secret_env.items()},
+        "deployment_config": {
+            "replicas": replicas,
+            "memory_limit": config.memory_limit,
+            "cpu_limit": config.cpu_limit,
+            **autoscaling,
+        },
+        # Absent when not asked for, so requests journaled before endpoints compare equal.
+        **({"endpoint_name": endpoint_name} if endpoint_name else {}),
+    }
+
+
 class DeployRequest(BaseModel):
     """What the platform's existing clients send to ``POST /mlops/deploy``."""
 
@@ -169,13 +207,8 @@ class DeployRequest(BaseModel):
     )
     experiment_name: str | None = Field(default=None, max_length=256)
     requirements: list[str] = Field(default_factory=list, max_length=200)
-    environment_vars: dict[str, str] = Field(default_factory=dict)
-    secret_env: dict[str, SecretKeyRef] = Field(
-        default_factory=dict,
-        description=(
-            "Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values."
-        ),
-    )
+    environment_vars: ServingEnvironment = Field(default_factory=dict)
+    secret_env: SecretEnvironment = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     deployment_config: DeploymentConfig | None = None
     training: TrainingResourcesRequest | None = Field(
@@ -264,16 +297,6 @@ class DeployRequest(BaseModel):
             cleaned.append(text)
         return cleaned
 
-    @field_validator("environment_vars")
-    @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        return checked_environment_vars(value)
-
-    @field_validator("secret_env")
-    @classmethod
-    def _secret_env(cls, value: dict[str, SecretKeyRef]) -> dict[str, SecretKeyRef]:
-        return checked_secret_env(value)
-
     @field_validator("experiment_name")
     @classmethod
     def _experiment_name(cls, value: str | None) -> str | None:
@@ -317,27 +340,23 @@ class DeployRequest(BaseModel):
         return self.replicas or 1
 
     def to_journal(self, namespace: str) -> dict[str, Any]:
-        config = self.deployment_config or DeploymentConfig()
-        autoscaling = {"autoscaling": config.autoscaling.model_dump()} if config.autoscaling else {}
         return {
             "script_content": self.script_content,
             "script_name": self.script_name,
             "model_name": self.model_name,
             "experiment_name": self.experiment_name,
             "requirements": self.requirements,
-            "environment_vars": self.environment_vars,
-            "secret_env": {k: v.model_dump() for k, v in self.secret_env.items()},
             "tags": self.tags,
             "namespace": namespace,
-            "deployment_config": {
-                "replicas": self.effective_replicas(),
-                "memory_limit": config.memory_limit,
-                "cpu_limit": config.cpu_limit,
-                **autoscaling,
-            },
-            # Absent when not asked for, so requests journaled before these fields compare equal.
+            **journaled_serving(
+                self.deployment_config,
+                self.effective_replicas(),
+                self.environment_vars,
+                self.secret_env,
+                self.endpoint_name,
+            ),
+            # Absent when not asked for, so requests journaled before this field compare equal.
             **({"training": self.training.model_dump()} if self.training else {}),
-            **({"endpoint_name": self.endpoint_name} if self.endpoint_name else {}),
         }
 
 
@@ -349,38 +368,16 @@ class VersionDeployRequest(BaseModel):
     namespace: str | None = Field(default=None, max_length=63)
     endpoint_name: EndpointName = None
     deployment_config: DeploymentConfig | None = None
-    environment_vars: dict[str, str] = Field(default_factory=dict, description="The model server's variables.")
-    secret_env: dict[str, SecretKeyRef] = Field(
-        default_factory=dict,
-        description=(
-            "Serving env vars read from Kubernetes Secrets: {VAR: {name, key}}. Never written to git as values."
-        ),
-    )
-
-    @field_validator("environment_vars")
-    @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        return checked_environment_vars(value)
-
-    @field_validator("secret_env")
-    @classmethod
-    def _secret_env(cls, value: dict[str, SecretKeyRef]) -> dict[str, SecretKeyRef]:
-        return checked_secret_env(value)
+    environment_vars: ServingEnvironment = Field(default_factory=dict)
+    secret_env: SecretEnvironment = Field(default_factory=dict)
 
     def to_journal(self, model_name: str, version: str, namespace: str) -> dict[str, Any]:
-        config = self.deployment_config or DeploymentConfig()
-        autoscaling = {"autoscaling": config.autoscaling.model_dump()} if config.autoscaling else {}
+        replicas = (self.deployment_config.replicas if self.deployment_config else None) or 1
         return {
             "model_name": model_name,
             "version": version,
             "namespace": namespace,
-            **({"endpoint_name": self.endpoint_name} if self.endpoint_name else {}),
-            "environment_vars": self.environment_vars,
-            "secret_env": {k: v.model_dump() for k, v in self.secret_env.items()},
-            "deployment_config": {
-                "replicas": config.replicas or 1,
-                "memory_limit": config.memory_limit,
-                "cpu_limit": config.cpu_limit,
-                **autoscaling,
-            },
+            **journaled_serving(
+                self.deployment_config, replicas, self.environment_vars, self.secret_env, self.endpoint_name
+            ),
         }
