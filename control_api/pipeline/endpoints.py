@@ -10,19 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from control_api.pipeline.served import served_and_drift
+from control_api.pipeline.served import HISTORY_DEPTH, served_and_drift
 from control_api.targets.base import DeploymentTarget
 from renderer.names import APPS_DIR
 
 if TYPE_CHECKING:
     from control_api.adapters.gitops.repo import GitOpsRepo
-
-
-def endpoint_names(gitops: GitOpsRepo, namespace: str) -> list[str]:
-    """The endpoint folders of ``namespace`` at the head of the branch, sorted."""
-    files = gitops.read_files(gitops.branch, f"{APPS_DIR}/{namespace}")
-    prefix = f"{APPS_DIR}/{namespace}/"
-    return sorted({path.removeprefix(prefix).split("/", 1)[0] for path in files if path.startswith(prefix)})
 
 
 def list_endpoints(
@@ -31,22 +24,26 @@ def list_endpoints(
     """Every endpoint of ``namespaces`` (only ``model_name``'s when given), by namespace and name."""
     found = []
     for namespace in namespaces:
-        for endpoint in endpoint_names(gitops, namespace):
-            newest = gitops.history(path_prefix=f"{APPS_DIR}/{namespace}/{endpoint}", limit=1)
-            if not newest:
+        for endpoint in gitops.folders(gitops.branch, f"{APPS_DIR}/{namespace}"):
+            # One read serves both the owner (its newest commit) and the owner's history there.
+            history = gitops.history(path_prefix=f"{APPS_DIR}/{namespace}/{endpoint}", limit=HISTORY_DEPTH)
+            if not history:
                 continue
-            trailers = newest[0].trailers
+            trailers = history[0].trailers
             owner = trailers.get("Model-Name")
             if owner is None or (model_name is not None and owner != model_name):
                 continue  # a folder written by hand, or another model's
-            served, drift = served_and_drift(target, gitops, gitops.branch, namespace, owner, endpoint)
+            owners_commits = [c for c in history if c.trailers.get("Model-Name") == owner]
+            served, drift = served_and_drift(
+                target, gitops, gitops.branch, namespace, owner, endpoint, commits=owners_commits
+            )
             found.append(
                 {
                     "namespace": namespace,
                     "endpoint": endpoint,
                     "model_name": owner,
                     "version": trailers.get("Model-Version"),
-                    "commit": newest[0].sha,
+                    "commit": history[0].sha,
                     "served": served,
                     "drift": drift,
                 }

@@ -46,10 +46,14 @@ def served_and_drift(
     namespace: str,
     model_name: str,
     endpoint: str | None = None,
+    commits: list[CommitInfo] | None = None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """``served`` (version, commit, image, how it got there) and ``drift`` (None when in agreement)
-    of the model's endpoint (its default one when ``endpoint`` is None)."""
-    app, commits = deploy_history(gitops, namespace, model_name, limit=HISTORY_DEPTH, endpoint=endpoint)
+    of the model's endpoint (its default one when ``endpoint`` is None). ``commits``: the model's
+    deploy history there, newest first, when the caller has already read it."""
+    app = app_ref(namespace, model_name, endpoint)
+    if commits is None:
+        _, commits = deploy_history(gitops, namespace, model_name, limit=HISTORY_DEPTH, endpoint=endpoint)
     state: ServedState | None = target.served(app)
     if state is None:
         return None, None
@@ -99,7 +103,7 @@ def target_syncs(
     app = app_ref(namespace, model_name, endpoint)
     if commits is None:
         _, commits = deploy_history(gitops, namespace, model_name, limit=HISTORY_DEPTH, endpoint=endpoint)
-    state: ServedState | None = target.served(app)
+    state: ServedState | None = target.served(app, with_url=False)
     if state is None or not state.syncs:
         return []
     order = {commit.sha: position for position, commit in enumerate(commits)}  # 0 = newest

@@ -183,7 +183,7 @@ class ArgoCDTarget:
         client.wait_deleted(app.application, self.settings.argocd.deletion_timeout_seconds)
         log(f"Application {app.application} and its resources are gone")
 
-    def served(self, app: AppRef) -> ServedState | None:
+    def served(self, app: AppRef, *, with_url: bool = True) -> ServedState | None:
         """The revision Argo CD last applied (``status.history``, which rollbacks from the UI add
         to as well), not the branch head: after a rollback in Argo CD the two differ."""
         application = self._argocd().get_application(app.application)
@@ -203,7 +203,7 @@ class ArgoCDTarget:
         )
         revision = syncs[-1].revision if syncs else None
         health = (status.get("health") or {}).get("status")
-        address = self._address(app)
+        address = self._address(app) if with_url else None
         return ServedState(
             revision=revision,
             image=None,

@@ -81,8 +81,9 @@ class DeploymentTarget(Protocol):
     def remove(self, app: AppRef, revision: str, log: Callable[[str], None]) -> None:
         """After the app's files were removed in ``revision``: prune its resources."""
 
-    def served(self, app: AppRef) -> ServedState | None:
-        """What runs for ``app`` now, read from the target (None when nothing does)."""
+    def served(self, app: AppRef, *, with_url: bool = True) -> ServedState | None:
+        """What runs for ``app`` now, read from the target (None when nothing does). ``with_url=False``
+        skips finding its URL when the caller needs only the history (on Argo CD, one Kubernetes call)."""
 
     def ping(self) -> None: ...
 

@@ -87,7 +87,8 @@ class LocalTarget:
                 log(f"pruning {status.namespace}/{status.name}")
                 runtime.delete(status.namespace, status.name)
 
-    def served(self, app: AppRef) -> ServedState | None:
+    def served(self, app: AppRef, *, with_url: bool = True) -> ServedState | None:
+        # The runtime's status carries the address, so the URL costs nothing here.
         status = self._runtime().get(app.namespace, app.endpoint)
         if status is None:
             return None

@@ -214,27 +214,37 @@ class GitOpsRepo:
 
     def read_files(self, revision: str, dir_path: str) -> dict[str, bytes]:
         """Files under ``dir_path`` (repo-relative keys) at a commit sha or a remote branch name."""
-        directory = None if dir_path in ("", ".", "/") else checked_path(dir_path)
         with self._session("read") as repo:
-            sha = self._resolve_local(repo, revision) if FULL_SHA.match(revision) else None
-            if sha is None:
-                self._fetch(repo)
-                sha = self._resolve_local(repo, revision)
-            if sha is None:
-                raise NotFoundError(
-                    f"revision {revision!r} is not in the GitOps repository", code="git_revision_not_found"
-                )
-            found: Tree | Blob | Submodule = repo.commit(sha).tree
-            if directory is not None:
-                try:
-                    found = found / directory
-                except KeyError:
-                    return {}
+            found = self._entry_at(repo, revision, dir_path)
             if isinstance(found, Blob):
                 return {str(found.path): found.data_stream.read()}
             if not isinstance(found, Tree):
-                return {}  # a submodule holds no files of this repository
+                return {}  # absent, or a submodule, which holds no files of this repository
             return {str(item.path): item.data_stream.read() for item in found.traverse() if isinstance(item, Blob)}
+
+    def folders(self, revision: str, dir_path: str) -> list[str]:
+        """Names of the folders directly in ``dir_path`` at a commit sha or a remote branch name,
+        sorted; no file is read."""
+        with self._session("read") as repo:
+            found = self._entry_at(repo, revision, dir_path)
+            return sorted(tree.name for tree in found.trees) if isinstance(found, Tree) else []
+
+    def _entry_at(self, repo: Repo, revision: str, dir_path: str) -> Tree | Blob | Submodule | None:
+        """The tree or file at ``dir_path`` in ``revision``; None when the path is absent there."""
+        directory = None if dir_path in ("", ".", "/") else checked_path(dir_path)
+        sha = self._resolve_local(repo, revision) if FULL_SHA.match(revision) else None
+        if sha is None:
+            self._fetch(repo)
+            sha = self._resolve_local(repo, revision)
+        if sha is None:
+            raise NotFoundError(f"revision {revision!r} is not in the GitOps repository", code="git_revision_not_found")
+        found: Tree | Blob | Submodule = repo.commit(sha).tree
+        if directory is None:
+            return found
+        try:
+            return found / directory
+        except KeyError:
+            return None
 
     def last_change(self, revision: str, path: str) -> CommitInfo | None:
         """The newest commit at or before ``revision`` (a sha) that changed ``path``: the commit whose
