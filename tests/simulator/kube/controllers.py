@@ -114,6 +114,11 @@ def owner_reference(owner: dict) -> dict:
     }
 
 
+def controller_of(obj: dict) -> dict | None:
+    """metav1.GetControllerOf: the first ownerReference with ``controller: true``."""
+    return next((ref for ref in obj["metadata"].get("ownerReferences") or [] if ref.get("controller")), None)
+
+
 def _template_without_hash(template: dict) -> dict:
     stripped = copy.deepcopy(template)
     labels = stripped.get("metadata", {}).get("labels") or {}
@@ -179,9 +184,61 @@ class Controllers:
 
     # ---- Deployment ----
 
+    def _claim(self, controller: dict, kind: str, candidates: list[dict]) -> list[dict]:
+        """pkg/controller/controller_ref_manager.go ``BaseControllerRefManager.ClaimObject``, as
+        ``ClaimReplicaSets`` and ``ClaimPods`` call it with the controller's ``spec.selector``:
+        - an object whose ControllerRef names another controller is ignored, whatever its labels
+          (so a Deployment whose selector also matches another Deployment's ReplicaSets and pods
+          never counts, scales or deletes them);
+        - an object this controller owns is kept while the selector matches it, and released (its
+          ownerReference with this controller's uid removed) when it no longer does, unless the
+          controller is being deleted;
+        - an orphan (no ControllerRef) is adopted (``AdoptReplicaSet``/``AdoptPod`` add an
+          ownerReference with ``controller`` and ``blockOwnerDeletion`` true) when the selector
+          matches, the controller is not being deleted and the object is not being deleted.
+        Returns the objects the controller owns afterwards."""
+        selector = controller["spec"].get("selector")
+        uid = controller["metadata"]["uid"]
+        deleting = "deletionTimestamp" in controller["metadata"]
+        claimed = []
+        for obj in candidates:
+            namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+            matches = selector_matches(selector, obj["metadata"].get("labels") or {})
+            ref = controller_of(obj)
+            if ref is not None:
+                if ref.get("uid") != uid:
+                    continue  # owned by someone else: ignore
+                if matches:
+                    claimed.append(obj)
+                elif not deleting:
+
+                    def release(item: dict) -> None:
+                        refs = [r for r in item["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
+                        if refs:
+                            item["metadata"]["ownerReferences"] = refs
+                        else:
+                            item["metadata"].pop("ownerReferences", None)
+
+                    self.store.update(kind, namespace, name, release)
+                continue
+            if deleting or not matches or "deletionTimestamp" in obj["metadata"]:
+                continue
+
+            def adopt(item: dict) -> None:
+                item["metadata"].setdefault("ownerReferences", []).append(owner_reference(controller))
+
+            adopted = self.store.update(kind, namespace, name, adopt)
+            if adopted is not None:
+                claimed.append(self.store.get_ref(kind, namespace, name))
+        return claimed
+
     def _replica_sets_of(self, deployment: dict) -> list[dict]:
+        """deployment_controller.go ``getReplicaSetsForDeployment``: every ReplicaSet of the namespace
+        (listed with ``labels.Everything()``, to release owned ones that stopped matching) through
+        ``ClaimReplicaSets`` with the Deployment's selector. Status counts (sync.go ``calculateStatus``)
+        and rollouts use only these."""
         namespace = deployment["metadata"]["namespace"]
-        return [rs for rs in self.store.list_refs("ReplicaSet", namespace) if controlled_by(rs, deployment)]
+        return self._claim(deployment, "ReplicaSet", list(self.store.list_refs("ReplicaSet", namespace)))
 
     def _new_replica_set(self, deployment: dict, replica_sets: list[dict]) -> dict | None:
         wanted = _template_without_hash(deployment["spec"]["template"])
@@ -567,11 +624,19 @@ class Controllers:
 
     # ---- ReplicaSet ----
 
+    def _claim_pods(self, replica_set: dict) -> list[dict]:
+        """replica_set.go ``syncReplicaSet``: all pods of the namespace (``labels.Everything()``),
+        ``controller.FilterActivePods``, then ``claimPods`` (``ClaimPods`` with the ReplicaSet's selector,
+        which carries its ``pod-template-hash``, so a ReplicaSet never takes another template's pods)."""
+        namespace = replica_set["metadata"]["namespace"]
+        active = [pod for pod in self.store.list_refs("Pod", namespace) if is_pod_active(pod)]
+        return self._claim(replica_set, "Pod", active)
+
     def sync_replica_set(self, namespace: str, name: str) -> None:
         replica_set = self.store.get("ReplicaSet", namespace, name)
         if replica_set is None or "deletionTimestamp" in replica_set["metadata"]:
             return
-        pods = [pod for pod in self._pods_of(replica_set) if is_pod_active(pod)]
+        pods = self._claim_pods(replica_set)
         wanted = replica_set["spec"].get("replicas", 1)
         if len(pods) < wanted:
             for _ in range(wanted - len(pods)):
