@@ -8,10 +8,12 @@ from __future__ import annotations
 import copy
 import time
 
+import httpx
 import pytest
 
 from tests.simulator.argocd_testing import APP, NAMESPACE, image, start_sim, stop_sim, wait_for
-from tests.simulator.kube import Cluster, FakeKubelet
+from tests.simulator.kube import Cluster, FakeKubelet, KubeServer
+from tests.simulator.kube.rbac import Attributes, RbacPolicy, request_attributes
 
 COMPONENT = "app.kubernetes.io/component"
 NAME = "app.kubernetes.io/name"
@@ -232,3 +234,110 @@ def test_an_orphaned_canary_replica_set_is_adopted_and_scaled_down_by_the_stable
         stable_pods = cluster.list("Pod", NAMESPACE, f"{NAME}={APP},!{TRACK}")
         assert len(stable_pods) == 1
         assert cluster.errors == []
+
+
+# ---- the pods/proxy subresource: API rules (FakeKubelet) ----
+
+PROXY_READER = [
+    {
+        "kind": "ClusterRole",
+        "metadata": {"name": "reader"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]},
+        ],
+    },
+    {
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "reader"},
+        "roleRef": {"kind": "ClusterRole", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": "system"}],
+    },
+]
+
+
+def fake_pod(cluster: Cluster, namespace: str) -> dict:
+    files = canary_files(image("a"), image("b"), stable=1, canary=0)
+    deployment = copy.deepcopy(files["deployment.yaml"])
+    deployment["metadata"]["namespace"] = namespace
+    cluster.apply(deployment)
+    return wait_for(
+        lambda: next((p for p in cluster.list("Pod", namespace) if p.get("status", {}).get("podIP")), None),
+        "a pod with an IP",
+    )
+
+
+@pytest.mark.parametrize("with_proxy_rule", [True, False])
+def test_pod_proxy_needs_get_on_pods_proxy(with_proxy_rule: bool) -> None:
+    """RBAC: the proxy subresource is its own grant (``get`` on ``pods/proxy`` for GET; POST would be
+    ``create``); without it the apiserver's 403 names ``pods/proxy``. The ``name`` attribute is the
+    ``id`` as written (``pod:8080``), which is what ``resourceNames`` would have to match."""
+    objects = copy.deepcopy(PROXY_READER)
+    if not with_proxy_rule:
+        objects[0]["rules"] = objects[0]["rules"][:1]
+    policy = RbacPolicy(objects, namespace="system", service_account="robot")
+    with Cluster(FakeKubelet(), controller_period=0.05) as cluster, KubeServer(cluster, rbac=policy) as server:
+        cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "models"}})
+        pod = fake_pod(cluster, "models")["metadata"]["name"]
+        answer = httpx.get(
+            f"{server.url}/api/v1/namespaces/models/pods/{pod}:8080/proxy/metrics",
+            headers={"Authorization": f"Bearer {server.token}"},
+        )
+        if with_proxy_rule:
+            assert answer.status_code == 503  # allowed through; nothing listens on a FakeKubelet pod
+        else:
+            assert answer.status_code == 403
+            assert answer.json()["message"] == (
+                f'pods "{pod}:8080" is forbidden: User "system:serviceaccount:system:robot" cannot get resource '
+                '"pods/proxy" in API group "" in the namespace "models"'
+            )
+        assert request_attributes("GET", f"/api/v1/namespaces/models/pods/{pod}:8080/proxy/metrics", {}) == (
+            Attributes("get", "", "pods", "proxy", "models", f"{pod}:8080")
+        )
+
+
+def test_pod_proxy_errors_are_the_apiservers() -> None:
+    """pod ``ResourceLocation`` and util/proxy ``Transport.RoundTrip``: a missing pod is 404, a malformed
+    id 400 ``invalid pod request``, a pod without an IP 400 ``address not allowed``, a port name 503 (the
+    apiserver does not resolve it), and a pod whose port nobody listens on (every FakeKubelet pod) 503
+    ``error trying to reach service: dial tcp IP:PORT: connect: connection refused``."""
+    with Cluster(FakeKubelet(), controller_period=0.05) as cluster, KubeServer(cluster) as server:
+        cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "models"}})
+        pod = fake_pod(cluster, "models")
+        name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+        headers = {"Authorization": f"Bearer {server.token}"}
+        base = f"{server.url}/api/v1/namespaces/models/pods"
+
+        def status(url: str) -> tuple[int, str, str]:
+            answer = httpx.get(url, headers=headers)
+            body = answer.json()
+            assert body["kind"] == "Status" and body["code"] == answer.status_code
+            return answer.status_code, body["reason"], body["message"]
+
+        refused = f"error trying to reach service: dial tcp {ip}:8080: connect: connection refused"
+        assert status(f"{base}/{name}:8080/proxy/metrics") == (503, "ServiceUnavailable", refused)
+        assert status(f"{base}/{name}/proxy/metrics") == (503, "ServiceUnavailable", refused)  # first containerPort
+        assert status(f"{base}/http:{name}:8080/proxy/") == (503, "ServiceUnavailable", refused)
+        assert status(f"{base}/{name}:http/proxy/metrics") == (
+            503,
+            "ServiceUnavailable",
+            f"error trying to reach service: dial tcp: lookup {ip}:http: no such host",
+        )
+        assert status(f"{base}/missing:8080/proxy/metrics") == (404, "NotFound", 'pods "missing" not found')
+        assert status(f"{base}/ftp:{name}:8080/proxy/") == (400, "BadRequest", f'invalid pod request "ftp:{name}:8080"')
+        assert status(f"{base}/a:{name}:80:1/proxy/") == (400, "BadRequest", f'invalid pod request "a:{name}:80:1"')
+
+        cluster.set_faults(unschedulable=True)  # a pod that never gets a node has no IP
+        deployment = copy.deepcopy(canary_files(image("a"), image("b"), stable=2, canary=0)["deployment.yaml"])
+        deployment["metadata"]["namespace"] = "models"
+        cluster.apply(deployment)
+        pending = wait_for(
+            lambda: next((p for p in cluster.list("Pod", "models") if p["metadata"]["name"] != name), None),
+            "a second pod",
+        )
+        assert not pending.get("status", {}).get("podIP")
+        assert status(f"{base}/{pending['metadata']['name']}:8080/proxy/metrics") == (
+            400,
+            "BadRequest",
+            "address not allowed",
+        )

@@ -16,7 +16,8 @@ import json
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from tests.simulator.kube.cluster import Cluster
 from tests.simulator.kube.rbac import RbacPolicy
@@ -224,6 +225,35 @@ def create_app(cluster: Cluster, *, token: str, rbac: RbacPolicy | None = None) 
         return PlainTextResponse(
             cluster.pod_log(namespace, name, container=container, tail_lines=tailLines, previous=previous)
         )
+
+    # pods/proxy: ConnectMethods of pkg/registry/core/pod/rest/subresources.go ProxyREST.
+    proxy_methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+    async def pod_proxy(namespace: str, name: str, path: str, request: Request) -> Response:
+        # The apiserver's getRequestOptions gives the subpath a leading slash, and keeps a trailing one.
+        body = await request.body()
+        status, headers, content = await run_in_threadpool(
+            cluster.proxy_pod,
+            namespace,
+            name,
+            path,
+            method=request.method,
+            query=request.url.query,
+            headers=dict(request.headers),
+            body=body,
+        )
+        response = Response(content=content, status_code=status)
+        for key, value in headers:
+            response.headers.append(key, value)
+        return response
+
+    @app.api_route("/api/v1/namespaces/{namespace}/pods/{name}/proxy", methods=proxy_methods)
+    async def pod_proxy_root(namespace: str, name: str, request: Request) -> Response:
+        return await pod_proxy(namespace, name, "/", request)
+
+    @app.api_route("/api/v1/namespaces/{namespace}/pods/{name}/proxy/{path:path}", methods=proxy_methods)
+    async def pod_proxy_path(namespace: str, name: str, path: str, request: Request) -> Response:
+        return await pod_proxy(namespace, name, "/" + path, request)
 
     @app.post("/api/v1/namespaces/{namespace}/{resource}")
     async def core_create(namespace: str, resource: str, request: Request) -> JSONResponse:

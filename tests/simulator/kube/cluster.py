@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import ipaddress
 import logging
 import threading
 import time
@@ -460,6 +461,119 @@ class Cluster:
         if pod is None:
             raise KubeError(404, "NotFound", f'pods "{name}" not found')
         return self.kubelet.follow_pod_log(pod, container)
+
+    # ---- the pods/proxy subresource ----
+
+    # Hop-by-hop headers (RFC 7230 6.1), which net/http/httputil's ReverseProxy drops both ways.
+    HOP_BY_HOP = frozenset(
+        {
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        }
+    )
+
+    def proxy_pod(
+        self,
+        namespace: str,
+        pod_id: str,
+        path: str,
+        *,
+        method: str = "GET",
+        query: str = "",
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """``{GET,POST,...} /api/v1/namespaces/{ns}/pods/{id}/proxy/{path}``, as the API server serves it.
+
+        pkg/registry/core/pod/rest/subresources.go ``ProxyREST.Connect`` -> pkg/registry/core/pod/
+        strategy.go ``ResourceLocation``:
+        - ``id`` is ``name``, ``name:port`` or ``scheme:name:port`` (apimachinery util/net
+          ``SplitSchemeNamePort``: at most three parts, a non-empty name, scheme ``http``, ``https`` or
+          empty); anything else is 400 ``invalid pod request "<id>"``;
+        - a missing pod is 404 ``pods "<name>" not found``;
+        - without a port, the first ``containerPort`` of the first container declaring ports;
+        - the pod's first ``podIPs`` entry must parse as a global unicast address, else 400 ``address not
+          allowed`` (a pod without an IP yet: Pending, or the ``no_ip`` fault);
+        - the port is put into the URL as written: ResourceLocation does not resolve a container port
+          *name*. Go's ``url.URL.Port()`` accepts digits only, so for ``name:http`` net/http dials
+          ``[<ip>:http]:80`` and the lookup fails; modelled as 503 ``error trying to reach service:
+          dial tcp: lookup <ip>:<port>: no such host``. Use the port number.
+        apimachinery util/proxy transport.go ``Transport.RoundTrip``: any error reaching the pod is 503
+        ServiceUnavailable ``error trying to reach service: <Go error>`` (nothing listening: ``dial tcp
+        IP:PORT: connect: connection refused``). The phase is not checked: a pod with an IP whose
+        container does not listen is that 503. The pod's answer is passed through (status, headers
+        but hop-by-hop ones, body); the query string is forwarded; the apiserver's authentication
+        filter has already removed ``Authorization``; X-Forwarded-* headers are added. Not modelled:
+        the rewriting of links in ``text/html`` answers, upgrades (websockets)."""
+        parts = pod_id.split(":")
+        if len(parts) == 1:
+            scheme, name, port = "", parts[0], ""
+        elif len(parts) == 2:
+            scheme, (name, port) = "", parts
+        elif len(parts) == 3:
+            scheme, name, port = parts
+        else:
+            scheme, name, port = "", "", ""
+        if not name or scheme not in ("", "http", "https"):
+            raise KubeError(400, "BadRequest", f'invalid pod request "{pod_id}"')
+        pod = self.store.get("Pod", namespace, name)
+        if pod is None:
+            raise KubeError(404, "NotFound", f'pods "{name}" not found')
+        if port == "":
+            port = next(
+                (str(c["ports"][0]["containerPort"]) for c in pod["spec"].get("containers") or [] if c.get("ports")),
+                "",
+            )
+        status = pod.get("status") or {}
+        pod_ip = ((status.get("podIPs") or [{}])[0]).get("ip", "")
+        try:  # Go's net.IP.IsGlobalUnicast (private ranges count as global unicast there)
+            address = ipaddress.ip_address(pod_ip)
+            allowed = not (
+                address.is_loopback
+                or address.is_multicast
+                or address.is_unspecified
+                or address.is_link_local
+                or pod_ip == "255.255.255.255"
+            )
+        except ValueError:
+            allowed = False
+        if not allowed:
+            raise KubeError(400, "BadRequest", "address not allowed")
+        scheme = scheme or "http"
+        if port and not port.isdigit():
+            raise KubeError(
+                503,
+                "ServiceUnavailable",
+                f"error trying to reach service: dial tcp: lookup {pod_ip}:{port}: no such host",
+            )
+        number = int(port) if port else (443 if scheme == "https" else 80)
+        target = (path if path.startswith("/") else "/" + path) + (f"?{query}" if query else "")
+        forwarded = {
+            key: value
+            for key, value in (headers or {}).items()
+            if key.lower() not in self.HOP_BY_HOP and key.lower() not in ("host", "authorization", "content-length")
+        }
+        forwarded["X-Forwarded-Uri"] = f"/api/v1/namespaces/{namespace}/pods/{pod_id}/proxy{target.split('?')[0]}"
+        forwarded["X-Forwarded-Proto"] = "http"
+        try:
+            answer_status, answer_headers, answer_body = self.kubelet.pod_network_request(
+                pod_ip, number, scheme=scheme, method=method, target=target, headers=forwarded, body=body
+            )
+        except ConnectionError as error:
+            raise KubeError(503, "ServiceUnavailable", f"error trying to reach service: {error}") from error
+        kept = [
+            (key, value)
+            for key, value in answer_headers
+            if key.lower() not in self.HOP_BY_HOP and key.lower() != "content-length"
+        ]
+        return answer_status, kept, answer_body
 
     # ---- Service load balancers (the cloud controller) and kube-proxy ----
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import http.client
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -178,6 +180,39 @@ class Kubelet:
     def _runtime_http_get(self, record: PodRecord, port: int, path: str, timeout: float) -> str | None:
         """None when the probe succeeds, else the kubelet's failure message."""
         raise NotImplementedError
+
+    def pod_network_request(
+        self, pod_ip: str, port: int, *, scheme: str, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """One HTTP exchange with ``pod_ip:port`` over the pod network, as the API server's proxy
+        transport makes it: (status, headers, body), or ``ConnectionError`` carrying Go's dial error
+        text (``dial tcp IP:PORT: connect: connection refused``, ``... i/o timeout``)."""
+        if scheme == "https":  # the API server's proxy transport does not verify pod certificates
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                pod_ip, port, timeout=30, context=context
+            )
+        else:
+            connection = http.client.HTTPConnection(pod_ip, port, timeout=30)
+        try:
+            try:
+                connection.connect()
+            except ConnectionRefusedError as error:
+                raise ConnectionError(f"dial tcp {pod_ip}:{port}: connect: connection refused") from error
+            except TimeoutError as error:
+                raise ConnectionError(f"dial tcp {pod_ip}:{port}: i/o timeout") from error
+            except OSError as error:
+                raise ConnectionError(f"dial tcp {pod_ip}:{port}: connect: {error.strerror or error}") from error
+            try:
+                connection.request(method, target, body=body or None, headers=headers)
+                response = connection.getresponse()
+                return response.status, response.getheaders(), response.read()
+            except (OSError, http.client.HTTPException) as error:
+                raise ConnectionError(f"read tcp {pod_ip}:{port}: {error}") from error
+        finally:
+            connection.close()
 
     def _fault_command(self, container: dict) -> list[str] | None:
         raise NotImplementedError
@@ -837,6 +872,13 @@ class FakeKubelet(Kubelet):
             if finished:
                 return
             time.sleep(0.05)
+
+    def pod_network_request(
+        self, pod_ip: str, port: int, *, scheme: str, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """No container really runs, so nothing listens on the pod IP: the dial is refused (what a
+        node answers for a port without a listener), without sending a packet to 10.244.0.0/16."""
+        raise ConnectionError(f"dial tcp {pod_ip}:{port}: connect: connection refused")
 
     def _runtime_http_get(self, record: PodRecord, port: int, path: str, timeout: float) -> str | None:
         if path == FAILING_READINESS_PATH:
