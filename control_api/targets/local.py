@@ -1,13 +1,17 @@
 """The ``local`` target: sync = kustomize build of the committed revision, run on the local Docker Engine.
 
-Each Service gets its own loopback address, so the URL behaves like a LoadBalancer's external IP; each
-Deployment runs under its own securityContext in its own network namespace (see
-``adapters.local_runtime.docker_runtime``), and one it cannot run under fails the sync.
+Each Service gets its own loopback address, so the URL behaves like a LoadBalancer's external IP; the
+replicas of every Deployment the Service selects (the endpoint's own, and a canary Deployment beside
+it during a canary release) share that address and its connections, split by replica count. Each
+Deployment runs under its own securityContext, and one it cannot run under fails the sync (see
+``adapters.local_runtime.docker_runtime``). The runtime labels what a sync applied with the app's
+name, so the next sync prunes the Deployments of the app that its revision no longer has.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from control_api.adapters.gitops.access import RemoteAccess
@@ -52,10 +56,13 @@ class LocalTarget:
             raise SyncFailed(f"{app.path} at {revision[:12]} describes no Deployment", code="sync_failed")
         runtime = self._runtime()
         timeout = self.settings.target.ready_timeout_seconds
+        # The endpoint's own Deployment first: it starts the Service's address, which a canary joins.
+        workloads.sort(key=lambda w: w.spec.name != app.endpoint)
         statuses = []
         for workload in workloads:
-            log(f"applying Deployment {workload.spec.namespace}/{workload.spec.name} image {workload.spec.image}")
-            statuses.append(runtime.apply(workload.spec, ready_timeout=timeout))
+            spec = replace(workload.spec, owner=app.application)
+            log(f"applying Deployment {spec.namespace}/{spec.name} image {spec.image}")
+            statuses.append(runtime.apply(spec, ready_timeout=timeout))
         wanted = {(w.spec.namespace, w.spec.name) for w in workloads}
         self._prune(app, wanted, log)
         status = statuses[0]
@@ -80,12 +87,25 @@ class LocalTarget:
         self._prune(app, set(), log)
 
     def _prune(self, app: AppRef, wanted: set[tuple[str, str]], log: Callable[[str], None]) -> None:
+        """Delete the app's Deployments not in ``wanted``: those applied for it, and the endpoint's own
+        Deployment as applied before workloads carried their owner. The endpoint's own goes last, so a
+        canary leaves while the stable Deployment still serves the address."""
         runtime = self._runtime()
-        for status in runtime.list():
-            key = (status.namespace, status.name)
-            if status.namespace == app.namespace and status.name == app.endpoint and key not in wanted:
-                log(f"pruning {status.namespace}/{status.name}")
-                runtime.delete(status.namespace, status.name)
+        ours = [
+            status
+            for status in runtime.list()
+            if status.namespace == app.namespace
+            and (status.namespace, status.name) not in wanted
+            and (status.owner == app.application or (status.owner is None and status.name == app.endpoint))
+        ]
+        for status in sorted(ours, key=lambda s: s.name == app.endpoint):
+            log(f"pruning {status.namespace}/{status.name}")
+            runtime.delete(status.namespace, status.name)
+
+    def replica_metrics(self, app: AppRef, deployment_name: str) -> list[str]:
+        """The /metrics of each ready replica of one of the app's Deployments (e.g. ``<endpoint>-canary``),
+        each read from that replica itself, not from whichever replica of the Service answers."""
+        return self._runtime().replica_get(app.namespace, deployment_name, "/metrics")
 
     def served(self, app: AppRef, *, with_url: bool = True) -> ServedState | None:
         # The runtime's status carries the address, so the URL costs nothing here.

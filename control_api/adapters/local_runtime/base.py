@@ -1,10 +1,14 @@
 """Port: run what a Deployment + Service describe on the local Docker Engine.
 
-Used by the ``local`` target and by the Argo CD/Kubernetes simulator in tests. Each Service gets its
-own loopback address (127.0.0.N) and listens on its Service port there, so the URL behaves like a
-LoadBalancer's external IP. The pod's security context (user, group, read-only root filesystem,
-capabilities, privilege escalation, emptyDir volumes) and the readiness probe are honoured; other
-parts of Kubernetes are not emulated.
+Used by the ``local`` target. Each Service gets its own loopback address (127.0.0.N) and listens on
+its Service port there, so the URL behaves like a LoadBalancer's external IP. A Service may select
+the pods of several Deployments (a stable and a canary one): their replicas all join that address,
+and connections spread over all of them, as kube-proxy spreads them over all ready endpoints. Each
+Deployment stays a workload of its own (applied, listed, read and deleted by its name).
+
+The pod's security context (user, group, read-only root filesystem, capabilities, privilege
+escalation, emptyDir volumes) and the readiness probe are honoured; other parts of Kubernetes are not
+emulated.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class ScratchVolume:
 @dataclass(frozen=True)
 class WorkloadSpec:
     namespace: str
-    name: str  # Deployment/Service name; (namespace, name) identifies the workload
+    name: str  # the Deployment's name; (namespace, name) identifies the workload
     image: str  # by digest
     container_port: int = 8080
     service_port: int = 80
@@ -58,6 +62,16 @@ class WorkloadSpec:
     termination_grace_seconds: int = 30
     security: SecurityContext = field(default_factory=SecurityContext)
     scratch_volumes: tuple[ScratchVolume, ...] = ()
+    # The Service whose address the replicas join; None: the one named like the Deployment (the usual
+    # case, and a Deployment no Service selects). Deployments joining one Service share its address.
+    service_name: str | None = None
+    # Who applied the workload (the local target's app), so a sync can prune the Deployments of its
+    # app that a revision no longer has, like Argo CD's tracking label. None: nobody said.
+    owner: str | None = None
+
+    @property
+    def service(self) -> str:
+        return self.service_name or self.name
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,8 @@ class WorkloadStatus:
     replicas: int
     ready_replicas: int
     container_ids: tuple[str, ...] = ()
+    service: str = ""  # the Service whose address it serves on; "" for workloads older than the label
+    owner: str | None = None  # ``WorkloadSpec.owner`` as applied
 
     @property
     def url(self) -> str:
@@ -85,6 +101,11 @@ class LocalRuntime(Protocol):
 
     def get(self, namespace: str, name: str) -> WorkloadStatus | None: ...
 
+    def replica_get(self, namespace: str, name: str, path: str) -> list[str]:
+        """``GET path`` from each ready replica of the Deployment itself (not whichever replica of
+        the Service the kernel picks): one body per replica, e.g. each model server's /metrics."""
+
     def list(self) -> list[WorkloadStatus]: ...
 
-    def delete(self, namespace: str, name: str) -> None: ...
+    def delete(self, namespace: str, name: str) -> None:
+        """Remove the Deployment's replicas; the Service's address goes once no Deployment uses it."""

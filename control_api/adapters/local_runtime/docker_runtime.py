@@ -1,20 +1,31 @@
 """``LocalRuntime`` on the local Docker Engine.
 
-Each (namespace, name) gets its own loopback address 127.0.0.N, and its Service port there is published
-by Docker (``-p 127.0.0.N:<service port>:<container port>``) from a small per-workload *network holder*
-container, the way a pod's pause container holds its network namespace: it only sleeps, as nobody,
-read-only, with no capabilities, on the model network (see ``containment``). Every replica joins the
-holder's namespace (``network_mode=container:``) and listens on the container port with SO_REUSEPORT
-(env REUSE_PORT=1), so the kernel spreads connections across replicas, and during an update the new
-replicas join the group beside the old ones, which are removed only once every new one passes the
-manifest's readiness probe (see ``readiness``). This shape was chosen over a user-space balancer
-because it needs no proxy code in the request path and no process that has to survive the control
-service: the holder and replicas are plain containers with a restart policy.
+Each Service (namespace, Service name) gets its own loopback address 127.0.0.N, and its Service port
+there is published by Docker (``-p 127.0.0.N:<service port>:<container port>``) from a small
+per-Service *network holder* container, the way a pod's pause container holds its network namespace:
+it only sleeps, as nobody, read-only, with no capabilities, on the model network (see
+``containment``). The replicas of every Deployment the Service selects (one usually; a stable and a
+canary Deployment during a canary release) join the holder's namespace (``network_mode=container:``)
+and listen on the container port with SO_REUSEPORT (env REUSE_PORT=1): they form one listening group,
+and the kernel spreads connections over its sockets evenly, so traffic splits between Deployments by
+replica count, as kube-proxy spreads it over all ready endpoints. During an update the new replicas
+join the group beside the old ones, which are removed only once every new one passes the manifest's
+readiness probe (see ``readiness``). This shape was chosen over a user-space balancer because it needs
+no proxy code in the request path and no process that has to survive the control service: the holder
+and replicas are plain containers with a restart policy.
+
+Each Deployment stays a workload of its own: ``apply``, ``get``, ``list`` and ``delete`` take its name
+and touch only its replicas (unless the Service's ports change, see below). The holder is started by
+whichever Deployment of the Service is applied first and removed with the last one; a Deployment
+removed while others still use the holder gets SIGTERM and its grace period, as in an update, so the
+Service keeps serving. Workloads from before Services could select several Deployments (holder and
+replicas labelled with the Deployment's name, which is the Service's) are found and kept as they are.
 
 Replicas run as their manifest's securityContext says (user and group, read-only root filesystem,
 capabilities, no-new-privileges, emptyDir volumes as size-limited tmpfs) with no host networking; a
 manifest the image cannot run under fails the sync with the container's last log lines and how it
-was run. Changing the container or Service port replaces the holder, with a gap in service. Old
+was run. Changing the container or Service port replaces the holder, with a gap in service, and
+restarts every Deployment behind the Service (their replicas live in its namespace). Old
 replicas get SIGTERM and their termination grace period; the holder's namespace sets
 net.ipv4.tcp_migrate_req, so connections queued on a leaving replica move to the others. Not
 modelled: the liveness and startup probes (a crashed process is restarted by the restart policy; a
@@ -35,7 +46,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self, TextIO, TypeAlias
+from typing import TYPE_CHECKING, Literal, Self, TextIO, TypeAlias, cast
 
 from control_api.adapters.local_runtime import containment, readiness
 from control_api.adapters.local_runtime.base import WorkloadSpec, WorkloadStatus
@@ -63,6 +74,11 @@ L_HASH = f"{LABEL_PREFIX}.spec-hash"
 L_REPLICAS = f"{LABEL_PREFIX}.replicas"
 L_IMAGE = f"{LABEL_PREFIX}.image"
 L_ROLE = f"{LABEL_PREFIX}.role"
+# The Service whose holder the container is or joins. Absent on containers from before Services could
+# select several Deployments: there the Service is named like the Deployment (``L_NAME``).
+L_SERVICE = f"{LABEL_PREFIX}.service"
+L_OWNER = f"{LABEL_PREFIX}.owner"
+L_GRACE = f"{LABEL_PREFIX}.termination-grace-seconds"
 ROLE_NETWORK = "network"
 ROLE_REPLICA = "replica"
 # The holder only sleeps; it runs as nobody whatever the manifest says, since nothing of the model runs in it.
@@ -116,9 +132,13 @@ _ALLOCATION_LOCK = _MachineLock()
 
 
 def spec_hash(spec: WorkloadSpec) -> str:
-    """What the containers run: everything in the spec but its identity and labels."""
+    """What the containers run: everything in the spec but its identity, labels and owner.
+
+    The Service joined is left out too, so the hash of a spec is what it was before Services could
+    select several Deployments (running replicas are not replaced by an upgrade of the service);
+    ``apply`` sees a change of Service from the network namespace its replicas run in."""
     payload = dataclasses.asdict(spec)
-    for key in ("namespace", "name", "labels"):
+    for key in ("namespace", "name", "labels", "service_name", "owner"):
         payload.pop(key)
     payload["env"] = dict(sorted(spec.env.items()))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
@@ -160,7 +180,8 @@ class DockerLocalRuntime:
         if name:
             filters.append(f"{L_NAME}={name}")
         try:
-            return self.client.containers.list(all=True, filters={"label": filters})
+            # ignore_removed: a replica being reaped in another thread may go between listing and inspecting.
+            return self.client.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
         except Exception as exc:
             raise ServiceUnavailable(f"Docker Engine error: {exc}", code="docker_unavailable") from exc
 
@@ -169,13 +190,28 @@ class DockerLocalRuntime:
             c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) != ROLE_NETWORK and not _terminating(c)
         ]
 
-    def _holder(self, namespace: str, name: str) -> Container | None:
-        return next((c for c in self._containers(namespace, name) if c.labels.get(L_ROLE) == ROLE_NETWORK), None)
+    def _holder(self, namespace: str, service: str) -> Container | None:
+        # A holder's L_NAME is its Service's name (which is also the Deployment's for older holders).
+        return next((c for c in self._containers(namespace, service) if c.labels.get(L_ROLE) == ROLE_NETWORK), None)
+
+    def _users(self, holder: Container) -> Containers:
+        """The replicas in the holder's network namespace, of any Deployment (terminating ones too:
+        they still finish their requests there)."""
+        return [
+            c
+            for c in self._containers(holder.labels[L_NAMESPACE])
+            if c.labels.get(L_ROLE) != ROLE_NETWORK and _network_parent(c) == holder.id
+        ]
+
+    def _remove_holders_if_unused(self, namespace: str, holder_ids: set[str]) -> None:
+        for holder in self._containers(namespace):
+            if holder.id in holder_ids and holder.labels.get(L_ROLE) == ROLE_NETWORK and not self._users(holder):
+                _remove(holder)
 
     # ---- addresses -----------------------------------------------------------------------------
 
-    def _address_for(self, namespace: str, name: str) -> str:
-        existing = self._containers(namespace, name)
+    def _address_for(self, namespace: str, service: str) -> str:
+        existing = [c for c in self._containers(namespace) if _service_of(c) == service]
         if existing:
             return existing[0].labels[L_ADDRESS]
         taken = {c.labels.get(L_ADDRESS) for c in self._containers()}
@@ -192,8 +228,15 @@ class DockerLocalRuntime:
             digest = spec_hash(spec)
             self._remove_exited_leftovers(spec.namespace, spec.name)
             current = self._replicas(spec.namespace, spec.name)
-            holder = self._holder(spec.namespace, spec.name)
-            same = [c for c in current if c.labels.get(L_HASH) == digest and c.status == "running"]
+            holder = self._holder(spec.namespace, spec.service)
+            same = [
+                c
+                for c in current
+                if c.labels.get(L_HASH) == digest
+                and c.status == "running"
+                and holder is not None
+                and _network_parent(c) == holder.id
+            ]
             if (
                 holder is not None
                 and len(same) == spec.replicas
@@ -205,33 +248,44 @@ class DockerLocalRuntime:
             workload = f"{spec.namespace}/{spec.name}"
             containment.check_runs_as_non_root(workload, spec.security, image_user)
             if holder is not None and not self._holder_fits(holder, spec):
-                # Another port mapping needs another holder, and the old replicas live in the old one's
-                # network namespace: the workload restarts with a gap.
-                for container in [*current, holder]:
+                # Another port mapping needs another holder, and the old replicas of every Deployment
+                # behind the Service live in the old one's network namespace: they restart with a gap
+                # (a sync applies the Service's other Deployments right after this one).
+                for container in {c.id: c for c in [*self._users(holder), *current]}.values():
                     _remove(container)
+                _remove(holder)
                 current, holder = [], None
+            # Holders the Deployment's old replicas live in when it moves to another Service's address.
+            left_holders = {p for p in (_network_parent(c) for c in current) if p is not None}
             if holder is None:
-                address = self._address_for(spec.namespace, spec.name)
+                address = self._address_for(spec.namespace, spec.service)
                 # Replicas of a runtime that ran them on the host network hold the address themselves.
                 for container in current:
                     _remove(container)
-                current = []
+                self._remove_holders_if_unused(spec.namespace, left_holders)
+                current, left_holders = [], set()
                 holder = self._start_holder(spec, address)
+            left_holders.discard(holder.id or "")
             address = holder.labels[L_ADDRESS]
             started = []
             try:
                 for index in range(spec.replicas):
                     started.append(self._start(spec, digest, address, index, holder))
             except Exception:
-                self._discard(started, holder, keep_holder=bool(current))
+                self._discard(started, holder)
                 raise
         try:
             self._wait_ready(started, ready_timeout, spec, image_user)
         except Exception:
             with self._lock:
-                self._discard(started, holder, keep_holder=bool(current))
+                self._discard(started, holder)
             raise
-        self._retire([c for c in current if c.id not in {s.id for s in started}], spec.termination_grace_seconds)
+        self._retire(
+            [c for c in current if c.id not in {s.id for s in started}],
+            spec.termination_grace_seconds,
+            spec.namespace,
+            left_holders,
+        )
         return self._applied_status(spec)
 
     def _applied_status(self, spec: WorkloadSpec) -> WorkloadStatus:
@@ -240,15 +294,27 @@ class DockerLocalRuntime:
             raise SyncFailed(f"{spec.namespace}/{spec.name}: its containers vanished once applied", code="sync_failed")
         return status
 
-    def _retire(self, containers: Containers, grace_seconds: float) -> None:
+    def _retire(
+        self, containers: Containers, grace_seconds: float, namespace: str = "", holders: set[str] | None = None
+    ) -> None:
         """Terminate the replaced replicas and return: like a Deployment's rollout, the update is
         complete once the new replicas are ready, while the old ones are still terminating. Waiting for
         them to exit and removing them (seconds: the grace period of a server finishing its requests,
-        then the engine's cleanup) goes on in a thread, outside the machine-wide lock."""
-        signalled = _terminate(containers)
-        if not signalled:
+        then the engine's cleanup) goes on in a thread, outside the machine-wide lock; then ``holders``
+        are removed if no replica uses them any more. Replicas already terminating are not signalled
+        again, only reaped."""
+        signalled = _terminate([c for c in containers if not _terminating(c)])
+        signalled += [c for c in containers if _terminating(c)]
+        if not signalled and not holders:
             return
-        thread = threading.Thread(target=_reap, args=(signalled, grace_seconds), name="retire-replicas", daemon=True)
+
+        def reap() -> None:
+            _reap(signalled, grace_seconds)
+            if holders:
+                with self._lock, contextlib.suppress(Exception):
+                    self._remove_holders_if_unused(namespace, holders)
+
+        thread = threading.Thread(target=reap, name="retire-replicas", daemon=True)
         self._reapers.append(thread)
         thread.start()
 
@@ -269,16 +335,71 @@ class DockerLocalRuntime:
     def get(self, namespace: str, name: str) -> WorkloadStatus | None:
         return self._status(namespace, name)
 
+    def replica_get(self, namespace: str, name: str, path: str) -> list[str]:
+        """``GET path`` from each ready replica of the Deployment, run inside the replica with ``docker
+        exec`` so that it reaches that replica's own server (see ``readiness``) and not whichever replica
+        of the Service the kernel picks. One body per replica, in the order of ``container_ids``."""
+        replicas = sorted((c for c in self._replicas(namespace, name) if self._healthy(c)), key=lambda c: c.id or "")
+
+        def fetch(container: Container) -> str:
+            port = int(container.labels.get(L_CONTAINER_PORT, "8080"))
+            try:
+                result = container.exec_run(readiness.fetch_command(port, path), demux=True)
+            except Exception as exc:
+                raise ServiceUnavailable(f"Docker Engine error: {exc}", code="docker_unavailable") from exc
+            # demux: (stdout, stderr), each None when the command wrote nothing there.
+            stdout, stderr = cast("tuple[bytes | None, bytes | None]", result.output)
+            if result.exit_code != 0:
+                said = (stderr or stdout or b"").decode("utf-8", "replace").strip()[-300:]
+                raise ServiceUnavailable(
+                    f"{namespace}/{name}: replica {container.name} did not answer GET {path}: {said or 'no output'}"
+                )
+            return (stdout or b"").decode("utf-8", "replace")
+
+        if not replicas:
+            return []
+        with ThreadPoolExecutor(max_workers=min(8, len(replicas))) as pool:
+            return list(pool.map(fetch, replicas))
+
     def list(self) -> list[WorkloadStatus]:
-        keys = sorted({(c.labels[L_NAMESPACE], c.labels[L_NAME]) for c in self._containers()})
+        """Each Deployment; and a holder no replica uses, under its Service's name (so it can be deleted)."""
+        containers = self._containers()
+        parents = {_network_parent(c) for c in containers}
+        keys = sorted(
+            {
+                (c.labels[L_NAMESPACE], c.labels[L_NAME])
+                for c in containers
+                if c.labels.get(L_ROLE) != ROLE_NETWORK or c.id not in parents
+            }
+        )
         return [s for s in (self._status(ns, n) for ns, n in keys) if s is not None]
 
     def delete(self, namespace: str, name: str) -> None:
         with self._lock:
             containers = self._containers(namespace, name)
-            # Replicas first: they live in the holder's network namespace.
-            for container in sorted(containers, key=lambda c: c.labels.get(L_ROLE) == ROLE_NETWORK):
-                _remove(container)
+            replicas = [c for c in containers if c.labels.get(L_ROLE) != ROLE_NETWORK]
+            # The holder named like the Deployment (its Service's), and those its replicas live in.
+            holders = {c.id: c for c in containers if c.labels.get(L_ROLE) == ROLE_NETWORK}
+            parents = {_network_parent(c) for c in replicas}
+            holders.update({c.id: c for c in self._containers(namespace) if c.id in parents})
+            ours = {c.id for c in replicas}
+            users = {holder_id: self._users(holder) for holder_id, holder in holders.items()}
+            # A holder another Deployment still serves from (not only terminating replicas) stays, and the
+            # replicas leave it as in an update (SIGTERM, the grace period, their queued connections
+            # migrate to the others), so the Service keeps answering. Otherwise the address goes: its
+            # replicas are removed (first: they live in its network namespace), then the holder.
+            shared = {h for h, found in users.items() if any(u.id not in ours and not _terminating(u) for u in found)}
+            leaving = [c for c in replicas if _network_parent(c) in shared]
+            for container in replicas:
+                if _network_parent(container) not in shared:
+                    _remove(container)
+            for holder_id, holder in holders.items():
+                if holder_id not in shared:
+                    for container in users[holder_id]:
+                        _remove(container)
+                    _remove(holder)
+            grace = max((float(c.labels.get(L_GRACE, "30")) for c in leaving), default=30.0)
+        self._retire(leaving, grace, namespace, {h for h in shared if h})
 
     def ping(self) -> None:
         _ = self.client
@@ -306,27 +427,33 @@ class DockerLocalRuntime:
             and holder.status == "running"
         )
 
-    def _discard(self, started: Containers, holder: Container, keep_holder: bool) -> None:
+    def _discard(self, started: Containers, holder: Container) -> None:
+        """Remove replicas that did not get ready, and the holder unless other replicas live in it."""
         for container in started:
             _remove(container)
-        if not keep_holder:
+        if not self._users(holder):
             _remove(holder)
 
     def _identity_labels(self, spec: WorkloadSpec, address: str, role: str) -> dict[str, str]:
         return {
             **{k: v for k, v in spec.labels.items() if len(k) < 200},
             L_NAMESPACE: spec.namespace,
-            L_NAME: spec.name,
+            # The holder belongs to the Service, a replica to its Deployment.
+            L_NAME: spec.service if role == ROLE_NETWORK else spec.name,
+            L_SERVICE: spec.service,
             L_ADDRESS: address,
             L_PORT: str(spec.service_port),
             L_CONTAINER_PORT: str(spec.container_port),
             L_IMAGE: spec.image,
             L_ROLE: role,
+            **({L_OWNER: spec.owner} if spec.owner else {}),
+            # What ``delete`` gives a replica leaving a Service that keeps serving.
+            **({L_GRACE: str(spec.termination_grace_seconds)} if role == ROLE_REPLICA else {}),
         }
 
     def _start_holder(self, spec: WorkloadSpec, address: str) -> Container:
         network = containment.ensure_model_network(self.client, self.network_name)
-        name = f"mlops-{spec.namespace}-{spec.name}-net-{int(time.time() * 1000) % 100000}"
+        name = f"mlops-{spec.namespace}-{spec.service}-net-{int(time.time() * 1000) % 100000}"
         try:
             holder = self.client.containers.run(
                 spec.image,
@@ -358,7 +485,7 @@ class DockerLocalRuntime:
                     code="sync_failed",
                 ) from exc
             raise ServiceUnavailable(
-                f"Docker could not publish {address}:{spec.service_port} for {spec.name}: {str(exc)[:300]}",
+                f"Docker could not publish {address}:{spec.service_port} for {spec.service}: {str(exc)[:300]}",
                 code="docker_unavailable",
             ) from exc
         holder.reload()
@@ -458,7 +585,11 @@ class DockerLocalRuntime:
             return None
         replicas = [c for c in containers if c.labels.get(L_ROLE) != ROLE_NETWORK]
         if not replicas:
+            # A holder alone: a Deployment named like its Service between its holder and replicas (or
+            # left so by a failure). When another Deployment's replicas use it, ``name`` has none.
             holder = containers[0]
+            if any(c.labels.get(L_NAME) != name for c in self._users(holder)):
+                return None
             return WorkloadStatus(
                 namespace=namespace,
                 name=name,
@@ -467,6 +598,8 @@ class DockerLocalRuntime:
                 port=int(holder.labels.get(L_PORT, "80")),
                 replicas=0,
                 ready_replicas=0,
+                service=_service_of(holder),
+                owner=holder.labels.get(L_OWNER),
             )
         newest = max(replicas, key=lambda c: c.attrs.get("Created", ""))
         digest = newest.labels[L_HASH]
@@ -480,7 +613,19 @@ class DockerLocalRuntime:
             replicas=int(newest.labels.get(L_REPLICAS, "1")),
             ready_replicas=sum(1 for c in current if self._healthy(c)),
             container_ids=tuple(sorted(c.id for c in current if c.id is not None)),
+            service=_service_of(newest),
+            owner=newest.labels.get(L_OWNER),
         )
+
+
+def _service_of(container: Container) -> str:
+    return container.labels.get(L_SERVICE) or container.labels.get(L_NAME, "")
+
+
+def _network_parent(container: Container) -> str | None:
+    """The id of the container whose network namespace this one joined (a replica's holder)."""
+    mode = (container.attrs.get("HostConfig") or {}).get("NetworkMode") or ""
+    return mode.removeprefix("container:") if mode.startswith("container:") else None
 
 
 def _last_probe_output(container: Container) -> str:

@@ -1,8 +1,12 @@
 """Turn rendered Deployments and Services into the ``WorkloadSpec``s a ``LocalRuntime`` runs.
 
 Only what the local runtime models is read (image, env values, ports, replicas, limits, readiness
-probe, security context, emptyDir volumes); a Service belongs to the Deployment whose pod labels its
-selector matches. A volume the runtime cannot provide is refused here rather than silently left out.
+probe, security context, emptyDir volumes). A Service selects the Deployments whose pod labels its
+selector matches, possibly several (a stable and a canary Deployment of one endpoint); each of them
+becomes a workload that joins that Service's address (``WorkloadSpec.service_name``). A Deployment
+selected by several Services joins the first one in manifest order, since the local runtime puts a
+replica behind one address only. A volume the runtime cannot provide is refused here rather than
+silently left out.
 """
 
 from __future__ import annotations
@@ -43,7 +47,24 @@ def pair_workloads(objects: list[dict], default_namespace: str) -> list[Workload
             None,
         )
         workloads.append(Workload(deployment, service, _spec(deployment, service, namespace)))
+    _check_one_container_port_per_service(workloads)
     return workloads
+
+
+def _check_one_container_port_per_service(workloads: list[Workload]) -> None:
+    """The Service's address forwards to one container port, which every replica behind it listens on."""
+    ports: dict[tuple[str, str], tuple[int, str]] = {}
+    for workload in workloads:
+        spec = workload.spec
+        key = (spec.namespace, spec.service)
+        port, first = ports.setdefault(key, (spec.container_port, spec.name))
+        if port != spec.container_port:
+            raise SyncFailed(
+                f"{spec.namespace}/{spec.service}: the Service's port leads to container port {port} in Deployment "
+                f"{first} but to {spec.container_port} in Deployment {spec.name}; the local target forwards a "
+                "Service to one container port",
+                code="sync_failed",
+            )
 
 
 def _spec(deployment: dict, service: dict | None, namespace: str) -> WorkloadSpec:
@@ -87,7 +108,15 @@ def _spec(deployment: dict, service: dict | None, namespace: str) -> WorkloadSpe
         scratch_volumes=_scratch_volumes(
             pod["spec"].get("volumes") or [], container.get("volumeMounts") or [], f"{namespace}/{name}"
         ),
+        # None when named alike: the spec of the usual Deployment + Service pair is what it was before
+        # Services could select several Deployments.
+        service_name=_service_name(service, name),
     )
+
+
+def _service_name(service: dict | None, deployment_name: str) -> str | None:
+    name = (service or {}).get("metadata", {}).get("name")
+    return name if name and name != deployment_name else None
 
 
 def _named_port(container_ports: list[dict], port_name: str, default: int) -> int:
