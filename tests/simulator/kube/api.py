@@ -2,7 +2,8 @@
 
 Paths follow the API conventions (api-concepts): core objects under /api/v1, grouped ones under
 /apis/{group}/{version}; namespaced GET of one object or a list (``labelSelector``, ``fieldSelector``);
-pod logs (``container``, ``tailLines``, ``previous``) as text/plain. Lists are ``<Kind>List`` objects
+pod logs (``container``, ``tailLines``, ``previous``) as text/plain. The pods/proxy subresource
+(``Cluster.proxy_pod``) for every method ProxyREST connects. Lists are ``<Kind>List`` objects
 whose items carry no kind/apiVersion, as the API server serialises them. Errors are ``Status`` objects.
 Every request needs ``Authorization: Bearer <token>`` (anonymous access disabled); a wrong or missing
 token is 401. With an RBAC policy (rbac.py), a request its roles do not allow is 403. Test controls under
