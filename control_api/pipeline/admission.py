@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from control_api.errors import ConflictError, InvalidRequestError
 from control_api.journal.store import ActiveOperationExists, DeploymentRecord, DeploymentStatus, Journal, StepStatus
 from control_api.pipeline.orchestrator import Orchestrator
-from control_api.pipeline.pipelines import DEPLOY, DEPLOY_VERSION, ROLLBACK, UNDEPLOY
+from control_api.pipeline.pipelines import (
+    CANARY_DEPLOY,
+    CANARY_DEPLOY_VERSION,
+    DEPLOY,
+    DEPLOY_VERSION,
+    ROLLBACK,
+    UNDEPLOY,
+)
 from control_api.pipeline.steps.commit import endpoint_in_use
 from control_api.pipeline.steps.rollback import deploy_history, require_deployed, rollback_target
 from control_api.settings import ApiSettings
@@ -126,8 +133,9 @@ class Admission:
                 return Admitted(earlier, replayed=True)
         endpoint = request.get("endpoint_name") or model_name
         self.refuse_another_models_endpoint(model_name, endpoint, namespace)
+        kind = self.release_kind(request, DEPLOY, CANARY_DEPLOY)
         record = self.start(
-            DEPLOY, model_name, namespace, request, requested_by, idempotency_key=idempotency_key, endpoint=endpoint
+            kind, model_name, namespace, request, requested_by, idempotency_key=idempotency_key, endpoint=endpoint
         )
         return Admitted(record, replayed=False)
 
@@ -151,7 +159,53 @@ class Admission:
         model_name = request["model_name"]
         endpoint = request.get("endpoint_name") or model_name
         self.refuse_another_models_endpoint(model_name, endpoint, namespace)
-        return self.start(DEPLOY_VERSION, model_name, namespace, request, requested_by, endpoint=endpoint)
+        kind = self.release_kind(request, DEPLOY_VERSION, CANARY_DEPLOY_VERSION)
+        return self.start(kind, model_name, namespace, request, requested_by, endpoint=endpoint)
+
+    def release_kind(self, request: dict[str, Any], at_once: str, canary: str) -> str:
+        """The pipeline of a deploy: ``at_once``, or ``canary`` when the request asks for one and the
+        service can run it (a target that serves, commits straight to the branch)."""
+        if not request.get("strategy"):
+            return at_once
+        if canary not in self.orchestrator.pipelines:
+            raise ConflictError(
+                f"the service runs with target {self.target_kind!r}, which serves nothing: a canary cannot run",
+                code="no_target",
+            )
+        if self.orchestrator.settings.git.review_mode:
+            raise InvalidRequestError(
+                "a canary commits each step straight to the branch, and this service reviews every change "
+                "in a pull request (git.review_mode); deploy without a strategy",
+                code="canary_not_possible",
+                details=[{"field": "strategy", "rule": "review_mode", "message": "canary needs direct commits"}],
+            )
+        return canary
+
+    def steer_canary(self, deployment_id: str, action: str, requested_by: str) -> DeploymentRecord:
+        """Promote (skip the remaining steps) or abort a running canary. The canary step acts on it at
+        its next look, which is now; the answer shows the deployment as it is meanwhile."""
+        from control_api.pipeline.steps import canary
+
+        record = self.journal.get(deployment_id)
+        step = record.step(canary.CanaryStep.name)
+        if step is None:
+            raise ConflictError(
+                f"deployment {deployment_id} is a {record.kind}, not a canary release", code="not_a_canary"
+            )
+        phase = (step.outputs or {}).get(canary.PHASE)
+        if record.is_final or step.status != StepStatus.RUNNING or phase not in canary.STEERABLE_PHASES:
+            where = f"{record.status}" + (f", canary phase {phase}" if phase else "")
+            raise ConflictError(
+                f"deployment {deployment_id} cannot be {action}d now ({where}): only a canary whose steps "
+                "are running can",
+                code="canary_not_running",
+                details={"status": record.status, "phase": phase},
+            )
+        self.journal.step_progress(
+            deployment_id, canary.CanaryStep.name, {canary.MANUAL: action, canary.MANUAL_BY: requested_by}
+        )
+        self.orchestrator.look_now(deployment_id)
+        return self.journal.get(deployment_id)
 
     def undeploy(
         self, model_name: str, namespace: str, requested_by: str, endpoint: str | None = None

@@ -9,9 +9,17 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from control_api.pipeline.orchestrator import Pipeline
-from control_api.pipeline.pipelines import DEPLOY, DEPLOY_VERSION, ROLLBACK, UNDEPLOY
+from control_api.pipeline.pipelines import (
+    CANARY_DEPLOY,
+    CANARY_DEPLOY_VERSION,
+    DEPLOY,
+    DEPLOY_VERSION,
+    ROLLBACK,
+    UNDEPLOY,
+)
 from control_api.pipeline.step import Step
 from control_api.pipeline.steps.build import BuildStep
+from control_api.pipeline.steps.canary import CanaryStep
 from control_api.pipeline.steps.commit import CommitStep
 from control_api.pipeline.steps.push import PushStep
 from control_api.pipeline.steps.register import RegisterStep
@@ -62,11 +70,14 @@ def serving_pipelines(services: Services) -> dict[str, Pipeline]:
         SyncStep(target=target),
         WaitStep(target=target),
     )
+    resolve = ResolveVersionStep(mlflow=lambda: services.mlflow, gitops=gitops)
+    image: tuple[Step, ...] = serving[:2]
+    canary = CanaryStep(gitops=gitops, target=target, application_files=partial(application_files, services.settings))
     return {
         DEPLOY: Pipeline(DEPLOY, train_and_register(services) + serving, "deployed"),
-        DEPLOY_VERSION: Pipeline(
-            DEPLOY_VERSION, (ResolveVersionStep(mlflow=lambda: services.mlflow, gitops=gitops), *serving), "deployed"
-        ),
+        DEPLOY_VERSION: Pipeline(DEPLOY_VERSION, (resolve, *serving), "deployed"),
+        CANARY_DEPLOY: Pipeline(CANARY_DEPLOY, (*train_and_register(services), *image, canary), "deployed"),
+        CANARY_DEPLOY_VERSION: Pipeline(CANARY_DEPLOY_VERSION, (resolve, *image, canary), "deployed"),
         ROLLBACK: Pipeline(
             ROLLBACK, (RollbackCommitStep(gitops=gitops), SyncStep(target=target), WaitStep(target=target)), "deployed"
         ),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from control_api.errors import DeploymentTimedOut, MlopsError, TransientError
 from control_api.journal.store import DeploymentRecord, DeploymentStatus, Journal, StepStatus
+from control_api.pipeline.outputs import FINAL_STATUS
 from control_api.pipeline.step import Discardable, Interruptible, NotYet, Step, StepContext, never_cancelled
 from control_api.settings import Settings
 
@@ -82,6 +83,10 @@ class Orchestrator:
                 return False
             self._running[deployment_id] = self._executor.submit(self._run_guarded, deployment_id)
             return True
+
+    def look_now(self, deployment_id: str) -> None:
+        """Have a waiting deployment's step look again at once (a promote or abort asked by hand)."""
+        self._look_again(deployment_id, 0.0)
 
     def _look_again(self, deployment_id: str, delay: float) -> None:
         with self._due_changed:
@@ -205,7 +210,10 @@ class Orchestrator:
                 return record
         if self.cancel_requested(deployment_id):
             return self._finish_cancel(deployment_id, pipeline)
-        self.journal.set_status(deployment_id, pipeline.final_status, clear_error=True, finished=True)
+        # A step may end the deploy otherwise than its pipeline usually ends (an aborted canary is
+        # ``rolled_back``); it says so in its outputs, so a restart ends it the same way.
+        final_status = self.journal.get(deployment_id).outputs.get(FINAL_STATUS) or pipeline.final_status
+        self.journal.set_status(deployment_id, final_status, clear_error=True, finished=True)
         self._notify()
         return self.journal.get(deployment_id)
 

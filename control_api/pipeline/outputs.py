@@ -35,6 +35,8 @@ PULL_REQUEST_NUMBER: Final = "pull_request_number"
 SYNCED_REVISION: Final = "synced_revision"
 EXTERNAL_IP: Final = "external_ip"
 DEPLOYMENT_URL: Final = "deployment_url"
+# how the deploy ends, when a step decides it otherwise than its pipeline (an aborted canary)
+FINAL_STATUS: Final = "final_status"
 # a waiting step's own state
 POLL_DEADLINE: Final = "poll_deadline"
 POLL_DELAY: Final = "poll_delay"

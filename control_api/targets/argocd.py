@@ -212,5 +212,29 @@ class ArgoCDTarget:
             url=url_for(address) if address else None,
         )
 
+    def replica_metrics(self, app: AppRef, deployment_name: str) -> list[str]:
+        """Each ready pod of the Deployment, through the API server's pod proxy on the pod's ``http``
+        port: the control service may run outside the cluster and cannot reach pod IPs itself."""
+        kubernetes = self._kubernetes()
+        deployment = kubernetes.get_deployment(app.namespace, deployment_name)
+        if deployment is None:
+            return []
+        match = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+        texts = []
+        for pod in kubernetes.list_pods(app.namespace, selector):
+            if not _ready(pod):
+                continue
+            texts.append(kubernetes.pod_proxy_get(app.namespace, pod["metadata"]["name"], "http", "/metrics"))
+        return texts
+
     def ping(self) -> None:
         self._argocd().ping()
+
+
+def _ready(pod: dict) -> bool:
+    """Running, not terminating, and its Ready condition true: a pod the Service sends traffic to."""
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])

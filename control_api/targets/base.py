@@ -85,6 +85,10 @@ class DeploymentTarget(Protocol):
         """What runs for ``app`` now, read from the target (None when nothing does). ``with_url=False``
         skips finding its URL when the caller needs only the history (on Argo CD, one Kubernetes call)."""
 
+    def replica_metrics(self, app: AppRef, deployment_name: str) -> list[str]:
+        """The Prometheus metrics of each ready replica of the app's Deployment ``deployment_name``,
+        read from that replica itself (a canary's analysis needs the canary's own numbers)."""
+
     def ping(self) -> None: ...
 
 

@@ -78,6 +78,8 @@ def test_canary_builds_beside_the_stable_version(tmp_path, kustomize_cmd):
     assert canary_pods["mlops.io/track"] == "canary"
     assert canary_pods["mlops.io/canary-version"] == "4"
     assert canary["metadata"]["annotations"]["mlops.io/canary-weight"] == "25"
+    # A new weight changes the Deployment, not its pod template: the canary's pods keep running.
+    assert "mlops.io/canary-weight" not in canary["spec"]["template"]["metadata"]["annotations"]
     assert canary["metadata"]["annotations"]["mlops.io/canary-deployment-id"] == "dep-0002"
     # The one Service selects the pods of both; the canary's selector leaves the stable's pods out.
     assert _selects(service["spec"]["selector"], stable_pods)

@@ -146,6 +146,27 @@ class KubernetesReader:
         )
         return pods.get("items") or []
 
+    def pod_proxy_get(self, namespace: str, pod: str, port: str, path: str) -> str:
+        """``GET path`` on the pod's own ``port`` (a name or a number) through the API server's pod
+        proxy (RBAC: ``get`` on ``pods/proxy``): one replica's answer, not the Service's choice."""
+        what = f"GET {path} of Pod {namespace}/{pod} through the pod proxy"
+        try:
+            response = cast(
+                urllib3.HTTPResponse,
+                self._core.connect_get_namespaced_pod_proxy_with_path(
+                    f"{pod}:{port}",
+                    namespace,
+                    path.lstrip("/"),
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+            )
+        except ApiException as exc:
+            raise _translate_api_exception(what, exc) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise ServiceUnavailable(f"Kubernetes API unreachable ({what}): {exc}") from exc
+        return (response.data or b"").decode("utf-8", "replace")
+
     def list_events(self, namespace: str, field_selector: str | None = None) -> list[dict]:
         events = self._call(
             f"list Events in {namespace}",

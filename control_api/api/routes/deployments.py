@@ -117,3 +117,64 @@ def cancel_deployment(
     return JSONResponse(
         deployment_view(record).model_dump(mode="json"), status_code=200 if done else 202, headers=headers
     )
+
+
+_STEER_ANSWERS = (
+    "202: asked; the canary step acts on it at once (poll the Location until the deployment ends). "
+    "404 `deployment_not_found`: no such deployment. 409 `not_a_canary`: the deployment is not a canary "
+    "release. 409 `canary_not_running`: its canary steps are not running (not started yet, promoting, "
+    "aborting, or finished); nothing changes."
+)
+
+
+def _steer(
+    deployment_id: str, action: str, request: Request, services: ServicesDep, admission: AdmissionDep, requester: str
+) -> JSONResponse:
+    require_namespace_access(request, services.journal.get(deployment_id).namespace)
+    record = admission.steer_canary(deployment_id, action, requester)
+    headers = {"Location": f"/mlops/deployments/{record.id}", "Retry-After": "1"}
+    return JSONResponse(deployment_view(record).model_dump(mode="json"), status_code=202, headers=headers)
+
+
+@router.post(
+    "/{deployment_id}/promote",
+    response_model=DeploymentView,
+    status_code=202,
+    summary="Promote a running canary now, skipping its remaining steps",
+    description=(
+        "The canary's new version becomes the stable one: one commit renders the endpoint with only the new "
+        "version (the old Deployment is removed), which is synced and awaited; the deployment ends `deployed`. "
+        + _STEER_ANSWERS
+    ),
+    responses={202: {"model": DeploymentView, "description": "Promoting"}, **error_responses(*CHANGE, 404, 409, 503)},
+)
+def promote_canary(
+    deployment_id: Annotated[str, Path(pattern=NO_NUL)],
+    request: Request,
+    services: ServicesDep,
+    admission: AdmissionDep,
+    requester: RequesterDep,
+) -> JSONResponse:
+    return _steer(deployment_id, "promote", request, services, admission, requester)
+
+
+@router.post(
+    "/{deployment_id}/abort",
+    response_model=DeploymentView,
+    status_code=202,
+    summary="Abort a running canary: a commit restores the stable version alone",
+    description=(
+        "One commit restores the endpoint's files as of the stable version's commit (the canary Deployment "
+        "is removed), which is synced and awaited; the deployment ends `rolled_back`, its canary step naming "
+        "who aborted it. " + _STEER_ANSWERS
+    ),
+    responses={202: {"model": DeploymentView, "description": "Aborting"}, **error_responses(*CHANGE, 404, 409, 503)},
+)
+def abort_canary(
+    deployment_id: Annotated[str, Path(pattern=NO_NUL)],
+    request: Request,
+    services: ServicesDep,
+    admission: AdmissionDep,
+    requester: RequesterDep,
+) -> JSONResponse:
+    return _steer(deployment_id, "abort", request, services, admission, requester)

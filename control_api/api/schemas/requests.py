@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -174,6 +175,7 @@ def journaled_serving(
     environment_vars: dict[str, str],
     secret_env: dict[str, SecretKeyRef],
     endpoint_name: str | None,
+    strategy: CanaryStrategy | None = None,
 ) -> dict[str, Any]:
     """The journal fields of what a deploy and a version deploy both ask of serving."""
     config = config or DeploymentConfig()
@@ -189,7 +191,82 @@ def journaled_serving(
         },
         # Absent when not asked for, so requests journaled before endpoints compare equal.
         **({"endpoint_name": endpoint_name} if endpoint_name else {}),
+        **({"strategy": strategy.model_dump()} if strategy else {}),
     }
+
+
+class CanaryAnalysis(BaseModel):
+    """What the canary's own model servers must show over each step's interval to go on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_error_rate: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description=(
+            "Highest share of the canary's inference answers that may be errors (any status but 2xx), "
+            "over the interval."
+        ),
+    )
+    max_latency_ms: float | None = Field(
+        default=None, gt=0, le=600_000, description="Highest latency at `latency_percentile`, in milliseconds."
+    )
+    latency_percentile: float = Field(
+        default=99, gt=0, lt=100, description="The percentile `max_latency_ms` holds for."
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "Fewest inference requests the canary must have answered in the interval for a verdict; "
+            "with fewer the analysis waits another interval, up to five times, then aborts."
+        ),
+    )
+
+
+class CanaryStrategy(BaseModel):
+    """A release in weighted steps: each step is a commit, synced and awaited, then analysed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["canary"]
+    steps: list[int] = Field(
+        min_length=1,
+        max_length=20,
+        description=(
+            "Canary weights in percent, increasing. A step of 100, or the end of the list, makes the new "
+            "version the stable one and removes the old."
+        ),
+    )
+    interval_seconds: float = Field(
+        default=60, ge=1, le=86_400, description="How long each step runs before its analysis decides."
+    )
+    analysis: CanaryAnalysis = Field(default_factory=CanaryAnalysis)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[int]) -> list[int]:
+        if any(not 1 <= weight <= 100 for weight in steps):
+            raise PydanticCustomError("canary_steps", "each canary step is a weight from 1 to 100 percent")
+        if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
+            raise PydanticCustomError("canary_steps", "canary steps must increase")
+        if steps[0] == 100:
+            raise PydanticCustomError("canary_steps", "a canary needs at least one step below 100 percent")
+        return steps
+
+
+Strategy = Annotated[
+    CanaryStrategy | None,
+    Field(
+        default=None,
+        description=(
+            "How the new version replaces the endpoint's current one. Absent: at once, by a rolling "
+            "update. `canary`: beside it, in weighted steps (see docs/canary.md)."
+        ),
+    ),
+]
 
 
 class DeployRequest(BaseModel):
@@ -220,6 +297,7 @@ class DeployRequest(BaseModel):
         json_schema_extra=LABEL_DOC,
     )
     endpoint_name: EndpointName = None
+    strategy: Strategy = None
     # Older clients send these two at the top level.
     replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
 
@@ -354,6 +432,7 @@ class DeployRequest(BaseModel):
                 self.environment_vars,
                 self.secret_env,
                 self.endpoint_name,
+                self.strategy,
             ),
             # Absent when not asked for, so requests journaled before this field compare equal.
             **({"training": self.training.model_dump()} if self.training else {}),
@@ -370,6 +449,7 @@ class VersionDeployRequest(BaseModel):
     deployment_config: DeploymentConfig | None = None
     environment_vars: ServingEnvironment = Field(default_factory=dict)
     secret_env: SecretEnvironment = Field(default_factory=dict)
+    strategy: Strategy = None
 
     def to_journal(self, model_name: str, version: str, namespace: str) -> dict[str, Any]:
         replicas = (self.deployment_config.replicas if self.deployment_config else None) or 1
@@ -378,6 +458,11 @@ class VersionDeployRequest(BaseModel):
             "version": version,
             "namespace": namespace,
             **journaled_serving(
-                self.deployment_config, replicas, self.environment_vars, self.secret_env, self.endpoint_name
+                self.deployment_config,
+                replicas,
+                self.environment_vars,
+                self.secret_env,
+                self.endpoint_name,
+                self.strategy,
             ),
         }
