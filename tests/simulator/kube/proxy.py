@@ -9,7 +9,8 @@ the address:port between the check and the use.
 ``KubeProxy`` listens on address:port for each Service port and forwards every accepted TCP
 connection to one ready endpoint (pod IP : resolved targetPort), round robin over the
 endpoints sorted by IP (real kube-proxy in iptables mode picks each endpoint with equal probability,
-IPVS ``rr`` is round robin: either way every ready pod gets an equal share of connections). With no ready endpoint the connection is closed at once
+IPVS ``rr`` is round robin: either way every ready pod gets an equal share of connections).
+With no ready endpoint the connection is closed at once
 (kube-proxy rejects traffic to a Service without endpoints). One accept thread per port, two pump
 threads per connection, at most ``MAX_CONNECTIONS`` connections per listener.
 """
