@@ -10,6 +10,7 @@ import copy
 import json
 import threading
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,16 @@ import pytest
 import yaml
 
 from control_api.adapters.local_runtime.base import WorkloadSpec
-from control_api.adapters.local_runtime.docker_runtime import L_GRACE, L_NAME, L_OWNER, L_SERVICE, DockerLocalRuntime
+from control_api.adapters.local_runtime.docker_runtime import (
+    L_GRACE,
+    L_NAME,
+    L_OWNER,
+    L_SERVICE,
+    DockerLocalRuntime,
+    spec_hash,
+)
+from control_api.adapters.local_runtime.manifests import pair_workloads
+from control_api.errors import SyncFailed
 from control_api.settings import Settings
 from control_api.targets.base import app_ref
 from control_api.targets.local import LocalTarget
@@ -25,6 +35,7 @@ from tests.support.local_runtime import (
     BASE_MANIFESTS,
     TEST_LOOPBACK_FIRST,
     all_containers,
+    base_manifest_spec,
     network_holder,
     spec_for,
     workload_containers,
@@ -50,7 +61,9 @@ def versions_over_fresh_connections(url: str, count: int) -> Counter[str]:
     return Counter(httpx.get(url + "/health", timeout=5).json()["version"] for _ in range(count))
 
 
-def keep_asking(url: str, failures: list[str], versions: list[str], done: threading.Event) -> threading.Thread:
+def keep_asking(url: str, failures: list[str], versions: list[str], done: threading.Event) -> list[threading.Thread]:
+    """Askers in parallel, so that requests are in flight on every replica when one leaves."""
+
     def ask() -> None:
         while not done.is_set():
             try:
@@ -62,9 +75,10 @@ def keep_asking(url: str, failures: list[str], versions: list[str], done: thread
             except httpx.HTTPError as exc:
                 failures.append(repr(exc))
 
-    thread = threading.Thread(target=ask)
-    thread.start()
-    return thread
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def test_a_service_over_two_deployments_splits_connections_by_replica_count(
@@ -132,7 +146,7 @@ def test_deleting_the_canary_keeps_the_stable_serving_every_request(
     failures: list[str] = []
     versions: list[str] = []
     done = threading.Event()
-    asker = keep_asking(stable.url, failures, versions, done)
+    askers = keep_asking(stable.url, failures, versions, done)
     try:
         while "canary" not in versions and not failures:
             done.wait(0.05)
@@ -144,7 +158,8 @@ def test_deleting_the_canary_keeps_the_stable_serving_every_request(
             done.wait(0.05)
     finally:
         done.set()
-        asker.join()
+        for thread in askers:
+            thread.join()
 
     assert failures == []
     assert versions[-20:] == ["stable"] * 20
@@ -192,6 +207,17 @@ def test_replica_get_reads_each_replica_of_the_deployment_itself(runtime, test_s
     [stable_body] = runtime.replica_get(namespace, STABLE, "/metrics")
     assert json.loads(stable_body)["version"] == "stable"
     assert runtime.replica_get(namespace, "nothing-here", "/metrics") == []
+
+
+def test_spec_hash_of_an_existing_spec_is_what_it_was_before_services_spanned_deployments():
+    """The hash decides whether running replicas are replaced: an unchanged manifest must keep its hash
+    through the upgrade (values computed by the runtime before ``service_name`` and ``owner``)."""
+    plain = WorkloadSpec(namespace="ns", name="iris", image="img@sha256:0")
+    from_manifest = replace(base_manifest_spec("ns"), image="img@sha256:0", env={"VERSION": "v1"})
+
+    assert spec_hash(plain) == "2684d1ea5bf2"
+    assert spec_hash(from_manifest) == "f3a9cd72b6a4"
+    assert spec_hash(replace(from_manifest, service_name="other", owner="app")) == "f3a9cd72b6a4"
 
 
 class _RuntimeBeforeSharedServices(DockerLocalRuntime):
@@ -248,6 +274,25 @@ def _manifests(namespace: str, image: str, canary_replicas: int | None) -> list[
     return objects
 
 
+def test_a_service_selecting_two_deployments_gives_both_its_address():
+    stable, canary = pair_workloads(_manifests("ns", "img", canary_replicas=3), "ns")
+
+    assert (stable.spec.name, stable.spec.service_name, stable.spec.service) == (STABLE, None, STABLE)
+    assert (canary.spec.name, canary.spec.service_name, canary.spec.service) == (CANARY, STABLE, STABLE)
+    assert stable.service is canary.service
+    assert (canary.spec.replicas, canary.spec.service_port, canary.spec.container_port) == (3, 80, 8080)
+
+
+def test_deployments_behind_one_service_must_agree_on_the_container_port():
+    objects = _manifests("ns", "img", canary_replicas=1)
+    objects[2]["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 9090
+
+    with pytest.raises(
+        SyncFailed, match="container port 8080 in Deployment iris but to 9090 in Deployment iris-canary"
+    ):
+        pair_workloads(objects, "ns")
+
+
 def test_the_local_target_syncs_both_deployments_and_prunes_the_canary(
     runtime, test_server_image, namespace, docker_client, tmp_path: Path
 ):
@@ -275,7 +320,7 @@ def test_the_local_target_syncs_both_deployments_and_prunes_the_canary(
     failures: list[str] = []
     versions: list[str] = []
     done = threading.Event()
-    asker = keep_asking(stable.url, failures, versions, done)
+    askers = keep_asking(stable.url, failures, versions, done)
     try:
         target.sync(app, "without", log.append)
         assert runtime.wait_retired(timeout=60)
@@ -284,7 +329,8 @@ def test_the_local_target_syncs_both_deployments_and_prunes_the_canary(
             done.wait(0.05)
     finally:
         done.set()
-        asker.join()
+        for thread in askers:
+            thread.join()
 
     assert failures == []
     assert versions[-20:] == ["stable"] * 20
