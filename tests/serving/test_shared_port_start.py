@@ -5,6 +5,7 @@ that cannot load ends the process without ever binding."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -62,3 +63,41 @@ def test_a_model_that_cannot_load_ends_the_process_unbound(tmp_path, iris_model_
     assert "model server: cannot load the model" in output.decode()
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_connection_accepted_just_before_sigterm_is_still_answered(iris_model_dirs):
+    """The kernel hands a connection to this replica, then SIGTERM arrives before its request does
+    (a client a moment late on a replica being replaced). uvicorn alone closes such a connection at
+    once, unanswered; the drain answers it. Meanwhile the port stops accepting: with no other replica
+    in the group, a new connection is refused."""
+    port = free_port()
+    process = start(iris_model_dirs["logistic"], port)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, "the server never bound its port"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).status_code == 200:
+                    break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        early = socket.create_connection(("127.0.0.1", port), timeout=10)
+        time.sleep(0.2)  # accepted by the server's event loop, no request yet
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        refused = False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except ConnectionRefusedError:
+            refused = True
+        early.sendall(b"GET /health HTTP/1.1\r\nHost: replica\r\nConnection: close\r\n\r\n")
+        answer = early.recv(4096)
+        early.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert refused, "the port still accepted after SIGTERM"
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
