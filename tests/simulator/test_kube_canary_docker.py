@@ -106,10 +106,10 @@ def canary(base_image, contracts_dir):
 
 def test_a_service_over_two_deployments_spreads_connections_in_proportion_to_their_pods(canary) -> None:
     """N = 400 connections through the LoadBalancer address, stable:canary replicas 1:3. kube-proxy
-    (proxy.py) is round robin per connection over the ready endpoints sorted by IP, so every pod gets
-    400/4 = 100 connections and the canary share is exactly 0.75; the assertion allows 0.75 +- 0.05
-    (what a random pick per connection, as real kube-proxy's iptables mode makes, would meet with
-    N = 400: one standard deviation is sqrt(0.75 * 0.25 / 400) = 0.022), and each pod 100 +- 25."""
+    (proxy.py) picks a ready endpoint at random per connection, as its iptables mode does, so the
+    canary share is binomial around 0.75 with one standard deviation sqrt(0.75 * 0.25 / 400) = 0.022;
+    the assertion allows 0.75 +- 0.08 (3.7 deviations), and each pod 100 +- 35 (4 deviations of
+    sqrt(400 * 0.25 * 0.75) = 8.7)."""
     cluster = canary.cluster
     service = cluster.get("Service", NAMESPACE, APP)
     address = service["status"]["loadBalancer"]["ingress"][0]["ip"]
@@ -122,8 +122,8 @@ def test_a_service_over_two_deployments_spreads_connections_in_proportion_to_the
     assert set(counts) == set(pods), (counts, pods)
     canary_share = sum(n for pod, n in counts.items() if pods[pod].get("mlops.io/track") == "canary") / total
     print(f"per pod: {dict(counts)}; canary share {canary_share:.3f}")
-    assert abs(canary_share - 0.75) <= 0.05, counts
-    assert all(abs(n - total / 4) <= 25 for n in counts.values()), counts
+    assert abs(canary_share - 0.75) <= 0.08, counts
+    assert all(abs(n - total / 4) <= 35 for n in counts.values()), counts
 
 
 def test_each_canary_pods_own_metrics_through_the_pod_proxy(canary) -> None:

@@ -7,9 +7,10 @@ every Service port can be bound on it; the bound sockets are handed to the proxy
 the address:port between the check and the use.
 
 ``KubeProxy`` listens on address:port for each Service port and forwards every accepted TCP
-connection to one ready endpoint (pod IP : resolved targetPort), round robin over the
-endpoints sorted by IP (real kube-proxy in iptables mode picks each endpoint with equal probability,
-IPVS ``rr`` is round robin: either way every ready pod gets an equal share of connections).
+connection to one ready endpoint (pod IP : resolved targetPort), picked at random with equal
+probability, as kube-proxy's default iptables mode does (its chain gives endpoint i of n the
+probability 1/(n-i) in turn, so each is chosen with 1/n). Round robin (IPVS ``rr``) would give the
+same shares, but two clients interleaving their connections could then see biased subsequences.
 With no ready endpoint the connection is closed at once
 (kube-proxy rejects traffic to a Service without endpoints). One accept thread per port, two pump
 threads per connection, at most ``MAX_CONNECTIONS`` connections per listener.
@@ -21,6 +22,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import random
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -110,7 +112,7 @@ class _Listener:
     def __init__(self, listener: socket.socket, endpoints: Endpoints) -> None:
         self.listener = listener
         self.endpoints = endpoints
-        self._next = 0
+        self._pick = random.Random()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._closed = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -131,8 +133,7 @@ class _Listener:
             if not targets or not self._slots.acquire(blocking=False):
                 client.close()
                 continue
-            target = targets[self._next % len(targets)]
-            self._next += 1
+            target = self._pick.choice(targets)
             threading.Thread(target=self._forward, args=(client, target), daemon=True, name="kube-proxy-conn").start()
 
     def _forward(self, client: socket.socket, target: tuple[str, int]) -> None:
