@@ -225,11 +225,22 @@ class ArgoCDTarget:
         for pod in kubernetes.list_pods(app.namespace, selector):
             if not _ready(pod):
                 continue
-            texts.append(kubernetes.pod_proxy_get(app.namespace, pod["metadata"]["name"], "http", "/metrics"))
+            port = _http_port(pod)
+            texts.append(kubernetes.pod_proxy_get(app.namespace, pod["metadata"]["name"], port, "/metrics"))
         return texts
 
     def ping(self) -> None:
         self._argocd().ping()
+
+
+def _http_port(pod: dict) -> str:
+    """The number of the model server's ``http`` port: the pod proxy takes a port number only (the
+    API server copies a name into the URL it dials, where it is no port)."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "http":
+                return str(port["containerPort"])
+    return "8080"
 
 
 def _ready(pod: dict) -> bool:

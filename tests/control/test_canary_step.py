@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from control_api.adapters.gitops import GitOpsRepo
+from control_api.adapters.gitops import CommitRequest, GitOpsRepo
 from control_api.errors import InvalidRequestError
 from control_api.journal.store import DeploymentStatus, Journal
 from control_api.pipeline.step import NotYet, StepContext, StepResult
@@ -328,4 +328,23 @@ def test_an_autoscaled_stable_version_is_refused_before_any_commit(world):
     with pytest.raises(InvalidRequestError) as refused:
         look(world, deployment_id)
     assert refused.value.code == "canary_not_possible"
+    assert canary_commits(world) == []
+
+
+def test_an_endpoint_named_like_the_canary_is_refused(world):
+    deploy_stable(world)
+    world.gitops.commit(
+        CommitRequest(
+            files={f"apps/{NAMESPACE}/{MODEL}-canary/kustomization.yaml": b"resources: []\n"},
+            replace_dirs=(),
+            delete_paths=(),
+            subject="another endpoint",
+            body="",
+            trailers={"Model-Name": "other"},
+        )
+    )
+    deployment_id = start_canary(world)
+    with pytest.raises(InvalidRequestError) as refused:
+        look(world, deployment_id)
+    assert refused.value.code == "canary_not_possible" and "iris-canary" in refused.value.message
     assert canary_commits(world) == []

@@ -280,3 +280,34 @@ def test_registered_versions_deploy_without_training_through_argocd(argocd_clien
     assert argocd.get_application(f"{e2e_namespace}--{canary}") is None
     assert canary not in {d["metadata"]["name"] for d in cluster.list("Deployment", e2e_namespace)}
     assert _predict(again)["model_version"] == "1"
+
+
+def test_canary_releases_through_argocd(argocd_client, simulated_cluster, tmp_path, e2e_namespace):
+    """The canary flow of tests/e2e/canary_flow.py through Argo CD: each step is an Application sync
+    of a commit; the Service's endpoints are the ready pods of both Deployments, spread by the
+    simulator's kube-proxy; the analysis reads each canary pod through the API server's pod proxy."""
+    from tests.e2e.canary_flow import run_canary_releases
+
+    _server, _simulator, cluster = simulated_cluster
+    client = argocd_client()
+
+    def describe() -> str:
+        pods = cluster.list("Pod", e2e_namespace)
+        return (
+            "; ".join(
+                f"{p['metadata']['name']} track={p['metadata']['labels'].get('mlops.io/track', 'stable')} "
+                f"phase={p['status'].get('phase')} ready="
+                + str([c.get("status") for c in p["status"].get("conditions") or [] if c.get("type") == "Ready"])
+                for p in pods
+            )
+            + " || "
+            + "; ".join(
+                f"{kind} {o['metadata']['name']} replicas={o['spec'].get('replicas')} "
+                f"status={ {k: v for k, v in (o.get('status') or {}).items() if k != 'conditions'} } "
+                f"owner={[r['name'] for r in o['metadata'].get('ownerReferences') or []]}"
+                for kind in ("Deployment", "ReplicaSet")
+                for o in cluster.list(kind, e2e_namespace)
+            )
+        )
+
+    run_canary_releases(client, tmp_path / "data" / "gitops.git", "iris-canary-argo", describe)

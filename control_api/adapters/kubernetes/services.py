@@ -147,7 +147,7 @@ class KubernetesReader:
         return pods.get("items") or []
 
     def pod_proxy_get(self, namespace: str, pod: str, port: str, path: str) -> str:
-        """``GET path`` on the pod's own ``port`` (a name or a number) through the API server's pod
+        """``GET path`` on the pod's own ``port`` (a number) through the API server's pod
         proxy (RBAC: ``get`` on ``pods/proxy``): one replica's answer, not the Service's choice."""
         what = f"GET {path} of Pod {namespace}/{pod} through the pod proxy"
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import quote
 
-from control_api.api.schemas import DeploymentView, Endpoints, StepView
+from control_api.api.schemas import CanaryView, DeploymentView, Endpoints, StepView
 from control_api.journal.store import DeploymentRecord
 from control_api.pipeline.outputs import (
     COMMIT,
@@ -18,6 +18,7 @@ from control_api.pipeline.outputs import (
     RUN_ID,
     TARGET,
 )
+from control_api.pipeline.steps import canary
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -80,4 +81,29 @@ def deployment_view(record: DeploymentRecord) -> DeploymentView:
         commit=out.get(COMMIT),
         pull_request_url=out.get(PULL_REQUEST_URL),
         target=out.get(TARGET),
+        canary=_canary_view(record),
+    )
+
+
+def _canary_view(record: DeploymentRecord) -> CanaryView | None:
+    step = record.step(canary.CanaryStep.name)
+    strategy = record.request.get("strategy")
+    if step is None or not strategy:
+        return None
+    out = step.outputs or {}
+    weights = [w for w in strategy["steps"] if w < 100]
+    index = out.get(canary.STEP_INDEX)
+    stable = out.get(canary.STABLE) or {}
+    return CanaryView(
+        phase=out.get(canary.OUTCOME) or out.get(canary.PHASE) or "pending",
+        steps=list(strategy["steps"]),
+        step=f"{index + 1}/{len(weights)}" if index is not None else None,
+        weight=weights[index] if index is not None else None,
+        split=out.get(canary.SPLIT),
+        stable_version=stable.get("version"),
+        stable_commit=stable.get("sha"),
+        canary_version=record.outputs.get(MODEL_VERSION),
+        evidence=list(out.get(canary.EVIDENCE) or []),
+        abort_reason=out.get(canary.ABORT_REASON),
+        steered_by=out.get(canary.MANUAL_BY),
     )

@@ -36,6 +36,7 @@ from control_api.api.schemas.requests import (
 )
 from control_api.api.schemas.rules import LABEL_DOC, dns1123_label, env_key
 from control_api.api.schemas.views import (
+    CanaryView,
     ComponentHealth,
     DeploymentPage,
     DeploymentView,
@@ -61,6 +62,7 @@ __all__ = [
     "READ",
     "SCRIPT_NAME",
     "AutoscalingConfig",
+    "CanaryView",
     "ComponentHealth",
     "DeployRequest",
     "DeploymentConfig",

@@ -27,6 +27,30 @@ class Endpoints(BaseModel):
     v2_ready: str | None = None
 
 
+class CanaryView(BaseModel):
+    """Where a canary release stands, and the analysis of each step it has run."""
+
+    phase: str = Field(
+        description=(
+            "start, step (committing a weight), rollout, analysis, promote, promoting, abort, aborting; "
+            "`promoted` or `aborted` once it ended"
+        )
+    )
+    steps: list[int]
+    step: str | None = Field(default=None, description="The step running or last run, as `i/n` of the steps below 100.")
+    weight: int | None = None
+    split: str | None = Field(default=None, description="The replica ratio the step's weight became.")
+    stable_version: str | None = None
+    stable_commit: str | None = None
+    canary_version: str | None = None
+    evidence: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Per analysed step: requests, errors, error_rate, latency_ms, outcome, reasons, thresholds.",
+    )
+    abort_reason: str | None = None
+    steered_by: str | None = Field(default=None, description="Who promoted or aborted it by hand.")
+
+
 class DeploymentView(BaseModel):
     deployment_id: str
     job_id: str
@@ -55,6 +79,7 @@ class DeploymentView(BaseModel):
     commit: str | None
     pull_request_url: str | None = None
     target: str | None = None
+    canary: CanaryView | None = Field(default=None, description="Present for a canary release.")
 
 
 class DeploymentPage(BaseModel):

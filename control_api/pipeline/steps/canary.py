@@ -30,6 +30,7 @@ from control_api.pipeline.outputs import (
     COMMIT,
     COMMIT_CHANGED,
     DEPLOYMENT_URL,
+    EXTERNAL_IP,
     FINAL_STATUS,
     GITOPS_PATH,
     IMAGE_URI,
@@ -131,6 +132,7 @@ class CanaryStep:
         app = app_of(ctx)
         gitops = self.gitops()
         require_endpoint_of(gitops, app.model_name, app.endpoint, app.namespace)
+        self._refuse_a_namesake_endpoint(gitops, app)
         stable = _stable_commit(gitops, app)
         if stable is None:
             ctx.log(
@@ -203,7 +205,14 @@ class CanaryStep:
             ANALYSIS,
             interval,
             f"step {label}: analysing, {interval:g} s",
-            {BASELINE: baseline.to_json(), INTERVAL_ENDS: time.time() + interval, INCONCLUSIVE: 0},
+            {
+                BASELINE: baseline.to_json(),
+                INTERVAL_ENDS: time.time() + interval,
+                INCONCLUSIVE: 0,
+                # The endpoint's address, for clients following the release.
+                DEPLOYMENT_URL: answer.outputs.get(DEPLOYMENT_URL),
+                EXTERNAL_IP: answer.outputs.get(EXTERNAL_IP),
+            },
         )
 
     def _analyse(self, ctx: StepContext) -> NotYet:
@@ -369,6 +378,22 @@ class CanaryStep:
         return (
             f"{ctx.outputs[PHASE]}: not ready after {timeout:.0f} s ({ctx.outputs.get('poll_reason') or 'no answer'})"
         )
+
+    @staticmethod
+    def _refuse_a_namesake_endpoint(gitops: GitOpsRepo, app: AppRef) -> None:
+        """The canary Deployment is called ``<endpoint>-canary``: an endpoint of that name in the
+        namespace would be the same Deployment and Service name on the cluster."""
+        from renderer import canary_name
+        from renderer.names import APPS_DIR
+
+        namesake = canary_name(app.endpoint)
+        if namesake in gitops.folders(gitops.branch, f"{APPS_DIR}/{app.namespace}"):
+            raise InvalidRequestError(
+                f"endpoint {namesake!r} exists in {app.namespace!r}, and a canary of {app.endpoint!r} would "
+                "run under that name; undeploy it or release without a canary",
+                code="canary_not_possible",
+                details={"field": "strategy", "endpoint": namesake},
+            )
 
     def _canary_metrics(self, app: AppRef) -> list[str]:
         from renderer import canary_name
