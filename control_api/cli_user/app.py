@@ -18,7 +18,7 @@ from rich.console import Console
 
 from control_api.cli_user import output
 from control_api.cli_user.config import ConfigError, resolve_connection
-from control_api.cli_user.deploy_request import DeployArgumentError, build_deploy_body
+from control_api.cli_user.deploy_request import DeployArgumentError, build_canary_strategy, build_deploy_body
 from control_api.cli_user.predict_example import curl_command, example_body
 from control_api.cli_user.progress import StepBoard, make_progress
 from control_api.client import ApiError, MlopsClient, ServerUnreachable
@@ -56,6 +56,64 @@ NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="Return once the s
 EndpointOption = Annotated[
     str | None,
     typer.Option("--endpoint", help="The endpoint (a DNS-1123 label; default: the model's name)."),
+]
+
+CanaryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--canary",
+        metavar="STEPS",
+        help=(
+            "Release as a canary beside the version served now, in these weights in percent, e.g. 25,50,100: "
+            "each step is analysed before the next; 100 or the last step promotes, a failed analysis rolls back."
+        ),
+        rich_help_panel="Canary release",
+    ),
+]
+CanaryIntervalOption = Annotated[
+    float | None,
+    typer.Option(
+        "--canary-interval",
+        metavar="SECONDS",
+        help="How long each canary step runs before its analysis (default: the server's, 60).",
+        rich_help_panel="Canary release",
+    ),
+]
+MaxErrorRateOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-error-rate",
+        metavar="RATE",
+        help="Highest share of the canary's answers that may be errors, 0..1 (default 0.05).",
+        rich_help_panel="Canary release",
+    ),
+]
+MaxLatencyOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-latency-ms",
+        metavar="MS",
+        help="Highest canary latency at --latency-percentile, in ms (default: not checked).",
+        rich_help_panel="Canary release",
+    ),
+]
+LatencyPercentileOption = Annotated[
+    float | None,
+    typer.Option(
+        "--latency-percentile",
+        metavar="P",
+        help="The percentile --max-latency-ms holds for (default 99).",
+        rich_help_panel="Canary release",
+    ),
+]
+MinRequestsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--min-requests",
+        metavar="N",
+        help="Fewest requests the canary must answer in a step for a verdict (default 20).",
+        rich_help_panel="Canary release",
+    ),
 ]
 
 
@@ -105,8 +163,13 @@ def _client(ctx: typer.Context, server: str | None, api_key: str | None) -> Mlop
     return MlopsClient(connection.server, connection.api_key)
 
 
-def _exit_for(view: dict[str, Any]) -> int:
-    return output.EXIT_FAILED if view.get("status") in output.FAILED_STATUSES else output.EXIT_OK
+def _exit_for(view: dict[str, Any], *, aborted_ok: bool = False) -> int:
+    """1 for a failed deployment, and for a canary that was rolled back unless aborting it was the request."""
+    if view.get("status") in output.FAILED_STATUSES:
+        return output.EXIT_FAILED
+    if view.get("status") == "rolled_back" and view.get("canary") and not aborted_ok:
+        return output.EXIT_FAILED
+    return output.EXIT_OK
 
 
 def follow(client: MlopsClient, accepted: dict[str, Any], *, as_json: bool, show_logs: bool) -> dict[str, Any]:
@@ -155,6 +218,14 @@ def summarise(client: MlopsClient, view: dict[str, Any]) -> None:
             f"  merge it and the service syncs the change; check on it with: mlops deployments {view['deployment_id']}"
         )
         return
+    canary = view.get("canary")
+    if canary and status == "rolled_back":
+        console.print(
+            f"[yellow]canary aborted[/]: {name} version {version} was rolled back to version "
+            f"{canary.get('stable_version') or '?'}{took_text}"
+        )
+        _canary_summary(canary, view)
+        return
     if status == "undeployed":
         console.print(f"[green]undeployed[/] {name}{took_text}; commit {view.get('commit') or '-'}")
         return
@@ -163,16 +234,40 @@ def summarise(client: MlopsClient, view: dict[str, Any]) -> None:
         console.print("  the service has no serving target (target 'none'), so there is no URL to call")
         return
     console.print(f"[green]{status}[/] {name} version {version}{took_text}")
+    if canary and canary.get("phase") == "promoted":
+        _canary_summary(canary, view)
     url = view.get("inference_url")
     if not url:
         return
     console.print(f"  url    {url}")
-    if view.get("commit"):
+    if view.get("commit") and not canary:  # a canary's summary above has it
         console.print(f"  commit {view['commit']}")
     metadata_url = (view.get("endpoints") or {}).get("metadata")
     body, from_model = example_body(client.model_metadata(metadata_url) if metadata_url else None)
     console.print("try it:" if from_model else "try it (a generic body: use your model's input columns):")
     console.print(curl_command(url, body), markup=False, soft_wrap=True)
+
+
+def _canary_summary(canary: dict[str, Any], view: dict[str, Any]) -> None:
+    """How a finished canary went: who steered it, why it was aborted, each analysed step, and its last commit."""
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False)
+
+    steps = ", ".join(f"{weight}%" for weight in canary.get("steps") or [])
+    by = f" by {canary['steered_by']}" if canary.get("steered_by") else ""
+    if canary.get("phase") == "promoted":
+        say(f"  canary promoted{by} (steps {steps})")
+    else:
+        say(f"  canary aborted{by} (steps {steps}): {canary.get('abort_reason') or '-'}")
+    evidence = output.canary_evidence_lines(canary)
+    if not evidence:
+        say("  no step was analysed")
+    for line in evidence:
+        say(f"  {line}")
+    say(f"  commit {view.get('commit') or '-'}")
+    if canary.get("phase") != "promoted":
+        say(f"  details: mlops deployments {view['deployment_id']}")
 
 
 # ---- commands ------------------------------------------------------------------------------------
@@ -205,14 +300,31 @@ def deploy(
     review: Annotated[
         bool, typer.Option("--review", help="Expect a pull request review (review mode is a server setting).")
     ] = False,
+    canary: CanaryOption = None,
+    canary_interval: CanaryIntervalOption = None,
+    max_error_rate: MaxErrorRateOption = None,
+    max_latency_ms: MaxLatencyOption = None,
+    latency_percentile: LatencyPercentileOption = None,
+    min_requests: MinRequestsOption = None,
     no_wait: NoWaitOption = False,
-    logs: Annotated[bool, typer.Option("--logs", help="Print the training log lines as they arrive.")] = False,
+    logs: Annotated[
+        bool,
+        typer.Option("--logs", help="Print every step's log lines as they arrive (a canary's are always printed)."),
+    ] = False,
     as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Train SCRIPT, register its model, serve it, and show each step live."""
     with reporting(as_json):
+        strategy = build_canary_strategy(
+            canary,
+            interval_seconds=canary_interval,
+            max_error_rate=max_error_rate,
+            max_latency_ms=max_latency_ms,
+            latency_percentile=latency_percentile,
+            min_requests=min_requests,
+        )
         body = build_deploy_body(
             script,
             model_name=model_name,
@@ -225,6 +337,7 @@ def deploy(
             namespace=namespace,
             endpoint=endpoint,
             experiment=experiment,
+            strategy=strategy,
         )
         if review and not as_json:
             # The API has no per-request switch: whether a deploy waits for a merged pull request is decided
@@ -240,8 +353,9 @@ def deploy(
                 _accepted(accepted, as_json)
                 return
             if not as_json:
+                how = f" as a canary in steps {strategy['steps']}" if strategy else ""
                 console.print(
-                    f"deploying [bold]{model_name}[/] from {script.name} (deployment {accepted['deployment_id']})"
+                    f"deploying [bold]{model_name}[/] from {script.name}{how} (deployment {accepted['deployment_id']})"
                 )
             final = follow(client, accepted, as_json=as_json, show_logs=logs)
             output.print_json(final) if as_json else summarise(client, final)
@@ -353,16 +467,65 @@ def deploy_version(
     replicas: Annotated[int | None, typer.Option("--replicas", min=1, help="Replicas to run.")] = None,
     namespace: NamespaceOption = None,
     endpoint: EndpointOption = None,
+    canary: CanaryOption = None,
+    canary_interval: CanaryIntervalOption = None,
+    max_error_rate: MaxErrorRateOption = None,
+    max_latency_ms: MaxLatencyOption = None,
+    latency_percentile: LatencyPercentileOption = None,
+    min_requests: MinRequestsOption = None,
     no_wait: NoWaitOption = False,
     as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Serve a registered version without training: its earlier image, or one built from the registry."""
-    with reporting(as_json), _client(ctx, server, api_key) as client:
-        accepted = client.deploy_version(name, version, namespace=namespace, endpoint=endpoint, replicas=replicas)
-        final = _follow_or_return(client, accepted, as_json, no_wait)
+    with reporting(as_json):
+        strategy = build_canary_strategy(
+            canary,
+            interval_seconds=canary_interval,
+            max_error_rate=max_error_rate,
+            max_latency_ms=max_latency_ms,
+            latency_percentile=latency_percentile,
+            min_requests=min_requests,
+        )
+        with _client(ctx, server, api_key) as client:
+            accepted = client.deploy_version(
+                name, version, namespace=namespace, endpoint=endpoint, replicas=replicas, strategy=strategy
+            )
+            final = _follow_or_return(client, accepted, as_json, no_wait)
     raise typer.Exit(_exit_for(final))
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    deployment_id: Annotated[str, typer.Argument(help="The canary deployment to promote.")],
+    no_wait: NoWaitOption = False,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Promote a running canary now, skipping its remaining steps; follows it until it is deployed."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        accepted = client.promote(deployment_id)
+        final = _follow_or_return(client, accepted, as_json, no_wait, heading="promoting the canary")
+    raise typer.Exit(_exit_for(final))
+
+
+@app.command()
+def abort(
+    ctx: typer.Context,
+    deployment_id: Annotated[str, typer.Argument(help="The canary deployment to abort.")],
+    no_wait: NoWaitOption = False,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Abort a running canary: a commit restores the stable version alone; follows it until it is rolled back."""
+    with reporting(as_json), _client(ctx, server, api_key) as client:
+        accepted = client.abort(deployment_id)
+        final = _follow_or_return(client, accepted, as_json, no_wait, heading="aborting the canary")
+    raise typer.Exit(_exit_for(final, aborted_ok=True))
 
 
 @app.command()
@@ -431,13 +594,16 @@ def cancel(
     raise typer.Exit(output.EXIT_OK if view["status"] == "cancelled" or no_wait else output.EXIT_FAILED)
 
 
-def _follow_or_return(client: MlopsClient, accepted: dict[str, Any], as_json: bool, no_wait: bool) -> dict[str, Any]:
+def _follow_or_return(
+    client: MlopsClient, accepted: dict[str, Any], as_json: bool, no_wait: bool, *, heading: str | None = None
+) -> dict[str, Any]:
     if no_wait:
         _accepted(accepted, as_json)
         return accepted
     if not as_json:
         console.print(
-            f"{accepted['kind']} of [bold]{accepted['model_name']}[/] (deployment {accepted['deployment_id']})"
+            f"{heading or accepted['kind']} of [bold]{accepted['model_name']}[/] "
+            f"(deployment {accepted['deployment_id']})"
         )
     final = follow(client, accepted, as_json=as_json, show_logs=False)
     output.print_json(final) if as_json else summarise(client, final)

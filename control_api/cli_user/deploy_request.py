@@ -51,6 +51,68 @@ def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
     return env
 
 
+def parse_canary_steps(text: str) -> list[int]:
+    """``25,50,100`` -> [25, 50, 100]; the server checks the rest (1..100, increasing, one below 100)."""
+    parts = [part.strip().rstrip("%") for part in text.split(",")]
+    try:
+        steps = [int(part) for part in parts]
+    except ValueError:
+        steps = []
+    if not steps:
+        raise DeployArgumentError(
+            f"--canary {text!r}: expected weights in percent separated by commas, e.g. --canary 25,50,100"
+        )
+    return steps
+
+
+def build_canary_strategy(
+    steps: str | None,
+    *,
+    interval_seconds: float | None = None,
+    max_error_rate: float | None = None,
+    max_latency_ms: float | None = None,
+    latency_percentile: float | None = None,
+    min_requests: int | None = None,
+) -> dict[str, Any] | None:
+    """The ``strategy`` of a deploy request from the canary options; None without ``--canary``.
+
+    An option left out is not sent, so the server's default applies.
+    """
+    analysis = {
+        key: value
+        for key, value in (
+            ("max_error_rate", max_error_rate),
+            ("max_latency_ms", max_latency_ms),
+            ("latency_percentile", latency_percentile),
+            ("min_requests", min_requests),
+        )
+        if value is not None
+    }
+    if steps is None:
+        given = [
+            option
+            for option, value in (
+                ("--canary-interval", interval_seconds),
+                ("--max-error-rate", max_error_rate),
+                ("--max-latency-ms", max_latency_ms),
+                ("--latency-percentile", latency_percentile),
+                ("--min-requests", min_requests),
+            )
+            if value is not None
+        ]
+        if given:
+            raise DeployArgumentError(
+                f"{', '.join(given)} only apply to a canary release: add --canary STEPS, e.g. --canary 25,50,100"
+            )
+        return None
+    strategy: dict[str, Any] = {"type": "canary", "steps": parse_canary_steps(steps)}
+    if interval_seconds is not None:
+        strategy["interval_seconds"] = interval_seconds
+    if analysis:
+        strategy["analysis"] = analysis
+    return strategy
+
+
 def build_deploy_body(
     script: Path,
     *,
@@ -64,6 +126,7 @@ def build_deploy_body(
     namespace: str | None = None,
     endpoint: str | None = None,
     experiment: str | None = None,
+    strategy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     try:
         source = script.read_bytes()
@@ -96,4 +159,6 @@ def build_deploy_body(
         body["endpoint_name"] = endpoint
     if experiment:
         body["experiment_name"] = experiment
+    if strategy:
+        body["strategy"] = strategy
     return body

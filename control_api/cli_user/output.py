@@ -71,6 +71,9 @@ def deployment_detail(console: Console, view: dict[str, Any]) -> None:
     for label, value in fields:
         if value:
             console.print(f"  {label:<13} {value}", highlight=False)
+    if view.get("canary"):
+        for line in canary_lines(view["canary"]):
+            console.print(f"  {line}", markup=False, highlight=False)
     table = Table(box=None, padding=(0, 2))
     for column in ("step", "status", "attempts", "took", "message"):
         table.add_column(column)
@@ -87,6 +90,34 @@ def deployment_detail(console: Console, view: dict[str, Any]) -> None:
     if view.get("error"):
         error = view["error"]
         console.print(f"[red]error[/] {error.get('code')}: {error.get('message')}", highlight=False)
+
+
+def canary_evidence_lines(canary: dict[str, Any]) -> list[str]:
+    """One line per analysed step: ``step 1/2 at 25%: pass: 57 requests, 0 errors ...``."""
+    return [
+        f"step {item.get('step')} at {item.get('weight')}%: {item.get('outcome') or '?'}: {item.get('summary', '')}"
+        for item in canary.get("evidence") or []
+    ]
+
+
+def canary_lines(canary: dict[str, Any]) -> list[str]:
+    """Where a canary release stands, as ``label value`` lines (server strings: print with markup=False)."""
+    steps = ", ".join(f"{weight}%" for weight in canary.get("steps") or [])
+    rows: list[tuple[str, str]] = [("canary", f"{canary.get('phase')} (steps {steps})")]
+    if canary.get("step"):
+        # The split says how the weight became replicas ("weight 25% asked; by replica ratio ...").
+        where = canary.get("split") or f"weight {canary.get('weight')}%"
+        rows.append(("canary step", f"{canary['step']}: {where}"))
+    if canary.get("stable_version") or canary.get("stable_commit"):
+        commit = f" at {canary['stable_commit'][:12]}" if canary.get("stable_commit") else ""
+        rows.append(("stable", f"version {_cell(canary.get('stable_version'))}{commit}"))
+    if canary.get("abort_reason"):
+        rows.append(("abort reason", canary["abort_reason"]))
+    if canary.get("steered_by"):
+        rows.append(("steered by", canary["steered_by"]))
+    for number, line in enumerate(canary_evidence_lines(canary)):
+        rows.append(("evidence" if number == 0 else "", line))
+    return [f"{label:<13} {value}" for label, value in rows]
 
 
 def models_table(body: dict[str, Any]) -> Table:

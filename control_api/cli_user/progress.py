@@ -2,6 +2,8 @@
 
 StepBoard holds the state (fed by events, no I/O). LiveProgress draws it with rich on a terminal;
 LineProgress prints one plain line per transition for logs and CI, where redrawing makes no sense.
+Log lines are printed with show_logs (``--logs``), and always for the steps in ALWAYS_LOGGED: a canary
+release runs for minutes and its lines (each weight, each analysis, the abort) are what the user waits for.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from rich.table import Table
 from rich.text import Text
 
 from control_api.client import ServerSentEvent
+
+# Steps whose log lines are printed even without show_logs.
+ALWAYS_LOGGED = frozenset({"canary"})
+
+
+def shows_log(step: str | None, show_logs: bool) -> bool:
+    return show_logs or step in ALWAYS_LOGGED
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -105,7 +114,7 @@ def _seconds(value: float | None) -> str:
 
 
 class LineProgress:
-    """Plain lines, one per step transition (and per log line with show_logs)."""
+    """Plain lines, one per step transition (and per log line with show_logs, or of an ALWAYS_LOGGED step)."""
 
     def __init__(self, board: StepBoard, console: Console, show_logs: bool = False) -> None:
         self.board, self.console, self.show_logs = board, console, show_logs
@@ -134,7 +143,7 @@ class LineProgress:
                 detail = f" in {_seconds(step.duration)}" if step.duration is not None else ""
                 message = f": {step.message}" if step.message else ""
                 self.console.print(f"[{step.name}] {step.status}{detail}{message}", markup=False, highlight=False)
-        elif event.event == "log" and self.show_logs:
+        elif event.event == "log" and shows_log(data.get("step"), self.show_logs):
             self.console.print(f"  {data.get('step')} | {data.get('line', '')}", markup=False, highlight=False)
         elif event.event == "status" and data.get("status") == "awaiting_review":
             self.console.print("status: awaiting_review", markup=False, highlight=False)
@@ -162,8 +171,8 @@ class LiveProgress:
 
     def update(self, event: ServerSentEvent) -> None:
         self.board.apply(event)
-        if event.event == "log" and self.show_logs:
-            data = event.json() or {}
+        data = event.json() or {}
+        if event.event == "log" and shows_log(data.get("step"), self.show_logs):
             self._live.console.print(Text(f"  {data.get('step')} | {data.get('line', '')}", style="dim"))
 
     def _icon(self, step: StepState) -> Spinner | Text:

@@ -118,6 +118,14 @@ class MlopsClient:
     def cancel(self, deployment_id: str) -> dict[str, Any]:
         return self._json("POST", f"/mlops/deployments/{_segment(deployment_id)}/cancel")
 
+    def promote(self, deployment_id: str) -> dict[str, Any]:
+        """Promote a running canary now (202 with the deployment view); follow it with events()."""
+        return self._json("POST", f"/mlops/deployments/{_segment(deployment_id)}/promote")
+
+    def abort(self, deployment_id: str) -> dict[str, Any]:
+        """Abort a running canary: the stable version is restored alone (202 with the deployment view)."""
+        return self._json("POST", f"/mlops/deployments/{_segment(deployment_id)}/abort")
+
     # ---- models --------------------------------------------------------------------------------
 
     def models(self) -> dict[str, Any]:
@@ -147,8 +155,9 @@ class MlopsClient:
         namespace: str | None = None,
         endpoint: str | None = None,
         replicas: int | None = None,
+        strategy: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = _present(namespace=namespace, endpoint_name=endpoint)
+        body: dict[str, Any] = _present(namespace=namespace, endpoint_name=endpoint, strategy=strategy)
         if replicas is not None:
             body["deployment_config"] = {"replicas": replicas}
         path = f"/mlops/models/{_segment(name)}/versions/{_segment(version)}/deploy"
