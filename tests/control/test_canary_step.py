@@ -18,6 +18,7 @@ from control_api.journal.store import DeploymentStatus, Journal
 from control_api.pipeline.step import NotYet, StepContext, StepResult
 from control_api.pipeline.steps import canary
 from control_api.pipeline.steps.commit import CommitStep
+from control_api.pipeline.steps.rollback import rollback_target
 from control_api.settings import Settings
 from control_api.targets.application import application_files
 from control_api.targets.base import AppRef, NotReady, Ready
@@ -348,3 +349,14 @@ def test_an_endpoint_named_like_the_canary_is_refused(world):
         look(world, deployment_id)
     assert refused.value.code == "canary_not_possible" and "iris-canary" in refused.value.message
     assert canary_commits(world) == []
+
+
+def test_a_rollback_after_a_promotion_restores_the_stable_deploy_not_a_canary_step(world):
+    stable_sha = deploy_stable(world)
+    walk(world, start_canary(world))
+    history = world.gitops.history(path_prefix=PATH, trailer_filter={"Model-Name": MODEL}, limit=20)
+    assert [c.trailers.get("Action", "deploy") for c in history] == ["promote", "canary", "canary", "deploy"]
+
+    # The canary steps name version 1 as the endpoint's, but ran version 2 beside it.
+    assert rollback_target(history, MODEL, NAMESPACE, None).sha == stable_sha
+    assert rollback_target(history, MODEL, NAMESPACE, "1").sha == stable_sha

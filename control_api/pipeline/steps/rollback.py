@@ -63,11 +63,7 @@ def rollback_target(
     current_version = history[0].trailers.get("Model-Version")
     if wanted:
         target = next(
-            (
-                c
-                for c in history
-                if c.trailers.get("Model-Version") == str(wanted) and c.trailers.get("Action") != "undeploy"
-            ),
+            (c for c in history if c.trailers.get("Model-Version") == str(wanted) and _restorable(c)),
             None,
         )
         if target is None:
@@ -77,16 +73,19 @@ def rollback_target(
             )
         return target
     target = next(
-        (
-            c
-            for c in history[1:]
-            if c.trailers.get("Model-Version") not in (None, current_version) and c.trailers.get("Action") != "undeploy"
-        ),
+        (c for c in history[1:] if c.trailers.get("Model-Version") not in (None, current_version) and _restorable(c)),
         None,
     )
     if target is None:
         raise ConflictError(f"{model_name} has no earlier version to roll back to", code="no_previous_version")
     return target
+
+
+def _restorable(commit: CommitInfo) -> bool:
+    """Whether a rollback may restore the endpoint as this commit left it: a deploy, promotion or
+    rollback. Not an undeploy (nothing to restore), and not a canary step, which ran a second version
+    beside the one its ``Model-Version`` names."""
+    return commit.trailers.get("Action") not in ("undeploy", "canary")
 
 
 class RollbackCommitStep:
