@@ -43,7 +43,7 @@ from control_api.pipeline.outputs import (
     TARGET,
 )
 from control_api.pipeline.step import NotYet, StepContext, StepResult
-from control_api.pipeline.steps.commit import ApplicationFiles, app_of, render_files, require_endpoint_of
+from control_api.pipeline.steps.commit import ApplicationFiles, app_of, render_files, require_endpoint_of, spec_of
 from control_api.pipeline.steps.rollback import deploy_history
 from control_api.provider import Provider
 from control_api.targets.base import AppRef, DeploymentTarget, Ready
@@ -403,23 +403,12 @@ class CanaryStep:
     def _canary_files(
         self, ctx: StepContext, app: AppRef, stable: dict[str, Any], weight: int
     ) -> tuple[dict[str, bytes], str]:
-        from control_api.deployment_spec import spec_fields
-        from control_api.pipeline.outputs import MODEL_URI
-        from renderer import DeploymentSpec, RenderError, render_base, render_canary, render_canary_base
+        from renderer import RenderError, render_base, render_canary, render_canary_base
 
-        request = ctx.request
-        fields = spec_fields(
-            request,
-            app.namespace,
-            model_version=ctx.outputs[MODEL_VERSION],
-            image=ctx.outputs[IMAGE_URI],
-            run_id=ctx.outputs[RUN_ID],
-            model_uri=ctx.outputs.get(MODEL_URI) or f"models:/{request['model_name']}/{ctx.outputs[MODEL_VERSION]}",
-            deployment_id=ctx.deployment_id,
-        )
+        spec = spec_of(ctx, app)
         try:
             stable_files = self.gitops().read_files(stable["sha"], app.path)
-            files, split = render_canary(stable_files, DeploymentSpec.validated(**fields), weight)
+            files, split = render_canary(stable_files, spec, weight)
         except RenderError as exc:
             raise InvalidRequestError(
                 f"cannot render the canary: {exc.message}", code="canary_not_possible", details={"field": exc.field}

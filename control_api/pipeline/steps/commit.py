@@ -34,6 +34,7 @@ from control_api.targets.base import AppRef, DeploymentTarget, app_ref
 if TYPE_CHECKING:
     from control_api.adapters.forge.types import Forge
     from control_api.adapters.gitops.repo import GitOpsRepo
+    from renderer import DeploymentSpec
 
 # The trailer of the commit that reverts a cancelled deploy's commit; its value is the deployment id.
 CANCELS_TRAILER = "Cancels-Deployment-Id"
@@ -69,8 +70,10 @@ def endpoint_in_use(endpoint: str, namespace: str, owner: str) -> ConflictError:
     )
 
 
-def render_files(ctx: StepContext, app: AppRef, application_files: ApplicationFiles) -> dict[str, bytes]:
-    from renderer import DeploymentSpec, RenderError, render_base, render_model
+def spec_of(ctx: StepContext, app: AppRef) -> DeploymentSpec:
+    """The renderer's spec of the version this deployment serves, from its request and the outputs
+    of its earlier steps; a spec the renderer refuses is ``render_failed``."""
+    from renderer import DeploymentSpec, RenderError
 
     request = ctx.request
     fields = spec_fields(
@@ -83,12 +86,17 @@ def render_files(ctx: StepContext, app: AppRef, application_files: ApplicationFi
         deployment_id=ctx.deployment_id,
     )
     try:
-        spec = DeploymentSpec.validated(**fields)
+        return DeploymentSpec.validated(**fields)
     except RenderError as exc:
         raise InvalidRequestError(
             f"cannot render manifests: {exc.message}", code="render_failed", details={"field": exc.field}
         ) from exc
-    return {**render_base(), **render_model(spec), **application_files(app)}
+
+
+def render_files(ctx: StepContext, app: AppRef, application_files: ApplicationFiles) -> dict[str, bytes]:
+    from renderer import render_base, render_model
+
+    return {**render_base(), **render_model(spec_of(ctx, app)), **application_files(app)}
 
 
 class CommitStep:
