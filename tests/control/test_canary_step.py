@@ -360,3 +360,41 @@ def test_a_rollback_after_a_promotion_restores_the_stable_deploy_not_a_canary_st
     # The canary steps name version 1 as the endpoint's, but ran version 2 beside it.
     assert rollback_target(history, MODEL, NAMESPACE, None).sha == stable_sha
     assert rollback_target(history, MODEL, NAMESPACE, "1").sha == stable_sha
+
+
+def test_a_cancelled_canary_restores_the_stable_files_and_syncs_them(world):
+    stable_sha = deploy_stable(world)
+    deployment_id = start_canary(world)
+    walk(world, deployment_id, stop_at_phase=canary.ANALYSIS)
+    record = world.journal.get(deployment_id)
+    ctx = StepContext(
+        deployment=record,
+        outputs={"model_version": "2", **(record.step("canary").outputs or {})},
+        settings=world.settings,
+        journal=world.journal,
+        step_name="canary",
+    )
+
+    world.step.discard(ctx)
+    world.step.discard(ctx)  # a clean-up run again after a crash makes no second commit
+
+    restore = world.gitops.history(path_prefix=PATH, limit=1)[0]
+    assert restore.trailers["Cancels-Deployment-Id"] == deployment_id
+    assert restore.trailers["Reverts-To"] == stable_sha and restore.trailers["Model-Version"] == "1"
+    assert world.gitops.read_files(restore.sha, PATH) == world.gitops.read_files(stable_sha, PATH)
+    assert world.target.synced[-2:] == [restore.sha, restore.sha]
+    assert (
+        len([c for c in world.gitops.history(path_prefix=PATH, limit=20) if "Cancels-Deployment-Id" in c.trailers]) == 1
+    )
+
+
+def test_a_cancel_before_any_canary_commit_changes_nothing(world):
+    deploy_stable(world)
+    deployment_id = start_canary(world)
+    look(world, deployment_id)  # start: the stable version is known, nothing committed yet
+    head = world.gitops.history(path_prefix=PATH, limit=1)[0].sha
+    record = world.journal.get(deployment_id)
+    ctx = StepContext(deployment=record, outputs={}, settings=world.settings, journal=world.journal, step_name="canary")
+    world.step.discard(ctx)
+    assert world.gitops.history(path_prefix=PATH, limit=1)[0].sha == head
+    assert world.target.synced == []

@@ -341,6 +341,65 @@ class CanaryStep:
             outputs, f"v{ctx.outputs[MODEL_VERSION]} promoted, serving at {answer.outputs[DEPLOYMENT_URL]}"
         )
 
+    def discard(self, ctx: StepContext) -> None:
+        """A cancelled canary leaves the endpoint as it was before it: when a commit of it is on the
+        branch, one commit restores the stable commit's files (or removes the endpoint, when nothing
+        served there before), and the target is synced to it. Safe to run again: a restore this
+        clean-up already pushed is found by its trailer and synced again."""
+        from control_api.pipeline.steps.commit import CANCELS_TRAILER, cancelled_by
+
+        gitops = self.gitops()
+        app = app_of(ctx)
+        earlier = gitops.find_by_trailer(CANCELS_TRAILER, ctx.deployment_id)
+        if earlier is None:
+            mine = gitops.find_by_trailer("Deployment-Id", ctx.deployment_id)
+            if mine is None:
+                return  # the canary had committed nothing
+            stable = ctx.outputs.get(STABLE)
+            who = cancelled_by(ctx)
+            trailers = {**app.trailers(), CANCELS_TRAILER: ctx.deployment_id, "Requested-By": who}
+            version = ctx.outputs.get(MODEL_VERSION)
+            if stable:
+                files = gitops.read_files(stable["sha"], app.path)
+                request = CommitRequest(
+                    files=files,
+                    replace_dirs=(app.path,),
+                    delete_paths=(),
+                    subject=f"cancel canary {app.model_name} v{version}{app.at_endpoint}",
+                    body=f"Restore {app.path} as of {stable['sha'][:12]}: deployment {ctx.deployment_id} was "
+                    f"cancelled by {who}.",
+                    trailers={
+                        **trailers,
+                        "Model-Version": str(stable["version"]),
+                        "Run-Id": stable.get("run_id") or "",
+                        "Image": stable.get("image") or "",
+                        "Action": "rollback",
+                        "Reverts-To": stable["sha"],
+                    },
+                )
+            else:
+                from renderer import application_file
+
+                request = CommitRequest(
+                    files={},
+                    replace_dirs=(),
+                    delete_paths=(app.path, application_file(app.application)),
+                    subject=f"cancel canary {app.model_name} v{version}{app.at_endpoint}",
+                    body=f"Remove {app.path}: nothing served there before deployment {ctx.deployment_id}, "
+                    f"which {who} cancelled.",
+                    trailers={**trailers, "Action": "undeploy"},
+                )
+            sha = gitops.commit(request).sha
+            ctx.log(f"{request.subject} at {sha[:12]}")
+            action = request.trailers["Action"]
+        else:
+            sha, action = earlier.sha, earlier.trailers.get("Action", "")
+        target = self.target()
+        if action == "undeploy":
+            target.remove(app, sha, ctx.log)
+        else:
+            target.sync(app, sha, ctx.log)
+
     # ---- helpers -------------------------------------------------------------------------------
 
     def _next(

@@ -238,7 +238,7 @@ class CommitStep:
             )
         else:
             trailers["Action"] = "undeploy"
-        trailers.update({CANCELS_TRAILER: ctx.deployment_id, "Requested-By": _cancelled_by(ctx)})
+        trailers.update({CANCELS_TRAILER: ctx.deployment_id, "Requested-By": cancelled_by(ctx)})
         result = gitops.revert(
             mine.sha,
             subject=f"cancel deploy {app.model_name} v{mine.trailers.get('Model-Version', '?')}{app.at_endpoint}",
@@ -307,7 +307,8 @@ class CommitStep:
         }
 
 
-def _cancelled_by(ctx: StepContext) -> str:
+def cancelled_by(ctx: StepContext) -> str:
+    """Who cancelled the deployment (the requester when the record does not say)."""
     details = (ctx.deployment.error or {}).get("details") or {}
     return str(details.get("cancelled_by") or ctx.deployment.requested_by)
 
