@@ -138,6 +138,8 @@ def test_the_shipped_roles_let_the_service_read_everywhere_and_train_only_in_its
 
     assert allowed("GET", "/apis/apps/v1/namespaces/models/deployments/iris")
     assert allowed("GET", "/api/v1/namespaces/models/pods/p/log")
+    assert allowed("GET", "/api/v1/namespaces/models/pods/p:8080/proxy/metrics")  # a canary's analysis
+    assert not allowed("POST", "/api/v1/namespaces/models/pods/p:8080/proxy/predict")  # reads only
     assert allowed("POST", "/apis/batch/v1/namespaces/team-train/jobs")
     assert allowed("DELETE", "/api/v1/namespaces/team-train/configmaps/script")
     assert allowed("POST", "/api/v1/namespaces/team-train/secrets")
