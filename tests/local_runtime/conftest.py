@@ -104,10 +104,17 @@ def runtime_settings() -> TargetSettings:
 
 @pytest.fixture
 def runtime(docker_client, runtime_settings):
-    yield DockerLocalRuntime(runtime_settings)
+    import docker
+
+    runtime = DockerLocalRuntime(runtime_settings)
+    yield runtime
+    # Replicas a test left terminating are removed by the runtime's reapers (another instance's too,
+    # meanwhile): one gone between listing and removing is no leak.
+    runtime.wait_retired(timeout=60)
     for container in docker_client.containers.list(all=True, filters={"label": L_NAMESPACE}):
         if container.labels.get(L_NAMESPACE, "").startswith(TEST_NAMESPACE_PREFIX):
-            container.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
 
 
 @pytest.fixture

@@ -96,7 +96,9 @@ class LocalRuntime(Protocol):
     def apply(self, spec: WorkloadSpec, ready_timeout: float) -> WorkloadStatus:
         """Start the spec; replace the previous containers only once the new ones are ready.
 
-        Applying an identical spec again leaves the running containers alone.
+        Applying an identical spec again leaves the running containers alone; a spec that changes
+        only ``replicas`` scales them (starts the missing ones, or terminates the surplus) and keeps
+        the others running, as a Deployment does when its pod template is unchanged.
         """
 
     def get(self, namespace: str, name: str) -> WorkloadStatus | None: ...

@@ -10,7 +10,12 @@ and listen on the container port with SO_REUSEPORT (env REUSE_PORT=1): they form
 and the kernel spreads connections over its sockets evenly, so traffic splits between Deployments by
 replica count, as kube-proxy spreads it over all ready endpoints. During an update the new replicas
 join the group beside the old ones, which are removed only once every new one passes the manifest's
-readiness probe (see ``readiness``). This shape was chosen over a user-space balancer because it needs
+readiness probe (see ``readiness``). A change of ``replicas`` alone is a scale, not an update, as for
+a Deployment whose pod template is unchanged: each replica carries its template's hash (the spec's
+without ``replicas``), the ready replicas of the same template keep running, only the missing ones
+are started (and waited for), or the surplus ones leave as old replicas do, newest first as the
+ReplicaSet controller picks them. Replicas started before that label are of another template to it:
+their first scale replaces them, once. This shape was chosen over a user-space balancer because it needs
 no proxy code in the request path and no process that has to survive the control service: the holder
 and replicas are plain containers with a restart policy.
 
@@ -32,7 +37,10 @@ modelled: the liveness and startup probes (a crashed process is restarted by the
 hung one is not), and the holder needs ``sleep`` in the image.
 
 Everything the runtime knows lives in container labels, so a restarted control service finds the
-running workloads again with no state file.
+running workloads again with no state file. Labels cannot change, so a replica's ``replicas`` label is
+the count it was started for; the Deployment's count is that of its current template's live replicas
+(the larger started-for count while new ones start): a replica removed behind the runtime's back is
+not missed until the next ``apply``, which starts it again.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ if TYPE_CHECKING:
     # Spelled out because ``DockerLocalRuntime.list`` shadows the builtin inside the class.
     Containers: TypeAlias = list[Container]
 
-__all__ = ["DockerLocalRuntime", "memory_bytes", "nano_cpus", "spec_hash"]
+__all__ = ["DockerLocalRuntime", "memory_bytes", "nano_cpus", "spec_hash", "template_hash"]
 
 LABEL_PREFIX = "io.mlops.workload"
 L_NAMESPACE = f"{LABEL_PREFIX}.namespace"
@@ -71,6 +79,9 @@ L_ADDRESS = f"{LABEL_PREFIX}.address"
 L_PORT = f"{LABEL_PREFIX}.port"
 L_CONTAINER_PORT = f"{LABEL_PREFIX}.container-port"
 L_HASH = f"{LABEL_PREFIX}.spec-hash"
+# What the pod template is: the spec hash without ``replicas`` (see ``template_hash``). Absent on
+# replicas started before scaling kept running replicas.
+L_TEMPLATE = f"{LABEL_PREFIX}.template-hash"
 L_REPLICAS = f"{LABEL_PREFIX}.replicas"
 L_IMAGE = f"{LABEL_PREFIX}.image"
 L_ROLE = f"{LABEL_PREFIX}.role"
@@ -137,8 +148,18 @@ def spec_hash(spec: WorkloadSpec) -> str:
     The Service joined is left out too, so the hash of a spec is what it was before Services could
     select several Deployments (running replicas are not replaced by an upgrade of the service);
     ``apply`` sees a change of Service from the network namespace its replicas run in."""
+    return _hash(spec, ("namespace", "name", "labels", "service_name", "owner"))
+
+
+def template_hash(spec: WorkloadSpec) -> str:
+    """What one replica runs: ``spec_hash`` without ``replicas``, as a Deployment's pod-template-hash
+    leaves its replica count out. Replicas of one template are kept when only the count changes."""
+    return _hash(spec, ("namespace", "name", "labels", "service_name", "owner", "replicas"))
+
+
+def _hash(spec: WorkloadSpec, left_out: tuple[str, ...]) -> str:
     payload = dataclasses.asdict(spec)
-    for key in ("namespace", "name", "labels", "service_name", "owner"):
+    for key in left_out:
         payload.pop(key)
     payload["env"] = dict(sorted(spec.env.items()))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
@@ -225,24 +246,23 @@ class DockerLocalRuntime:
 
     def apply(self, spec: WorkloadSpec, ready_timeout: float) -> WorkloadStatus:
         with self._lock:
-            digest = spec_hash(spec)
+            digest, template = spec_hash(spec), template_hash(spec)
             self._remove_exited_leftovers(spec.namespace, spec.name)
             current = self._replicas(spec.namespace, spec.name)
             holder = self._holder(spec.namespace, spec.service)
-            same = [
+            serving = [
                 c
                 for c in current
-                if c.labels.get(L_HASH) == digest
-                and c.status == "running"
-                and holder is not None
-                and _network_parent(c) == holder.id
+                if holder is not None and c.status == "running" and _network_parent(c) == holder.id and self._healthy(c)
             ]
-            if (
-                holder is not None
-                and len(same) == spec.replicas
-                and all(self._healthy(c) for c in same)
-                and len(current) == len(same)
-            ):
+            # Running replicas started before the template label, of exactly this spec: left alone.
+            unchanged = [c for c in serving if L_TEMPLATE not in c.labels and c.labels.get(L_HASH) == digest]
+            if len(unchanged) == len(current) == spec.replicas and holder is not None:
+                return self._applied_status(spec)
+            # Ready replicas of this pod template stay, as a Deployment whose template is unchanged is
+            # scaled, not rolled out: the oldest are kept, the newest are the surplus (see ``_keep``).
+            kept = _keep([c for c in serving if c.labels.get(L_TEMPLATE) == template], spec.replicas)
+            if len(kept) == len(current) == spec.replicas and holder is not None:
                 return self._applied_status(spec)
             image_user = self._image_user(spec.image)
             workload = f"{spec.namespace}/{spec.name}"
@@ -254,7 +274,7 @@ class DockerLocalRuntime:
                 for container in {c.id: c for c in [*self._users(holder), *current]}.values():
                     _remove(container)
                 _remove(holder)
-                current, holder = [], None
+                current, holder, kept = [], None, []
             # Holders the Deployment's old replicas live in when it moves to another Service's address.
             left_holders = {p for p in (_network_parent(c) for c in current) if p is not None}
             if holder is None:
@@ -263,13 +283,14 @@ class DockerLocalRuntime:
                 for container in current:
                     _remove(container)
                 self._remove_holders_if_unused(spec.namespace, left_holders)
-                current, left_holders = [], set()
+                current, left_holders, kept = [], set(), []
                 holder = self._start_holder(spec, address)
             left_holders.discard(holder.id or "")
             address = holder.labels[L_ADDRESS]
             started = []
             try:
-                for index in range(spec.replicas):
+                # Only the missing replicas; they join the kept ones' listening group.
+                for index in range(len(kept), spec.replicas):
                     started.append(self._start(spec, digest, address, index, holder))
             except Exception:
                 self._discard(started, holder)
@@ -280,8 +301,10 @@ class DockerLocalRuntime:
             with self._lock:
                 self._discard(started, holder)
             raise
+        # The other template's replicas (or the surplus of this one's) leave once the new ones are ready.
+        staying = {c.id for c in [*kept, *started]}
         self._retire(
-            [c for c in current if c.id not in {s.id for s in started}],
+            [c for c in current if c.id not in staying],
             spec.termination_grace_seconds,
             spec.namespace,
             left_holders,
@@ -500,7 +523,13 @@ class DockerLocalRuntime:
         return holder
 
     def _start(self, spec: WorkloadSpec, digest: str, address: str, index: int, holder: Container) -> Container:
-        labels = {**self._identity_labels(spec, address, ROLE_REPLICA), L_HASH: digest, L_REPLICAS: str(spec.replicas)}
+        labels = {
+            **self._identity_labels(spec, address, ROLE_REPLICA),
+            L_HASH: digest,
+            L_TEMPLATE: template_hash(spec),
+            # The Deployment's replicas when this one was started (a later scale down cannot relabel it).
+            L_REPLICAS: str(spec.replicas),
+        }
         env = {
             **spec.env,
             # Every replica listens on the container port of the holder's network namespace; the
@@ -601,21 +630,56 @@ class DockerLocalRuntime:
                 service=_service_of(holder),
                 owner=holder.labels.get(L_OWNER),
             )
-        newest = max(replicas, key=lambda c: c.attrs.get("Created", ""))
-        digest = newest.labels[L_HASH]
-        current = [c for c in replicas if c.labels[L_HASH] == digest]
+        # The newest replica's pod template is the Deployment's current one (an update starts the new
+        # template's replicas before the old ones leave); after a scale its replicas have different
+        # spec hashes (they include the count), so they are counted by template.
+        newest = max(replicas, key=_created)
+        current = [c for c in replicas if _template_of(c) == _template_of(newest)]
         return WorkloadStatus(
             namespace=namespace,
             name=name,
             image=newest.labels.get(L_IMAGE, ""),
             address=newest.labels[L_ADDRESS],
             port=int(newest.labels.get(L_PORT, "80")),
-            replicas=int(newest.labels.get(L_REPLICAS, "1")),
+            replicas=_wanted(current),
             ready_replicas=sum(1 for c in current if self._healthy(c)),
             container_ids=tuple(sorted(c.id for c in current if c.id is not None)),
             service=_service_of(newest),
             owner=newest.labels.get(L_OWNER),
         )
+
+
+def _template_of(container: Container) -> str:
+    """The pod template a replica runs; a replica started before the template label has only its spec hash."""
+    return container.labels.get(L_TEMPLATE) or f"spec:{container.labels.get(L_HASH, '')}"
+
+
+def _created(container: Container) -> tuple[str, str]:
+    """When the container was created, sortable: Docker trims trailing zeros off the nanoseconds."""
+    seconds, _, fraction = (container.attrs.get("Created") or "").rstrip("Z").partition(".")
+    return seconds, fraction.ljust(9, "0")
+
+
+def _keep(containers: Containers, wanted: int) -> Containers:
+    """The ready replicas of one template that stay when there are more than ``wanted``: the oldest.
+    The ReplicaSet controller deletes the not-ready pods first (here they are not kept at all), then
+    those ready for the shortest time, then the newest (``ActivePodsWithRanks``)."""
+    return sorted(containers, key=_created)[: max(0, wanted)]
+
+
+def _wanted(current: Containers) -> int:
+    """The Deployment's replicas, from the live replicas of its current template. No label holds it:
+    labels cannot change, and a scale down starts nothing to carry the new count, so it is the number
+    of those replicas (``apply`` returns only once the surplus is terminating); while a scale up or an
+    update is starting the new ones, their ``L_REPLICAS`` (the count they were started for) when larger."""
+    starting = [
+        int(c.labels.get(L_REPLICAS, "1"))
+        for c in current
+        if c.status in ("created", "running")
+        and ((c.attrs.get("State") or {}).get("Health") or {}).get("Status", "starting") == "starting"
+        and not c.attrs.get("RestartCount")
+    ]
+    return max([len(current), *starting])
 
 
 def _service_of(container: Container) -> str:
