@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from control_api.adapters.gitops.types import CommitInfo, CommitRequest
-from control_api.errors import InvalidRequestError
+from control_api.errors import DeploymentTimedOut, InvalidRequestError
 from control_api.pipeline.canary.analysis import Counts, Verdict, judge
 from control_api.pipeline.outputs import (
     APPLICATION,
@@ -37,6 +37,7 @@ from control_api.pipeline.outputs import (
     MODEL_VERSION,
     POLL_DEADLINE,
     POLL_DELAY,
+    POLL_REASON,
     POLL_STATE,
     RUN_ID,
     SYNCED_REVISION,
@@ -45,6 +46,7 @@ from control_api.pipeline.outputs import (
 from control_api.pipeline.step import NotYet, StepContext, StepResult
 from control_api.pipeline.steps.commit import ApplicationFiles, app_of, render_files, require_endpoint_of, spec_of
 from control_api.pipeline.steps.rollback import deploy_history
+from control_api.pipeline.steps.sync import FIRST_LOOK_SECONDS, TimedOut, look_until_ready
 from control_api.provider import Provider
 from control_api.targets.base import AppRef, DeploymentTarget, Ready
 
@@ -68,8 +70,6 @@ OUTCOME = "canary_outcome"  # "promoted" | "aborted"
 
 ACTION = "canary"
 MAX_INCONCLUSIVE = 5
-FIRST_LOOK_SECONDS = 0.1
-MAX_LOOK_SECONDS = 1.0
 
 # Phases, in the order a passing canary walks them.
 START, STEP, ROLLOUT, ANALYSIS, PROMOTE, PROMOTING, ABORT, ABORTING = (
@@ -194,8 +194,8 @@ class CanaryStep:
         answer = self._look(ctx, app)
         if isinstance(answer, NotYet):
             return answer
-        if answer is None:
-            return self._next(ctx, ABORT, 0.0, "aborting", {ABORT_REASON: self._timeout_reason(ctx)})
+        if isinstance(answer, TimedOut):
+            return self._next(ctx, ABORT, 0.0, "aborting", {ABORT_REASON: self._timeout_reason(ctx, answer)})
         baseline = Counts.from_texts(self._canary_metrics(app))
         interval = float(ctx.request["strategy"]["interval_seconds"])
         label = self._label(ctx)
@@ -318,10 +318,8 @@ class CanaryStep:
         answer = self._look(ctx, app)
         if isinstance(answer, NotYet):
             return answer
-        if answer is None:
-            from control_api.errors import DeploymentTimedOut
-
-            raise DeploymentTimedOut(self._timeout_reason(ctx))
+        if isinstance(answer, TimedOut):
+            raise DeploymentTimedOut(self._timeout_reason(ctx, answer), details=answer.details)
         aborted = ctx.outputs[PHASE] == ABORTING
         outputs = {
             **answer.outputs,
@@ -407,36 +405,26 @@ class CanaryStep:
     ) -> NotYet:
         """Move to ``phase`` and be looked at again in ``after`` seconds. A new phase starts its own
         wait clock (the ``poll_*`` values)."""
-        progress = {PHASE: phase, POLL_DEADLINE: None, POLL_DELAY: None, POLL_STATE: None, **(outputs or {})}
+        progress = {
+            PHASE: phase,
+            POLL_DEADLINE: None,
+            POLL_DELAY: None,
+            POLL_STATE: None,
+            POLL_REASON: None,
+            **(outputs or {}),
+        }
         return NotYet(retry_after=after, message=message, progress=progress)
 
     def _label(self, ctx: StepContext) -> str:
         return f"{int(ctx.outputs[STEP_INDEX]) + 1}/{len(canary_steps(ctx))}"
 
-    def _look(self, ctx: StepContext, app: AppRef) -> Ready | NotYet | None:
-        """One look at the rollout of the phase's commit: Ready, NotYet, or None when its time is up."""
-        timeout = ctx.settings.target.ready_timeout_seconds
-        now = time.time()
-        deadline = float(ctx.outputs.get(POLL_DEADLINE) or now + timeout)
-        answer = self.target().look_ready(app, ctx.outputs[PHASE_COMMIT], ctx.outputs.get(POLL_STATE) or {})
-        if isinstance(answer, Ready):
-            ctx.log(answer.message)
-            return answer
-        if now >= deadline:
-            ctx.save_progress(poll_reason=answer.reason)
-            return None
-        delay = min(MAX_LOOK_SECONDS, float(ctx.outputs.get(POLL_DELAY) or FIRST_LOOK_SECONDS / 2) * 2)
-        return NotYet(
-            retry_after=min(delay, max(0.0, deadline - now)),
-            message=f"{ctx.outputs[PHASE]}: {answer.reason}",
-            progress={POLL_DEADLINE: deadline, POLL_DELAY: delay, POLL_STATE: answer.state},
-        )
+    def _look(self, ctx: StepContext, app: AppRef) -> Ready | NotYet | TimedOut:
+        """One look at the rollout of the phase's commit."""
+        return look_until_ready(ctx, self.target(), app, ctx.outputs[PHASE_COMMIT], ctx.outputs[PHASE])
 
-    def _timeout_reason(self, ctx: StepContext) -> str:
+    def _timeout_reason(self, ctx: StepContext, timed_out: TimedOut) -> str:
         timeout = ctx.settings.target.ready_timeout_seconds
-        return (
-            f"{ctx.outputs[PHASE]}: not ready after {timeout:.0f} s ({ctx.outputs.get('poll_reason') or 'no answer'})"
-        )
+        return f"{ctx.outputs[PHASE]}: not ready after {timeout:.0f} s ({timed_out.reason})"
 
     @staticmethod
     def _refuse_a_namesake_endpoint(gitops: GitOpsRepo, app: AppRef) -> None:
