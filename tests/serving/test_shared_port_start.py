@@ -31,20 +31,23 @@ def start(model_dir, port: int) -> subprocess.Popen:
     )
 
 
+def first_ready_answer(process: subprocess.Popen, port: int) -> httpx.Response:
+    """The first answer of ``/ready`` once the server has bound its port (the process must not end)."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+        assert time.monotonic() < deadline, "the server never bound its port"
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10)
+        except httpx.ConnectError:
+            time.sleep(0.05)
+
+
 def test_the_first_answer_on_a_shared_port_is_from_a_loaded_model(iris_model_dirs):
     port = free_port()
     process = start(iris_model_dirs["forest"], port)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read().decode()
-            assert time.monotonic() < deadline, "the server never bound its port"
-            try:
-                first = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10)
-                break
-            except httpx.ConnectError:
-                time.sleep(0.05)
-        assert first.status_code == 200, first.text
+        assert first_ready_answer(process, port).status_code == 200
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -73,15 +76,7 @@ def test_a_connection_accepted_just_before_sigterm_is_still_answered(iris_model_
     port = free_port()
     process = start(iris_model_dirs["logistic"], port)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read().decode()
-            assert time.monotonic() < deadline, "the server never bound its port"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).status_code == 200:
-                    break
-            except httpx.ConnectError:
-                time.sleep(0.05)
+        assert first_ready_answer(process, port).status_code == 200
         early = socket.create_connection(("127.0.0.1", port), timeout=10)
         time.sleep(0.2)  # accepted by the server's event loop, no request yet
         process.send_signal(signal.SIGTERM)
